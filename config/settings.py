@@ -1,0 +1,150 @@
+"""Typed settings for every environment (pydantic-settings).
+
+Read from environment variables with prefix ``VOC_`` and nested delimiter ``__``
+(``VOC_DB__DSN``, ``VOC_S3__ENDPOINT_URL``) and from ``.env`` in the working directory.
+Keys of other tools sharing that ``.env`` (Prefect's ``PREFECT_*``) are ignored.
+
+Embedded defaults need no service: source = the shipped sample CSV, storage = ``./voc-data``,
+review = XLSX workbooks in storage, Prefect ephemeral.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "VocSettings",
+    "DbSettings",
+    "S3Settings",
+    "ReviewSettings",
+    "ModelSettings",
+    "ENV_PREFIXES",
+    "sample_csv_path",
+    "get_settings",
+]
+
+ENV_PREFIXES: dict[str, str] = {"dev": "stat/voc-dev", "stg": "stat/voc-stg", "prd": "stat/voc"}
+"""Storage prefix per environment (production layout, production-notes.md)."""
+
+
+def sample_csv_path() -> Path:
+    """The shipped real sample (Incheon Jung-gu complaints, see its README)."""
+    return Path(str(resources.files("voc.datasets").joinpath("incheon_junggu_minwon/voc.csv")))
+
+
+class DbSettings(BaseModel):
+    """PostgreSQL connection and table mapping (used when the source is a ``postgresql://`` DSN)."""
+
+    dsn: SecretStr | None = Field(None, description="postgresql://user:pass@host:5432/db; secret, never logged")
+    pool_min: int = Field(1, description="Connections kept open by the pool")
+    pool_max: int = Field(4, description="Upper bound of pooled connections")
+    connect_timeout_s: int = Field(10, description="Seconds before a connection attempt fails")
+    voc_table: str = Field("voc", description="Table (or view) holding the VOC source rows")
+    taxonomy_table: str = Field("voc_taxonomy", description="Taxonomy table")
+    classification_table: str = Field("voc_classification", description="Tag output table")
+    voc_columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Map from our VOC column names to the customer's, e.g. {'title': 'voc_title'}",
+    )
+
+
+class S3Settings(BaseModel):
+    """S3 or S3-compatible storage (used when storage is ``s3://bucket[/root]``)."""
+
+    endpoint_url: str | None = Field(
+        None, description="Custom endpoint (MinIO, moto); falls back to AWS_ENDPOINT_URL when unset"
+    )
+    region_name: str | None = Field(None, description="AWS region")
+    aws_access_key_id: SecretStr | None = Field(None, description="Access key; default AWS chain when unset")
+    aws_secret_access_key: SecretStr | None = Field(None, description="Secret key")
+    retries: int = Field(3, description="Upload/download retries (exponential backoff)")
+
+
+class ReviewSettings(BaseModel):
+    """Where reviewers work: XLSX workbooks in storage (default) or Google Sheets."""
+
+    backend: Literal["xlsx", "gsheets"] = Field("xlsx", description="Review backend")
+    service_account_json: SecretStr | None = Field(
+        None, description="Google service-account JSON (the file's content); secret"
+    )
+    spreadsheet_key: str | None = Field(
+        None, description="One configured spreadsheet with a worksheet per month; else one spreadsheet per month"
+    )
+    spreadsheet_title_template: str = Field("VOC 검수 {yyyymm}", description="Title of a per-month spreadsheet")
+    share_with: list[str] = Field(default_factory=list, description="E-mails given edit access to new sheets")
+    sheets_api_url: str | None = Field(
+        None, description="Override of the Sheets API base URL (tests use a local stand-in)"
+    )
+    low_confidence_threshold: float | None = Field(
+        None, description="Rows below this confidence are flagged 검토 우선; default: the model's held-out choice"
+    )
+
+
+class ModelSettings(BaseModel):
+    """Which classifier the flows train and tag with."""
+
+    kind: Literal["hybrid", "linear", "anchor", "kobert"] = Field("hybrid", description="Classifier kind")
+    use_reply: bool = Field(True, description="Read the reply (batch tagging of a past month has it)")
+    kobert_base: str = Field(
+        "skt/kobert-base-v1",
+        description="KoBERT base checkpoint (hub id or local directory); tests use a tiny local base",
+    )
+    kobert_epochs: int = Field(5, description="Maximum fine-tuning epochs (early stopping may end sooner)")
+    kobert_batch_size: int = Field(32, description="Training batch size")
+    kobert_max_length: int = Field(256, description="Tokens per text (KoBERT supports 512)")
+    seed: int = Field(42, description="Random seed for splits and training")
+    cache_dir: Path = Field(Path.home() / ".cache" / "voc" / "models", description="Local copy of model versions")
+
+
+class VocSettings(BaseSettings):
+    """All settings. ``VOC_ENV`` picks the storage prefix (dev → stat/voc-dev)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VOC_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    env: Literal["dev", "stg", "prd"] = Field("dev", description="Environment; chooses the storage prefix")
+    source: str = Field(
+        default_factory=lambda: str(sample_csv_path()),
+        description="VOC source: a CSV path in the VOC schema or a postgresql:// DSN",
+    )
+    storage: str = Field("./voc-data", description="Output root: a local directory or s3://bucket[/root]")
+    taxonomy_path: Path | None = Field(
+        None, description="Taxonomy CSV; default: the DB table (postgres source) or the shipped/derived one"
+    )
+    building_workers: int = Field(4, description="Buildings processed concurrently in a monthly run")
+    db: DbSettings = Field(default_factory=DbSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+
+    @field_validator("source", "storage")
+    @classmethod
+    def _not_empty(cls, v: str) -> str:
+        if not v or not str(v).strip():
+            raise ValueError("must not be empty")
+        return str(v).strip()
+
+    @property
+    def prefix(self) -> str:
+        """Storage prefix of this environment."""
+        return ENV_PREFIXES[self.env]
+
+    @property
+    def source_is_postgres(self) -> bool:
+        return self.source.startswith(("postgresql://", "postgres://"))
+
+
+def get_settings(**overrides: object) -> VocSettings:
+    """Settings from env/.env with explicit overrides (CLI flags) applied on top."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return VocSettings(**clean)

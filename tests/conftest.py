@@ -1,0 +1,51 @@
+"""Shared fixtures: the shipped real sample, a tokenizer, and one Prefect test server per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+from config.settings import sample_csv_path  # noqa: E402
+from voc.schema import validate_voc_frame  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def sample_csv() -> Path:
+    """The shipped real complaints (Incheon Jung-gu office board, via 2hy03/Civil_Complaint)."""
+    return sample_csv_path()
+
+
+@pytest.fixture(scope="session")
+def sample_raw(sample_csv: Path) -> pl.DataFrame:
+    """The sample as read from CSV, every column a string (1,054 rows)."""
+    return pl.read_csv(sample_csv, infer_schema=False)
+
+
+@pytest.fixture(scope="session")
+def sample_df(sample_raw: pl.DataFrame) -> pl.DataFrame:
+    """The validated sample (duplicate voc_ids merged: 1,023 VOCs)."""
+    return validate_voc_frame(sample_raw)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from voc.tokenize import KiwiTokenizer
+
+    return KiwiTokenizer()
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One ephemeral Prefect API for the whole session (starting one costs 5–10 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
