@@ -31,7 +31,7 @@ def sample_raw(sample_csv: Path) -> pl.DataFrame:
 
 @pytest.fixture(scope="session")
 def sample_df(sample_raw: pl.DataFrame) -> pl.DataFrame:
-    """The validated sample (duplicate voc_ids merged: 1,023 VOCs)."""
+    """The validated sample (31 duplicate voc_ids merged: 996 VOCs)."""
     return validate_voc_frame(sample_raw)
 
 

@@ -44,6 +44,10 @@ __all__ = [
     "tag_frame",
     "train_tagger",
     "evaluate_tags",
+    "evaluate_tagger",
+    "training_rows",
+    "make_classifier",
+    "resolve_taxonomy",
 ]
 
 KINDS: tuple[str, ...] = ("hybrid", "linear", "anchor", "kobert")
@@ -371,3 +375,86 @@ def train_tagger(
             t = clf.predict_tags([texts[idx[k]] for k in te], tokens=toks(idx[te]))
             report.metrics[dim] = evaluate_tags([labs[k] for k in te], t)
     return tagger, report
+
+
+def evaluate_tagger(
+    tagger: Tagger,
+    df: pl.DataFrame,
+    taxonomy: Taxonomy,
+    ids_by_dimension: dict[str, list[str]],
+) -> dict[str, dict[str, Any]]:
+    """Metrics of ``tagger`` on the rows of ``df`` whose ``voc_id`` is listed per dimension
+    (the candidate's held-out rows), labels canonicalised with ``taxonomy``. Used to measure
+    the champion on exactly the candidate's held-out rows."""
+    out: dict[str, dict[str, Any]] = {}
+    for dim, ids in ids_by_dimension.items():
+        if not ids:
+            continue
+        sub = df.filter(pl.col("voc_id").is_in(ids))
+        labs = canonical_labels(labels_of(sub, dim), taxonomy, dim)
+        keep = [i for i, lab in enumerate(labs) if lab]
+        if not keep:
+            continue
+        sub = sub[keep]
+        texts, _ = frame_texts(sub, use_reply=tagger.use_reply)
+        tags = tagger.tag(texts).get(dim)
+        if tags is None:
+            continue
+        out[dim] = evaluate_tags([labs[i] for i in keep], tags)
+    return out
+
+
+def resolve_taxonomy(
+    base: Taxonomy,
+    labelled: pl.DataFrame,
+    *,
+    keyword_rows: np.ndarray | None = None,
+    tokenizer: KiwiTokenizer | None = None,
+    use_reply: bool = True,
+    min_known_share: float = 0.5,
+) -> tuple[Taxonomy, list[str]]:
+    """The taxonomy to train with: ``base`` where the customer's labels fit it, else classes
+    derived from the labels (a customer's own labels define its classes).
+
+    For each dimension with labelled rows in ``labelled`` (a VOC frame with ``reviewed_*``):
+    if fewer than ``min_known_share`` of the labelled rows have a minor that ``base`` knows, the
+    dimension is replaced by :func:`voc.taxonomy.derive_taxonomy` over every labelled row (every
+    (major, minor) pair present; superseded pairs inactive), with keywords computed only from
+    the rows selected by ``keyword_rows`` (boolean mask of length N; default all) — so a
+    backtest's test months lend their classes but not their words.
+
+    Returns the taxonomy and notes for the run summary.
+    """
+    from voc.taxonomy import derive_taxonomy
+
+    tok = tokenizer or KiwiTokenizer()
+    notes: list[str] = []
+    mask = np.ones(labelled.height, dtype=bool) if keyword_rows is None else np.asarray(keyword_rows, dtype=bool)
+    tax = base
+    texts: list[str] | None = None
+    for dim in DIMENSIONS:
+        labs = labels_of(labelled, dim)
+        idx = [i for i, lab in enumerate(labs) if lab]
+        if not idx:
+            continue
+        known_minors = {r.minor for r in base.rows_of(dim, active_only=False)}
+        known = sum(split_label(labs[i])[1] in known_minors for i in idx) / len(idx)  # type: ignore[arg-type]
+        if known >= min_known_share:
+            continue
+        if texts is None:
+            texts, _ = frame_texts(labelled, use_reply=use_reply)
+        kw_idx = [i for i in idx if mask[i]]
+        nouns_by_row = dict(zip(kw_idx, tok.keyword_nouns_batch([texts[i] for i in kw_idx])))
+        dates = labelled["created_at"].to_list()
+        rows = derive_taxonomy(
+            dim,
+            [labs[i] for i in idx],  # type: ignore[misc]
+            [nouns_by_row.get(i, []) for i in idx],
+            dates=[dates[i] for i in idx],
+        )
+        tax = tax.replace_dimension(dim, rows)
+        notes.append(
+            f"{dim}: {known:.0%} of labelled rows match the configured taxonomy; "
+            f"using {sum(r.active for r in rows)} active classes derived from labelled history"
+        )
+    return tax, notes

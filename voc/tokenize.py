@@ -35,20 +35,28 @@ class KiwiTokenizer:
         which suits the 2-core batch machines and Prefect's thread pool).
     min_noun_len
         Shortest noun kept, in characters (default 2: 1-character nouns are mostly noise).
+    cache_size
+        Analyses kept per instance, keyed by text (0: none). Training analyses each text for
+        keywords and for model features; a cache makes that one Kiwi pass.
     """
 
-    def __init__(self, *, num_workers: int = -1, min_noun_len: int = 2) -> None:
+    def __init__(self, *, num_workers: int = -1, min_noun_len: int = 2, cache_size: int = 0) -> None:
         self.num_workers = num_workers
         self.min_noun_len = min_noun_len
+        self.cache_size = cache_size
         self._kiwi: Any = None
+        self._cache: dict[str, list[tuple[str, str, str]]] = {}
 
     # -- pickling: the C++ analyser is rebuilt on first use --------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_kiwi"] = None
+        state["_cache"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("cache_size", 0)
+        state.setdefault("_cache", {})
         self.__dict__.update(state)
 
     @property
@@ -66,8 +74,14 @@ class KiwiTokenizer:
             if not text or not text.strip():
                 out.append([])
                 continue
-            toks = self.kiwi.tokenize(text)
-            out.append([(t.form, t.tag, getattr(t, "lemma", t.form)) for t in toks])
+            hit = self._cache.get(text) if self.cache_size else None
+            if hit is None:
+                hit = [(t.form, t.tag, getattr(t, "lemma", t.form)) for t in self.kiwi.tokenize(text)]
+                if self.cache_size:
+                    if len(self._cache) >= self.cache_size:
+                        self._cache.pop(next(iter(self._cache)))
+                    self._cache[text] = hit
+            out.append(hit)
         return out
 
     def _model_tokens(self, morphs: Iterable[tuple[str, str, str]]) -> list[str]:

@@ -8,12 +8,15 @@ saved in ``alpha_``.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections import Counter
 from collections.abc import Sequence
 from typing import Self
 
 import numpy as np
+
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from voc.classify.base import NotFittedError, Tags, check_fit_input
 from voc.classify.keyword import KeywordClassifier
@@ -38,8 +41,9 @@ def combine(kw: Tags, model: Tags, kw_scores_best: np.ndarray, alpha: float) -> 
     return Tags(labels, conf, source)
 
 
-class HybridClassifier:
-    """Keyword scorer and :class:`LinearVOCClassifier` combined by alpha.
+class HybridClassifier(ClassifierMixin, BaseEstimator):
+    """Keyword scorer and :class:`LinearVOCClassifier` combined by alpha (a scikit-learn
+    estimator over raw texts: ``clone``/``get_params`` work; learned state ends in ``_``).
 
     Parameters
     ----------
@@ -81,10 +85,10 @@ class HybridClassifier:
             As :meth:`LinearVOCClassifier.fit`.
         """
         y = check_fit_input(texts, labels)
-        self.model_ = self.model if self.model is not None else LinearVOCClassifier()
+        self.model_ = clone(self.model) if self.model is not None else LinearVOCClassifier()
         if tokens is None:
-            tokens = self.model_._tok().model_tokens_batch(texts)
-        self.keyword_ = self.keyword.fit()
+            tokens = self.model_.get_tokenizer().model_tokens_batch(texts)
+        self.keyword_ = copy.deepcopy(self.keyword).fit()
         self.model_.fit(texts, y, tokens=tokens)
         self.alpha_ = float(self.alpha)
         self.cv_accuracy_: dict[float, float] = {}
@@ -94,7 +98,6 @@ class HybridClassifier:
         return self
 
     def _tune(self, texts: Sequence[str], y: list[str], tokens: Sequence[Sequence[str]]) -> float:
-        from sklearn.base import clone  # noqa: F401  (sklearn present with the model)
         from sklearn.model_selection import StratifiedKFold
 
         counts = Counter(y)
@@ -109,7 +112,7 @@ class HybridClassifier:
             for tr, te in skf.split(np.zeros(len(y)), strat):
                 if len(set(yy[tr])) < 2:
                     continue
-                m = LinearVOCClassifier(**_params(self.model_)).fit(
+                m = clone(self.model_).fit(
                     [texts[i] for i in tr], yy[tr].tolist(), tokens=[tokens[i] for i in tr]
                 )
                 t = m.predict_tags([texts[i] for i in te], tokens=[tokens[i] for i in te])
@@ -125,7 +128,12 @@ class HybridClassifier:
         # highest accuracy; ties go to the larger alpha (trust the model)
         return max(ALPHA_GRID, key=lambda a: (self.cv_accuracy_[a], a))
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "alpha_")
+
     def predict_tags(self, texts: Sequence[str], *, tokens: Sequence[Sequence[str]] | None = None) -> Tags:
+        """Per text, the keyword tag when its kw_conf beats the model's confidence, else the
+        model's (:func:`combine`); N labels, confidences and sources."""
         if not hasattr(self, "alpha_"):
             raise NotFittedError("HybridClassifier is not fitted; call fit() first")
         model = self.model_.predict_tags(texts, tokens=tokens)
@@ -133,18 +141,7 @@ class HybridClassifier:
         best = self.keyword_.keyword_scores(texts).max(axis=1) if len(texts) else np.zeros(0)
         return combine(kw, model, best, self.alpha_)
 
-    def predict(self, texts: Sequence[str]) -> np.ndarray:
-        return np.array(self.predict_tags(texts).labels, dtype=object)
+    def predict(self, texts: Sequence[str], *, tokens: Sequence[Sequence[str]] | None = None) -> np.ndarray:
+        """N labels (object array)."""
+        return np.array(self.predict_tags(texts, tokens=tokens).labels, dtype=object)
 
-
-def _params(m: LinearVOCClassifier) -> dict:
-    return {
-        "tokenizer": m.tokenizer,
-        "max_features": m.max_features,
-        "ngram_range": m.ngram_range,
-        "sublinear_tf": m.sublinear_tf,
-        "char_ngrams": m.char_ngrams,
-        "C": m.C,
-        "calibration_cv": m.calibration_cv,
-        "random_state": m.random_state,
-    }

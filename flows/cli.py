@@ -1,0 +1,198 @@
+"""The ``voc`` command line: runs the Prefect flows (ephemeral Prefect API unless
+``PREFECT_API_URL`` points at a server).
+
+Commands (names are a contract)::
+
+    voc train --until YYYY-MM [--model hybrid|linear|anchor|kobert] [--storage PATH] [--source PATH_OR_DSN]
+    voc run --mode full|refresh|tagging-only --month YYYY-MM [--building-id N ...] [--storage PATH] [--source ...]
+    voc demo [--month 2019-11] [--storage ./voc-data] [--source ...]
+    voc review simulate --month YYYY-MM --from-labels [--fraction F] --storage PATH
+    voc db init|load-csv|load-taxonomy ...      (flows/cli_db.py)
+    voc backtest --train A.csv --test B.csv ... (flows/cli_backtest.py)
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+app = typer.Typer(
+    name="voc",
+    help="VOC tagging, monthly dashboards, human review and retraining.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+review_app = typer.Typer(help="Review sheets (검수).", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+StorageOpt = Annotated[Optional[str], typer.Option("--storage", help="Output root: directory or s3://bucket[/root] (default VOC_STORAGE or ./voc-data)")]
+SourceOpt = Annotated[Optional[str], typer.Option("--source", help="VOC source: CSV path or postgresql:// DSN (default VOC_SOURCE or the shipped sample)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON (last line)")]
+
+
+def _month(value: str | None) -> str | None:
+    from voc.months import parse_month
+
+    if value in (None, ""):
+        return None
+    try:
+        return parse_month(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False, default=str))
+        return
+    if "buildings" in summary:
+        typer.echo(f"voc-monthly {summary['mode']} {summary['month']}  run_id={summary['run_id']}  model={summary.get('model')}")
+        if summary.get("model_note"):
+            typer.echo(f"  note: {summary['model_note']}")
+        for b in summary["buildings"]:
+            line = f"  building {b['building_id']:>4} {b['building_name']:<8} {b['status']:<6} rows={b['rows']}"
+            if b["status"] == "ok":
+                line += f" flagged={b['flagged']} low_conf={b['low_confidence']}"
+                if summary["mode"] == "refresh":
+                    line += f" reviewed={b['reviewed']} issues={b['review_issues']}"
+            else:
+                line += f"  error: {b['error']}"
+            typer.echo(line)
+            for k, v in b.get("outputs", {}).items():
+                typer.echo(f"      {k:<16} {v}")
+        if summary.get("review_sheet"):
+            rs = summary["review_sheet"]
+            typer.echo(f"  review sheet: {rs.get('location', rs.get('error'))}")
+    else:
+        typer.echo(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
+
+
+def _run_monthly(**kw: Any) -> dict[str, Any]:
+    from flows.monthly import MonthlyRunError, voc_monthly
+
+    try:
+        return voc_monthly(**kw)
+    except MonthlyRunError as e:
+        _print_summary(e.summary, False)
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+
+
+@app.command()
+def train(
+    until: Annotated[Optional[str], typer.Option("--until", help="Train on labelled rows dated before this month (YYYY-MM)")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="hybrid (default) | linear | anchor | kobert")] = None,
+    kobert_base: Annotated[Optional[str], typer.Option("--kobert-base", help="KoBERT base: hub id or local directory")] = None,
+    storage: StorageOpt = None,
+    source: SourceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a candidate model; it becomes champion unless it is worse on the same held-out rows."""
+    from flows.train import voc_train
+
+    summary = voc_train(until=_month(until), model=model, storage=storage, source=source, kobert_base=kobert_base)
+    _print_summary(summary, as_json)
+
+
+@app.command()
+def run(
+    mode: Annotated[str, typer.Option("--mode", help="full | refresh | tagging-only")] = "full",
+    month: Annotated[Optional[str], typer.Option("--month", help="YYYY-MM (default: previous month, KST)")] = None,
+    building_id: Annotated[Optional[list[str]], typer.Option("--building-id", help="Only these buildings (repeatable)")] = None,
+    storage: StorageOpt = None,
+    source: SourceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the monthly flow for one month."""
+    if mode not in ("full", "refresh", "tagging-only"):
+        raise typer.BadParameter(f"--mode must be full, refresh or tagging-only, got {mode!r}")
+    summary = _run_monthly(mode=mode, month=_month(month), building_ids=building_id or None, storage=storage, source=source)
+    _print_summary(summary, as_json)
+
+
+@review_app.command("simulate")
+def review_simulate(
+    month: Annotated[str, typer.Option("--month", help="YYYY-MM")],
+    from_labels: Annotated[bool, typer.Option("--from-labels", help="Use the source's real labels as the reviewer's answers")] = False,
+    fraction: Annotated[float, typer.Option("--fraction", min=0.0, max=1.0, help="Share of rows the reviewer looks at")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    storage: StorageOpt = None,
+    source: SourceOpt = None,
+) -> None:
+    """Act as a reviewer on the month's review sheet using the real labels (demos and tests)."""
+    if not from_labels:
+        raise typer.BadParameter("only --from-labels is supported: the simulated reviewer answers with the source's labels")
+    from flows.review_flow import simulate_month_review
+
+    out = simulate_month_review(month=_month(month), fraction=fraction, seed=seed, storage=storage, source=source)
+    typer.echo(f"simulated review of {out['month']}: {out['reviewed']} rows marked 검수완료=Y, {out['changed']} corrected → {out['location']}")
+
+
+@app.command()
+def demo(
+    month: Annotated[str, typer.Option("--month", help="Month to tag (YYYY-MM)")] = "2019-11",
+    storage: Annotated[str, typer.Option("--storage", help="Output directory or s3:// root")] = "./voc-data",
+    source: SourceOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Classifier kind for training")] = None,
+    kobert_base: Annotated[Optional[str], typer.Option("--kobert-base", help="Local KoBERT base for --model kobert")] = None,
+) -> None:
+    """Train on the history before MONTH, run `full`, review with the real labels, run `refresh`."""
+    from flows.review_flow import simulate_month_review
+    from flows.train import voc_train
+
+    m = _month(month)
+    typer.echo(f"[1/4] train on labelled VOCs before {m}")
+    t = voc_train(until=m, model=model, storage=storage, source=source, kobert_base=kobert_base)
+    metrics = t["metrics"].get("subject", {})
+    typer.echo(
+        f"      model {t['model']} ({t['status']}): held-out subject accuracy "
+        f"{metrics.get('accuracy', float('nan')):.3f}, macro-F1 {metrics.get('macro_f1', float('nan')):.3f}"
+        + (f"; keyword fallback for {', '.join(t['fallback_dimensions'])}" if t["fallback_dimensions"] else "")
+    )
+    typer.echo(f"[2/4] full run for {m}")
+    full = _run_monthly(mode="full", month=m, storage=storage, source=source)
+    _print_summary(full, False)
+    typer.echo("[3/4] simulated reviewer fixes the review sheet with the real labels")
+    sim = simulate_month_review(month=m, fraction=1.0, seed=0, storage=storage, source=source)
+    typer.echo(f"      {sim['reviewed']} rows reviewed, {sim['changed']} corrected")
+    typer.echo(f"[4/4] refresh {m} from the review sheet")
+    ref = _run_monthly(mode="refresh", month=m, storage=storage, source=source)
+    _print_summary(ref, False)
+    typer.echo("")
+    typer.echo(f"Review workbook : {full['review_sheet']['location'] if full.get('review_sheet') else '-'}")
+    for b in ref["buildings"]:
+        typer.echo(f"Reviewed CSV    : {b['outputs'].get('reviewed')}")
+    for b in ref["buildings"]:
+        typer.echo(f"Dashboard       : {b['outputs'].get('dashboard_latest')}")
+
+
+# commands contributed by the infrastructure and model-quality modules
+for _mod in ("flows.cli_db", "flows.cli_backtest"):
+    try:
+        importlib.import_module(_mod).register(app)
+    except ModuleNotFoundError as _e:  # TODO(lead): make strict once both modules land
+        if _e.name != _mod:
+            raise
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+__all__ = ["app", "main", "Path"]

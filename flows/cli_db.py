@@ -1,0 +1,128 @@
+"""``voc db …``: create the schema and load data into PostgreSQL.
+
+``register(app)`` adds the sub-app to the main ``voc`` Typer app (``flows/cli.py``)::
+
+    voc db init [--dsn DSN]                       apply pending migrations
+    voc db load-csv [PATH] [--dsn DSN]            load a VOC CSV (default: the shipped sample)
+    voc db load-taxonomy PATH [--dsn DSN]         upsert a taxonomy CSV
+
+The DSN comes from ``--dsn``, else ``VOC_DB__DSN`` (environment or ``.env``), else
+``VOC_SOURCE`` when it is a ``postgresql://`` URL. Prefer the environment variable to ``--dsn``
+(command lines are visible to other users in ``ps``). Output names the database as
+``postgresql://user@host:port/db``; the password is never printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pydantic import SecretStr
+
+__all__ = ["register", "db_app"]
+
+db_app = typer.Typer(help="PostgreSQL: schema migrations and data loading.", no_args_is_help=True)
+
+DsnOption = Annotated[
+    Optional[str],  # noqa: UP007 - typer needs Optional on older Python
+    typer.Option(
+        "--dsn",
+        help="postgresql://user:pass@host:5432/db; default VOC_DB__DSN (env or .env). Never printed.",
+        show_default=False,
+    ),
+]
+
+
+def _dsn(dsn: str | None) -> SecretStr:
+    if dsn:
+        return SecretStr(dsn)
+    from config.settings import get_settings
+
+    settings = get_settings()
+    if settings.db.dsn is not None and settings.db.dsn.get_secret_value().strip():
+        return settings.db.dsn
+    if settings.source_is_postgres:
+        return SecretStr(settings.source)
+    typer.echo("no database: pass --dsn or set VOC_DB__DSN", err=True)
+    raise typer.Exit(2)
+
+
+def _fail(e: Exception) -> typer.Exit:
+    typer.echo(f"error: {e}", err=True)
+    return typer.Exit(1)
+
+
+@db_app.command("init")
+def init_cmd(dsn: DsnOption = None) -> None:
+    """Apply pending schema migrations (idempotent; safe to run on every deploy)."""
+    from flows.db import applied_versions, apply_migrations, describe_dsn
+    from flows.sources import SourceError
+
+    secret = _dsn(dsn)
+    try:
+        where = describe_dsn(secret)
+        applied = apply_migrations(secret)
+        current = applied_versions(secret)
+    except SourceError as e:
+        raise _fail(e) from None
+    head = max(current) if current else 0
+    if applied:
+        typer.echo(f"{where}: applied migration(s) {', '.join(map(str, applied))}; schema version {head}")
+    else:
+        typer.echo(f"{where}: schema up to date (version {head})")
+
+
+@db_app.command("load-csv")
+def load_csv_cmd(
+    path: Annotated[
+        Optional[Path],  # noqa: UP007
+        typer.Argument(help="CSV in the VOC schema; default: the shipped sample", show_default=False),
+    ] = None,
+    dsn: DsnOption = None,
+) -> None:
+    """Load VOCs (upsert on voc_id) and their labels (as reviewed tags) from a CSV."""
+    from config.settings import get_settings, sample_csv_path
+    from flows.db import describe_dsn, load_csv
+    from flows.sources import SourceError
+    from voc.schema import VOCInputError
+
+    secret = _dsn(dsn)
+    src = path or sample_csv_path()
+    try:
+        n_voc, n_labels = load_csv(secret, src, db_settings=get_settings().db)
+        where = describe_dsn(secret)
+    except (SourceError, VOCInputError) as e:
+        raise _fail(e) from None
+    typer.echo(f"{where}: loaded {n_voc} VOCs and {n_labels} reviewed labels from {src}")
+
+
+@db_app.command("load-taxonomy")
+def load_taxonomy_cmd(
+    path: Annotated[Path, typer.Argument(help="Taxonomy CSV: dimension,major,minor,keywords,priority,active")],
+    dsn: DsnOption = None,
+) -> None:
+    """Upsert a taxonomy CSV into the taxonomy table (rows missing from the file stay)."""
+    from config.settings import get_settings
+    from flows.db import describe_dsn, load_taxonomy
+    from flows.sources import SourceError
+    from voc.taxonomy import Taxonomy, TaxonomyError
+
+    secret = _dsn(dsn)
+    try:
+        taxonomy = Taxonomy.from_csv_text(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise _fail(RuntimeError(f"cannot read {path}: {e.strerror}")) from None
+    except TaxonomyError as e:
+        raise _fail(e) from None
+    try:
+        n = load_taxonomy(secret, taxonomy, db_settings=get_settings().db)
+        where = describe_dsn(secret)
+    except SourceError as e:
+        raise _fail(e) from None
+    typer.echo(f"{where}: taxonomy {path}: {len(taxonomy.rows)} rows, {n} inserted or changed")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``db`` sub-app to ``app``."""
+    app.add_typer(db_app, name="db")

@@ -1,0 +1,834 @@
+"""Review backends: where building managers edit the month's review sheet.
+
+Two implementations of :class:`ReviewBackend` (``VOC_REVIEW__BACKEND``):
+
+* :class:`XlsxReviewBackend` (default, no service needed): one workbook per month in storage at
+  ``{prefix}/{yyyymm}/review_{yyyymm}.xlsx`` with a data sheet named ``{yyyymm}`` and a hidden
+  sheet ``분류체계`` holding the dropdown lists.
+* :class:`GSheetsReviewBackend`: Google Sheets through a real ``gspread`` client — one
+  spreadsheet per month (title ``ReviewSettings.spreadsheet_title_template``) or, with
+  ``ReviewSettings.spreadsheet_key``, one configured spreadsheet with a worksheet per month
+  (title ``{yyyymm}``).
+
+Both store the sheet frame of :mod:`voc.review` (columns :data:`voc.review.REVIEW_COLUMNS` plus
+any extra columns a reviewer added) and read back exactly that frame: every column ``Utf8``,
+empty cells ``""`` (never null), confidences as ``"0.00"`` text, dates as ``YYYY-MM-DD``. Cells
+are written through :func:`voc.review.neutralize_cell`, so the round trip is exact for any frame
+whose cells already are what that function returns (every frame :func:`voc.review.build_review_rows`
+and :func:`voc.review.merge_into_sheet` produce). Completely empty trailing rows are not returned;
+an empty row in the middle is (as all ``""``), so data row ``i`` is spreadsheet row ``i + 2``
+(what :class:`voc.review.ReviewIssue` reports).
+
+Formula injection: text cells are never parsed as formulas — XLSX text cells are written with
+``data_type = "s"`` (plus Excel's ``quotePrefix`` when the text looks like a formula), Google
+Sheets values with ``valueInputOption=RAW``.
+
+``write_month`` *replaces* the month's sheet with the frame it is given (the Google worksheet is
+resized to it). Always pass the output of :func:`voc.review.merge_into_sheet` applied to what
+:meth:`ReviewBackend.read_month` returned, so no reviewer edit is lost; between that read and the
+write nothing locks the sheet (keep the two close together).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import polars as pl
+
+from config.settings import ReviewSettings
+from flows.storage import Storage, StorageError, join_key
+from voc.months import parse_month, yyyymm
+from voc.review import (
+    COL_CREATED,
+    COL_DONE,
+    COL_MODEL_VERSION,
+    COL_RUN_ID,
+    CONFIDENCE_COLUMNS,
+    MODEL_COLUMNS,
+    REVIEW_COLUMNS,
+    REVIEWER_COLUMNS,
+    REVIEWER_LABEL_COLUMNS,
+    is_formula_like,
+    neutralize_cell,
+)
+from voc.taxonomy import Taxonomy
+
+__all__ = [
+    "ReviewBackend",
+    "ReviewBackendError",
+    "XlsxReviewBackend",
+    "GSheetsReviewBackend",
+    "TAXONOMY_SHEET",
+    "DONE_CHOICES",
+    "COLUMN_WIDTHS",
+    "dropdown_lists",
+    "frame_from_grid",
+    "routed_http_client",
+    "make_gspread_client",
+    "build_workbook",
+    "sheet_format_requests",
+    "open_backend",
+]
+
+log = logging.getLogger(__name__)
+
+TAXONOMY_SHEET = "분류체계"
+"""Hidden sheet (XLSX) holding the dropdown lists."""
+
+DONE_CHOICES: tuple[str, ...] = ("Y", "N")
+"""The 검수완료 dropdown (``voc.review.is_done`` accepts more when typed)."""
+
+COLUMN_WIDTHS: dict[str, int] = {
+    "검토 우선": 8,
+    "신뢰도": 8,
+    "voc_id": 10,
+    "building_id": 10,
+    "건물명": 14,
+    "등록일": 11,
+    "제목": 32,
+    "요청내용": 60,
+    "답변": 40,
+    "주제 대분류": 12,
+    "주제 중분류": 16,
+    "주제 신뢰도": 9,
+    "작업유형 대분류": 12,
+    "작업유형 중분류": 16,
+    "작업유형 신뢰도": 9,
+    "검수_주제 대분류": 16,
+    "검수_주제 중분류": 18,
+    "검수_작업유형 대분류": 16,
+    "검수_작업유형 중분류": 18,
+    "검수완료": 9,
+    "검수 메모": 32,
+    "model_version": 22,
+    "run_id": 22,
+}
+"""Column widths in Excel character units (Google Sheets: × 7 + 10 pixels)."""
+
+_HIDDEN_COLUMNS: tuple[str, ...] = (COL_MODEL_VERSION, COL_RUN_ID)
+_DEFAULT_WIDTH = 14
+
+
+class ReviewBackendError(RuntimeError):
+    """A review sheet could not be read or written; the message names the month and location
+    (never a credential)."""
+
+
+@runtime_checkable
+class ReviewBackend(Protocol):
+    """Where the month's review sheet lives."""
+
+    def read_month(self, month: str) -> pl.DataFrame | None:
+        """The month's sheet frame (all ``Utf8``, ``""`` for empty), ``None`` when the month has
+        no sheet yet. ``month`` as :func:`voc.months.parse_month` accepts it."""
+
+    def write_month(self, month: str, sheet: pl.DataFrame, taxonomy: Taxonomy) -> str:
+        """Replace the month's sheet with ``sheet`` (dropdowns from the active ``taxonomy``);
+        return its location (URI or URL)."""
+
+    def location(self, month: str) -> str:
+        """Where the month's sheet is (or will be)."""
+
+
+# --------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def dropdown_lists(taxonomy: Taxonomy) -> dict[str, list[str]]:
+    """Dropdown values per reviewer column: active majors for 대분류, every active minor of the
+    dimension for 중분류 (a reviewer may fill the minor alone), :data:`DONE_CHOICES` for
+    검수완료. Dimensions without active rows get no entry."""
+    out: dict[str, list[str]] = {}
+    for dim, (col_major, col_minor) in REVIEWER_LABEL_COLUMNS.items():
+        majors = taxonomy.majors(dim)
+        if not majors:
+            continue
+        out[col_major] = majors
+        out[col_minor] = list(dict.fromkeys(taxonomy.minors(dim)))
+    out[COL_DONE] = list(DONE_CHOICES)
+    return out
+
+
+def _check_frame(sheet: pl.DataFrame) -> pl.DataFrame:
+    missing = [c for c in REVIEW_COLUMNS if c not in sheet.columns]
+    if missing:
+        raise ReviewBackendError(f"review sheet frame is missing column(s) {missing}")
+    cols = [*REVIEW_COLUMNS, *[c for c in sheet.columns if c not in REVIEW_COLUMNS]]
+    return sheet.select(cols).with_columns(
+        [pl.col(c).cast(pl.Utf8, strict=False).fill_null("") for c in cols]
+    )
+
+
+def _read_cell(value: Any) -> str:
+    return value if isinstance(value, str) else neutralize_cell(value)
+
+
+def _canon_conf(text: str) -> str:
+    t = text.strip()
+    if not t:
+        return ""
+    try:
+        return f"{float(t):.2f}"
+    except ValueError:
+        return text
+
+
+def frame_from_grid(grid: Sequence[Sequence[Any]]) -> pl.DataFrame:
+    """A sheet frame from cell values, header first (what both backends read).
+
+    Cells: ``None`` → ``""``, text as is, other values via :func:`voc.review.neutralize_cell`
+    (dates ``YYYY-MM-DD``, integral numbers without ``.0``, booleans ``TRUE``/``FALSE``);
+    confidence columns are re-formatted ``"0.00"`` when numeric. Trailing all-empty rows are
+    dropped (inner ones kept, so row numbers stay those of the spreadsheet); header-less
+    columns that hold nothing are dropped, others are named ``column_{n}``; a repeated header
+    gets a ``_2``, ``_3`` suffix.
+
+    Returns
+    -------
+    pl.DataFrame
+        ``M × C`` all ``Utf8``; with no header row, a 0-row frame of :data:`REVIEW_COLUMNS`.
+    """
+    rows = [[_read_cell(v) for v in r] for r in grid]
+    if not rows or not any(h.strip() for h in rows[0]):
+        return pl.DataFrame(schema={c: pl.Utf8 for c in REVIEW_COLUMNS})
+    header, body = rows[0], rows[1:]
+    width = max([len(header), *(len(r) for r in body)])
+    header = header + [""] * (width - len(header))
+    body = [r + [""] * (width - len(r)) for r in body]
+    while body and not any(v.strip() for v in body[-1]):
+        body.pop()
+    keep: list[int] = []
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for j, h in enumerate(header):
+        name = h.strip()
+        if not name:
+            if not any(r[j].strip() for r in body):
+                continue
+            name = f"column_{j + 1}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}_{seen[name]}"
+        else:
+            seen[name] = 1
+        keep.append(j)
+        names.append(name)
+    data = {n: [r[j] for r in body] for n, j in zip(names, keep)}
+    for c in CONFIDENCE_COLUMNS:
+        if c in data:
+            data[c] = [_canon_conf(v) for v in data[c]]
+    return pl.DataFrame(data, schema={n: pl.Utf8 for n in names})
+
+
+def _iso_date(text: str) -> date | None:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text) if text.strip() else None
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# XLSX in storage
+
+
+class XlsxReviewBackend:
+    """Review workbooks in storage (the embedded default).
+
+    One workbook per month at ``{prefix}/{yyyymm}/review_{yyyymm}.xlsx``, built in memory with
+    openpyxl and written with ``storage.write_bytes``. Data sheet ``{yyyymm}``: bold, frozen
+    header (``freeze_panes = "A2"``), autofilter over the data, model tag columns grey, reviewer
+    columns yellow, ``model_version``/``run_id`` hidden, confidences as numbers (``0.00``),
+    등록일 as a date, all other cells text (``data_type "s"``; formula-like text also gets
+    ``quotePrefix`` so Excel keeps it text when edited). Dropdowns (``DataValidation`` type
+    ``list``) on the 검수_ columns reference ranges of the hidden sheet ``분류체계`` (column per
+    list, header in row 1; an inline list is limited to 255 characters), 검수완료 an inline
+    ``"Y,N"``. Dependent 중분류 lists are not used: the 중분류 list has every active minor of
+    the dimension and :func:`voc.review.validate_reviews` checks the pair.
+
+    Parameters
+    ----------
+    storage
+        Any :class:`flows.storage.Storage`.
+    prefix
+        The environment prefix (``VocSettings.prefix``, e.g. ``stat/voc-dev``).
+    """
+
+    def __init__(self, storage: Storage, prefix: str) -> None:
+        self.storage = storage
+        self.prefix = prefix
+
+    def key(self, month: str) -> str:
+        """Storage key of the month's workbook."""
+        ym = yyyymm(month)
+        return join_key(self.prefix, ym, f"review_{ym}.xlsx")
+
+    def location(self, month: str) -> str:
+        return self.storage.uri(self.key(month))
+
+    def read_month(self, month: str) -> pl.DataFrame | None:
+        """The month's sheet frame, ``None`` when the workbook does not exist.
+
+        Raises
+        ------
+        ReviewBackendError
+            The file is not a readable XLSX workbook, or has no data sheet.
+        """
+        import openpyxl
+
+        key = self.key(month)
+        if not self.storage.exists(key):
+            return None
+        try:
+            data = self.storage.read_bytes(key)
+        except StorageError as e:
+            raise ReviewBackendError(f"review workbook {key}: {e}") from e
+        try:
+            wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        except Exception as e:  # zipfile.BadZipFile, KeyError, InvalidFileException, …
+            raise ReviewBackendError(f"review workbook {key} is not a readable .xlsx file: {e}") from e
+        try:
+            ym = yyyymm(month)
+            names = [n for n in wb.sheetnames if n != TAXONOMY_SHEET]
+            if not names:
+                raise ReviewBackendError(f"review workbook {key} has no data sheet")
+            ws = wb[ym] if ym in wb.sheetnames else wb[names[0]]
+            grid = [list(r) for r in ws.iter_rows(values_only=True)]
+        finally:
+            wb.close()
+        return frame_from_grid(grid)
+
+    def write_month(self, month: str, sheet: pl.DataFrame, taxonomy: Taxonomy) -> str:
+        """Write the month's workbook (replacing it); return its storage URI.
+
+        Raises
+        ------
+        ReviewBackendError
+            ``sheet`` lacks a :data:`voc.review.REVIEW_COLUMNS` column.
+        """
+        frame = _check_frame(sheet)
+        data = build_workbook(frame, taxonomy, title=yyyymm(month))
+        return self.storage.write_bytes(
+            self.key(month),
+            data,
+            content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        )
+
+    def __repr__(self) -> str:
+        return f"XlsxReviewBackend({self.storage!r}, prefix={self.prefix!r})"
+
+
+def build_workbook(frame: pl.DataFrame, taxonomy: Taxonomy, *, title: str) -> bytes:
+    """The XLSX bytes of a sheet frame (see :class:`XlsxReviewBackend` for the layout)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    columns = frame.columns
+    n = frame.height
+    wb = Workbook()
+    ws = wb.active
+    ws.title = title
+    grey = PatternFill("solid", start_color="FFE7E6E6", end_color="FFE7E6E6")
+    grey_head = PatternFill("solid", start_color="FFBFBFBF", end_color="FFBFBFBF")
+    yellow = PatternFill("solid", start_color="FFFFF2CC", end_color="FFFFF2CC")
+    yellow_head = PatternFill("solid", start_color="FFFFD966", end_color="FFFFD966")
+    bold = Font(bold=True)
+    flag_font = Font(bold=True, color="FFC00000")
+    head_align = Alignment(vertical="center", wrap_text=True)
+    model_cols = set(MODEL_COLUMNS)
+    reviewer_cols = set(REVIEWER_COLUMNS)
+
+    for j, name in enumerate(columns, start=1):
+        c = ws.cell(row=1, column=j)
+        c.value = neutralize_cell(name)
+        c.data_type = "s"
+        c.font = bold
+        c.alignment = head_align
+        if name in model_cols:
+            c.fill = grey_head
+        elif name in reviewer_cols:
+            c.fill = yellow_head
+    for i, row in enumerate(frame.iter_rows(), start=2):
+        for j, (name, raw) in enumerate(zip(columns, row), start=1):
+            text = neutralize_cell(raw)
+            c = ws.cell(row=i, column=j)
+            if name in CONFIDENCE_COLUMNS and (v := _float(text)) is not None:
+                c.value = v
+                c.number_format = "0.00"
+            elif name == COL_CREATED and (d := _iso_date(text)) is not None:
+                c.value = d
+                c.number_format = "yyyy-mm-dd"
+            elif text:
+                c.value = text
+                c.data_type = "s"  # never a formula, whatever the text starts with
+                if is_formula_like(text):
+                    c.quotePrefix = True
+            if name in model_cols:
+                c.fill = grey
+            elif name in reviewer_cols:
+                c.fill = yellow
+            if name == "검토 우선" and text:
+                c.font = flag_font
+    for j, name in enumerate(columns, start=1):
+        dim = ws.column_dimensions[get_column_letter(j)]
+        dim.width = COLUMN_WIDTHS.get(name, _DEFAULT_WIDTH)
+        if name in _HIDDEN_COLUMNS:
+            dim.hidden = True
+    ws.freeze_panes = "A2"
+    last = get_column_letter(max(len(columns), 1))
+    ws.auto_filter.ref = f"A1:{last}{n + 1}"
+
+    lists = dropdown_lists(taxonomy)
+    tax = wb.create_sheet(TAXONOMY_SHEET)
+    tax.sheet_state = "hidden"
+    end_row = max(n + 1, 2)
+    k = 0
+    for name, values in lists.items():
+        if name not in columns:
+            continue
+        col = get_column_letter(columns.index(name) + 1)
+        if name == COL_DONE:
+            dv = DataValidation(type="list", formula1='"' + ",".join(values) + '"', allow_blank=True)
+        else:
+            k += 1
+            lc = get_column_letter(k)
+            tax.cell(row=1, column=k, value=name).data_type = "s"
+            for r, v in enumerate(values, start=2):
+                cell = tax.cell(row=r, column=k)
+                cell.value = v
+                cell.data_type = "s"
+            ref = f"'{TAXONOMY_SHEET}'!${lc}$2:${lc}${len(values) + 1}"
+            dv = DataValidation(type="list", formula1=ref, allow_blank=True)
+        dv.showErrorMessage = True
+        dv.errorTitle = "목록에 없는 값"
+        dv.error = "목록에서 선택하세요 (분류체계)."
+        dv.add(f"{col}2:{col}{end_row}")
+        ws.add_data_validation(dv)
+    wb.active = 0
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# Google Sheets
+
+_GOOGLE_PREFIXES: tuple[str, ...] = ("https://sheets.googleapis.com", "https://www.googleapis.com")
+
+
+def _normalize_base(url: str) -> str:
+    base = url.rstrip("/")
+    for suffix in ("/v4/spreadsheets", "/v4"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return base
+
+
+def routed_http_client(base_url: str) -> type:
+    """A :class:`gspread.http_client.HTTPClient` subclass sending every request to ``base_url``.
+
+    gspread 6 builds request URLs from module constants in :mod:`gspread.urls`
+    (``https://sheets.googleapis.com/v4/spreadsheets…`` for Sheets,
+    ``https://www.googleapis.com/drive/v3/files…`` for Drive, used to open a spreadsheet by
+    title and to create one). Patching those constants would change every client in the process,
+    so instead the returned class overrides ``HTTPClient.request`` — the one method every API
+    call goes through — and replaces the two origins with ``base_url``: Sheets paths become
+    ``{base_url}/v4/spreadsheets/…`` and Drive paths ``{base_url}/drive/v3/files…``.
+    ``gspread.Client(auth, session, http_client=routed_http_client(url))`` is the supported way to
+    plug it in (``Client`` instantiates the class it is given). A trailing ``/v4/spreadsheets``
+    in ``base_url`` is ignored, so the setting may name either form.
+    """
+    from gspread.http_client import HTTPClient
+
+    base = _normalize_base(base_url)
+
+    class RoutedHTTPClient(HTTPClient):
+        routed_base = base
+
+        def request(self, method: str, endpoint: str, *args: Any, **kwargs: Any):  # type: ignore[override]
+            for origin in _GOOGLE_PREFIXES:
+                if endpoint.startswith(origin):
+                    endpoint = self.routed_base + endpoint[len(origin):]
+                    break
+            return super().request(method, endpoint, *args, **kwargs)
+
+    return RoutedHTTPClient
+
+
+def make_gspread_client(settings: ReviewSettings) -> Any:
+    """A real ``gspread.Client`` for the settings.
+
+    * ``service_account_json`` set: ``gspread.service_account_from_dict(json.loads(secret))``
+      (the secret is read once, never logged, and kept out of error messages);
+    * ``sheets_api_url`` set: requests go to that base URL (:func:`routed_http_client`); without
+      a service account the client is unauthenticated — only useful against a local stand-in.
+
+    Raises
+    ------
+    ReviewBackendError
+        Neither setting given, or the service-account JSON is not valid JSON / not a service
+        account key.
+    """
+    import gspread
+    import requests
+
+    http_client = routed_http_client(settings.sheets_api_url) if settings.sheets_api_url else gspread.HTTPClient
+    secret = settings.service_account_json
+    if secret is not None and secret.get_secret_value().strip():
+        try:
+            info = json.loads(secret.get_secret_value())
+        except ValueError:
+            raise ReviewBackendError(
+                "review.service_account_json (VOC_REVIEW__SERVICE_ACCOUNT_JSON) is not valid JSON"
+            ) from None
+        try:
+            return gspread.service_account_from_dict(info, http_client=http_client)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ReviewBackendError(
+                "review.service_account_json is not a Google service-account key "
+                f"({type(e).__name__})"
+            ) from None
+    if settings.sheets_api_url:
+        return gspread.Client(auth=None, session=requests.Session(), http_client=http_client)  # type: ignore[arg-type]
+    raise ReviewBackendError(
+        "the gsheets review backend needs review.service_account_json "
+        "(VOC_REVIEW__SERVICE_ACCOUNT_JSON: the service-account key's JSON content)"
+    )
+
+
+T = TypeVar("T")
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    from gspread.exceptions import APIError
+
+    if not isinstance(exc, APIError):
+        return False
+    status = getattr(exc.response, "status_code", None) or exc.code
+    return status == 429 or (isinstance(status, int) and 500 <= status < 600)
+
+
+class GSheetsReviewBackend:
+    """Review sheets in Google Sheets.
+
+    Layout: with ``settings.spreadsheet_key`` one spreadsheet, a worksheet per month titled
+    ``{yyyymm}`` (added when missing); otherwise one spreadsheet per month titled
+    ``settings.spreadsheet_title_template.format(yyyymm=…, month=…)``, created on first write
+    (and shared as writer with ``settings.share_with``), its first worksheet renamed ``{yyyymm}``.
+
+    A write is one ``spreadsheets.batchUpdate`` — grid resized to the frame, header row frozen
+    and bold, model tag columns grey, reviewer columns yellow, confidences formatted ``0.00``,
+    data validation ``ONE_OF_LIST`` (strict, dropdown) on the four 검수_ columns with the active
+    taxonomy's values and ``Y``/``N`` on 검수완료, column widths, ``model_version``/``run_id``
+    hidden, a basic filter — followed by one ``values.update`` of all cells with
+    ``valueInputOption=RAW`` (text is never parsed: no formula, no date or number guessing).
+    The batch goes first so that the grid is large enough for the values (Sheets rejects values
+    outside the grid). Reading is one ``values.get`` (``Worksheet.get_all_values``, formatted
+    values: what the reviewer sees).
+
+    Every API call is retried on HTTP 429 and 5xx with exponential backoff (tenacity):
+    ``backoff_s × 2^k`` seconds, at most ``max_backoff_s``, ``max_attempts`` tries in all. A
+    retried create after a 5xx the server did apply may leave an empty duplicate spreadsheet;
+    the per-month spreadsheet id is cached for the backend's lifetime.
+
+    Parameters
+    ----------
+    settings
+        ``VocSettings.review``.
+    client
+        A ``gspread.Client`` to use; default :func:`make_gspread_client` (``settings``).
+    max_attempts
+        Tries per API call (≥ 1).
+    backoff_s, max_backoff_s
+        First wait and cap of the exponential backoff.
+
+    Raises
+    ------
+    ReviewBackendError
+        From :func:`make_gspread_client` when no client is given and none can be built.
+    """
+
+    def __init__(
+        self,
+        settings: ReviewSettings,
+        *,
+        client: Any | None = None,
+        max_attempts: int = 5,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 32.0,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.settings = settings
+        self.client = client if client is not None else make_gspread_client(settings)
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._ids: dict[str, str] = {}
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+        def before_sleep(state: Any) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            code = getattr(getattr(exc, "response", None), "status_code", None)
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "Google Sheets %s failed (HTTP %s); retry %d/%d in %.1f s",
+                what, code, state.attempt_number, self.max_attempts - 1, wait,
+            )
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential(multiplier=self.backoff_s, min=self.backoff_s, max=self.max_backoff_s),
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(fn, *args, **kwargs)
+
+    def _title(self, month: str) -> str:
+        return self.settings.spreadsheet_title_template.format(yyyymm=yyyymm(month), month=parse_month(month))
+
+    def _open(self, month: str, *, create: bool) -> Any | None:
+        from gspread.exceptions import SpreadsheetNotFound
+
+        key = self.settings.spreadsheet_key
+        if key:
+            try:
+                return self._call("open spreadsheet", self.client.open_by_key, key)
+            except SpreadsheetNotFound:
+                raise ReviewBackendError(f"review spreadsheet {key!r} not found or not shared with the service account") from None
+        title = self._title(month)
+        if title in self._ids:
+            return self._call("open spreadsheet", self.client.open_by_key, self._ids[title])
+        try:
+            sh = self._call("find spreadsheet", self.client.open, title)
+        except SpreadsheetNotFound:
+            if not create:
+                return None
+            sh = self._call("create spreadsheet", self.client.create, title)
+            for email in self.settings.share_with:
+                self._call("share spreadsheet", sh.share, email, perm_type="user", role="writer")
+            log.info("created review spreadsheet %r (%s)", title, sh.id)
+        self._ids[title] = sh.id
+        return sh
+
+    def _worksheet(self, sh: Any, month: str) -> Any | None:
+        ym = yyyymm(month)
+        sheets = self._call("list worksheets", sh.worksheets)
+        for ws in sheets:
+            if ws.title == ym:
+                return ws
+        if not self.settings.spreadsheet_key and sheets:
+            return sheets[0]  # a per-month spreadsheet: its first worksheet (renamed by us)
+        return None
+
+    # -- protocol ----------------------------------------------------------------------------
+    def location(self, month: str) -> str:
+        """URL of the month's spreadsheet; with one spreadsheet per month it is looked up by
+        title (``gsheets:{title}`` when it does not exist yet)."""
+        from gspread.urls import SPREADSHEET_DRIVE_URL
+
+        if self.settings.spreadsheet_key:
+            return SPREADSHEET_DRIVE_URL % self.settings.spreadsheet_key
+        sh = self._open(month, create=False)
+        return SPREADSHEET_DRIVE_URL % sh.id if sh is not None else f"gsheets:{self._title(month)}"
+
+    def read_month(self, month: str) -> pl.DataFrame | None:
+        """The month's sheet frame; ``None`` when its spreadsheet (or worksheet) does not exist.
+
+        Raises
+        ------
+        ReviewBackendError
+            The configured ``spreadsheet_key`` does not exist.
+        gspread.exceptions.APIError
+            Any other API failure, after the retries.
+        """
+        sh = self._open(month, create=False)
+        if sh is None:
+            return None
+        ws = self._worksheet(sh, month)
+        if ws is None:
+            return None
+        values = self._call("read values", ws.get_all_values)
+        return frame_from_grid(values)
+
+    def write_month(self, month: str, sheet: pl.DataFrame, taxonomy: Taxonomy) -> str:
+        """Replace the month's worksheet with ``sheet``; return the worksheet URL.
+
+        Raises
+        ------
+        ReviewBackendError
+            ``sheet`` lacks a :data:`voc.review.REVIEW_COLUMNS` column; the configured
+            ``spreadsheet_key`` does not exist.
+        gspread.exceptions.APIError
+            Any other API failure, after the retries.
+        """
+        from gspread.utils import ValueInputOption, absolute_range_name
+
+        frame = _check_frame(sheet)
+        ym = yyyymm(month)
+        sh = self._open(month, create=True)
+        ws = self._worksheet(sh, month)
+        n_rows, n_cols = frame.height + 1, len(frame.columns)
+        if ws is None:
+            ws = self._call("add worksheet", sh.add_worksheet, title=ym, rows=n_rows + 1, cols=n_cols)
+        requests = sheet_format_requests(ws.id, frame.columns, frame.height, taxonomy, title=ym)
+        self._call("format worksheet", sh.batch_update, {"requests": requests})
+        values = _sheet_values(frame)
+        self._call(
+            "write values",
+            sh.values_update,
+            absolute_range_name(ym, "A1"),
+            params={"valueInputOption": ValueInputOption.raw},
+            body={"values": values, "majorDimension": "ROWS"},
+        )
+        log.info("wrote review sheet %s (%d rows) to %s", ym, frame.height, sh.id)
+        return ws.url
+
+    def __repr__(self) -> str:
+        where = self.settings.spreadsheet_key or self.settings.spreadsheet_title_template
+        return f"GSheetsReviewBackend({where!r})"
+
+
+def _sheet_values(frame: pl.DataFrame) -> list[list[Any]]:
+    """Header + rows; confidences as numbers, everything else text (written RAW)."""
+    conf_idx = {j for j, c in enumerate(frame.columns) if c in CONFIDENCE_COLUMNS}
+    out: list[list[Any]] = [[neutralize_cell(c) for c in frame.columns]]
+    for row in frame.iter_rows():
+        cells: list[Any] = []
+        for j, raw in enumerate(row):
+            text = neutralize_cell(raw)
+            v = _float(text) if j in conf_idx else None
+            cells.append(v if v is not None else text)
+        out.append(cells)
+    return out
+
+
+def _grid(sheet_id: int, r0: int, r1: int, c0: int, c1: int) -> dict[str, int]:
+    return {"sheetId": sheet_id, "startRowIndex": r0, "endRowIndex": r1, "startColumnIndex": c0, "endColumnIndex": c1}
+
+
+def _runs(indices: Sequence[int]) -> list[tuple[int, int]]:
+    """Contiguous [start, end) runs of sorted indices."""
+    runs: list[tuple[int, int]] = []
+    for i in sorted(indices):
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
+def sheet_format_requests(
+    sheet_id: int, columns: Sequence[str], n_data_rows: int, taxonomy: Taxonomy, *, title: str
+) -> list[dict[str, Any]]:
+    """The ``batchUpdate`` requests that lay out a review worksheet (see
+    :class:`GSheetsReviewBackend`)."""
+    n_rows, n_cols = n_data_rows + 1, len(columns)
+    grid_rows = max(n_rows, 2)  # a frozen row needs at least one row below it
+    idx = {c: j for j, c in enumerate(columns)}
+    reqs: list[dict[str, Any]] = [
+        {
+            "updateSheetProperties": {
+                "properties": {
+                    "sheetId": sheet_id,
+                    "title": title,
+                    "gridProperties": {"rowCount": grid_rows, "columnCount": n_cols, "frozenRowCount": 1},
+                },
+                "fields": "title,gridProperties.rowCount,gridProperties.columnCount,gridProperties.frozenRowCount",
+            }
+        },
+        {
+            "repeatCell": {
+                "range": _grid(sheet_id, 0, 1, 0, n_cols),
+                "cell": {"userEnteredFormat": {"textFormat": {"bold": True}, "wrapStrategy": "WRAP"}},
+                "fields": "userEnteredFormat.textFormat.bold,userEnteredFormat.wrapStrategy",
+            }
+        },
+    ]
+    for cols, rgb in (
+        (MODEL_COLUMNS, {"red": 0.906, "green": 0.902, "blue": 0.902}),
+        (REVIEWER_COLUMNS, {"red": 1.0, "green": 0.949, "blue": 0.8}),
+    ):
+        for c0, c1 in _runs([idx[c] for c in cols if c in idx]):
+            reqs.append(
+                {
+                    "repeatCell": {
+                        "range": _grid(sheet_id, 0, grid_rows, c0, c1),
+                        "cell": {"userEnteredFormat": {"backgroundColor": rgb}},
+                        "fields": "userEnteredFormat.backgroundColor",
+                    }
+                }
+            )
+    for c in CONFIDENCE_COLUMNS:
+        if c in idx:
+            reqs.append(
+                {
+                    "repeatCell": {
+                        "range": _grid(sheet_id, 1, grid_rows, idx[c], idx[c] + 1),
+                        "cell": {"userEnteredFormat": {"numberFormat": {"type": "NUMBER", "pattern": "0.00"}}},
+                        "fields": "userEnteredFormat.numberFormat",
+                    }
+                }
+            )
+    for name, values in dropdown_lists(taxonomy).items():
+        if name not in idx:
+            continue
+        reqs.append(
+            {
+                "setDataValidation": {
+                    "range": _grid(sheet_id, 1, grid_rows, idx[name], idx[name] + 1),
+                    "rule": {
+                        "condition": {"type": "ONE_OF_LIST", "values": [{"userEnteredValue": v} for v in values]},
+                        "strict": True,
+                        "showCustomUi": True,
+                        "inputMessage": "목록에서 선택하세요",
+                    },
+                }
+            }
+        )
+    for j, c in enumerate(columns):
+        reqs.append(
+            {
+                "updateDimensionProperties": {
+                    "range": {"sheetId": sheet_id, "dimension": "COLUMNS", "startIndex": j, "endIndex": j + 1},
+                    "properties": {
+                        "pixelSize": COLUMN_WIDTHS.get(c, _DEFAULT_WIDTH) * 7 + 10,
+                        "hiddenByUser": c in _HIDDEN_COLUMNS,
+                    },
+                    "fields": "pixelSize,hiddenByUser",
+                }
+            }
+        )
+    reqs.append({"setBasicFilter": {"filter": {"range": _grid(sheet_id, 0, n_rows, 0, n_cols)}}})
+    return reqs
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def open_backend(settings: ReviewSettings, storage: Storage, prefix: str) -> ReviewBackend:
+    """The backend ``settings.backend`` names (``xlsx`` → :class:`XlsxReviewBackend`,
+    ``gsheets`` → :class:`GSheetsReviewBackend`)."""
+    if settings.backend == "gsheets":
+        return GSheetsReviewBackend(settings)
+    return XlsxReviewBackend(storage, prefix)

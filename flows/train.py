@@ -1,0 +1,254 @@
+"""Flow ``voc-train``: fit a candidate on every reviewed VOC, compare it with the champion on the
+same held-out rows, promote it or keep it as a candidate.
+
+Training data = all reviewed rows ever (no date filter except ``until``): labels that arrive
+with the source (reviewed history), rows marked reviewed in PostgreSQL, and every ``reviewed_*``
+CSV that ``refresh`` wrote to storage (a reviewer's value beats an input label).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE as NO_CACHE
+
+from config.settings import VocSettings, get_settings
+from flows.keys import latest_output
+from flows.models import fetch_model, read_champion, upload_model, write_champion
+from flows.sources import VocSource, open_source
+from flows.storage import Storage, open_storage
+from voc.modelstore import (
+    decide_promotion,
+    load_tagger,
+    model_dir_name,
+    new_version,
+    save_tagger,
+)
+from voc.months import month_range, parse_month
+from voc.schema import LABEL_COLUMNS, validate_voc_frame
+from voc.tagger import evaluate_tagger, resolve_taxonomy, train_tagger
+from voc.taxonomy import Taxonomy, default_taxonomy
+from voc.tokenize import KiwiTokenizer
+
+__all__ = ["voc_train", "training_frame", "reviewed_overlay"]
+
+IO_RETRIES = dict(retries=3, retry_delay_seconds=[2, 5, 15])
+
+
+def reviewed_overlay(storage: Storage, prefix: str) -> pl.DataFrame | None:
+    """Rows marked reviewed in the newest ``reviewed_*.csv`` of every (month, building) in
+    storage, as a VOC frame whose ``reviewed_*`` columns hold the final labels; None if none."""
+    keys = [k for k in storage.list(prefix) if "/reviewed_" in k and k.endswith(".csv") and "/models/" not in k]
+    groups: dict[str, list[str]] = {}
+    for k in keys:
+        groups.setdefault(k.rsplit("/", 1)[0], []).append(k)
+    frames = []
+    for ks in groups.values():
+        key = latest_output(ks, "reviewed")
+        if key is None:
+            continue
+        df = pl.read_csv(io.BytesIO(storage.read_bytes(key)), infer_schema=False)
+        if "is_reviewed" not in df.columns:
+            continue
+        df = df.filter(pl.col("is_reviewed").str.to_lowercase().is_in(["true", "1"]))
+        if df.height == 0:
+            continue
+        df = df.drop([c for c in df.columns if c.startswith("reviewed_")]).rename(
+            {c: f"reviewed_{c}" for c in LABEL_COLUMNS}
+        )
+        frames.append(df)
+    if not frames:
+        return None
+    out = pl.concat([f.select(sorted(set.intersection(*(set(x.columns) for x in frames)))) for f in frames], how="vertical")
+    return validate_voc_frame(out)
+
+
+def training_frame(source: VocSource, storage: Storage, prefix: str, *, until: str | None) -> pl.DataFrame:
+    """Every reviewed VOC registered before ``until`` (all when None).
+
+    Source labels first; reviewed rows from PostgreSQL (``read_training_rows``) and from
+    storage's reviewed CSVs override them per ``voc_id``.
+    """
+    frames = [source.read_history(before=until)]
+    if hasattr(source, "read_training_rows"):
+        frames.append(source.read_training_rows())  # type: ignore[attr-defined]
+    overlay = reviewed_overlay(storage, prefix)
+    if overlay is not None:
+        frames.append(overlay)
+    base = frames[0]
+    for extra in frames[1:]:
+        if extra.height == 0:
+            continue
+        if until:
+            extra = extra.filter(pl.col("created_at") < month_range(parse_month(until))[0])
+        label_cols = [f"reviewed_{c}" for c in LABEL_COLUMNS]
+        has = extra.filter(pl.any_horizontal([pl.col(c).is_not_null() for c in label_cols]))
+        base = pl.concat(
+            [base.filter(~pl.col("voc_id").is_in(has["voc_id"].implode())), has.select(base.columns)],
+            how="vertical",
+        )
+    return base
+
+
+@task(name="load-training-data", **IO_RETRIES, cache_policy=NO_CACHE)
+def load_training_data(settings: VocSettings, until: str | None) -> tuple[pl.DataFrame, pl.DataFrame, Taxonomy | None]:
+    source = open_source(settings)
+    storage = open_storage(settings)
+    df = training_frame(source, storage, settings.prefix, until=until)
+    everything = source.read_history(before=None)
+    tax = source.read_taxonomy()
+    if tax is None and settings.taxonomy_path:
+        tax = Taxonomy.from_csv_text(Path(settings.taxonomy_path).read_text("utf-8"))
+    return df, everything, tax
+
+
+@task(name="fit-candidate", cache_policy=NO_CACHE)
+def fit_candidate(
+    settings: VocSettings, df: pl.DataFrame, everything: pl.DataFrame, base_tax: Taxonomy | None, kind: str, version: str
+) -> tuple[Any, Any, Taxonomy, list[str]]:
+    tok = KiwiTokenizer(cache_size=200_000)
+    labelled_all = pl.concat([df, everything.filter(~pl.col("voc_id").is_in(df["voc_id"].implode()))], how="vertical")
+    in_train = np.array(labelled_all["voc_id"].is_in(df["voc_id"].implode()).to_list(), dtype=bool)
+    taxonomy, notes = resolve_taxonomy(
+        base_tax or default_taxonomy(), labelled_all, keyword_rows=in_train, tokenizer=tok, use_reply=settings.model.use_reply
+    )
+    if kind == "kobert":
+        from voc.classify.kobert import train_kobert_tagger
+
+        m = settings.model
+        tagger, report = train_kobert_tagger(
+            df,
+            taxonomy,
+            version=version,
+            base=m.kobert_base,
+            use_reply=m.use_reply,
+            epochs=m.kobert_epochs,
+            batch_size=m.kobert_batch_size,
+            max_length=m.kobert_max_length,
+            seed=m.seed,
+        )
+    else:
+        tagger, report = train_tagger(
+            df, taxonomy, kind=kind, version=version, use_reply=settings.model.use_reply, seed=settings.model.seed, tokenizer=tok
+        )
+    return tagger, report, taxonomy, notes
+
+
+@task(name="publish-model", **IO_RETRIES, cache_policy=NO_CACHE)
+def publish_model(settings: VocSettings, local_dir: Path, promote: bool, info: dict[str, Any]) -> str:
+    storage = open_storage(settings)
+    uri = upload_model(storage, settings.prefix, local_dir)
+    if promote:
+        write_champion(storage, settings.prefix, info)
+    return uri
+
+
+@flow(name="voc-train", log_prints=False)
+def voc_train(
+    until: str | int | None = None,
+    model: str | None = None,
+    storage: str | None = None,
+    source: str | None = None,
+    kobert_base: str | None = None,
+) -> dict[str, Any]:
+    """Train a candidate on all reviewed VOCs registered before ``until`` ("YYYY-MM"; default:
+    everything) and promote it to champion when its held-out macro-F1 is not below the
+    champion's on the same held-out rows.
+
+    Returns the summary dict (also published as Prefect artifacts).
+    """
+    logger = get_run_logger()
+    overrides: dict[str, Any] = {"storage": storage, "source": source}
+    settings = get_settings(**overrides)
+    if model or kobert_base:
+        settings = settings.model_copy(
+            update={"model": settings.model.model_copy(update={k: v for k, v in {"kind": model, "kobert_base": kobert_base}.items() if v})}
+        )
+    until_m = parse_month(until) if until not in (None, "") else None
+    kind = settings.model.kind
+    version = new_version()
+    df, everything, base_tax = load_training_data(settings, until_m)
+    n_labelled = int(df.select(pl.col("reviewed_subject_minor").is_not_null().sum() + 0).item()) if df.height else 0
+    logger.info("training %s on %d VOCs (%d with subject labels) before %s", kind, df.height, n_labelled, until_m or "now")
+    tagger, report, taxonomy, notes = fit_candidate(settings, df, everything, base_tax, kind, version)
+
+    store = open_storage(settings)
+    champ_info = read_champion(store, settings.prefix)
+    champ_metrics = None
+    if champ_info is not None:
+        try:
+            champ_dir = fetch_model(store, settings.prefix, champ_info["name"], settings.model.cache_dir)
+            champ = load_tagger(champ_dir)
+            champ_metrics = evaluate_tagger(champ, df, taxonomy, report.holdout_ids)
+        except Exception as e:  # an unreadable champion must not block a new model
+            logger.warning("champion %s could not be evaluated (%s); treating as absent", champ_info.get("name"), e)
+    decision = decide_promotion(report.metrics, champ_metrics)
+    name = model_dir_name(kind, version)
+    threshold = None
+    sub = report.metrics.get("subject") or next(iter(report.metrics.values()), None)
+    if sub:
+        threshold = sub.get("review_threshold")
+    meta = {
+        "name": name,
+        "until": until_m,
+        "n_rows": df.height,
+        "n_train": report.n_train,
+        "n_holdout": report.n_holdout,
+        "metrics": report.metrics,
+        "fallback_dimensions": report.fallback_dimensions,
+        "warnings": report.warnings + notes,
+        "review_threshold": threshold,
+        "status": "champion" if decision.promote else "candidate",
+        "decision": decision.reason,
+        "champion_before": champ_info.get("name") if champ_info else None,
+        "champion_metrics_same_rows": champ_metrics,
+        "source": open_source(settings).describe(),
+    }
+    if getattr(tagger, "low_confidence_threshold", None) is None and threshold is not None:
+        tagger.low_confidence_threshold = threshold
+    with tempfile.TemporaryDirectory() as tmp:
+        local = save_tagger(tagger, Path(tmp) / name, meta)
+        uri = publish_model(
+            settings, local, decision.promote, {"kind": kind, "version": version, "name": name, "promoted_reason": decision.reason}
+        )
+    summary = {
+        "model": name,
+        "uri": uri,
+        "status": meta["status"],
+        "decision": decision.reason,
+        "n_rows": df.height,
+        "n_train": report.n_train,
+        "n_holdout": report.n_holdout,
+        "fallback_dimensions": report.fallback_dimensions,
+        "warnings": meta["warnings"],
+        "metrics": {d: {k: m.get(k) for k in ("accuracy", "macro_f1", "weighted_f1", "ece", "review_capture")} for d, m in report.metrics.items()},
+    }
+    _publish_train_artifacts(summary, report.metrics)
+    logger.info("model %s: %s (%s)", name, meta["status"], decision.reason)
+    return summary
+
+
+def _publish_train_artifacts(summary: dict[str, Any], metrics: dict[str, dict[str, Any]]) -> None:
+    rows = []
+    for dim, m in metrics.items():
+        for lab, pc in sorted(m.get("per_class", {}).items(), key=lambda kv: -kv[1]["support"]):
+            rows.append({"dimension": dim, "label": lab, **{k: round(v, 4) if isinstance(v, float) else v for k, v in pc.items()}})
+    if rows:
+        create_table_artifact(key="voc-train-per-class", table=rows, description="Held-out precision/recall/F1 per class")
+    md = [f"# voc-train: `{summary['model']}` → **{summary['status']}**", "", f"- decision: {summary['decision']}",
+          f"- rows: {summary['n_rows']} (train {summary['n_train']}, held-out {summary['n_holdout']})"]
+    for dim, m in summary["metrics"].items():
+        md.append(f"- {dim}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
+    if summary["fallback_dimensions"]:
+        md.append(f"- keyword fallback: {', '.join(summary['fallback_dimensions'])}")
+    md += [f"- note: {w}" for w in summary["warnings"]]
+    create_markdown_artifact(key="voc-train-summary", markdown="\n".join(md), description="Training summary")
+    json.dumps(summary, default=str)  # must stay serialisable for the CLI's --json

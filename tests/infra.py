@@ -1,0 +1,265 @@
+"""Real infrastructure for the tests: a throwaway PostgreSQL database, a moto S3 server over HTTP
+with fault injection, and a local Prefect server.
+
+Import these in ``conftest.py`` or in a test module; every helper is a context manager that
+cleans up after itself. Nothing here touches a database, bucket or Prefect home it did not create.
+
+Environment:
+
+* ``VOC_TEST_PG_ADMIN_DSN``: DSN of an existing database on the server where the throwaway
+  databases are created (default ``postgresql://postgres@127.0.0.1:5432/postgres``); the role
+  needs CREATEDB.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "PG_ADMIN_DSN",
+    "pg_available",
+    "temp_database",
+    "FaultRule",
+    "FaultInjector",
+    "MotoS3",
+    "moto_s3_server",
+    "free_port",
+    "prefect_env",
+    "prefect_server",
+]
+
+PG_ADMIN_DSN = os.environ.get("VOC_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL
+
+
+def pg_available(dsn: str = PG_ADMIN_DSN, timeout_s: int = 3) -> str | None:
+    """None when the server answers, else the reason (for ``pytest.skip``)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=timeout_s) as conn:
+            conn.execute("SELECT 1")
+        return None
+    except psycopg.Error as e:
+        return f"PostgreSQL not reachable ({type(e).__name__}); start it or set VOC_TEST_PG_ADMIN_DSN"
+
+
+def _with_dbname(dsn: str, dbname: str) -> str:
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(dsn, dbname=dbname)
+
+
+@contextmanager
+def temp_database(admin_dsn: str = PG_ADMIN_DSN, prefix: str = "voc_test") -> Iterator[str]:
+    """Create ``{prefix}_<random>``, yield its DSN, drop it (``WITH (FORCE)``) afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    if not re.fullmatch(r"[a-z0-9_]+", name):
+        raise ValueError(f"bad database name {name!r}")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _with_dbname(admin_dsn, name)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# --------------------------------------------------------------------------------------------
+# S3 (moto over real HTTP, with fault injection)
+
+
+@dataclass
+class FaultRule:
+    """Answer ``status`` to requests of ``method`` whose path contains ``path_contains``;
+    ``times`` requests (None: every one)."""
+
+    method: str
+    path_contains: str
+    times: int | None = 1
+    status: int = 500
+    code: str = "InternalError"
+
+
+@dataclass
+class FaultInjector:
+    """WSGI middleware in front of moto: injects S3 error responses, records requests."""
+
+    app: Any
+    rules: list[FaultRule] = field(default_factory=list)
+    requests: list[tuple[str, str, int]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail(self, method: str, path_contains: str, times: int | None = 1, status: int = 500,
+             code: str = "InternalError") -> FaultRule:
+        rule = FaultRule(method.upper(), path_contains, times, status, code)
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+            self.requests.clear()
+
+    def count(self, method: str, path_contains: str) -> int:
+        """Requests seen (injected failures included)."""
+        with self._lock:
+            return sum(1 for m, p, _ in self.requests if m == method.upper() and path_contains in p)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        method = environ.get("REQUEST_METHOD", "")
+        path = environ.get("PATH_INFO", "")
+        rule = None
+        with self._lock:
+            for r in self.rules:
+                if r.method == method and r.path_contains in path and (r.times is None or r.times > 0):
+                    rule = r
+                    if r.times is not None:
+                        r.times -= 1
+                    break
+            self.requests.append((method, path, rule.status if rule else 0))
+        if rule is None:
+            return self.app(environ, start_response)
+        # drain the request body, as a real server would before answering
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length:
+            environ["wsgi.input"].read(length)
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{rule.code}</Code>'
+            f"<Message>injected by tests</Message><RequestId>test</RequestId></Error>"
+        ).encode()
+        start_response(f"{rule.status} Injected", [("Content-Type", "application/xml"),
+                                                   ("Content-Length", str(len(body)))])
+        return [body]
+
+
+@dataclass
+class MotoS3:
+    """A running moto server: ``endpoint_url`` and its :class:`FaultInjector`."""
+
+    endpoint_url: str
+    faults: FaultInjector
+
+
+@contextmanager
+def moto_s3_server(host: str = "127.0.0.1") -> Iterator[MotoS3]:
+    """moto's S3 (all services) on a random port in a thread, behind a :class:`FaultInjector`.
+
+    Set ``AWS_ACCESS_KEY_ID=testing``, ``AWS_SECRET_ACCESS_KEY=testing``,
+    ``AWS_DEFAULT_REGION=us-east-1`` for clients.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    faults = FaultInjector(DomainDispatcherApplication(create_backend_app))
+    server = make_server(host, 0, faults, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="moto-s3")
+    thread.start()
+    try:
+        yield MotoS3(f"http://{host}:{server.server_port}", faults)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+# --------------------------------------------------------------------------------------------
+# Prefect
+
+
+def free_port() -> int:
+    """A TCP port free right now on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[str, str]:
+    """Environment for Prefect subprocesses: isolated PREFECT_HOME and database, no analytics,
+    no telemetry, scheduler off (deployments' cron schedules must not create runs in tests)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_PROFILES_PATH=str(home / "profiles.toml"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="false",
+        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="INFO",
+        PREFECT_CLI_PROMPT="false",
+    )
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def prefect_server(home: Path, *, startup_timeout_s: float = 120.0) -> Iterator[dict[str, str]]:
+    """``prefect server start`` on a random port with ``home`` as PREFECT_HOME; yields the env
+    for clients (``PREFECT_API_URL`` set). The server is stopped (its process group) at exit."""
+    import httpx
+
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = prefect_env(home, api)
+    log = open(home / "server.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env={k: v for k, v in env.items() if k != "PREFECT_API_URL"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"prefect server exited ({proc.returncode}); see {home / 'server.log'}")
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server did not start in {startup_timeout_s}s; see {home / 'server.log'}")
+            time.sleep(0.5)
+        yield env
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _stop(proc: subprocess.Popen[Any], timeout_s: float = 20.0) -> None:
+    """Terminate ``proc`` and its process group (started with ``start_new_session``)."""
+    import signal
+
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout_s)

@@ -1,0 +1,283 @@
+"""Backtest: train on one VOC frame, tag another, measure (the core of ``voc backtest``).
+
+The usual use is temporal: train on the months before a cut, test on a later block, which is
+how a model meets data in production (new wording, new classes, reorganised departments).
+
+Labels (``label``)
+------------------
+* ``subject_minor``: the reviewed subject minor alone (the stable name across reorganisations);
+* ``subject``: ``"major>minor"`` as reviewed;
+* ``work``: ``"work_major>work_minor"`` as reviewed.
+
+Rows without the label are left out of both sides (counted in ``n_train_unlabelled`` /
+``n_test_unlabelled``).
+
+Training follows the product (:func:`voc.tagger.train_tagger`), with all labelled rows of the
+training frame and no held-out split: the dimension's taxonomy is derived from the training
+labels (:func:`voc.taxonomy.derive_taxonomy`, the pair seen last is the active row of a minor),
+training labels are mapped to their active row (:func:`voc.tagger.canonical_labels`: a 과 moved
+to another 국 is one class, named by its latest 국), and the classifier of ``model`` is fitted.
+The test truth is taken as it is, so a test label the training frame never had (a new class, or
+a new major after a reorganisation) counts as an error; ``unseen_label_share`` says how much of
+the test set that is.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from voc.classify.base import Tags
+from voc.metrics import classification_metrics
+from voc.taxonomy import Taxonomy, derive_taxonomy, split_label
+from voc.tokenize import KiwiTokenizer
+
+__all__ = ["LABELS", "MODELS", "truth_labels", "backtest", "backtest_labels", "BacktestError"]
+
+LABELS: tuple[str, ...] = ("subject_minor", "subject", "work")
+MODELS: tuple[str, ...] = ("linear", "hybrid", "anchor", "kobert")
+
+
+class BacktestError(ValueError):
+    """The backtest cannot run: unknown label/model, no labelled rows, fewer than two classes,
+    or the KoBERT trainer is not installed."""
+
+
+def _dimension(label: str) -> str:
+    return "work" if label == "work" else "subject"
+
+
+def truth_labels(df: pl.DataFrame, label: str) -> list[str | None]:
+    """The reviewed label of each row of a validated VOC frame (N values, None where missing).
+
+    Parameters
+    ----------
+    df
+        ``N × C`` frame from :func:`voc.schema.validate_voc_frame` (``reviewed_*`` columns).
+    label
+        One of :data:`LABELS` (module docstring).
+
+    Raises
+    ------
+    BacktestError
+        Unknown ``label``.
+    """
+    from voc.tagger import labels_of
+
+    if label not in LABELS:
+        raise BacktestError(f"label must be one of {LABELS}, got {label!r}")
+    if label == "subject_minor":
+        col = "reviewed_subject_minor"
+        if col not in df.columns:
+            return [None] * df.height
+        return [str(v).strip() if v is not None and str(v).strip() else None for v in df[col].to_list()]
+    return labels_of(df, _dimension(label))
+
+
+def _project(labels: list[str], label: str) -> list[str]:
+    """Model labels (``"major>minor"``) → the label kind under test."""
+    return [split_label(lab)[1] for lab in labels] if label == "subject_minor" else list(labels)
+
+
+def backtest(
+    train_df: pl.DataFrame,
+    test_df: pl.DataFrame,
+    *,
+    label: str = "subject_minor",
+    model: str = "linear",
+    use_reply: bool = True,
+    seed: int = 0,
+    tokenizer: KiwiTokenizer | None = None,
+    classifier_factory: Callable[[Taxonomy, str, KiwiTokenizer, int], Any] | None = None,
+    canonicalise: bool = True,
+    kobert_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train on ``train_df``'s labelled rows, tag ``test_df``'s, return the metrics.
+
+    Parameters
+    ----------
+    train_df, test_df
+        Validated VOC frames (``N_A × C`` and ``N_B × C``).
+    label
+        ``subject_minor`` | ``subject`` | ``work`` (module docstring).
+    model
+        ``linear`` (default CPU model), ``hybrid`` (keywords vs linear), ``anchor`` (the
+        production recipe), ``kobert`` (``voc.classify.kobert.train_kobert_tagger``).
+    use_reply
+        Whether ``all_text`` includes the reply (False: registration-time text).
+    seed
+        Seed of the classifier.
+    tokenizer
+        Kiwi tokenizer to use (a caching subclass speeds up repeated backtests).
+    classifier_factory
+        ``(taxonomy, dimension, tokenizer, seed) -> unfitted classifier`` replacing ``model``'s
+        recipe (experiments); ``model`` is then only reported.
+    canonicalise
+        Map training labels to their taxonomy's active row (the product does; False trains on the
+        labels as reviewed, for experiments).
+    kobert_options
+        Extra keyword arguments for ``train_kobert_tagger`` (``epochs``, ``batch_size``, …).
+
+    Returns
+    -------
+    dict
+        ``label, model, use_reply, seed, n_train, n_test, n_train_unlabelled,
+        n_test_unlabelled, n_classes_train, accuracy, macro_f1, weighted_f1, per_class
+        {label: {precision, recall, f1, support}}, unseen_label_share, ece (15 bins),
+        review_capture {"0.1", "0.2", "0.3"}, review_threshold`` (JSON-serialisable), see
+        :func:`voc.metrics.classification_metrics`.
+
+    Raises
+    ------
+    BacktestError
+        Unknown ``label``/``model``; no labelled test rows; fewer than two classes in training;
+        ``kobert`` without its trainer.
+    """
+    return backtest_labels(
+        train_df,
+        test_df,
+        labels=(label,),
+        model=model,
+        use_reply=use_reply,
+        seed=seed,
+        tokenizer=tokenizer,
+        classifier_factory=classifier_factory,
+        canonicalise=canonicalise,
+        kobert_options=kobert_options,
+    )[label]
+
+
+def backtest_labels(
+    train_df: pl.DataFrame,
+    test_df: pl.DataFrame,
+    *,
+    labels: Sequence[str] = ("subject_minor", "subject"),
+    model: str = "linear",
+    use_reply: bool = True,
+    seed: int = 0,
+    tokenizer: KiwiTokenizer | None = None,
+    classifier_factory: Callable[[Taxonomy, str, KiwiTokenizer, int], Any] | None = None,
+    canonicalise: bool = True,
+    kobert_options: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """:func:`backtest` for several labels, fitting one model per dimension (``subject_minor``
+    and ``subject`` share the subject model: the minor is read off its ``"major>minor"``).
+
+    Returns ``{label: backtest result}``; parameters and errors as :func:`backtest`.
+    """
+    if model not in MODELS:
+        raise BacktestError(f"model must be one of {MODELS}, got {model!r}")
+    for lab in labels:
+        if lab not in LABELS:
+            raise BacktestError(f"label must be one of {LABELS}, got {lab!r}")
+    tok = tokenizer or KiwiTokenizer()
+    out: dict[str, dict[str, Any]] = {}
+    fitted: dict[tuple[str, tuple[int, ...], tuple[int, ...]], Tags] = {}
+    for label in labels:
+        dim = _dimension(label)
+        y_train_all = truth_labels(train_df, label)
+        y_test_all = truth_labels(test_df, label)
+        tr_idx = [i for i, v in enumerate(y_train_all) if v]
+        te_idx = [i for i, v in enumerate(y_test_all) if v]
+        n_classes = len({y_train_all[i] for i in tr_idx})
+        if n_classes < 2:
+            raise BacktestError(
+                f"training CSV has {len(tr_idx)} rows labelled {label!r} in {n_classes} class(es);"
+                " need at least 2 classes"
+            )
+        if not te_idx:
+            raise BacktestError(f"test CSV has no rows labelled {label!r}")
+        key = (dim, tuple(tr_idx), tuple(te_idx))
+        if key not in fitted:
+            fitted[key] = _fit_and_tag(
+                train_df[tr_idx], test_df[te_idx], dim, model=model, use_reply=use_reply, seed=seed,
+                tokenizer=tok, classifier_factory=classifier_factory, canonicalise=canonicalise,
+                kobert_options=kobert_options,
+            )
+        tags = fitted[key]
+        y_train = [str(y_train_all[i]) for i in tr_idx]
+        y_test = [str(y_test_all[i]) for i in te_idx]
+        pred = _project(list(tags.labels), label)
+        conf = np.clip(np.asarray(tags.confidence, dtype=float), 0.0, 1.0)
+        m = classification_metrics(y_test, pred, conf, train_labels=y_train)
+        out[label] = {
+            "label": label,
+            "model": model,
+            "use_reply": use_reply,
+            "seed": seed,
+            "n_train": len(tr_idx),
+            "n_test": len(te_idx),
+            "n_train_unlabelled": train_df.height - len(tr_idx),
+            "n_test_unlabelled": test_df.height - len(te_idx),
+            "n_classes_train": n_classes,
+            "accuracy": m["accuracy"],
+            "macro_f1": m["macro_f1"],
+            "weighted_f1": m["weighted_f1"],
+            "per_class": m["per_class"],
+            "unseen_label_share": m["unseen_label_share"],
+            "ece": m["ece"],
+            "review_capture": m["review_capture"],
+            "review_threshold": m["review_threshold"],
+        }
+    return out
+
+
+def _fit_and_tag(
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    dim: str,
+    *,
+    model: str,
+    use_reply: bool,
+    seed: int,
+    tokenizer: KiwiTokenizer,
+    classifier_factory: Callable[[Taxonomy, str, KiwiTokenizer, int], Any] | None,
+    canonicalise: bool,
+    kobert_options: Mapping[str, Any] | None,
+) -> Tags:
+    """Fit on all rows of ``train`` (all labelled), return the tags of ``test`` (N_B rows)."""
+    from voc.tagger import canonical_labels, frame_texts, labels_of, make_classifier
+
+    tr_texts, _ = frame_texts(train, use_reply=use_reply)
+    te_texts, _ = frame_texts(test, use_reply=use_reply)
+    if model == "kobert" and classifier_factory is None:
+        return _kobert_tags(train, te_texts, dim, use_reply=use_reply, seed=seed, options=kobert_options or {})
+    pair_labels = [str(lab) for lab in labels_of(train, dim)]
+    nouns = tokenizer.keyword_nouns_batch(tr_texts) if model == "hybrid" else [[] for _ in tr_texts]
+    rows = derive_taxonomy(dim, pair_labels, nouns, dates=train["created_at"].to_list())
+    taxonomy = Taxonomy(tuple(rows))
+    fit_labels = canonical_labels(pair_labels, taxonomy, dim) if canonicalise else pair_labels
+    if classifier_factory is not None:
+        clf = classifier_factory(taxonomy, dim, tokenizer, seed)
+    else:
+        clf = make_classifier(model, taxonomy, dim, tokenizer, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(tr_texts, fit_labels, tokens=tokenizer.model_tokens_batch(tr_texts))
+        return clf.predict_tags(te_texts, tokens=tokenizer.model_tokens_batch(te_texts))
+
+
+def _kobert_tags(
+    train: pl.DataFrame, texts: list[str], dim: str, *, use_reply: bool, seed: int, options: Mapping[str, Any]
+) -> Tags:
+    try:
+        from voc.classify.kobert import train_kobert_tagger  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise BacktestError(
+            "model 'kobert' needs voc.classify.kobert.train_kobert_tagger and the 'kobert' extra "
+            f"(pip install -e '.[kobert]'): {e}"
+        ) from e
+    from voc.tagger import labels_of
+    from voc.taxonomy import default_taxonomy
+
+    rows = derive_taxonomy(dim, labels_of(train, dim), [[] for _ in range(train.height)],
+                           dates=train["created_at"].to_list())  # type: ignore[arg-type]
+    taxonomy = default_taxonomy().replace_dimension(dim, rows)
+    tagger, _report = train_kobert_tagger(
+        train, taxonomy, version="backtest", use_reply=use_reply, seed=seed, **dict(options)
+    )
+    return tagger.tag(texts)[dim]

@@ -1,0 +1,1059 @@
+"""Human-in-the-loop review: the review sheet, its merge rules and reviewer-input validation.
+
+Pure code: no I/O, no clocks, no Prefect. The backends that store the sheet (XLSX in storage,
+Google Sheets) live in ``flows/review_backends.py``.
+
+The review sheet
+----------------
+One sheet per month, one row per VOC, columns :data:`REVIEW_COLUMNS` in this fixed order:
+
+====================  =========  ================================================================
+column                who        content
+====================  =========  ================================================================
+검토 우선             model      ``"Y"`` when 신뢰도 < threshold, else ``""``
+신뢰도                model      min(주제 신뢰도, 작업유형 신뢰도), ``"0.00"``–``"1.00"``
+voc_id                data       the key of the row (never changed by a merge)
+building_id           data
+건물명                data
+등록일                data       ``YYYY-MM-DD``
+제목, 요청내용, 답변  data       texts (see :func:`neutralize_cell`; cut at 32,767 characters)
+주제 대분류/중분류    model      the model's subject tag
+주제 신뢰도           model      ``"0.00"``–``"1.00"`` (``""`` when the dimension was not tagged)
+작업유형 대분류/중분류 model     the model's work-type tag
+작업유형 신뢰도       model
+검수_주제 대분류      reviewer   the reviewer's subject major (empty = accept the model's)
+검수_주제 중분류      reviewer   the reviewer's subject minor (may be filled alone)
+검수_작업유형 대분류  reviewer
+검수_작업유형 중분류  reviewer
+검수완료              reviewer   ``"N"`` when written; done when :func:`is_done` (``Y``, ``예``, …)
+검수 메모             reviewer   free text, kept verbatim
+model_version         model      ``{kind}_{version}`` that produced the tags (hidden in the sheet)
+run_id                model      the run that wrote the row (hidden in the sheet)
+====================  =========  ================================================================
+
+As a frame every column is ``Utf8`` and an empty cell is ``""`` (never null); this is what
+:func:`build_review_rows` produces and what both backends read back. Extra columns a reviewer
+added to the sheet are kept by :func:`merge_into_sheet` after these.
+
+Rows are sorted by ascending 신뢰도 (likely errors first; rows without any confidence first),
+ties by ``voc_id`` (numeric ids numerically).
+
+Merge rules (``voc refresh`` / a monthly rerun)
+-----------------------------------------------
+* :func:`merge_into_sheet` upserts new model rows into the existing sheet by ``voc_id``: reviewer
+  cells are never changed; a row the reviewer has not touched gets the new model columns; a
+  touched row keeps everything; new VOCs are appended; nothing is deleted or duplicated.
+* :func:`merge_reviews` folds a sheet back into the tagged frame: a valid reviewer value beats
+  the model's for rows marked done; see its docstring for filled-but-not-done rows.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from voc.schema import building_sort_key
+from voc.taxonomy import DIMENSIONS, LABEL_SEP, Taxonomy, split_label
+
+__all__ = [
+    "COL_FLAG",
+    "COL_CONFIDENCE",
+    "COL_VOC_ID",
+    "COL_BUILDING_ID",
+    "COL_BUILDING_NAME",
+    "COL_CREATED",
+    "COL_TITLE",
+    "COL_REQUEST",
+    "COL_REPLY",
+    "COL_DONE",
+    "COL_MEMO",
+    "COL_MODEL_VERSION",
+    "COL_RUN_ID",
+    "MODEL_TAG_COLUMNS",
+    "REVIEWER_LABEL_COLUMNS",
+    "REVIEWER_COLUMNS",
+    "MODEL_COLUMNS",
+    "CONFIDENCE_COLUMNS",
+    "REVIEW_COLUMNS",
+    "REVIEWED_EXTRA_COLUMNS",
+    "DONE_VALUES",
+    "NOT_DONE_VALUES",
+    "FORMULA_PREFIXES",
+    "MAX_CELL_CHARS",
+    "ReviewError",
+    "ReviewSheetError",
+    "ReviewIssue",
+    "MergeStats",
+    "RefreshStats",
+    "neutralize_cell",
+    "is_formula_like",
+    "is_done",
+    "build_review_rows",
+    "merge_into_sheet",
+    "validate_reviews",
+    "merge_reviews",
+    "simulate_review",
+]
+
+# --------------------------------------------------------------------------------------------
+# columns
+
+COL_FLAG = "검토 우선"
+COL_CONFIDENCE = "신뢰도"
+COL_VOC_ID = "voc_id"
+COL_BUILDING_ID = "building_id"
+COL_BUILDING_NAME = "건물명"
+COL_CREATED = "등록일"
+COL_TITLE = "제목"
+COL_REQUEST = "요청내용"
+COL_REPLY = "답변"
+COL_DONE = "검수완료"
+COL_MEMO = "검수 메모"
+COL_MODEL_VERSION = "model_version"
+COL_RUN_ID = "run_id"
+
+MODEL_TAG_COLUMNS: dict[str, tuple[str, str, str]] = {
+    "subject": ("주제 대분류", "주제 중분류", "주제 신뢰도"),
+    "work": ("작업유형 대분류", "작업유형 중분류", "작업유형 신뢰도"),
+}
+"""Per dimension: the sheet's (major, minor, confidence) columns holding the model's tag."""
+
+REVIEWER_LABEL_COLUMNS: dict[str, tuple[str, str]] = {
+    "subject": ("검수_주제 대분류", "검수_주제 중분류"),
+    "work": ("검수_작업유형 대분류", "검수_작업유형 중분류"),
+}
+"""Per dimension: the sheet's (major, minor) columns a reviewer fills."""
+
+REVIEWER_COLUMNS: tuple[str, ...] = (
+    *REVIEWER_LABEL_COLUMNS["subject"],
+    *REVIEWER_LABEL_COLUMNS["work"],
+    COL_DONE,
+    COL_MEMO,
+)
+"""Cells owned by the reviewer: a merge never changes them."""
+
+MODEL_COLUMNS: tuple[str, ...] = (*MODEL_TAG_COLUMNS["subject"], *MODEL_TAG_COLUMNS["work"])
+"""The model's tag columns (grey in the sheets)."""
+
+CONFIDENCE_COLUMNS: tuple[str, ...] = (
+    COL_CONFIDENCE,
+    MODEL_TAG_COLUMNS["subject"][2],
+    MODEL_TAG_COLUMNS["work"][2],
+)
+"""Columns holding a confidence formatted ``"0.00"`` (backends store them as numbers)."""
+
+REVIEW_COLUMNS: tuple[str, ...] = (
+    COL_FLAG,
+    COL_CONFIDENCE,
+    COL_VOC_ID,
+    COL_BUILDING_ID,
+    COL_BUILDING_NAME,
+    COL_CREATED,
+    COL_TITLE,
+    COL_REQUEST,
+    COL_REPLY,
+    *MODEL_COLUMNS,
+    *REVIEWER_COLUMNS,
+    COL_MODEL_VERSION,
+    COL_RUN_ID,
+)
+"""The review sheet's columns, in sheet order (see the module docstring)."""
+
+_REVIEWER_LABEL_CELLS: tuple[str, ...] = (*REVIEWER_LABEL_COLUMNS["subject"], *REVIEWER_LABEL_COLUMNS["work"])
+_MODEL_SIDE: tuple[str, ...] = tuple(c for c in REVIEW_COLUMNS if c not in REVIEWER_COLUMNS and c != COL_VOC_ID)
+
+REVIEWED_EXTRA_COLUMNS: tuple[str, ...] = (
+    "is_reviewed",
+    "review_memo",
+    "model_subject_major",
+    "model_subject_minor",
+    "model_work_major",
+    "model_work_minor",
+    *_REVIEWER_LABEL_CELLS,
+)
+"""Columns :func:`merge_reviews` appends to ``voc.schema.TAGGED_COLUMNS``."""
+
+DONE_VALUES: frozenset[str] = frozenset({"y", "예", "o", "true", "1", "✓"})
+"""검수완료 values meaning *done*, compared after NFKC normalisation, stripping and
+case-folding: ``Y y 예 O o TRUE true True 1 ✓`` (and full-width ``Ｙ``, ``１``)."""
+
+NOT_DONE_VALUES: frozenset[str] = frozenset({"", "n", "아니오", "아니요", "x", "false", "0"})
+"""검수완료 values meaning *not done* without comment; anything else is not done either but
+:func:`validate_reviews` reports it (``"완료"`` is a likely typo for ``"Y"``)."""
+
+FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make spreadsheet programs read a typed text as a formula."""
+
+MAX_CELL_CHARS = 32_767
+"""Longest text an XLSX cell holds (Google Sheets: 50,000); longer VOC texts are cut in the
+sheet (display only; the labels never depend on them)."""
+
+_TRUNCATED_MARK = " …[잘림]"
+_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+_TAGGED_NEEDED: tuple[str, ...] = (
+    "voc_id",
+    "building_id",
+    "building_name",
+    "created_at",
+    "title",
+    "request_contents",
+    "reply",
+    "subject_major",
+    "subject_minor",
+    "subject_confidence",
+    "work_major",
+    "work_minor",
+    "work_confidence",
+    "model_version",
+    "run_id",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# errors and results
+
+
+class ReviewError(ValueError):
+    """Input the review functions cannot process; the message names the column or row."""
+
+
+class ReviewSheetError(ReviewError):
+    """A review sheet that cannot be merged without losing data (no ``voc_id`` column,
+    a duplicate ``voc_id`` among new rows, …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewIssue:
+    """One problem with a reviewer's input.
+
+    Attributes
+    ----------
+    sheet_row
+        1-based spreadsheet row number including the header: data row ``i`` (0-based) is
+        ``i + 2``.
+    voc_id
+        The row's ``voc_id`` (``""`` when the cell is empty).
+    column
+        The sheet column holding the problem (``검수_주제 중분류``, ``검수완료``, …).
+    value
+        The cell's text as read.
+    message
+        Korean explanation for the building manager, naming the value.
+    code
+        Machine-readable kind: ``not_in_taxonomy``, ``minor_not_under_major``,
+        ``minor_missing``, ``not_done`` (filled but not marked done: not applied),
+        ``done_unrecognized`` (a 검수완료 value that is neither done nor a known "no"),
+        ``duplicate_voc_id`` (the row is ignored), ``missing_voc_id`` (the row is ignored).
+    """
+
+    sheet_row: int
+    voc_id: str
+    column: str
+    value: str
+    message: str
+    code: str = ""
+
+    def __str__(self) -> str:
+        return f"row {self.sheet_row} (voc_id={self.voc_id}) {self.column}={self.value!r}: {self.message}"
+
+
+@dataclass
+class MergeStats:
+    """What :func:`merge_into_sheet` did. ``appended + updated + kept_reviewed + unchanged`` is
+    the output height.
+
+    Attributes
+    ----------
+    appended
+        New VOCs added at the end.
+    updated
+        Untouched rows whose model columns (tags, confidences, texts, flag, version) changed.
+    kept_reviewed
+        Rows with a reviewer label cell filled or marked done: kept exactly as they were.
+    unchanged
+        Untouched rows whose model columns were already current, rows whose ``voc_id`` is not
+        among the new rows (kept), rows without ``voc_id`` and later duplicates of a ``voc_id``
+        (kept verbatim).
+    not_in_new
+        Of the kept rows, how many ``voc_id`` values are no longer among the new rows.
+    dropped_blank
+        Completely empty rows (every cell empty) that were dropped.
+    """
+
+    appended: int = 0
+    updated: int = 0
+    kept_reviewed: int = 0
+    unchanged: int = 0
+    not_in_new: int = 0
+    dropped_blank: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "appended": self.appended,
+            "updated": self.updated,
+            "kept_reviewed": self.kept_reviewed,
+            "unchanged": self.unchanged,
+            "not_in_new": self.not_in_new,
+            "dropped_blank": self.dropped_blank,
+        }
+
+
+@dataclass
+class RefreshStats:
+    """What :func:`merge_reviews` did.
+
+    Attributes
+    ----------
+    n_rows
+        Rows of the tagged frame (= output rows).
+    n_reviewed
+        Rows with at least one dimension taken from the reviewer (``is_reviewed``).
+    n_changed_subject, n_changed_work
+        Reviewed rows whose final label differs from the model's.
+    n_not_applied
+        Rows with reviewer label cells filled but 검수완료 not done: not applied.
+    sheet_only_ids
+        ``voc_id`` values of the sheet that are not in the tagged frame (not added).
+    issues
+        :class:`ReviewIssue` of the sheet rows whose ``voc_id`` is in the tagged frame (call
+        :func:`validate_reviews` on the whole sheet for all of them).
+    """
+
+    n_rows: int = 0
+    n_reviewed: int = 0
+    n_changed_subject: int = 0
+    n_changed_work: int = 0
+    n_not_applied: int = 0
+    sheet_only_ids: list[str] = field(default_factory=list)
+    issues: list[ReviewIssue] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_rows": self.n_rows,
+            "n_reviewed": self.n_reviewed,
+            "n_changed_subject": self.n_changed_subject,
+            "n_changed_work": self.n_changed_work,
+            "n_not_applied": self.n_not_applied,
+            "n_sheet_only": len(self.sheet_only_ids),
+            "issues": [str(i) for i in self.issues],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# cells
+
+
+def neutralize_cell(value: object) -> str:
+    """The exact text a spreadsheet cell should hold for ``value``, safe to store as text.
+
+    Formula injection (a VOC titled ``=HYPERLINK("http://evil","click")``) is prevented by *how*
+    the backends store the text, not by changing it: the XLSX backend writes every text cell
+    with ``data_type = "s"`` (and Excel's ``quotePrefix`` when :func:`is_formula_like`), the
+    Google Sheets backend writes with ``valueInputOption=RAW``; neither parses formulas. So the
+    text read back equals the text written, including ``=…``, ``+1``, ``-1``, ``@SUM(A1)`` and
+    ``"\\t=1"``. An apostrophe prefix is deliberately *not* used: with RAW input it would be
+    stored literally and the round trip would change the text.
+
+    What this function does change is what no spreadsheet can store faithfully: ``\\r\\n`` and a
+    lone ``\\r`` become ``\\n`` (XML, hence XLSX, normalises carriage returns away), and the
+    control characters XML 1.0 forbids (U+0000–U+0008, U+000B, U+000C, U+000E–U+001F) are
+    removed. The function is idempotent and the backends' round trip is exact for its output.
+
+    Parameters
+    ----------
+    value
+        Any scalar: ``None`` → ``""``; ``bool`` → ``"TRUE"``/``"FALSE"``; integral ``float`` →
+        its integer text; ``date``/``datetime`` → ISO text; anything else ``str(value)``.
+
+    Returns
+    -------
+    str
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        text = str(int(value)) if value.is_integer() else repr(value)
+    elif isinstance(value, datetime):
+        text = value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat(sep=" ")
+    elif isinstance(value, date):
+        text = value.isoformat()
+    else:
+        text = str(value)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _ILLEGAL_XML.sub("", text)
+
+
+def is_formula_like(text: str) -> bool:
+    """True when ``text`` starts with one of :data:`FORMULA_PREFIXES` (``= + - @ \\t \\r``),
+    i.e. a spreadsheet program would read it as a formula if it were typed in."""
+    return bool(text) and text[0] in FORMULA_PREFIXES
+
+
+def is_done(value: object) -> bool:
+    """Whether a 검수완료 cell means *done*.
+
+    Done (after NFKC normalisation, stripping and case-folding): ``Y``, ``y``, ``예``, ``O``,
+    ``o``, ``TRUE``/``true`` (any case), ``1``, ``✓`` (see :data:`DONE_VALUES`); also the
+    boolean ``True`` and the number ``1``. Anything else — empty, ``N``, ``X``, ``완료``,
+    ``2`` — is not done.
+    """
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value == 1
+    return _norm_flag(str(value)) in DONE_VALUES
+
+
+def _norm_flag(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).strip().casefold()
+
+
+def _text_cell(value: object, *, limit: int | None = None) -> str:
+    text = neutralize_cell(value)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - len(_TRUNCATED_MARK)] + _TRUNCATED_MARK
+    return text
+
+
+def _fmt_conf(value: float | None) -> str:
+    return "" if value is None else f"{float(value):.2f}"
+
+
+def _as_text_frame(df: pl.DataFrame) -> pl.DataFrame:
+    """Every column ``Utf8``, nulls ``""`` (the sheet-frame convention)."""
+    return df.with_columns(
+        [pl.col(c).cast(pl.Utf8, strict=False).fill_null("") for c in df.columns]
+    )
+
+
+def _natural_key(v: str) -> tuple[int, int | str]:
+    return building_sort_key(v) if v else (2, "")
+
+
+# --------------------------------------------------------------------------------------------
+# building rows
+
+
+def build_review_rows(tagged: pl.DataFrame, *, threshold: float | None) -> pl.DataFrame:
+    """Review-sheet rows for a tagged frame.
+
+    Parameters
+    ----------
+    tagged
+        ``N × C`` tagged frame (``voc.schema.TAGGED_COLUMNS``; at least ``voc_id``,
+        ``building_id``, ``building_name``, ``created_at`` (Date or ``YYYY-MM-DD`` text), the
+        three texts, ``{subject,work}_{major,minor,confidence}``, ``model_version``, ``run_id``).
+    threshold
+        Rows whose 신뢰도 (min of the two confidences, unrounded) is below it get 검토 우선
+        ``"Y"``; rows without any confidence too. ``None``: no row is flagged.
+
+    Returns
+    -------
+    pl.DataFrame
+        ``N × len(REVIEW_COLUMNS)``, all ``Utf8`` (``""`` for empty), reviewer cells empty and
+        검수완료 ``"N"``; sorted by ascending confidence (rows without any first), ties by
+        ``voc_id`` (numeric ids numerically). Texts pass through :func:`neutralize_cell` and are
+        cut at :data:`MAX_CELL_CHARS`.
+
+    Raises
+    ------
+    ReviewError
+        A required column is missing, or a ``voc_id`` is empty or duplicated.
+    """
+    missing = [c for c in _TAGGED_NEEDED if c not in tagged.columns]
+    if missing:
+        raise ReviewError(f"tagged frame is missing column(s) {missing}")
+    ids = [neutralize_cell(v).strip() for v in tagged["voc_id"].to_list()]
+    _check_unique_ids(ids, what="tagged frame")
+    n = tagged.height
+    sconf = tagged["subject_confidence"].cast(pl.Float64, strict=False).to_list()
+    wconf = tagged["work_confidence"].cast(pl.Float64, strict=False).to_list()
+    conf: list[float | None] = []
+    for a, b in zip(sconf, wconf):
+        present = [x for x in (a, b) if x is not None and not np.isnan(x)]
+        conf.append(min(present) if present else None)
+    if tagged["created_at"].dtype in (pl.Date, pl.Datetime):
+        created = [d.isoformat()[:10] if d is not None else "" for d in tagged["created_at"].to_list()]
+    else:
+        created = [neutralize_cell(d)[:10] for d in tagged["created_at"].to_list()]
+
+    def texts(col: str, *, limit: int | None = None) -> list[str]:
+        return [_text_cell(v, limit=limit) for v in tagged[col].to_list()]
+
+    sm, sn = MODEL_TAG_COLUMNS["subject"][:2], MODEL_TAG_COLUMNS["work"][:2]
+    data: dict[str, list[str]] = {
+        COL_FLAG: [
+            "Y" if threshold is not None and (c is None or c < threshold) else "" for c in conf
+        ],
+        COL_CONFIDENCE: [_fmt_conf(c) for c in conf],
+        COL_VOC_ID: ids,
+        COL_BUILDING_ID: texts("building_id"),
+        COL_BUILDING_NAME: texts("building_name"),
+        COL_CREATED: created,
+        COL_TITLE: texts("title", limit=MAX_CELL_CHARS),
+        COL_REQUEST: texts("request_contents", limit=MAX_CELL_CHARS),
+        COL_REPLY: texts("reply", limit=MAX_CELL_CHARS),
+        sm[0]: texts("subject_major"),
+        sm[1]: texts("subject_minor"),
+        MODEL_TAG_COLUMNS["subject"][2]: [_fmt_conf(None if c is None or np.isnan(c) else c) for c in sconf],
+        sn[0]: texts("work_major"),
+        sn[1]: texts("work_minor"),
+        MODEL_TAG_COLUMNS["work"][2]: [_fmt_conf(None if c is None or np.isnan(c) else c) for c in wconf],
+        **{c: [""] * n for c in _REVIEWER_LABEL_CELLS},
+        COL_DONE: ["N"] * n,
+        COL_MEMO: [""] * n,
+        COL_MODEL_VERSION: texts("model_version"),
+        COL_RUN_ID: texts("run_id"),
+    }
+    order = sorted(range(n), key=lambda i: (-1.0 if conf[i] is None else conf[i], _natural_key(ids[i])))
+    return pl.DataFrame(
+        {c: [data[c][i] for i in order] for c in REVIEW_COLUMNS},
+        schema={c: pl.Utf8 for c in REVIEW_COLUMNS},
+    )
+
+
+def _check_unique_ids(ids: Sequence[str], *, what: str) -> None:
+    seen: dict[str, int] = {}
+    for i, v in enumerate(ids):
+        if not v:
+            raise ReviewError(f"{what} row {i + 1}: voc_id is empty")
+        if v in seen:
+            raise ReviewSheetError(f"{what} row {i + 1}: voc_id {v!r} duplicates row {seen[v] + 1}")
+        seen[v] = i
+
+
+# --------------------------------------------------------------------------------------------
+# upsert into an existing sheet
+
+
+def _touched(row: Mapping[str, str]) -> bool:
+    """The reviewer worked on the row: a label cell filled or 검수완료 done."""
+    return is_done(row.get(COL_DONE, "")) or any(row.get(c, "").strip() for c in _REVIEWER_LABEL_CELLS)
+
+
+def merge_into_sheet(
+    existing: pl.DataFrame | None, new_rows: pl.DataFrame
+) -> tuple[pl.DataFrame, MergeStats]:
+    """Idempotent upsert of a month's review sheet, keyed by ``voc_id``.
+
+    Rules, cell by cell:
+
+    * reviewer cells (:data:`REVIEWER_COLUMNS`: the four 검수_ cells, 검수완료, 검수 메모) of an
+      existing row are never changed;
+    * an existing row the reviewer has not touched (검수완료 not done *and* all four 검수_ label
+      cells empty; a memo alone does not count) gets the new row's model-side cells (flag,
+      confidences, texts, tags, model_version, run_id);
+    * a touched row keeps every cell, so the reviewer still sees what they judged;
+    * new ``voc_id`` values are appended at the end, in ``new_rows`` order;
+    * no row is deleted: rows whose ``voc_id`` is no longer in ``new_rows``, rows without a
+      ``voc_id`` and later duplicates of a ``voc_id`` are kept verbatim. Only rows whose every
+      cell is empty are dropped (they hold nothing);
+    * existing row order is kept (sorting is the reviewer's business once the sheet exists);
+      columns are :data:`REVIEW_COLUMNS` then any extra columns of ``existing`` (new rows get
+      ``""`` there). A :data:`REVIEW_COLUMNS` column missing from ``existing`` is added, filled
+      with the new model values for untouched rows and ``""`` otherwise.
+
+    Running it again with the same ``new_rows`` returns the same frame.
+
+    Parameters
+    ----------
+    existing
+        ``M × C`` sheet as read back (any dtypes; nulls count as empty) or ``None`` when the month
+        has no sheet yet.
+    new_rows
+        ``N × len(REVIEW_COLUMNS)`` from :func:`build_review_rows`.
+
+    Returns
+    -------
+    tuple[pl.DataFrame, MergeStats]
+        The merged sheet (all ``Utf8``, ``""`` for empty) and the counts.
+
+    Raises
+    ------
+    ReviewSheetError
+        ``existing`` has no ``voc_id`` column; ``new_rows`` lacks a :data:`REVIEW_COLUMNS`
+        column, or has an empty or duplicate ``voc_id``.
+    """
+    missing = [c for c in REVIEW_COLUMNS if c not in new_rows.columns]
+    if missing:
+        raise ReviewSheetError(f"new review rows are missing column(s) {missing}")
+    new = _as_text_frame(new_rows.select(REVIEW_COLUMNS))
+    new_ids = [v.strip() for v in new[COL_VOC_ID].to_list()]
+    _check_unique_ids(new_ids, what="new review rows")
+    stats = MergeStats()
+    if existing is None or (existing.height == 0 and COL_VOC_ID not in existing.columns):
+        stats.appended = new.height
+        return new, stats
+    if COL_VOC_ID not in existing.columns:
+        raise ReviewSheetError(
+            f"the existing review sheet has no '{COL_VOC_ID}' column (columns: {existing.columns}); "
+            "restore the header before merging"
+        )
+    old = _as_text_frame(existing)
+    extra = [c for c in old.columns if c not in REVIEW_COLUMNS]
+    columns = [*REVIEW_COLUMNS, *extra]
+    new_by_id = {vid: row for vid, row in zip(new_ids, new.iter_rows(named=True))}
+    out_rows: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for row in old.iter_rows(named=True):
+        if not any(str(v).strip() for v in row.values()):
+            stats.dropped_blank += 1
+            continue
+        merged = {c: row.get(c, "") for c in columns}
+        vid = merged[COL_VOC_ID].strip()
+        fresh = new_by_id.get(vid) if vid and vid not in seen else None
+        if vid:
+            if vid not in new_by_id:
+                stats.not_in_new += 1
+            seen.add(vid)
+        if _touched(merged) and vid:
+            stats.kept_reviewed += 1
+        elif fresh is None:
+            stats.unchanged += 1
+        else:
+            changed = False
+            for c in _MODEL_SIDE:
+                if merged[c] != fresh[c]:
+                    merged[c] = fresh[c]
+                    changed = True
+            if changed:
+                stats.updated += 1
+            else:
+                stats.unchanged += 1
+        out_rows.append(merged)
+    for vid, row in new_by_id.items():
+        if vid not in seen:
+            out_rows.append({c: row.get(c, "") for c in columns})
+            stats.appended += 1
+    out = pl.DataFrame(
+        {c: [r[c] for r in out_rows] for c in columns}, schema={c: pl.Utf8 for c in columns}
+    )
+    return out, stats
+
+
+# --------------------------------------------------------------------------------------------
+# validation of reviewer input
+
+_VALIDATED_SCHEMA: dict[str, Any] = {
+    "sheet_row": pl.Int64,
+    "voc_id": pl.Utf8,
+    "ignored": pl.Boolean,
+    "is_done": pl.Boolean,
+    "review_subject_major": pl.Utf8,
+    "review_subject_minor": pl.Utf8,
+    "subject_status": pl.Utf8,
+    "review_work_major": pl.Utf8,
+    "review_work_minor": pl.Utf8,
+    "work_status": pl.Utf8,
+    "review_memo": pl.Utf8,
+}
+_DIM_KO = {"subject": "주제", "work": "작업유형"}
+
+
+class _DimensionRules:
+    """Active labels of one dimension, for validating reviewer cells."""
+
+    def __init__(self, taxonomy: Taxonomy, dimension: str) -> None:
+        rows = taxonomy.rows_of(dimension)
+        self.majors = set(r.major for r in rows)
+        self.major_of: dict[str, str] = {r.minor: r.major for r in rows}  # unique among active rows
+        self.minors_of: dict[str, list[str]] = {}
+        for r in rows:
+            self.minors_of.setdefault(r.major, []).append(r.minor)
+        self.labels = {(r.major, r.minor) for r in rows}
+        self.ko = _DIM_KO.get(dimension, dimension)
+
+
+def _check_dimension(
+    rules: _DimensionRules,
+    major: str,
+    minor: str,
+    model_minor: str,
+    *,
+    cols: tuple[str, str],
+    issue: Any,
+) -> tuple[str | None, str | None, str]:
+    """Resolve one dimension's reviewer cells → (major, minor, status)."""
+    a, b = major.strip(), minor.strip()
+    col_a, col_b = cols
+    if not a and not b:
+        return None, None, "empty"
+    if LABEL_SEP in b:  # "시설>승강기" typed into the minor cell
+        a2, b2 = split_label(b)
+        a2, b2 = a2.strip(), b2.strip()
+        if a and a != a2:
+            issue(col_b, minor, f"중분류 '{b}'의 대분류 '{a2}'가 {col_a} '{a}'와 다릅니다", "minor_not_under_major")
+            return None, None, "invalid"
+        a, b = a2, b2
+    ko = rules.ko
+    if b:
+        bad = False
+        if a and a not in rules.majors:
+            issue(col_a, major, f"'{a}'은(는) 분류체계에 없는 {ko} 대분류입니다", "not_in_taxonomy")
+            bad = True
+        if b not in rules.major_of:
+            issue(col_b, minor, f"'{b}'은(는) 분류체계에 없는 {ko} 중분류입니다", "not_in_taxonomy")
+            return None, None, "invalid"
+        if bad:
+            return None, None, "invalid"
+        if not a:
+            return rules.major_of[b], b, "valid"
+        if (a, b) not in rules.labels:
+            issue(
+                col_b,
+                minor,
+                f"중분류 '{b}'은(는) 대분류 '{a}'에 속하지 않습니다 ('{rules.major_of[b]}'의 중분류)",
+                "minor_not_under_major",
+            )
+            return None, None, "invalid"
+        return a, b, "valid"
+    # major only
+    if a not in rules.majors:
+        issue(col_a, major, f"'{a}'은(는) 분류체계에 없는 {ko} 대분류입니다", "not_in_taxonomy")
+        return None, None, "invalid"
+    minors = rules.minors_of.get(a, [])
+    if len(minors) == 1:
+        return a, minors[0], "valid"
+    if (a, model_minor.strip()) in rules.labels:
+        return a, model_minor.strip(), "valid"
+    issue(
+        col_b,
+        minor,
+        f"대분류 '{a}'에는 중분류가 여럿입니다 ({', '.join(minors)}); {col_b}을(를) 선택하세요",
+        "minor_missing",
+    )
+    return None, None, "invalid"
+
+
+def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFrame, list[ReviewIssue]]:
+    """Check reviewer cells against the taxonomy's *active* classes and resolve them.
+
+    Per dimension (주제, 작업유형) the two 검수_ cells are resolved as follows (cells stripped):
+
+    * both empty → status ``empty`` (a done row then confirms the model's tag);
+    * minor filled: it must be an active minor of the dimension; a filled major must be an
+      active major and the minor must be under it; an empty major is inferred (a minor sits
+      under exactly one active major — a :class:`~voc.taxonomy.Taxonomy` invariant). A minor
+      cell holding a full label ``"major>minor"`` is split;
+    * major only: valid when the major has exactly one active minor (that one) or when the
+      model's minor (주제 중분류 / 작업유형 중분류 of the row) is under it (the reviewer confirmed
+      or corrected just the major); otherwise ``minor_missing``;
+    * anything else → status ``invalid`` and a :class:`ReviewIssue` naming row, column and value.
+      Invalid values are never used: the final label falls back to the model's and the row is
+      not training data for that dimension.
+
+    Also reported: label cells filled on a row not marked done (``not_done``: not applied), a
+    검수완료 value that is neither done nor a known "no" (``done_unrecognized``), an empty
+    ``voc_id`` on a row with reviewer input and a ``voc_id`` repeated on a later row (the later
+    rows are ``ignored``; the first occurrence counts).
+
+    Parameters
+    ----------
+    sheet
+        ``M × C`` review sheet as read back; needs ``voc_id`` and the reviewer columns (the
+        model's minor columns are used when present). Nulls count as empty.
+    taxonomy
+        Only active rows are accepted.
+
+    Returns
+    -------
+    tuple[pl.DataFrame, list[ReviewIssue]]
+        ``M`` rows in sheet order with columns ``sheet_row`` (Int64, data row i → i + 2),
+        ``voc_id``, ``ignored`` (bool), ``is_done`` (bool), ``review_subject_major``,
+        ``review_subject_minor``, ``subject_status``, ``review_work_major``,
+        ``review_work_minor``, ``work_status`` (labels null unless status ``valid``; status ∈
+        ``empty``/``valid``/``invalid``), ``review_memo``; and the issues in row order.
+
+    Raises
+    ------
+    ReviewSheetError
+        ``voc_id`` or a reviewer column is missing from ``sheet``.
+    """
+    needed = [COL_VOC_ID, *REVIEWER_COLUMNS]
+    missing = [c for c in needed if c not in sheet.columns]
+    if missing:
+        raise ReviewSheetError(f"review sheet is missing column(s) {missing}")
+    df = _as_text_frame(sheet)
+    rules = {d: _DimensionRules(taxonomy, d) for d in DIMENSIONS}
+    issues: list[ReviewIssue] = []
+    out: dict[str, list[Any]] = {k: [] for k in _VALIDATED_SCHEMA}
+    first_row: dict[str, int] = {}
+    for i, row in enumerate(df.iter_rows(named=True)):
+        sheet_row = i + 2
+        vid = row[COL_VOC_ID].strip()
+
+        def issue(column: str, value: str, message: str, code: str, _r: int = sheet_row, _v: str = vid) -> None:
+            issues.append(ReviewIssue(_r, _v, column, value, message, code))
+
+        done = is_done(row[COL_DONE])
+        has_labels = any(row[c].strip() for c in _REVIEWER_LABEL_CELLS)
+        ignored = False
+        if not vid:
+            ignored = True
+            if has_labels or done:
+                issue(COL_VOC_ID, "", "voc_id가 비어 있어 이 행의 검수 내용은 반영되지 않습니다", "missing_voc_id")
+        elif vid in first_row:
+            ignored = True
+            issue(
+                COL_VOC_ID,
+                vid,
+                f"voc_id가 {first_row[vid]}행과 중복됩니다; 이 행은 반영되지 않습니다",
+                "duplicate_voc_id",
+            )
+        else:
+            first_row[vid] = sheet_row
+        flag = _norm_flag(row[COL_DONE])
+        if not done and flag not in NOT_DONE_VALUES:
+            issue(
+                COL_DONE,
+                row[COL_DONE],
+                f"검수완료 값 '{row[COL_DONE]}'을(를) 인식할 수 없어 미완료로 봅니다 (완료는 Y)",
+                "done_unrecognized",
+            )
+        elif not done and has_labels and not ignored:
+            issue(COL_DONE, row[COL_DONE], "검수 값이 입력됐지만 검수완료가 Y가 아니어서 반영되지 않습니다", "not_done")
+        out["sheet_row"].append(sheet_row)
+        out["voc_id"].append(vid)
+        out["ignored"].append(ignored)
+        out["is_done"].append(done)
+        for dim in DIMENSIONS:
+            ca, cb = REVIEWER_LABEL_COLUMNS[dim]
+            model_minor = row.get(MODEL_TAG_COLUMNS[dim][1], "")
+            if ignored:
+                a, b, status = None, None, "empty" if not (row[ca].strip() or row[cb].strip()) else "invalid"
+            else:
+                a, b, status = _check_dimension(
+                    rules[dim], row[ca], row[cb], model_minor, cols=(ca, cb), issue=issue
+                )
+            out[f"review_{dim}_major"].append(a)
+            out[f"review_{dim}_minor"].append(b)
+            out[f"{dim}_status"].append(status)
+        out["review_memo"].append(row[COL_MEMO])
+    return pl.DataFrame(out, schema=_VALIDATED_SCHEMA), issues
+
+
+# --------------------------------------------------------------------------------------------
+# folding reviews back into the tagged frame
+
+
+def merge_reviews(
+    tagged: pl.DataFrame, sheet: pl.DataFrame | None, taxonomy: Taxonomy
+) -> tuple[pl.DataFrame, RefreshStats]:
+    """The reviewed frame: the tagged frame with valid reviewer labels applied.
+
+    Per row and dimension the reviewer's label is *applied* when the sheet row (first one with
+    that ``voc_id``) is done (:func:`is_done`) and the dimension's cells are valid
+    (:func:`validate_reviews`), or when it is done and the dimension's cells are empty — the
+    reviewer confirmed the model's tag (nothing to confirm when the model has no tag). Applied
+    means: ``{dim}_major/minor`` = the reviewer's label (or the model's, confirmed),
+    ``{dim}_source = "reviewer"`` and ``reviewed_{dim}_major/minor`` = that label (what training
+    reads). Otherwise the row's tagged values stay as they were (input history in
+    ``reviewed_*`` included).
+
+    **Filled but not done** rows are *not* applied: 검수완료 is the reviewer's commit, so a
+    half-finished row never reaches the labels or the training data; :func:`validate_reviews`
+    reports them (``not_done``) and ``RefreshStats.n_not_applied`` counts them.
+
+    Parameters
+    ----------
+    tagged
+        ``N × C`` tagged frame (``voc.schema.TAGGED_COLUMNS``), unique ``voc_id``.
+    sheet
+        The month's review sheet as read back (``None`` or empty: nothing applied).
+    taxonomy
+        For validation (active classes).
+
+    Returns
+    -------
+    tuple[pl.DataFrame, RefreshStats]
+        ``N`` rows in ``tagged`` order, columns ``C`` then :data:`REVIEWED_EXTRA_COLUMNS`:
+        ``is_reviewed`` (bool: at least one dimension applied; such rows also get
+        ``classify_source = "reviewed"``), ``review_memo`` (the memo of the matched sheet row,
+        done or not; ``""`` when none), ``model_{dim}_major/minor`` (the model's tags before the
+        merge, for metrics) and the raw four 검수_ cells (``""`` when none). No timestamp is
+        added (pure code; the caller may add one).
+
+    Raises
+    ------
+    ReviewError
+        ``tagged`` lacks ``voc_id`` or a tag column, or has an empty or duplicate ``voc_id``.
+    ReviewSheetError
+        ``sheet`` lacks ``voc_id`` or a reviewer column.
+    """
+    need = ["voc_id", "classify_source"] + [
+        f"{p}{d}_{k}" for d in DIMENSIONS for p in ("", "reviewed_") for k in ("major", "minor")
+    ] + [f"{d}_source" for d in DIMENSIONS]
+    missing = [c for c in need if c not in tagged.columns]
+    if missing:
+        raise ReviewError(f"tagged frame is missing column(s) {missing}")
+    ids = [neutralize_cell(v).strip() for v in tagged["voc_id"].to_list()]
+    _check_unique_ids(ids, what="tagged frame")
+    n = tagged.height
+    stats = RefreshStats(n_rows=n)
+    id_set = set(ids)
+    sheet_rows: dict[str, dict[str, Any]] = {}
+    raw_rows: dict[str, dict[str, str]] = {}
+    if sheet is not None and sheet.height:
+        validated, issues = validate_reviews(sheet, taxonomy)
+        raw = _as_text_frame(sheet)
+        for vrow, rrow in zip(validated.iter_rows(named=True), raw.iter_rows(named=True)):
+            vid = vrow["voc_id"]
+            if vrow["ignored"] or not vid:
+                continue
+            if vid not in id_set:
+                stats.sheet_only_ids.append(vid)
+                continue
+            sheet_rows[vid] = vrow
+            raw_rows[vid] = rrow
+        stats.issues = [i for i in issues if i.voc_id in id_set]
+        stats.n_not_applied = sum(1 for i in stats.issues if i.code == "not_done")
+
+    cols: dict[str, list[Any]] = {}
+    is_reviewed = [False] * n
+    for dim in DIMENSIONS:
+        ma = tagged[f"{dim}_major"].cast(pl.Utf8, strict=False).to_list()
+        mi = tagged[f"{dim}_minor"].cast(pl.Utf8, strict=False).to_list()
+        src = tagged[f"{dim}_source"].cast(pl.Utf8, strict=False).to_list()
+        rma = tagged[f"reviewed_{dim}_major"].cast(pl.Utf8, strict=False).to_list()
+        rmi = tagged[f"reviewed_{dim}_minor"].cast(pl.Utf8, strict=False).to_list()
+        fa, fi, fs, ra, ri = list(ma), list(mi), list(src), list(rma), list(rmi)
+        changed = 0
+        for i, vid in enumerate(ids):
+            v = sheet_rows.get(vid)
+            if v is None or not v["is_done"]:
+                continue
+            status = v[f"{dim}_status"]
+            if status == "valid":
+                a, b = v[f"review_{dim}_major"], v[f"review_{dim}_minor"]
+            elif status == "empty" and mi[i]:
+                a, b = ma[i] or mi[i], mi[i]
+            else:
+                continue
+            if (a, b) != (ma[i], mi[i]):
+                changed += 1
+            fa[i], fi[i], fs[i], ra[i], ri[i] = a, b, "reviewer", a, b
+            is_reviewed[i] = True
+        cols.update(
+            {
+                f"{dim}_major": fa,
+                f"{dim}_minor": fi,
+                f"{dim}_source": fs,
+                f"reviewed_{dim}_major": ra,
+                f"reviewed_{dim}_minor": ri,
+                f"model_{dim}_major": ma,
+                f"model_{dim}_minor": mi,
+            }
+        )
+        if dim == "subject":
+            stats.n_changed_subject = changed
+        else:
+            stats.n_changed_work = changed
+    stats.n_reviewed = sum(is_reviewed)
+    csrc = tagged["classify_source"].cast(pl.Utf8, strict=False).to_list()
+    cols["classify_source"] = ["reviewed" if r else c for r, c in zip(is_reviewed, csrc)]
+    cols["is_reviewed"] = is_reviewed
+    cols["review_memo"] = [raw_rows.get(v, {}).get(COL_MEMO, "") for v in ids]
+    for c in _REVIEWER_LABEL_CELLS:
+        cols[c] = [raw_rows.get(v, {}).get(c, "") for v in ids]
+    series = [
+        pl.Series(k, v, dtype=pl.Boolean if k == "is_reviewed" else pl.Utf8) for k, v in cols.items()
+    ]
+    out = tagged.with_columns(series)
+    base = [c for c in tagged.columns if c not in REVIEWED_EXTRA_COLUMNS]
+    return out.select([*base, *REVIEWED_EXTRA_COLUMNS]), stats
+
+
+# --------------------------------------------------------------------------------------------
+# a simulated reviewer
+
+
+def simulate_review(
+    sheet: pl.DataFrame, truth: pl.DataFrame, *, fraction: float = 1.0, seed: int = 0
+) -> pl.DataFrame:
+    """A simulated reviewer for demos and tests.
+
+    Candidates are the sheet rows not already done whose ``voc_id`` has a row in ``truth``;
+    ``round(fraction × candidates)`` of them are chosen at random (seeded). On each chosen row
+    and dimension with a true label: where the model's tag (주제/작업유형 대분류+중분류) differs
+    from it, the two 검수_ cells are set to the true label; where it matches they stay empty.
+    Every chosen row is marked 검수완료 ``"Y"`` — so a dimension *without* a true label is
+    thereby confirmed as the model tagged it (pass truth for every dimension you want judged).
+    Rows already done and rows not chosen are returned unchanged.
+
+    Parameters
+    ----------
+    sheet
+        ``M × C`` review sheet (:data:`REVIEW_COLUMNS`).
+    truth
+        ``voc_id`` plus ``reviewed_subject_major``, ``reviewed_subject_minor``,
+        ``reviewed_work_major``, ``reviewed_work_minor`` (missing columns and nulls: no true
+        label; a minor without a major takes the minor as major, as ``voc.tagger.labels_of``).
+    fraction
+        Share of candidates reviewed, in [0, 1].
+    seed
+        Seed of the random choice.
+
+    Returns
+    -------
+    pl.DataFrame
+        The sheet with the same rows, order and columns (all ``Utf8``).
+
+    Raises
+    ------
+    ValueError
+        ``fraction`` outside [0, 1]; ``truth`` without ``voc_id``.
+    ReviewSheetError
+        ``sheet`` lacks a :data:`REVIEW_COLUMNS` column.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+    if "voc_id" not in truth.columns:
+        raise ValueError("truth needs a 'voc_id' column")
+    missing = [c for c in REVIEW_COLUMNS if c not in sheet.columns]
+    if missing:
+        raise ReviewSheetError(f"review sheet is missing column(s) {missing}")
+    df = _as_text_frame(sheet)
+    true: dict[str, dict[str, tuple[str, str] | None]] = {}
+    t = _as_text_frame(truth)
+    for row in t.iter_rows(named=True):
+        labels: dict[str, tuple[str, str] | None] = {}
+        for dim in DIMENSIONS:
+            a = row.get(f"reviewed_{dim}_major", "").strip()
+            b = row.get(f"reviewed_{dim}_minor", "").strip()
+            labels[dim] = (a or b, b) if b else None
+        true.setdefault(row["voc_id"].strip(), labels)
+    rows = list(df.iter_rows(named=True))
+    candidates = [
+        i for i, r in enumerate(rows) if not is_done(r[COL_DONE]) and r[COL_VOC_ID].strip() in true
+    ]
+    k = int(round(fraction * len(candidates)))
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(candidates), size=k, replace=False).tolist()) if k else []
+    for j in chosen:
+        r = rows[candidates[j]]
+        labels = true[r[COL_VOC_ID].strip()]
+        for dim in DIMENSIONS:
+            lab = labels[dim]
+            if lab is None:
+                continue
+            ma, mi = MODEL_TAG_COLUMNS[dim][:2]
+            if (r[ma].strip(), r[mi].strip()) != lab:
+                ca, cb = REVIEWER_LABEL_COLUMNS[dim]
+                r[ca], r[cb] = lab
+        r[COL_DONE] = "Y"
+    return pl.DataFrame(
+        {c: [r[c] for r in rows] for c in df.columns}, schema={c: pl.Utf8 for c in df.columns}
+    )
