@@ -115,7 +115,10 @@ class VocSettings(BaseSettings):
     env: Literal["dev", "stg", "prd"] = Field("dev", description="Environment; chooses the storage prefix")
     source: str = Field(
         default_factory=lambda: str(sample_csv_path()),
-        description="VOC source: a CSV path in the VOC schema or a postgresql:// DSN",
+        description=(
+            "VOC source: a CSV path in the VOC schema, a postgresql:// DSN, or 'postgres' to use VOC_DB__DSN "
+            "(keeps the password out of flow-run parameters)"
+        ),
     )
     storage: str = Field("./voc-data", description="Output root: a local directory or s3://bucket[/root]")
     taxonomy_path: Path | None = Field(
@@ -141,7 +144,7 @@ class VocSettings(BaseSettings):
 
     @property
     def source_is_postgres(self) -> bool:
-        return self.source.startswith(("postgresql://", "postgres://"))
+        return self.source == "postgres" or self.source.startswith(("postgresql://", "postgres://"))
 
 
 def get_settings(**overrides: object) -> VocSettings:

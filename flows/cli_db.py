@@ -15,7 +15,7 @@ The DSN comes from ``--dsn``, else ``VOC_DB__DSN`` (environment or ``.env``), el
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import SecretStr
@@ -25,7 +25,7 @@ __all__ = ["register", "db_app"]
 db_app = typer.Typer(help="PostgreSQL: schema migrations and data loading.", no_args_is_help=True)
 
 DsnOption = Annotated[
-    Optional[str],  # noqa: UP007 - typer needs Optional on older Python
+    str | None,
     typer.Option(
         "--dsn",
         help="postgresql://user:pass@host:5432/db; default VOC_DB__DSN (env or .env). Never printed.",
@@ -76,7 +76,7 @@ def init_cmd(dsn: DsnOption = None) -> None:
 @db_app.command("load-csv")
 def load_csv_cmd(
     path: Annotated[
-        Optional[Path],  # noqa: UP007
+        Path | None,
         typer.Argument(help="CSV in the VOC schema; default: the shipped sample", show_default=False),
     ] = None,
     dsn: DsnOption = None,

@@ -40,6 +40,7 @@ real-time labels; a real-time label (registration time, no reply) only real-time
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import threading
@@ -173,7 +174,9 @@ def _dsn_parts(dsn: SecretStr) -> dict[str, str]:
         return {k: str(v) for k, v in conninfo_to_dict(dsn.get_secret_value()).items()}
     except psycopg.Error:
         # libpq's message may quote part of the string (and so the password): not shown
-        raise SourceError("invalid PostgreSQL DSN (value not shown); expected postgresql://user@host:port/dbname") from None
+        raise SourceError(
+            "invalid PostgreSQL DSN (value not shown); expected postgresql://user@host:port/dbname"
+        ) from None
 
 
 def describe_dsn(dsn: str | SecretStr) -> str:
@@ -284,9 +287,7 @@ def applied_versions(dsn: str | SecretStr, *, connect_timeout_s: int = 10) -> li
         return [int(r[0]) for r in conn.execute(q).fetchall()]
 
 
-def apply_migrations(
-    dsn: str | SecretStr, *, directory: Path | None = None, connect_timeout_s: int = 10
-) -> list[int]:
+def apply_migrations(dsn: str | SecretStr, *, directory: Path | None = None, connect_timeout_s: int = 10) -> list[int]:
     """Apply the migrations not yet recorded in ``voc_schema_version``, in version order.
 
     Everything runs in ONE transaction holding a transaction-level advisory lock
@@ -335,7 +336,9 @@ def apply_migrations(
                     with conn.cursor() as cur:
                         cur.execute(mig.sql_text.encode("utf-8"))  # no parameters: multi-statement file
                 except psycopg.Error as e:
-                    raise SourceError(f"migration {mig.name} failed on {describe_dsn(secret)}: {_scrub(str(e), secret)}") from None
+                    raise SourceError(
+                        f"migration {mig.name} failed on {describe_dsn(secret)}: {_scrub(str(e), secret)}"
+                    ) from None
                 conn.execute(
                     sql.SQL("INSERT INTO {} (version, name) VALUES (%s, %s)").format(version_table),
                     (mig.version, mig.name),
@@ -343,10 +346,70 @@ def apply_migrations(
                 applied_now.append(mig.version)
             unknown = sorted(done - {m.version for m in migrations})
             if unknown:
-                log.warning("database %s has schema versions this code does not know: %s", describe_dsn(secret), unknown)
+                log.warning(
+                    "database %s has schema versions this code does not know: %s", describe_dsn(secret), unknown
+                )
     if applied_now:
         log.info("applied migrations %s to %s", applied_now, describe_dsn(secret))
     return applied_now
+
+
+# --------------------------------------------------------------------------------------------
+# process-wide connection pools (one per DSN and pool settings)
+
+_POOLS: dict[tuple[Any, ...], list[Any]] = {}  # key → [pool, users]
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool_key(dsn: SecretStr, s: DbSettings) -> tuple[Any, ...]:
+    return (dsn.get_secret_value(), s.pool_min, s.pool_max, s.connect_timeout_s)
+
+
+def _acquire_pool(key: tuple[Any, ...], dsn: SecretStr, s: DbSettings) -> ConnectionPool:
+    with _POOLS_LOCK:
+        entry = _POOLS.get(key)
+        if entry is not None and not entry[0].closed:
+            entry[1] += 1
+            return entry[0]
+        # one direct attempt first: libpq's reason (refused, unknown host, authentication,
+        # missing database) is lost behind the pool's generic timeout otherwise
+        _connect(dsn, connect_timeout_s=s.connect_timeout_s).close()
+        pool = ConnectionPool(
+            dsn.get_secret_value(),
+            min_size=max(1, s.pool_min),
+            max_size=max(s.pool_min, s.pool_max, 1),
+            kwargs={"connect_timeout": s.connect_timeout_s, "application_name": "voc"},
+            check=ConnectionPool.check_connection,
+            timeout=max(5.0, 3.0 * s.connect_timeout_s),
+            name="voc",
+            open=False,
+        )
+        try:
+            pool.open(wait=True, timeout=max(5.0, float(s.connect_timeout_s)))
+        except PoolTimeout as e:
+            pool.close()
+            raise _connection_error(dsn, e) from None
+        _POOLS[key] = [pool, 1]
+        return pool
+
+
+def _release_pool(key: tuple[Any, ...]) -> None:
+    with _POOLS_LOCK:
+        entry = _POOLS.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _POOLS[key]
+            entry[0].close()
+
+
+@atexit.register
+def _close_all_pools() -> None:
+    with _POOLS_LOCK:
+        for pool, _ in _POOLS.values():
+            pool.close()
+        _POOLS.clear()
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,9 +420,11 @@ class PostgresSource:
     """VOCs, taxonomy and tags in PostgreSQL (implements :class:`flows.sources.VocSource`).
 
     Connections come from a :class:`psycopg_pool.ConnectionPool` opened on first use
-    (``pool_min``..``pool_max`` connections, checked before each use) so that the building tasks
-    of one flow run share a few connections; :meth:`close` (or ``with``) closes it. The object
-    pickles without its pool (Prefect may hash task inputs); a copy opens its own pool.
+    (``pool_min``..``pool_max`` connections, checked before each use). The pool is shared by
+    every source of the process with the same DSN and pool settings, so the building tasks of
+    one flow run share a few connections even when each task calls ``open_source(settings)``;
+    :meth:`close` (or ``with``) releases it, the last release closes it, and interpreter exit
+    closes what is left. The object pickles without its pool (Prefect may hash task inputs).
 
     Parameters
     ----------
@@ -387,19 +452,21 @@ class PostgresSource:
             )
         self._where = describe_dsn(self._dsn)  # validates the DSN early, without showing it
         self._pool: ConnectionPool | None = None
+        self._pool_key: tuple[Any, ...] = ()
         self._lock = threading.Lock()
         self._columns: dict[str, list[str]] = {}
 
     @classmethod
     def from_settings(cls, settings: VocSettings) -> PostgresSource:
-        """The DSN of ``settings.source`` when it is a ``postgresql://`` URL, else ``settings.db.dsn``.
+        """The DSN of ``settings.source`` when it is a ``postgresql://`` URL, else ``settings.db.dsn``
+        (``VOC_SOURCE=postgres`` + ``VOC_DB__DSN``).
 
         Raises
         ------
         SourceError
             Neither is set.
         """
-        if settings.source_is_postgres:
+        if settings.source.startswith(("postgresql://", "postgres://")):
             dsn: SecretStr | None = SecretStr(settings.source)
         else:
             dsn = settings.db.dsn
@@ -418,25 +485,8 @@ class PostgresSource:
     def _get_pool(self) -> ConnectionPool:
         with self._lock:
             if self._pool is None:
-                # one direct attempt first: libpq's reason (refused, unknown host, auth, missing
-                # database) is lost behind the pool's generic timeout otherwise
-                _connect(self._dsn, connect_timeout_s=self.settings.connect_timeout_s).close()
-                pool = ConnectionPool(
-                    self._dsn.get_secret_value(),
-                    min_size=max(1, self.settings.pool_min),
-                    max_size=max(self.settings.pool_min, self.settings.pool_max, 1),
-                    kwargs={"connect_timeout": self.settings.connect_timeout_s, "application_name": "voc"},
-                    check=ConnectionPool.check_connection,
-                    timeout=max(5.0, 3.0 * self.settings.connect_timeout_s),
-                    name="voc",
-                    open=False,
-                )
-                try:
-                    pool.open(wait=True, timeout=max(5.0, float(self.settings.connect_timeout_s)))
-                except PoolTimeout as e:
-                    pool.close()
-                    raise _connection_error(self._dsn, e) from None
-                self._pool = pool
+                self._pool_key = _pool_key(self._dsn, self.settings)
+                self._pool = _acquire_pool(self._pool_key, self._dsn, self.settings)
             return self._pool
 
     @contextmanager
@@ -452,8 +502,10 @@ class PostgresSource:
         except PoolTimeout as e:
             raise _connection_error(self._dsn, e) from None
         except psycopg.errors.UndefinedTable as e:
-            raise SourceError(f"{_scrub(str(e).splitlines()[0], self._dsn)} in {self._where}; run `voc db init`"
-                              " or set VOC_DB__VOC_TABLE / VOC_DB__TAXONOMY_TABLE / VOC_DB__CLASSIFICATION_TABLE") from None
+            raise SourceError(
+                f"{_scrub(str(e).splitlines()[0], self._dsn)} in {self._where}; run `voc db init`"
+                " or set VOC_DB__VOC_TABLE / VOC_DB__TAXONOMY_TABLE / VOC_DB__CLASSIFICATION_TABLE"
+            ) from None
         except psycopg.errors.UndefinedColumn as e:
             raise SourceError(f"{_scrub(str(e).splitlines()[0], self._dsn)} in {self._where}") from None
         except psycopg.OperationalError as e:
@@ -462,10 +514,11 @@ class PostgresSource:
             raise SourceError(f"PostgreSQL error on {self._where}: {_scrub(str(e), self._dsn)}") from None
 
     def close(self) -> None:
-        """Close the pool (a later call opens a new one)."""
+        """Release the pool; it closes when no other source of this process uses it (a later
+        call on this object acquires it again)."""
         with self._lock:
             if self._pool is not None:
-                self._pool.close()
+                _release_pool(self._pool_key)
                 self._pool = None
 
     def __enter__(self) -> PostgresSource:
@@ -477,6 +530,7 @@ class PostgresSource:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_pool"] = None
+        state["_pool_key"] = ()
         state["_lock"] = None
         return state
 
@@ -510,7 +564,7 @@ class PostgresSource:
         if missing:
             raise SourceError(
                 f"table {table!r} in {self._where} has no column {', '.join(missing)}; map our names to "
-                "yours with VOC_DB__VOC_COLUMNS, e.g. '{\"title\": \"voc_title\"}'"
+                'yours with VOC_DB__VOC_COLUMNS, e.g. \'{"title": "voc_title"}\''
             )
         cols = [*REQUIRED_COLUMNS, *(c for c in OPTIONAL_VOC_COLUMNS if cmap.get(c, c) in have)]
         return [
@@ -613,9 +667,10 @@ class PostgresSource:
                 raise SourceError(f"table {table!r} in {self._where} has no column {missing}")
             order = sql.SQL(" ORDER BY id") if "id" in have else sql.SQL("")
             cur = conn.execute(
-                sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(map(sql.Identifier, need)), _ident(table)) + order
+                sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(map(sql.Identifier, need)), _ident(table))
+                + order
             )
-            rows = [dict(zip(need, r)) for r in cur.fetchall()]
+            rows = [dict(zip(need, r, strict=True)) for r in cur.fetchall()]
         return Taxonomy.from_records(rows) if rows else None
 
     # -- writes -----------------------------------------------------------------------------
@@ -712,7 +767,9 @@ class PostgresSource:
                     for rec in df.select(ours).iter_rows():
                         copy.write_row(rec)
             updates = [c for c in theirs if c != cmap.get("voc_id", "voc_id")]
-            set_updates = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates]
+            set_updates: list[sql.Composable] = [
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates
+            ]
             if "updated_at" in have:
                 set_updates.append(sql.SQL("updated_at = now()"))
             conn.execute(
@@ -749,7 +806,9 @@ class PostgresSource:
             ]
             if rows:
                 self._table_columns(conn, self.settings.classification_table, "VOC_DB__CLASSIFICATION_TABLE")
-                _upsert_tags(conn, self.settings.classification_table, [tuple(r[c] for c in _TAG_COLUMNS) for r in rows])
+                _upsert_tags(
+                    conn, self.settings.classification_table, [tuple(r[c] for c in _TAG_COLUMNS) for r in rows]
+                )
         return df.height, len(rows)
 
     def load_taxonomy(self, taxonomy: Taxonomy) -> int:
@@ -780,8 +839,15 @@ class PostgresSource:
                 " WHERE (t.keywords, t.priority, t.active) IS DISTINCT FROM"
                 " (EXCLUDED.keywords, EXCLUDED.priority, EXCLUDED.active)"
             ).format(_ident(table), touch)
-            cols = list(zip(*records))
-            params = [list(cols[0]), list(cols[1]), list(cols[2]), ["|".join(k) for k in cols[3]], list(cols[4]), list(cols[5])]
+            cols = list(zip(*records, strict=True))
+            params = [
+                list(cols[0]),
+                list(cols[1]),
+                list(cols[2]),
+                ["|".join(k) for k in cols[3]],
+                list(cols[4]),
+                list(cols[5]),
+            ]
             cur = conn.execute(query, params)
             return max(cur.rowcount, 0)
 
@@ -842,7 +908,9 @@ def _upsert_tags(conn: psycopg.Connection, table: str, rows: Sequence[tuple[Any,
     )
     with conn.cursor() as cur:
         with cur.copy(
-            sql.SQL("COPY voc_tags_in (ord, {}) FROM STDIN").format(sql.SQL(", ").join(map(sql.Identifier, _TAG_COLUMNS)))
+            sql.SQL("COPY voc_tags_in (ord, {}) FROM STDIN").format(
+                sql.SQL(", ").join(map(sql.Identifier, _TAG_COLUMNS))
+            )
         ) as copy:
             for i, row in enumerate(rows):
                 copy.write_row((i, *row))
@@ -913,4 +981,3 @@ def load_taxonomy(dsn: str | SecretStr, taxonomy: Taxonomy, *, db_settings: DbSe
     """
     with PostgresSource(dsn, db_settings) as src:
         return src.load_taxonomy(taxonomy)
-

@@ -110,16 +110,19 @@ def _history(storage: Storage, settings: VocSettings, source, month: str, buildi
             frames.append(
                 rows.with_columns(
                     pl.lit(yyyymm(m)).alias("yyyymm"),
-                    pl.col("reviewed_subject_major").alias("subject_major"),
-                    pl.col("reviewed_subject_minor").alias("subject_minor"),
-                    pl.col("reviewed_work_major").alias("work_major"),
-                    pl.col("reviewed_work_minor").alias("work_minor"),
+                    *[pl.col(f"reviewed_{c}").alias(c) for c in ("subject_major", "subject_minor", "work_major", "work_minor")],
+                    pl.lit(None, dtype=pl.Float64).alias("subject_confidence"),
+                    pl.lit(None, dtype=pl.Float64).alias("work_confidence"),
                 )
             )
     if not frames:
         return None
-    cols = ["voc_id", "building_id", "created_at", "yyyymm", "subject_major", "subject_minor", "work_major", "work_minor"]
-    return pl.concat([f.select([pl.col(c).cast(pl.Date if c == "created_at" else pl.Utf8) for c in cols]) for f in frames])
+    cols = {
+        "voc_id": pl.Utf8, "building_id": pl.Utf8, "created_at": pl.Date, "yyyymm": pl.Utf8, "title": pl.Utf8,
+        "subject_major": pl.Utf8, "subject_minor": pl.Utf8, "subject_confidence": pl.Float64,
+        "work_major": pl.Utf8, "work_minor": pl.Utf8, "work_confidence": pl.Float64,
+    }
+    return pl.concat([f.select([pl.col(c).cast(t, strict=False) for c, t in cols.items()]) for f in frames])
 
 
 def _render(
@@ -136,14 +139,14 @@ def _render(
     reviewed: bool,
     review_status: Any = None,
     drift: list[str] | None = None,
+    low_confidence: float | None = None,
 ) -> bytes:
     from voc.dashboard import keyword_counts, render_dashboard, render_wordcloud_png
 
-    texts = [f"{t}\n{r}" for t, r in zip(tagged["title"].to_list(), tagged["request_contents"].to_list())]
-    from voc.text import build_all_texts
+    from voc.dashboard import keyword_texts
 
-    clean, _ = build_all_texts(tagged["title"].to_list(), tagged["request_contents"].to_list(), None, with_reply=False)
-    kws = keyword_counts(tokenizer.keyword_nouns_batch(clean)) if texts else []
+    texts = keyword_texts(tagged)
+    kws = keyword_counts(tokenizer.keyword_nouns_batch(texts)) if texts else []
     png = render_wordcloud_png(dict(kws)) if kws else None
     credit = SAMPLE_CREDIT if "incheon_junggu_minwon" in settings.source else None
     html = render_dashboard(
@@ -160,13 +163,18 @@ def _render(
         drift=drift or [],
         source_credit=credit,
         reviewed=reviewed,
+        low_confidence=low_confidence if low_confidence is not None else DEFAULT_LOW_CONFIDENCE,
     )
     return html.encode("utf-8")
 
 
+DEFAULT_LOW_CONFIDENCE = 0.5
+"""Review-priority threshold when the model carries none (its held-out choice, see voc.metrics)."""
+
+
 def _low_conf(df: pl.DataFrame, threshold: float | None) -> pl.Series:
     conf = pl.min_horizontal(pl.col("subject_confidence").fill_null(1.0), pl.col("work_confidence").fill_null(1.0))
-    return df.select(conf < (threshold if threshold is not None else 0.5)).to_series()
+    return df.select(conf < (threshold if threshold is not None else DEFAULT_LOW_CONFIDENCE)).to_series()
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,6 +218,7 @@ def tag_building(
                 tagged, settings=settings, storage=storage, source=source, tokenizer=_tokenizer_of(tagger),
                 month=month, building_id=building_id, building_name=building_name, run_id=run_id, reviewed=False,
                 review_status=ReviewStatus(n_total=tagged.height, n_reviewed=0, n_low_confidence_unreviewed=res.low_confidence),
+                low_confidence=getattr(tagger, "low_confidence_threshold", None),
             )
         res.outputs["dashboard"] = store_object(
             storage, keys.dashboard_key(settings.prefix, month, building_id, run_id), html, "text/html"

@@ -41,7 +41,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import polars as pl
 
-from config.settings import ReviewSettings
+from config.settings import ReviewSettings, VocSettings
 from flows.storage import Storage, StorageError, join_key
 from voc.months import parse_month, yyyymm
 from voc.review import (
@@ -73,7 +73,7 @@ __all__ = [
     "make_gspread_client",
     "build_workbook",
     "sheet_format_requests",
-    "open_backend",
+    "open_review_backend",
 ]
 
 log = logging.getLogger(__name__)
@@ -307,6 +307,7 @@ class XlsxReviewBackend:
             if not names:
                 raise ReviewBackendError(f"review workbook {key} has no data sheet")
             ws = wb[ym] if ym in wb.sheetnames else wb[names[0]]
+            ws.reset_dimensions()  # some writers store a wrong <dimension>: read every cell
             grid = [list(r) for r in ws.iter_rows(values_only=True)]
         finally:
             wb.close()
@@ -499,7 +500,7 @@ def make_gspread_client(settings: ReviewSettings) -> Any:
             ) from None
         try:
             return gspread.service_account_from_dict(info, http_client=http_client)
-        except (ValueError, KeyError, TypeError) as e:
+        except Exception as e:  # the message may quote the key: only the type is kept
             raise ReviewBackendError(
                 "review.service_account_json is not a Google service-account key "
                 f"({type(e).__name__})"
@@ -515,13 +516,25 @@ def make_gspread_client(settings: ReviewSettings) -> Any:
 T = TypeVar("T")
 
 
+_RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+
+
 def _is_retryable(exc: BaseException) -> bool:
+    """HTTP 429, 5xx, and Drive's 403 rate-limit errors (``usageLimits``) are worth a retry."""
     from gspread.exceptions import APIError
 
     if not isinstance(exc, APIError):
         return False
     status = getattr(exc.response, "status_code", None) or exc.code
-    return status == 429 or (isinstance(status, int) and 500 <= status < 600)
+    if status == 429 or (isinstance(status, int) and 500 <= status < 600):
+        return True
+    if status == 403:
+        errors = (exc.error.get("errors") or []) if isinstance(exc.error, dict) else []
+        return any(
+            isinstance(e, dict) and (e.get("domain") == "usageLimits" or e.get("reason") in _RATE_LIMIT_REASONS)
+            for e in errors
+        )
+    return False
 
 
 class GSheetsReviewBackend:
@@ -615,20 +628,44 @@ class GSheetsReviewBackend:
             try:
                 return self._call("open spreadsheet", self.client.open_by_key, key)
             except SpreadsheetNotFound:
-                raise ReviewBackendError(f"review spreadsheet {key!r} not found or not shared with the service account") from None
+                raise ReviewBackendError(
+                    f"review spreadsheet {key!r} not found or not shared with the service account"
+                ) from None
         title = self._title(month)
         if title in self._ids:
-            return self._call("open spreadsheet", self.client.open_by_key, self._ids[title])
+            try:
+                return self._call("open spreadsheet", self.client.open_by_key, self._ids[title])
+            except SpreadsheetNotFound:  # deleted meanwhile: look it up again
+                del self._ids[title]
         try:
             sh = self._call("find spreadsheet", self.client.open, title)
         except SpreadsheetNotFound:
             if not create:
                 return None
-            sh = self._call("create spreadsheet", self.client.create, title)
-            for email in self.settings.share_with:
-                self._call("share spreadsheet", sh.share, email, perm_type="user", role="writer")
-            log.info("created review spreadsheet %r (%s)", title, sh.id)
+            sh = self._create(title)
         self._ids[title] = sh.id
+        return sh
+
+    def _create(self, title: str) -> Any:
+        """``Client.create`` split in its two API calls, each retried on its own (retrying the
+        pair after a failed *open* would create a second spreadsheet)."""
+        from gspread.urls import DRIVE_FILES_API_V3_URL
+        from gspread.utils import MimeType
+
+        r = self._call(
+            "create spreadsheet",
+            self.client.http_client.request,
+            "post",
+            DRIVE_FILES_API_V3_URL,
+            json={"name": title, "mimeType": MimeType.google_sheets},
+            params={"supportsAllDrives": True},
+        )
+        sid = r.json()["id"]
+        self._ids[title] = sid
+        sh = self._call("open spreadsheet", self.client.open_by_key, sid)
+        for email in self.settings.share_with:
+            self._call("share spreadsheet", sh.share, email, perm_type="user", role="writer")
+        log.info("created review spreadsheet %r (%s)", title, sid)
         return sh
 
     def _worksheet(self, sh: Any, month: str) -> Any | None:
@@ -826,9 +863,20 @@ def sheet_format_requests(
 # --------------------------------------------------------------------------------------------
 
 
-def open_backend(settings: ReviewSettings, storage: Storage, prefix: str) -> ReviewBackend:
-    """The backend ``settings.backend`` names (``xlsx`` → :class:`XlsxReviewBackend`,
-    ``gsheets`` → :class:`GSheetsReviewBackend`)."""
-    if settings.backend == "gsheets":
-        return GSheetsReviewBackend(settings)
-    return XlsxReviewBackend(storage, prefix)
+def open_review_backend(settings: VocSettings, storage: Storage | None = None) -> ReviewBackend:
+    """The backend ``settings.review.backend`` names: ``xlsx`` → :class:`XlsxReviewBackend` in
+    ``storage`` (default :func:`flows.storage.open_storage` of ``settings``) under
+    ``settings.prefix``; ``gsheets`` → :class:`GSheetsReviewBackend` (``settings.review``).
+
+    Raises
+    ------
+    ReviewBackendError
+        ``gsheets`` without usable credentials (see :func:`make_gspread_client`).
+    """
+    if settings.review.backend == "gsheets":
+        return GSheetsReviewBackend(settings.review)
+    if storage is None:
+        from flows.storage import open_storage
+
+        storage = open_storage(settings)
+    return XlsxReviewBackend(storage, settings.prefix)

@@ -36,7 +36,7 @@ def simulate_month_review(
         raise FileNotFoundError(f"no review sheet for {month} at {backend.location(month)}; run `voc run --mode full` first")
     truth = open_source(settings).read_month(month)
     tagger, _ = load_champion(settings, store)
-    reviewed = simulate_review(sheet, truth, fraction=fraction, seed=seed)
+    reviewed = simulate_review(sheet, truth, fraction=fraction, seed=seed, taxonomy=tagger.taxonomy)
     where = backend.write_month(month, reviewed, tagger.taxonomy)
     done_before = _done(sheet)
     done_after = _done(reviewed)

@@ -29,6 +29,7 @@ import mimetypes
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -232,7 +233,9 @@ class S3Storage:
                 if i == attempts - 1:
                     raise StorageError(f"{what} {self.uri(key)} failed after {attempts} attempts: {e}") from e
                 delay = min(30.0, self.backoff_s * (2**i))
-                log.warning("%s %s failed (%s); retry %d/%d in %.2fs", what, self.uri(key), e, i + 1, self.retries, delay)
+                log.warning(
+                    "%s %s failed (%s); retry %d/%d in %.2fs", what, self.uri(key), e, i + 1, self.retries, delay
+                )
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -307,9 +310,7 @@ class S3Storage:
             self._call(
                 "upload",
                 key,
-                lambda path=path, key=key, extra=extra: self.client.upload_file(
-                    str(path), self.bucket, self._key(key), ExtraArgs=extra
-                ),
+                partial(self.client.upload_file, str(path), self.bucket, self._key(key), ExtraArgs=extra),
             )
             uploaded.add(key)
         stale = [k for k in self.list(key_prefix) if k not in uploaded]
@@ -318,7 +319,7 @@ class S3Storage:
             self._call(
                 "delete",
                 key_prefix,
-                lambda batch=batch: self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}),
+                partial(self.client.delete_objects, Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}),
             )
         return self.uri(key_prefix)
 
@@ -342,11 +343,7 @@ class S3Storage:
                 raise StorageError(f"key escapes the target directory: {self.uri(key)}")
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(dest.name + ".part")
-            self._call(
-                "download",
-                key,
-                lambda key=key, tmp=tmp: self.client.download_file(self.bucket, self._key(key), str(tmp)),
-            )
+            self._call("download", key, partial(self.client.download_file, self.bucket, self._key(key), str(tmp)))
             os.replace(tmp, dest)
         return local_dir
 

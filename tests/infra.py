@@ -38,6 +38,10 @@ __all__ = [
     "free_port",
     "prefect_env",
     "prefect_server",
+    "prefect_cli",
+    "prefect_worker",
+    "run_deployment",
+    "flow_run_logs",
 ]
 
 PG_ADMIN_DSN = os.environ.get("VOC_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -60,8 +64,14 @@ def pg_available(dsn: str = PG_ADMIN_DSN, timeout_s: int = 3) -> str | None:
 
 
 def _with_dbname(dsn: str, dbname: str) -> str:
+    """``dsn`` pointing at ``dbname`` (a URL stays a URL, so it also works as ``VOC_SOURCE``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
     from psycopg.conninfo import make_conninfo
 
+    if dsn.startswith(("postgresql://", "postgres://")):
+        u = urlsplit(dsn)
+        return urlunsplit((u.scheme, u.netloc, f"/{dbname}", u.query, u.fragment))
     return make_conninfo(dsn, dbname=dbname)
 
 
@@ -108,8 +118,9 @@ class FaultInjector:
     requests: list[tuple[str, str, int]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fail(self, method: str, path_contains: str, times: int | None = 1, status: int = 500,
-             code: str = "InternalError") -> FaultRule:
+    def fail(
+        self, method: str, path_contains: str, times: int | None = 1, status: int = 500, code: str = "InternalError"
+    ) -> FaultRule:
         rule = FaultRule(method.upper(), path_contains, times, status, code)
         with self._lock:
             self.rules.append(rule)
@@ -147,8 +158,9 @@ class FaultInjector:
             f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{rule.code}</Code>'
             f"<Message>injected by tests</Message><RequestId>test</RequestId></Error>"
         ).encode()
-        start_response(f"{rule.status} Injected", [("Content-Type", "application/xml"),
-                                                   ("Content-Length", str(len(body)))])
+        start_response(
+            f"{rule.status} Injected", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))]
+        )
         return [body]
 
 
@@ -194,8 +206,9 @@ def free_port() -> int:
 
 def prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[str, str]:
     """Environment for Prefect subprocesses: isolated PREFECT_HOME and database, no analytics,
-    no telemetry, scheduler off (deployments' cron schedules must not create runs in tests)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    scheduler off (deployments' cron schedules must not create runs in tests). ``VOC_*`` variables
+    of the test process are not passed on: flow runs see only what the deployment sets."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VOC_"))}
     env.update(
         PREFECT_HOME=str(home),
         PREFECT_PROFILES_PATH=str(home / "profiles.toml"),
@@ -263,3 +276,93 @@ def _stop(proc: subprocess.Popen[Any], timeout_s: float = 20.0) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=timeout_s)
+
+
+def prefect_cli(
+    env: dict[str, str], *args: str, cwd: Path | None = None, timeout_s: float = 300.0, check: bool = True
+) -> str:
+    """Run ``prefect *args`` (this interpreter's Prefect) and return stdout+stderr.
+
+    Raises
+    ------
+    AssertionError
+        ``check`` and a non-zero exit status (the output is in the message).
+    """
+    r = subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    out = (r.stdout or "") + (r.stderr or "")
+    if check and r.returncode != 0:
+        raise AssertionError(f"prefect {' '.join(args)} exited {r.returncode}:\n{out[-4000:]}")
+    return out
+
+
+@contextmanager
+def prefect_worker(env: dict[str, str], pool: str, log_path: Path, **extra_env: str) -> Iterator[subprocess.Popen[Any]]:
+    """``prefect worker start --pool POOL`` in the background (polling every second); stopped at exit."""
+    wenv = dict(env, PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="5", **extra_env)
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--name", f"test-{secrets.token_hex(3)}"],
+        env=wenv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        _stop(proc)
+        log.close()
+
+
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def run_deployment(
+    env: dict[str, str], name: str, params: dict[str, str], *, timeout_s: float = 600.0, cwd: Path | None = None
+) -> dict[str, Any]:
+    """``prefect deployment run NAME -p k=v …``, then wait for a terminal state.
+
+    Returns
+    -------
+    dict
+        The flow run as the API returns it (``state.type`` is ``COMPLETED`` on success).
+    """
+    import httpx
+
+    args = ["deployment", "run", name]
+    for k, v in params.items():
+        args += ["-p", f"{k}={v}"]
+    out = prefect_cli(env, *args, cwd=cwd)
+    m = re.search(r"UUID:\s*(" + _UUID_RE.pattern + ")", out) or _UUID_RE.search(out)
+    if not m:
+        raise AssertionError(f"no flow run id in:\n{out}")
+    run_id = m.group(1) if m.lastindex else m.group(0)
+    api = env["PREFECT_API_URL"]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        fr = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
+        state = (fr.get("state") or {}).get("type")
+        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return fr
+        if time.monotonic() > deadline:
+            raise AssertionError(f"flow run {run_id} of {name} still {state} after {timeout_s}s")
+        time.sleep(1.0)
+
+
+def flow_run_logs(env: dict[str, str], flow_run_id: str, limit: int = 200) -> str:
+    """The last ``limit`` log lines of a flow run (for assertion messages)."""
+    import httpx
+
+    r = httpx.post(
+        f"{env['PREFECT_API_URL']}/logs/filter",
+        json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_DESC", "limit": limit},
+        timeout=10,
+    )
+    return "\n".join(f"{x['level']} {x['message']}" for x in reversed(r.json()))

@@ -451,9 +451,11 @@ def test_escaping_of_hostile_text(month, keywords):
     block = re.search(r'id="voc-figures">(.*?)</script>', html, re.S).group(1)
     assert "<" not in block and ">" not in block
     figs = figures_of(html)
-    labels = figs["fig-subject-major"]["data"][0]["y"]
+    trace = figs["fig-subject-major"]["data"][0]
     # and plotly's own tiny HTML dialect is entity-escaped, so the label is drawn literally
-    assert "&lt;/script&gt;&lt;script&gt;window.__pwned=4&lt;/script&gt;&lt;b&gt;주제&lt;/b&gt;" in labels
+    # (cut to 16 characters on the axis, complete in the hover text)
+    assert "&lt;/script&gt;&lt;script&gt;window.__pwned=4&lt;/script&gt;&lt;b&gt;주제&lt;/b&gt;" in trace["customdata"]
+    assert "&lt;/script&gt;&lt;scrip…" in trace["y"]
     assert "&lt;script&gt;" in figs["fig-keywords"]["data"][0]["y"]
 
 

@@ -14,21 +14,21 @@ import polars as pl
 import psycopg
 import pytest
 import typer
+from infra import PG_ADMIN_DSN, free_port, pg_available, temp_database
 from typer.testing import CliRunner
 
 from config.settings import DbSettings, VocSettings, sample_csv_path
 from flows.db import (
     CLASSIFY_SOURCES,
     PostgresSource,
-    apply_migrations,
     applied_versions,
+    apply_migrations,
     describe_dsn,
     load_csv,
     load_taxonomy,
     may_overwrite,
 )
 from flows.sources import CsvSource, SourceError, open_source
-from infra import PG_ADMIN_DSN, free_port, pg_available, temp_database
 from voc.taxonomy import Taxonomy, TaxonomyRow, default_taxonomy
 
 _reason = pg_available()
@@ -195,8 +195,10 @@ def test_taxonomy_roundtrip(fresh_db: str) -> None:
         # a reorganisation: one class inactive, one new; rows missing from the file stay
         old = tax.rows[0]
         changed = Taxonomy(
-            (TaxonomyRow(old.dimension, old.major, old.minor, old.keywords, old.priority, active=False),
-             TaxonomyRow("subject", "신규", "신규과", ("신규",), 50.0))
+            (
+                TaxonomyRow(old.dimension, old.major, old.minor, old.keywords, old.priority, active=False),
+                TaxonomyRow("subject", "신규", "신규과", ("신규",), 50.0),
+            )
         )
         assert load_taxonomy(fresh_db, changed) == 2
         got = s.read_taxonomy()
@@ -357,8 +359,15 @@ def test_customer_table_mapping(fresh_db: str) -> None:
             "INSERT INTO crm.minwon VALUES (7, 'B-95', '본관', '2019-11-30 23:59:00', '제목', '내용', ''),"
             " (8, 'B-95', '본관', '2019-12-01 00:00:00', '다음달', '내용', 'r')"
         )
-    mapping = {"voc_id": "no", "building_id": "site", "building_name": "site_name", "created_at": "reg_ts",
-               "title": "voc_title", "request_contents": "body", "reply": "answer"}
+    mapping = {
+        "voc_id": "no",
+        "building_id": "site",
+        "building_name": "site_name",
+        "created_at": "reg_ts",
+        "title": "voc_title",
+        "request_contents": "body",
+        "reply": "answer",
+    }
     with PostgresSource(fresh_db, DbSettings(voc_table="crm.minwon", voc_columns=mapping)) as s:
         df = s.read_month("2019-11", ["B-95"])
         assert df["voc_id"].to_list() == ["7"]
@@ -483,3 +492,21 @@ def test_cli_init_load_and_taxonomy(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         monkeypatch.delenv("VOC_DB__DSN")
         r = runner.invoke(app, ["db", "init"])
         assert r.exit_code == 2 and "VOC_DB__DSN" in r.output
+
+
+def test_sources_of_one_process_share_a_pool(db: str) -> None:
+    """The flows call open_source(settings) per building task: one pool per DSN, not one per call."""
+    settings = VocSettings(source=db, db=DbSettings(pool_max=2))
+    sources = [open_source(settings) for _ in range(5)]
+    for s in sources:
+        assert s.read_month("2019-11", ["2"]).height == 4
+    pools = {id(s._pool) for s in sources}  # type: ignore[attr-defined]
+    assert len(pools) == 1
+    pool = sources[0]._pool  # type: ignore[attr-defined]
+    for s in sources[:-1]:
+        s.close()
+    assert not pool.closed and sources[-1].read_month("2019-11").height == 45
+    sources[-1].close()
+    assert pool.closed
+    assert sources[0].read_month("2019-11", ["1"]).height == 41  # reopens
+    sources[0].close()

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from infra import MotoS3, moto_s3_server
 from pydantic import SecretStr
 
 from config.settings import S3Settings, VocSettings
 from flows.s3 import S3Storage, content_type_for, parse_s3_uri
 from flows.storage import Storage, StorageError, open_storage
-from infra import MotoS3, moto_s3_server
 
 BUCKET = "voc-test"
 
@@ -38,7 +38,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, moto: MotoS3) -> None:
 @pytest.fixture(scope="module")
 def bucket(moto: MotoS3) -> str:
     boto3.client(
-        "s3", endpoint_url=moto.endpoint_url, aws_access_key_id="testing", aws_secret_access_key="testing",
+        "s3",
+        endpoint_url=moto.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
         region_name="us-east-1",
     ).create_bucket(Bucket=BUCKET)
     return BUCKET
@@ -58,7 +61,7 @@ def test_roundtrip_list_exists_content_type(moto: MotoS3, bucket: str) -> None:
     assert st.write_bytes(f"{prefix}/1/dashboard_1_201911.html", html) == (
         f"s3://{BUCKET}/runs/a/{prefix}/1/dashboard_1_201911.html"
     )
-    st.write_bytes(f"{prefix}/1/tagged_1_201911_full.csv", "voc_id\n1\n".encode())
+    st.write_bytes(f"{prefix}/1/tagged_1_201911_full.csv", b"voc_id\n1\n")
     st.write_bytes(f"{prefix}/2/tagged_2_201911_full.csv", b"voc_id\n2\n")
     st.write_bytes(f"{prefix}/review_201911.xlsx", b"PK\x03\x04")
     st.write_bytes("stat/voc-dev/2019110/x.json", b"{}")  # a sibling sharing the string prefix
@@ -76,10 +79,7 @@ def test_roundtrip_list_exists_content_type(moto: MotoS3, bucket: str) -> None:
     assert st.list("nothing/here") == []
     assert len(st.list("")) == 6
     raw = st.client
-    ctype = {
-        k: raw.head_object(Bucket=BUCKET, Key=f"runs/a/{k}")["ContentType"]
-        for k in st.list("")
-    }
+    ctype = {k: raw.head_object(Bucket=BUCKET, Key=f"runs/a/{k}")["ContentType"] for k in st.list("")}
     assert ctype[f"{prefix}/1/dashboard_1_201911.html"] == "text/html; charset=utf-8"
     assert ctype[f"{prefix}/2/tagged_2_201911_full.csv"] == "text/csv; charset=utf-8"
     assert ctype[f"{prefix}/review_201911.xlsx"].endswith("spreadsheetml.sheet")
@@ -159,8 +159,15 @@ def test_permanent_failure_raises_storage_error_naming_key(moto: MotoS3, bucket:
 def test_unreachable_endpoint_raises_storage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from infra import free_port
 
-    st = S3Storage(BUCKET, "x", endpoint_url=f"http://127.0.0.1:{free_port()}", retries=1, backoff_s=0.01,
-                   botocore_attempts=1, connect_timeout_s=1)
+    st = S3Storage(
+        BUCKET,
+        "x",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        retries=1,
+        backoff_s=0.01,
+        botocore_attempts=1,
+        connect_timeout_s=1,
+    )
     with pytest.raises(StorageError, match=f"upload s3://{BUCKET}/x/k.html failed after 2 attempts"):
         st.write_bytes("k.html", b"x")
 
@@ -169,8 +176,12 @@ def test_from_settings_and_env_endpoint(moto: MotoS3, bucket: str, monkeypatch: 
     # VOC_S3__* settings, explicit credentials (secrets)
     settings = VocSettings(
         storage=f"s3://{BUCKET}/from-settings",
-        s3=S3Settings(endpoint_url=moto.endpoint_url, region_name="us-east-1",
-                      aws_access_key_id=SecretStr("testing"), aws_secret_access_key=SecretStr("testing")),
+        s3=S3Settings(
+            endpoint_url=moto.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=SecretStr("testing"),
+            aws_secret_access_key=SecretStr("testing"),
+        ),
     )
     st = open_storage(settings)
     assert isinstance(st, S3Storage) and st.root == "from-settings"

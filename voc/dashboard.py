@@ -275,10 +275,10 @@ def keyword_counts(
     if min_count < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count!r}")
     stop = frozenset(stopwords)
-    df: Counter[str] = Counter()
+    doc_freq: Counter[str] = Counter()
     for doc in nouns:
-        df.update({n.strip() for n in doc if n and n.strip()} - stop)
-    items = sorted(((n, c) for n, c in df.items() if c >= min_count), key=lambda nc: (-nc[1], nc[0]))
+        doc_freq.update({n.strip() for n in doc if n and n.strip()} - stop)
+    items = sorted(((n, c) for n, c in doc_freq.items() if c >= min_count), key=lambda nc: (-nc[1], nc[0]))
     return items if top_k is None else items[:top_k]
 
 
@@ -862,7 +862,8 @@ def render_dashboard(
     figures: list[dict[str, Any]] = []
 
     def add(fig_id: str, title: str, fig: Any, *, wide: bool = False, note: str = "") -> None:
-        figures.append({"id": fig_id, "title": title, "json": _fig_json(fig), "wide": wide, "note": note})
+        figures.append({"id": fig_id, "title": title, "json": _fig_json(fig), "wide": wide, "note": note,
+                        "height": int(fig.layout.height)})
 
     subj_major = _counts(df, ["subject_major"])
     work_major = _counts(df, ["work_major"])

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -283,7 +283,7 @@ class MergeStats:
         among the new rows (kept), rows without ``voc_id`` and later duplicates of a ``voc_id``
         (kept verbatim).
     not_in_new
-        Of the kept rows, how many ``voc_id`` values are no longer among the new rows.
+        How many kept rows have a ``voc_id`` that is no longer among the new rows.
     dropped_blank
         Completely empty rows (every cell empty) that were dropped.
     """
@@ -529,7 +529,7 @@ def _check_unique_ids(ids: Sequence[str], *, what: str) -> None:
     seen: dict[str, int] = {}
     for i, v in enumerate(ids):
         if not v:
-            raise ReviewError(f"{what} row {i + 1}: voc_id is empty")
+            raise ReviewSheetError(f"{what} row {i + 1}: voc_id is empty")
         if v in seen:
             raise ReviewSheetError(f"{what} row {i + 1}: voc_id {v!r} duplicates row {seen[v] + 1}")
         seen[v] = i
@@ -684,7 +684,7 @@ def _check_dimension(
     model_minor: str,
     *,
     cols: tuple[str, str],
-    issue: Any,
+    issue: Callable[[str, str, str, str], None],
 ) -> tuple[str | None, str | None, str]:
     """Resolve one dimension's reviewer cells → (major, minor, status)."""
     a, b = major.strip(), minor.strip()
@@ -850,7 +850,11 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
 
 
 def merge_reviews(
-    tagged: pl.DataFrame, sheet: pl.DataFrame | None, taxonomy: Taxonomy
+    tagged: pl.DataFrame,
+    sheet: pl.DataFrame | None,
+    taxonomy: Taxonomy,
+    *,
+    reviewed_at: str | None = None,
 ) -> tuple[pl.DataFrame, RefreshStats]:
     """The reviewed frame: the tagged frame with valid reviewer labels applied.
 
@@ -875,16 +879,19 @@ def merge_reviews(
         The month's review sheet as read back (``None`` or empty: nothing applied).
     taxonomy
         For validation (active classes).
+    reviewed_at
+        Optional timestamp text supplied by the caller (pure code reads no clock); when given, a
+        last column ``reviewed_at`` holds it on ``is_reviewed`` rows and null elsewhere.
 
     Returns
     -------
     tuple[pl.DataFrame, RefreshStats]
-        ``N`` rows in ``tagged`` order, columns ``C`` then :data:`REVIEWED_EXTRA_COLUMNS`:
+        ``N`` rows in ``tagged`` order, columns ``C`` then :data:`REVIEWED_EXTRA_COLUMNS`
+        (then ``reviewed_at`` when requested):
         ``is_reviewed`` (bool: at least one dimension applied; such rows also get
         ``classify_source = "reviewed"``), ``review_memo`` (the memo of the matched sheet row,
         done or not; ``""`` when none), ``model_{dim}_major/minor`` (the model's tags before the
-        merge, for metrics) and the raw four 검수_ cells (``""`` when none). No timestamp is
-        added (pure code; the caller may add one).
+        merge, for metrics) and the raw four 검수_ cells (``""`` when none).
 
     Raises
     ------
@@ -972,8 +979,13 @@ def merge_reviews(
         pl.Series(k, v, dtype=pl.Boolean if k == "is_reviewed" else pl.Utf8) for k, v in cols.items()
     ]
     out = tagged.with_columns(series)
-    base = [c for c in tagged.columns if c not in REVIEWED_EXTRA_COLUMNS]
-    return out.select([*base, *REVIEWED_EXTRA_COLUMNS]), stats
+    base = [c for c in tagged.columns if c not in (*REVIEWED_EXTRA_COLUMNS, "reviewed_at")]
+    out = out.select([*base, *REVIEWED_EXTRA_COLUMNS])
+    if reviewed_at is not None:
+        out = out.with_columns(
+            pl.Series("reviewed_at", [reviewed_at if r else None for r in is_reviewed], dtype=pl.Utf8)
+        )
+    return out, stats
 
 
 # --------------------------------------------------------------------------------------------
@@ -981,7 +993,12 @@ def merge_reviews(
 
 
 def simulate_review(
-    sheet: pl.DataFrame, truth: pl.DataFrame, *, fraction: float = 1.0, seed: int = 0
+    sheet: pl.DataFrame,
+    truth: pl.DataFrame,
+    *,
+    fraction: float = 1.0,
+    seed: int = 0,
+    taxonomy: Taxonomy | None = None,
 ) -> pl.DataFrame:
     """A simulated reviewer for demos and tests.
 
@@ -1005,6 +1022,10 @@ def simulate_review(
         Share of candidates reviewed, in [0, 1].
     seed
         Seed of the random choice.
+    taxonomy
+        When given, a true label whose minor sits under another *active* major (a superseded
+        class after a reorganisation) is entered as that active label — what the dropdown
+        offers — as ``voc.tagger.canonical_labels`` does.
 
     Returns
     -------
@@ -1026,6 +1047,10 @@ def simulate_review(
     if missing:
         raise ReviewSheetError(f"review sheet is missing column(s) {missing}")
     df = _as_text_frame(sheet)
+    active: dict[str, dict[str, tuple[str, str]]] = {
+        dim: {r.minor: (r.major, r.minor) for r in taxonomy.rows_of(dim)} if taxonomy is not None else {}
+        for dim in DIMENSIONS
+    }
     true: dict[str, dict[str, tuple[str, str] | None]] = {}
     t = _as_text_frame(truth)
     for row in t.iter_rows(named=True):
@@ -1033,7 +1058,7 @@ def simulate_review(
         for dim in DIMENSIONS:
             a = row.get(f"reviewed_{dim}_major", "").strip()
             b = row.get(f"reviewed_{dim}_minor", "").strip()
-            labels[dim] = (a or b, b) if b else None
+            labels[dim] = active[dim].get(b, (a or b, b)) if b else None
         true.setdefault(row["voc_id"].strip(), labels)
     rows = list(df.iter_rows(named=True))
     candidates = [

@@ -1,0 +1,521 @@
+"""voc.review: review rows, merge rules (no reviewer edit is ever lost), validation, simulation.
+
+Tagged frames are built from real sample rows (``sample_df``) with plausible tags from the
+shipped taxonomy; see :func:`make_tagged`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from voc.review import (
+    COL_CONFIDENCE,
+    COL_DONE,
+    COL_FLAG,
+    COL_MEMO,
+    COL_REQUEST,
+    COL_TITLE,
+    COL_VOC_ID,
+    MODEL_COLUMNS,
+    REVIEW_COLUMNS,
+    REVIEWED_EXTRA_COLUMNS,
+    REVIEWER_COLUMNS,
+    REVIEWER_LABEL_COLUMNS,
+    ReviewError,
+    ReviewSheetError,
+    build_review_rows,
+    is_done,
+    is_formula_like,
+    merge_into_sheet,
+    merge_reviews,
+    neutralize_cell,
+    simulate_review,
+    validate_reviews,
+)
+from voc.schema import TAGGED_COLUMNS
+from voc.taxonomy import Taxonomy, TaxonomyRow, default_taxonomy, split_label
+
+S_MAJ, S_MIN = REVIEWER_LABEL_COLUMNS["subject"]
+W_MAJ, W_MIN = REVIEWER_LABEL_COLUMNS["work"]
+HOSTILE = ['=HYPERLINK("http://x","y")', "@SUM(A1)", "+1", "-1", "\t=1"]
+
+
+def make_tagged(sample_df: pl.DataFrame, month: str = "201911", *, seed: int = 0, shift: int = 0) -> pl.DataFrame:
+    """A tagged frame (``TAGGED_COLUMNS``) of the sample's VOCs of ``month``: subject and work tags
+    cycle through the shipped taxonomy's active labels (``shift`` moves them, so a rerun can
+    produce different tags), confidences are seeded uniform draws."""
+    tax = default_taxonomy()
+    d = sample_df.filter(pl.col("created_at").dt.strftime("%Y%m") == month)
+    n = d.height
+    sub, wk = tax.labels("subject"), tax.labels("work")
+    rng = np.random.default_rng(seed)
+    s = [split_label(sub[(i + shift) % len(sub)]) for i in range(n)]
+    w = [split_label(wk[(3 * i + shift) % len(wk)]) for i in range(n)]
+    return d.with_columns(
+        pl.lit(month).alias("yyyymm"),
+        pl.Series("subject_major", [a for a, _ in s]),
+        pl.Series("subject_minor", [b for _, b in s]),
+        pl.Series("subject_confidence", rng.random(n).round(4)),
+        pl.lit("model").alias("subject_source"),
+        pl.Series("work_major", [a for a, _ in w]),
+        pl.Series("work_minor", [b for _, b in w]),
+        pl.Series("work_confidence", rng.random(n).round(4)),
+        pl.lit("model").alias("work_source"),
+        pl.lit("batch").alias("classify_source"),
+        pl.lit(f"hybrid_v{seed}").alias("model_version"),
+        pl.lit("").alias("flags"),
+        pl.lit(f"full_20261201_02000{seed}").alias("run_id"),
+    ).select(TAGGED_COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def tax() -> Taxonomy:
+    return default_taxonomy()
+
+
+@pytest.fixture(scope="module")
+def tagged(sample_df: pl.DataFrame) -> pl.DataFrame:
+    return make_tagged(sample_df)
+
+
+@pytest.fixture(scope="module")
+def rows(tagged: pl.DataFrame) -> pl.DataFrame:
+    return build_review_rows(tagged, threshold=0.5)
+
+
+def set_cells(sheet: pl.DataFrame, edits: dict[str, dict[str, str]]) -> pl.DataFrame:
+    """Reviewer edits: {voc_id: {column: value}}."""
+    recs = sheet.to_dicts()
+    for r in recs:
+        for col, v in edits.get(r[COL_VOC_ID], {}).items():
+            r[col] = v
+    return pl.DataFrame(recs, schema=sheet.schema)
+
+
+def row_of(sheet: pl.DataFrame, voc_id: str) -> dict[str, str]:
+    hit = sheet.filter(pl.col(COL_VOC_ID) == voc_id)
+    assert hit.height == 1, f"voc_id {voc_id} appears {hit.height} times"
+    return hit.row(0, named=True)
+
+
+# --------------------------------------------------------------------------------------------
+# build_review_rows
+
+
+def test_build_review_rows_columns_sort_and_flags(tagged, rows):
+    assert tuple(rows.columns) == REVIEW_COLUMNS
+    assert all(dt == pl.Utf8 for dt in rows.dtypes)
+    assert rows.null_count().sum_horizontal().item() == 0
+    assert rows.height == tagged.height == 45
+    assert sorted(rows[COL_VOC_ID].to_list()) == sorted(tagged["voc_id"].to_list())
+    conf = [float(c) for c in rows[COL_CONFIDENCE].to_list()]
+    assert conf == sorted(conf), "likely errors (low confidence) first"
+    by_id = {r["voc_id"]: r for r in tagged.iter_rows(named=True)}
+    for r in rows.iter_rows(named=True):
+        t = by_id[r[COL_VOC_ID]]
+        low = min(t["subject_confidence"], t["work_confidence"])
+        assert r[COL_CONFIDENCE] == f"{low:.2f}"
+        assert r[COL_FLAG] == ("Y" if low < 0.5 else "")
+        assert r["주제 신뢰도"] == f"{t['subject_confidence']:.2f}"
+        assert (r["주제 대분류"], r["주제 중분류"]) == (t["subject_major"], t["subject_minor"])
+        assert (r["작업유형 대분류"], r["작업유형 중분류"]) == (t["work_major"], t["work_minor"])
+        assert r[COL_TITLE] == neutralize_cell(t["title"])
+        assert r[COL_REQUEST] == neutralize_cell(t["request_contents"])
+        assert r["등록일"] == t["created_at"].isoformat()
+        assert r["건물명"] == t["building_name"]
+        assert all(r[c] == "" for c in REVIEWER_COLUMNS if c != COL_DONE)
+        assert r[COL_DONE] == "N"
+        assert (r["model_version"], r["run_id"]) == ("hybrid_v0", "full_20261201_020000")
+    assert {"Y", ""} == set(rows[COL_FLAG].to_list())
+    assert set(build_review_rows(tagged, threshold=None)[COL_FLAG].to_list()) == {""}
+
+
+def test_build_review_rows_ties_by_voc_id_and_missing_confidence(tagged):
+    t = tagged.head(6).with_columns(
+        pl.Series("voc_id", ["10", "9", "B-2", "100", "8", "7"]),
+        pl.Series("subject_confidence", [0.3, 0.3, 0.3, 0.3, None, 0.9]),
+        pl.Series("work_confidence", [0.9, 0.9, 0.9, 0.9, None, None]),
+    )
+    out = build_review_rows(t, threshold=0.1)
+    assert out[COL_VOC_ID].to_list() == ["8", "9", "10", "100", "B-2", "7"]
+    assert out[COL_CONFIDENCE].to_list() == ["", "0.30", "0.30", "0.30", "0.30", "0.90"]
+    assert out[COL_FLAG].to_list() == ["Y", "", "", "", "", ""], "no confidence at all → review first"
+
+
+def test_build_review_rows_errors(tagged):
+    with pytest.raises(ReviewError, match="work_confidence"):
+        build_review_rows(tagged.drop("work_confidence"), threshold=0.5)
+    dup = pl.concat([tagged.head(2), tagged.head(1)])
+    with pytest.raises(ReviewSheetError, match="duplicates row 1"):
+        build_review_rows(dup, threshold=0.5)
+
+
+def test_real_sample_texts_that_look_like_formulas_are_kept(sample_df):
+    """The sample really has replies starting with '-' (bullet lists): they stay text."""
+    t = make_tagged(sample_df, "201808")
+    rows = build_review_rows(t, threshold=0.5)
+    replies = [r for r in rows["답변"].to_list() if is_formula_like(r)]
+    originals = {neutralize_cell(r) for r in t["reply"].to_list()}
+    assert all(r in originals for r in replies)
+
+
+# --------------------------------------------------------------------------------------------
+# neutralize_cell / is_done
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_neutralize_keeps_hostile_text_exactly(text):
+    assert neutralize_cell(text) == text
+    assert is_formula_like(text)
+
+
+def test_neutralize_normalises_what_no_sheet_can_store():
+    assert neutralize_cell("a\r\nb\rc") == "a\nb\nc"
+    assert neutralize_cell("\r=1") == "\n=1"
+    assert neutralize_cell("x\x00y\x1fz\x0b") == "xyz"
+    assert neutralize_cell(None) == ""
+    assert neutralize_cell(3.0) == "3"
+    assert neutralize_cell(0.25) == "0.25"
+    assert neutralize_cell(True) == "TRUE"
+    for v in ["plain", *HOSTILE, "a\r\nb", "\x01"]:
+        assert neutralize_cell(neutralize_cell(v)) == neutralize_cell(v)
+    assert not is_formula_like("승강기 고장") and not is_formula_like("")
+
+
+@pytest.mark.parametrize(
+    "value", ["Y", "y", "예", "O", "o", "TRUE", "true", "True", "1", "✓", " Y ", "Ｙ", True, 1, 1.0]
+)
+def test_is_done_yes(value):
+    assert is_done(value)
+
+
+@pytest.mark.parametrize("value", ["", "N", "n", "X", "아니오", "완료", "0", "2", "yes?", None, False, 0, "FALSE"])
+def test_is_done_no(value):
+    assert not is_done(value)
+
+
+# --------------------------------------------------------------------------------------------
+# merge_into_sheet
+
+
+def test_merge_into_empty_sheet_and_idempotent(rows):
+    first, st = merge_into_sheet(None, rows)
+    assert first.equals(rows)
+    assert st.appended == rows.height and st.updated == st.kept_reviewed == st.unchanged == 0
+    again, st2 = merge_into_sheet(first, rows)
+    assert again.equals(first)
+    assert st2.unchanged == rows.height and st2.appended == st2.updated == 0
+
+
+def test_rerun_with_new_model_tags_never_overwrites_reviewer_cells(sample_df, tagged, rows, tax):
+    ids = rows[COL_VOC_ID].to_list()
+    a, b, c, d, memo_only = ids[0], ids[1], ids[2], ids[3], ids[4]
+    edits = {
+        a: {S_MAJ: "시설", S_MIN: "승강기", COL_DONE: "Y", COL_MEMO: "엘리베이터 문 고장"},
+        b: {W_MIN: "교체"},  # filled, not done: still the reviewer's row
+        c: {COL_DONE: "예"},  # confirmed the model
+        d: {S_MIN: "엉터리값", COL_DONE: "N"},  # invalid, but still a reviewer edit
+        memo_only: {COL_MEMO: "나중에 볼 것"},
+    }
+    sheet = set_cells(rows, edits)
+    # rerun: different model tags, confidences, version; one VOC gone, one new
+    rerun_tagged = make_tagged(sample_df, seed=1, shift=5)
+    gone = ids[-1]
+    new_voc = tagged.head(1).with_columns(pl.lit("NEW-1").alias("voc_id"))
+    rerun_tagged = pl.concat([rerun_tagged.filter(pl.col("voc_id") != gone), new_voc])
+    new_rows = build_review_rows(rerun_tagged, threshold=0.5)
+    merged, st = merge_into_sheet(sheet, new_rows)
+
+    assert merged.height == rows.height + 1
+    assert merged[COL_VOC_ID].n_unique() == merged.height, "no duplicates"
+    assert merged[COL_VOC_ID].to_list()[: rows.height] == ids, "existing order kept"
+    assert merged[COL_VOC_ID].to_list()[-1] == "NEW-1", "new VOCs appended"
+    # every reviewer cell of every old row is exactly as the reviewer left it
+    for r_old, r_new in zip(sheet.iter_rows(named=True), merged.head(rows.height).iter_rows(named=True)):
+        for col in REVIEWER_COLUMNS:
+            assert r_new[col] == r_old[col], (r_old[COL_VOC_ID], col)
+    # touched rows keep every cell (what the reviewer judged)
+    for vid in (a, b, c, d):
+        assert row_of(merged, vid) == row_of(sheet, vid)
+    # untouched rows (memo-only included) get the new model columns, keep their memo
+    fresh = {r[COL_VOC_ID]: r for r in new_rows.iter_rows(named=True)}
+    for vid in ids[4:-1]:
+        got = row_of(merged, vid)
+        for col in (*MODEL_COLUMNS, COL_CONFIDENCE, COL_FLAG, "model_version", "run_id"):
+            assert got[col] == fresh[vid][col]
+    assert row_of(merged, memo_only)[COL_MEMO] == "나중에 볼 것"
+    assert row_of(merged, memo_only)["run_id"] == "full_20261201_020001"
+    # the VOC no longer tagged stays, untouched
+    assert row_of(merged, gone) == row_of(sheet, gone)
+    assert st.kept_reviewed == 4 and st.appended == 1 and st.not_in_new == 1
+    assert st.updated + st.unchanged == rows.height - 4
+    assert st.appended + st.updated + st.kept_reviewed + st.unchanged == merged.height
+    # rerunning the same merge changes nothing
+    merged2, st2 = merge_into_sheet(merged, new_rows)
+    assert merged2.equals(merged) and st2.updated == 0 and st2.appended == 0
+
+
+def test_merge_keeps_extra_columns_rows_without_id_and_drops_blank_rows(rows):
+    sheet = rows.with_columns(pl.lit("").alias("담당자"))
+    recs = sheet.to_dicts()
+    recs[0]["담당자"] = "김관리"
+    blank = {c: "" for c in sheet.columns}
+    orphan = {**blank, COL_MEMO: "voc_id 없이 적은 메모"}
+    sheet = pl.DataFrame([recs[0], blank, orphan, *recs[1:]], schema=sheet.schema)
+    merged, st = merge_into_sheet(sheet, rows)
+    assert merged.columns == [*REVIEW_COLUMNS, "담당자"]
+    assert merged.height == rows.height + 1
+    assert st.dropped_blank == 1
+    assert merged.row(0, named=True)["담당자"] == "김관리"
+    assert merged.row(1, named=True)[COL_MEMO] == "voc_id 없이 적은 메모"
+
+
+def test_merge_duplicate_id_in_sheet_keeps_both_rows(rows):
+    first = rows.head(1).with_columns(pl.lit("Y").alias(COL_DONE))
+    sheet = pl.concat([rows, first])
+    merged, _ = merge_into_sheet(sheet, rows)
+    assert merged.height == sheet.height, "a row is never deleted, not even a pasted duplicate"
+
+
+def test_merge_into_sheet_errors(rows):
+    with pytest.raises(ReviewSheetError, match="voc_id"):
+        merge_into_sheet(rows.drop(COL_VOC_ID), rows)
+    with pytest.raises(ReviewSheetError, match="missing"):
+        merge_into_sheet(None, rows.drop(COL_MEMO))
+    with pytest.raises(ReviewSheetError, match="duplicates"):
+        merge_into_sheet(None, pl.concat([rows, rows.head(1)]))
+
+
+# --------------------------------------------------------------------------------------------
+# validate_reviews
+
+
+def test_validate_reports_row_column_value(rows, tax):
+    ids = rows[COL_VOC_ID].to_list()
+    sheet = set_cells(
+        rows,
+        {
+            ids[0]: {S_MIN: "엘리베이터", COL_DONE: "Y"},  # not a minor
+            ids[1]: {S_MAJ: "환경", S_MIN: "승강기", COL_DONE: "Y"},  # minor under another major
+            ids[2]: {S_MAJ: "없는대분류", COL_DONE: "Y"},
+            ids[3]: {S_MIN: "승강기", COL_DONE: "Y"},  # minor alone → major inferred
+            ids[4]: {W_MAJ: "작업", COL_DONE: "Y"},  # major only, several minors
+            ids[5]: {S_MIN: "환경>주차", COL_DONE: "Y"},  # a full label in the minor cell
+            ids[6]: {W_MAJ: "기타", COL_DONE: "Y"},  # major with one minor → that one
+            ids[7]: {S_MIN: "승강기", COL_DONE: "완료"},  # unrecognised done value
+            ids[8]: {S_MIN: "승강기"},  # filled, not done
+        },
+    )
+    v, issues = validate_reviews(sheet, tax)
+    assert v.height == rows.height
+    assert v["sheet_row"].to_list()[:3] == [2, 3, 4]
+    by = {(i.sheet_row, i.column): i for i in issues}
+    assert by[(2, S_MIN)].value == "엘리베이터" and by[(2, S_MIN)].code == "not_in_taxonomy"
+    assert by[(2, S_MIN)].voc_id == ids[0] and "엘리베이터" in by[(2, S_MIN)].message
+    assert by[(3, S_MIN)].code == "minor_not_under_major" and by[(3, S_MIN)].value == "승강기"
+    assert by[(4, S_MAJ)].code == "not_in_taxonomy" and by[(4, S_MAJ)].value == "없는대분류"
+    assert by[(6, W_MIN)].code == "minor_missing"
+    assert by[(9, COL_DONE)].code == "done_unrecognized" and by[(9, COL_DONE)].value == "완료"
+    assert by[(10, COL_DONE)].code == "not_done"
+    assert len(issues) == 6
+    rec = v.to_dicts()
+    assert (rec[3]["review_subject_major"], rec[3]["review_subject_minor"], rec[3]["subject_status"]) == (
+        "시설", "승강기", "valid")
+    assert (rec[5]["review_subject_major"], rec[5]["review_subject_minor"]) == ("환경", "주차")
+    assert (rec[6]["review_work_major"], rec[6]["review_work_minor"]) == ("기타", "기타")
+    assert rec[0]["subject_status"] == "invalid" and rec[0]["review_subject_minor"] is None
+    assert rec[0]["work_status"] == "empty"
+    assert [r["is_done"] for r in rec[:9]] == [True] * 7 + [False, False]
+    assert str(by[(2, S_MIN)]).startswith("row 2 (voc_id=")
+
+
+def test_validate_major_only_uses_model_minor_when_it_fits(rows, tax):
+    r0 = rows.row(0, named=True)
+    model_major, model_minor = r0["주제 대분류"], r0["주제 중분류"]
+    sheet = set_cells(rows, {r0[COL_VOC_ID]: {S_MAJ: model_major, COL_DONE: "Y"}})
+    v, issues = validate_reviews(sheet, tax)
+    assert not issues
+    assert v.row(0, named=True)["review_subject_minor"] == model_minor
+
+
+def test_validate_rejects_inactive_labels_and_duplicate_ids(rows):
+    tax = Taxonomy(
+        default_taxonomy().rows + (TaxonomyRow("subject", "구분류", "옛승강기", active=False),)
+    )
+    ids = rows[COL_VOC_ID].to_list()
+    sheet = set_cells(rows, {ids[0]: {S_MAJ: "구분류", S_MIN: "옛승강기", COL_DONE: "Y"}})
+    dup = sheet.head(1).with_columns(pl.lit("").alias(S_MAJ), pl.lit("").alias(S_MIN))
+    sheet = pl.concat([sheet, dup])
+    v, issues = validate_reviews(sheet, tax)
+    codes = {(i.sheet_row, i.column, i.code) for i in issues}
+    assert (2, S_MAJ, "not_in_taxonomy") in codes and (2, S_MIN, "not_in_taxonomy") in codes
+    assert (sheet.height + 1, COL_VOC_ID, "duplicate_voc_id") in codes
+    assert v["ignored"].to_list()[-1] is True
+    with pytest.raises(ReviewSheetError, match="검수완료"):
+        validate_reviews(rows.drop(COL_DONE), tax)
+
+
+# --------------------------------------------------------------------------------------------
+# merge_reviews
+
+
+def test_merge_reviews_applies_only_done_valid_rows(tagged, rows, tax):
+    ids = rows[COL_VOC_ID].to_list()
+    changed, confirmed, not_done, half_bad, untouched = ids[:5]
+    sheet = set_cells(
+        rows,
+        {
+            changed: {S_MAJ: "시설", S_MIN: "승강기", W_MIN: "교체", COL_DONE: "Y", COL_MEMO: "확인함"},
+            confirmed: {COL_DONE: "Y"},
+            not_done: {S_MIN: "주차"},
+            half_bad: {S_MIN: "엉터리", W_MIN: "설치", COL_DONE: "o"},
+        },
+    )
+    sheet = pl.concat([sheet, rows.head(1).with_columns(pl.lit("OTHER-BUILDING").alias(COL_VOC_ID))])
+    out, st = merge_reviews(tagged, sheet, tax)
+
+    assert out.height == tagged.height
+    assert out["voc_id"].to_list() == tagged["voc_id"].to_list(), "tagged order, each voc_id once"
+    assert out.columns == [*TAGGED_COLUMNS, *REVIEWED_EXTRA_COLUMNS]
+    t = {r["voc_id"]: r for r in tagged.iter_rows(named=True)}
+    o = {r["voc_id"]: r for r in out.iter_rows(named=True)}
+
+    r = o[changed]
+    assert (r["subject_major"], r["subject_minor"], r["subject_source"]) == ("시설", "승강기", "reviewer")
+    assert (r["work_major"], r["work_minor"], r["work_source"]) == ("작업", "교체", "reviewer")
+    assert (r["reviewed_subject_major"], r["reviewed_subject_minor"]) == ("시설", "승강기")
+    assert (r["model_subject_major"], r["model_subject_minor"]) == (t[changed]["subject_major"], t[changed]["subject_minor"])
+    assert r["is_reviewed"] and r["classify_source"] == "reviewed" and r["review_memo"] == "확인함"
+    assert r[S_MIN] == "승강기"
+
+    r = o[confirmed]  # done with empty cells: the model's tags confirmed → training data
+    assert (r["subject_major"], r["subject_minor"]) == (t[confirmed]["subject_major"], t[confirmed]["subject_minor"])
+    assert r["subject_source"] == r["work_source"] == "reviewer" and r["is_reviewed"]
+    assert r["reviewed_subject_minor"] == t[confirmed]["subject_minor"]
+    assert r["reviewed_work_minor"] == t[confirmed]["work_minor"]
+
+    r = o[not_done]  # filled but not done: not applied
+    assert r["subject_minor"] == t[not_done]["subject_minor"] and r["subject_source"] == "model"
+    assert not r["is_reviewed"] and r["classify_source"] == "batch"
+    assert r["reviewed_subject_minor"] == t[not_done]["reviewed_subject_minor"]
+
+    r = o[half_bad]  # invalid subject falls back to the model and is not training data; work applied
+    assert r["subject_minor"] == t[half_bad]["subject_minor"] and r["subject_source"] == "model"
+    assert r["reviewed_subject_minor"] == t[half_bad]["reviewed_subject_minor"]
+    assert (r["work_minor"], r["work_source"], r["reviewed_work_minor"]) == ("설치", "reviewer", "설치")
+    assert r["is_reviewed"]
+
+    r = o[untouched]
+    assert {k: r[k] for k in TAGGED_COLUMNS} == t[untouched]
+    assert not r["is_reviewed"] and r["review_memo"] == ""
+
+    assert st.n_rows == tagged.height and st.n_reviewed == 3
+    assert st.n_changed_subject == int(t[changed]["subject_minor"] != "승강기")
+    assert st.n_changed_work == int(t[changed]["work_minor"] != "교체") + int(t[half_bad]["work_minor"] != "설치")
+    assert st.n_not_applied == 1
+    assert st.sheet_only_ids == ["OTHER-BUILDING"]
+    assert {(i.voc_id, i.code) for i in st.issues} == {(not_done, "not_done"), (half_bad, "not_in_taxonomy")}
+
+
+def test_merge_reviews_without_sheet_changes_nothing(tagged, tax):
+    out, st = merge_reviews(tagged, None, tax)
+    assert out.select(TAGGED_COLUMNS).equals(tagged)
+    assert st.n_reviewed == 0 and not out["is_reviewed"].any()
+    assert "reviewed_at" not in out.columns
+
+
+def test_merge_reviews_reviewed_at_is_the_callers_timestamp(tagged, rows, tax):
+    vid = rows[COL_VOC_ID][0]
+    out, _ = merge_reviews(tagged, set_cells(rows, {vid: {COL_DONE: "Y"}}), tax, reviewed_at="2026-12-02T09:00:00+09:00")
+    assert out.columns[-1] == "reviewed_at"
+    stamped = out.filter(pl.col("reviewed_at").is_not_null())
+    assert stamped["voc_id"].to_list() == [vid] and stamped["reviewed_at"][0] == "2026-12-02T09:00:00+09:00"
+    again, _ = merge_reviews(out.drop(list(REVIEWED_EXTRA_COLUMNS)), rows, tax)
+    assert "reviewed_at" not in again.columns
+
+
+# --------------------------------------------------------------------------------------------
+# simulate_review
+
+
+def _truth(rows: pl.DataFrame) -> pl.DataFrame:
+    """True labels: even rows = the model's (right), odd rows = another label (wrong), every
+    fifth row has no true work label."""
+    recs = []
+    for i, r in enumerate(rows.iter_rows(named=True)):
+        s = (r["주제 대분류"], r["주제 중분류"]) if i % 2 == 0 else ("시설", "승강기" if r["주제 중분류"] != "승강기" else "주차")
+        w = (r["작업유형 대분류"], r["작업유형 중분류"]) if i % 2 == 0 else ("작업", "교체" if r["작업유형 중분류"] != "교체" else "설치")
+        if s == ("시설", "주차"):
+            s = ("환경", "주차")
+        recs.append({
+            "voc_id": r[COL_VOC_ID],
+            "reviewed_subject_major": s[0],
+            "reviewed_subject_minor": s[1],
+            "reviewed_work_major": None if i % 5 == 4 else w[0],
+            "reviewed_work_minor": None if i % 5 == 4 else w[1],
+        })
+    return pl.DataFrame(recs, schema={k: pl.Utf8 for k in recs[0]})
+
+
+def test_simulate_review_fixes_wrong_rows_only(rows, tagged, tax):
+    truth = _truth(rows)
+    done_before = rows[COL_VOC_ID][3]
+    sheet = set_cells(rows, {done_before: {COL_DONE: "Y", COL_MEMO: "이미 검수"}})
+    out = simulate_review(sheet, truth)
+    assert out.columns == sheet.columns and out.height == sheet.height
+    assert out[COL_VOC_ID].to_list() == sheet[COL_VOC_ID].to_list()
+    assert row_of(out, done_before) == row_of(sheet, done_before), "done rows never touched"
+    for i, (before, after) in enumerate(zip(sheet.iter_rows(named=True), out.iter_rows(named=True))):
+        if before[COL_VOC_ID] == done_before:
+            continue
+        assert after[COL_DONE] == "Y"
+        for c in (*MODEL_COLUMNS, COL_TITLE, COL_MEMO):
+            assert after[c] == before[c]
+        if i % 2 == 0:  # right rows: nothing filled
+            assert all(after[c] == "" for c in (S_MAJ, S_MIN, W_MAJ, W_MIN))
+        else:
+            assert (after[S_MAJ], after[S_MIN]) == (truth["reviewed_subject_major"][i], truth["reviewed_subject_minor"][i])
+            if i % 5 == 4:  # no true work label: left for the model (confirmed)
+                assert after[W_MAJ] == after[W_MIN] == ""
+            else:
+                assert after[W_MIN] == truth["reviewed_work_minor"][i]
+    # folding the simulated review back gives the true labels where a truth exists
+    reviewed, st = merge_reviews(tagged, out, tax)
+    want = {r["voc_id"]: r for r in truth.iter_rows(named=True)}
+    for r in reviewed.iter_rows(named=True):
+        if r["voc_id"] == done_before:
+            continue
+        assert r["is_reviewed"] and r["subject_minor"] == want[r["voc_id"]]["reviewed_subject_minor"]
+        if want[r["voc_id"]]["reviewed_work_minor"] is not None:
+            assert r["work_minor"] == want[r["voc_id"]]["reviewed_work_minor"]
+    assert not st.issues
+
+
+def test_simulate_review_fraction_seed_and_truth_coverage(rows):
+    truth = _truth(rows).head(30)  # 15 rows have no truth: never reviewed
+    half = simulate_review(rows, truth, fraction=0.5, seed=7)
+    done = [is_done(v) for v in half[COL_DONE].to_list()]
+    assert sum(done) == 15
+    assert all(vid in set(truth["voc_id"].to_list()) for vid, d in zip(half[COL_VOC_ID], done) if d)
+    assert half.equals(simulate_review(rows, truth, fraction=0.5, seed=7))
+    assert not half.equals(simulate_review(rows, truth, fraction=0.5, seed=8))
+    assert simulate_review(rows, truth, fraction=0.0).equals(rows)
+    with pytest.raises(ValueError):
+        simulate_review(rows, truth, fraction=1.5)
+
+
+def test_simulate_review_enters_the_active_label_of_a_superseded_class(rows, tax):
+    """After a reorganisation the history says 옛시설>승강기; the dropdown offers 시설>승강기."""
+    vid = rows[COL_VOC_ID][0]
+    truth = pl.DataFrame({"voc_id": [vid], "reviewed_subject_major": ["옛시설"], "reviewed_subject_minor": ["승강기"]})
+    raw = simulate_review(rows, truth).row(0, named=True)
+    assert (raw[S_MAJ], raw[S_MIN]) == ("옛시설", "승강기")
+    out = simulate_review(rows, truth, taxonomy=tax).row(0, named=True)
+    if rows.row(0, named=True)["주제 중분류"] == "승강기":
+        assert out[S_MAJ] == out[S_MIN] == ""
+    else:
+        assert (out[S_MAJ], out[S_MIN]) == ("시설", "승강기")
+    assert out[COL_DONE] == "Y"
+    assert not validate_reviews(simulate_review(rows, truth, taxonomy=tax), tax)[1]

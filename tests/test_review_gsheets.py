@@ -1,0 +1,302 @@
+"""GSheetsReviewBackend with the REAL gspread client against a LOCAL STAND-IN (not Google).
+
+``tests/sheets_standin.py`` serves the few Sheets v4 / Drive v3 endpoints gspread calls, in
+memory on 127.0.0.1; :func:`flows.review_backends.routed_http_client` points gspread's requests
+at it. What is checked here is our use of the API (requests, bodies, RAW input, retries), not
+Google's own behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import gspread
+import polars as pl
+import pytest
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from gspread.exceptions import APIError
+from pydantic import SecretStr
+from sheets_standin import SheetsStandIn
+from test_review import HOSTILE, make_tagged, set_cells
+
+from config.settings import ReviewSettings, VocSettings
+from flows.review_backends import (
+    GSheetsReviewBackend,
+    ReviewBackend,
+    ReviewBackendError,
+    dropdown_lists,
+    make_gspread_client,
+    open_review_backend,
+    routed_http_client,
+)
+from voc.review import (
+    COL_DONE,
+    COL_MEMO,
+    COL_TITLE,
+    COL_VOC_ID,
+    REVIEW_COLUMNS,
+    REVIEWER_COLUMNS,
+    REVIEWER_LABEL_COLUMNS,
+    build_review_rows,
+    merge_into_sheet,
+)
+from voc.taxonomy import default_taxonomy
+
+MONTH = "2019-11"
+S_MAJ, S_MIN = REVIEWER_LABEL_COLUMNS["subject"]
+
+
+@pytest.fixture(scope="module")
+def standin():
+    with SheetsStandIn() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def tax():
+    return default_taxonomy()
+
+
+@pytest.fixture(scope="module")
+def rows(sample_df):
+    return build_review_rows(make_tagged(sample_df), threshold=0.5)
+
+
+def make_backend(standin: SheetsStandIn, **settings: object) -> GSheetsReviewBackend:
+    cfg = ReviewSettings(backend="gsheets", sheets_api_url=standin.url, **settings)
+    return GSheetsReviewBackend(cfg, backoff_s=0.001, max_backoff_s=0.01)
+
+
+def hostile_sheet(rows: pl.DataFrame) -> pl.DataFrame:
+    ids = rows[COL_VOC_ID].to_list()
+    edits = {ids[i]: {COL_TITLE: h, COL_MEMO: h} for i, h in enumerate(HOSTILE)}
+    edits[ids[6]] = {S_MIN: "승강기", COL_DONE: "Y"}
+    return set_cells(rows, edits)
+
+
+def api_calls(standin: SheetsStandIn, method: str, fragment: str) -> list:
+    return [r for r in standin.log if r.method == method and fragment in r.path]
+
+
+def test_write_read_round_trip_with_layout_requests(standin, rows, tax):
+    b = make_backend(standin, spreadsheet_title_template="VOC 검수 {yyyymm} round-trip")
+    assert isinstance(b, ReviewBackend)
+    assert b.read_month(MONTH) is None
+    assert b.location(MONTH) == "gsheets:VOC 검수 201911 round-trip"
+    sheet = hostile_sheet(rows)
+    standin.reset_log()
+    url = b.write_month(MONTH, sheet, tax)
+    sid = next(k for k, v in standin.spreadsheets.items() if v.title == "VOC 검수 201911 round-trip")
+    assert url == f"https://docs.google.com/spreadsheets/d/{sid}#gid=0"
+    assert b.location(MONTH) == f"https://docs.google.com/spreadsheets/d/{sid}"
+
+    # one values update (RAW) and one batchUpdate per write
+    puts = api_calls(standin, "PUT", "/values/")
+    assert len(puts) == 1 and puts[0].query["valueInputOption"] == ["RAW"]
+    assert len(api_calls(standin, "POST", ":batchUpdate")) == 1
+    (_, requests), = standin.batch_updates
+    kinds = [next(iter(r)) for r in requests]
+    props = requests[0]["updateSheetProperties"]["properties"]
+    assert props["title"] == "201911" and props["gridProperties"]["frozenRowCount"] == 1
+    assert props["gridProperties"]["rowCount"] == rows.height + 1
+    assert props["gridProperties"]["columnCount"] == len(REVIEW_COLUMNS)
+    lists = dropdown_lists(tax)
+    validations = {
+        r["setDataValidation"]["range"]["startColumnIndex"]: r["setDataValidation"]["rule"]
+        for r in requests if "setDataValidation" in r
+    }
+    for name in (*REVIEWER_LABEL_COLUMNS["subject"], *REVIEWER_LABEL_COLUMNS["work"], COL_DONE):
+        rule = validations[REVIEW_COLUMNS.index(name)]
+        assert rule["condition"]["type"] == "ONE_OF_LIST" and rule["strict"] and rule["showCustomUi"]
+        assert [v["userEnteredValue"] for v in rule["condition"]["values"]] == lists[name]
+    assert lists[S_MIN] == tax.minors("subject")
+    assert [v["userEnteredValue"] for v in validations[REVIEW_COLUMNS.index(COL_DONE)]["condition"]["values"]] == ["Y", "N"]
+    assert "repeatCell" in kinds and "setBasicFilter" in kinds
+    hidden = [r["updateDimensionProperties"]["range"]["startIndex"] for r in requests
+              if r.get("updateDimensionProperties", {}).get("properties", {}).get("hiddenByUser")]
+    assert hidden == [REVIEW_COLUMNS.index("model_version"), REVIEW_COLUMNS.index("run_id")]
+
+    # hostile texts are stored as plain strings (RAW), never formulas, and read back equal
+    stored = standin.values(sid, "201911")
+    title_col = REVIEW_COLUMNS.index(COL_TITLE)
+    assert [stored[i + 1][title_col] for i in range(len(HOSTILE))] == HOSTILE
+    assert all(not isinstance(v, dict) for row in stored for v in row)
+    assert isinstance(stored[1][REVIEW_COLUMNS.index("신뢰도")], float), "confidences are numbers in Sheets"
+    back = b.read_month(MONTH)
+    assert back.columns == list(REVIEW_COLUMNS)
+    assert back.equals(sheet)
+
+
+def test_standin_would_turn_user_entered_text_into_formulas(standin):
+    """Sanity check of the stand-in: the RAW test above would catch USER_ENTERED."""
+    sid = standin.create_spreadsheet("user-entered check")
+    client = gspread.Client(None, session=requests.Session(), http_client=routed_http_client(standin.url))
+    ws = client.open_by_key(sid).sheet1
+    ws.update([[HOSTILE[0]]], "A1", raw=False)
+    assert standin.values(sid, "Sheet1") == [[{"formula": HOSTILE[0]}]]
+    assert ws.get_all_values() == [[""]]
+
+
+def test_rerun_is_idempotent_and_keeps_reviewer_edits(standin, rows, tax, sample_df):
+    b = make_backend(standin, spreadsheet_title_template="VOC 검수 {yyyymm} rerun")
+    b.write_month(MONTH, rows, tax)
+    sid = b._ids["VOC 검수 201911 rerun"]
+    # same model rows again: nothing changes
+    read = b.read_month(MONTH)
+    merged, st = merge_into_sheet(read, rows)
+    assert merged.equals(read) and st.unchanged == rows.height
+    b.write_month(MONTH, merged, tax)
+    assert b.read_month(MONTH).equals(read)
+    # a reviewer edits two rows in the browser; a rerun brings different model tags
+    col = {c: j for j, c in enumerate(REVIEW_COLUMNS)}
+    standin.set_cell(sid, "201911", 1, col[S_MIN], "승강기")
+    standin.set_cell(sid, "201911", 1, col[COL_DONE], "Y")
+    standin.set_cell(sid, "201911", 2, col[COL_MEMO], "확인 필요")
+    read = b.read_month(MONTH)
+    new_rows = build_review_rows(make_tagged(sample_df, seed=2, shift=4), threshold=0.5)
+    merged, st = merge_into_sheet(read, new_rows)
+    assert st.kept_reviewed == 1 and st.appended == 0
+    b.write_month(MONTH, merged, tax)
+    final = b.read_month(MONTH)
+    assert final.equals(merged)
+    assert final.row(0, named=True)[S_MIN] == "승강기" and final.row(0, named=True)[COL_DONE] == "Y"
+    assert final.row(0, named=True)["run_id"] == rows.row(0, named=True)["run_id"], "reviewed row kept"
+    assert final.row(1, named=True)[COL_MEMO] == "확인 필요"
+    assert final.row(1, named=True)["run_id"] == "full_20261201_020002", "untouched row updated"
+    for before, after in zip(read.iter_rows(named=True), final.iter_rows(named=True)):
+        assert all(after[c] == before[c] for c in REVIEWER_COLUMNS)
+    # the per-month spreadsheet was created once
+    assert [s.title for s in standin.spreadsheets.values()].count("VOC 검수 201911 rerun") == 1
+
+
+def test_429_twice_then_success_recovers(standin, rows, tax):
+    b = make_backend(standin, spreadsheet_title_template="VOC 검수 {yyyymm} retry")
+    b.write_month(MONTH, rows, tax)
+    standin.reset_log()
+    standin.fail_next(2, status=429)
+    back = b.read_month(MONTH)
+    assert back is not None and back.height == rows.height
+    assert len(standin.log) >= 3 and standin.log[0].path == standin.log[2].path, "same call retried"
+    standin.fail_next(1, status=503)
+    b.write_month(MONTH, back, tax)
+    assert b.read_month(MONTH).equals(back)
+
+
+def test_drive_rate_limit_403_is_retried_and_create_is_not_repeated(standin, rows, tax):
+    b = make_backend(standin, spreadsheet_title_template="VOC {yyyymm} create-once")
+    standin.reset_log()
+    standin.fail_next(1, status=403, reason="userRateLimitExceeded", path="/drive/v3/files")
+    standin.fail_next(2, status=503, path="/v4/spreadsheets/")  # the open right after the create
+    b.write_month(MONTH, rows.head(4), tax)
+    assert [s.title for s in standin.spreadsheets.values()].count("VOC 201911 create-once") == 1
+    assert len(api_calls(standin, "POST", "/drive/v3/files")) == 1
+    assert b.read_month(MONTH).equals(rows.head(4))
+
+
+def test_retries_give_up_after_max_attempts_and_do_not_retry_4xx(standin, rows, tax):
+    b = GSheetsReviewBackend(
+        ReviewSettings(backend="gsheets", sheets_api_url=standin.url, spreadsheet_title_template="VOC {yyyymm} giveup"),
+        max_attempts=2,
+        backoff_s=0.001,
+    )
+    standin.reset_log()
+    standin.fail_next(3, status=429)
+    with pytest.raises(APIError) as e:
+        b.read_month(MONTH)
+    assert e.value.response.status_code == 429 and len(standin.log) == 2
+    standin.reset_log()
+    standin.clear_failures()
+    for status, reason in ((400, None), (403, None), (404, None)):
+        standin.reset_log()
+        standin.fail_next(1, status=status, reason=reason)
+        with pytest.raises(APIError):
+            b.read_month(MONTH)
+        assert len(standin.log) == 1, status
+
+
+def test_configured_spreadsheet_gets_a_worksheet_per_month(standin, rows, tax):
+    key = standin.create_spreadsheet("관리사무소 VOC 검수")
+    b = make_backend(standin, spreadsheet_key=key)
+    assert b.read_month(MONTH) is None
+    assert b.location(MONTH) == f"https://docs.google.com/spreadsheets/d/{key}"
+    b.write_month(MONTH, rows.head(5), tax)
+    b.write_month("2019-12", rows.tail(3), tax)
+    titles = [s.title for s in standin.spreadsheets[key].sheets]
+    assert titles == ["Sheet1", "201911", "201912"]
+    assert b.read_month(MONTH).equals(rows.head(5))
+    assert b.read_month("201912").equals(rows.tail(3))
+    missing = make_backend(standin, spreadsheet_key="no-such-key")
+    with pytest.raises(ReviewBackendError, match="no-such-key"):
+        missing.read_month(MONTH)
+
+
+def test_new_spreadsheet_is_shared(standin, rows, tax):
+    b = make_backend(standin, spreadsheet_title_template="VOC {yyyymm} shared", share_with=["manager@example.com"])
+    b.write_month(MONTH, rows.head(2), tax)
+    ss = next(v for v in standin.spreadsheets.values() if v.title == "VOC 201911 shared")
+    assert [(p["emailAddress"], p["role"], p["type"]) for p in ss.permissions] == [
+        ("manager@example.com", "writer", "user")
+    ]
+
+
+def _service_account_json(token_uri: str) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return json.dumps({
+        "type": "service_account",
+        "project_id": "voc-test",
+        "private_key_id": "test-key-1",
+        "private_key": pem,
+        "client_email": "voc-review@voc-test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    })
+
+
+def test_service_account_client_authenticates_and_never_logs_the_secret(standin, rows, tax, caplog):
+    secret = _service_account_json(standin.url + "/token")
+    settings = ReviewSettings(
+        backend="gsheets",
+        service_account_json=SecretStr(secret),
+        sheets_api_url=standin.url,
+        spreadsheet_title_template="VOC {yyyymm} service-account",
+    )
+    assert "PRIVATE KEY" not in repr(settings) and "PRIVATE KEY" not in str(settings.model_dump())
+    caplog.set_level(logging.DEBUG)
+    standin.reset_log()
+    b = GSheetsReviewBackend(settings, backoff_s=0.001)
+    b.write_month(MONTH, rows.head(3), tax)
+    assert b.read_month(MONTH).equals(rows.head(3))
+    assert standin.log[0].path == "/token"
+    api = [r for r in standin.log if r.path != "/token"]
+    assert api and all(r.authorization == "Bearer standin-token" for r in api)
+    assert "PRIVATE KEY" not in caplog.text and "test-key-1" not in repr(b)
+
+
+def test_client_configuration_errors_do_not_leak_the_secret():
+    with pytest.raises(ReviewBackendError, match="service_account_json"):
+        make_gspread_client(ReviewSettings(backend="gsheets"))
+    leaky = "{not json -----BEGIN PRIVATE KEY----- abc"
+    with pytest.raises(ReviewBackendError) as e:
+        make_gspread_client(ReviewSettings(backend="gsheets", service_account_json=SecretStr(leaky)))
+    assert "PRIVATE" not in str(e.value) and e.value.__cause__ is None and e.value.__suppress_context__
+    with pytest.raises(ReviewBackendError, match="not a Google service-account key"):
+        make_gspread_client(ReviewSettings(backend="gsheets", service_account_json=SecretStr('{"type": "x"}')))
+
+
+def test_routed_http_client_rewrites_both_google_origins():
+    cls = routed_http_client("http://127.0.0.1:9/v4/spreadsheets/")
+    assert cls.routed_base == "http://127.0.0.1:9"
+    assert issubclass(cls, gspread.http_client.HTTPClient)
+
+
+def test_open_review_backend_picks_gsheets(standin, tmp_path):
+    settings = VocSettings(storage=str(tmp_path), review=ReviewSettings(backend="gsheets", sheets_api_url=standin.url))
+    assert isinstance(open_review_backend(settings), GSheetsReviewBackend)
+    with pytest.raises(ReviewBackendError):
+        open_review_backend(VocSettings(storage=str(tmp_path), review=ReviewSettings(backend="gsheets")))

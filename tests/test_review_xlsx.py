@@ -1,0 +1,195 @@
+"""XlsxReviewBackend: round trip, dropdowns, layout, formula injection, a reviewer editing in Excel.
+
+Workbooks are written with the backend and re-opened with openpyxl (what Excel/LibreOffice
+users edit); the tagged rows come from the real sample (see ``test_review.make_tagged``).
+"""
+
+from __future__ import annotations
+
+import io
+
+import openpyxl
+import polars as pl
+import pytest
+from openpyxl.utils import get_column_letter
+from test_review import HOSTILE, make_tagged, set_cells
+
+from flows.review_backends import (
+    TAXONOMY_SHEET,
+    ReviewBackend,
+    ReviewBackendError,
+    XlsxReviewBackend,
+    dropdown_lists,
+    open_review_backend,
+)
+from config.settings import VocSettings
+from flows.storage import LocalStorage
+from voc.review import (
+    COL_DONE,
+    COL_MEMO,
+    COL_TITLE,
+    COL_VOC_ID,
+    MODEL_COLUMNS,
+    REVIEW_COLUMNS,
+    REVIEWER_COLUMNS,
+    REVIEWER_LABEL_COLUMNS,
+    build_review_rows,
+    is_done,
+    merge_into_sheet,
+    merge_reviews,
+)
+from voc.taxonomy import default_taxonomy
+
+MONTH = "2019-11"
+S_MAJ, S_MIN = REVIEWER_LABEL_COLUMNS["subject"]
+
+
+@pytest.fixture(scope="module")
+def tax():
+    return default_taxonomy()
+
+
+@pytest.fixture(scope="module")
+def rows(sample_df):
+    return build_review_rows(make_tagged(sample_df), threshold=0.5)
+
+
+@pytest.fixture()
+def backend(tmp_path):
+    return XlsxReviewBackend(LocalStorage(tmp_path), "stat/voc-dev")
+
+
+def hostile_sheet(rows: pl.DataFrame) -> pl.DataFrame:
+    """Hostile texts in 제목 and 검수 메모 of the first rows, reviewer edits on others."""
+    ids = rows[COL_VOC_ID].to_list()
+    edits = {ids[i]: {COL_TITLE: h, COL_MEMO: h} for i, h in enumerate(HOSTILE)}
+    edits[ids[6]] = {S_MAJ: "시설", S_MIN: "승강기", COL_DONE: "Y", COL_MEMO: "여러 줄\n메모"}
+    return set_cells(rows, edits)
+
+
+def load(backend: XlsxReviewBackend, month: str = MONTH) -> openpyxl.Workbook:
+    return openpyxl.load_workbook(io.BytesIO(backend.storage.read_bytes(backend.key(month))))
+
+
+def test_key_location_and_missing_month(backend, tmp_path):
+    assert isinstance(backend, ReviewBackend)
+    assert backend.key("2019-11") == backend.key(201911) == "stat/voc-dev/201911/review_201911.xlsx"
+    assert backend.location(MONTH) == str(tmp_path / "stat/voc-dev/201911/review_201911.xlsx")
+    assert backend.read_month(MONTH) is None
+
+
+def test_round_trip_is_exact(backend, rows, tax):
+    sheet = hostile_sheet(rows)
+    uri = backend.write_month(MONTH, sheet, tax)
+    assert uri == backend.location(MONTH)
+    back = backend.read_month(MONTH)
+    assert back.columns == list(REVIEW_COLUMNS)
+    assert all(dt == pl.Utf8 for dt in back.dtypes)
+    assert back.equals(sheet)
+
+
+def test_hostile_cells_are_strings_not_formulas(backend, rows, tax):
+    backend.write_month(MONTH, hostile_sheet(rows), tax)
+    ws = load(backend)["201911"]
+    header = [c.value for c in ws[1]]
+    for col_name in (COL_TITLE, COL_MEMO):
+        col = header.index(col_name) + 1
+        for i, text in enumerate(HOSTILE):
+            cell = ws.cell(row=i + 2, column=col)
+            assert cell.data_type == "s", (text, cell.data_type)
+            assert cell.value == text
+            assert cell.quotePrefix, "Excel keeps it text even when the reviewer edits the cell"
+    # nothing in the workbook is a formula
+    assert not any(c.data_type == "f" for row in ws.iter_rows() for c in row)
+
+
+def test_dropdowns_frozen_header_and_styling(backend, rows, tax):
+    backend.write_month(MONTH, rows, tax)
+    wb = load(backend)
+    ws = wb["201911"]
+    assert wb.sheetnames == ["201911", TAXONOMY_SHEET]
+    assert wb[TAXONOMY_SHEET].sheet_state == "hidden"
+    assert ws.freeze_panes == "A2"
+    assert ws.auto_filter.ref == f"A1:{get_column_letter(len(REVIEW_COLUMNS))}{rows.height + 1}"
+    header = [c.value for c in ws[1]]
+    assert header == list(REVIEW_COLUMNS)
+    assert all(c.font.bold for c in ws[1])
+    letter = {name: get_column_letter(j + 1) for j, name in enumerate(header)}
+    for name in MODEL_COLUMNS:
+        assert ws[f"{letter[name]}2"].fill.fgColor.rgb == "FFE7E6E6"
+    for name in REVIEWER_COLUMNS:
+        assert ws[f"{letter[name]}2"].fill.fgColor.rgb == "FFFFF2CC"
+    assert ws.column_dimensions[letter["model_version"]].hidden
+    assert ws.column_dimensions[letter["요청내용"]].width == 60
+
+    lists = dropdown_lists(tax)
+    assert lists[S_MAJ] == tax.majors("subject") and lists[S_MIN] == tax.minors("subject")
+    dvs = {str(dv.sqref): dv for dv in ws.data_validations.dataValidation}
+    tax_ws = wb[TAXONOMY_SHEET]
+    for name in (*REVIEWER_LABEL_COLUMNS["subject"], *REVIEWER_LABEL_COLUMNS["work"]):
+        col = letter[name]
+        dv = dvs[f"{col}2:{col}{rows.height + 1}"]
+        assert dv.type == "list" and dv.showErrorMessage
+        ref = dv.formula1  # '분류체계'!$A$2:$A$22
+        sheet_part, cells = ref.rsplit("!", 1)
+        assert sheet_part.strip("'") == TAXONOMY_SHEET
+        values = [c.value for row in tax_ws[cells.replace("$", "")] for c in row]
+        assert values == lists[name], name
+    done_dv = dvs[f"{letter[COL_DONE]}2:{letter[COL_DONE]}{rows.height + 1}"]
+    assert done_dv.formula1 == '"Y,N"'
+    # numbers and dates are real Excel types, ids are text
+    assert isinstance(ws[f"{letter['신뢰도']}2"].value, (int, float))  # 0.00 comes back as 0
+    assert ws[f"{letter['신뢰도']}2"].number_format == "0.00"
+    assert ws[f"{letter['등록일']}2"].is_date
+    assert ws[f"{letter['voc_id']}2"].data_type == "s"
+
+
+def test_reviewer_edits_in_excel_survive_a_rerun(backend, rows, tax, sample_df):
+    """A manager edits the workbook (typing TRUE / 1 into 검수완료, as Excel stores them), the
+    monthly rerun merges new model tags, and the edits are still there."""
+    backend.write_month(MONTH, rows, tax)
+    wb = load(backend)
+    ws = wb["201911"]
+    header = [c.value for c in ws[1]]
+    col = {name: header.index(name) + 1 for name in header}
+    ws.cell(row=2, column=col[S_MIN]).value = "승강기"
+    ws.cell(row=2, column=col[COL_DONE]).value = True  # Excel boolean
+    ws.cell(row=3, column=col[COL_DONE]).value = 1  # a number
+    ws.cell(row=4, column=col[COL_MEMO]).value = "=잘못 입력"
+    buf = io.BytesIO()
+    wb.save(buf)
+    backend.storage.write_bytes(backend.key(MONTH), buf.getvalue())
+
+    read = backend.read_month(MONTH)
+    r = read.to_dicts()
+    assert r[0][S_MIN] == "승강기" and r[0][COL_DONE] == "TRUE" and is_done(r[0][COL_DONE])
+    assert r[1][COL_DONE] == "1" and is_done(r[1][COL_DONE])
+
+    new_rows = build_review_rows(make_tagged(sample_df, seed=3, shift=2), threshold=0.5)
+    merged, st = merge_into_sheet(read, new_rows)
+    assert st.kept_reviewed == 2 and st.appended == 0
+    backend.write_month(MONTH, merged, tax)
+    again = backend.read_month(MONTH)
+    assert again.equals(merged)
+    for before, after in zip(read.iter_rows(named=True), again.iter_rows(named=True)):
+        assert all(after[c] == before[c] for c in REVIEWER_COLUMNS)
+    reviewed, stats = merge_reviews(make_tagged(sample_df, seed=3, shift=2), again, tax)
+    assert stats.n_reviewed == 2
+
+
+def test_unreadable_workbook_raises(backend, tax):
+    backend.storage.write_bytes(backend.key(MONTH), b"not a zip")
+    with pytest.raises(ReviewBackendError, match="review_201911.xlsx"):
+        backend.read_month(MONTH)
+
+
+def test_write_rejects_frame_without_review_columns(backend, rows, tax):
+    with pytest.raises(ReviewBackendError, match="검수완료"):
+        backend.write_month(MONTH, rows.drop(COL_DONE), tax)
+
+
+def test_open_review_backend_defaults_to_xlsx_in_storage(tmp_path):
+    settings = VocSettings(storage=str(tmp_path), env="stg")
+    b = open_review_backend(settings)
+    assert isinstance(b, XlsxReviewBackend)
+    assert b.location("2019-11") == str(tmp_path / "stat/voc-stg/201911/review_201911.xlsx")
