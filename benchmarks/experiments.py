@@ -40,7 +40,7 @@ from voc.classify.hybrid import HybridClassifier  # noqa: E402
 from voc.classify.keyword import KeywordClassifier  # noqa: E402
 from voc.classify.linear import DEFAULT_PARAMS, LinearVOCClassifier  # noqa: E402
 from voc.schema import validate_voc_frame  # noqa: E402
-from voc.tagger import make_classifier  # noqa: E402
+from voc.tagger import frame_texts, make_classifier  # noqa: E402
 from voc.tokenize import KiwiTokenizer  # noqa: E402
 
 DOC = REPO / "docs" / "model-quality.md"
@@ -101,6 +101,68 @@ def kind(name: str) -> Factory:
     return lambda tx, dim, tok, seed: make_classifier(name, tx, dim, tok, seed=seed)
 
 
+class SelfTraining:
+    """Self-training around a base recipe (experiment): pseudo-label the unlabelled texts whose
+    confidence is at least ``threshold``, refit on labelled + pseudo-labelled rows, at most
+    ``rounds`` rounds, stopping when the pseudo-labels stop changing (production-notes.md). The
+    held-out check: a seeded 20 % of the labelled rows is kept out of the self-training run and
+    the self-trained model is used only if its accuracy there is not below the base model's
+    (both then refit on all labelled rows + the final pseudo-labels).
+
+    ``unlabelled``: texts of the months to be tagged (the test block, without labels): a
+    transductive setting, as in a monthly run that retrains on the month it tags."""
+
+    def __init__(self, base: Factory, taxonomy, dim: str, tok, seed: int, unlabelled: list[str], *,
+                 threshold: float = 0.5, rounds: int = 3) -> None:
+        self.base, self.taxonomy, self.dim, self.tok, self.seed = base, taxonomy, dim, tok, seed
+        self.unlabelled, self.threshold, self.rounds = unlabelled, threshold, rounds
+
+    def _new(self):
+        return self.base(self.taxonomy, self.dim, self.tok, self.seed)
+
+    def _self_train(self, texts, labels, times):
+        u_tok = self.tok.model_tokens_batch(self.unlabelled)
+        clf = self._new().fit(texts, labels, tokens=self.tok.model_tokens_batch(texts), times=times)
+        prev = None
+        self.rounds_run_ = 0
+        for _ in range(self.rounds):
+            t = clf.predict_tags(self.unlabelled, tokens=u_tok)
+            keep = [i for i, c in enumerate(t.confidence) if c >= self.threshold]
+            pseudo = [(self.unlabelled[i], t.labels[i]) for i in keep]
+            if pseudo == prev:
+                break
+            prev = pseudo
+            self.rounds_run_ += 1
+            newest = max(times) if times else None
+            x = list(texts) + [p[0] for p in pseudo]
+            y = list(labels) + [p[1] for p in pseudo]
+            tt = None if times is None else list(times) + [newest] * len(pseudo)
+            clf = self._new().fit(x, y, tokens=self.tok.model_tokens_batch(x), times=tt)
+        return clf, prev or []
+
+    def fit(self, texts, labels, *, tokens=None, times=None):
+        rng = np.random.default_rng(self.seed)
+        hold = rng.random(len(texts)) < 0.2
+        tr = [i for i in range(len(texts)) if not hold[i]]
+        te = [i for i in range(len(texts)) if hold[i]]
+        sub = lambda seq, idx: None if seq is None else [seq[i] for i in idx]  # noqa: E731
+        base = self._new().fit(sub(texts, tr), sub(labels, tr), tokens=self.tok.model_tokens_batch(sub(texts, tr)), times=sub(times, tr))
+        st, _ = self._self_train(sub(texts, tr), sub(labels, tr), sub(times, tr))
+        ht = sub(texts, te)
+        acc = lambda m: np.mean(np.array(m.predict(ht, tokens=self.tok.model_tokens_batch(ht))) == np.array(sub(labels, te)))  # noqa: E731
+        self.base_holdout_acc_, self.self_holdout_acc_ = float(acc(base)), float(acc(st))
+        self.used_ = self.self_holdout_acc_ >= self.base_holdout_acc_
+        if self.used_:
+            self.model_, self.pseudo_ = self._self_train(texts, labels, times)
+        else:
+            self.model_ = self._new().fit(texts, labels, tokens=tokens, times=times)
+            self.pseudo_ = []
+        return self
+
+    def predict_tags(self, texts, *, tokens=None):
+        return self.model_.predict_tags(texts, tokens=tokens)
+
+
 D = DEFAULT_PARAMS
 
 
@@ -155,9 +217,14 @@ def run(names: Sequence[str], tok: CachingTokenizer, df: pl.DataFrame, *, seeds:
             tr, te = split(df, spec)
             for reply in REPLIES:
                 for seed in seeds:
+                    fac = factory
+                    if opts.get("self_training"):
+                        unl, _ = frame_texts(te, use_reply=reply)
+                        fac = (lambda f, u: lambda tx, dim, t, s: SelfTraining(f, tx, dim, t, s, u))(factory, unl)
                     res = backtest_labels(
                         tr, te, labels=LABELS, use_reply=reply, seed=seed, tokenizer=tok,
-                        classifier_factory=factory, model="hybrid" if "hybrid" in name else "linear", **opts,
+                        classifier_factory=fac, model="hybrid" if "hybrid" in name else "linear",
+                        **{k: v for k, v in opts.items() if k != "self_training"},
                     )
                     for lab, r in res.items():
                         rows.append({

@@ -33,6 +33,8 @@ app = typer.Typer(
 )
 review_app = typer.Typer(help="Review sheets (검수).", no_args_is_help=True)
 app.add_typer(review_app, name="review")
+kobert_app = typer.Typer(help="KoBERT helpers (needs the kobert extra).", no_args_is_help=True)
+app.add_typer(kobert_app, name="kobert")
 
 StorageOpt = Annotated[Optional[str], typer.Option("--storage", help="Output root: directory or s3://bucket[/root] (default VOC_STORAGE or ./voc-data)")]
 SourceOpt = Annotated[Optional[str], typer.Option("--source", help="VOC source: CSV path or postgresql:// DSN (default VOC_SOURCE or the shipped sample)")]
@@ -69,6 +71,8 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
             typer.echo(line)
             for k, v in b.get("outputs", {}).items():
                 typer.echo(f"      {k:<16} {v}")
+            for note in b.get("drift", []):
+                typer.echo(f"      drift            {note}")
         if summary.get("review_sheet"):
             rs = summary["review_sheet"]
             typer.echo(f"  review sheet: {rs.get('location', rs.get('error'))}")
@@ -135,6 +139,26 @@ def review_simulate(
 
     out = simulate_month_review(month=_month(month), fraction=fraction, seed=seed, storage=storage, source=source)
     typer.echo(f"simulated review of {out['month']}: {out['reviewed']} rows marked 검수완료=Y, {out['changed']} corrected → {out['location']}")
+
+
+@kobert_app.command("build-tiny-base")
+def kobert_build_tiny_base(
+    out_dir: Annotated[Path, typer.Argument(help="Directory to write the tiny base into")],
+    source: SourceOpt = None,
+    vocab_size: Annotated[int, typer.Option("--vocab-size")] = 1000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Build a tiny KoBERT-format base (SentencePiece tokenizer trained on the source's texts +
+    a small random BERT) for offline demos and tests: `voc train --model kobert --kobert-base DIR`."""
+    from config.settings import get_settings
+    from flows.sources import open_source
+    from voc.classify.kobert import build_tiny_base
+    from voc.tagger import frame_texts
+
+    df = open_source(get_settings(source=source)).read_history(before=None)
+    texts, _ = frame_texts(df, use_reply=True)
+    path = build_tiny_base(texts, out_dir, vocab_size=vocab_size, seed=seed)
+    typer.echo(f"tiny KoBERT base written to {path} (random weights: for plumbing, not accuracy)")
 
 
 @app.command()

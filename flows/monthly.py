@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import threading
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,6 +56,7 @@ class BuildingResult:
     low_confidence: int = 0
     reviewed: int = 0
     review_issues: int = 0
+    drift: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
 
 
@@ -137,6 +137,7 @@ def _render(
     building_name: str,
     run_id: str,
     reviewed: bool,
+    history: pl.DataFrame | None,
     review_status: Any = None,
     drift: list[str] | None = None,
     low_confidence: float | None = None,
@@ -154,7 +155,7 @@ def _render(
         building_id=building_id,
         building_name=building_name,
         month=month,
-        history=_history(storage, settings, source, month, building_id),
+        history=history,
         keywords=kws,
         wordcloud_png=png,
         run_id=run_id,
@@ -212,11 +213,14 @@ def tag_building(
         source.write_tags(tagged, classify_source="batch", reviewed=False)
     if mode == "full":
         from voc.dashboard import ReviewStatus
-
+        history = _history(storage, settings, source, month, building_id)
+        model_labels = {d: tagger.model_labels(d) for d in tagger.taxonomy.dimensions()}
+        res.drift = _drift(tagged, model_labels, history)
         with lock:
             html = _render(
                 tagged, settings=settings, storage=storage, source=source, tokenizer=_tokenizer_of(tagger),
                 month=month, building_id=building_id, building_name=building_name, run_id=run_id, reviewed=False,
+                history=history, drift=res.drift,
                 review_status=ReviewStatus(n_total=tagged.height, n_reviewed=0, n_low_confidence_unreviewed=res.low_confidence),
                 low_confidence=getattr(tagger, "low_confidence_threshold", None),
             )
@@ -228,6 +232,14 @@ def tag_building(
         )
     logger.info("building %s: %d VOCs tagged (%d flagged)", building_id, tagged.height, res.flagged)
     return res
+
+
+def _drift(month_rows: pl.DataFrame, model_labels: dict[str, list[str]], history: pl.DataFrame | None) -> list[str]:
+    """Drift notes (voc.quality): reviewed labels the model never learned and subject shares
+    that moved against the previous months."""
+    from voc.quality import drift_messages
+
+    return drift_messages(reviewed=month_rows, model_labels=model_labels, history=history)
 
 
 def _tokenizer_of(tagger: Any):
@@ -249,6 +261,7 @@ def refresh_building(
     building_id: str,
     run_id: str,
     model_labels: dict[str, list[str]],
+    threshold: float | None,
 ) -> BuildingResult:
     """Merge the review sheet into the newest tagged CSV of one building → reviewed CSV →
     dashboard regenerated from it (run file + the month's dashboard key overwritten)."""
@@ -278,16 +291,16 @@ def refresh_building(
         done = reviewed.filter(pl.col("is_reviewed"))
         if done.height:
             source.write_tags(done, classify_source="reviewed", reviewed=True)
-    from voc.quality import drift_messages
-
-    drift = drift_messages(reviewed=reviewed, model_labels=model_labels, history=_history(storage, settings, source, month, building_id))
-    unreviewed_low = int((_low_conf(reviewed, None) & ~reviewed["is_reviewed"]).sum())
+    history = _history(storage, settings, source, month, building_id)
+    res.drift = _drift(reviewed, model_labels, history)
+    res.low_confidence = int(_low_conf(tagged, threshold).sum())
+    unreviewed_low = int((_low_conf(reviewed, threshold) & ~reviewed["is_reviewed"]).sum())
     with lock:
         html = _render(
             reviewed, settings=settings, storage=storage, source=source, tokenizer=tokenizer, month=month,
-            building_id=building_id, building_name=name, run_id=run_id, reviewed=True,
+            building_id=building_id, building_name=name, run_id=run_id, reviewed=True, history=history,
             review_status=ReviewStatus(n_total=reviewed.height, n_reviewed=res.reviewed, n_low_confidence_unreviewed=unreviewed_low),
-            drift=drift,
+            drift=res.drift, low_confidence=threshold,
         )
     res.outputs["dashboard"] = store_object(storage, keys.dashboard_key(settings.prefix, month, building_id, run_id), html, "text/html")
     res.outputs["dashboard_latest"] = store_object(
@@ -392,7 +405,8 @@ def voc_monthly(
         tok = _tokenizer_of(tagger)
         for bid in wanted:
             futures[bid] = refresh_building.with_options(task_run_name=f"refresh-building-{bid}").submit(
-                settings, quote(sheet), quote(tagger.taxonomy), quote(tok), lock, month=m, building_id=bid, run_id=run_id, model_labels=model_labels,
+                settings, quote(sheet), quote(tagger.taxonomy), quote(tok), lock, month=m, building_id=bid, run_id=run_id,
+                model_labels=model_labels, threshold=getattr(tagger, "low_confidence_threshold", None),
             )
 
     for bid, fut in futures.items():
@@ -446,7 +460,7 @@ def _summarise(mode: str, month: str, run_id: str, results: list[BuildingResult]
         "rows": sum(r.rows for r in results if r.status == "ok"),
         "failed": [r.building_id for r in results if r.status != "ok"],
         "review_sheet": review,
-        "flags": dict(Counter()),
+        "drift": {r.building_id: r.drift for r in results if r.drift},
     }
 
 
@@ -483,6 +497,8 @@ def _publish_artifacts(summary: dict[str, Any], results: list[BuildingResult]) -
     ]
     if summary["failed"]:
         lines.append(f"- **failed buildings: {', '.join(summary['failed'])}** — rerun with `building_ids` set to them")
+    for bid, notes in summary.get("drift", {}).items():
+        lines += [f"- drift, building {bid}: {n}" for n in notes]
     rs = summary.get("review_sheet")
     if rs:
         lines.append(f"- review sheet: {rs.get('location', rs.get('error'))}")

@@ -34,7 +34,7 @@ from voc.modelstore import (
 )
 from voc.months import month_range, parse_month
 from voc.schema import LABEL_COLUMNS, validate_voc_frame
-from voc.tagger import evaluate_tagger, resolve_taxonomy, train_tagger
+from voc.tagger import evaluate_tagger, labels_of, resolve_taxonomy, train_tagger
 from voc.taxonomy import Taxonomy, default_taxonomy
 from voc.tokenize import KiwiTokenizer
 
@@ -120,6 +120,9 @@ def fit_candidate(
     taxonomy, notes = resolve_taxonomy(
         base_tax or default_taxonomy(), labelled_all, keyword_rows=in_train, tokenizer=tok, use_reply=settings.model.use_reply
     )
+    if kind == "kobert" and not any(len({x for x in labels_of(df, d) if x}) >= 2 for d in taxonomy.dimensions()):
+        notes.append("kobert: no dimension has two labelled classes; trained the hybrid CPU model instead")
+        kind = "hybrid"
     if kind == "kobert":
         from voc.classify.kobert import train_kobert_tagger
 
@@ -191,6 +194,7 @@ def voc_train(
         except Exception as e:  # an unreadable champion must not block a new model
             logger.warning("champion %s could not be evaluated (%s); treating as absent", champ_info.get("name"), e)
     decision = decide_promotion(report.metrics, champ_metrics)
+    kind = tagger.kind
     name = model_dir_name(kind, version)
     threshold = None
     sub = report.metrics.get("subject") or next(iter(report.metrics.values()), None)

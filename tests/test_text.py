@@ -21,7 +21,7 @@ def test_html_control_emoji_phone_attachment():
     assert ".jpg" not in ct.text and ".hwp" not in ct.text
     assert {"html", "control", "emoji"} <= ct.flags
     # Korean document symbols survive
-    assert "※" in clean_text("※ 참고").text
+    assert "※" in clean_text("※ 참고").text and clean_text("☎ 032-760-7114").flags == frozenset()
 
 
 def test_huge_text_is_truncated_and_flagged():

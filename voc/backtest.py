@@ -24,6 +24,7 @@ the test set that is.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -128,7 +129,8 @@ def backtest(
         ``label, model, use_reply, seed, n_train, n_test, n_train_unlabelled,
         n_test_unlabelled, n_classes_train, accuracy, macro_f1, weighted_f1, per_class
         {label: {precision, recall, f1, support}}, unseen_label_share, ece (15 bins),
-        review_capture {"0.1", "0.2", "0.3"}, review_threshold`` (JSON-serialisable), see
+        review_capture {"0.1", "0.2", "0.3"}, review_capture_bound, error_auroc,
+        review_threshold, review_share`` (JSON-serialisable), see
         :func:`voc.metrics.classification_metrics`.
 
     Raises
@@ -221,7 +223,10 @@ def backtest_labels(
             "unseen_label_share": m["unseen_label_share"],
             "ece": m["ece"],
             "review_capture": m["review_capture"],
+            "review_capture_bound": m["review_capture_bound"],
+            "error_auroc": m["error_auroc"],
             "review_threshold": m["review_threshold"],
+            "review_share": m["review_share"],
         }
     return out
 
@@ -257,7 +262,10 @@ def _fit_and_tag(
         clf = make_classifier(model, taxonomy, dim, tokenizer, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clf.fit(tr_texts, fit_labels, tokens=tokenizer.model_tokens_batch(tr_texts))
+        extra: dict[str, Any] = {}
+        if "times" in inspect.signature(clf.fit).parameters:
+            extra["times"] = train["created_at"].to_list()
+        clf.fit(tr_texts, fit_labels, tokens=tokenizer.model_tokens_batch(tr_texts), **extra)
         return clf.predict_tags(te_texts, tokens=tokenizer.model_tokens_batch(te_texts))
 
 

@@ -47,12 +47,12 @@ class CleanText:
     flags: frozenset[str]
 
 
-_EMOJI_RANGES = ((0x1F000, 0x1FAFF), (0x2600, 0x27BF), (0x1F1E6, 0x1F1FF), (0xE0000, 0xE007F))
+_EMOJI_RANGES = ((0x1F000, 0x1FAFF), (0xE0000, 0xE007F))
 
 
 def _is_symbol(ch: str) -> bool:
-    # Emoji, pictographs, dingbats and flags; document symbols common in Korean text
-    # (※, ○, ▶, →, ㈜) are kept.
+    # Emoji, pictographs and flag/tag sequences (U+1F000–1FAFF, U+E0000–E007F). Symbols that
+    # Korean offices and boards use as text (☎, ★, ※, ○, ▶, →, ㈜) are kept.
     o = ord(ch)
     return any(a <= o <= b for a, b in _EMOJI_RANGES)
 

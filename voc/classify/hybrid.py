@@ -12,7 +12,7 @@ import copy
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -76,8 +76,18 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.random_state = random_state
 
-    def fit(self, texts: Sequence[str], labels: Sequence[str], *, tokens: Sequence[Sequence[str]] | None = None) -> Self:
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        tokens: Sequence[Sequence[str]] | None = None,
+        times: Sequence[Any] | None = None,
+    ) -> Self:
         """Fit the model, pick alpha by CV, fit the keyword scorer.
+
+        ``tokens`` (N token lists) and ``times`` (N dates) are passed to the model
+        (:meth:`LinearVOCClassifier.fit`).
 
         Raises
         ------
@@ -89,15 +99,17 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         if tokens is None:
             tokens = self.model_.get_tokenizer().model_tokens_batch(texts)
         self.keyword_ = copy.deepcopy(self.keyword).fit()
-        self.model_.fit(texts, y, tokens=tokens)
+        self.model_.fit(texts, y, tokens=tokens, times=times)
         self.alpha_ = float(self.alpha)
         self.cv_accuracy_: dict[float, float] = {}
         if self.tune_alpha:
-            self.alpha_ = self._tune(texts, y, tokens)
+            self.alpha_ = self._tune(texts, y, tokens, times)
         self.classes_ = np.array(sorted(set(self.model_.classes_) | set(self.keyword_.classes_)), dtype=object)
         return self
 
-    def _tune(self, texts: Sequence[str], y: list[str], tokens: Sequence[Sequence[str]]) -> float:
+    def _tune(
+        self, texts: Sequence[str], y: list[str], tokens: Sequence[Sequence[str]], times: Sequence[Any] | None
+    ) -> float:
         from sklearn.model_selection import StratifiedKFold
 
         counts = Counter(y)
@@ -113,7 +125,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
                 if len(set(yy[tr])) < 2:
                     continue
                 m = clone(self.model_).fit(
-                    [texts[i] for i in tr], yy[tr].tolist(), tokens=[tokens[i] for i in tr]
+                    [texts[i] for i in tr], yy[tr].tolist(), tokens=[tokens[i] for i in tr],
+                    times=None if times is None else [times[i] for i in tr],
                 )
                 t = m.predict_tags([texts[i] for i in te], tokens=[tokens[i] for i in te])
                 for k, i in enumerate(te):

@@ -34,6 +34,7 @@ need.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from typing import Any, Self
@@ -44,7 +45,16 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from voc.classify.base import NotFittedError, Tags, check_fit_input
 from voc.tokenize import KiwiTokenizer
 
-__all__ = ["LinearVOCClassifier", "tokens_to_docs", "title_of", "DEFAULT_PARAMS", "CALIBRATIONS"]
+__all__ = [
+    "LinearVOCClassifier",
+    "tokens_to_docs",
+    "title_of",
+    "recency_weights",
+    "name_mentions",
+    "fit_scaling",
+    "DEFAULT_PARAMS",
+    "CALIBRATIONS",
+]
 
 CALIBRATIONS: tuple[str, ...] = ("sigmoid", "isotonic", "temperature", "top1", "none")
 
@@ -75,29 +85,120 @@ def title_of(text: str) -> str:
     return (text or "").split("\n", 1)[0]
 
 
+def _as_days(t: Any) -> float:
+    if hasattr(t, "toordinal"):
+        return float(t.toordinal())
+    if isinstance(t, np.datetime64):
+        return float(t.astype("datetime64[D]").astype(np.int64))
+    return float(t)
+
+
+def recency_weights(times: Sequence[Any], *, half_life_days: float) -> np.ndarray:
+    """Row weights 0.5 ** (age / half_life_days), age = newest time − row time in days.
+
+    Parameters
+    ----------
+    times
+        N dates (``datetime.date``/``datetime``/``numpy.datetime64``) or day numbers.
+    half_life_days
+        Age at which a row counts half (> 0).
+
+    Returns
+    -------
+    ndarray, shape (N,)
+        Weights in (0, 1]; the newest rows weigh 1.
+
+    Raises
+    ------
+    ValueError
+        ``half_life_days`` ≤ 0 or a missing time.
+    """
+    if not half_life_days or half_life_days <= 0:
+        raise ValueError(f"half_life_days must be > 0, got {half_life_days!r}")
+    if any(t is None for t in times):
+        raise ValueError("times: a row has no date")
+    d = np.array([_as_days(t) for t in times], dtype=float)
+    if len(d) == 0:
+        return d
+    return 0.5 ** ((d.max() - d) / float(half_life_days))
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _fit_temperature(d: np.ndarray, y_idx: np.ndarray) -> float:
-    """T > 0 minimising the mean NLL of softmax(d / T) at the true classes (N × K, N ints).
+def _nll(z: np.ndarray, y_idx: np.ndarray) -> float:
+    """Mean negative log-likelihood of softmax(z) at the true classes (N × K, N ints)."""
+    z = z - z.max(axis=1, keepdims=True)
+    return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y_idx)), y_idx]))
 
-    Solved over log T with a bounded scalar search (the NLL is smooth and unimodal in T for
-    fixed logits, Guo et al. 2017 §4.2). Returns 1.0 when there are no rows."""
-    from scipy.optimize import minimize_scalar
+
+def fit_scaling(
+    d: np.ndarray, y_idx: np.ndarray, extras: Sequence[np.ndarray] = ()
+) -> tuple[float, list[float]]:
+    """Temperature T and weights w minimising the NLL of softmax(d / T + Σ_j w_j E_j).
+
+    Parameters
+    ----------
+    d
+        N × K decision values (out-of-fold).
+    y_idx
+        N true class indices.
+    extras
+        Additive evidence matrices E_j, each N × K or 1 × K (e.g. log class priors).
+
+    Returns
+    -------
+    (T, w)
+        ``T`` in [1e-3, 1e2]; ``w`` one float per extra. With no extras this is temperature
+        scaling (Guo et al., 2017, §4.2); a log-prior extra makes it a bias-corrected
+        temperature scaling with one shared weight (after Alexandari et al., 2020, "Maximum
+        Likelihood with Bias-Corrected Calibration is Hard-To-Beat at Label Shift Adaptation").
+    """
+    from scipy.optimize import minimize, minimize_scalar
 
     if len(y_idx) == 0:
-        return 1.0
-    rows = np.arange(len(y_idx))
+        return 1.0, [0.0] * len(extras)
+    lo, hi = np.log(1e-3), np.log(1e2)
+    if not extras:
+        res = minimize_scalar(lambda v: _nll(d / np.exp(v), y_idx), bounds=(lo, hi), method="bounded")
+        return float(np.exp(res.x)), []
 
-    def nll(log_t: float) -> float:
-        z = d / np.exp(log_t)
-        z = z - z.max(axis=1, keepdims=True)
-        return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[rows, y_idx]))
+    def f(v: np.ndarray) -> float:
+        z = d / np.exp(np.clip(v[0], lo, hi))
+        for w, e in zip(v[1:], extras):
+            z = z + w * e
+        return _nll(z, y_idx)
 
-    res = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1e2)), method="bounded")
-    return float(np.exp(res.x))
+    t0 = minimize_scalar(lambda v: _nll(d / np.exp(v), y_idx), bounds=(lo, hi), method="bounded").x
+    res = minimize(f, x0=np.array([t0, *([0.0] * len(extras))]), method="Nelder-Mead",
+                   options={"xatol": 1e-4, "fatol": 1e-7, "maxiter": 800})
+    return float(np.exp(np.clip(res.x[0], lo, hi))), [float(w) for w in res.x[1:]]
+
+
+def _name_parts(name: str) -> tuple[str, ...]:
+    """Searchable parts of a class name (``"냉난방/공조"`` → ``("냉난방", "공조")``), 2+
+    characters, without spaces."""
+    return tuple(p for p in re.split(r"[/·,\s]+", name) if len(p) >= 2)
+
+
+def _label_parts(label: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(minor parts, major parts) of a ``"major>minor"`` label (a label without ``>`` is its own
+    minor and has no major parts)."""
+    major, sep, minor = label.partition(">")
+    return (_name_parts(minor), _name_parts(major)) if sep else (_name_parts(label), ())
+
+
+def name_mentions(texts: Sequence[str], names: Sequence[Sequence[str]]) -> np.ndarray:
+    """N × K matrix, 1.0 where text i contains a part of class k's name (spaces ignored)."""
+    out = np.zeros((len(texts), len(names)))
+    for i, t in enumerate(texts):
+        flat = re.sub(r"\s+", "", t or "")
+        for k, parts in enumerate(names):
+            if any(p in flat for p in parts):
+                out[i, k] = 1.0
+    return out
 
 
 def _top1_features(p: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -185,6 +286,10 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         class_weight: str | None = "balanced",
         calibration: str = "sigmoid",
         calibration_cv: int = 3,
+        prior_correction: bool = False,
+        name_prior: bool = False,
+        recency_half_life_days: float | None = None,
+        confidence_folds: str = "shuffled",
         random_state: int = 0,
     ) -> None:
         self.tokenizer = tokenizer
@@ -198,6 +303,10 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.calibration = calibration
         self.calibration_cv = calibration_cv
+        self.prior_correction = prior_correction
+        self.name_prior = name_prior
+        self.recency_half_life_days = recency_half_life_days
+        self.confidence_folds = confidence_folds
         self.random_state = random_state
 
     # ------------------------------------------------------------------------------------
@@ -255,10 +364,17 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
             X = hstack([X, self.char_vectorizer_.transform(chars)]).tocsr()
         return X
 
-    def _svm(self):
+    def _svm(self, y: np.ndarray | None = None):
         from sklearn.svm import LinearSVC
 
-        return LinearSVC(C=self.C, class_weight=self.class_weight, random_state=self.random_state)
+        cw = self.class_weight
+        if cw == "sqrt" and y is not None:
+            labs, counts = np.unique(y, return_counts=True)
+            w = np.sqrt(len(y) / (len(labs) * counts))
+            cw = {lab: float(v) for lab, v in zip(labs, w)}
+        elif cw == "sqrt":
+            cw = None
+        return LinearSVC(C=self.C, class_weight=cw, random_state=self.random_state)
 
     def _folds(self, y: np.ndarray, n_splits: int, *, shuffle: bool) -> list[tuple[np.ndarray, np.ndarray]]:
         """Stratified folds that tolerate classes rarer than ``n_splits``."""
@@ -278,9 +394,22 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         labels: Sequence[str],
         *,
         tokens: Sequence[Sequence[str]] | None = None,
+        times: Sequence[Any] | None = None,
+        sample_weight: Sequence[float] | None = None,
     ) -> Self:
-        """Fit on N texts and N labels (``tokens``: the texts' Kiwi model tokens, N lists, when
-        the caller has them).
+        """Fit on N texts and N labels.
+
+        Parameters
+        ----------
+        texts, labels
+            N ``all_text`` strings and N labels.
+        tokens
+            The texts' Kiwi model tokens (N lists) when the caller has them.
+        times
+            N registration dates (``datetime.date``/``datetime``/``numpy.datetime64``, or day
+            numbers); with ``recency_half_life_days`` they weight rows by age (see there).
+        sample_weight
+            N non-negative row weights (multiplied with the recency weights).
 
         Raises
         ------
@@ -293,9 +422,25 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         y = np.array(check_fit_input(texts, labels), dtype=object)
+        sw = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        if sw is not None and (sw.shape != (len(y),) or np.any(sw < 0) or not np.all(np.isfinite(sw))):
+            raise ValueError(f"sample_weight must be {len(y)} finite non-negative floats")
+        if times is not None and self.recency_half_life_days:
+            rw = recency_weights(times, half_life_days=self.recency_half_life_days)
+            if len(rw) != len(y):
+                raise ValueError(f"times ({len(rw)}) and labels ({len(y)}) differ in length")
+            sw = rw if sw is None else sw * rw
         X = self._features(texts, tokens, fit=True)
         self.classes_ = np.array(sorted(set(y.tolist())), dtype=object)
         self.temperature_ = 1.0
+        self.prior_weight_ = 0.0
+        self.name_weight_ = 0.0
+        counts = np.array([np.sum(y == c) for c in self.classes_], dtype=float)
+        self.log_prior_ = np.log((counts + 1.0) / (counts.sum() + len(counts)))
+        parts = [_label_parts(str(c)) for c in self.classes_]
+        self.class_names_ = [p[0] for p in parts]
+        self.major_names_ = [p[1] for p in parts]
+        self.major_name_weight_ = 0.0
         self.top1_calibrator_ = None
         cv = int(self.calibration_cv)
         method = self.calibration if (cv >= 2 and len(y) >= 2 * cv) else "none"
@@ -306,44 +451,67 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
                 # production: CalibratedClassifierCV(cv=3), i.e. unshuffled StratifiedKFold; the
                 # folds are passed explicitly so that classes with fewer rows than folds take part
                 folds = self._folds(y, cv, shuffle=False)
-                self.model_ = CalibratedClassifierCV(self._svm(), method=method, cv=folds).fit(X, y)
+                self.model_ = CalibratedClassifierCV(self._svm(y), method=method, cv=folds).fit(X, y, sample_weight=sw)
             else:
-                self.model_ = self._svm().fit(X, y)
+                self.model_ = self._svm(y).fit(X, y, sample_weight=sw)
                 if method in ("temperature", "top1"):
-                    self._fit_confidence(X, y, cv)
+                    self._fit_confidence(X, y, cv, texts, sw, times)
         return self
 
-    def _fit_confidence(self, X, y: np.ndarray, cv: int) -> None:
-        """Temperature (and top-1 calibrator) from OOF decisions of ``cv`` refits."""
-        from sklearn.linear_model import LogisticRegression
-
+    def _oof(
+        self, X, y: np.ndarray, sw: np.ndarray | None, folds: Sequence[tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Out-of-fold decisions (N × K, NaN rows where a row was in no test fold) and whether
+        each row's class was among that fold's training classes (N booleans)."""
         k = len(self.classes_)
         index = {c: i for i, c in enumerate(self.classes_)}
         y_idx = np.array([index[v] for v in y])
         oof = np.full((len(y), k), np.nan)
         seen = np.zeros(len(y), dtype=bool)
-        for tr, te in self._folds(y, cv, shuffle=True):
+        for tr, te in folds:
             if len(set(y[tr].tolist())) < 2:
                 continue
-            m = self._svm().fit(X[tr], y[tr])
-            d = m.decision_function(X[te])
-            if d.ndim == 1:
-                d = np.column_stack([-d, d])
-            cols = np.array([index[c] for c in m.classes_])
-            block = np.full((len(te), k), np.nan)
-            block[:, cols] = d
-            # classes absent from this fold's training rows: just below the row's lowest score
-            low = np.nanmin(block, axis=1, keepdims=True) - 1.0
-            oof[te] = np.where(np.isnan(block), low, block)
-            seen[te] = np.isin(y_idx[te], cols)
+            m = self._svm(y[tr]).fit(X[tr], y[tr], sample_weight=None if sw is None else sw[tr])
+            oof[te] = _aligned_decision(m, X[te], self.classes_)
+            seen[te] = np.isin(y_idx[te], [index[c] for c in m.classes_])
+        return oof, seen
+
+    def _fit_confidence(
+        self, X, y: np.ndarray, cv: int, texts: Sequence[str], sw: np.ndarray | None, times: Sequence[Any] | None
+    ) -> None:
+        """Temperature, prior and name weights from shuffled stratified OOF decisions of ``cv``
+        refits; the top-1 calibrator from the same OOF rows, or, with ``times`` and
+        ``confidence_folds="forward"``, from forward-chaining folds (older rows predict newer
+        ones, as the model will meet its data)."""
+        from sklearn.linear_model import LogisticRegression
+
+        index = {c: i for i, c in enumerate(self.classes_)}
+        y_idx = np.array([index[v] for v in y])
+        oof, seen = self._oof(X, y, sw, self._folds(y, cv, shuffle=True))
         done = ~np.isnan(oof).any(axis=1)
         fit_t = done & seen
+        mentions = self._mentions(texts) if self.name_prior else None
         if fit_t.sum() >= 2:
-            self.temperature_ = _fit_temperature(oof[fit_t], y_idx[fit_t])
-        if self.calibration_ != "top1" or done.sum() < 2:
+            extras: list[np.ndarray] = []
+            if self.prior_correction:
+                extras.append(self.log_prior_[None, :])
+            if mentions is not None:
+                extras.extend([mentions[0][fit_t], mentions[1][fit_t]])
+            self.temperature_, w = fit_scaling(oof[fit_t], y_idx[fit_t], extras)
+            if self.prior_correction:
+                self.prior_weight_ = w.pop(0)
+            if mentions is not None:
+                self.name_weight_, self.major_name_weight_ = w.pop(0), w.pop(0)
+        if self.calibration_ != "top1":
+            return
+        if self.confidence_folds == "forward" and times is not None:
+            days = np.array([_as_days(t) for t in times], dtype=float)
+            oof, _ = self._oof(X, y, sw, _forward_folds(days, cv))
+            done = ~np.isnan(oof).any(axis=1)
+        if done.sum() < 2:
             return
         d = oof[done]
-        p = _softmax(d / self.temperature_)
+        p = self._scaled(d, (mentions[0][done], mentions[1][done]) if mentions is not None else None)
         correct = p.argmax(axis=1) == y_idx[done]
         if 0 < correct.sum() < len(correct):
             self.top1_calibrator_ = LogisticRegression(C=1.0).fit(_top1_features(p, d), correct)
@@ -380,7 +548,19 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
             X = self._features(texts, tokens, fit=False)
             return self.model_.predict_proba(X), None
         d = self.decision_function(texts, tokens=tokens)
-        return _softmax(d / self.temperature_), d
+        mentions = self._mentions(texts) if (self.name_weight_ or self.major_name_weight_) else None
+        return self._scaled(d, mentions), d
+
+    def _mentions(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(minor-name, major-name) mention matrices, N × K each (:func:`name_mentions`)."""
+        return name_mentions(texts, self.class_names_), name_mentions(texts, self.major_names_)
+
+    def _scaled(self, d: np.ndarray, mentions: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """softmax(d / T + γ · log π + β · M_minor + β_major · M_major), N × K."""
+        z = d / self.temperature_ + self.prior_weight_ * self.log_prior_
+        if mentions is not None:
+            z = z + self.name_weight_ * mentions[0] + self.major_name_weight_ * mentions[1]
+        return _softmax(z)
 
     def predict_proba(self, texts: Sequence[str], *, tokens: Sequence[Sequence[str]] | None = None) -> np.ndarray:
         """``N × K`` class probabilities, columns in ``classes_`` order."""
@@ -399,6 +579,15 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, texts: Sequence[str], *, tokens: Sequence[Sequence[str]] | None = None) -> np.ndarray:
         """N labels (object array)."""
         return np.array(self.predict_tags(texts, tokens=tokens).labels, dtype=object)
+
+
+def _forward_folds(days: np.ndarray, n_splits: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Forward-chaining folds over N day numbers: rows sorted by time are cut into
+    ``n_splits + 1`` blocks of equal size; fold j trains on blocks < j and predicts block j
+    (j = 1..n_splits). The oldest block gets no out-of-fold decision."""
+    order = np.argsort(days, kind="stable")
+    blocks = np.array_split(order, n_splits + 1)
+    return [(np.concatenate(blocks[:j]), blocks[j]) for j in range(1, n_splits + 1) if len(blocks[j])]
 
 
 def _aligned_decision(model: Any, X, classes: np.ndarray) -> np.ndarray:

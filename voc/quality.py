@@ -1,0 +1,275 @@
+"""Drift flags: what changed in the labels since the model was trained (pure functions).
+
+Two kinds of drift matter for a VOC tagger:
+
+* **new classes** (:func:`new_classes`): reviewers used labels the model does not know (a new
+  department, a renamed or moved class). The model can never produce them, so every such VOC
+  is an error until the next retraining;
+* **share shifts** (:func:`share_shifts`): a subject's share of this month's VOCs moved far from
+  its usual share (a mass complaint, a seasonal topic, a reorganisation). Worth a look on the
+  dashboard, and a warning that this month's accuracy may differ from the held-out figure.
+
+:func:`drift_messages` applies both to a building-month (its tagged or reviewed frame and the
+earlier months) and says what it found in Korean, for the dashboard and the run summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from voc.taxonomy import split_label
+
+__all__ = [
+    "Shift",
+    "new_classes",
+    "share_shifts",
+    "reviewed_labels_of",
+    "drift_messages",
+    "SHIFT_THRESHOLD",
+    "SHIFT_MIN_COUNT",
+    "DIMENSION_NAMES",
+]
+
+SHIFT_THRESHOLD = 0.10
+"""Default: flag a share that moved by more than 10 share points (0.10 absolute)."""
+
+SHIFT_MIN_COUNT = 5
+"""Default: a label is judged only when it has at least 5 VOCs this month or on average in the
+previous months (smaller counts move by chance)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """One label whose share moved.
+
+    Attributes
+    ----------
+    label
+        The label (``"major>minor"`` or a minor).
+    current_share, previous_share
+        Share of the current month's VOCs, and the mean share over the previous months, in
+        [0, 1].
+    delta
+        ``current_share − previous_share`` (signed, share points as a fraction).
+    current_count
+        VOCs with this label in the current month.
+    previous_mean_count
+        Mean VOCs per previous month with this label.
+    """
+
+    label: str
+    current_share: float
+    previous_share: float
+    delta: float
+    current_count: int
+    previous_mean_count: float
+
+
+def _clean(labels: Iterable[object]) -> list[str]:
+    return [str(v).strip() for v in labels if v is not None and str(v).strip()]
+
+
+def new_classes(
+    reviewed_labels: Iterable[str | None], model_labels: Iterable[str], *, match_minor: bool = False
+) -> list[str]:
+    """Reviewed labels that are not in the model's label set.
+
+    Parameters
+    ----------
+    reviewed_labels
+        Labels reviewers gave (any number, repeats and None/empty allowed; blanks ignored).
+    model_labels
+        Labels the model was trained on (:meth:`voc.tagger.Tagger.model_labels`). Empty means
+        a keyword-only dimension: nothing to drift from, so nothing is reported.
+    match_minor
+        Also count a ``"major>minor"`` label as known when the model has its minor under another
+        major (a class moved by a reorganisation; the taxonomy keeps one active major per minor).
+
+    Returns
+    -------
+    list[str]
+        Distinct unknown labels, most frequent first (ties by first appearance).
+    """
+    known = set(_clean(model_labels))
+    if not known:
+        return []
+    known_minors = {split_label(k)[1] for k in known}
+    counts: dict[str, int] = {}
+    for lab in _clean(reviewed_labels):
+        if lab in known or (match_minor and split_label(lab)[1] in known_minors):
+            continue
+        counts[lab] = counts.get(lab, 0) + 1
+    return sorted(counts, key=lambda k: -counts[k])
+
+
+def _shares(counts: Mapping[str, int]) -> tuple[dict[str, float], int]:
+    for k, v in counts.items():
+        if v is None or v < 0:
+            raise ValueError(f"count of {k!r} must be a non-negative integer, got {v!r}")
+    total = int(sum(counts.values()))
+    return ({k: v / total for k, v in counts.items()} if total else {}), total
+
+
+def share_shifts(
+    current: Mapping[str, int],
+    previous: Sequence[Mapping[str, int]],
+    *,
+    threshold: float = SHIFT_THRESHOLD,
+    min_count: int = SHIFT_MIN_COUNT,
+) -> list[Shift]:
+    """Labels whose share of this month moved more than ``threshold`` from the previous months.
+
+    The rule: share_now(l) = count_now(l) / Σ count_now; share_before(l) = mean over the
+    previous months m (those with at least one VOC) of count_m(l) / Σ count_m, a label absent
+    from a month counting 0 there. Label l is flagged when |share_now(l) − share_before(l)| >
+    ``threshold`` and count_now(l) ≥ ``min_count`` or mean_m count_m(l) ≥ ``min_count``.
+
+    Parameters
+    ----------
+    current
+        ``{label: VOC count}`` of the month under review.
+    previous
+        One ``{label: count}`` per previous month (e.g. the last 3–6 months), any order.
+    threshold
+        Absolute share change, in [0, 1] (0.10 = 10 share points).
+    min_count
+        Minimum VOCs this month or per previous month on average (noise guard).
+
+    Returns
+    -------
+    list[Shift]
+        Largest |delta| first (ties by label); empty when the current month has no VOCs or no
+        previous month has any.
+
+    Raises
+    ------
+    ValueError
+        ``threshold`` outside [0, 1], negative ``min_count``, or a negative count.
+    """
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    if min_count < 0:
+        raise ValueError(f"min_count must be >= 0, got {min_count!r}")
+    now, total = _shares(current)
+    months = [(s, t, m) for m in previous for s, t in [_shares(m)] if t > 0]
+    if total == 0 or not months:
+        return []
+    labels = set(current) | {k for m in previous for k in m}
+    out = []
+    for lab in labels:
+        before = sum(s.get(lab, 0.0) for s, _, _ in months) / len(months)
+        mean_count = sum(m.get(lab, 0) for _, _, m in months) / len(months)
+        cur = now.get(lab, 0.0)
+        cnt = int(current.get(lab, 0))
+        delta = cur - before
+        if abs(delta) > threshold and (cnt >= min_count or mean_count >= min_count):
+            out.append(Shift(lab, cur, before, delta, cnt, mean_count))
+    return sorted(out, key=lambda s: (-abs(s.delta), s.label))
+
+
+DIMENSION_NAMES: dict[str, str] = {"subject": "주제", "work": "작업유형"}
+
+
+def reviewed_labels_of(frame: pl.DataFrame, dimension: str) -> list[str]:
+    """Human labels of one dimension in a tagged or reviewed frame (``"major>minor"``).
+
+    Two sources, both optional: rows with ``is_reviewed`` true contribute their
+    ``{dimension}_major/minor`` (the reviewed CSV holds the reviewer's value there), and every
+    row contributes its ``reviewed_{dimension}_major/minor`` input labels (reviewed history that
+    came with the VOCs). Model tags of unreviewed rows are never used. Rows without a minor are
+    skipped; a missing major is taken to equal the minor.
+    """
+    out: list[str] = []
+
+    def take(ma: str, mi: str, mask: list[bool] | None) -> None:
+        if mi not in frame.columns:
+            return
+        majors = frame[ma].to_list() if ma in frame.columns else [None] * frame.height
+        for k, (a, b) in enumerate(zip(majors, frame[mi].to_list())):
+            if (mask is None or mask[k]) and b is not None and str(b).strip():
+                out.append(f"{str(a).strip() if a is not None and str(a).strip() else str(b).strip()}>{str(b).strip()}")
+
+    if "is_reviewed" in frame.columns:
+        take(f"{dimension}_major", f"{dimension}_minor", [bool(v) for v in frame["is_reviewed"].fill_null(False).to_list()])
+    take(f"reviewed_{dimension}_major", f"reviewed_{dimension}_minor", None)
+    return out
+
+
+def _major_counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
+    if column not in frame.columns:
+        return {}
+    vals = [str(v).strip() for v in frame[column].to_list() if v is not None and str(v).strip()]
+    counts: dict[str, int] = {}
+    for v in vals:
+        counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def drift_messages(
+    *,
+    reviewed: pl.DataFrame,
+    model_labels: Mapping[str, Sequence[str]],
+    history: pl.DataFrame | None = None,
+    threshold: float = SHIFT_THRESHOLD,
+    min_count: int = SHIFT_MIN_COUNT,
+    max_items: int = 5,
+) -> list[str]:
+    """Korean drift notes for one building-month (dashboard and run summary).
+
+    Parameters
+    ----------
+    reviewed
+        The month's tagged frame (``voc.schema.TAGGED_COLUMNS``) or reviewed frame (plus
+        ``is_reviewed``), ``N × C``.
+    model_labels
+        ``{dimension: labels the model was trained on}`` (``[]`` for a keyword-only dimension,
+        which has no label set to drift from).
+    history
+        Earlier months, ``M × C'`` with ``yyyymm`` and ``{dimension}_major`` (e.g. the last six
+        months' tagged/reviewed rows), or None.
+    threshold, min_count
+        The :func:`share_shifts` rule, applied to the shares of the majors (대분류).
+    max_items
+        Labels named per message at most.
+
+    Returns
+    -------
+    list[str]
+        Per dimension (주제, then 작업유형): ``"새 주제 분류: A>B, … (검수 n건) — 모델이 학습하지
+        않은 분류입니다. 재학습하면 반영됩니다."`` when human labels name classes the model lacks
+        (:func:`new_classes`; a label whose minor the model knows under another major is not
+        new: reorganisations move a minor, see :func:`voc.tagger.canonical_labels`), then one
+        ``"주제 비중 증가: 시설 50% → 80% (+30%p, 8건, 지난 2개월 평균 대비)"`` /
+        ``"… 감소: …"`` per major whose share moved (:func:`share_shifts`, largest first).
+        Empty when nothing drifted.
+    """
+    out: list[str] = []
+    for dim in ("subject", "work"):
+        name = DIMENSION_NAMES[dim]
+        labels = reviewed_labels_of(reviewed, dim)
+        new = new_classes(labels, model_labels.get(dim, ()), match_minor=True)
+        if new:
+            shown = ", ".join(new[:max_items]) + (f" 외 {len(new) - max_items}개" if len(new) > max_items else "")
+            n_rows = sum(1 for lab in labels if lab in set(new))
+            out.append(f"새 {name} 분류: {shown} (검수 {n_rows}건) — 모델이 학습하지 않은 분류입니다. 재학습하면 반영됩니다.")
+        if history is None or history.height == 0 or "yyyymm" not in history.columns:
+            continue
+        col = f"{dim}_major"
+        current = _major_counts(reviewed, col)
+        if not current:
+            continue
+        previous = [_major_counts(g, col) for _, g in history.group_by("yyyymm", maintain_order=True)]
+        previous = [m for m in previous if m]
+        shifts = share_shifts(current, previous, threshold=threshold, min_count=min_count)
+        for sh in shifts[:max_items]:
+            verb = "증가" if sh.delta > 0 else "감소"
+            out.append(
+                f"{name} 비중 {verb}: {sh.label} {sh.previous_share:.0%} → {sh.current_share:.0%} "
+                f"({sh.delta * 100:+.0f}%p, {sh.current_count}건, 지난 {len(previous)}개월 평균 대비)"
+            )
+        if len(shifts) > max_items:
+            out.append(f"{name} 비중이 크게 바뀐 분류가 {len(shifts) - max_items}개 더 있습니다.")
+    return out
