@@ -164,6 +164,7 @@ class SelfTraining:
 
 
 D = DEFAULT_PARAMS
+ANCHOR_TOP1 = {"calibration": "top1", "calibration_cv": 5}
 
 
 def _with(**kw: Any) -> dict[str, Any]:
@@ -174,24 +175,36 @@ def _with(**kw: Any) -> dict[str, Any]:
 
 EXPERIMENTS: dict[str, tuple[str, Factory, dict[str, Any]]] = {
     # name: (what it tests, factory, backtest options)
-    "anchor": ("production recipe (make_classifier('anchor'))", kind("anchor"), {}),
+    # -- from the anchor to the default, one step at a time (cumulative)
+    "anchor": ("production recipe: make_classifier('anchor')", kind("anchor"), {}),
+    "step1_one_svm_top1": ("anchor features; one SVM on all rows + temperature + top-1 confidence (cv 5)",
+                           linear(**ANCHOR_TOP1), {}),
+    "step2_chars": ("+ character 1–3-grams (30k)", linear(char_ngrams=30_000, char_ngram_range=(1, 3), **ANCHOR_TOP1), {}),
+    "step3_name_prior": ("+ class-name evidence", linear(char_ngrams=30_000, char_ngram_range=(1, 3), name_prior=True, **ANCHOR_TOP1), {}),
+    "step4_unweighted": ("+ class_weight=None", linear(**_with(recency_half_life_days=None)), {}),
+    "default": ("+ recency weights (half-life 730 days) = DEFAULT, make_classifier('linear')", kind("linear"), {}),
+    # -- one change to the default each
+    "default_no_name_prior": ("default without class-name evidence", linear(**_with(name_prior=False)), {}),
+    "default_no_chars": ("default without character n-grams", linear(**_with(char_ngrams=0)), {}),
+    "default_chars_24_20k": ("default with character 2–4-grams (20k), the old default's", linear(**_with(char_ngrams=20_000, char_ngram_range=(2, 4))), {}),
+    "default_balanced": ("default with class_weight='balanced'", linear(**_with(class_weight="balanced")), {}),
+    "default_sqrt_weights": ("default with class weights (n/n_k)^½", linear(**_with(class_weight="sqrt")), {}),
+    "default_prior_correction": ("default + fitted log-prior term", linear(**_with(prior_correction=True)), {}),
+    "default_title2": ("default with the title counted twice", linear(**_with(title_weight=2)), {}),
+    "default_C05": ("default with C=0.5", linear(**_with(C=0.5)), {}),
+    "default_C2": ("default with C=2", linear(**_with(C=2.0)), {}),
+    "default_half_life_365": ("default with a one-year half-life", linear(**_with(recency_half_life_days=365.0)), {}),
+    "default_sigmoid": ("default features, production calibration (sigmoid, ensemble of 3 fold models)",
+                        linear(**_with(calibration="sigmoid", calibration_cv=3)), {}),
+    "default_temperature": ("default without the top-1 calibrator (temperature softmax only)", linear(**_with(calibration="temperature")), {}),
+    "default_forward_conf": ("default, top-1 calibrator fitted on forward-in-time folds", linear(**_with(confidence_folds="forward")), {}),
+    "default_cv3": ("default with 3 calibration folds", linear(**_with(calibration_cv=3)), {}),
+    "hybrid": ("make_classifier('hybrid'): keywords derived from training labels vs the default", kind("hybrid"), {}),
+    "self_training": ("default + self-training on the test block's texts (3 rounds, held-out check)", kind("linear"), {"self_training": True}),
     "anchor_raw_labels": ("anchor trained on labels as reviewed (no canonical major)", kind("anchor"), {"canonicalise": False}),
-    "anchor_temperature": ("anchor features, one SVM + temperature softmax", linear(calibration="temperature"), {}),
-    "anchor_top1": ("anchor features, one SVM + top-1 calibrated confidence", linear(calibration="top1", calibration_cv=5), {}),
-    "words_all_vocab": ("anchor with the whole vocabulary", linear(max_features=None, calibration="top1", calibration_cv=5), {}),
-    "chars_24_20k": ("+ char_wb 2–4-grams (20k), old default", linear(char_ngrams=20_000, char_ngram_range=(2, 4), calibration="top1", calibration_cv=5), {}),
-    "chars_13_30k": ("+ char_wb 1–3-grams (30k)", linear(char_ngrams=30_000, char_ngram_range=(1, 3), calibration="top1", calibration_cv=5), {}),
-    "chars_13_30k_title2": ("+ title counted twice", linear(char_ngrams=30_000, char_ngram_range=(1, 3), title_weight=2, calibration="top1", calibration_cv=5), {}),
-    "default_C1": ("default with C=1", linear(**_with(C=1.0)), {}),
-    "default_C025": ("default with C=0.25", linear(**_with(C=0.25)), {}),
-    "default_title1": ("default without title weighting", linear(**_with(title_weight=1)), {}),
-    "default_title3": ("default with title ×3", linear(**_with(title_weight=3)), {}),
-    "default_unbalanced": ("default without class_weight", linear(**_with(class_weight=None)), {}),
-    "default_sigmoid": ("default features, production calibration (sigmoid ensemble cv=3)", linear(**_with(calibration="sigmoid", calibration_cv=3)), {}),
-    "default_isotonic": ("default features, isotonic ensemble cv=3", linear(**_with(calibration="isotonic", calibration_cv=3)), {}),
-    "default_temperature": ("default, temperature only (no top-1 calibrator)", linear(**_with(calibration="temperature")), {}),
-    "default": ("DEFAULT: make_classifier('linear')", kind("linear"), {}),
-    "hybrid": ("make_classifier('hybrid'): derived keywords vs default", kind("hybrid"), {}),
+    # -- stability over seeds (calibration folds, SVM shuffling)
+    "anchor_seeds": ("anchor, seeds 0–2", kind("anchor"), {"seeds": (0, 1, 2)}),
+    "default_seeds": ("default, seeds 0–2", kind("linear"), {"seeds": (0, 1, 2)}),
 }
 
 
@@ -216,7 +229,7 @@ def run(names: Sequence[str], tok: CachingTokenizer, df: pl.DataFrame, *, seeds:
         for sname, spec in SPLITS.items():
             tr, te = split(df, spec)
             for reply in REPLIES:
-                for seed in seeds:
+                for seed in opts.get("seeds", seeds):
                     fac = factory
                     if opts.get("self_training"):
                         unl, _ = frame_texts(te, use_reply=reply)
@@ -224,14 +237,15 @@ def run(names: Sequence[str], tok: CachingTokenizer, df: pl.DataFrame, *, seeds:
                     res = backtest_labels(
                         tr, te, labels=LABELS, use_reply=reply, seed=seed, tokenizer=tok,
                         classifier_factory=fac, model="hybrid" if "hybrid" in name else "linear",
-                        **{k: v for k, v in opts.items() if k != "self_training"},
+                        **{k: v for k, v in opts.items() if k not in ("self_training", "seeds")},
                     )
                     for lab, r in res.items():
                         rows.append({
                             "experiment": name, "split": sname, "reply": reply, "label": lab, "seed": seed,
                             "n_train": r["n_train"], "n_test": r["n_test"], "unseen": r["unseen_label_share"],
                             "accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "ece": r["ece"],
-                            "capture20": r["review_capture"]["0.2"],
+                            "capture20": r["review_capture"]["0.2"], "bound20": r["review_capture_bound"]["0.2"],
+                            "auroc": r["error_auroc"],
                         })
         print(f"{name}: {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
     return rows
@@ -242,12 +256,13 @@ def summary(rows: list[dict]) -> pl.DataFrame:
     return (
         pl.DataFrame(rows)
         .group_by("experiment", "reply", "label", maintain_order=True)
-        .agg(pl.col("accuracy", "macro_f1", "ece", "capture20").mean(), pl.len().alias("runs"))
+        .agg(pl.col("accuracy", "macro_f1", "ece", "capture20", "bound20", "auroc").mean(), pl.len().alias("runs"))
     )
 
 
-def fmt_table(df: pl.DataFrame, cols: Sequence[str]) -> str:
-    head = "| " + " | ".join(cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
+def fmt_table(df: pl.DataFrame, cols: Sequence[str], names: Sequence[str] | None = None) -> str:
+    names = list(names or cols)
+    head = "| " + " | ".join(names) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
     lines = []
     for r in df.iter_rows(named=True):
         cells = []
@@ -256,27 +271,60 @@ def fmt_table(df: pl.DataFrame, cols: Sequence[str]) -> str:
             if isinstance(v, bool):
                 v = "yes" if v else "no"
             elif isinstance(v, float):
-                v = f"{v:.3f}"
+                v = f"{v:+.3f}" if c.startswith("Δ") else f"{v:.3f}"
+            elif v is None:
+                v = "–"
             cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return head + "\n".join(lines) + "\n"
 
 
+def verdict(rows: list[dict], *, model: str = "default", anchor: str = "anchor") -> tuple[str, bool]:
+    """Per split × reply × label: anchor vs default; and whether the default leads on the
+    split-mean accuracy and macro-F1 in every reply × label cell."""
+    df = pl.DataFrame(rows)
+    a = df.filter(pl.col("experiment") == anchor).select("split", "reply", "label", a_acc="accuracy", a_f1="macro_f1")
+    d = df.filter(pl.col("experiment") == model).select("split", "reply", "label", "accuracy", "macro_f1")
+    j = a.join(d, on=["split", "reply", "label"], maintain_order="left").with_columns(
+        (pl.col("accuracy") - pl.col("a_acc")).alias("Δacc"), (pl.col("macro_f1") - pl.col("a_f1")).alias("ΔF1")
+    )
+    table = fmt_table(
+        j, ["split", "reply", "label", "a_acc", "accuracy", "Δacc", "a_f1", "macro_f1", "ΔF1"],
+        ["split", "reply", "label", "anchor acc", "default acc", "Δacc", "anchor F1", "default F1", "ΔF1"],
+    )
+    m = j.group_by("reply", "label", maintain_order=True).agg(pl.col("Δacc", "ΔF1").mean())
+    ok = bool((m["Δacc"] > 0).all() and (m["ΔF1"] > 0).all())
+    return table, ok
+
+
 def markdown(rows: list[dict]) -> str:
     df = pl.DataFrame(rows)
     s = summary(rows)
-    out = ["### Mean over the four splits (one row per experiment × reply × label)\n"]
-    out.append(fmt_table(s.rename({"experiment": "model"}), ["model", "reply", "label", "accuracy", "macro_f1", "ece", "capture20"]))
+    cols = ["experiment", "reply", "label", "accuracy", "macro_f1", "ece", "capture20", "bound20", "auroc"]
+    names = ["model", "reply", "label", "accuracy", "macro-F1", "ECE", "capture@20%", "best possible", "error AUROC"]
+    out = ["### Mean over the four splits (one row per model × reply × label)\n", fmt_table(s, cols, names)]
     base = s.filter(pl.col("experiment") == "anchor").select("reply", "label", a_acc="accuracy", a_f1="macro_f1")
-    delta = s.join(base, on=["reply", "label"]).with_columns(
-        (pl.col("accuracy") - pl.col("a_acc")).alias("Δacc vs anchor"), (pl.col("macro_f1") - pl.col("a_f1")).alias("ΔF1 vs anchor")
+    delta = s.join(base, on=["reply", "label"], maintain_order="left").with_columns(
+        (pl.col("accuracy") - pl.col("a_acc")).alias("Δacc"), (pl.col("macro_f1") - pl.col("a_f1")).alias("ΔF1")
     )
-    out.append("\n### Difference to the anchor (mean over splits, percentage points ×100)\n")
-    out.append(fmt_table(delta.rename({"experiment": "model"}), ["model", "reply", "label", "Δacc vs anchor", "ΔF1 vs anchor"]))
+    out.append("\n### Difference to the anchor (mean over splits)\n")
+    out.append(fmt_table(delta, ["experiment", "reply", "label", "Δacc", "ΔF1"], ["model", "reply", "label", "Δ accuracy", "Δ macro-F1"]))
+    if {"anchor", "default"} <= set(df["experiment"].to_list()):
+        table, ok = verdict(rows)
+        out.append("\n### Default vs anchor, split by split\n")
+        out.append(table)
+        out.append(
+            f"\nDefault ahead of the anchor on split-mean accuracy **and** macro-F1 in every reply × label cell: "
+            f"**{'yes' if ok else 'no'}**.\n"
+        )
+    out.append("\n### Every run\n")
     for name in dict.fromkeys(df["experiment"].to_list()):
-        sub = df.filter(pl.col("experiment") == name).rename({"experiment": "model"})
+        sub = df.filter(pl.col("experiment") == name)
         out.append(f"\n#### {name}: {EXPERIMENTS[name][0]}\n")
-        out.append(fmt_table(sub, ["model", "split", "reply", "label", "n_train", "n_test", "unseen", "accuracy", "macro_f1", "ece", "capture20"]))
+        out.append(fmt_table(
+            sub, ["experiment", "split", "reply", "label", "seed", "n_train", "n_test", "unseen", "accuracy", "macro_f1", "ece", "capture20"],
+            ["model", "split", "reply", "label", "seed", "n train", "n test", "unseen labels", "accuracy", "macro-F1", "ECE", "capture@20%"],
+        ))
     return "\n".join(out)
 
 
@@ -286,18 +334,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cache", default="/tmp/voc_kiwi_tokens.pkl", help="pickle of Kiwi tokens per text")
     ap.add_argument("--json", default="", help="also write the raw rows here")
     ap.add_argument("--write-doc", action="store_true", help=f"refresh the tables in {DOC.relative_to(REPO)}")
+    ap.add_argument("--from-json", default="", help="skip the runs: rebuild tables from rows saved with --json")
+    ap.add_argument("--splits", default="", help="comma-separated split prefixes, e.g. S1,S2 (default: all)")
     args = ap.parse_args(argv)
+    if args.splits:
+        keep = tuple(x.strip() for x in args.splits.split(","))
+        for k in [k for k in SPLITS if not k.startswith(keep)]:
+            del SPLITS[k]
     names = [n for n in args.only.split(",") if n] or list(EXPERIMENTS)
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         ap.error(f"unknown experiment(s) {unknown}; known: {list(EXPERIMENTS)}")
-    cache = pickle.loads(Path(args.cache).read_bytes()) if os.path.exists(args.cache) else {}
-    tok = CachingTokenizer(cache)
-    df = load_sample()
-    rows = run(names, tok, df)
-    if tok.misses:
-        Path(args.cache).write_bytes(pickle.dumps(tok.cache))
-    print(summary(rows).to_pandas().to_string() if False else fmt_table(summary(rows), ["experiment", "reply", "label", "accuracy", "macro_f1", "ece", "capture20"]))
+    if args.from_json:
+        rows = json.loads(Path(args.from_json).read_text("utf-8"))
+    else:
+        cache = pickle.loads(Path(args.cache).read_bytes()) if os.path.exists(args.cache) else {}
+        tok = CachingTokenizer(cache)
+        rows = run(names, tok, load_sample())
+        if tok.misses:
+            Path(args.cache).write_bytes(pickle.dumps(tok.cache))
+    print(fmt_table(summary(rows), ["experiment", "reply", "label", "accuracy", "macro_f1", "ece", "capture20"]))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, ensure_ascii=False, indent=1), "utf-8")
     if args.write_doc:

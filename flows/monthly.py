@@ -86,8 +86,6 @@ def _csv_bytes(df: pl.DataFrame) -> bytes:
 
 
 def _read_csv(storage: Storage, key: str) -> pl.DataFrame:
-    from voc.schema import TAGGED_COLUMNS  # noqa: F401  (column contract)
-
     df = pl.read_csv(io.BytesIO(storage.read_bytes(key)), infer_schema=False)
     casts = [pl.col("created_at").str.to_date("%Y-%m-%d", strict=False)]
     casts += [pl.col(c).cast(pl.Float64, strict=False) for c in ("subject_confidence", "work_confidence") if c in df.columns]

@@ -125,7 +125,10 @@ def share_shifts(
     The rule: share_now(l) = count_now(l) / Σ count_now; share_before(l) = mean over the
     previous months m (those with at least one VOC) of count_m(l) / Σ count_m, a label absent
     from a month counting 0 there. Label l is flagged when |share_now(l) − share_before(l)| >
-    ``threshold`` and count_now(l) ≥ ``min_count`` or mean_m count_m(l) ≥ ``min_count``.
+    ``threshold`` (strictly; differences within 1e-9 of it are rounding, not drift) and
+    count_now(l) ≥ ``min_count`` or mean_m count_m(l) ≥ ``min_count``. Absolute share points,
+    not relative change: a class going from 1 % to 3 % triples but rarely matters on a
+    dashboard, one going from 20 % to 35 % does.
 
     Parameters
     ----------
@@ -165,7 +168,7 @@ def share_shifts(
         cur = now.get(lab, 0.0)
         cnt = int(current.get(lab, 0))
         delta = cur - before
-        if abs(delta) > threshold and (cnt >= min_count or mean_count >= min_count):
+        if abs(delta) > threshold + 1e-9 and (cnt >= min_count or mean_count >= min_count):
             out.append(Shift(lab, cur, before, delta, cnt, mean_count))
     return sorted(out, key=lambda s: (-abs(s.delta), s.label))
 

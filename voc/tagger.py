@@ -48,6 +48,8 @@ __all__ = [
     "training_rows",
     "make_classifier",
     "resolve_taxonomy",
+    "DimensionSplit",
+    "split_dimensions",
 ]
 
 KINDS: tuple[str, ...] = ("hybrid", "linear", "anchor", "kobert")
@@ -131,15 +133,21 @@ def make_classifier(kind: str, taxonomy: Taxonomy, dimension: str, tokenizer: Ki
     """An unfitted per-dimension classifier of ``kind``.
 
     * ``anchor``: the production model exactly (TF-IDF word 1–2-grams over Kiwi tokens, 10k
-      features, sublinear tf, calibrated LinearSVC C=1 balanced);
-    * ``linear``: the default CPU model (anchor + character n-grams of the raw text);
+      features, sublinear tf, LinearSVC C=1 balanced in ``CalibratedClassifierCV(cv=3)``);
+    * ``linear``: the default CPU model, :data:`voc.classify.linear.DEFAULT_PARAMS`: the anchor's
+      word features united with character 1–3-grams, one SVM on all rows, class-name evidence
+      and temperature fitted out of fold, a calibrated top-1 confidence, and rows weighted by
+      age (half-life two years) when ``fit`` gets their dates (``times=``). Chosen on temporal
+      splits of the shipped sample: docs/model-quality.md;
     * ``hybrid``: keyword scorer vs ``linear`` by alpha for ``subject``; ``linear`` for ``work``
       (keywords were worse for work type in production).
     """
+    from voc.classify.linear import DEFAULT_PARAMS
+
     if kind == "anchor":
         return LinearVOCClassifier(tokenizer, random_state=seed)
-    linear = LinearVOCClassifier(tokenizer, char_ngrams=20_000, random_state=seed)
-    if kind == "linear" or dimension == "work":
+    linear = LinearVOCClassifier(tokenizer, random_state=seed, **DEFAULT_PARAMS)
+    if kind == "linear" or (kind == "hybrid" and dimension == "work"):
         return linear
     if kind == "hybrid":
         return HybridClassifier(KeywordClassifier(taxonomy.rows_of(dimension)), linear, random_state=seed)
@@ -301,6 +309,62 @@ def training_rows(
     return idx, [labs[i] for i in idx]  # type: ignore[misc]
 
 
+@dataclass(frozen=True)
+class DimensionSplit:
+    """Labelled rows of one dimension split into train and held-out parts.
+
+    ``train_rows``/``holdout_rows`` are row indices into the training frame; the label lists are
+    aligned with them (canonical ``"major>minor"``)."""
+
+    dimension: str
+    train_rows: np.ndarray
+    train_labels: list[str]
+    holdout_rows: np.ndarray
+    holdout_labels: list[str]
+
+
+def split_dimensions(df: pl.DataFrame, taxonomy: Taxonomy, report: TrainReport) -> tuple[Taxonomy, dict[str, DimensionSplit]]:
+    """The training plan shared by every trainer (CPU and KoBERT).
+
+    Per dimension of ``taxonomy``: the rows with a usable label (:func:`training_rows`); a
+    dimension with fewer than two classes is a keyword fallback; labels missing from the taxonomy
+    are added to it (label drift: warned and counted); rows go to the fixed held-out split by
+    :func:`holdout_mask` (all rows train, without metrics, when the train part would hold fewer
+    than two classes). ``report`` receives fallbacks, warnings, ``n_train``, ``n_holdout`` and
+    ``holdout_ids``.
+
+    Returns the (possibly extended) taxonomy and a split per trainable dimension.
+    """
+    hold = holdout_mask(df["voc_id"].to_list())
+    ids = df["voc_id"].to_list()
+    splits: dict[str, DimensionSplit] = {}
+    for dim in taxonomy.dimensions():
+        idx, labs = training_rows(df, taxonomy, dim)
+        if len(set(labs)) < 2:
+            report.fallback_dimensions.append(dim)
+            report.warnings.append(
+                f"{dim}: {len(labs)} labelled rows, {len(set(labs))} class(es); tagging by taxonomy keywords"
+            )
+            continue
+        unknown = Counter(lab for lab in labs if taxonomy.get(dim, lab) is None)
+        if unknown:
+            report.warnings.append(
+                f"{dim}: {sum(unknown.values())} rows carry {len(unknown)} label(s) missing from the taxonomy; added"
+            )
+            taxonomy = taxonomy.with_labels(dim, unknown)
+            idx, labs = training_rows(df, taxonomy, dim)
+        tr = np.array([k for k, i in enumerate(idx) if not hold[i]], dtype=int)
+        te = np.array([k for k, i in enumerate(idx) if hold[i]], dtype=int)
+        if len({labs[k] for k in tr}) < 2:  # tiny data: everything landed in the held-out split
+            tr, te = np.arange(len(idx)), np.array([], dtype=int)
+            report.warnings.append(f"{dim}: too few rows for a held-out split; trained on all, no metrics")
+        splits[dim] = DimensionSplit(dim, idx[tr], [labs[k] for k in tr], idx[te], [labs[k] for k in te])
+        report.n_train[dim] = len(tr)
+        report.n_holdout[dim] = len(te)
+        report.holdout_ids[dim] = [ids[int(i)] for i in idx[te]]
+    return taxonomy, splits
+
+
 def train_tagger(
     df: pl.DataFrame,
     taxonomy: Taxonomy,
@@ -329,7 +393,6 @@ def train_tagger(
     tok = tokenizer or KiwiTokenizer()
     report = TrainReport(kind=kind, version=version, n_rows=df.height)
     texts, _ = frame_texts(df, use_reply=use_reply)
-    hold = holdout_mask(df["voc_id"].to_list())
     tagger = VOCTagger(kind=kind, version=version, taxonomy=taxonomy, use_reply=use_reply, tokenizer=tok)
     token_cache: dict[int, list[str]] = {}
 
@@ -339,41 +402,19 @@ def train_tagger(
             token_cache[i] = t
         return [token_cache[i] for i in idx]
 
-    for dim in taxonomy.dimensions():
-        idx, labs = training_rows(df, taxonomy, dim)
-        if len(set(labs)) < 2:
-            report.fallback_dimensions.append(dim)
-            report.warnings.append(
-                f"{dim}: {len(labs)} labelled rows, {len(set(labs))} class(es); tagging by taxonomy keywords"
-            )
-            continue
-        unknown = Counter(lab for lab in labs if taxonomy.get(dim, lab) is None)
-        if unknown:
-            report.warnings.append(
-                f"{dim}: {sum(unknown.values())} rows carry {len(unknown)} label(s) missing from the taxonomy; added"
-            )
-            taxonomy = taxonomy.with_labels(dim, unknown)
-            tagger.taxonomy = taxonomy
-            idx, labs = training_rows(df, taxonomy, dim)
-        tr = np.array([k for k, i in enumerate(idx) if not hold[i]], dtype=int)
-        te = np.array([k for k, i in enumerate(idx) if hold[i]], dtype=int)
-        y_tr = [labs[k] for k in tr]
-        if len(set(y_tr)) < 2:  # tiny data: everything landed in the held-out split
-            tr, te, y_tr = np.arange(len(idx)), np.array([], dtype=int), labs
-            report.warnings.append(f"{dim}: too few rows for a held-out split; trained on all, no metrics")
+    taxonomy, splits = split_dimensions(df, taxonomy, report)
+    tagger.taxonomy = taxonomy
+    for dim, sp in splits.items():
         clf = make_classifier(kind, taxonomy, dim, tok, seed=seed)
         if isinstance(clf, HybridClassifier):
             clf.keyword = KeywordClassifier(taxonomy.rows_of(dim))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            clf.fit([texts[idx[k]] for k in tr], y_tr, tokens=toks(idx[tr]))
+            clf.fit([texts[i] for i in sp.train_rows], sp.train_labels, tokens=toks(sp.train_rows))
         tagger.classifiers[dim] = clf
-        report.n_train[dim] = len(tr)
-        report.n_holdout[dim] = len(te)
-        report.holdout_ids[dim] = [df["voc_id"][int(idx[k])] for k in te]
-        if len(te):
-            t = clf.predict_tags([texts[idx[k]] for k in te], tokens=toks(idx[te]))
-            report.metrics[dim] = evaluate_tags([labs[k] for k in te], t)
+        if len(sp.holdout_rows):
+            t = clf.predict_tags([texts[i] for i in sp.holdout_rows], tokens=toks(sp.holdout_rows))
+            report.metrics[dim] = evaluate_tags(sp.holdout_labels, t)
     return tagger, report
 
 

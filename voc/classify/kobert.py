@@ -53,7 +53,6 @@ import json
 import math
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1104,39 +1103,13 @@ def train_kobert_tagger(
     torch_, _ = _require()
     from transformers import AutoModel
 
-    from voc.tagger import TrainReport, evaluate_tags, frame_texts, holdout_mask, training_rows
+    from voc.tagger import TrainReport, evaluate_tags, frame_texts, split_dimensions
 
     report = TrainReport(kind="kobert", version=version, n_rows=df.height)
     texts, _ = frame_texts(df, use_reply=use_reply)
-    voc_ids = df["voc_id"].to_list()
-    hold = holdout_mask(voc_ids)
-    train_rows: dict[str, tuple[np.ndarray, list[str]]] = {}
-    eval_rows: dict[str, tuple[np.ndarray, list[str]]] = {}
-    for dim in taxonomy.dimensions():
-        idx, labs = training_rows(df, taxonomy, dim)
-        if len(set(labs)) < 2:
-            report.fallback_dimensions.append(dim)
-            report.warnings.append(
-                f"{dim}: {len(labs)} labelled rows, {len(set(labs))} class(es); tagging by taxonomy keywords"
-            )
-            continue
-        unknown = Counter(lab for lab in labs if taxonomy.get(dim, lab) is None)
-        if unknown:
-            report.warnings.append(
-                f"{dim}: {sum(unknown.values())} rows carry {len(unknown)} label(s) missing from the taxonomy; added"
-            )
-            taxonomy = taxonomy.with_labels(dim, unknown)
-            idx, labs = training_rows(df, taxonomy, dim)
-        tr = np.array([k for k, i in enumerate(idx) if not hold[i]], dtype=int)
-        te = np.array([k for k, i in enumerate(idx) if hold[i]], dtype=int)
-        if len({labs[k] for k in tr}) < 2:  # tiny data: everything landed in the held-out split
-            tr, te = np.arange(len(idx)), np.array([], dtype=int)
-            report.warnings.append(f"{dim}: too few rows for a held-out split; trained on all, no metrics")
-        train_rows[dim] = (idx[tr], [labs[k] for k in tr])
-        eval_rows[dim] = (idx[te], [labs[k] for k in te])
-        report.n_train[dim] = len(tr)
-        report.n_holdout[dim] = len(te)
-        report.holdout_ids[dim] = [voc_ids[int(idx[k])] for k in te]
+    taxonomy, splits = split_dimensions(df, taxonomy, report)
+    train_rows: dict[str, tuple[np.ndarray, list[str]]] = {d: (sp.train_rows, sp.train_labels) for d, sp in splits.items()}
+    eval_rows: dict[str, tuple[np.ndarray, list[str]]] = {d: (sp.holdout_rows, sp.holdout_labels) for d, sp in splits.items()}
     if not train_rows:
         raise ValueError(
             "no dimension has at least two labelled classes; nothing to fine-tune (train a CPU kind instead)"

@@ -1,35 +1,36 @@
-"""CPU model: TF-IDF over Kiwi morpheme tokens (and characters) + a linear SVM, with calibrated
-confidence.
+"""CPU model: TF-IDF over Kiwi morpheme tokens (and characters) + a linear SVM, with a
+confidence that means "probability this tag is right".
 
 Two recipes are built from this one estimator (``voc.tagger.make_classifier``):
 
 * **anchor** (the production model, production-notes.md): TF-IDF word 1–2-grams over Kiwi model
   tokens, ``max_features=10_000``, sublinear tf; ``LinearSVC(C=1, class_weight="balanced")``
-  inside ``CalibratedClassifierCV(cv=3)`` (sigmoid, ensemble of the three fold models). Use
+  inside ``CalibratedClassifierCV(cv=3)`` (sigmoid, ensemble of the three fold models). That is
   ``LinearVOCClassifier(tokenizer)`` with its defaults.
-* **default** (:data:`DEFAULT_PARAMS`, measured in docs/model-quality.md): the word features
-  united with character 1–3-grams of the text, the title's n-grams counted twice, one SVM fit
-  on all rows (its argmax is the label) and ``calibration="top1"`` confidence.
+* **default** (:data:`DEFAULT_PARAMS`; every choice measured in docs/model-quality.md): the
+  anchor's word features united with character 1–3-grams of the text, one unweighted SVM fit on
+  all rows (its argmax, plus class-name evidence, gives the label), rows weighted by age when
+  dates are given, and ``calibration="top1"`` confidence.
 
-Confidence (``calibration``)
-----------------------------
-With 70+ classes, class-wise calibrated and renormalised one-vs-rest probabilities are small
-(a correct top class often gets 0.1–0.3), and the plain softmax of SVM margins is flatter still
-(≈ 0.02 for 70 classes), so neither can drive a review threshold. ``"temperature"`` and
-``"top1"`` fix it on out-of-fold (OOF) decisions of ``calibration_cv`` refits:
+Label and confidence (``calibration="temperature"`` / ``"top1"``)
+------------------------------------------------------------------
+From out-of-fold (OOF) SVM decisions d (N × K) of ``calibration_cv`` stratified refits:
 
-1. temperature scaling (Guo et al., 2017, "On Calibration of Modern Neural Networks", §4.2):
-   p = softmax(d / T), the decision values d (N × K) of the SVM divided by one T > 0 that
-   minimises the OOF negative log-likelihood; the argmax is unchanged;
-2. ``"top1"`` adds Platt scaling (Platt, 1999) of the *top-1* confidence only:
-   conf = σ(a · logit(p_max) + b · (d₁ − d₂) + c) fitted by logistic regression on whether the
-   OOF top-1 label was right, where d₁ − d₂ is the margin between the two best classes. OOF rows
-   whose class was absent from that fold's training rows are kept: they stand for the classes a
-   model has never seen, the commonest error in a drifting label set.
+1. scores z = d / T + β · M_minor + β_major · M_major (+ γ · log π with ``prior_correction``),
+   where M are the class-name mention matrices (:func:`name_mentions`: does the text contain
+   the class's minor / major name — complaints often name the department or the facility) and
+   T, β, β_major, γ minimise the OOF negative log-likelihood of softmax(z) (:func:`fit_scaling`;
+   temperature scaling, Guo et al., 2017, "On Calibration of Modern Neural Networks", §4.2,
+   extended by a few shared evidence weights). The label is argmax z;
+2. ``"top1"`` then calibrates the *top-1* confidence only (Platt, 1999, "Probabilistic Outputs
+   for Support Vector Machines"): conf = σ(a · logit(p_max) + b · (d₁ − d₂) + c), a logistic
+   regression on whether the OOF top-1 label was right, d₁ − d₂ the margin between the two
+   largest SVM decisions. OOF rows whose class was absent from that fold's training rows are kept: they stand
+   for classes the model has never seen, the commonest error when the label set drifts.
 
-The confidence is "the probability this tag is right", which is what the review threshold
-(:func:`voc.metrics.choose_review_threshold`) and the ECE (:func:`voc.metrics.expected_calibration_error`)
-need.
+Why: with 70+ classes, the renormalised one-vs-rest sigmoid probabilities of the anchor are
+small even for right tags, and the plain softmax of SVM margins (|d| ≲ 1) is nearly flat
+(≈ 1/K), so neither can carry a review threshold; a calibrated top-1 confidence can.
 """
 
 from __future__ import annotations
@@ -64,11 +65,15 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "sublinear_tf": True,
     "char_ngrams": 30_000,
     "char_ngram_range": (1, 3),
-    "title_weight": 2,
-    "C": 0.5,
-    "class_weight": "balanced",
+    "title_weight": 1,
+    "C": 1.0,
+    "class_weight": None,
     "calibration": "top1",
     "calibration_cv": 5,
+    "prior_correction": False,
+    "name_prior": True,
+    "recency_half_life_days": 730.0,
+    "confidence_folds": "shuffled",
 }
 """Settings of the default CPU model (``make_classifier("linear")``); chosen on temporal splits
 of the shipped sample, see docs/model-quality.md (``benchmarks/experiments.py``)."""
@@ -202,8 +207,8 @@ def name_mentions(texts: Sequence[str], names: Sequence[Sequence[str]]) -> np.nd
 
 
 def _top1_features(p: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """N × 2 features of the top-1 calibrator: logit of the top probability and the decision
-    margin between the two best classes."""
+    """N × 2 features of the top-1 calibrator: logit of the top probability (N × K ``p``) and
+    the margin between the two largest SVM decisions (N × K ``d``)."""
     top = np.clip(p.max(axis=1), 1e-6, 1 - 1e-6)
     if d.shape[1] >= 2:
         part = -np.partition(-d, 1, axis=1)
