@@ -201,11 +201,7 @@ def demo(
 
 # commands contributed by the infrastructure and model-quality modules
 for _mod in ("flows.cli_db", "flows.cli_backtest"):
-    try:
-        importlib.import_module(_mod).register(app)
-    except ModuleNotFoundError as _e:  # TODO(lead): make strict once both modules land
-        if _e.name != _mod:
-            raise
+    importlib.import_module(_mod).register(app)
 
 
 def main() -> None:

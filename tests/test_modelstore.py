@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from voc.modelstore import decide_promotion, load_tagger, read_meta, save_tagger
-from voc.tagger import VOCTagger, frame_texts, train_tagger
+from voc.tagger import frame_texts, train_tagger
 from voc.taxonomy import default_taxonomy
 
 
