@@ -88,7 +88,11 @@ class ReviewSettings(BaseModel):
 class ModelSettings(BaseModel):
     """Which classifier the flows train and tag with."""
 
-    kind: Literal["hybrid", "linear", "anchor", "kobert"] = Field("hybrid", description="Classifier kind")
+    kind: Literal["hybrid", "linear", "anchor", "kobert"] = Field(
+        "linear",
+        description="Classifier kind; linear measured best on the real sample (docs/model-quality.md), "
+        "hybrid adds taxonomy keywords (hand-curated taxonomies), anchor = the production recipe",
+    )
     use_reply: bool = Field(True, description="Read the reply (batch tagging of a past month has it)")
     kobert_base: str = Field(
         "skt/kobert-base-v1",

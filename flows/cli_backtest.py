@@ -4,10 +4,13 @@
 
     voc backtest --train A.csv --test B.csv [--label subject_minor|subject|work]
                  [--reply/--no-reply] [--model linear|hybrid|kobert|anchor] [--seed N] [--json]
+                 [--kobert-base NAME_OR_DIR] [--kobert-epochs N]
 
 Both CSVs are in the VOC schema and are read like ``flows.sources.CsvSource`` (every column as
 text, :func:`voc.schema.validate_voc_frame`). The last line of the output is always one JSON
 object (:func:`voc.backtest.backtest`); without ``--json`` a readable summary comes first.
+``--model kobert`` fine-tunes with ``voc.classify.kobert.train_kobert_tagger`` (its own 20 %
+held-out split for early stopping comes out of the training CSV).
 Exit status 2 on unreadable input or an impossible backtest (the message says why).
 """
 
@@ -62,6 +65,10 @@ def backtest_command(
     ] = "linear",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the classifier")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON result")] = False,
+    kobert_base: Annotated[
+        str | None, typer.Option("--kobert-base", help="kobert only: base model name or local directory")
+    ] = None,
+    kobert_epochs: Annotated[int | None, typer.Option("--kobert-epochs", help="kobert only: training epochs")] = None,
 ) -> None:
     """Train on --train, tag --test, print accuracy, macro-F1, ECE and review capture (JSON last)."""
     from flows.sources import CsvSource, SourceError
@@ -79,7 +86,14 @@ def backtest_command(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
     try:
-        res = backtest(train_df, test_df, label=label, model=model, use_reply=reply, seed=seed)
+        opts: dict[str, Any] = {}
+        if kobert_base:
+            opts["base"] = kobert_base
+        if kobert_epochs is not None:
+            opts["epochs"] = kobert_epochs
+        res = backtest(
+            train_df, test_df, label=label, model=model, use_reply=reply, seed=seed, kobert_options=opts or None
+        )
     except BacktestError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e

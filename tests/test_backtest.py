@@ -157,3 +157,28 @@ def test_cli_backtest_errors(split_csvs, tmp_path):
     Path(tmp_path / "bad.csv").write_text("voc_id,title\n1,x\n", "utf-8")
     r = runner.invoke(app, ["--train", str(tmp_path / "bad.csv"), "--test", str(b)])
     assert r.exit_code == 2 and "missing column" in r.output
+
+
+@pytest.mark.kobert
+def test_cli_backtest_kobert_on_a_tiny_base(app, split_csvs, sample_df, tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("kobert_transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from voc.classify import kobert as kb
+    from voc.tagger import frame_texts
+
+    base = kb.build_tiny_base(frame_texts(sample_df, use_reply=True)[0][:300], tmp_path / "base", vocab_size=800, seed=0)
+    a, b = split_csvs
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small shared hosts: torch's one-thread-per-core oversubscribes
+    try:
+        r = CliRunner().invoke(
+            app,
+            ["backtest", "--train", str(a), "--test", str(b), "--model", "kobert", "--no-reply", "--json",
+             "--kobert-base", str(base), "--kobert-epochs", "1"],
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert r.exit_code == 0, r.output
+    res = last_json(r.output)
+    assert res["model"] == "kobert" and KEYS <= set(res) and 0 <= res["accuracy"] <= 1

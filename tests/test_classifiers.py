@@ -117,24 +117,26 @@ def test_fit_returns_self_keeps_params_and_predicts():
 
 
 def test_top1_confidence_ranks_errors_first():
-    texts, labels = synthetic(40)
     rng = np.random.default_rng(3)
-    # mixed texts: a word of a second class replaces some words; 10 % label noise
-    mixed = []
-    for t, lab in zip(texts, labels):
-        other = rng.choice([k for k in WORDS if k != lab])
-        k = rng.integers(0, 3)
-        words = t.split("\n")[1].split()
-        words[:k] = list(rng.choice(WORDS[other], k))
-        mixed.append(f"{words[0]} 문의\n" + " ".join(words))
-    noisy = [rng.choice(list(WORDS)) if rng.random() < 0.1 else lab for lab in labels]
-    est = make().fit(mixed, noisy, tokens=ws(mixed))
+
+    def mixed(n_per_class, noise):
+        texts, labels = synthetic(n_per_class, seed=int(rng.integers(1000)))
+        out = []
+        for t, lab in zip(texts, labels):
+            other = rng.choice([k for k in WORDS if k != lab])
+            k = int(rng.integers(0, 4))  # 0–3 of the 3 class words replaced by another class's
+            words = t.split("\n")[1].split()
+            words[:k] = list(rng.choice(WORDS[other], k))
+            out.append(f"{words[0]} 문의\n" + " ".join(words))
+        return out, [str(rng.choice(list(WORDS))) if rng.random() < noise else lab for lab in labels]
+
+    x, y = mixed(40, 0.1)
+    est = make().fit(x, y, tokens=ws(x))
     assert est.top1_calibrator_ is not None
-    test_texts, test_labels = synthetic(30, seed=9)
-    test_mixed = [t.replace("\n", "\n" + WORDS[rng.choice(list(WORDS))][0] + " ") for t in test_texts]
-    tags = est.predict_tags(test_mixed, tokens=ws(test_mixed))
-    correct = np.array(tags.labels) == np.array(test_labels)
-    assert 0 < correct.mean() < 1
+    tx, ty = mixed(40, 0.0)
+    tags = est.predict_tags(tx, tokens=ws(tx))
+    correct = np.array(tags.labels) == np.array(ty)
+    assert 0.3 < correct.mean() < 0.95
     assert tags.confidence[~correct].mean() < tags.confidence[correct].mean()
 
 

@@ -104,7 +104,7 @@ def test_full_from_postgres_to_s3(cycle, dsn, moto, sample_df):
         assert any(k.startswith(f"tenant-a/stat/voc-dev/201911/{b}/tagged_{b}_201911_full_") for k in keys)
         assert f"tenant-a/stat/voc-dev/201911/{b}/dashboard_{b}_201911.html" in keys
     assert "tenant-a/stat/voc-dev/201911/review_201911.xlsx" in keys
-    assert any(k.startswith("tenant-a/stat/voc-dev/models/hybrid_") and k.endswith("meta.json") for k in keys)
+    assert f"tenant-a/stat/voc-dev/models/{cycle[1]['model']}/meta.json" in keys
     ids = sample_df.filter(pl.col("created_at").dt.strftime("%Y-%m") == MONTH)["voc_id"].to_list()
     rows = _classifications(dsn, ids)
     assert len(rows) == 45

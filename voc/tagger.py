@@ -135,10 +135,10 @@ def make_classifier(kind: str, taxonomy: Taxonomy, dimension: str, tokenizer: Ki
     * ``anchor``: the production model exactly (TF-IDF word 1–2-grams over Kiwi tokens, 10k
       features, sublinear tf, LinearSVC C=1 balanced in ``CalibratedClassifierCV(cv=3)``);
     * ``linear``: the default CPU model, :data:`voc.classify.linear.DEFAULT_PARAMS`: the anchor's
-      word features united with character 1–3-grams, one SVM on all rows, class-name evidence
-      and temperature fitted out of fold, a calibrated top-1 confidence, and rows weighted by
-      age (half-life two years) when ``fit`` gets their dates (``times=``). Chosen on temporal
-      splits of the shipped sample: docs/model-quality.md;
+      word features, one unweighted SVM on all rows, class-name evidence and temperature fitted
+      out of fold, a calibrated top-1 confidence, and rows weighted by age (half-life two
+      years) when ``fit`` gets their dates (``times=``). Chosen on temporal splits of the
+      shipped sample: docs/model-quality.md;
     * ``hybrid``: keyword scorer vs ``linear`` by alpha for ``subject``; ``linear`` for ``work``
       (keywords were worse for work type in production).
     """
@@ -404,13 +404,19 @@ def train_tagger(
 
     taxonomy, splits = split_dimensions(df, taxonomy, report)
     tagger.taxonomy = taxonomy
+    dates = df["created_at"].to_list()
     for dim, sp in splits.items():
         clf = make_classifier(kind, taxonomy, dim, tok, seed=seed)
         if isinstance(clf, HybridClassifier):
             clf.keyword = KeywordClassifier(taxonomy.rows_of(dim))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            clf.fit([texts[i] for i in sp.train_rows], sp.train_labels, tokens=toks(sp.train_rows))
+            clf.fit(
+                [texts[i] for i in sp.train_rows],
+                sp.train_labels,
+                tokens=toks(sp.train_rows),
+                times=[dates[int(i)] for i in sp.train_rows],  # recency weights (linear default)
+            )
         tagger.classifiers[dim] = clf
         if len(sp.holdout_rows):
             t = clf.predict_tags([texts[i] for i in sp.holdout_rows], tokens=toks(sp.holdout_rows))

@@ -4,6 +4,12 @@ For each text, kw_conf = score / (score + alpha) of the best keyword row is comp
 model's top probability; the higher one wins (production-notes.md). alpha is chosen at fit time
 by cross-validation over :data:`ALPHA_GRID` (accuracy on out-of-fold model probabilities) and
 saved in ``alpha_``.
+
+With the default model (:data:`voc.classify.linear.DEFAULT_PARAMS`) the model confidence is a
+calibrated top-1 probability, so the comparison is between two "probability right" estimates.
+On the shipped sample, with keywords derived from the training labels, the hybrid was below the
+model alone on every temporal split (docs/model-quality.md); it is meant for curated keyword
+taxonomies.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 import numpy as np
-
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from voc.classify.base import NotFittedError, Tags, check_fit_input
@@ -50,7 +55,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     keyword
         An (unfitted or fitted) :class:`KeywordClassifier` over the dimension's taxonomy rows.
     model
-        The statistical model (default :class:`LinearVOCClassifier` with default settings).
+        The statistical model, cloned at fit time (None: :class:`LinearVOCClassifier` with its
+        constructor defaults, i.e. the anchor recipe).
     alpha
         Used as is when ``tune_alpha`` is False.
     tune_alpha

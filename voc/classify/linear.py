@@ -8,9 +8,10 @@ Two recipes are built from this one estimator (``voc.tagger.make_classifier``):
   inside ``CalibratedClassifierCV(cv=3)`` (sigmoid, ensemble of the three fold models). That is
   ``LinearVOCClassifier(tokenizer)`` with its defaults.
 * **default** (:data:`DEFAULT_PARAMS`; every choice measured in docs/model-quality.md): the
-  anchor's word features united with character 1–3-grams of the text, one unweighted SVM fit on
-  all rows (its argmax, plus class-name evidence, gives the label), rows weighted by age when
-  dates are given, and ``calibration="top1"`` confidence.
+  anchor's word features, one unweighted SVM fit on all rows (its decisions plus class-name
+  evidence give the label), rows weighted by age when dates are given, and
+  ``calibration="top1"`` confidence. Character n-grams (``char_ngrams``) are available; on the
+  temporal splits they helped the anchor's calibration but not the default.
 
 Label and confidence (``calibration="temperature"`` / ``"top1"``)
 ------------------------------------------------------------------
@@ -63,7 +64,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "max_features": 10_000,
     "ngram_range": (1, 2),
     "sublinear_tf": True,
-    "char_ngrams": 30_000,
+    "char_ngrams": 0,
     "char_ngram_range": (1, 3),
     "title_weight": 1,
     "C": 1.0,
