@@ -1,6 +1,6 @@
 """Tagging throughput of the CPU model on the shipped real texts (not a test).
 
-Trains the default CPU tagger (hybrid) on the sample's rows before --until, then times
+Trains the default CPU tagger (linear) on the sample's rows before --until, then times
 
 * ``voc_per_s``: VOCs tagged per second by ``VOCTagger.tag`` (Kiwi analysis + TF-IDF + SVM for
   the subject, keyword scorer for the work type), fresh tokenizer, no cache;
@@ -43,7 +43,7 @@ def main() -> None:
     train = df.filter(pl.col("created_at") < pl.lit(a.until + "-01").str.to_date())
     tok = KiwiTokenizer(cache_size=100_000)
     tax, _ = resolve_taxonomy(default_taxonomy(), train, tokenizer=tok)
-    tagger, _ = train_tagger(train, tax, kind="hybrid", version="bench", tokenizer=tok)
+    tagger, _ = train_tagger(train, tax, kind="linear", version="bench", tokenizer=tok)
     texts, _ = frame_texts(df if a.n == 0 else df.tail(a.n), use_reply=True)
 
     tag_s, kiwi_s = [], []
