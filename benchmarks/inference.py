@@ -13,6 +13,15 @@ in one run:
   one encoder with two heads (1 forward pass per text). Also fp32, so the ratio measures the
   pipeline, not the number format; on CUDA ``ours_amp_per_s`` adds bf16 (fp16) autocast.
 
+On the CPU, ``ours`` is what the tagger runs there by default: the **int8 ONNX Runtime copy**
+(:mod:`voc.classify.kobert_onnx`: same batching, int8 dynamic quantization; exported from the
+same random model in the run, export time and file size reported) whenever onnxruntime is
+installed; the fp32 PyTorch figure is reported beside it (``ours_fp32_per_s``), with the int8
+copy's arg-max agreement and largest probability difference against fp32 on the same texts
+(``int8_vs_fp32``; with random weights the probabilities are near-uniform, so agreement there
+is a floor, not the trained model's: the training flow checks a real model on its held-out
+rows). ``--runtime torch`` measures fp32 PyTorch only.
+
 Both use the same ``max_length`` (128 by default, for fairness; production uses 256) and the same
 tokenizer: kobert-transformers' ``KoBertTokenizer`` over a SentencePiece model trained on the
 sample here (target 8,002 pieces; KoBERT's own needs the hub, which this benchmark never calls).
@@ -23,9 +32,10 @@ Runs from the repository root without installing the project::
     PYTHONPATH=. python benchmarks/inference.py --json --device cpu --n 64
     PYTHONPATH=. python benchmarks/inference.py --json --device cuda --n 996 --train-epoch
 
-Needs torch, transformers, sentencepiece, kobert-transformers, numpy, safetensors, tqdm; uses
+Needs torch, transformers, sentencepiece, kobert-transformers, numpy, safetensors, tqdm (and
+onnxruntime + onnx for the int8 runtime); uses
 polars when present (else the csv module). The last printed line is JSON:
-``{"ours_per_s", "seed_loop_per_s", "ratio", "device", "n", ...}``.
+``{"ours_per_s", "seed_loop_per_s", "ratio", "ours_runtime", "device", "n", ...}``.
 
 ``--train-epoch`` also times one fine-tuning epoch (:func:`voc.classify.kobert.fine_tune`,
 subject head + an empty work head, batch 32, AdamW + linear schedule) on the sample's labelled
@@ -149,7 +159,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--seed-n", type=int, default=None, help="texts tagged by the seed loop (default: --n)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None, help="torch (and ONNX Runtime) intra-op threads (default: theirs)")
+    ap.add_argument("--runtime", choices=["auto", "torch"], default="auto",
+                    help="auto: on CPU 'ours' is the tagger's default CPU runtime, the int8 ONNX Runtime copy "
+                         "(fp32 PyTorch also reported); torch: fp32 PyTorch only")
     ap.add_argument("--vocab", type=int, default=8002, help="SentencePiece target size (KoBERT: 8002)")
     ap.add_argument("--train-epoch", action="store_true", help="also time one fine-tuning epoch: fp32; bf16 and fp16 on CUDA")
     ap.add_argument("--train-n", type=int, default=None, help="labelled rows in the timed epoch (default: all)")
@@ -221,6 +234,40 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     assert len(seed_out) == 2 * seed_n and all(len(t) == n for t in tags.values())
 
     result: dict[str, object] = {}
+    ours_fp32_per_s = n / ours_s
+    ours_runtime = tagger.active_runtime
+    if device == "cpu" and args.runtime == "auto":
+        # the tagger's CPU default: the int8 ONNX Runtime copy (voc.classify.kobert_onnx)
+        from voc.classify import kobert_onnx as ko
+
+        if not ko.onnx_runtime_available():
+            print(f"int8 runtime skipped: {ko.INSTALL_HINT}")
+        else:
+            with tempfile.TemporaryDirectory(prefix="voc-bench-onnx-") as tmp:
+                t0 = time.perf_counter()
+                folder = ko.export_onnx(ours_model, tmp, quantize=True)
+                export_s = time.perf_counter() - t0
+                tagger.onnx = ko.OnnxRunner(folder / ko.ONNX_MODEL, list(ours_model.heads), threads=args.threads)
+                size_mb = (folder / ko.ONNX_MODEL).stat().st_size / 1e6
+                tagger.runtime = "torch"
+                p32 = tagger.predict_proba(texts)
+                tagger.runtime = "auto"
+                tagger.tag(texts[:8])  # warm-up
+                t0 = time.perf_counter()
+                tags8 = tagger.tag(texts)
+                int8_s = time.perf_counter() - t0
+                p8 = tagger.predict_proba(texts)
+                cmp = ko.compare_probabilities(p32, p8)
+                assert all(len(t) == n for t in tags8.values())
+                ours_s, ours_runtime = int8_s, tagger.active_runtime
+                result["ours_fp32_per_s"] = round(ours_fp32_per_s, 2)
+                result["int8_export_s"] = round(export_s, 1)
+                result["int8_file_mb"] = round(size_mb, 1)
+                result["int8_vs_fp32"] = cmp
+                print(f"ours, int8 ONNX Runtime: {n / int8_s:.1f} texts/s (export + quantize {export_s:.1f} s, {size_mb:.0f} MB); "
+                      f"vs fp32 on these texts: " + ", ".join(f"{d} arg-max agreement {c['agreement']:.1%}, max |Δp| {c['max_abs_prob_diff']:.4f}" for d, c in cmp.items())
+                      + " (random weights: near-uniform probabilities, so agreement here understates a trained model's)")
+            tagger.onnx = None
     if device.startswith("cuda"):
         tagger.precision = "auto"
         tagger.tag(texts[:8])
@@ -268,6 +315,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "ours_per_s": round(n / ours_s, 2),
         "seed_loop_per_s": round(seed_n / seed_s, 2),
         "ratio": round((n / ours_s) / (seed_n / seed_s), 2),
+        "ours_runtime": ours_runtime,
         "device": device,
         "n": n,
         "seed_n": seed_n,

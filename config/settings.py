@@ -101,6 +101,19 @@ class ModelSettings(BaseModel):
     kobert_epochs: int = Field(5, description="Maximum fine-tuning epochs (early stopping may end sooner)")
     kobert_batch_size: int = Field(32, description="Training batch size")
     kobert_max_length: int = Field(256, description="Tokens per text (KoBERT supports 512)")
+    kobert_int8: bool = Field(
+        True,
+        description="After training, write an int8 ONNX Runtime copy for CPU workers (kept only if it agrees "
+        "with the fp32 model on the held-out rows; needs onnxruntime, in the kobert extra)",
+    )
+    kobert_int8_min_agreement: float = Field(
+        0.98, ge=0.0, le=1.0, description="Least held-out arg-max agreement of the int8 copy with fp32, per head"
+    )
+    kobert_runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto",
+        description="KoBERT inference: auto = int8 ONNX copy on CPU workers when the model has one, "
+        "PyTorch (bf16/fp16 autocast) on GPU; torch = always PyTorch; onnx = always the int8 copy",
+    )
     seed: int = Field(42, description="Random seed for splits and training")
     cache_dir: Path = Field(Path.home() / ".cache" / "voc" / "models", description="Local copy of model versions")
 

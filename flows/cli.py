@@ -7,6 +7,7 @@ Commands (names are a contract)::
     voc run --mode full|refresh|tagging-only --month YYYY-MM [--building-id N ...] [--storage PATH] [--source ...]
     voc demo [--month 2019-11] [--storage ./voc-data] [--source ...]
     voc review simulate --month YYYY-MM --from-labels [--fraction F] --storage PATH
+    voc kobert build-tiny-base DIR | export-onnx MODEL_DIR
     voc db init|load-csv|load-taxonomy ...      (flows/cli_db.py)
     voc backtest --train A.csv --test B.csv ... (flows/cli_backtest.py)
 """
@@ -159,6 +160,39 @@ def kobert_build_tiny_base(
     texts, _ = frame_texts(df, use_reply=True)
     path = build_tiny_base(texts, out_dir, vocab_size=vocab_size, seed=seed)
     typer.echo(f"tiny KoBERT base written to {path} (random weights: for plumbing, not accuracy)")
+
+
+@kobert_app.command("export-onnx")
+def kobert_export_onnx(
+    model_dir: Annotated[Path, typer.Argument(help="A saved KoBERT model version directory (kobert_<version>)")],
+    source: SourceOpt = None,
+    n: Annotated[int, typer.Option("--n", help="Held-out texts of the source to check the copy on")] = 300,
+    min_agreement: Annotated[Optional[float], typer.Option("--min-agreement", help="Default VOC_MODEL__KOBERT_INT8_MIN_AGREEMENT (0.98)")] = None,
+) -> None:
+    """Add the int8 ONNX Runtime copy for CPU workers to a model trained without it (the train
+    flow writes it itself). Checked against the fp32 model on the source's held-out VOCs (the
+    fixed 20 % hash split); kept only when every head agrees on ≥ --min-agreement of them."""
+    from config.settings import get_settings
+    from flows.sources import open_source
+    from voc.classify.kobert import KoBERTTagger
+    from voc.classify.kobert_onnx import add_int8_runtime
+    from voc.modelstore import update_meta
+    from voc.tagger import frame_texts, holdout_mask
+
+    import polars as pl
+
+    settings = get_settings(source=source)
+    tagger = KoBERTTagger.load(model_dir, runtime="torch")
+    df = open_source(settings).read_history(before=None)
+    rows = df.filter(pl.Series(holdout_mask(df["voc_id"].to_list()))).head(n)
+    texts, _ = frame_texts(rows, use_reply=tagger.use_reply)
+    check = add_int8_runtime(
+        tagger, model_dir, texts, min_agreement=settings.model.kobert_int8_min_agreement if min_agreement is None else min_agreement
+    )
+    update_meta(model_dir, {"cpu_runtime": check})
+    typer.echo(check["reason"])
+    if not check["kept"]:
+        raise typer.Exit(1)
 
 
 @app.command()

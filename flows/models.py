@@ -80,4 +80,4 @@ def load_champion(settings: VocSettings, storage: Storage, *, taxonomy: Taxonomy
         local = fetch_model(storage, settings.prefix, name, settings.model.cache_dir)
     except StorageError as e:
         raise StorageError(f"champion model {name} listed in champion.json is missing: {e}") from e
-    return load_tagger(local), read_meta(local)
+    return load_tagger(local, kobert_runtime=settings.model.kobert_runtime), read_meta(local)

@@ -379,6 +379,9 @@ def voc_monthly(
     results: list[BuildingResult] = []
     futures: dict[str, Any] = {}
     extra: dict[str, Any] = {"model": f"{tagger.kind}_{tagger.version}"}
+    if hasattr(tagger, "active_runtime"):  # KoBERT: onnx-int8 on CPU workers, torch-bf16 … on GPU
+        extra["model_runtime"] = tagger.active_runtime
+        logger.info("model %s runs as %s", extra["model"], extra["model_runtime"])
     if meta.get("fallback"):
         extra["model_note"] = "no trained model yet: tagged by taxonomy keywords"
 
@@ -490,7 +493,9 @@ def _publish_artifacts(summary: dict[str, Any], results: list[BuildingResult]) -
     lines = [
         f"# voc-monthly `{summary['mode']}` {summary['month']}",
         f"- run_id: `{summary['run_id']}`",
-        f"- model: `{summary.get('model')}`" + (f" ({summary['model_note']})" if summary.get("model_note") else ""),
+        f"- model: `{summary.get('model')}`"
+        + (f" as {summary['model_runtime']}" if summary.get("model_runtime") else "")
+        + (f" ({summary['model_note']})" if summary.get("model_note") else ""),
         f"- VOCs: {summary['rows']} in {len(results) - len(summary['failed'])} building(s)",
     ]
     if summary["failed"]:

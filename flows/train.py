@@ -31,10 +31,11 @@ from voc.modelstore import (
     model_dir_name,
     new_version,
     save_tagger,
+    update_meta,
 )
 from voc.months import month_range, parse_month
 from voc.schema import LABEL_COLUMNS, validate_voc_frame
-from voc.tagger import evaluate_tagger, labels_of, resolve_taxonomy, train_tagger
+from voc.tagger import evaluate_tagger, frame_texts, labels_of, resolve_taxonomy, train_tagger
 from voc.taxonomy import Taxonomy, default_taxonomy
 from voc.tokenize import KiwiTokenizer
 
@@ -145,6 +146,34 @@ def fit_candidate(
     return tagger, report, taxonomy, notes
 
 
+@task(name="add-cpu-runtime", cache_policy=NO_CACHE)
+def add_cpu_runtime(
+    settings: VocSettings, tagger: Any, local: Path, df: pl.DataFrame, holdout_ids: dict[str, list[str]]
+) -> dict[str, Any]:
+    """Write the int8 ONNX Runtime copy of a KoBERT model into its saved directory, checked on
+    the held-out rows (:func:`voc.classify.kobert_onnx.add_int8_runtime`). Returns the check
+    (``kept``, ``reason``, per-head agreement) or ``{"kept": None, "reason": ...}`` when skipped."""
+    from voc.classify import kobert_onnx
+
+    if not settings.model.kobert_int8:
+        return {"kept": None, "reason": "int8 copy disabled (VOC_MODEL__KOBERT_INT8=false)", "runtime": "torch"}
+    if not kobert_onnx.onnx_runtime_available():
+        return {"kept": None, "reason": f"no int8 copy: {kobert_onnx.INSTALL_HINT}", "runtime": "torch"}
+    ids = sorted(set().union(*(set(v) for v in holdout_ids.values()))) if holdout_ids else []
+    rows = df.filter(pl.col("voc_id").is_in(ids)) if ids else df.head(0)
+    if rows.height == 0:  # tiny training sets: check on the training rows rather than nothing
+        rows = df.head(200)
+    texts, _ = frame_texts(rows, use_reply=tagger.use_reply)
+    try:
+        return kobert_onnx.add_int8_runtime(tagger, local, texts, min_agreement=settings.model.kobert_int8_min_agreement)
+    except Exception as e:  # the trained model must not be lost to a failed export; CPU workers use fp32
+        import shutil
+
+        shutil.rmtree(local / kobert_onnx.ONNX_DIR, ignore_errors=True)
+        get_run_logger().warning("int8 copy of %s failed: %s", local.name, e)
+        return {"kept": None, "reason": f"no int8 copy: export failed ({type(e).__name__}: {e})", "runtime": "torch"}
+
+
 @task(name="publish-model", **IO_RETRIES, cache_policy=NO_CACHE)
 def publish_model(settings: VocSettings, local_dir: Path, promote: bool, info: dict[str, Any]) -> str:
     storage = open_storage(settings)
@@ -189,7 +218,7 @@ def voc_train(
     if champ_info is not None:
         try:
             champ_dir = fetch_model(store, settings.prefix, champ_info["name"], settings.model.cache_dir)
-            champ = load_tagger(champ_dir)
+            champ = load_tagger(champ_dir, kobert_runtime="torch")  # compared as trained, in full precision
             champ_metrics = evaluate_tagger(champ, df, taxonomy, report.holdout_ids)
         except Exception as e:  # an unreadable champion must not block a new model
             logger.warning("champion %s could not be evaluated (%s); treating as absent", champ_info.get("name"), e)
@@ -220,6 +249,13 @@ def voc_train(
         tagger.low_confidence_threshold = threshold
     with tempfile.TemporaryDirectory() as tmp:
         local = save_tagger(tagger, Path(tmp) / name, meta)
+        if kind == "kobert":
+            cpu = add_cpu_runtime(settings, tagger, local, df, report.holdout_ids)
+            meta = update_meta(local, {"cpu_runtime": cpu})
+            if cpu.get("kept") is False:
+                meta["warnings"].append(cpu["reason"])
+                update_meta(local, {"warnings": meta["warnings"]})
+            logger.info("CPU runtime of %s: %s", name, cpu.get("reason"))
         uri = publish_model(
             settings, local, decision.promote, {"kind": kind, "version": version, "name": name, "promoted_reason": decision.reason}
         )
@@ -235,6 +271,8 @@ def voc_train(
         "warnings": meta["warnings"],
         "metrics": {d: {k: m.get(k) for k in ("accuracy", "macro_f1", "weighted_f1", "ece", "review_capture")} for d, m in report.metrics.items()},
     }
+    if "cpu_runtime" in meta:
+        summary["cpu_runtime"] = meta["cpu_runtime"]
     _publish_train_artifacts(summary, report.metrics)
     logger.info("model %s: %s (%s)", name, meta["status"], decision.reason)
     return summary
@@ -253,6 +291,9 @@ def _publish_train_artifacts(summary: dict[str, Any], metrics: dict[str, dict[st
         md.append(f"- {dim}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
     if summary["fallback_dimensions"]:
         md.append(f"- keyword fallback: {', '.join(summary['fallback_dimensions'])}")
+    cpu = summary.get("cpu_runtime")
+    if cpu:
+        md.append(f"- CPU runtime: {cpu.get('runtime')} ({cpu.get('reason')})")
     md += [f"- note: {w}" for w in summary["warnings"]]
     create_markdown_artifact(key="voc-train-summary", markdown="\n".join(md), description="Training summary")
     json.dumps(summary, default=str)  # must stay serialisable for the CLI's --json

@@ -115,14 +115,28 @@ def read_meta(directory: Path) -> dict[str, Any]:
     return json.loads(p.read_text("utf-8"))
 
 
-def load_tagger(directory: Path) -> Any:
+def update_meta(directory: Path, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``fields`` into the ``meta.json`` of a saved model directory; returns the new meta.
+
+    Raises
+    ------
+    FileNotFoundError
+        The directory has no ``meta.json``.
+    """
+    meta = {**read_meta(directory), **dict(fields)}
+    (Path(directory) / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2, default=str), "utf-8")
+    return meta
+
+
+def load_tagger(directory: Path, *, kobert_runtime: str = "auto") -> Any:
     """Load a tagger saved by :func:`save_tagger` (CPU kinds with joblib; ``kobert`` through
-    ``voc.classify.kobert``, which needs the ``kobert`` extra installed)."""
+    ``voc.classify.kobert``, which needs the ``kobert`` extra installed; ``kobert_runtime`` is
+    its ``runtime``: auto | torch | onnx, see :meth:`voc.classify.kobert.KoBERTTagger.load`)."""
     meta = read_meta(directory)
     if meta["kind"] == "kobert":
         from voc.classify.kobert import KoBERTTagger
 
-        return KoBERTTagger.load(Path(directory))
+        return KoBERTTagger.load(Path(directory), runtime=kobert_runtime)
     import joblib
 
     tagger = joblib.load(Path(directory) / "model.joblib")

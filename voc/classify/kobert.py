@@ -37,7 +37,8 @@ Saved layout (:meth:`KoBERTTagger.save`; transformers format, loadable without t
 ``config.json`` + ``model.safetensors`` (the encoder, ``save_pretrained``), the tokenizer files,
 ``heads.safetensors`` (``{dim}.weight`` ``K_d × H``, ``{dim}.bias`` ``K_d``) and ``heads.json``
 (per head ``id2label``/``label2id``, pooling, dropout, max_length, taxonomy, use_reply, version,
-training history).
+training history). The training flow adds ``onnx/`` (an int8 ONNX Runtime copy for CPU workers,
+:mod:`voc.classify.kobert_onnx`), which :meth:`KoBERTTagger.load` uses on the CPU.
 
 Dependencies
 ------------
@@ -570,13 +571,74 @@ if torch is not None:
                 nn.init.zeros_(head.bias)
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-            """Logits per dimension, each ``B × K_d``, from one encoder pass over ``B × T`` ids."""
+            """Logits per dimension, each ``B × K_d``, from one encoder pass over ``B × T`` ids.
+
+            In eval mode a BERT encoder runs its last layer for the ``[CLS]`` position only
+            (:meth:`pooled_cls_only`): the heads read nothing else, so the result is the same.
+            """
+            if not self.training and self.cls_only_supported:
+                pooled = self.pooled_cls_only(input_ids, attention_mask)
+            else:
+                pooled = self.pooled_full(input_ids, attention_mask)
+            h = self.dropout(pooled)
+            return {d: head(h) for d, head in self.heads.items()}
+
+        def pooled_full(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            """Pooled vector ``B × H`` from the encoder's own forward (every position, every layer)."""
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
             pooled = getattr(out, "pooler_output", None) if self.pooling == "pooler" else None
             if pooled is None:
                 pooled = out.last_hidden_state[:, 0]
-            h = self.dropout(pooled)
-            return {d: head(h) for d, head in self.heads.items()}
+            return pooled
+
+        @property
+        def cls_only_supported(self) -> bool:
+            """Whether :meth:`pooled_cls_only` applies: a transformers BERT encoder
+            (``model_type`` bert, absolute positions, not a decoder) with the usual layer modules."""
+            cfg = getattr(self.encoder, "config", None)
+            layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+            if cfg is None or getattr(cfg, "model_type", None) != "bert" or not layers:
+                return False
+            if getattr(cfg, "position_embedding_type", "absolute") != "absolute" or getattr(cfg, "is_decoder", False):
+                return False
+            last = layers[-1]
+            sa = getattr(getattr(last, "attention", None), "self", None)
+            return all(hasattr(sa, a) for a in ("query", "key", "value", "num_attention_heads", "attention_head_size")) and all(
+                hasattr(m, "forward") for m in (last.attention.output, getattr(last, "intermediate", None), getattr(last, "output", None))
+            )
+
+        def pooled_cls_only(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            """Pooled vector ``B × H`` computing the last layer for position 0 only.
+
+            Layers 1…L−1 run as usual. In layer L the keys and values still come from every
+            position, but the query, the attention output, the feed-forward block and the layer
+            norms are computed for ``[CLS]`` alone, which is all the pooler (or ``cls`` pooling)
+            reads. At KoBERT-base shape and 128 tokens this skips ≈ 5/6 of one of 12 layers
+            (≈ 7 % of the FLOPs); the result equals :meth:`pooled_full` up to float rounding
+            (≤ 1e-6, tests/test_kobert_onnx.py). Eval only: dropout is not applied here.
+            """
+            enc = self.encoder
+            layers = enc.encoder.layer
+            h = enc.embeddings(input_ids=input_ids)
+            ext = enc.get_extended_attention_mask(attention_mask, input_ids.shape)  # B × 1 × 1 × T, additive
+            for layer in layers[:-1]:
+                out = layer(h, attention_mask=ext)
+                h = out[0] if isinstance(out, tuple) else out
+            last = layers[-1]
+            sa = last.attention.self
+            b, t, hidden = h.shape
+            heads, size = int(sa.num_attention_heads), int(sa.attention_head_size)
+            cls = h[:, :1]
+            q = sa.query(cls).view(b, 1, heads, size).transpose(1, 2)
+            k = sa.key(h).view(b, t, heads, size).transpose(1, 2)
+            v = sa.value(h).view(b, t, heads, size).transpose(1, 2)
+            ctx = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=ext.to(q.dtype))
+            ctx = ctx.transpose(1, 2).reshape(b, 1, heads * size)
+            a = last.attention.output(ctx, cls)
+            o = last.output(last.intermediate(a), a)  # B × 1 × H
+            if self.pooling == "pooler" and getattr(enc, "pooler", None) is not None:
+                return enc.pooler(o)
+            return o[:, 0]
 
 else:  # pragma: no cover
 
@@ -622,6 +684,13 @@ class KoBERTTagger:
         Base checkpoint the model was fine-tuned from (informational).
     history
         Per-epoch training record (``epoch``, ``train_loss``, ``holdout_macro_f1``, ``seconds``).
+    runtime
+        ``"auto"`` (default): the int8 ONNX Runtime copy (``onnx``) when there is one and the
+        device is the CPU, else PyTorch; ``"torch"``: always PyTorch; ``"onnx"``: always the
+        int8 copy (error when there is none). See :mod:`voc.classify.kobert_onnx`.
+    onnx
+        :class:`voc.classify.kobert_onnx.OnnxRunner` over the model's int8 copy, or None (set by
+        :meth:`load` when the saved model has ``onnx/``).
     """
 
     version: str
@@ -637,6 +706,8 @@ class KoBERTTagger:
     precision: str = "auto"
     base: str = ""
     history: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    runtime: str = "auto"
+    onnx: Any = field(default=None, repr=False)
     kind: str = field(default="kobert", init=False)
 
     # -- protocol -----------------------------------------------------------------------------
@@ -690,11 +761,36 @@ class KoBERTTagger:
         through the model under ``torch.inference_mode`` — one forward pass per batch for all
         heads. Softmax is taken in float32 whatever the compute precision.
         """
-        torch_, _ = _require()
+        seqs = encode_texts(self.tokenizer, texts, max_length=self.max_length)
+        if self.active_runtime == "onnx-int8":
+            from voc.classify.kobert_onnx import CPU_BATCH_SIZE
+
+            return self.onnx.predict(seqs, pad_id=self._pad_id, batch_size=min(self.batch_size, CPU_BATCH_SIZE))
+        _require()
         dev = self._ready()
         prec = resolve_precision(self.precision, dev)
-        seqs = encode_texts(self.tokenizer, texts, max_length=self.max_length)
         return _predict(self.model, seqs, pad_id=self._pad_id, batch_size=self.batch_size, device=dev, precision=prec)
+
+    @property
+    def active_runtime(self) -> str:
+        """What :meth:`predict_proba` runs: ``"onnx-int8"`` or ``"torch-<precision>"`` (e.g.
+        ``torch-fp32``, ``torch-bf16``), following ``runtime`` and the device.
+
+        Raises
+        ------
+        ValueError
+            ``runtime`` is not auto/torch/onnx, or is ``"onnx"`` without an int8 copy.
+        """
+        if self.runtime not in ("auto", "torch", "onnx"):
+            raise ValueError(f"runtime must be 'auto', 'torch' or 'onnx', got {self.runtime!r}")
+        if self.runtime == "onnx":
+            if self.onnx is None:
+                raise ValueError("runtime='onnx' but this model has no int8 ONNX copy (voc kobert export-onnx)")
+            return "onnx-int8"
+        dev = resolve_device(self.device)
+        if self.runtime == "auto" and self.onnx is not None and dev == "cpu":
+            return "onnx-int8"
+        return f"torch-{resolve_precision(self.precision, dev)}"
 
     @property
     def _pad_id(self) -> int:
@@ -744,8 +840,14 @@ class KoBERTTagger:
         return d
 
     @classmethod
-    def load(cls, directory: str | Path, *, device: str | None = None) -> KoBERTTagger:
+    def load(
+        cls, directory: str | Path, *, device: str | None = None, runtime: str = "auto", threads: int | None = None
+    ) -> KoBERTTagger:
         """Load a tagger written by :meth:`save` (no training code, no network).
+
+        With ``runtime`` ``"auto"`` or ``"onnx"`` the int8 ONNX copy in ``onnx/`` is opened too
+        when it exists and onnxruntime is installed (``threads``: its intra-op threads, None =
+        one per core); ``"torch"`` skips it.
 
         ``low_confidence_threshold`` comes from ``heads.json``, overridden by ``review_threshold``
         of a ``meta.json`` beside it (:mod:`voc.modelstore`) when that is set.
@@ -755,11 +857,14 @@ class KoBERTTagger:
         FileNotFoundError
             ``directory`` has no ``heads.json``.
         ValueError
-            Unknown format version, or head weights that do not match ``heads.json``.
+            Unknown format version, head weights that do not match ``heads.json``, or
+            ``runtime="onnx"`` for a model without an int8 copy.
         ImportError
-            torch/transformers missing (:data:`INSTALL_HINT`).
+            torch/transformers missing (:data:`INSTALL_HINT`); onnxruntime missing with
+            ``runtime="onnx"``.
         """
         _require()
+        from voc.classify import kobert_onnx
         from safetensors.torch import load_file
         from transformers import AutoModel
 
@@ -789,7 +894,19 @@ class KoBERTTagger:
             rt = json.loads(meta.read_text("utf-8")).get("review_threshold")
             if rt is not None:
                 threshold = float(rt)
+        if runtime not in ("auto", "torch", "onnx"):
+            raise ValueError(f"runtime must be 'auto', 'torch' or 'onnx', got {runtime!r}")
+        runner = None
+        has_copy = (d / kobert_onnx.ONNX_DIR / kobert_onnx.ONNX_MODEL).is_file()
+        if runtime == "onnx" and not has_copy:
+            raise ValueError(f"{d}: runtime='onnx' but there is no {kobert_onnx.ONNX_DIR}/{kobert_onnx.ONNX_MODEL}")
+        if runtime == "onnx" or (runtime == "auto" and has_copy and kobert_onnx.onnx_runtime_available()):
+            runner = kobert_onnx.OnnxRunner.load(d, threads=threads)
+            if sorted(runner.heads) != sorted(labels):
+                raise ValueError(f"{d}: int8 copy heads {runner.heads} do not match {sorted(labels)}")
         return cls(
+            runtime=runtime,
+            onnx=runner,
             version=info["version"],
             taxonomy=Taxonomy.from_records(info["taxonomy"]),
             model=model,

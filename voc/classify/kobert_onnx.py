@@ -1,0 +1,346 @@
+"""Int8 ONNX Runtime copy of a KoBERT tagger, for workers that tag on the CPU.
+
+Why
+---
+On a CPU, BERT-base inference is bound by the matrix products of its 12 layers (≈ 22 GFLOP per
+128-token text). Batching and one shared encoder remove the seed's waste but cannot make the
+arithmetic itself faster; 8-bit integer weights and activations can: ONNX Runtime's dynamic
+quantization (``onnxruntime.quantization.quantize_dynamic``; weights int8 per output channel,
+activations uint8 with a scale computed per batch at run time) runs the ``MatMul`` s as
+``MatMulInteger`` kernels. Measured on the 2-vCPU AMD EPYC dev VM (AVX2, no VNNI), KoBERT-base
+shape, 128 tokens: fp32 (PyTorch or ONNX Runtime) 6.8–7.3 texts/s, int8 12.2–12.9 texts/s
+(docs/benchmarks.md). The file is 4 × smaller (92 MB vs 369 MB).
+
+Quantization changes the numbers, so a copy is only kept when it agrees with the fp32 model:
+:func:`add_int8_runtime` exports, runs both on given texts (the training flow passes the held-out
+rows) and keeps the int8 file only when every head's arg-max agrees on at least
+``min_agreement`` of them (default :data:`DEFAULT_MIN_AGREEMENT`). The verdict is written to
+``onnx/onnx.json`` and returned for the model's ``meta.json``.
+
+Layout inside a model version directory (:meth:`voc.classify.kobert.KoBERTTagger.save`)::
+
+    onnx/model.int8.onnx   inputs input_ids, attention_mask (B × T int64); one output of
+                           logits per head (B × K_d float32), named after the dimension
+    onnx/onnx.json         heads (output order), quantization, opset, library versions, check
+
+:meth:`voc.classify.kobert.KoBERTTagger.load` uses it on the CPU when it is present and
+onnxruntime is installed (``runtime="auto"``); ``runtime="torch"`` ignores it.
+
+Export uses PyTorch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``):
+on torch 2.13 its graph quantizes into fused ``DynamicQuantizeMatMul`` kernels that ran at
+12.4 texts/s, against 10.0 for the ``torch.export``-based exporter's graph (same machine).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ONNX_DIR",
+    "ONNX_MODEL",
+    "ONNX_INFO",
+    "DEFAULT_MIN_AGREEMENT",
+    "CPU_BATCH_SIZE",
+    "onnx_runtime_available",
+    "export_onnx",
+    "OnnxRunner",
+    "compare_probabilities",
+    "add_int8_runtime",
+]
+
+ONNX_DIR = "onnx"
+ONNX_MODEL = "model.int8.onnx"
+ONNX_INFO = "onnx.json"
+FORMAT_VERSION = 1
+OPSET = 17
+
+DEFAULT_MIN_AGREEMENT = 0.98
+"""Least share of texts on which the int8 copy's arg-max must equal the fp32 model's, per head.
+A project choice: at most 2 % of tags may move (each such row still carries its confidence and is
+reviewed like any other); published int8 BERT results lose < 1 point of accuracy (Zafrir et al.
+2019, "Q8BERT", Table 1)."""
+
+CPU_BATCH_SIZE = 8
+"""Texts per ONNX Runtime call. On the 2-vCPU dev VM batches of 4–8 128-token texts ran fastest
+(11.9–12.9 texts/s; 16: 8.6–12.2): larger batches only add activation memory on a CPU."""
+
+INSTALL_HINT = "the int8 CPU runtime needs onnxruntime and onnx: `pip install -e '.[kobert]'`"
+
+
+def onnx_runtime_available() -> bool:
+    """Whether ``onnxruntime`` and ``onnx`` are importable (both in the ``kobert`` extra)."""
+    return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+
+
+def _require_ort() -> Any:
+    if not onnx_runtime_available():
+        raise ImportError(INSTALL_HINT)
+    import onnxruntime
+
+    return onnxruntime
+
+
+def export_onnx(model: Any, directory: str | Path, *, quantize: bool = True, opset: int = OPSET) -> Path:
+    """Write ``model`` (a :class:`voc.classify.kobert.MultiHeadClassifier`) as ONNX into
+    ``directory/onnx/`` and return that folder.
+
+    The graph takes ``input_ids`` and ``attention_mask`` (``B × T`` int64, both axes dynamic) and
+    returns one logits tensor per head (``B × K_d`` float32), in ``model.heads`` order. With
+    ``quantize`` (default) the file is ``model.int8.onnx``, dynamically quantized (int8
+    per-channel weights, uint8 activations); without, the same name holds the fp32 graph (used by
+    the tests to check the export itself). The model is not modified (a CPU copy is exported).
+
+    Raises
+    ------
+    ImportError
+        torch/transformers or onnxruntime/onnx missing.
+    """
+    from voc.classify.kobert import _require
+
+    torch, _ = _require()
+    from torch import nn
+
+    _require_ort()
+    out = Path(directory) / ONNX_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    heads = list(model.heads)
+    cpu_model = copy.deepcopy(model).to("cpu").eval()
+
+    class _Logits(nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> tuple[Any, ...]:
+            logits = self.inner(input_ids, attention_mask)
+            return tuple(logits[d] for d in heads)
+
+    ids = torch.tensor([[2, 5, 6, 7, 3], [2, 5, 3, 1, 1]], dtype=torch.long)  # second row padded
+    mask = (torch.arange(5) < torch.tensor([[5], [3]])).long()
+    with tempfile.TemporaryDirectory(prefix="voc-onnx-") as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        with warnings.catch_warnings():
+            # the TorchScript exporter is deprecated in favour of torch.export (module docstring:
+            # kept because its graph quantizes into faster kernels); tracer notes on constant
+            # masks do not apply, the mask is an input
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Logits(cpu_model).eval(),
+                (ids, mask),
+                str(fp32),
+                input_names=["input_ids", "attention_mask"],
+                output_names=heads,
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "tokens"},
+                    "attention_mask": {0: "batch", 1: "tokens"},
+                    **{d: {0: "batch"} for d in heads},
+                },
+                opset_version=opset,
+                dynamo=False,
+            )
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(
+                str(fp32),
+                str(out / ONNX_MODEL),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                # after the exporter's fused LayerNorm/attention nodes ONNX shape inference cannot
+                # type every MatMul output; they are all float32
+                extra_options={"DefaultTensorType": 1},
+            )
+        else:
+            shutil.copyfile(fp32, out / ONNX_MODEL)
+    import onnxruntime
+
+    info = {
+        "format": FORMAT_VERSION,
+        "file": ONNX_MODEL,
+        "heads": heads,
+        "inputs": ["input_ids", "attention_mask"],
+        "outputs": "logits per head",
+        "quantization": "dynamic int8 (per-channel int8 weights, uint8 activations)" if quantize else "none (fp32)",
+        "opset": opset,
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+    (out / ONNX_INFO).write_text(json.dumps(info, ensure_ascii=False, indent=2), "utf-8")
+    return out
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = x.astype(np.float32) - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class OnnxRunner:
+    """An ONNX Runtime session over ``onnx/model.int8.onnx``: class probabilities per head.
+
+    Loaded once per worker (the session holds the weights); :meth:`predict` is safe to call
+    repeatedly. Threads: ``threads`` intra-op threads (None = ONNX Runtime's default, one per
+    physical core).
+    """
+
+    def __init__(self, path: str | Path, heads: Sequence[str], *, threads: int | None = None) -> None:
+        ort = _require_ort()
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        self.path = Path(path)
+        self.heads = list(heads)
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        names = [o.name for o in self.session.get_outputs()]
+        if sorted(names) != sorted(self.heads):
+            raise ValueError(f"{self.path}: outputs {names} do not match heads {self.heads}")
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, threads: int | None = None) -> OnnxRunner:
+        """The runner of a model version directory holding ``onnx/`` (:func:`export_onnx`).
+
+        Raises
+        ------
+        FileNotFoundError
+            No ``onnx/model.int8.onnx`` or ``onnx/onnx.json``.
+        ImportError
+            onnxruntime/onnx missing.
+        """
+        d = Path(model_dir) / ONNX_DIR
+        if not (d / ONNX_MODEL).is_file() or not (d / ONNX_INFO).is_file():
+            raise FileNotFoundError(f"{Path(model_dir)} has no int8 ONNX copy ({ONNX_DIR}/{ONNX_MODEL})")
+        info = json.loads((d / ONNX_INFO).read_text("utf-8"))
+        return cls(d / info.get("file", ONNX_MODEL), info["heads"], threads=threads)
+
+    def predict(
+        self, seqs: Sequence[Sequence[int]], *, pad_id: int, batch_size: int = CPU_BATCH_SIZE
+    ) -> dict[str, np.ndarray]:
+        """Probabilities ``{dim: N × K_d float32}`` for token-id lists (``encode_texts``), rows in
+        input order. Texts are sorted by length and padded per batch, as the torch path does."""
+        from voc.classify.kobert import pad_batch
+
+        n = len(seqs)
+        outputs = [o.name for o in self.session.get_outputs()]
+        sizes = {o.name: int(o.shape[-1]) if isinstance(o.shape[-1], int) else None for o in self.session.get_outputs()}
+        out: dict[str, np.ndarray] = {}
+        if n == 0:
+            return {d: np.zeros((0, sizes[d] or 0), dtype=np.float32) for d in self.heads}
+        order = np.argsort(-np.array([len(s) for s in seqs]), kind="stable")
+        for start in range(0, n, max(1, int(batch_size))):
+            idx = order[start : start + batch_size]
+            ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
+            res = self.session.run(outputs, {"input_ids": ids, "attention_mask": mask})
+            for name, logits in zip(outputs, res):
+                if name not in out:
+                    out[name] = np.zeros((n, logits.shape[1]), dtype=np.float32)
+                out[name][idx] = _softmax(logits)
+        return {d: out[d] for d in self.heads}
+
+
+def compare_probabilities(
+    reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]
+) -> dict[str, dict[str, float]]:
+    """Per head: ``agreement`` (share of rows whose arg-max is equal, 0–1) and
+    ``max_abs_prob_diff`` (largest absolute difference of any class probability), for two
+    ``{dim: N × K_d}`` probability sets over the same rows.
+
+    Raises
+    ------
+    ValueError
+        Different heads or shapes.
+    """
+    if set(reference) != set(candidate):
+        raise ValueError(f"heads differ: {sorted(reference)} vs {sorted(candidate)}")
+    out = {}
+    for d, ref in reference.items():
+        got = candidate[d]
+        if ref.shape != got.shape:
+            raise ValueError(f"head {d!r}: shapes {ref.shape} vs {got.shape}")
+        n = ref.shape[0]
+        out[d] = {
+            "agreement": float(np.mean(ref.argmax(axis=1) == got.argmax(axis=1))) if n else 1.0,
+            "max_abs_prob_diff": float(np.abs(ref - got).max()) if n else 0.0,
+        }
+    return out
+
+
+def add_int8_runtime(
+    tagger: Any,
+    directory: str | Path,
+    texts: Sequence[str],
+    *,
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Export ``tagger`` (:class:`voc.classify.kobert.KoBERTTagger`) as int8 ONNX into
+    ``directory`` (its saved model version) and keep it only if it agrees with the fp32 model.
+
+    Both run on ``texts`` (N strings; the training flow passes the held-out rows' ``all_text``):
+    the fp32 reference with the tagger's own model and device, the int8 copy with ONNX Runtime
+    on the CPU. The copy is kept when every head's arg-max agrees on ≥ ``min_agreement`` of the
+    texts (:func:`compare_probabilities`); otherwise ``onnx/`` is removed and CPU workers use the
+    fp32 model.
+
+    Returns
+    -------
+    dict
+        ``kept`` (bool), ``reason`` (str), ``n_texts``, ``min_agreement``, ``heads`` (per head
+        ``agreement`` and ``max_abs_prob_diff``) and ``runtime`` (``"onnx-int8"`` when kept,
+        else ``"torch"``). Also stored under ``check`` in ``onnx/onnx.json`` when kept.
+
+    Raises
+    ------
+    ImportError
+        onnxruntime/onnx or torch missing.
+    ValueError
+        ``texts`` is empty (nothing to check the copy against).
+    """
+    from voc.classify.kobert import _predict, encode_texts
+
+    texts = list(texts)
+    if not texts:
+        raise ValueError("no texts to check the int8 copy against")
+    if not tagger.labels:
+        return {"kept": False, "reason": "no model head (keyword tagging only)", "runtime": "torch", "n_texts": 0}
+    folder = export_onnx(tagger.model, directory, quantize=True)
+    seqs = encode_texts(tagger.tokenizer, texts, max_length=tagger.max_length)
+    dev = tagger._ready()
+    reference = _predict(tagger.model, seqs, pad_id=tagger._pad_id, batch_size=tagger.batch_size, device=dev, precision="fp32")
+    runner = OnnxRunner(folder / ONNX_MODEL, list(tagger.model.heads), threads=threads)
+    candidate = runner.predict(seqs, pad_id=tagger._pad_id)
+    heads = compare_probabilities(reference, candidate)
+    worst = min(h["agreement"] for h in heads.values())
+    kept = worst >= min_agreement
+    reason = (
+        f"int8 copy agrees with fp32 on {worst:.1%} of {len(texts)} texts (≥ {min_agreement:.0%})"
+        if kept
+        else f"int8 copy dropped: agrees with fp32 on only {worst:.1%} of {len(texts)} texts (< {min_agreement:.0%}); CPU workers use fp32"
+    )
+    check = {
+        "kept": kept,
+        "reason": reason,
+        "n_texts": len(texts),
+        "min_agreement": min_agreement,
+        "heads": heads,
+        "runtime": "onnx-int8" if kept else "torch",
+    }
+    if kept:
+        info_path = folder / ONNX_INFO
+        info = json.loads(info_path.read_text("utf-8"))
+        info["check"] = check
+        info_path.write_text(json.dumps(info, ensure_ascii=False, indent=2), "utf-8")
+    else:
+        del runner
+        shutil.rmtree(folder, ignore_errors=True)
+    return check
