@@ -91,6 +91,7 @@ __all__ = [
     "build_tiny_base",
     "encode_texts",
     "pad_batch",
+    "batched_probabilities",
     "class_weights",
     "resolve_device",
     "resolve_precision",
@@ -927,19 +928,43 @@ def _predict(
 ) -> dict[str, np.ndarray]:
     """Length-sorted, dynamically padded batched inference; ``{dim: N × K_d}`` in input order."""
     torch_, _ = _require()
-    n = len(seqs)
+
+    def forward(ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        logits = model(torch_.from_numpy(ids).to(device), torch_.from_numpy(mask).to(device))
+        return {d: torch_.softmax(lg.float(), dim=-1).cpu().numpy() for d, lg in logits.items()}
+
     sizes = {d: h.out_features for d, h in model.heads.items()}
-    out = {d: np.zeros((n, k), dtype=np.float32) for d, k in sizes.items()}
+    with torch_.inference_mode(), _autocast(precision, device):
+        return batched_probabilities(seqs, sizes, forward, pad_id=pad_id, batch_size=batch_size)
+
+
+def batched_probabilities(
+    seqs: Sequence[Sequence[int]],
+    sizes: Mapping[str, int],
+    forward: Callable[[np.ndarray, np.ndarray], Mapping[str, np.ndarray]],
+    *,
+    pad_id: int,
+    batch_size: int,
+) -> dict[str, np.ndarray]:
+    """Run ``forward`` over length-sorted, dynamically padded batches of ``seqs``.
+
+    ``forward(input_ids, attention_mask)`` gets ``B × T`` int64 arrays (:func:`pad_batch`) and
+    returns ``{dim: B × K_d}`` probabilities; ``sizes`` gives K_d per dimension. Texts are sorted
+    by token length (longest first, stable) so each batch pads little. Returns
+    ``{dim: N × K_d float32}`` with rows in the order of ``seqs``. Shared by the PyTorch path and
+    the int8 ONNX Runtime path (:class:`voc.classify.kobert_onnx.OnnxRunner`).
+    """
+    n = len(seqs)
+    out = {d: np.zeros((n, int(k)), dtype=np.float32) for d, k in sizes.items()}
     if n == 0:
         return out
     order = np.argsort(-np.array([len(s) for s in seqs]), kind="stable")
-    with torch_.inference_mode(), _autocast(precision, device):
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
-            logits = model(torch_.from_numpy(ids).to(device), torch_.from_numpy(mask).to(device))
-            for d, lg in logits.items():
-                out[d][idx] = torch_.softmax(lg.float(), dim=-1).cpu().numpy()
+    step = max(1, int(batch_size))
+    for start in range(0, n, step):
+        idx = order[start : start + step]
+        ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
+        for d, probs in forward(ids, mask).items():
+            out[d][idx] = probs
     return out
 
 

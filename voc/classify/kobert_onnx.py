@@ -202,9 +202,11 @@ class OnnxRunner:
         self.path = Path(path)
         self.heads = list(heads)
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        names = [o.name for o in self.session.get_outputs()]
-        if sorted(names) != sorted(self.heads):
-            raise ValueError(f"{self.path}: outputs {names} do not match heads {self.heads}")
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        if sorted(outputs) != sorted(self.heads):
+            raise ValueError(f"{self.path}: outputs {sorted(outputs)} do not match heads {self.heads}")
+        # classes per head: the logits' last axis (static in the export: B × K_d)
+        self.sizes = {d: int(outputs[d][-1]) for d in self.heads}
 
     @classmethod
     def load(cls, model_dir: str | Path, *, threads: int | None = None) -> OnnxRunner:
@@ -228,24 +230,13 @@ class OnnxRunner:
     ) -> dict[str, np.ndarray]:
         """Probabilities ``{dim: N × K_d float32}`` for token-id lists (``encode_texts``), rows in
         input order. Texts are sorted by length and padded per batch, as the torch path does."""
-        from voc.classify.kobert import pad_batch
+        from voc.classify.kobert import batched_probabilities
 
-        n = len(seqs)
-        outputs = [o.name for o in self.session.get_outputs()]
-        sizes = {o.name: int(o.shape[-1]) if isinstance(o.shape[-1], int) else None for o in self.session.get_outputs()}
-        out: dict[str, np.ndarray] = {}
-        if n == 0:
-            return {d: np.zeros((0, sizes[d] or 0), dtype=np.float32) for d in self.heads}
-        order = np.argsort(-np.array([len(s) for s in seqs]), kind="stable")
-        for start in range(0, n, max(1, int(batch_size))):
-            idx = order[start : start + batch_size]
-            ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
-            res = self.session.run(outputs, {"input_ids": ids, "attention_mask": mask})
-            for name, logits in zip(outputs, res):
-                if name not in out:
-                    out[name] = np.zeros((n, logits.shape[1]), dtype=np.float32)
-                out[name][idx] = _softmax(logits)
-        return {d: out[d] for d in self.heads}
+        def forward(ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+            res = self.session.run(self.heads, {"input_ids": ids, "attention_mask": mask})
+            return {d: _softmax(logits) for d, logits in zip(self.heads, res)}
+
+        return batched_probabilities(seqs, self.sizes, forward, pad_id=pad_id, batch_size=batch_size)
 
 
 def compare_probabilities(
