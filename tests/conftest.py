@@ -43,6 +43,26 @@ def tokenizer():
 
 
 @pytest.fixture(scope="session")
+def sample_texts(sample_df: pl.DataFrame) -> list[str]:
+    """``all_text`` (title + request + reply) of each sample VOC, in frame order."""
+    from voc.tagger import frame_texts
+
+    return frame_texts(sample_df, use_reply=True)[0]
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch intra-op thread for a KoBERT test module: the test hosts are small shared VMs
+    where torch's default (one thread per core) oversubscribes the CPU and runs 10–30 × slower."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
 def prefect_server():
     """One ephemeral Prefect API for the whole session (starting one costs 5–10 s)."""
     from prefect.testing.utilities import prefect_test_harness

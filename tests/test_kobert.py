@@ -26,28 +26,18 @@ pytest.importorskip("kobert_transformers")
 
 from voc.classify import kobert as kb  # noqa: E402
 from voc.classify.keyword import KeywordClassifier  # noqa: E402
-from voc.tagger import Tagger, frame_texts, holdout_mask, training_rows  # noqa: E402
+from voc.tagger import Tagger, holdout_mask, training_rows  # noqa: E402
 from voc.taxonomy import default_taxonomy  # noqa: E402
 
-pytestmark = pytest.mark.kobert
+pytestmark = [pytest.mark.kobert, pytest.mark.usefixtures("torch_one_thread")]
 
 N_ROWS = 240  # sample rows used for training (239 carry a subject label)
 TRAIN = dict(epochs=2, batch_size=32, max_length=48, progress=False, device="cpu", precision="fp32")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the test hosts are small shared VMs where torch's default (one
-    thread per core) oversubscribes the CPU and runs 10–30 × slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
-def texts(sample_df) -> list[str]:
-    return frame_texts(sample_df, use_reply=True)[0]
+def texts(sample_texts) -> list[str]:
+    return sample_texts
 
 
 @pytest.fixture(scope="module")

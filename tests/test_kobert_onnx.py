@@ -24,10 +24,10 @@ pytest.importorskip("onnxruntime")
 from voc.classify import kobert as kb  # noqa: E402
 from voc.classify import kobert_onnx as ko  # noqa: E402
 from voc.modelstore import load_tagger, read_meta, save_tagger  # noqa: E402
-from voc.tagger import frame_texts, holdout_mask  # noqa: E402
+from voc.tagger import holdout_mask  # noqa: E402
 from voc.taxonomy import default_taxonomy  # noqa: E402
 
-pytestmark = pytest.mark.kobert
+pytestmark = [pytest.mark.kobert, pytest.mark.usefixtures("torch_one_thread")]
 
 # A 64-wide 2-layer BERT, trained long enough (lr 1e-3, 8 epochs, ≈ 15 s) to predict several
 # classes: agreement of the int8 copy with one constant prediction would prove nothing.
@@ -35,17 +35,9 @@ TRAIN = dict(epochs=8, lr=1e-3, patience=10, batch_size=16, max_length=96, progr
 SHAPE = dict(vocab_size=2000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
-def texts(sample_df) -> list[str]:
-    return frame_texts(sample_df, use_reply=True)[0]
+def texts(sample_texts) -> list[str]:
+    return sample_texts
 
 
 @pytest.fixture(scope="module")
