@@ -125,6 +125,29 @@ def test_int8_copy_dropped_below_threshold(trained, saved, heldout_texts, tmp_pa
     assert kb.KoBERTTagger.load(model_dir).active_runtime == "torch-fp32"
 
 
+def test_int8_export_is_preprocessed_and_leaves_process_logging_alone(trained, tmp_path):
+    """The export runs ONNX Runtime's pre-processing (so its quantizer has nothing to warn about)
+    and does not configure the root logger of the process that exports (ONNX Runtime's
+    module-level ``logging.info`` calls would otherwise install a stderr handler on it)."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization.quant_utils import model_has_pre_process_metadata
+
+    root = logging.getLogger()
+    saved_handlers = root.handlers[:]  # pytest's capture handlers: removed so the guard is exercised
+    root.handlers.clear()
+    try:
+        folder = ko.export_onnx(trained.model, tmp_path, quantize=True)
+        handlers_after = root.handlers[:]
+    finally:
+        root.handlers[:] = saved_handlers
+    assert handlers_after == []
+    model = onnx.load(str(folder / ko.ONNX_MODEL))
+    assert model_has_pre_process_metadata(model)
+    assert "MatMulInteger" in [n.op_type for n in model.graph.node]
+
+
 def test_runtime_errors_name_the_problem(saved, trained):
     with pytest.raises(ValueError, match="no onnx/model.int8.onnx"):
         kb.KoBERTTagger.load(saved, runtime="onnx")

@@ -7,9 +7,10 @@ On a CPU, BERT-base inference is bound by the matrix products of its 12 layers (
 arithmetic itself faster; 8-bit integer weights and activations can: ONNX Runtime's dynamic
 quantization (``onnxruntime.quantization.quantize_dynamic``; weights int8 per output channel,
 activations uint8 with a scale computed per batch at run time) runs the ``MatMul`` s as
-``MatMulInteger`` kernels. Measured on the 2-vCPU AMD EPYC dev VM (AVX2, no VNNI), KoBERT-base
-shape, 128 tokens: fp32 (PyTorch or ONNX Runtime) 6.8–7.3 texts/s, int8 12.2–12.9 texts/s
-(docs/benchmarks.md). The file is 4 × smaller (92 MB vs 369 MB).
+``MatMulInteger`` kernels. Measured on 2 vCPUs, KoBERT-base shape, 128 tokens
+(docs/benchmarks.md): AMD EPYC Zen 3 (AVX2, no VNNI) fp32 (PyTorch or ONNX Runtime) 6.8–7.3
+texts/s, int8 12.2–12.9 texts/s; AMD EPYC Zen 4 (AVX-512 VNNI) fp32 4.8–5.8, int8 20.6–25.1
+texts/s. The file is 4 × smaller (93 MB vs 369 MB).
 
 Quantization changes the numbers, so a copy is only kept when it agrees with the fp32 model:
 :func:`add_int8_runtime` exports, runs both on given texts (the training flow passes the held-out
@@ -33,13 +34,15 @@ on torch 2.13 its graph quantizes into fused ``DynamicQuantizeMatMul`` kernels t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import json
+import logging
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +74,9 @@ reviewed like any other); published int8 BERT results lose < 1 point of accuracy
 2019, "Q8BERT", Table 1)."""
 
 CPU_BATCH_SIZE = 8
-"""Texts per ONNX Runtime call. On the 2-vCPU dev VM batches of 4–8 128-token texts ran fastest
-(11.9–12.9 texts/s; 16: 8.6–12.2): larger batches only add activation memory on a CPU."""
+"""Texts per ONNX Runtime call. On 2 vCPUs without VNNI batches of 4–8 128-token texts ran fastest
+(11.9–12.9 texts/s; 16: 8.6–12.2); with AVX-512 VNNI 4–32 are within 10 % of each other
+(21.6–23.8 texts/s, docs/benchmarks.md): larger batches only add activation memory on a CPU."""
 
 INSTALL_HINT = "the int8 CPU runtime needs onnxruntime and onnx: `pip install -e '.[kobert]'`"
 
@@ -150,16 +154,25 @@ def export_onnx(model: Any, directory: str | Path, *, quantize: bool = True, ops
             )
         if quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
+            from onnxruntime.quantization.shape_inference import quant_pre_process
 
-            quantize_dynamic(
-                str(fp32),
-                str(out / ONNX_MODEL),
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                # after the exporter's fused LayerNorm/attention nodes ONNX shape inference cannot
-                # type every MatMul output; they are all float32
-                extra_options={"DefaultTensorType": 1},
-            )
+            with _root_logging_untouched():
+                # ONNX Runtime's recommended pre-processing: ONNX shape inference, recorded in
+                # the file's metadata. Graph optimization is skipped (the session optimizes at
+                # load) and so is its symbolic shape inference, which cannot resolve the exported
+                # position-embedding slice (Min(512, tokens)). Same probabilities and speed as
+                # quantizing the raw export (docs/benchmarks.md), ~5 s more at KoBERT-base size.
+                pre = Path(tmp) / "model.pre.onnx"
+                quant_pre_process(str(fp32), str(pre), skip_optimization=True, skip_symbolic_shape=True)
+                quantize_dynamic(
+                    str(pre),
+                    str(out / ONNX_MODEL),
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    # after the exporter's fused LayerNorm/attention nodes ONNX shape inference
+                    # cannot type every MatMul output; they are all float32
+                    extra_options={"DefaultTensorType": 1},
+                )
         else:
             shutil.copyfile(fp32, out / ONNX_MODEL)
     import onnxruntime
@@ -177,6 +190,26 @@ def export_onnx(model: Any, directory: str | Path, *, quantize: bool = True, ops
     }
     (out / ONNX_INFO).write_text(json.dumps(info, ensure_ascii=False, indent=2), "utf-8")
     return out
+
+
+@contextlib.contextmanager
+def _root_logging_untouched() -> Iterator[None]:
+    """Keep ONNX Runtime's quantizer from configuring the process's logging.
+
+    The quantizer logs through module-level ``logging.info``/``logging.warning``, which call
+    ``logging.basicConfig()`` when the root logger has no handler, leaving a stderr handler on
+    the root logger of whatever process exported (a worker, the CLI). A ``NullHandler`` held on
+    an empty root logger for the duration prevents that; it is removed afterwards.
+    """
+    root = logging.getLogger()
+    guard = logging.NullHandler() if not root.handlers else None
+    if guard is not None:
+        root.addHandler(guard)
+    try:
+        yield
+    finally:
+        if guard is not None:
+            root.removeHandler(guard)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
