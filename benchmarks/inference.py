@@ -107,15 +107,31 @@ def subject_labels(rows: list[dict[str, str]]) -> list[str | None]:
     return out
 
 
+def _cpu_model_and_flags() -> tuple[str, set[str]]:
+    """``model name`` and ``flags`` of the first CPU in /proc/cpuinfo (Linux); ("", set()) elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux
+        return "", set()
+    fields = dict(line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    return fields.get("model name", ""), set(fields.get("flags", "").split())
+
+
 def machine() -> dict[str, object]:
     import torch
 
+    cpu_model, flags = _cpu_model_and_flags()
     info: dict[str, object] = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model or platform.processor() or platform.machine(),
+        # the widest SIMD level torch dispatches to (e.g. AVX2, AVX512), and whether the CPU has an
+        # int8 dot-product instruction (VNNI, AMX): the int8 copy's speed-up depends on it
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_int8_dot": bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"}),
     }
     try:
         import transformers
