@@ -44,6 +44,13 @@ class DbSettings(BaseModel):
     pool_min: int = Field(1, description="Connections kept open by the pool")
     pool_max: int = Field(4, description="Upper bound of pooled connections")
     connect_timeout_s: int = Field(10, description="Seconds before a connection attempt fails")
+    statement_timeout_s: float = Field(
+        120.0,
+        ge=0,
+        description="Seconds one SQL statement may run before the server cancels it (PostgreSQL "
+        "statement_timeout, set on every pooled connection); 0 = no limit. A cancelled statement "
+        "is not retried",
+    )
     voc_table: str = Field("voc", description="Table (or view) holding the VOC source rows")
     taxonomy_table: str = Field("voc_taxonomy", description="Taxonomy table")
     classification_table: str = Field("voc_classification", description="Tag output table")
@@ -62,7 +69,29 @@ class S3Settings(BaseModel):
     region_name: str | None = Field(None, description="AWS region")
     aws_access_key_id: SecretStr | None = Field(None, description="Access key; default AWS chain when unset")
     aws_secret_access_key: SecretStr | None = Field(None, description="Secret key")
-    retries: int = Field(3, description="Upload/download retries (exponential backoff)")
+    retries: int = Field(
+        3,
+        ge=0,
+        description="Code-level retries of one upload/download/list after a fast transient failure "
+        "(5xx, throttling, refused), backoff 0.5, 1, 2 … s, only within retry_window_s",
+    )
+    retry_window_s: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds from an operation's first attempt within which a code-level retry may start; "
+        "a slow failure (a timeout) is left to the Prefect task's retries",
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Seconds to open a connection to the endpoint")
+    read_timeout_s: float = Field(
+        20.0, gt=0, description="Seconds to wait for the endpoint's answer (each socket read)"
+    )
+    botocore_attempts: int = Field(
+        1,
+        ge=1,
+        description="HTTP attempts botocore makes per request (standard retry mode, first one included); "
+        "raise to 2-3 for multipart model uploads over flaky links (the hung-endpoint budget grows by "
+        "connect + read timeout per attempt)",
+    )
 
 
 class ReviewSettings(BaseModel):
@@ -82,6 +111,9 @@ class ReviewSettings(BaseModel):
     )
     low_confidence_threshold: float | None = Field(
         None, description="Rows below this confidence are flagged 검토 우선; default: the model's held-out choice"
+    )
+    timeout_s: float = Field(
+        30.0, gt=0, description="Seconds to wait for each Google Sheets / Drive HTTP request (connect and read)"
     )
 
 
@@ -114,6 +146,11 @@ class ModelSettings(BaseModel):
         description="KoBERT inference: auto = int8 ONNX copy on CPU workers when the model has one, "
         "PyTorch (bf16/fp16 autocast) on GPU; torch = always PyTorch; onnx = always the int8 copy",
     )
+    allow_keyword_only: bool = Field(
+        False,
+        description="Let full/tagging-only tag by taxonomy keywords when no model was trained although "
+        "labelled history exists (otherwise such a run fails: 'run voc-train first')",
+    )
     seed: int = Field(42, description="Random seed for splits and training")
     cache_dir: Path = Field(Path.home() / ".cache" / "voc" / "models", description="Local copy of model versions")
 
@@ -136,6 +173,11 @@ class VocSettings(BaseSettings):
             "VOC source: a CSV path in the VOC schema, a postgresql:// DSN, or 'postgres' to use VOC_DB__DSN "
             "(keeps the password out of flow-run parameters)"
         ),
+    )
+    source_encoding: Literal["utf-8", "cp949", "euc-kr"] = Field(
+        "utf-8",
+        description="Encoding of a CSV source (VOC_SOURCE_ENCODING): UTF-8 with or without BOM by default, "
+        "cp949/euc-kr for Korean Excel/Windows exports; bytes invalid in it stop the run (never replaced)",
     )
     storage: str = Field("./voc-data", description="Output root: a local directory or s3://bucket[/root]")
     taxonomy_path: Path | None = Field(

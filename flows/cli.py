@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,11 @@ from typing import Annotated, Any, Optional
 import typer
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The ephemeral Prefect API (no PREFECT_API_URL) must answer within this many seconds. Prefect's
+# 20 s default fails on a loaded 2-core machine (the server imports for 30-60 s there); a user's
+# own value wins. With PREFECT_API_URL set, the CLI talks to that server and starts none.
+EPHEMERAL_STARTUP_TIMEOUT_S = "600"
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S)
 
 app = typer.Typer(
     name="voc",
@@ -32,13 +38,59 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+_cli_state: dict[str, bool] = {"debug": False}
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (Prefect's and ours) on errors")] = False,
+) -> None:
+    """VOC tagging, monthly dashboards, human review (검수) and retraining."""
+    _cli_state["debug"] = debug
+
+
+def _console_logging(debug: bool) -> None:
+    """Prefect's console handler without tracebacks unless ``--debug``: a failed task or flow
+    then prints one line, and this CLI prints the one clear error at the end. Logs sent to the
+    Prefect API (UI) keep their tracebacks."""
+    import logging
+
+    import prefect  # noqa: F401 - configures Prefect's logging handlers
+
+    if debug:
+        return
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for h in logging.getLogger(name).handlers:
+            if type(h).__name__ == "PrefectConsoleHandler" and not isinstance(h.formatter, _NoTraceback):
+                h.setFormatter(_NoTraceback(h.formatter))
+
+
+class _NoTraceback(logging.Formatter):
+    """Wraps a formatter; drops ``exc_info`` from the console line (the record itself is untouched)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = (record.exc_info, record.exc_text, record.stack_info)
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            line = self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+        return line.split("\nTraceback (most recent call last)", 1)[0]
 review_app = typer.Typer(help="Review sheets (검수).", no_args_is_help=True)
 app.add_typer(review_app, name="review")
 kobert_app = typer.Typer(help="KoBERT helpers (needs the kobert extra).", no_args_is_help=True)
 app.add_typer(kobert_app, name="kobert")
 
-StorageOpt = Annotated[Optional[str], typer.Option("--storage", help="Output root: directory or s3://bucket[/root] (default VOC_STORAGE or ./voc-data)")]
+StorageOpt = Annotated[Optional[str], typer.Option("--storage", help="Output root: a directory, s3://bucket or s3://bucket/root (default VOC_STORAGE or ./voc-data)")]
 SourceOpt = Annotated[Optional[str], typer.Option("--source", help="VOC source: CSV path or postgresql:// DSN (default VOC_SOURCE or the shipped sample)")]
+EncodingOpt = Annotated[
+    Optional[str],
+    typer.Option("--encoding", help="Encoding of a CSV source: utf-8 (default, BOM or not), cp949 or euc-kr (Korean Excel exports)"),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON (last line)")]
 
 
@@ -59,6 +111,8 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
         return
     if "buildings" in summary:
         typer.echo(f"voc-monthly {summary['mode']} {summary['month']}  run_id={summary['run_id']}  model={summary.get('model')}")
+        if summary.get("note"):
+            typer.echo(f"  {summary['note']}")
         if summary.get("model_note"):
             typer.echo(f"  note: {summary['model_note']}")
         for b in summary["buildings"]:
@@ -84,6 +138,7 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 def _run_monthly(**kw: Any) -> dict[str, Any]:
     from flows.monthly import MonthlyRunError, voc_monthly
 
+    _console_logging(_cli_state["debug"])
     try:
         return voc_monthly(**kw)
     except MonthlyRunError as e:
@@ -99,12 +154,16 @@ def train(
     kobert_base: Annotated[Optional[str], typer.Option("--kobert-base", help="KoBERT base: hub id or local directory")] = None,
     storage: StorageOpt = None,
     source: SourceOpt = None,
+    encoding: EncodingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a candidate model; it becomes champion unless it is worse on the same held-out rows."""
     from flows.train import voc_train
 
-    summary = voc_train(until=_month(until), model=model, storage=storage, source=source, kobert_base=kobert_base)
+    _console_logging(_cli_state["debug"])
+    summary = voc_train(
+        until=_month(until), model=model, storage=storage, source=source, kobert_base=kobert_base, source_encoding=encoding
+    )
     _print_summary(summary, as_json)
 
 
@@ -115,12 +174,22 @@ def run(
     building_id: Annotated[Optional[list[str]], typer.Option("--building-id", help="Only these buildings (repeatable)")] = None,
     storage: StorageOpt = None,
     source: SourceOpt = None,
+    encoding: EncodingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the monthly flow for one month."""
     if mode not in ("full", "refresh", "tagging-only"):
         raise typer.BadParameter(f"--mode must be full, refresh or tagging-only, got {mode!r}")
-    summary = _run_monthly(mode=mode, month=_month(month), building_ids=building_id or None, storage=storage, source=source)
+    m = _month(month)
+    if m is not None:
+        from datetime import datetime
+
+        from voc.months import KST, check_not_future
+
+        check_not_future(m, datetime.now(KST))  # refused before any Prefect work (exit 2)
+    summary = _run_monthly(
+        mode=mode, month=m, building_ids=building_id or None, storage=storage, source=source, source_encoding=encoding
+    )
     _print_summary(summary, as_json)
 
 
@@ -200,6 +269,7 @@ def demo(
     month: Annotated[str, typer.Option("--month", help="Month to tag (YYYY-MM)")] = "2019-11",
     storage: Annotated[str, typer.Option("--storage", help="Output directory or s3:// root")] = "./voc-data",
     source: SourceOpt = None,
+    encoding: EncodingOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Classifier kind for training")] = None,
     kobert_base: Annotated[Optional[str], typer.Option("--kobert-base", help="Local KoBERT base for --model kobert")] = None,
 ) -> None:
@@ -207,9 +277,10 @@ def demo(
     from flows.review_flow import simulate_month_review
     from flows.train import voc_train
 
+    _console_logging(_cli_state["debug"])
     m = _month(month)
     typer.echo(f"[1/4] train on labelled VOCs before {m}")
-    t = voc_train(until=m, model=model, storage=storage, source=source, kobert_base=kobert_base)
+    t = voc_train(until=m, model=model, storage=storage, source=source, kobert_base=kobert_base, source_encoding=encoding)
     metrics = t["metrics"].get("subject", {})
     typer.echo(
         f"      model {t['model']} ({t['status']}): held-out subject accuracy "
@@ -217,13 +288,13 @@ def demo(
         + (f"; keyword fallback for {', '.join(t['fallback_dimensions'])}" if t["fallback_dimensions"] else "")
     )
     typer.echo(f"[2/4] full run for {m}")
-    full = _run_monthly(mode="full", month=m, storage=storage, source=source)
+    full = _run_monthly(mode="full", month=m, storage=storage, source=source, source_encoding=encoding)
     _print_summary(full, False)
     typer.echo("[3/4] simulated reviewer fixes the review sheet with the real labels")
-    sim = simulate_month_review(month=m, fraction=1.0, seed=0, storage=storage, source=source)
+    sim = simulate_month_review(month=m, fraction=1.0, seed=0, storage=storage, source=source, source_encoding=encoding)
     typer.echo(f"      {sim['reviewed']} rows reviewed, {sim['changed']} corrected")
     typer.echo(f"[4/4] refresh {m} from the review sheet")
-    ref = _run_monthly(mode="refresh", month=m, storage=storage, source=source)
+    ref = _run_monthly(mode="refresh", month=m, storage=storage, source=source, source_encoding=encoding)
     _print_summary(ref, False)
     typer.echo("")
     typer.echo(f"Review workbook : {full['review_sheet']['location'] if full.get('review_sheet') else '-'}")
@@ -238,12 +309,30 @@ for _mod in ("flows.cli_db", "flows.cli_backtest"):
     importlib.import_module(_mod).register(app)
 
 
+def _input_errors() -> tuple[type[BaseException], ...]:
+    """Errors that rerunning cannot fix: the input or the request is wrong (exit 2)."""
+    from flows.sources import SourceEncodingError
+    from voc.months import FutureMonthError
+    from voc.schema import VOCInputError
+
+    return (FutureMonthError, VOCInputError, SourceEncodingError, typer.BadParameter)
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: one clear ``error:`` line per failure, exit 2 for bad input
+    (a future month, a VOC that breaks the schema), 1 for a failed run; tracebacks only with
+    ``voc --debug …``."""
     try:
         app()
     except KeyboardInterrupt:  # pragma: no cover
         sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the CLI's last word on any failure
+        if _cli_state["debug"]:
+            raise
+        code = 2 if isinstance(e, _input_errors()) else 1
+        typer.echo(f"error: {e}", err=True)
+        typer.echo("(run `voc --debug …` for the traceback)", err=True)
+        sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,7 +44,7 @@ import atexit
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -362,7 +362,23 @@ _POOLS_LOCK = threading.Lock()
 
 
 def _pool_key(dsn: SecretStr, s: DbSettings) -> tuple[Any, ...]:
-    return (dsn.get_secret_value(), s.pool_min, s.pool_max, s.connect_timeout_s)
+    return (dsn.get_secret_value(), s.pool_min, s.pool_max, s.connect_timeout_s, s.statement_timeout_s)
+
+
+def _statement_timeout_configurer(timeout_s: float) -> Callable[[psycopg.Connection], None] | None:
+    """The pool's ``configure`` callback: ``statement_timeout`` (``timeout_s`` seconds) on every
+    new connection of the session, so the server cancels a statement that runs longer
+    (``QueryCanceled``, not retried); None when ``timeout_s`` is 0 (no limit)."""
+    if not timeout_s or timeout_s <= 0:
+        return None
+    millis = str(max(1, int(round(float(timeout_s) * 1000))))
+
+    def configure(conn: psycopg.Connection) -> None:
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (millis,))
+        if not conn.autocommit:
+            conn.commit()  # the pool expects an idle connection back
+
+    return configure
 
 
 def _acquire_pool(key: tuple[Any, ...], dsn: SecretStr, s: DbSettings) -> ConnectionPool:
@@ -378,8 +394,18 @@ def _acquire_pool(key: tuple[Any, ...], dsn: SecretStr, s: DbSettings) -> Connec
             dsn.get_secret_value(),
             min_size=max(1, s.pool_min),
             max_size=max(s.pool_min, s.pool_max, 1),
-            kwargs={"connect_timeout": s.connect_timeout_s, "application_name": "voc"},
+            # keepalives: a peer that vanished mid-query is noticed after ~60 s of silence
+            # (statement_timeout is enforced by the server, which then cannot)
+            kwargs={
+                "connect_timeout": s.connect_timeout_s,
+                "application_name": "voc",
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+            },
             check=ConnectionPool.check_connection,
+            configure=_statement_timeout_configurer(s.statement_timeout_s),
             timeout=max(5.0, 3.0 * s.connect_timeout_s),
             name="voc",
             open=False,
@@ -508,6 +534,11 @@ class PostgresSource:
             ) from None
         except psycopg.errors.UndefinedColumn as e:
             raise SourceError(f"{_scrub(str(e).splitlines()[0], self._dsn)} in {self._where}") from None
+        except psycopg.errors.QueryCanceled as e:
+            raise SourceError(
+                f"statement on {self._where} cancelled (VOC_DB__STATEMENT_TIMEOUT_S="
+                f"{self.settings.statement_timeout_s:g} s): {_scrub(str(e).splitlines()[0], self._dsn)}"
+            ) from None
         except psycopg.OperationalError as e:
             raise _connection_error(self._dsn, e) from None
         except psycopg.Error as e:

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from config.settings import VocSettings
 from flows.keys import champion_key, models_dir
 from flows.storage import Storage, StorageError
@@ -16,7 +18,16 @@ from voc.modelstore import load_tagger, model_dir_name, read_meta
 from voc.taxonomy import Taxonomy, default_taxonomy
 from voc.tagger import VOCTagger
 
-__all__ = ["read_champion", "write_champion", "fetch_model", "load_champion", "keyword_only_tagger", "upload_model"]
+__all__ = [
+    "read_champion",
+    "write_champion",
+    "fetch_model",
+    "load_champion",
+    "keyword_only_tagger",
+    "upload_model",
+    "NoTrainedModelError",
+    "require_model_or_keyword_opt_in",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +92,35 @@ def load_champion(settings: VocSettings, storage: Storage, *, taxonomy: Taxonomy
     except StorageError as e:
         raise StorageError(f"champion model {name} listed in champion.json is missing: {e}") from e
     return load_tagger(local, kobert_runtime=settings.model.kobert_runtime), read_meta(local)
+
+
+class NoTrainedModelError(RuntimeError):
+    """``full``/``tagging-only`` found no champion although labelled history exists."""
+
+
+def require_model_or_keyword_opt_in(settings: VocSettings) -> None:
+    """Refuse keyword-only tagging when a model could have been trained.
+
+    Called when no champion exists. Keyword tagging is allowed when the operator opted in
+    (``VOC_MODEL__ALLOW_KEYWORD_ONLY=true``) or when the source holds no labelled VOC at all
+    (a new customer: the taxonomy's keywords are all there is).
+
+    Raises
+    ------
+    NoTrainedModelError
+        Naming ``{prefix}/models`` and the storage, and the two ways out.
+    """
+    if settings.model.allow_keyword_only:
+        return
+    from flows.sources import open_source
+    from voc.schema import REVIEWED_LABEL_COLUMNS
+
+    hist = open_source(settings).read_history(before=None)
+    cols = [c for c in REVIEWED_LABEL_COLUMNS if c in hist.columns]
+    labelled = hist.height > 0 and bool(cols) and hist.select(pl.any_horizontal([pl.col(c).is_not_null() for c in cols]).any()).item()
+    if labelled:
+        raise NoTrainedModelError(
+            f"no trained model under {settings.prefix}/models in {settings.storage} — run voc-train first "
+            f"(`voc train`, or the voc-train/train deployment); to tag by taxonomy keywords only, set "
+            f"VOC_MODEL__ALLOW_KEYWORD_ONLY=true"
+        )

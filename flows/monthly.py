@@ -24,15 +24,15 @@ from prefect.utilities.annotations import quote
 
 from config.settings import VocSettings, get_settings
 from flows import keys
-from flows.models import load_champion
+from flows.models import load_champion, require_model_or_keyword_opt_in
 from flows.sources import buildings_of, open_source
+from flows.retries import IO_TASK, MODEL_IO_TASK, NESTED_IO_TASK
 from flows.storage import Storage, open_storage
-from voc.months import KST, months_before, parse_month, previous_month, yyyymm
+from voc.months import KST, check_not_future, months_before, previous_month, yyyymm
 from voc.schema import building_sort_key
 
 __all__ = ["voc_monthly", "BuildingResult", "MonthlyRunError", "SAMPLE_CREDIT"]
 
-IO_RETRIES = dict(retries=3, retry_delay_seconds=[1, 4, 10])
 HISTORY_MONTHS = 6
 SAMPLE_CREDIT = "데이터 출처: 인천광역시 중구청 민원 게시판 (Incheon Jung-gu office complaint board, via 2hy03/Civil_Complaint)"
 
@@ -64,17 +64,17 @@ class BuildingResult:
 # I/O tasks (retried)
 
 
-@task(name="store-object", **IO_RETRIES, cache_policy=NO_CACHE)
+@task(name="store-object", **NESTED_IO_TASK, cache_policy=NO_CACHE)
 def store_object(storage: Storage, key: str, data: bytes, content_type: str | None = None) -> str:
     return storage.write_bytes(key, data, content_type=content_type)
 
 
-@task(name="read-month", **IO_RETRIES, cache_policy=NO_CACHE)
+@task(name="read-month", **IO_TASK, cache_policy=NO_CACHE)
 def read_month(settings: VocSettings, month: str, building_ids: list[str] | None) -> pl.DataFrame:
     return open_source(settings).read_month(month, building_ids)
 
 
-@task(name="load-model", **IO_RETRIES, cache_policy=NO_CACHE)
+@task(name="load-model", **MODEL_IO_TASK, cache_policy=NO_CACHE)
 def load_model(settings: VocSettings) -> tuple[Any, dict[str, Any]]:
     return load_champion(settings, open_storage(settings))
 
@@ -308,7 +308,7 @@ def refresh_building(
     return res
 
 
-@task(name="sync-review-sheet", **IO_RETRIES, cache_policy=NO_CACHE)
+@task(name="sync-review-sheet", **IO_TASK, cache_policy=NO_CACHE)
 def sync_review_sheet(settings: VocSettings, month: str, tagged: pl.DataFrame, taxonomy: Any, threshold: float | None) -> dict[str, Any]:
     """Upsert the month's rows into the review sheet; reviewers' cells are never overwritten."""
     from flows.review_backends import open_review_backend
@@ -321,7 +321,7 @@ def sync_review_sheet(settings: VocSettings, month: str, tagged: pl.DataFrame, t
     return {"location": where, **asdict(stats)}
 
 
-@task(name="read-review-sheet", **IO_RETRIES, cache_policy=NO_CACHE)
+@task(name="read-review-sheet", **IO_TASK, cache_policy=NO_CACHE)
 def read_review_sheet(settings: VocSettings, month: str) -> pl.DataFrame | None:
     from flows.review_backends import open_review_backend
 
@@ -339,6 +339,7 @@ def voc_monthly(
     building_ids: list[str] | None = None,
     storage: str | None = None,
     source: str | None = None,
+    source_encoding: str | None = None,
 ) -> dict[str, Any]:
     """Run one month.
 
@@ -353,8 +354,9 @@ def voc_monthly(
     building_ids
         Only these buildings (default: every building with VOCs in the month; in refresh, every
         building with a tagged CSV for the month).
-    storage, source
-        Override ``VOC_STORAGE`` / ``VOC_SOURCE``.
+    storage, source, source_encoding
+        Override ``VOC_STORAGE`` / ``VOC_SOURCE`` / ``VOC_SOURCE_ENCODING`` (a CSV source's
+        encoding: utf-8, cp949, euc-kr).
 
     Returns
     -------
@@ -369,12 +371,17 @@ def voc_monthly(
     logger = get_run_logger()
     if mode not in keys.MODES:
         raise ValueError(f"mode must be one of {keys.MODES}, got {mode!r}")
-    m = parse_month(month) if month not in (None, "") else previous_month()
+    m = check_not_future(month, datetime.now(KST)) if month not in (None, "") else previous_month()
     ids = [str(b) for b in building_ids] if building_ids else None
-    settings = get_settings(storage=storage, source=source)
+    settings = get_settings(storage=storage, source=source, source_encoding=source_encoding)
     run_id = keys.new_run_id(mode)
     logger.info("voc-monthly %s %s run_id=%s source=%s storage=%s", mode, m, run_id, open_source(settings).describe(), settings.storage)
+    vocs = read_month(settings, m, ids) if mode in ("full", "tagging-only") else None
+    if vocs is not None and vocs.height == 0:
+        return _no_vocs(mode, m, run_id, ids, logger)
     tagger, meta = load_model(settings)
+    if meta.get("fallback") and mode != "refresh":
+        require_model_or_keyword_opt_in(settings)
     lock = threading.Lock()
     results: list[BuildingResult] = []
     futures: dict[str, Any] = {}
@@ -383,10 +390,9 @@ def voc_monthly(
         extra["model_runtime"] = tagger.active_runtime
         logger.info("model %s runs as %s", extra["model"], extra["model_runtime"])
     if meta.get("fallback"):
-        extra["model_note"] = "no trained model yet: tagged by taxonomy keywords"
+        extra["model_note"] = "no trained model: tagged by taxonomy keywords only (no labelled history, or VOC_MODEL__ALLOW_KEYWORD_ONLY=true)"
 
-    if mode in ("full", "tagging-only"):
-        vocs = read_month(settings, m, ids)
+    if vocs is not None:
         present = buildings_of(vocs)
         wanted = ids or [b for b, _ in present]
         names = dict(present)
@@ -402,6 +408,14 @@ def voc_monthly(
         month_keys = store.list(keys.month_dir(settings.prefix, m))
         have = sorted({k.split("/")[-2] for k in month_keys if "/tagged_" in k}, key=building_sort_key)
         wanted = ids or have
+        if not wanted:
+            if read_month(settings, m, ids).height == 0:
+                return _no_vocs(mode, m, run_id, ids, logger)
+            raise MonthlyRunError(
+                f"voc-monthly refresh {m}: no tagged CSV under {keys.month_dir(settings.prefix, m)} in {settings.storage}; "
+                f"run mode=full for {m} first",
+                _summarise(mode, m, run_id, [], None, extra),
+            )
         model_labels = {d: tagger.model_labels(d) for d in tagger.taxonomy.dimensions()}
         tok = _tokenizer_of(tagger)
         for bid in wanted:
@@ -442,11 +456,37 @@ def voc_monthly(
     _publish_artifacts(summary, results)
     failed = [r.building_id for r in results if r.status != "ok"]
     if failed or (review and "error" in review):
-        what = f"buildings failed: {', '.join(failed)}" if failed else "review sheet upload failed"
-        raise MonthlyRunError(
-            f"voc-monthly {mode} {m}: {what}; others completed. Rerun with building_ids={failed or 'the same'}",
-            summary,
-        )
+        raise MonthlyRunError(failure_message(mode, m, results, review), summary)
+    return summary
+
+
+def failure_message(mode: str, month: str, results: list[BuildingResult], review: dict[str, Any] | None) -> str:
+    """What failed and what completed, truthfully ("buildings failed: 1, 2; none completed")."""
+    failed = [r.building_id for r in sorted(results, key=lambda r: building_sort_key(r.building_id)) if r.status != "ok"]
+    done = [r.building_id for r in sorted(results, key=lambda r: building_sort_key(r.building_id)) if r.status == "ok"]
+    parts = []
+    if failed:
+        parts.append(f"buildings failed: {', '.join(failed)}")
+        parts.append(f"completed: {', '.join(done)}" if done else "none completed")
+    if review and "error" in review:
+        parts.append(f"review sheet not updated ({review['error']})")
+    rerun = f" Rerun with building_ids={failed}." if failed else " Rerun the same run; reviewers' cells are kept."
+    return f"voc-monthly {mode} {month}: " + "; ".join(parts) + "." + rerun
+
+
+def no_vocs_message(month: str) -> str:
+    """The one message every surface (CLI, summary, artifact) gives for an empty month."""
+    return f"no VOCs for {month}"
+
+
+def _no_vocs(mode: str, month: str, run_id: str, ids: list[str] | None, logger: Any) -> dict[str, Any]:
+    note = no_vocs_message(month) + (f" in buildings {', '.join(ids)}" if ids else "")
+    logger.warning("%s: nothing tagged, nothing written", note)
+    summary = _summarise(mode, month, run_id, [], None, {"model": None, "note": note})
+    create_markdown_artifact(
+        key=f"voc-{mode}-summary", markdown=f"# voc-monthly `{mode}` {month}\n- run_id: `{run_id}`\n- **{note}**: nothing written",
+        description="Run summary",
+    )
     return summary
 
 

@@ -480,6 +480,10 @@ def make_gspread_client(settings: ReviewSettings) -> Any:
     * ``sheets_api_url`` set: requests go to that base URL (:func:`routed_http_client`); without
       a service account the client is unauthenticated — only useful against a local stand-in.
 
+    Every HTTP request of the client waits at most ``settings.timeout_s`` seconds to connect and
+    as long for each read of the answer (``Client.set_timeout``); a timeout raises
+    ``requests.Timeout``, which the Prefect task retries (:mod:`flows.retries`).
+
     Raises
     ------
     ReviewBackendError
@@ -499,14 +503,18 @@ def make_gspread_client(settings: ReviewSettings) -> Any:
                 "review.service_account_json (VOC_REVIEW__SERVICE_ACCOUNT_JSON) is not valid JSON"
             ) from None
         try:
-            return gspread.service_account_from_dict(info, http_client=http_client)
+            client = gspread.service_account_from_dict(info, http_client=http_client)
         except Exception as e:  # the message may quote the key: only the type is kept
             raise ReviewBackendError(
                 "review.service_account_json is not a Google service-account key "
                 f"({type(e).__name__})"
             ) from None
+        client.set_timeout(settings.timeout_s)
+        return client
     if settings.sheets_api_url:
-        return gspread.Client(auth=None, session=requests.Session(), http_client=http_client)  # type: ignore[arg-type]
+        client = gspread.Client(auth=None, session=requests.Session(), http_client=http_client)  # type: ignore[arg-type]
+        client.set_timeout(settings.timeout_s)
+        return client
     raise ReviewBackendError(
         "the gsheets review backend needs review.service_account_json "
         "(VOC_REVIEW__SERVICE_ACCOUNT_JSON: the service-account key's JSON content)"

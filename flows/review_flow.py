@@ -16,7 +16,13 @@ __all__ = ["simulate_month_review"]
 
 
 def simulate_month_review(
-    *, month: str, fraction: float = 1.0, seed: int = 0, storage: str | None = None, source: str | None = None
+    *,
+    month: str,
+    fraction: float = 1.0,
+    seed: int = 0,
+    storage: str | None = None,
+    source: str | None = None,
+    source_encoding: str | None = None,
 ) -> dict[str, Any]:
     """Review ``fraction`` of the month's sheet rows with the real labels and save the sheet.
 
@@ -28,7 +34,7 @@ def simulate_month_review(
     from flows.review_backends import open_review_backend
     from voc.review import simulate_review
 
-    settings = get_settings(storage=storage, source=source)
+    settings = get_settings(storage=storage, source=source, source_encoding=source_encoding)
     store = open_storage(settings)
     backend = open_review_backend(settings, store)
     sheet = backend.read_month(month)

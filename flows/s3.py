@@ -14,12 +14,22 @@ Configuration (:class:`config.settings.S3Settings`, env ``VOC_S3__*``):
   ``tests/test_s3.py``); path-style addressing is used whenever a custom endpoint is set;
 * credentials: ``VOC_S3__AWS_ACCESS_KEY_ID`` + ``VOC_S3__AWS_SECRET_ACCESS_KEY`` (secrets,
   never logged) or boto3's default chain (env, ``~/.aws``, instance role);
-* retries: botocore's ``standard`` retry mode (a quick second attempt on throttling / 5xx /
-  connection errors) plus an explicit loop around each upload/download with exponential backoff
-  (``backoff_s * 2**i``, ``VOC_S3__RETRIES`` extra attempts). When they are exhausted, or on a
-  permanent error (403, missing bucket), a :class:`flows.storage.StorageError` naming the
-  ``s3://`` URI of the key is raised, so the Prefect task of that building retries or fails and
-  the other buildings of the run go on.
+* time: every HTTP request has a connect timeout (``VOC_S3__CONNECT_TIMEOUT_S``, 5 s) and a read
+  timeout (``VOC_S3__READ_TIMEOUT_S``, 20 s: per socket read); botocore makes
+  ``VOC_S3__BOTOCORE_ATTEMPTS`` attempts (standard retry mode, default 1: no botocore retry);
+* retries: an explicit loop around each operation retries *fast* transient failures (5xx,
+  throttling, connection refused/reset: :func:`flows.retries.is_transient`) with exponential
+  backoff (``backoff_s * 2**i``, ``VOC_S3__RETRIES`` extra attempts), but starts a new attempt
+  only within ``VOC_S3__RETRY_WINDOW_S`` (5 s) of the first one. A slow failure — a timeout
+  against a hung endpoint — is therefore not multiplied here: it is raised at once and the
+  Prefect task's retries (:data:`flows.retries.IO_TASK`) own it. One operation fails within
+  :func:`flows.retries.s3_operation_budget_s` (31 s with the defaults). s3transfer's own
+  download retries are off (``num_download_attempts=1``) for the same reason.
+
+When the attempts are exhausted, or on a permanent error (403, missing bucket), a
+:class:`flows.storage.StorageError` naming the ``s3://`` URI of the key and the endpoint is
+raised (chained to the botocore error, which decides whether Prefect retries), so the Prefect
+task of that building retries or fails and the other buildings of the run go on.
 """
 
 from __future__ import annotations
@@ -36,10 +46,12 @@ from typing import Any, TypeVar
 import boto3
 import botocore.exceptions as bce
 from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from pydantic import SecretStr
 
 from config.settings import S3Settings, VocSettings
+from flows.retries import is_transient
 from flows.storage import StorageError, join_key
 
 __all__ = ["S3Storage", "CONTENT_TYPES", "content_type_for", "parse_s3_uri"]
@@ -55,19 +67,9 @@ CONTENT_TYPES: dict[str, str] = {
 }
 """Content-Type by file suffix (dashboards open in a browser straight from S3)."""
 
-_TRANSIENT_CODES = frozenset(
-    {
-        "InternalError",
-        "ServiceUnavailable",
-        "SlowDown",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-    }
-)
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_ONE_DOWNLOAD_ATTEMPT = TransferConfig(num_download_attempts=1)
+"""s3transfer retries a timed-out download 5 times by default; the retry layers above suffice."""
 
 
 def content_type_for(key: str) -> str:
@@ -101,19 +103,13 @@ def _status(e: bce.ClientError) -> tuple[int, str]:
 
 
 def _is_transient(e: BaseException) -> bool:
-    if isinstance(e, bce.ClientError):
-        status, code = _status(e)
-        return status >= 500 or status in (408, 429) or code in _TRANSIENT_CODES
-    return isinstance(
-        e,
-        (
-            bce.HTTPClientError,  # connection closed, read timeout, response streaming
-            bce.ConnectionError,  # endpoint unreachable, connect timeout
-            bce.IncompleteReadError,
-            S3UploadFailedError,
-            S3TransferFailedError,
-        ),
-    )
+    """Worth another attempt: :func:`flows.retries.is_transient` (botocore connection errors and
+    timeouts, 5xx/408/429/throttling answers, also behind boto3's ``S3UploadFailedError``, which
+    keeps the ``ClientError`` as its context); a boto3 transfer error with no cause at all counts
+    as transient."""
+    if isinstance(e, (S3UploadFailedError, S3TransferFailedError)) and e.__cause__ is None and e.__context__ is None:
+        return True
+    return is_transient(e)
 
 
 def _is_missing(e: BaseException) -> bool:
@@ -143,10 +139,13 @@ class S3Storage:
         Extra attempts of each upload/download after a transient error.
     backoff_s
         First backoff; attempt i waits ``backoff_s * 2**i`` seconds (capped at 30 s).
+    retry_window_s
+        Seconds after an operation's first attempt within which another attempt may start; a
+        failure later than that (a timeout) is raised at once.
     botocore_attempts
         Total attempts botocore makes per HTTP call before the explicit loop sees the error.
     connect_timeout_s, read_timeout_s
-        Socket timeouts.
+        Socket timeouts in seconds (connect; each read of the answer).
     client
         A ready boto3 S3 client (overrides the connection parameters above).
     """
@@ -162,9 +161,10 @@ class S3Storage:
         aws_secret_access_key: SecretStr | None = None,
         retries: int = 3,
         backoff_s: float = 0.5,
-        botocore_attempts: int = 2,
-        connect_timeout_s: float = 10.0,
-        read_timeout_s: float = 60.0,
+        retry_window_s: float = 5.0,
+        botocore_attempts: int = 1,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 20.0,
         client: Any | None = None,
     ) -> None:
         if not bucket:
@@ -173,6 +173,7 @@ class S3Storage:
         self.root = root.strip("/")
         self.retries = max(0, int(retries))
         self.backoff_s = max(0.0, float(backoff_s))
+        self.retry_window_s = max(0.0, float(retry_window_s))
         if client is None:
             if (aws_access_key_id is None) != (aws_secret_access_key is None):
                 raise StorageError("set both VOC_S3__AWS_ACCESS_KEY_ID and VOC_S3__AWS_SECRET_ACCESS_KEY, or neither")
@@ -202,6 +203,10 @@ class S3Storage:
             "aws_access_key_id": s3.aws_access_key_id,
             "aws_secret_access_key": s3.aws_secret_access_key,
             "retries": s3.retries,
+            "retry_window_s": s3.retry_window_s,
+            "botocore_attempts": s3.botocore_attempts,
+            "connect_timeout_s": s3.connect_timeout_s,
+            "read_timeout_s": s3.read_timeout_s,
         }
         params.update(kwargs)
         return cls(bucket, root, **params)
@@ -219,9 +224,24 @@ class S3Storage:
         """``s3://bucket/root/key``."""
         return f"s3://{join_key(self.bucket, self._key(key))}"
 
+    @property
+    def endpoint(self) -> str:
+        """The endpoint URL the client talks to (no credentials in it)."""
+        return str(getattr(getattr(self.client, "meta", None), "endpoint_url", "") or "AWS S3")
+
     def _call(self, what: str, key: str, fn: Callable[[], T]) -> T:
-        """Run ``fn`` with the explicit retry loop; :class:`StorageError` naming ``key`` at the end."""
+        """Run ``fn`` with the explicit retry loop (fast transient failures only, within
+        ``retry_window_s``).
+
+        Raises
+        ------
+        StorageError
+            Missing key; a permanent error; a transient one when the attempts or the window are
+            used up. The message names the key's ``s3://`` URI and the endpoint; the botocore
+            error is the cause.
+        """
         attempts = self.retries + 1
+        start = time.monotonic()
         for i in range(attempts):
             try:
                 return fn()
@@ -229,10 +249,15 @@ class S3Storage:
                 if _is_missing(e):
                     raise StorageError(f"no such key: {self.uri(key)}") from e
                 if not _is_transient(e):
-                    raise StorageError(f"{what} {self.uri(key)} failed: {e}") from e
-                if i == attempts - 1:
-                    raise StorageError(f"{what} {self.uri(key)} failed after {attempts} attempts: {e}") from e
+                    raise StorageError(f"{what} {self.uri(key)} failed (endpoint {self.endpoint}): {e}") from e
+                elapsed = time.monotonic() - start
                 delay = min(30.0, self.backoff_s * (2**i))
+                if i == attempts - 1 or elapsed + delay > self.retry_window_s:
+                    n = i + 1
+                    raise StorageError(
+                        f"{what} {self.uri(key)} failed after {n} attempt{'s' if n > 1 else ''} in {elapsed:.1f} s "
+                        f"(endpoint {self.endpoint}): {e}"
+                    ) from e
                 log.warning(
                     "%s %s failed (%s); retry %d/%d in %.2fs", what, self.uri(key), e, i + 1, self.retries, delay
                 )
@@ -343,7 +368,11 @@ class S3Storage:
                 raise StorageError(f"key escapes the target directory: {self.uri(key)}")
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(dest.name + ".part")
-            self._call("download", key, partial(self.client.download_file, self.bucket, self._key(key), str(tmp)))
+            self._call(
+                "download",
+                key,
+                partial(self.client.download_file, self.bucket, self._key(key), str(tmp), Config=_ONE_DOWNLOAD_ATTEMPT),
+            )
             os.replace(tmp, dest)
         return local_dir
 

@@ -52,16 +52,18 @@ class CsvSource:
         A row breaks the schema (message names row, field and value).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, encoding: str = "utf-8") -> None:
         self.path = Path(path)
+        self.encoding = encoding
         self._df: pl.DataFrame | None = None
 
     def frame(self) -> pl.DataFrame:
         if self._df is None:
             if not self.path.is_file():
                 raise SourceError(f"VOC source file not found: {self.path}")
+            text = decode_csv_bytes(self.path.read_bytes(), self.encoding, name=str(self.path))
             try:
-                raw = pl.read_csv(self.path, infer_schema=False, encoding="utf8-lossy")
+                raw = pl.read_csv(text.encode("utf-8"), infer_schema=False)
             except pl.exceptions.PolarsError as e:
                 raise SourceError(f"cannot read {self.path} as CSV: {e}") from e
             self._df = validate_voc_frame(raw)
@@ -87,6 +89,46 @@ class CsvSource:
         return f"csv:{self.path}"
 
 
+SOURCE_ENCODINGS: tuple[str, ...] = ("utf-8", "cp949", "euc-kr")
+"""Encodings a CSV source may declare: UTF-8 (with or without BOM) by default; cp949 (Windows
+Korean, what Excel writes for a Korean "CSV") and its subset euc-kr on request."""
+
+
+class SourceEncodingError(SourceError, ValueError):
+    """The file's bytes are not text in the declared encoding (never guessed, never replaced)."""
+
+
+def decode_csv_bytes(data: bytes, encoding: str = "utf-8", *, name: str = "input") -> str:
+    """Strictly decode a CSV file: no byte is dropped or replaced by U+FFFD.
+
+    ``utf-8`` also strips a leading BOM (``utf-8-sig``).
+
+    Raises
+    ------
+    SourceEncodingError
+        An encoding outside :data:`SOURCE_ENCODINGS`, or bytes invalid in it; the message names
+        the line (1-based, counting physical lines), the byte offset, the bytes, and the fix.
+    """
+    enc = encoding.lower().replace("_", "-")
+    if enc in ("utf8", "utf-8-sig"):
+        enc = "utf-8"
+    if enc not in SOURCE_ENCODINGS:
+        raise SourceEncodingError(f"unsupported source encoding {encoding!r}; use one of {', '.join(SOURCE_ENCODINGS)}")
+    try:
+        return data.decode("utf-8-sig" if enc == "utf-8" else enc)
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        bad = data[e.start : min(e.end, e.start + 4)].hex(" ")
+        hint = (
+            "if it is a Korean Excel/Windows export, declare it: --encoding cp949 (or VOC_SOURCE_ENCODING=cp949)"
+            if enc == "utf-8"
+            else "check the file's encoding (utf-8, cp949 or euc-kr)"
+        )
+        raise SourceEncodingError(
+            f"{name} is not valid {enc}: line {line}, byte offset {e.start} (bytes {bad}); {hint}"
+        ) from None
+
+
 def buildings_of(df: pl.DataFrame) -> list[tuple[str, str]]:
     """``(building_id, building_name)`` pairs present in ``df``, ids sorted naturally."""
     pairs = {}
@@ -101,7 +143,7 @@ def open_source(settings: VocSettings) -> VocSource:
         from flows.db import PostgresSource
 
         return PostgresSource.from_settings(settings)
-    return CsvSource(settings.source)
+    return CsvSource(settings.source, encoding=settings.source_encoding)
 
 
-__all__ += ["buildings_of", "VOCInputError"]
+__all__ += ["buildings_of", "VOCInputError", "SourceEncodingError", "SOURCE_ENCODINGS", "decode_csv_bytes"]

@@ -23,6 +23,7 @@ from prefect.cache_policies import NONE as NO_CACHE
 from config.settings import VocSettings, get_settings
 from flows.keys import latest_output
 from flows.models import fetch_model, read_champion, upload_model, write_champion
+from flows.retries import MODEL_IO_TASK
 from flows.sources import VocSource, open_source
 from flows.storage import Storage, open_storage
 from voc.modelstore import (
@@ -39,14 +40,13 @@ from voc.tagger import evaluate_tagger, frame_texts, labels_of, resolve_taxonomy
 from voc.taxonomy import Taxonomy, default_taxonomy
 from voc.tokenize import KiwiTokenizer
 
-__all__ = ["voc_train", "training_frame", "reviewed_overlay"]
-
-IO_RETRIES = dict(retries=3, retry_delay_seconds=[2, 5, 15])
+__all__ = ["voc_train", "training_frame", "reviewed_overlay", "label_counts"]
 
 
 def reviewed_overlay(storage: Storage, prefix: str) -> pl.DataFrame | None:
     """Rows marked reviewed in the newest ``reviewed_*.csv`` of every (month, building) in
-    storage, as a VOC frame whose ``reviewed_*`` columns hold the final labels; None if none."""
+    storage, as a VOC frame whose ``reviewed_*`` columns hold the human labels (per dimension:
+    what the reviewer set or confirmed, else the input's own label); None if none."""
     keys = [k for k in storage.list(prefix) if "/reviewed_" in k and k.endswith(".csv") and "/models/" not in k]
     groups: dict[str, list[str]] = {}
     for k in keys:
@@ -62,10 +62,10 @@ def reviewed_overlay(storage: Storage, prefix: str) -> pl.DataFrame | None:
         df = df.filter(pl.col("is_reviewed").str.to_lowercase().is_in(["true", "1"]))
         if df.height == 0:
             continue
-        df = df.drop([c for c in df.columns if c.startswith("reviewed_")]).rename(
-            {c: f"reviewed_{c}" for c in LABEL_COLUMNS}
-        )
-        frames.append(df)
+        # refresh (voc.review.merge_reviews) wrote the labels into reviewed_*: a reviewer's value or
+        # confirmation of a trained model's tag, else the input's own label. The final tags
+        # (subject_major, …) may be machine guesses and are never read as labels.
+        frames.append(df.drop([c for c in LABEL_COLUMNS if c in df.columns]))
     if not frames:
         return None
     out = pl.concat([f.select(sorted(set.intersection(*(set(x.columns) for x in frames)))) for f in frames], how="vertical")
@@ -93,13 +93,33 @@ def training_frame(source: VocSource, storage: Storage, prefix: str, *, until: s
         label_cols = [f"reviewed_{c}" for c in LABEL_COLUMNS]
         has = extra.filter(pl.any_horizontal([pl.col(c).is_not_null() for c in label_cols]))
         base = pl.concat(
-            [base.filter(~pl.col("voc_id").is_in(has["voc_id"].implode())), has.select(base.columns)],
+            [base.filter(~pl.col("voc_id").is_in(has["voc_id"].implode())), _conform(has, base.schema)],
             how="vertical",
         )
     return base
 
 
-@task(name="load-training-data", **IO_RETRIES, cache_policy=NO_CACHE)
+def _conform(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """``df`` with exactly ``schema``'s columns and types: a column the source carries but a
+    reviewed CSV or the database does not (a customer's extra ``department`` column) is null."""
+    return df.select(
+        [
+            (pl.col(c).cast(t, strict=False) if c in df.columns else pl.lit(None, dtype=t)).alias(c)
+            for c, t in schema.items()
+        ]
+    )
+
+
+def label_counts(df: pl.DataFrame) -> dict[str, int]:
+    """Labelled VOCs per dimension in a training frame: rows whose ``reviewed_{dim}_minor`` is set
+    (``{"subject": n, "work": m}``). The cycle grows these by exactly the newly reviewed labels."""
+    return {
+        d: int(df[f"reviewed_{d}_minor"].is_not_null().sum()) if f"reviewed_{d}_minor" in df.columns else 0
+        for d in ("subject", "work")
+    }
+
+
+@task(name="load-training-data", **MODEL_IO_TASK, cache_policy=NO_CACHE)
 def load_training_data(settings: VocSettings, until: str | None) -> tuple[pl.DataFrame, pl.DataFrame, Taxonomy | None]:
     source = open_source(settings)
     storage = open_storage(settings)
@@ -141,7 +161,8 @@ def fit_candidate(
         )
     else:
         tagger, report = train_tagger(
-            df, taxonomy, kind=kind, version=version, use_reply=settings.model.use_reply, seed=settings.model.seed, tokenizer=tok
+            df, taxonomy, kind=kind, version=version, use_reply=settings.model.use_reply, seed=settings.model.seed, tokenizer=tok,
+            progress=get_run_logger().info,
         )
     return tagger, report, taxonomy, notes
 
@@ -174,7 +195,7 @@ def add_cpu_runtime(
         return {"kept": None, "reason": f"no int8 copy: export failed ({type(e).__name__}: {e})", "runtime": "torch"}
 
 
-@task(name="publish-model", **IO_RETRIES, cache_policy=NO_CACHE)
+@task(name="publish-model", **MODEL_IO_TASK, cache_policy=NO_CACHE)
 def publish_model(settings: VocSettings, local_dir: Path, promote: bool, info: dict[str, Any]) -> str:
     storage = open_storage(settings)
     uri = upload_model(storage, settings.prefix, local_dir)
@@ -190,15 +211,17 @@ def voc_train(
     storage: str | None = None,
     source: str | None = None,
     kobert_base: str | None = None,
+    source_encoding: str | None = None,
 ) -> dict[str, Any]:
     """Train a candidate on all reviewed VOCs registered before ``until`` ("YYYY-MM"; default:
     everything) and promote it to champion when its held-out macro-F1 is not below the
-    champion's on the same held-out rows.
+    champion's on the same held-out rows. ``storage``, ``source``, ``source_encoding`` override
+    ``VOC_STORAGE``, ``VOC_SOURCE``, ``VOC_SOURCE_ENCODING``.
 
     Returns the summary dict (also published as Prefect artifacts).
     """
     logger = get_run_logger()
-    overrides: dict[str, Any] = {"storage": storage, "source": source}
+    overrides: dict[str, Any] = {"storage": storage, "source": source, "source_encoding": source_encoding}
     settings = get_settings(**overrides)
     if model or kobert_base:
         settings = settings.model_copy(
@@ -208,8 +231,11 @@ def voc_train(
     kind = settings.model.kind
     version = new_version()
     df, everything, base_tax = load_training_data(settings, until_m)
-    n_labelled = int(df.select(pl.col("reviewed_subject_minor").is_not_null().sum() + 0).item()) if df.height else 0
-    logger.info("training %s on %d VOCs (%d with subject labels) before %s", kind, df.height, n_labelled, until_m or "now")
+    labels = label_counts(df)
+    logger.info(
+        "training %s on %d VOCs (labels: %s) before %s",
+        kind, df.height, ", ".join(f"{d} {n}" for d, n in labels.items()), until_m or "now",
+    )
     tagger, report, taxonomy, notes = fit_candidate(settings, df, everything, base_tax, kind, version)
 
     store = open_storage(settings)
@@ -233,6 +259,7 @@ def voc_train(
         "name": name,
         "until": until_m,
         "n_rows": df.height,
+        "labels": labels,
         "n_train": report.n_train,
         "n_holdout": report.n_holdout,
         "metrics": report.metrics,
@@ -265,6 +292,7 @@ def voc_train(
         "status": meta["status"],
         "decision": decision.reason,
         "n_rows": df.height,
+        "labels": labels,
         "n_train": report.n_train,
         "n_holdout": report.n_holdout,
         "fallback_dimensions": report.fallback_dimensions,
@@ -286,7 +314,8 @@ def _publish_train_artifacts(summary: dict[str, Any], metrics: dict[str, dict[st
     if rows:
         create_table_artifact(key="voc-train-per-class", table=rows, description="Held-out precision/recall/F1 per class")
     md = [f"# voc-train: `{summary['model']}` → **{summary['status']}**", "", f"- decision: {summary['decision']}",
-          f"- rows: {summary['n_rows']} (train {summary['n_train']}, held-out {summary['n_holdout']})"]
+          f"- rows: {summary['n_rows']} (train {summary['n_train']}, held-out {summary['n_holdout']})",
+          "- labelled VOCs: " + ", ".join(f"{d} {n}" for d, n in summary["labels"].items())]
     for dim, m in summary["metrics"].items():
         md.append(f"- {dim}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
     if summary["fallback_dimensions"]:

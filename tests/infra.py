@@ -41,6 +41,10 @@ __all__ = [
     "prefect_cli",
     "prefect_worker",
     "run_deployment",
+    "wait_for_flow_run",
+    "filter_flow_runs",
+    "api_deployments",
+    "error_lines",
     "flow_run_logs",
 ]
 
@@ -204,10 +208,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[str, str]:
-    """Environment for Prefect subprocesses: isolated PREFECT_HOME and database, no analytics,
-    scheduler off (deployments' cron schedules must not create runs in tests). ``VOC_*`` variables
-    of the test process are not passed on: flow runs see only what the deployment sets."""
+def prefect_env(home: Path, api_url: str | None = None, *, scheduler: bool = False, **extra: str) -> dict[str, str]:
+    """Environment for Prefect subprocesses: isolated PREFECT_HOME and database, no analytics.
+
+    ``scheduler``: whether a server started with this environment runs its scheduler service
+    (off by default: deployments' cron schedules must not create runs in tests that do not look
+    at schedules; ``tests/test_schedules.py`` turns it on). ``VOC_*`` variables of the test
+    process are not passed on: flow runs see only what the worker and the deployment set.
+    ``extra`` is added last (e.g. ``PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5"``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VOC_"))}
     env.update(
         PREFECT_HOME=str(home),
@@ -215,7 +223,7 @@ def prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[st
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_UI_ENABLED="false",
         PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-        PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",
+        PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="true" if scheduler else "false",
         PREFECT_LOGGING_LEVEL="INFO",
         PREFECT_CLI_PROMPT="false",
     )
@@ -226,15 +234,22 @@ def prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[st
 
 
 @contextmanager
-def prefect_server(home: Path, *, startup_timeout_s: float = 120.0) -> Iterator[dict[str, str]]:
-    """``prefect server start`` on a random port with ``home`` as PREFECT_HOME; yields the env
-    for clients (``PREFECT_API_URL`` set). The server is stopped (its process group) at exit."""
+def prefect_server(
+    home: Path, *, startup_timeout_s: float = 120.0, scheduler: bool = False, **server_env: str
+) -> Iterator[dict[str, str]]:
+    """``prefect server start`` (this interpreter's Prefect, i.e. the project's environment) on a
+    random port with ``home`` as PREFECT_HOME; its output goes to ``home / "server.log"``.
+
+    ``scheduler`` turns the scheduler service on (see :func:`prefect_env`); ``server_env`` adds
+    settings to the server's environment (and to the yielded client env, where they are inert).
+    Yields the env for clients (``PREFECT_API_URL`` set). The server is stopped (its process
+    group) at exit."""
     import httpx
 
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = prefect_env(home, api)
+    env = prefect_env(home, api, scheduler=scheduler, **server_env)
     log = open(home / "server.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -303,12 +318,17 @@ def prefect_cli(
 
 
 @contextmanager
-def prefect_worker(env: dict[str, str], pool: str, log_path: Path, **extra_env: str) -> Iterator[subprocess.Popen[Any]]:
-    """``prefect worker start --pool POOL`` in the background (polling every second); stopped at exit."""
+def prefect_worker(
+    env: dict[str, str], pool: str, log_path: Path, *, work_queues: tuple[str, ...] = (), **extra_env: str
+) -> Iterator[subprocess.Popen[Any]]:
+    """``prefect worker start --pool POOL [--work-queue Q …]`` in the background (polling every
+    second); ``extra_env`` is the worker's own environment on top of ``env`` (``VOC_HOME``,
+    ``VOC_ENV``, …), which its flow-run processes inherit. Stopped at exit."""
     wenv = dict(env, PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="5", **extra_env)
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    queues = [a for q in work_queues for a in ("--work-queue", q)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--name", f"test-{secrets.token_hex(3)}"],
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, *queues, "--name", f"test-{secrets.token_hex(3)}"],
         env=wenv,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -334,8 +354,6 @@ def run_deployment(
     dict
         The flow run as the API returns it (``state.type`` is ``COMPLETED`` on success).
     """
-    import httpx
-
     args = ["deployment", "run", name]
     for k, v in params.items():
         args += ["-p", f"{k}={v}"]
@@ -344,16 +362,62 @@ def run_deployment(
     if not m:
         raise AssertionError(f"no flow run id in:\n{out}")
     run_id = m.group(1) if m.lastindex else m.group(0)
+    return wait_for_flow_run(env, run_id, timeout_s=timeout_s, what=name)
+
+
+TERMINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def wait_for_flow_run(env: dict[str, str], run_id: str, *, timeout_s: float = 600.0, what: str = "") -> dict[str, Any]:
+    """Poll ``/flow_runs/{id}`` until the run is in a terminal state; returns the flow run.
+
+    Raises
+    ------
+    AssertionError
+        Still not terminal after ``timeout_s``.
+    """
+    import httpx
+
     api = env["PREFECT_API_URL"]
     deadline = time.monotonic() + timeout_s
     while True:
         fr = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
         state = (fr.get("state") or {}).get("type")
-        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+        if state in TERMINAL_STATES:
             return fr
         if time.monotonic() > deadline:
-            raise AssertionError(f"flow run {run_id} of {name} still {state} after {timeout_s}s")
+            raise AssertionError(f"flow run {run_id} {what} still {state} after {timeout_s}s")
         time.sleep(1.0)
+
+
+def filter_flow_runs(env: dict[str, str], flow_runs: dict[str, Any], *, limit: int = 200, sort: str = "EXPECTED_START_TIME_ASC") -> list[dict[str, Any]]:
+    """``POST /flow_runs/filter`` with ``{"flow_runs": flow_runs}`` (e.g.
+    ``{"deployment_id": {"any_": [...]}, "state": {"type": {"any_": ["SCHEDULED"]}}}``)."""
+    import httpx
+
+    r = httpx.post(
+        f"{env['PREFECT_API_URL']}/flow_runs/filter",
+        json={"flow_runs": flow_runs, "sort": sort, "limit": limit},
+        timeout=10,
+    )
+    r.raise_for_status()
+    return r.json()
+
+
+def api_deployments(env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Every deployment on the server by name (``POST /deployments/filter``)."""
+    import httpx
+
+    r = httpx.post(f"{env['PREFECT_API_URL']}/deployments/filter", json={}, timeout=10)
+    r.raise_for_status()
+    return {d["name"]: d for d in r.json()}
+
+
+def error_lines(log_path: Path) -> list[str]:
+    """Lines of a server log matching ``Traceback|Error`` (the operators' check
+    ``grep -cE "Traceback|Error" server.log`` must print 0)."""
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    return [ln for ln in text.splitlines() if re.search(r"Traceback|Error", ln)]
 
 
 def flow_run_logs(env: dict[str, str], flow_run_id: str, limit: int = 200) -> str:

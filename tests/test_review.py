@@ -419,6 +419,25 @@ def test_merge_reviews_applies_only_done_valid_rows(tagged, rows, tax):
     assert {(i.voc_id, i.code) for i in st.issues} == {(not_done, "not_done"), (half_bad, "not_in_taxonomy")}
 
 
+def test_empty_cells_confirm_a_trained_models_tag_never_a_keyword_guess(tagged, rows, tax):
+    """The sample's work type is tagged by taxonomy keywords only: a done row with empty 검수_
+    cells confirms the model's subject, but the keyword work type stays a machine value."""
+    kw = tagged.with_columns(pl.lit("keyword").alias("work_source"))
+    ids = rows[COL_VOC_ID].to_list()
+    confirmed, typed = ids[0], ids[1]
+    sheet = set_cells(rows, {confirmed: {COL_DONE: "Y"}, typed: {W_MAJ: "작업", W_MIN: "교체", COL_DONE: "Y"}})
+    out, st = merge_reviews(kw, sheet, tax)
+    t = {r["voc_id"]: r for r in kw.iter_rows(named=True)}
+    o = {r["voc_id"]: r for r in out.iter_rows(named=True)}
+    r = o[confirmed]
+    assert r["subject_source"] == "reviewer" and r["reviewed_subject_minor"] == t[confirmed]["subject_minor"]
+    assert r["work_source"] == "keyword", "a keyword guess must not become a human label"
+    assert r["reviewed_work_minor"] == t[confirmed]["reviewed_work_minor"]  # the input's own label, if any
+    r = o[typed]  # a value the reviewer picked is a label whatever the machine said
+    assert (r["work_minor"], r["work_source"], r["reviewed_work_minor"]) == ("교체", "reviewer", "교체")
+    assert st.n_reviewed == 2
+
+
 def test_merge_reviews_without_sheet_changes_nothing(tagged, tax):
     out, st = merge_reviews(tagged, None, tax)
     assert out.select(TAGGED_COLUMNS).equals(tagged)

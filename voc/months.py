@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta, timezone
 
-__all__ = ["parse_month", "yyyymm", "previous_month", "month_range", "months_before", "KST"]
+__all__ = ["parse_month", "yyyymm", "previous_month", "month_range", "months_before", "check_not_future", "FutureMonthError", "KST"]
 
 KST = timezone(timedelta(hours=9), name="Asia/Seoul")
 """Korea Standard Time (UTC+9, no daylight saving since 1988)."""
@@ -40,6 +40,29 @@ def parse_month(value: str | int | date) -> str:
     if not 1 <= month <= 12 or not 1900 <= year <= 2999:
         raise ValueError(f"month out of range: {value!r}")
     return f"{year:04d}-{month:02d}"
+
+
+class FutureMonthError(ValueError):
+    """A month that has not started yet (nothing can have been registered in it)."""
+
+
+def check_not_future(month: str, now: datetime) -> str:
+    """``month`` as ``"YYYY-MM"`` when it has started by ``now`` (KST), the current month included.
+
+    Pure: the caller passes the clock (flows pass ``datetime.now(KST)``).
+
+    Raises
+    ------
+    FutureMonthError
+        When ``month`` begins after ``now``; the message names the month and today's month.
+    ValueError
+        When ``month`` is not a month (see :func:`parse_month`).
+    """
+    m = parse_month(month)
+    current = parse_month(now.astimezone(KST) if now.tzinfo is not None else now)
+    if m > current:
+        raise FutureMonthError(f"month {m} is in the future (current month in KST: {current}); nothing to tag yet")
+    return m
 
 
 def yyyymm(month: str | int) -> str:

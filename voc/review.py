@@ -861,7 +861,9 @@ def merge_reviews(
     Per row and dimension the reviewer's label is *applied* when the sheet row (first one with
     that ``voc_id``) is done (:func:`is_done`) and the dimension's cells are valid
     (:func:`validate_reviews`), or when it is done and the dimension's cells are empty — the
-    reviewer confirmed the model's tag (nothing to confirm when the model has no tag). Applied
+    reviewer confirmed the model's tag. Only a trained model's tag (``{dim}_source == "model"``)
+    can be confirmed that way: a keyword guess (``keyword``) or no tag stays a machine value and
+    never becomes a label unless the reviewer types or picks it. Applied
     means: ``{dim}_major/minor`` = the reviewer's label (or the model's, confirmed),
     ``{dim}_source = "reviewer"`` and ``reviewed_{dim}_major/minor`` = that label (what training
     reads). Otherwise the row's tagged values stay as they were (input history in
@@ -945,8 +947,8 @@ def merge_reviews(
             status = v[f"{dim}_status"]
             if status == "valid":
                 a, b = v[f"review_{dim}_major"], v[f"review_{dim}_minor"]
-            elif status == "empty" and mi[i]:
-                a, b = ma[i] or mi[i], mi[i]
+            elif status == "empty" and mi[i] and src[i] == "model":
+                a, b = ma[i] or mi[i], mi[i]  # confirms a trained model's tag, never a keyword guess
             else:
                 continue
             if (a, b) != (ma[i], mi[i]):

@@ -14,9 +14,10 @@ held-out split (:func:`holdout_mask`) and reports held-out metrics.
 from __future__ import annotations
 
 import hashlib
+import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -374,8 +375,12 @@ def train_tagger(
     use_reply: bool = True,
     seed: int = 0,
     tokenizer: KiwiTokenizer | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[VOCTagger, TrainReport]:
     """Fit a CPU tagger on the reviewed rows of ``df``.
+
+    ``progress``, when given, receives one line per step (tokenizing, fitting and evaluating
+    each dimension, with seconds elapsed) so that callers can show a long fit advancing.
 
     Each dimension with ≥ 2 classes among its labelled rows gets a model trained on the rows
     outside the fixed held-out split (:func:`holdout_mask`) and is evaluated on the held-out rows;
@@ -405,7 +410,16 @@ def train_tagger(
     taxonomy, splits = split_dimensions(df, taxonomy, report)
     tagger.taxonomy = taxonomy
     dates = df["created_at"].to_list()
+    t0 = time.perf_counter()
+
+    def say(msg: str) -> None:
+        if progress is not None:
+            progress(f"{msg} ({time.perf_counter() - t0:.1f} s)")
+
     for dim, sp in splits.items():
+        say(f"{dim}: tokenizing {len(sp.train_rows)} training VOCs with Kiwi")
+        toks(sp.train_rows)
+        say(f"{dim}: fitting {kind} on {len(sp.train_rows)} VOCs, {len(set(sp.train_labels))} classes")
         clf = make_classifier(kind, taxonomy, dim, tok, seed=seed)
         if isinstance(clf, HybridClassifier):
             clf.keyword = KeywordClassifier(taxonomy.rows_of(dim))
@@ -419,8 +433,10 @@ def train_tagger(
             )
         tagger.classifiers[dim] = clf
         if len(sp.holdout_rows):
+            say(f"{dim}: evaluating on {len(sp.holdout_rows)} held-out VOCs")
             t = clf.predict_tags([texts[i] for i in sp.holdout_rows], tokens=toks(sp.holdout_rows))
             report.metrics[dim] = evaluate_tags(sp.holdout_labels, t)
+    say("fit done")
     return tagger, report
 
 

@@ -1,0 +1,430 @@
+"""One retry policy for every I/O task of the flows, and the time budget it implies.
+
+Prefect retries a task only when :func:`retry_on_io_errors` says the failure was a *transient
+I/O error*: a connection refused, reset or timed out, an S3 5xx / 429 / ``SlowDown`` /
+throttling answer, a PostgreSQL connection failure, a Google Sheets 429 / 5xx, and the project's
+own wrappers of those (:class:`flows.storage.StorageError`, :class:`flows.sources.SourceError`,
+:class:`flows.review_backends.ReviewBackendError` whose cause or context is one of them).
+Everything else — bad input (``ValueError``, :class:`voc.schema.VOCInputError`, taxonomy and
+review-sheet errors), a polars error, a ``KeyError``, a missing key or file, a permission or
+authentication error — fails on the first attempt: running it again gives the same answer.
+
+The decision looks at the exception and then at its ``__cause__`` / ``__context__`` chain;
+the first exception in the chain that is recognised decides.
+
+Layers and time against a hung S3 endpoint (accepts TCP, never answers; see
+:func:`s3_operation_budget_s` and :func:`io_task_budget_s`):
+
+1. botocore: ``VOC_S3__BOTOCORE_ATTEMPTS`` HTTP attempts (default 1), each at most
+   ``connect_timeout_s`` (5 s) + ``read_timeout_s`` (20 s);
+2. :class:`flows.s3.S3Storage`: another attempt only while the operation is younger than
+   ``retry_window_s`` (5 s): fast failures (5xx, throttling, refused) are retried there, a
+   timeout is not;
+3. Prefect: :data:`IO_TASK` = 3 retries after 2, 5 and 15 s, each attempt also capped by the
+   task's ``timeout_seconds`` (120 s) where Prefect can enforce it.
+
+With the defaults one S3 operation fails within 31 s and one I/O task within 150 s
+(:func:`default_s3_task_budget_s`). A building task is not retried itself, so a building whose
+upload hangs fails within that time after its tagging; the building tasks run concurrently
+(Prefect's thread pool is unbounded unless ``PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS`` caps
+it: then the bound holds per wave of buildings), so the whole run fails within it as well. A
+hung endpoint met first by ``load-model`` fails the run there, within the same bound.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from config.settings import S3Settings
+
+__all__ = [
+    "IO_TASK",
+    "NESTED_IO_TASK",
+    "MODEL_IO_TASK",
+    "IO_TASK_RETRIES",
+    "IO_RETRY_DELAYS_S",
+    "IO_TASK_TIMEOUT_S",
+    "MODEL_TRANSFER_TIMEOUT_S",
+    "io_task_options",
+    "is_transient",
+    "retry_on_io_errors",
+    "exception_chain",
+    "s3_operation_budget_s",
+    "io_task_budget_s",
+    "default_s3_task_budget_s",
+]
+
+IO_TASK_RETRIES = 3
+"""Prefect retries of an I/O task (4 attempts in all)."""
+
+IO_RETRY_DELAYS_S: tuple[float, ...] = (2.0, 5.0, 15.0)
+"""Seconds Prefect waits before retry 1, 2, 3."""
+
+IO_TASK_TIMEOUT_S = 120.0
+"""Seconds one attempt of an I/O task may run (small objects, a month's rows, the review sheet).
+A backstop: the I/O calls inside have their own, shorter timeouts."""
+
+MODEL_TRANSFER_TIMEOUT_S = 1800.0
+"""Seconds one attempt of a task moving a model directory (hundreds of MB for KoBERT) may run."""
+
+_HTTP_SLACK_S = 1.0
+"""Per HTTP attempt on top of connect + read timeouts: botocore waits up to 1 s for
+``100 Continue`` before sending a PUT body, plus scheduling noise."""
+
+_PREFECT_OVERHEAD_S = 1.0
+"""Per Prefect task attempt: state transitions and the retry bookkeeping."""
+
+_NETWORK_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNREFUSED",
+        "ECONNRESET",
+        "ECONNABORTED",
+        "ETIMEDOUT",
+        "EHOSTUNREACH",
+        "EHOSTDOWN",
+        "ENETUNREACH",
+        "ENETDOWN",
+        "ENETRESET",
+        "EPIPE",
+        "ENOTCONN",
+        "EAGAIN",
+    )
+    if hasattr(errno, name)
+)
+
+_S3_TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "BandwidthLimitExceeded",
+        "EC2ThrottledException",
+        "PriorRequestNotComplete",
+    }
+)
+
+_PG_TRANSIENT_SQLSTATES = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "53300",  # too_many_connections
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now (starting up / recovery)
+    }
+)
+
+
+def io_task_options(
+    *,
+    retries: int = IO_TASK_RETRIES,
+    retry_delay_seconds: Sequence[float] = IO_RETRY_DELAYS_S,
+    timeout_seconds: float | None = IO_TASK_TIMEOUT_S,
+) -> dict[str, Any]:
+    """Keyword arguments for ``@task(...)`` of an I/O task: retries only on transient I/O errors.
+
+    Parameters
+    ----------
+    retries
+        Prefect retries after the first attempt.
+    retry_delay_seconds
+        Seconds before each retry (the last one repeats when shorter than ``retries``).
+    timeout_seconds
+        Seconds one attempt may run; Prefect fails it with ``TimeoutError`` (itself retried).
+        None for a task that runs inside another task (a worker thread): Prefect 3.8 cannot
+        interrupt a blocking call there and warns on every run; its I/O calls bound it instead.
+
+    Returns
+    -------
+    dict
+        ``retries``, ``retry_delay_seconds``, ``retry_condition_fn`` (:func:`retry_on_io_errors`)
+        and ``timeout_seconds``.
+    """
+    return {
+        "retries": int(retries),
+        "retry_delay_seconds": [float(d) for d in retry_delay_seconds],
+        "retry_condition_fn": retry_on_io_errors,
+        "timeout_seconds": float(timeout_seconds) if timeout_seconds is not None else None,
+    }
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then its ``__cause__`` (else ``__context__``), and so on; each exception once.
+
+    ``raise X from None`` hides the context from tracebacks but keeps it on the object, so a
+    wrapper that drops its cause to keep a secret out of the message is still unwrapped.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ if cur.__cause__ is not None else cur.__context__
+
+
+def _http_status_transient(status: Any) -> bool:
+    try:
+        code = int(status)
+    except (TypeError, ValueError):
+        return False
+    return code in (408, 429) or 500 <= code <= 599
+
+
+def _verdict(e: BaseException) -> bool | None:  # noqa: C901, PLR0911, PLR0912 - one flat table of rules
+    """True (transient), False (deterministic) or None (unknown: look at the cause)."""
+    # botocore / boto3 (S3)
+    try:
+        import botocore.exceptions as bce
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        bce = None  # type: ignore[assignment]
+    if bce is not None:
+        if isinstance(e, bce.ClientError):
+            resp = getattr(e, "response", None) or {}
+            status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            code = str((resp.get("Error") or {}).get("Code") or "")
+            return _http_status_transient(status) or code in _S3_TRANSIENT_CODES
+        if isinstance(
+            e,
+            (
+                bce.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError
+                bce.HTTPClientError,  # ReadTimeoutError, ConnectionClosedError
+                bce.IncompleteReadError,
+                bce.ResponseStreamingError,
+            ),
+        ):
+            return True
+        if isinstance(e, bce.BotoCoreError):  # NoCredentialsError, ParamValidationError, NoRegionError …
+            return False
+
+    # gspread (Google Sheets): 429 / 5xx, and Drive's 403 rate limits
+    try:
+        from gspread.exceptions import APIError as GSpreadAPIError
+    except ImportError:  # pragma: no cover - optional
+        GSpreadAPIError = None  # type: ignore[assignment]  # noqa: N806
+    if GSpreadAPIError is not None and isinstance(e, GSpreadAPIError):
+        status = getattr(getattr(e, "response", None), "status_code", None) or getattr(e, "code", None)
+        if _http_status_transient(status):
+            return True
+        err = getattr(e, "error", None)
+        errors = (err.get("errors") or []) if isinstance(err, dict) else []
+        return status == 403 and any(
+            isinstance(x, dict)
+            and (x.get("domain") == "usageLimits" or x.get("reason") in ("rateLimitExceeded", "userRateLimitExceeded"))
+            for x in errors
+        )
+
+    # psycopg (PostgreSQL): connection-level failures only
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        psycopg = None  # type: ignore[assignment]
+    if psycopg is not None and isinstance(e, psycopg.Error):
+        sqlstate = getattr(e, "sqlstate", None)
+        if sqlstate in _PG_TRANSIENT_SQLSTATES:
+            return True
+        if isinstance(e, psycopg.errors.QueryCanceled):  # statement_timeout: the query is too slow
+            return False
+        if isinstance(e, psycopg.OperationalError):
+            # no SQLSTATE: the connection failed or broke (refused, reset, timeout, pool timeout);
+            # class 08: connection exception. Authentication (28…) and unknown database (3D000)
+            # are configuration errors.
+            return sqlstate is None or str(sqlstate).startswith("08")
+        return False
+
+    # requests (gspread's transport) and httpx
+    try:
+        import requests
+    except ImportError:  # pragma: no cover
+        requests = None  # type: ignore[assignment]
+    if requests is not None and isinstance(e, requests.RequestException):
+        if isinstance(e, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
+            return True
+        if isinstance(e, requests.HTTPError):
+            return _http_status_transient(getattr(getattr(e, "response", None), "status_code", None))
+        return False  # InvalidURL, MissingSchema, TooManyRedirects …
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover
+        httpx = None  # type: ignore[assignment]
+    if httpx is not None:
+        if isinstance(e, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)):
+            return True
+        if isinstance(e, httpx.HTTPStatusError):
+            return _http_status_transient(e.response.status_code)
+        if isinstance(e, httpx.HTTPError):
+            return False
+
+    # urllib3 (under botocore and requests, when one escapes unwrapped)
+    try:
+        import urllib3.exceptions as u3
+    except ImportError:  # pragma: no cover
+        u3 = None  # type: ignore[assignment]
+    if u3 is not None and isinstance(e, u3.HTTPError):
+        return isinstance(e, (u3.TimeoutError, u3.ProtocolError, u3.NewConnectionError, u3.MaxRetryError))
+
+    # deterministic: bad input, bad data, programming errors
+    try:
+        import polars as pl
+
+        if isinstance(e, pl.exceptions.PolarsError):
+            return False
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(
+        e,
+        (
+            ValueError,  # VOCInputError, TaxonomyError, ReviewError, ReviewSheetError, JSON, Unicode
+            LookupError,  # KeyError, IndexError
+            TypeError,
+            AttributeError,
+            ArithmeticError,
+            AssertionError,
+            NotImplementedError,
+            FileNotFoundError,
+            FileExistsError,
+            PermissionError,
+            IsADirectoryError,
+            NotADirectoryError,
+        ),
+    ):
+        return False
+
+    # the standard library's network errors (socket.timeout is TimeoutError)
+    if isinstance(e, (ConnectionError, TimeoutError)):
+        return True
+    if isinstance(e, socket.gaierror):
+        return e.errno == getattr(socket, "EAI_AGAIN", object())  # "temporary failure in name resolution"
+    if isinstance(e, OSError):
+        return True if e.errno in _NETWORK_ERRNOS else None  # ENOSPC, EIO on a local disk: not retried
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a transient I/O error that a later attempt may not meet.
+
+    The exception and then its cause/context chain (:func:`exception_chain`) are looked at;
+    the first recognised one decides; nothing recognised means not transient.
+
+    Parameters
+    ----------
+    exc
+        The exception a task raised.
+
+    Returns
+    -------
+    bool
+        True for connection/timeouts/throttling/5xx errors (and wrappers of them), False otherwise.
+    """
+    for e in exception_chain(exc):
+        verdict = _verdict(e)
+        if verdict is not None:
+            return verdict
+    return False
+
+
+def retry_on_io_errors(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry the task run only on a transient I/O error.
+
+    Parameters
+    ----------
+    task, task_run
+        The Prefect task and its run (unused: the decision depends on the error alone).
+    state
+        The failed state of the attempt; its result is the raised exception (Prefect 3 keeps it
+        in memory, ``state.result(raise_on_failure=False)`` returns it without raising).
+
+    Returns
+    -------
+    bool
+        :func:`is_transient` of the exception; False when the state carries none.
+    """
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception as e:  # noqa: BLE001 - a result that cannot be read: decide on that error
+        exc = e
+    return isinstance(exc, BaseException) and is_transient(exc)
+
+
+IO_TASK: dict[str, Any] = io_task_options()
+"""``@task(**IO_TASK)``: the shared policy of every I/O task (3 retries after 2, 5, 15 s on
+transient I/O errors only, 120 s per attempt)."""
+
+NESTED_IO_TASK: dict[str, Any] = io_task_options(timeout_seconds=None)
+"""The same policy for an I/O task called inside a building task (``store-object``): no Prefect
+timeout (see :func:`io_task_options`); the storage's own timeouts bound each attempt."""
+
+MODEL_IO_TASK: dict[str, Any] = io_task_options(timeout_seconds=MODEL_TRANSFER_TIMEOUT_S)
+"""The same policy for tasks that move a model directory (``load-model``, ``publish-model``) or
+read the whole training history (``load-training-data``): 30 minutes per attempt."""
+
+
+# --------------------------------------------------------------------------------------------
+# time budget
+
+
+def s3_operation_budget_s(s3: S3Settings) -> float:
+    """Worst-case seconds one :class:`flows.s3.S3Storage` operation (one upload, download, list,
+    head) takes before it raises :class:`flows.storage.StorageError` when the endpoint accepts
+    connections and never answers, or answers errors as slowly as it can.
+
+    ``retry_window_s`` (the last code-level attempt starts within it) + ``botocore_attempts`` ×
+    (``connect_timeout_s`` + ``read_timeout_s`` + 1 s slack) + botocore's backoff between its
+    attempts (standard mode: at most 1, 2, 4 … s).
+
+    Parameters
+    ----------
+    s3
+        The S3 settings in effect.
+
+    Returns
+    -------
+    float
+        Seconds.
+    """
+    attempts = max(1, int(s3.botocore_attempts))
+    per_http = float(s3.connect_timeout_s) + float(s3.read_timeout_s) + _HTTP_SLACK_S
+    botocore_backoff = sum(min(2.0 ** (k - 1), 20.0) for k in range(1, attempts))
+    return max(0.0, float(s3.retry_window_s)) + attempts * per_http + botocore_backoff
+
+
+def io_task_budget_s(attempt_s: float, options: dict[str, Any] | None = None) -> float:
+    """Worst-case seconds until an I/O task whose every attempt fails after ``attempt_s`` ends
+    Failed: all attempts plus the retry delays. The task's ``timeout_seconds`` can only end an
+    attempt sooner, so it is not counted.
+
+    Parameters
+    ----------
+    attempt_s
+        Seconds one attempt takes to fail (e.g. :func:`s3_operation_budget_s`).
+    options
+        The task's options (default :data:`IO_TASK`).
+
+    Returns
+    -------
+    float
+        Seconds.
+    """
+    opts = IO_TASK if options is None else options
+    retries = int(opts.get("retries") or 0)
+    delays = list(opts.get("retry_delay_seconds") or [0.0])
+    waits = sum(float(delays[min(i, len(delays) - 1)]) for i in range(retries))
+    return (retries + 1) * (float(attempt_s) + _PREFECT_OVERHEAD_S) + waits
+
+
+def default_s3_task_budget_s() -> float:
+    """:func:`io_task_budget_s` of one S3 operation with the default :class:`S3Settings`
+    (what the 5-minute promise of the monthly run rests on)."""
+    return io_task_budget_s(s3_operation_budget_s(S3Settings()))

@@ -1,0 +1,143 @@
+"""The production loop, month after month, through the command line: for 2019-09 … 2019-12 of
+the shipped real complaints, ``full`` → a partial review (corrections, confirmations, rows left
+open, one invalid value) → ``refresh`` → ``train`` → next month.
+
+The source is the sample with the labels of those four months removed (a customer's new months
+arrive unlabelled), so every label the loop gains comes from the review sheet: the training set
+must grow by exactly the labels the reviewer committed, and nothing an invalid cell said may
+become a label.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from config.settings import get_settings
+from flows.cli import app
+from flows.models import load_champion
+from flows.review_backends import open_review_backend
+from flows.storage import open_storage
+from voc.review import COL_DONE, COL_VOC_ID, REVIEWER_LABEL_COLUMNS, is_done, simulate_review
+
+MONTHS = ["2019-09", "2019-10", "2019-11", "2019-12"]
+INVALID = "없는과(검수오류)"
+S_MAJ, S_MIN = REVIEWER_LABEL_COLUMNS["subject"]
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args: str) -> dict[str, Any]:
+    """``voc ARGS --json`` in-process; the run summary (the JSON last line of stdout)."""
+    res = CliRunner().invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert res.exit_code == 0, f"voc {' '.join(args)} exited {res.exit_code}:\n{res.output[-3000:]}"
+    line = [x for x in res.stdout.splitlines() if x.startswith("{")][-1]
+    return json.loads(line)
+
+
+def _next(month: str) -> str:
+    y, m = map(int, month.split("-"))
+    return f"{y + (m == 12):04d}-{m % 12 + 1:02d}"
+
+
+def _newest(files: list[Path]) -> Path:
+    return max(files, key=lambda p: p.name.rsplit("_", 2)[-2:])
+
+
+def _outputs(month_dir: Path, kind: str) -> pl.DataFrame:
+    """The newest ``{kind}_*.csv`` of every building of the month, concatenated."""
+    frames = []
+    for b in sorted(p for p in month_dir.iterdir() if p.is_dir()):
+        files = list(b.glob(f"{kind}_*.csv"))
+        assert files, f"building {b.name}: no {kind} CSV"
+        frames.append(pl.read_csv(_newest(files), infer_schema=False))
+    return pl.concat(frames, how="diagonal")
+
+
+def _committed_subject_labels(sheet: pl.DataFrame, taxonomy: Any) -> int:
+    """Done rows whose subject becomes a label: empty 검수_ cells (confirming the trained model's
+    tag) or a pair the active taxonomy offers; an invalid pair is no label."""
+    active = {(r.major, r.minor) for r in taxonomy.rows_of("subject")}
+    n = 0
+    for r in sheet.iter_rows(named=True):
+        if not is_done(r[COL_DONE]):
+            continue
+        a, b = (r[S_MAJ] or "").strip(), (r[S_MIN] or "").strip()
+        n += (not a and not b) or (a, b) in active
+    return n
+
+
+def test_four_months_full_review_refresh_train(tmp_path: Path, prefect_server, sample_raw, sample_df) -> None:
+    src = tmp_path / "voc.csv"
+    new = pl.col("created_at").str.slice(0, 7) >= MONTHS[0]
+    sample_raw.with_columns(
+        [pl.when(new).then(None).otherwise(pl.col(c)).alias(c) for c in ("subject_major", "subject_minor")]
+    ).write_csv(src)
+    store = tmp_path / "store"
+    common = ["--storage", str(store), "--source", str(src)]
+    settings = get_settings(storage=str(store), source=str(src))
+    storage = open_storage(settings)
+    root = store / settings.prefix
+
+    t = _cli("train", "--until", MONTHS[0], *common)
+    labels = t["labels"]["subject"]
+    assert labels > 500 and t["labels"]["work"] == 0 and t["status"] == "champion"
+    figures = []
+    for i, month in enumerate(MONTHS):
+        month_ids = sorted(sample_df.filter(pl.col("created_at").dt.strftime("%Y-%m") == month)["voc_id"].to_list())
+        month_dir = root / month.replace("-", "")
+
+        full = _cli("run", "--mode", "full", "--month", month, *common)
+        assert not full["failed"] and full["rows"] == len(month_ids)
+        tagged = _outputs(month_dir, "tagged")
+        assert sorted(tagged["voc_id"].to_list()) == month_ids, "every VOC exactly once in the tagged CSVs"
+        for b in full["buildings"]:
+            assert (month_dir / b["building_id"] / f"dashboard_{b['building_id']}_{month.replace('-', '')}.html").is_file()
+
+        # the reviewer: 60 % of the rows reviewed with the true labels (corrected or confirmed),
+        # the rest left open, one open row committed with a subject outside the taxonomy
+        backend = open_review_backend(settings, storage)
+        sheet = backend.read_month(month)
+        assert sheet is not None and sheet.height == len(month_ids)
+        taxonomy = load_champion(settings, storage)[0].taxonomy
+        truth = sample_df.filter(pl.col("voc_id").is_in(month_ids))
+        sheet = simulate_review(sheet, truth, fraction=0.6, seed=i, taxonomy=taxonomy)
+        open_rows = [j for j, d in enumerate(sheet[COL_DONE].to_list()) if not is_done(d)]
+        assert open_rows, "some rows stay open"
+        bad = sheet[COL_VOC_ID][open_rows[0]]
+        sheet = sheet.with_columns(
+            pl.when(pl.col(COL_VOC_ID) == bad).then(pl.lit(INVALID)).otherwise(pl.col(S_MIN)).alias(S_MIN),
+            pl.when(pl.col(COL_VOC_ID) == bad).then(pl.lit("Y")).otherwise(pl.col(COL_DONE)).alias(COL_DONE),
+        )
+        expected_new = _committed_subject_labels(sheet, taxonomy)
+        backend.write_month(month, sheet, taxonomy)
+
+        ref = _cli("run", "--mode", "refresh", "--month", month, *common)
+        assert not ref["failed"]
+        assert sum(b["review_issues"] for b in ref["buildings"]) >= 1, "the invalid cell is reported"
+        reviewed = _outputs(month_dir, "reviewed")
+        assert sorted(reviewed["voc_id"].to_list()) == month_ids, "every VOC exactly once in the reviewed CSVs"
+        row = reviewed.filter(pl.col("voc_id") == bad).row(0, named=True)
+        assert row["subject_source"] == "model" and row["is_reviewed"] == "false"
+        assert INVALID not in reviewed["subject_minor"].to_list() + reviewed["reviewed_subject_minor"].to_list()
+        assert sum(b["reviewed"] for b in ref["buildings"]) == expected_new
+
+        t = _cli("train", "--until", _next(month), *common)
+        assert t["labels"]["subject"] == labels + expected_new, "the training set grows by exactly the reviewed labels"
+        assert t["labels"]["work"] == 0, "keyword guesses of the work type never become labels"
+        assert t["status"] in ("champion", "candidate") and t["decision"]
+        meta = json.loads((root / "models" / t["model"] / "meta.json").read_text("utf-8"))
+        assert meta["status"] == t["status"] and meta["decision"] == t["decision"]
+        champion = json.loads((root / "models" / "champion.json").read_text("utf-8"))
+        assert (champion["name"] == t["model"]) == (t["status"] == "champion")
+        figures.append(
+            {"month": month, "vocs": len(month_ids), "labels_added": expected_new, "labels_total": t["labels"]["subject"],
+             "model": t["model"], "status": t["status"], "decision": t["decision"]}
+        )
+        labels = t["labels"]["subject"]
+    print("\ncycle figures:\n" + "\n".join(json.dumps(f, ensure_ascii=False) for f in figures))
