@@ -55,14 +55,16 @@ def _console_logging(debug: bool) -> None:
     Prefect API (UI) keep their tracebacks."""
     import logging
 
-    import prefect  # noqa: F401 - configures Prefect's logging handlers
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
 
+    ensure_logging_setup()  # Prefect configures its handlers lazily; later set-ups are incremental
     if debug:
         return
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
-        for h in logging.getLogger(name).handlers:
-            if type(h).__name__ == "PrefectConsoleHandler" and not isinstance(h.formatter, _NoTraceback):
-                h.setFormatter(_NoTraceback(h.formatter))
+    names = ["", *logging.root.manager.loggerDict]
+    for h in {h for n in names for h in getattr(logging.getLogger(n), "handlers", [])}:
+        if isinstance(h, PrefectConsoleHandler) and not isinstance(h.formatter, _NoTraceback):
+            h.setFormatter(_NoTraceback(h.formatter))
 
 
 class _NoTraceback(logging.Formatter):
@@ -86,7 +88,29 @@ kobert_app = typer.Typer(help="KoBERT helpers (needs the kobert extra).", no_arg
 app.add_typer(kobert_app, name="kobert")
 
 StorageOpt = Annotated[Optional[str], typer.Option("--storage", help="Output root: a directory, s3://bucket or s3://bucket/root (default VOC_STORAGE or ./voc-data)")]
-SourceOpt = Annotated[Optional[str], typer.Option("--source", help="VOC source: CSV path or postgresql:// DSN (default VOC_SOURCE or the shipped sample)")]
+
+
+def _source_without_password(value: Optional[str]) -> Optional[str]:
+    """``--source`` callback: a DSN with a password is refused (exit 2) before anything runs; it
+    would be visible in ``ps`` and stored in Prefect's flow-run parameters (flows/params.py)."""
+    from flows.params import DsnPasswordError, refuse_dsn_password
+
+    try:
+        refuse_dsn_password(value, where="--source")
+    except DsnPasswordError as e:
+        raise typer.BadParameter(str(e)) from None
+    return value
+
+
+SourceOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--source",
+        help="VOC source: CSV path or postgresql:// DSN without password (default VOC_SOURCE or the shipped sample; "
+        "the password goes in VOC_DB__DSN with VOC_SOURCE=postgres, or in ~/.pgpass)",
+        callback=_source_without_password,
+    ),
+]
 EncodingOpt = Annotated[
     Optional[str],
     typer.Option("--encoding", help="Encoding of a CSV source: utf-8 (default, BOM or not), cp949 or euc-kr (Korean Excel exports)"),
@@ -150,7 +174,7 @@ def _run_monthly(**kw: Any) -> dict[str, Any]:
 @app.command()
 def train(
     until: Annotated[Optional[str], typer.Option("--until", help="Train on labelled rows dated before this month (YYYY-MM)")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="hybrid (default) | linear | anchor | kobert")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="linear (default) | hybrid | anchor | kobert")] = None,
     kobert_base: Annotated[Optional[str], typer.Option("--kobert-base", help="KoBERT base: hub id or local directory")] = None,
     storage: StorageOpt = None,
     source: SourceOpt = None,

@@ -7,8 +7,8 @@
     voc db load-taxonomy PATH [--dsn DSN]         upsert a taxonomy CSV
 
 The DSN comes from ``--dsn``, else ``VOC_DB__DSN`` (environment or ``.env``), else
-``VOC_SOURCE`` when it is a ``postgresql://`` URL. Prefer the environment variable to ``--dsn``
-(command lines are visible to other users in ``ps``). Output names the database as
+``VOC_SOURCE`` when it is a ``postgresql://`` URL. ``--dsn`` with a password is refused (command
+lines are visible to other users in ``ps``): use ``VOC_DB__DSN`` or ``~/.pgpass``. Output names the database as
 ``postgresql://user@host:port/db``; the password is never printed.
 """
 
@@ -24,12 +24,28 @@ __all__ = ["register", "db_app"]
 
 db_app = typer.Typer(help="PostgreSQL: schema migrations and data loading.", no_args_is_help=True)
 
+
+
+def _dsn_without_password(value: str | None) -> str | None:
+    """``--dsn`` callback: a DSN with a password is refused (exit 2): command lines are visible in
+    ``ps``. The password goes in ``VOC_DB__DSN`` or ``~/.pgpass`` (flows/params.py)."""
+    from flows.params import DsnPasswordError, refuse_dsn_password
+
+    try:
+        refuse_dsn_password(value, where="--dsn")
+    except DsnPasswordError as e:
+        raise typer.BadParameter(str(e)) from None
+    return value
+
+
 DsnOption = Annotated[
     str | None,
     typer.Option(
         "--dsn",
-        help="postgresql://user:pass@host:5432/db; default VOC_DB__DSN (env or .env). Never printed.",
+        help="postgresql://user@host:5432/db WITHOUT password (refused: visible in ps); the password goes in "
+        "~/.pgpass (PGPASSFILE), or leave --dsn out and set VOC_DB__DSN (env or .env). Never printed.",
         show_default=False,
+        callback=_dsn_without_password,
     ),
 ]
 

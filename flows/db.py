@@ -17,25 +17,35 @@ Secrets: the DSN is held as a :class:`~pydantic.SecretStr`; messages, logs and
 :meth:`PostgresSource.describe` show ``postgresql://user@host:port/dbname`` only, and error
 messages coming from libpq are scrubbed of the password before they are re-raised.
 
-Upsert priority (``voc_classification``)
-----------------------------------------
-An incoming row ``new`` for a ``voc_id`` that already has a row ``old`` replaces it when::
+Upsert priority (``voc_classification``), per dimension
+-------------------------------------------------------
+Each row holds two dimensions (subject, work type), each with its own ``subject_reviewed`` /
+``work_reviewed`` flag: the dimension's values are a human label (a reviewer entered a valid
+value or confirmed a trained model's tag, or the label came with the data through
+:func:`load_csv`). ``is_reviewed`` means *both* dimensions are. An incoming row ``new`` for a
+``voc_id`` that already has a row ``old`` writes dimension ``d`` (its major, minor and
+confidence) when::
 
-    CASE
-      WHEN new.is_reviewed                        THEN true   -- a human review always writes
-      WHEN old.is_reviewed                        THEN false  -- nothing unreviewed replaces one
+    new.d_reviewed                                -- a human label always writes
+    OR (NOT old.d_reviewed AND CASE                -- a machine value never replaces one
       WHEN new.classify_source IN ('reviewed', 'batch')
                                                   THEN true   -- refresh / monthly batch
       WHEN new.classify_source = 'realtime_reply' THEN old.classify_source IN ('realtime_reply', 'realtime')
       WHEN new.classify_source = 'realtime'       THEN old.classify_source = 'realtime'
       ELSE false
-    END
+    END)
 
-and ``is_reviewed`` is written as ``old.is_reviewed OR new.is_reviewed`` (never back to false).
-So: reviewed and batch always write, except that nothing unreviewed (a batch in particular)
-overwrites a row a human reviewed; a real-time label tagged with the reply may replace only
-real-time labels; a real-time label (registration time, no reply) only real-time ones.
-:func:`may_overwrite` is the same rule in Python (the tests check they agree).
+(:data:`DIMENSION_WRITE_SQL`; the row is updated when either dimension writes,
+:data:`UPSERT_PRIORITY_SQL`). The flags are written as ``old.d_reviewed OR new.d_reviewed`` and
+``is_reviewed`` as ``old.is_reviewed OR (both flags)``: none of them ever goes back to false.
+A stored row with ``is_reviewed`` true counts as reviewed in both dimensions. A row with a
+human dimension is stored with ``classify_source = 'reviewed'``; ``model_version`` and
+``run_id`` follow the latest write. So: reviewed and batch always write a machine dimension,
+except that nothing overwrites a dimension a human labelled (a batch in particular, or the
+model's subject on a reviewed row whose subject the reviewer got wrong); a real-time label
+tagged with the reply may replace only real-time labels; a real-time label (registration time,
+no reply) only real-time ones. :func:`may_overwrite` is the same rule in Python (the tests
+check they agree).
 """
 
 from __future__ import annotations
@@ -67,6 +77,8 @@ from voc.taxonomy import Taxonomy
 
 __all__ = [
     "CLASSIFY_SOURCES",
+    "DIMENSION_WRITE_SQL",
+    "MACHINE_WRITE_SQL",
     "UPSERT_PRIORITY_SQL",
     "Migration",
     "PostgresSource",
@@ -91,16 +103,27 @@ SCHEMA_VERSION_TABLE = "voc_schema_version"
 MIGRATION_LOCK_KEY = 0x766F635F6D6967  # "voc_mig": pg_advisory_xact_lock key of apply_migrations
 _MIGRATION_RE = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
 
-UPSERT_PRIORITY_SQL = """CASE
-    WHEN EXCLUDED.is_reviewed THEN true
-    WHEN t.is_reviewed THEN false
+MACHINE_WRITE_SQL = """CASE
     WHEN EXCLUDED.classify_source IN ('reviewed', 'batch') THEN true
     WHEN EXCLUDED.classify_source = 'realtime_reply' THEN t.classify_source IN ('realtime_reply', 'realtime')
     WHEN EXCLUDED.classify_source = 'realtime' THEN t.classify_source = 'realtime'
     ELSE false
 END"""
-"""The ``ON CONFLICT … DO UPDATE … WHERE`` condition of :meth:`PostgresSource.write_tags`
-(``t`` = the stored row, ``EXCLUDED`` = the incoming one). A constant: no value is formatted in."""
+"""Whether a machine value (``t`` = the stored row, ``EXCLUDED`` = the incoming one) may replace
+the stored values of a dimension that is not human-reviewed."""
+
+DIMENSIONS: tuple[str, ...] = ("subject", "work")
+
+DIMENSION_WRITE_SQL: dict[str, str] = {
+    d: f"(EXCLUDED.{d}_reviewed OR (NOT (t.{d}_reviewed OR t.is_reviewed) AND {MACHINE_WRITE_SQL}))"
+    for d in DIMENSIONS
+}
+"""Per dimension: whether :meth:`PostgresSource.write_tags` writes the incoming values of that
+dimension. Constants: no value is ever formatted in."""
+
+UPSERT_PRIORITY_SQL = " OR ".join(DIMENSION_WRITE_SQL[d] for d in DIMENSIONS)
+"""The ``ON CONFLICT … DO UPDATE … WHERE`` condition of :meth:`PostgresSource.write_tags`: at
+least one dimension writes (see the module docstring)."""
 
 _TAG_VALUE_COLUMNS: tuple[str, ...] = (
     "subject_major",
@@ -115,9 +138,15 @@ _TAG_COLUMNS: tuple[str, ...] = (
     *_TAG_VALUE_COLUMNS,
     "classify_source",
     "is_reviewed",
+    "subject_reviewed",
+    "work_reviewed",
     "model_version",
     "run_id",
 )
+_FLAG_COLUMNS: tuple[str, ...] = ("is_reviewed", "subject_reviewed", "work_reviewed")
+_DIM_VALUE_COLUMNS: dict[str, tuple[str, ...]] = {
+    d: (f"{d}_major", f"{d}_minor", f"{d}_confidence") for d in DIMENSIONS
+}
 _TAG_TYPES: dict[str, str] = {
     "voc_id": "text",
     "subject_major": "text",
@@ -128,25 +157,28 @@ _TAG_TYPES: dict[str, str] = {
     "work_confidence": "double precision",
     "classify_source": "text",
     "is_reviewed": "boolean",
+    "subject_reviewed": "boolean",
+    "work_reviewed": "boolean",
     "model_version": "text",
     "run_id": "text",
 }
 
 
 def may_overwrite(new_source: str, new_reviewed: bool, old_source: str, old_reviewed: bool) -> bool:
-    """Whether an incoming tag row replaces a stored one (the rule of :data:`UPSERT_PRIORITY_SQL`).
+    """Whether an incoming dimension replaces the stored one (:data:`DIMENSION_WRITE_SQL`).
 
     Parameters
     ----------
     new_source, old_source
         ``classify_source`` of the incoming and the stored row (:data:`CLASSIFY_SOURCES`).
     new_reviewed, old_reviewed
-        ``is_reviewed`` of the incoming and the stored row.
+        The dimension's flag (``subject_reviewed`` / ``work_reviewed``) of the incoming and the
+        stored row (a stored ``is_reviewed`` row counts as reviewed in both).
 
     Returns
     -------
     bool
-        True when the stored row's values are replaced.
+        True when the stored dimension's values are replaced.
     """
     if new_reviewed:
         return True
@@ -582,6 +614,18 @@ class PostgresSource:
             self._columns[table] = [d.name for d in cur.description or ()]
         return self._columns[table]
 
+    def _classification_columns(self, conn: psycopg.Connection) -> list[str]:
+        """The classification table's columns; it must have the per-dimension review flags."""
+        table = self.settings.classification_table
+        have = self._table_columns(conn, table, "VOC_DB__CLASSIFICATION_TABLE")
+        missing = [c for c in _TAG_COLUMNS if c not in have]
+        if missing:
+            raise SourceError(
+                f"table {table!r} in {self._where} has no column {missing}; run `voc db init` "
+                "(migration 0003 adds subject_reviewed / work_reviewed)"
+            )
+        return have
+
     def _voc_select(self, conn: psycopg.Connection) -> list[sql.Composable]:
         """``v."their" :: type AS "ours"`` for the VOC columns, checking that they exist."""
         table = self.settings.voc_table
@@ -616,14 +660,21 @@ class PostgresSource:
         building_ids: Sequence[str] | None = None,
         reviewed_only: bool = False,
     ) -> pl.DataFrame:
-        """VOC rows (optionally in ``[start, end)``, of some buildings) with reviewed labels."""
+        """VOC rows (optionally in ``[start, end)``, of some buildings) with reviewed labels:
+        ``reviewed_{d}_*`` holds dimension ``d`` of the classification row only where that
+        dimension is human-reviewed (``{d}_reviewed``, or ``is_reviewed``), else null."""
         with self.connection() as conn:
             select = self._voc_select(conn)
-            self._table_columns(conn, self.settings.classification_table, "VOC_DB__CLASSIFICATION_TABLE")
-            labels = [
-                sql.SQL("c.{} AS {}").format(sql.Identifier(rc.removeprefix("reviewed_")), sql.Identifier(rc))
-                for rc in REVIEWED_LABEL_COLUMNS
-            ]
+            self._classification_columns(conn)
+            labels = []
+            for rc in REVIEWED_LABEL_COLUMNS:
+                col = rc.removeprefix("reviewed_")
+                flag = f"{col.split('_', 1)[0]}_reviewed"
+                labels.append(
+                    sql.SQL("CASE WHEN c.{flag} OR c.is_reviewed THEN c.{col} END AS {rc}").format(
+                        flag=sql.Identifier(flag), col=sql.Identifier(col), rc=sql.Identifier(rc)
+                    )
+                )
             conds: list[sql.Composable] = []
             params: list[Any] = []
             if start is not None:
@@ -638,7 +689,8 @@ class PostgresSource:
             if reviewed_only:
                 conds.append(sql.SQL("c.voc_id IS NOT NULL"))
             query = sql.SQL(
-                "SELECT {cols} FROM {voc} AS v LEFT JOIN {cls} AS c ON c.voc_id = {vid} :: text AND c.is_reviewed"
+                "SELECT {cols} FROM {voc} AS v LEFT JOIN {cls} AS c ON c.voc_id = {vid} :: text"
+                " AND (c.subject_reviewed OR c.work_reviewed OR c.is_reviewed)"
                 " {where} ORDER BY {created}, {vid}"
             ).format(
                 cols=sql.SQL(", ").join([*select, *labels]),
@@ -670,12 +722,15 @@ class PostgresSource:
 
     def read_history(self, *, before: str | None = None) -> pl.DataFrame:
         """All VOCs registered before the month ``before`` (all when None), with reviewed labels
-        (``reviewed_*`` from ``voc_classification`` rows whose ``is_reviewed`` is true)."""
+        (``reviewed_{d}_*`` from ``voc_classification`` where dimension ``d`` is human-reviewed,
+        null elsewhere)."""
         end = month_range(parse_month(before))[0] if before else None
         return self._read_voc(end=end)
 
     def read_training_rows(self) -> pl.DataFrame:
-        """Every VOC with a human-reviewed classification row (no date filter), with its labels.
+        """Every VOC with a human label in at least one dimension (no date filter), with its
+        labels per dimension: ``reviewed_{d}_*`` only where ``{d}_reviewed`` is true (null
+        elsewhere, so the model's tag of an unreviewed dimension is never a label).
 
         Classification rows whose ``voc_id`` is not in the VOC table are skipped.
         """
@@ -706,25 +761,38 @@ class PostgresSource:
 
     # -- writes -----------------------------------------------------------------------------
     def write_tags(self, tagged: pl.DataFrame, *, classify_source: str = "batch", reviewed: bool = False) -> int:
-        """Upsert tags into the classification table under the priority rule (module docstring).
+        """Upsert tags into the classification table under the per-dimension priority rule
+        (module docstring).
 
         One ``COPY`` into a temporary table and ONE ``INSERT … ON CONFLICT (voc_id) DO UPDATE …
         WHERE`` :data:`UPSERT_PRIORITY_SQL` per call, in one transaction.
+
+        Which dimensions of a row are human labels, per dimension ``d``:
+
+        1. the frame has a ``{d}_reviewed`` column (what :func:`voc.review.merge_reviews`
+           writes): its value, whatever ``reviewed`` and ``is_reviewed`` say;
+        2. otherwise, when the row is reviewed (``reviewed=True`` or its ``is_reviewed`` is
+           true) and the frame has ``{d}_source``: only ``{d}_source == "reviewer"`` (a reviewed
+           CSV of an older version, where ``is_reviewed`` meant *some* dimension);
+        3. otherwise the row's reviewed state (``reviewed`` or ``is_reviewed``), both dimensions.
+
+        A row with a human dimension is written with ``classify_source = 'reviewed'``; its other
+        dimension is a machine value under that source (never replacing a human one).
 
         Parameters
         ----------
         tagged
             Tagged frame (``voc_id``, ``subject_major/minor/confidence``,
-            ``work_major/minor/confidence``; ``model_version``, ``run_id`` and ``is_reviewed``
-            used when present). The frame's own ``classify_source`` column is ignored. When a
+            ``work_major/minor/confidence``; ``model_version``, ``run_id``, ``is_reviewed``,
+            ``subject_reviewed``, ``work_reviewed``, ``subject_source``, ``work_source`` used
+            when present). The frame's own ``classify_source`` column is ignored. When a
             ``voc_id`` occurs several times the last row wins.
         classify_source
             Provenance of the rows: ``batch`` (monthly full run), ``reviewed`` (refresh),
             ``realtime_reply``, ``realtime``.
         reviewed
-            True: every row is a human-reviewed label. Otherwise rows whose ``is_reviewed``
-            column is true are. Reviewed rows are written with ``classify_source = 'reviewed'``
-            and ``is_reviewed = true``.
+            True: every row is a reviewed row (rules 2 and 3 above); per-dimension columns
+            still decide where present.
 
         Returns
         -------
@@ -747,13 +815,15 @@ class PostgresSource:
             return 0
         rows = _tag_rows(tagged, classify_source=classify_source, reviewed=reviewed)
         with self.connection() as conn:
-            self._table_columns(conn, self.settings.classification_table, "VOC_DB__CLASSIFICATION_TABLE")
+            self._classification_columns(conn)
             n = _upsert_tags(conn, self.settings.classification_table, rows)
         log.info("wrote %d of %d tag rows (%s) to %s", n, len(rows), classify_source, self.describe())
         return n
 
     def read_tags(self, voc_ids: Sequence[str] | None = None) -> pl.DataFrame:
-        """Rows of the classification table (all, or of ``voc_ids``), ordered by ``voc_id``."""
+        """Rows of the classification table (all, or of ``voc_ids``), ordered by ``voc_id``:
+        the tag columns, ``classify_source``, ``is_reviewed``, ``subject_reviewed``,
+        ``work_reviewed``, ``model_version``, ``run_id``, ``created_at``, ``updated_at``."""
         cols = [*_TAG_COLUMNS, "created_at", "updated_at"]
         query = sql.SQL("SELECT {} FROM {}").format(
             sql.SQL(", ").join(map(sql.Identifier, cols)), _ident(self.settings.classification_table)
@@ -767,7 +837,7 @@ class PostgresSource:
             cur = conn.execute(query, params)
             data = cur.fetchall()
         schema: dict[str, Any] = {
-            c: pl.Float64 if c.endswith("_confidence") else pl.Boolean if c == "is_reviewed" else pl.Utf8
+            c: pl.Float64 if c.endswith("_confidence") else pl.Boolean if c in _FLAG_COLUMNS else pl.Utf8
             for c in _TAG_COLUMNS
         }
         schema.update({"created_at": pl.Datetime("us", "UTC"), "updated_at": pl.Datetime("us", "UTC")})
@@ -819,26 +889,37 @@ class PostgresSource:
                 )
             )
             labelled = df.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in REVIEWED_LABEL_COLUMNS))
-            rows = [
-                {
-                    "voc_id": r["voc_id"],
-                    "subject_major": r["reviewed_subject_major"],
-                    "subject_minor": r["reviewed_subject_minor"],
-                    "subject_confidence": None,
-                    "work_major": r["reviewed_work_major"],
-                    "work_minor": r["reviewed_work_minor"],
-                    "work_confidence": None,
-                    "classify_source": "reviewed",
-                    "is_reviewed": True,
-                    "model_version": None,
-                    "run_id": "load_csv",
+            rows = []
+            for r in labelled.iter_rows(named=True):
+                has = {
+                    d: _str_or_none(r[f"reviewed_{d}_minor"]) is not None
+                    or _str_or_none(r[f"reviewed_{d}_major"]) is not None
+                    for d in DIMENSIONS
                 }
-                for r in labelled.iter_rows(named=True)
-            ]
+                rows.append(
+                    {
+                        "voc_id": r["voc_id"],
+                        "subject_major": r["reviewed_subject_major"],
+                        "subject_minor": r["reviewed_subject_minor"],
+                        "subject_confidence": None,
+                        "work_major": r["reviewed_work_major"],
+                        "work_minor": r["reviewed_work_minor"],
+                        "work_confidence": None,
+                        "classify_source": "reviewed",
+                        "is_reviewed": all(has.values()),
+                        "subject_reviewed": has["subject"],
+                        "work_reviewed": has["work"],
+                        "model_version": None,
+                        "run_id": "load_csv",
+                    }
+                )
             if rows:
-                self._table_columns(conn, self.settings.classification_table, "VOC_DB__CLASSIFICATION_TABLE")
+                self._classification_columns(conn)
                 _upsert_tags(
-                    conn, self.settings.classification_table, [tuple(r[c] for c in _TAG_COLUMNS) for r in rows]
+                    conn,
+                    self.settings.classification_table,
+                    [tuple(r[c] for c in _TAG_COLUMNS) for r in rows],
+                    machine_values=False,
                 )
         return df.height, len(rows)
 
@@ -907,11 +988,30 @@ def _str_or_none(v: object) -> str | None:
     return s if s.strip() else None
 
 
+def _dimension_flags(r: dict[str, Any], *, reviewed: bool, columns: set[str]) -> dict[str, bool]:
+    """Per dimension: whether the row's values are a human label (rules of ``write_tags``)."""
+    row_reviewed = reviewed or _truthy(r.get("is_reviewed"))
+    out: dict[str, bool] = {}
+    for d in DIMENSIONS:
+        if f"{d}_reviewed" in columns:
+            out[d] = _truthy(r.get(f"{d}_reviewed"))
+        elif not row_reviewed:
+            out[d] = False
+        elif f"{d}_source" in columns:
+            out[d] = str(r.get(f"{d}_source") or "").strip() == "reviewer"
+        else:
+            out[d] = True
+    return out
+
+
 def _tag_rows(tagged: pl.DataFrame, *, classify_source: str, reviewed: bool) -> list[tuple[Any, ...]]:
-    cols = [c for c in (*_TAG_COLUMNS, "is_reviewed") if c in tagged.columns]
+    extra = ("is_reviewed", *(f"{d}_reviewed" for d in DIMENSIONS), *(f"{d}_source" for d in DIMENSIONS))
+    cols = [c for c in (*_TAG_COLUMNS, *extra) if c in tagged.columns]
+    present = set(cols)
     out = []
     for r in tagged.select(list(dict.fromkeys(cols))).iter_rows(named=True):
-        is_rev = reviewed or _truthy(r.get("is_reviewed"))
+        flags = _dimension_flags(r, reviewed=reviewed, columns=present)
+        any_human = any(flags.values())
         out.append(
             (
                 str(r["voc_id"]),
@@ -921,8 +1021,10 @@ def _tag_rows(tagged: pl.DataFrame, *, classify_source: str, reviewed: bool) -> 
                 _str_or_none(r["work_major"]),
                 _str_or_none(r["work_minor"]),
                 _float_or_none(r["work_confidence"]),
-                "reviewed" if is_rev else classify_source,
-                is_rev,
+                "reviewed" if any_human else classify_source,
+                all(flags.values()),
+                flags["subject"],
+                flags["work"],
                 _str_or_none(r.get("model_version")),
                 _str_or_none(r.get("run_id")),
             )
@@ -930,8 +1032,13 @@ def _tag_rows(tagged: pl.DataFrame, *, classify_source: str, reviewed: bool) -> 
     return out
 
 
-def _upsert_tags(conn: psycopg.Connection, table: str, rows: Sequence[tuple[Any, ...]]) -> int:
-    """COPY ``rows`` (tuples in :data:`_TAG_COLUMNS` order) into a temp table, then ONE upsert."""
+def _upsert_tags(
+    conn: psycopg.Connection, table: str, rows: Sequence[tuple[Any, ...]], *, machine_values: bool = True
+) -> int:
+    """COPY ``rows`` (tuples in :data:`_TAG_COLUMNS` order) into a temp table, then ONE upsert.
+
+    ``machine_values=False`` (labels loaded with the data): a dimension is written only where
+    the incoming row flags it human, so a row's missing label never blanks a stored tag."""
     conn.execute(
         sql.SQL("CREATE TEMP TABLE voc_tags_in (ord bigint, {}) ON COMMIT DROP").format(
             sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_TAG_TYPES[c])) for c in _TAG_COLUMNS)
@@ -945,19 +1052,40 @@ def _upsert_tags(conn: psycopg.Connection, table: str, rows: Sequence[tuple[Any,
         ) as copy:
             for i, row in enumerate(rows):
                 copy.write_row((i, *row))
-    cols = sql.SQL(", ").join(map(sql.Identifier, _TAG_COLUMNS))
-    sets = sql.SQL(", ").join(
-        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
-        for c in (*_TAG_VALUE_COLUMNS, "classify_source", "model_version", "run_id")
+    writes = (
+        DIMENSION_WRITE_SQL if machine_values else {d: f"EXCLUDED.{d}_reviewed" for d in DIMENSIONS}
     )
+    # constants only (column names of DIMENSIONS and the rule texts): no value is formatted in
+    sets: list[sql.Composable] = []
+    for d in DIMENSIONS:
+        for c in _DIM_VALUE_COLUMNS[d]:
+            sets.append(
+                sql.SQL("{c} = CASE WHEN {w} THEN EXCLUDED.{c} ELSE t.{c} END").format(
+                    c=sql.Identifier(c), w=sql.SQL(writes[d])
+                )
+            )
+    human = {d: f"(t.{d}_reviewed OR t.is_reviewed OR EXCLUDED.{d}_reviewed)" for d in DIMENSIONS}
+    sets += [
+        sql.SQL(
+            "classify_source = CASE WHEN {any} THEN 'reviewed' ELSE EXCLUDED.classify_source END"
+        ).format(any=sql.SQL(" OR ".join(human[d] for d in DIMENSIONS))),
+        *(sql.SQL("{} = {}").format(sql.Identifier(f"{d}_reviewed"), sql.SQL(human[d])) for d in DIMENSIONS),
+        sql.SQL("is_reviewed = t.is_reviewed OR ({})").format(sql.SQL(" AND ".join(human[d] for d in DIMENSIONS))),
+        sql.SQL("model_version = EXCLUDED.model_version, run_id = EXCLUDED.run_id, updated_at = now()"),
+    ]
+    cols = sql.SQL(", ").join(map(sql.Identifier, _TAG_COLUMNS))
     cur = conn.execute(
         sql.SQL(
             "INSERT INTO {table} AS t ({cols})"
             " SELECT DISTINCT ON (voc_id) {cols} FROM voc_tags_in ORDER BY voc_id, ord DESC"
-            " ON CONFLICT (voc_id) DO UPDATE SET {sets},"
-            " is_reviewed = t.is_reviewed OR EXCLUDED.is_reviewed, updated_at = now()"
+            " ON CONFLICT (voc_id) DO UPDATE SET {sets}"
             " WHERE {rule}"
-        ).format(table=_ident(table), cols=cols, sets=sets, rule=sql.SQL(UPSERT_PRIORITY_SQL))
+        ).format(
+            table=_ident(table),
+            cols=cols,
+            sets=sql.SQL(", ").join(sets),
+            rule=sql.SQL(" OR ".join(f"({writes[d]})" for d in DIMENSIONS)),
+        )
     )
     n = max(cur.rowcount, 0)
     conn.execute("DROP TABLE voc_tags_in")
@@ -973,8 +1101,11 @@ def load_csv(dsn: str | SecretStr, path: str | Path, *, db_settings: DbSettings 
 
     The file is read and validated by :class:`flows.sources.CsvSource` (duplicate ``voc_id``
     rows merged). VOC rows are upserted on ``voc_id``; each row with an input label becomes a
-    classification row with ``classify_source = 'reviewed'``, ``is_reviewed = true`` (the
-    ``reviewed_*`` values; confidences null). Rerunning gives the same counts and no duplicates.
+    classification row with ``classify_source = 'reviewed'`` and, per dimension that has a
+    label, the ``reviewed_*`` values with ``{d}_reviewed = true`` (confidences null;
+    ``is_reviewed`` true when both dimensions have one). Only labelled dimensions are written:
+    a missing label never blanks a stored tag. Rerunning gives the same counts and no
+    duplicates.
 
     Parameters
     ----------

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
-from datetime import datetime
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
 
 from voc.months import KST, yyyymm
+from voc.schema import id_problem
 
 __all__ = [
     "new_run_id",
+    "reserve_run_id",
+    "run_marker_key",
+    "RunIdError",
     "month_dir",
     "building_dir",
     "tagged_key",
@@ -20,6 +28,7 @@ __all__ = [
     "champion_key",
     "run_stamp",
     "latest_output",
+    "safe_segment",
 ]
 
 MODES = ("full", "refresh", "tagging-only")
@@ -27,16 +36,102 @@ _RUN_RE = re.compile(r"_(?P<mode>full|refresh|tagging-only|train)_(?P<stamp>\d{8
 
 
 def new_run_id(mode: str, now: datetime | None = None) -> str:
-    """``{mode}_{yyyymmdd}_{hhmmss}`` in KST (production run_id format)."""
+    """``{mode}_{yyyymmdd}_{hhmmss}`` in KST (production run_id format). Not unique by itself
+    (one-second resolution): a run that writes takes its id from :func:`reserve_run_id`."""
     return f"{mode}_{(now or datetime.now(KST)).astimezone(KST).strftime('%Y%m%d_%H%M%S')}"
+
+
+class RunIdError(RuntimeError):
+    """No run id could be reserved (every second tried was taken)."""
+
+
+def run_marker_key(prefix: str, run_id: str) -> str:
+    """``{prefix}/runs/{run_id}.json``: the marker that reserves a run id in storage."""
+    return f"{prefix}/runs/{run_id}.json"
+
+
+def reserve_run_id(
+    storage: Any,
+    prefix: str,
+    mode: str,
+    *,
+    info: dict[str, Any] | None = None,
+    attempts: int = 120,
+    clock: Callable[[], datetime] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """A run id no other run of this storage and prefix has, or will get.
+
+    The id stays ``{mode}_{yyyymmdd}_{hhmmss}`` (KST, the layout's contract) and is reserved by
+    creating :func:`run_marker_key` exclusively (``Storage.write_if(..., version=None)``: an
+    ``flock``-guarded create locally, ``If-None-Match: *`` on S3). When a run started in the same
+    second holds it, this run waits for the next second and tries that one, so ids stay in start
+    order and never collide; two runs therefore never write each other's run-scoped keys.
+
+    Parameters
+    ----------
+    storage
+        A :class:`flows.storage.Storage`.
+    prefix
+        The environment prefix (``VocSettings.prefix``).
+    mode
+        ``full``, ``refresh``, ``tagging-only`` (or ``train``).
+    info
+        Written into the marker as JSON with ``run_id`` and ``reserved_at`` (e.g. the month and the
+        Prefect flow-run id: who holds the id).
+    attempts
+        Seconds tried before :class:`RunIdError`.
+    clock, sleep
+        The time source (aware datetimes; default: now in KST) and how to wait (tests).
+
+    Raises
+    ------
+    RunIdError
+        ``attempts`` consecutive seconds were all taken.
+    flows.storage.StorageError
+        Storage failed (other than the id being taken).
+    """
+    from flows.storage import StorageConflict
+
+    now = clock or (lambda: datetime.now(KST))
+    t = now().astimezone(KST)
+    for _ in range(max(1, attempts)):
+        run_id = new_run_id(mode, t)
+        body = {"run_id": run_id, "reserved_at": datetime.now(KST).isoformat(timespec="milliseconds"), **(info or {})}
+        try:
+            storage.write_if(
+                run_marker_key(prefix, run_id),
+                json.dumps(body, ensure_ascii=False, default=str).encode("utf-8"),
+                version=None,
+                content_type="application/json",
+            )
+            return run_id
+        except StorageConflict:
+            nxt = t.replace(microsecond=0) + timedelta(seconds=1)
+            wait = (nxt - now().astimezone(KST)).total_seconds()
+            if wait > 0:
+                sleep(wait)
+            t = max(nxt, now().astimezone(KST))
+    raise RunIdError(f"no free run id for mode {mode!r} in {attempts} seconds under {prefix}/runs")
 
 
 def month_dir(prefix: str, month: str) -> str:
     return f"{prefix}/{yyyymm(month)}"
 
 
+def safe_segment(value: str, field: str) -> str:
+    """``value`` when it is a safe id (:func:`voc.schema.id_problem`: one path segment, not ``.``/
+    ``..``, no control characters), else ValueError naming ``field`` and the value. A second line
+    of defence behind :func:`voc.schema.validate_voc_frame`: no key leaves its folder."""
+    why = id_problem(value)
+    if why is not None:
+        raise ValueError(f"{field} {why}: {value!r} cannot be part of a storage key")
+    return value
+
+
 def building_dir(prefix: str, month: str, building_id: str) -> str:
-    return f"{month_dir(prefix, month)}/{building_id}"
+    """Every per-building key (tagged, reviewed, dashboards) is built under this folder."""
+    return f"{month_dir(prefix, month)}/{safe_segment(building_id, 'building_id')}"
 
 
 def tagged_key(prefix: str, month: str, building_id: str, run_id: str) -> str:

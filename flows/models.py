@@ -84,7 +84,7 @@ def load_champion(settings: VocSettings, storage: Storage, *, taxonomy: Taxonomy
     model was trained yet."""
     info = read_champion(storage, settings.prefix)
     if info is None:
-        log.warning("no champion model in %s; tagging by taxonomy keywords", settings.storage)
+        log.warning("no champion model under %s/models in %s", settings.prefix, settings.storage)
         return keyword_only_tagger(taxonomy), {"kind": "keyword", "version": "default", "fallback": True}
     name = info.get("name") or model_dir_name(info["kind"], info["version"])
     try:

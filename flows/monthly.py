@@ -25,6 +25,7 @@ from prefect.utilities.annotations import quote
 from config.settings import VocSettings, get_settings
 from flows import keys
 from flows.models import load_champion, require_model_or_keyword_opt_in
+from flows.params import SourceParam, guard_flow_parameters, refuse_dsn_password
 from flows.sources import buildings_of, open_source
 from flows.retries import IO_TASK, MODEL_IO_TASK, NESTED_IO_TASK
 from flows.storage import Storage, open_storage
@@ -247,6 +248,18 @@ def _tokenizer_of(tagger: Any):
     return tok if isinstance(tok, KiwiTokenizer) else KiwiTokenizer()
 
 
+def write_reviewed_tags(source: Any, reviewed: pl.DataFrame) -> int:
+    """The refresh's database write: the rows with at least one reviewed dimension, upserted with
+    ``classify_source="reviewed"``. Per dimension, ``subject_reviewed`` / ``work_reviewed`` (from
+    :func:`voc.review.merge_reviews`) decide what is a human label; the other dimension goes in as
+    a machine value that never replaces a human one (:mod:`flows.db`). No-op for a source without
+    ``write_tags`` (CSV). Returns the rows written."""
+    if not hasattr(source, "write_tags"):
+        return 0
+    done = reviewed.filter(pl.col("is_reviewed"))
+    return int(source.write_tags(done, classify_source="reviewed")) if done.height else 0
+
+
 @task(cache_policy=NO_CACHE)
 def refresh_building(
     settings: VocSettings,
@@ -285,10 +298,7 @@ def refresh_building(
     res.outputs["reviewed"] = store_object(
         storage, keys.reviewed_key(settings.prefix, month, building_id, run_id), _csv_bytes(reviewed), "text/csv"
     )
-    if hasattr(source, "write_tags"):
-        done = reviewed.filter(pl.col("is_reviewed"))
-        if done.height:
-            source.write_tags(done, classify_source="reviewed", reviewed=True)
+    write_reviewed_tags(source, reviewed)
     history = _history(storage, settings, source, month, building_id)
     res.drift = _drift(reviewed, model_labels, history)
     res.low_confidence = int(_low_conf(tagged, threshold).sum())
@@ -315,9 +325,9 @@ def sync_review_sheet(settings: VocSettings, month: str, tagged: pl.DataFrame, t
     from voc.review import build_review_rows, merge_into_sheet
 
     backend = open_review_backend(settings, open_storage(settings))
-    existing = backend.read_month(month)
-    sheet, stats = merge_into_sheet(existing, build_review_rows(tagged, threshold=threshold))
-    where = backend.write_month(month, sheet, taxonomy)
+    rows = build_review_rows(tagged, threshold=threshold)
+    # compare-and-swap: a reviewer's upload between the read and the write is merged, not lost
+    where, stats = backend.update_month(month, lambda existing: merge_into_sheet(existing, rows), taxonomy)
     return {"location": where, **asdict(stats)}
 
 
@@ -338,7 +348,7 @@ def voc_monthly(
     month: str | int | None = None,
     building_ids: list[str] | None = None,
     storage: str | None = None,
-    source: str | None = None,
+    source: SourceParam = None,
     source_encoding: str | None = None,
 ) -> dict[str, Any]:
     """Run one month.
@@ -357,6 +367,8 @@ def voc_monthly(
     storage, source, source_encoding
         Override ``VOC_STORAGE`` / ``VOC_SOURCE`` / ``VOC_SOURCE_ENCODING`` (a CSV source's
         encoding: utf-8, cp949, euc-kr).
+        A ``source`` DSN with a password is refused (:mod:`flows.params`): the password goes in
+        ``VOC_DB__DSN`` or ``~/.pgpass``, never in a parameter.
 
     Returns
     -------
@@ -368,14 +380,15 @@ def voc_monthly(
     MonthlyRunError
         When a building failed; the others' outputs are kept and the error names the failed ids.
     """
+    refuse_dsn_password(source, where="parameter 'source' of flow voc-monthly")
     logger = get_run_logger()
     if mode not in keys.MODES:
         raise ValueError(f"mode must be one of {keys.MODES}, got {mode!r}")
     m = check_not_future(month, datetime.now(KST)) if month not in (None, "") else previous_month()
     ids = [str(b) for b in building_ids] if building_ids else None
     settings = get_settings(storage=storage, source=source, source_encoding=source_encoding)
-    run_id = keys.new_run_id(mode)
-    logger.info("voc-monthly %s %s run_id=%s source=%s storage=%s", mode, m, run_id, open_source(settings).describe(), settings.storage)
+    run_id = keys.new_run_id(mode)  # provisional: reserved (unique) once the run will write
+    logger.info("voc-monthly %s %s source=%s storage=%s", mode, m, open_source(settings).describe(), settings.storage)
     vocs = read_month(settings, m, ids) if mode in ("full", "tagging-only") else None
     if vocs is not None and vocs.height == 0:
         return _no_vocs(mode, m, run_id, ids, logger)
@@ -393,6 +406,7 @@ def voc_monthly(
         extra["model_note"] = "no trained model: tagged by taxonomy keywords only (no labelled history, or VOC_MODEL__ALLOW_KEYWORD_ONLY=true)"
 
     if vocs is not None:
+        run_id = _reserve_run_id(settings, mode, m, logger)
         present = buildings_of(vocs)
         wanted = ids or [b for b, _ in present]
         names = dict(present)
@@ -416,6 +430,7 @@ def voc_monthly(
                 f"run mode=full for {m} first",
                 _summarise(mode, m, run_id, [], None, extra),
             )
+        run_id = _reserve_run_id(settings, mode, m, logger)
         model_labels = {d: tagger.model_labels(d) for d in tagger.taxonomy.dimensions()}
         tok = _tokenizer_of(tagger)
         for bid in wanted:
@@ -458,6 +473,21 @@ def voc_monthly(
     if failed or (review and "error" in review):
         raise MonthlyRunError(failure_message(mode, m, results, review), summary)
     return summary
+
+
+guard_flow_parameters(voc_monthly, "source")  # refused before a flow run (and its parameters) exists
+
+
+def _reserve_run_id(settings: VocSettings, mode: str, month: str, logger: Any) -> str:
+    """A run id no other run in this storage has (flows.keys.reserve_run_id: a marker under
+    ``{prefix}/runs/``; a run started in the same second as another takes the next second)."""
+    from prefect.runtime import flow_run
+
+    run_id = keys.reserve_run_id(
+        open_storage(settings), settings.prefix, mode, info={"mode": mode, "month": month, "flow_run_id": str(flow_run.id or "")}
+    )
+    logger.info("run_id=%s", run_id)
+    return run_id
 
 
 def failure_message(mode: str, month: str, results: list[BuildingResult], review: dict[str, Any] | None) -> str:

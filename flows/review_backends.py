@@ -23,10 +23,27 @@ Formula injection: text cells are never parsed as formulas — XLSX text cells a
 ``data_type = "s"`` (plus Excel's ``quotePrefix`` when the text looks like a formula), Google
 Sheets values with ``valueInputOption=RAW``.
 
+Concurrent edits — :meth:`ReviewBackend.update_month` is the way to change a sheet that
+reviewers may be editing (the monthly flow's ``sync-review-sheet`` and the simulated reviewer use
+it). It reads the sheet, applies a change (``voc.review.merge_into_sheet`` of the run's rows:
+reviewer cells are kept) and writes the result only if nobody wrote in between, else re-reads,
+re-applies and tries again (``attempts``, then :class:`ReviewConflictError`; nothing is
+overwritten):
+
+* XLSX: compare-and-swap on the workbook's storage key (:meth:`flows.storage.Storage.write_if`):
+  locally a SHA-256 check and ``os.replace`` under a directory ``flock``; on S3 a conditional
+  ``PutObject`` on the ETag that was read (``If-Match``; ``If-None-Match: *`` for a new one). A
+  reviewer's upload landing between the run's read and its write makes the write fail, and the
+  run merges again on top of the upload.
+* Google Sheets (no conditional write in the API): the worksheet is read, merged, read again —
+  a difference means a reviewer typed meanwhile, so it merges again — and then only the cells
+  whose value changes are written (one ``values:batchUpdate``, RAW); the grid only grows. The
+  reviewer cells of existing rows never change in a merge, so a reviewer typing at any moment,
+  even between that last read and the write, keeps their value. (A reviewer *re-sorting* the
+  rows in that last second could still misplace model cells; the reviewer cells stay theirs.)
+
 ``write_month`` *replaces* the month's sheet with the frame it is given (the Google worksheet is
-resized to it). Always pass the output of :func:`voc.review.merge_into_sheet` applied to what
-:meth:`ReviewBackend.read_month` returned, so no reviewer edit is lost; between that read and the
-write nothing locks the sheet (keep the two close together).
+resized to it), unconditionally: only for a sheet nobody edits (tests, a new month).
 """
 
 from __future__ import annotations
@@ -37,12 +54,12 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from datetime import date
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Optional, Protocol, TypeVar, runtime_checkable
 
 import polars as pl
 
 from config.settings import ReviewSettings, VocSettings
-from flows.storage import Storage, StorageError, join_key
+from flows.storage import Storage, StorageConflict, StorageError, join_key
 from voc.months import parse_month, yyyymm
 from voc.review import (
     COL_CREATED,
@@ -62,6 +79,7 @@ from voc.taxonomy import Taxonomy
 __all__ = [
     "ReviewBackend",
     "ReviewBackendError",
+    "ReviewConflictError",
     "XlsxReviewBackend",
     "GSheetsReviewBackend",
     "TAXONOMY_SHEET",
@@ -113,11 +131,26 @@ COLUMN_WIDTHS: dict[str, int] = {
 
 _HIDDEN_COLUMNS: tuple[str, ...] = (COL_MODEL_VERSION, COL_RUN_ID)
 _DEFAULT_WIDTH = 14
+_XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+UPDATE_ATTEMPTS = 5
+"""Read-change-write rounds :meth:`ReviewBackend.update_month` makes before giving up."""
+
+R = TypeVar("R")
+Change = Callable[[Optional[pl.DataFrame]], tuple[pl.DataFrame, R]]
+"""What :meth:`ReviewBackend.update_month` applies: the sheet as read (``None``: no sheet yet) →
+``(new sheet, anything to hand back)``, e.g. ``lambda old: merge_into_sheet(old, rows)``. It may
+be called more than once (once per round); it must not have side effects."""
 
 
 class ReviewBackendError(RuntimeError):
     """A review sheet could not be read or written; the message names the month and location
     (never a credential)."""
+
+
+class ReviewConflictError(ReviewBackendError):
+    """The sheet changed under every one of :data:`UPDATE_ATTEMPTS` rounds of
+    :meth:`ReviewBackend.update_month`; nothing was overwritten: rerun."""
 
 
 @runtime_checkable
@@ -134,6 +167,14 @@ class ReviewBackend(Protocol):
 
     def location(self, month: str) -> str:
         """Where the month's sheet is (or will be)."""
+
+    def update_month(
+        self, month: str, change: Change[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS
+    ) -> tuple[str, R]:
+        """Read the month's sheet, apply ``change``, write the result unless someone wrote in
+        between (then re-read and re-apply); return ``(location, what change returned)``.
+
+        Raises :class:`ReviewConflictError` when every attempt met a concurrent write."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,15 +329,24 @@ class XlsxReviewBackend:
         ReviewBackendError
             The file is not a readable XLSX workbook, or has no data sheet.
         """
-        import openpyxl
+        return self._read_versioned(month)[0]
 
+    def _read_versioned(self, month: str) -> tuple[pl.DataFrame | None, str | None]:
+        """The sheet frame and the storage version it was read at (``(None, None)``: no workbook)."""
         key = self.key(month)
-        if not self.storage.exists(key):
-            return None
         try:
-            data = self.storage.read_bytes(key)
+            got = self.storage.read_versioned(key)
         except StorageError as e:
             raise ReviewBackendError(f"review workbook {key}: {e}") from e
+        if got is None:
+            return None, None
+        data, version = got
+        return self._frame(key, month, data), version
+
+    @staticmethod
+    def _frame(key: str, month: str, data: bytes) -> pl.DataFrame:
+        import openpyxl
+
         try:
             wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         except Exception as e:  # zipfile.BadZipFile, KeyError, InvalidFileException, …
@@ -323,10 +373,38 @@ class XlsxReviewBackend:
         """
         frame = _check_frame(sheet)
         data = build_workbook(frame, taxonomy, title=yyyymm(month))
-        return self.storage.write_bytes(
-            self.key(month),
-            data,
-            content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        return self.storage.write_bytes(self.key(month), data, content_type=_XLSX_TYPE)
+
+    def update_month(
+        self, month: str, change: Change[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS
+    ) -> tuple[str, R]:
+        """Compare-and-swap of the workbook: read it with its version, apply ``change``, write
+        with :meth:`flows.storage.Storage.write_if` on that version; on
+        :class:`flows.storage.StorageConflict` (a reviewer uploaded meanwhile) start again from
+        the new workbook.
+
+        Raises
+        ------
+        ReviewConflictError
+            Every one of ``attempts`` rounds met a concurrent write (nothing overwritten).
+        ReviewBackendError
+            Unreadable workbook; a frame without the review columns.
+        """
+        key = self.key(month)
+        for attempt in range(1, max(1, attempts) + 1):
+            existing, version = self._read_versioned(month)
+            sheet, result = change(existing)
+            data = build_workbook(_check_frame(sheet), taxonomy, title=yyyymm(month))
+            try:
+                return self.storage.write_if(key, data, version=version, content_type=_XLSX_TYPE), result
+            except StorageConflict as e:
+                log.warning(
+                    "review workbook %s was written by someone else while merging (%s); "
+                    "re-reading and merging again (attempt %d/%d)", key, e, attempt, attempts,
+                )
+        raise ReviewConflictError(
+            f"review workbook {self.storage.uri(key)} changed during each of {attempts} attempts to update it; "
+            "nothing was overwritten: rerun the same run"
         )
 
     def __repr__(self) -> str:
@@ -749,9 +827,99 @@ class GSheetsReviewBackend:
         log.info("wrote review sheet %s (%d rows) to %s", ym, frame.height, sh.id)
         return ws.url
 
+    def update_month(
+        self, month: str, change: Change[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS
+    ) -> tuple[str, R]:
+        """Read the worksheet, apply ``change``, read it again: if it differs (a reviewer typed
+        meanwhile) apply ``change`` to the new values and check again, up to ``attempts`` rounds;
+        then lay out the grid (never shrinking it) and write only the cells whose value changes,
+        in one ``values:batchUpdate`` (RAW). Reviewer cells of existing rows are never among them
+        (``merge_into_sheet`` keeps them), so an edit typed at any moment stays.
+
+        Raises
+        ------
+        ReviewConflictError
+            The worksheet changed between the two reads of every round (nothing written).
+        ReviewBackendError
+            A frame without the review columns; the configured ``spreadsheet_key`` does not exist.
+        gspread.exceptions.APIError
+            Any other API failure, after the retries.
+        """
+        ym = yyyymm(month)
+        sh = self._open(month, create=True)
+        ws = self._worksheet(sh, month)
+        if ws is None:
+            ws = self._call("add worksheet", sh.add_worksheet, title=ym, rows=2, cols=len(REVIEW_COLUMNS))
+        grid = self._call("read values", ws.get_all_values)
+        for attempt in range(1, max(1, attempts) + 1):
+            existing = frame_from_grid(grid) if any(any(str(v).strip() for v in r) for r in grid) else None
+            sheet, result = change(existing)
+            frame = _check_frame(sheet)
+            again = self._call("read values", ws.get_all_values)
+            if again == grid:
+                break
+            log.warning(
+                "review sheet %s changed while merging (a reviewer is editing); merging again (attempt %d/%d)",
+                ym, attempt, attempts,
+            )
+            grid = again
+        else:
+            raise ReviewConflictError(
+                f"review sheet {ym} ({sh.id}) changed during each of {attempts} attempts to update it; "
+                "nothing was written: rerun the same run"
+            )
+        requests = sheet_format_requests(
+            ws.id, frame.columns, frame.height, taxonomy, title=ym, min_rows=ws.row_count, min_cols=ws.col_count
+        )
+        self._call("format worksheet", sh.batch_update, {"requests": requests})
+        data = _changed_ranges(ym, grid, frame)
+        if data:
+            self._call(
+                "write values",
+                sh.values_batch_update,
+                body={"valueInputOption": "RAW", "data": data},
+            )
+        log.info("updated review sheet %s (%d rows, %d ranges written) in %s", ym, frame.height, len(data), sh.id)
+        return ws.url, result
+
     def __repr__(self) -> str:
         where = self.settings.spreadsheet_key or self.settings.spreadsheet_title_template
         return f"GSheetsReviewBackend({where!r})"
+
+
+def _changed_ranges(title: str, grid: Sequence[Sequence[Any]], frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """``values:batchUpdate`` data writing ``frame`` (header + rows) over the worksheet values
+    ``grid`` (formatted, as read): only the cells whose text differs, as one range per run of
+    adjacent changed cells in a row. Cells of ``grid`` outside the frame are cleared (rows the
+    merge dropped because every cell was empty shift the ones below up)."""
+    from gspread.utils import absolute_range_name, rowcol_to_a1
+
+    values = _sheet_values(frame)
+    target = [[neutralize_cell(c) for c in frame.columns], *([neutralize_cell(v) for v in r] for r in frame.iter_rows())]
+    conf = {j for j, c in enumerate(frame.columns) if c in CONFIDENCE_COLUMNS}
+    n_rows = max(len(target), len(grid))
+    n_cols = max([len(frame.columns), *(len(r) for r in grid)]) if grid else len(frame.columns)
+    out: list[dict[str, Any]] = []
+    for i in range(n_rows):
+        cur_row = grid[i] if i < len(grid) else []
+        changed: list[tuple[int, Any]] = []
+        for j in range(n_cols):
+            cur = _read_cell(cur_row[j]) if j < len(cur_row) else ""
+            if i < len(target) and j < len(target[i]):
+                new, write = target[i][j], values[i][j]
+            else:
+                new, write = "", ""
+            if i > 0 and j in conf:
+                same = _canon_conf(cur) == _canon_conf(new)
+            else:
+                same = cur == new
+            if not same:
+                changed.append((j, write))
+        for start, end in _runs([j for j, _ in changed]):
+            cells = dict(changed)
+            rng = f"{rowcol_to_a1(i + 1, start + 1)}:{rowcol_to_a1(i + 1, end)}"
+            out.append({"range": absolute_range_name(title, rng), "values": [[cells[j] for j in range(start, end)]]})
+    return out
 
 
 def _sheet_values(frame: pl.DataFrame) -> list[list[Any]]:
@@ -784,12 +952,20 @@ def _runs(indices: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def sheet_format_requests(
-    sheet_id: int, columns: Sequence[str], n_data_rows: int, taxonomy: Taxonomy, *, title: str
+    sheet_id: int,
+    columns: Sequence[str],
+    n_data_rows: int,
+    taxonomy: Taxonomy,
+    *,
+    title: str,
+    min_rows: int = 0,
+    min_cols: int = 0,
 ) -> list[dict[str, Any]]:
     """The ``batchUpdate`` requests that lay out a review worksheet (see
-    :class:`GSheetsReviewBackend`)."""
+    :class:`GSheetsReviewBackend`); the grid is sized to the frame, but never below
+    ``min_rows`` × ``min_cols`` (the current size, when nothing may be cut off)."""
     n_rows, n_cols = n_data_rows + 1, len(columns)
-    grid_rows = max(n_rows, 2)  # a frozen row needs at least one row below it
+    grid_rows = max(n_rows, 2, min_rows)  # a frozen row needs at least one row below it
     idx = {c: j for j, c in enumerate(columns)}
     reqs: list[dict[str, Any]] = [
         {
@@ -797,7 +973,11 @@ def sheet_format_requests(
                 "properties": {
                     "sheetId": sheet_id,
                     "title": title,
-                    "gridProperties": {"rowCount": grid_rows, "columnCount": n_cols, "frozenRowCount": 1},
+                    "gridProperties": {
+                        "rowCount": grid_rows,
+                        "columnCount": max(n_cols, min_cols),
+                        "frozenRowCount": 1,
+                    },
                 },
                 "fields": "title,gridProperties.rowCount,gridProperties.columnCount,gridProperties.frozenRowCount",
             }

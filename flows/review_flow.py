@@ -37,13 +37,20 @@ def simulate_month_review(
     settings = get_settings(storage=storage, source=source, source_encoding=source_encoding)
     store = open_storage(settings)
     backend = open_review_backend(settings, store)
-    sheet = backend.read_month(month)
-    if sheet is None:
-        raise FileNotFoundError(f"no review sheet for {month} at {backend.location(month)}; run `voc run --mode full` first")
+    missing = f"no review sheet for {month} at {backend.location(month)}; run `voc run --mode full` first"
+    if backend.read_month(month) is None:
+        raise FileNotFoundError(missing)
     truth = open_source(settings).read_month(month)
     tagger, _ = load_champion(settings, store)
-    reviewed = simulate_review(sheet, truth, fraction=fraction, seed=seed, taxonomy=tagger.taxonomy)
-    where = backend.write_month(month, reviewed, tagger.taxonomy)
+
+    def review(sheet: pl.DataFrame | None) -> tuple[pl.DataFrame, tuple[pl.DataFrame, pl.DataFrame]]:
+        if sheet is None:
+            raise FileNotFoundError(missing)
+        reviewed = simulate_review(sheet, truth, fraction=fraction, seed=seed, taxonomy=tagger.taxonomy)
+        return reviewed, (sheet, reviewed)
+
+    # read-change-write with a version check, like a run's sync (flows.review_backends.update_month)
+    where, (sheet, reviewed) = backend.update_month(month, review, tagger.taxonomy)
     done_before = _done(sheet)
     done_after = _done(reviewed)
     changed = _changed(sheet, reviewed)

@@ -26,6 +26,14 @@ Configuration (:class:`config.settings.S3Settings`, env ``VOC_S3__*``):
   :func:`flows.retries.s3_operation_budget_s` (31 s with the defaults). s3transfer's own
   download retries are off (``num_download_attempts=1``) for the same reason.
 
+Compare-and-swap (:meth:`S3Storage.read_versioned`, :meth:`S3Storage.write_if`): the version is
+the object's ETag as read, and the write is a conditional ``PutObject`` with ``If-Match: <ETag>``
+(or ``If-None-Match: *`` for a key that must not exist yet). S3 answers 412 when the object
+changed, 409 when a concurrent conditional write is in flight, 404 when it was deleted: each
+raises :class:`flows.storage.StorageConflict` (not retried here: the caller re-reads). AWS S3
+supports both headers on ``PutObject`` since 2024-11 (MinIO and moto too); a store that ignores
+them gives no protection.
+
 When the attempts are exhausted, or on a permanent error (403, missing bucket), a
 :class:`flows.storage.StorageError` naming the ``s3://`` URI of the key and the endpoint is
 raised (chained to the botocore error, which decides whether Prefect retries), so the Prefect
@@ -52,7 +60,7 @@ from pydantic import SecretStr
 
 from config.settings import S3Settings, VocSettings
 from flows.retries import is_transient
-from flows.storage import StorageError, join_key
+from flows.storage import StorageConflict, StorageError, join_key
 
 __all__ = ["S3Storage", "CONTENT_TYPES", "content_type_for", "parse_s3_uri"]
 
@@ -68,6 +76,7 @@ CONTENT_TYPES: dict[str, str] = {
 """Content-Type by file suffix (dashboards open in a browser straight from S3)."""
 
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _ONE_DOWNLOAD_ATTEMPT = TransferConfig(num_download_attempts=1)
 """s3transfer retries a timed-out download 5 times by default; the retry layers above suffice."""
 
@@ -245,6 +254,8 @@ class S3Storage:
         for i in range(attempts):
             try:
                 return fn()
+            except StorageError:  # already classified (a StorageConflict of a conditional write)
+                raise
             except Exception as e:  # noqa: BLE001 - classified below, re-raised as StorageError
                 if _is_missing(e):
                     raise StorageError(f"no such key: {self.uri(key)}") from e
@@ -283,6 +294,51 @@ class S3Storage:
             return obj["Body"].read()
 
         return self._call("download", key, get)
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and its ETag (the version for :meth:`write_if`), read in one
+        ``GetObject``; ``None`` when the key does not exist."""
+
+        def get() -> tuple[bytes, str]:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return obj["Body"].read(), str(obj["ETag"])
+
+        try:
+            return self._call("download", key, get)
+        except StorageError as e:
+            if e.__cause__ is not None and _is_missing(e.__cause__):
+                return None
+            raise
+
+    def write_if(self, key: str, data: bytes, *, version: str | None, content_type: str | None = None) -> str:
+        """Upload ``data`` to ``key`` only if the object still has the ETag ``version``
+        (``None``: only if there is no object yet): a conditional ``PutObject``.
+
+        Raises
+        ------
+        StorageConflict
+            S3 refused the condition (412), a concurrent conditional write won (409) or the
+            object was deleted (404 with ``If-Match``).
+        StorageError
+            Any other failure, as :meth:`write_bytes`.
+        """
+        ctype = content_type or content_type_for(key)
+        cond = {"IfMatch": version} if version is not None else {"IfNoneMatch": "*"}
+
+        def put() -> Any:
+            try:
+                return self.client.put_object(
+                    Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=ctype, **cond
+                )
+            except bce.ClientError as e:
+                status, code = _status(e)
+                if status in (409, 412) or code in _CONFLICT_CODES or (version is not None and _is_missing(e)):
+                    what = "was created" if version is None else ("was deleted" if _is_missing(e) else "changed")
+                    raise StorageConflict(f"{self.uri(key)} {what} since it was read (HTTP {status} {code})") from e
+                raise
+
+        self._call("upload", key, put)
+        return self.uri(key)
 
     def exists(self, key: str) -> bool:
         def head() -> bool:

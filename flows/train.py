@@ -23,6 +23,7 @@ from prefect.cache_policies import NONE as NO_CACHE
 from config.settings import VocSettings, get_settings
 from flows.keys import latest_output
 from flows.models import fetch_model, read_champion, upload_model, write_champion
+from flows.params import SourceParam, guard_flow_parameters, refuse_dsn_password
 from flows.retries import MODEL_IO_TASK
 from flows.sources import VocSource, open_source
 from flows.storage import Storage, open_storage
@@ -43,10 +44,26 @@ from voc.tokenize import KiwiTokenizer
 __all__ = ["voc_train", "training_frame", "reviewed_overlay", "label_counts"]
 
 
+_DIMS: tuple[str, ...] = ("subject", "work")
+
+
+def _dimension_mask(df: pl.DataFrame, dim: str) -> pl.Expr:
+    """Rows of a reviewed CSV (read as text) whose ``dim`` is a human label of this review:
+    ``{dim}_reviewed`` (written since per-dimension flags exist), else ``{dim}_source ==
+    "reviewer"`` (older CSVs, where ``is_reviewed`` meant *some* dimension)."""
+    if f"{dim}_reviewed" in df.columns:
+        return pl.col(f"{dim}_reviewed").str.to_lowercase().is_in(["true", "1"]).fill_null(False)
+    if f"{dim}_source" in df.columns:
+        return (pl.col(f"{dim}_source") == "reviewer").fill_null(False)
+    return pl.lit(True)
+
+
 def reviewed_overlay(storage: Storage, prefix: str) -> pl.DataFrame | None:
     """Rows marked reviewed in the newest ``reviewed_*.csv`` of every (month, building) in
-    storage, as a VOC frame whose ``reviewed_*`` columns hold the human labels (per dimension:
-    what the reviewer set or confirmed, else the input's own label); None if none."""
+    storage, as a VOC frame whose ``reviewed_{dim}_*`` columns hold the human labels of this
+    review *per dimension*: what the reviewer set or confirmed where ``{dim}_reviewed`` is true,
+    null elsewhere (the source keeps that dimension's own label, see :func:`training_frame`);
+    None if none."""
     keys = [k for k in storage.list(prefix) if "/reviewed_" in k and k.endswith(".csv") and "/models/" not in k]
     groups: dict[str, list[str]] = {}
     for k in keys:
@@ -63,8 +80,17 @@ def reviewed_overlay(storage: Storage, prefix: str) -> pl.DataFrame | None:
         if df.height == 0:
             continue
         # refresh (voc.review.merge_reviews) wrote the labels into reviewed_*: a reviewer's value or
-        # confirmation of a trained model's tag, else the input's own label. The final tags
+        # confirmation of a trained model's tag where {dim}_reviewed, else the input's own label
+        # (which the source has anyway). Only the flagged dimensions are read; the final tags
         # (subject_major, …) may be machine guesses and are never read as labels.
+        df = df.with_columns(
+            [
+                pl.when(_dimension_mask(df, d)).then(pl.col(f"reviewed_{d}_{k}")).otherwise(None).alias(f"reviewed_{d}_{k}")
+                for d in _DIMS
+                for k in ("major", "minor")
+                if f"reviewed_{d}_{k}" in df.columns
+            ]
+        )
         frames.append(df.drop([c for c in LABEL_COLUMNS if c in df.columns]))
     if not frames:
         return None
@@ -76,7 +102,10 @@ def training_frame(source: VocSource, storage: Storage, prefix: str, *, until: s
     """Every reviewed VOC registered before ``until`` (all when None).
 
     Source labels first; reviewed rows from PostgreSQL (``read_training_rows``) and from
-    storage's reviewed CSVs override them per ``voc_id``.
+    storage's reviewed CSVs override them per ``voc_id`` *and dimension*: a dimension with a
+    human label in the later frame replaces the earlier one, a dimension without one (null
+    ``reviewed_{dim}_*``: not reviewed there) keeps the earlier label. Both readers return a
+    dimension's label only where that dimension is flagged human-reviewed.
     """
     frames = [source.read_history(before=until)]
     if hasattr(source, "read_training_rows"):
@@ -92,10 +121,24 @@ def training_frame(source: VocSource, storage: Storage, prefix: str, *, until: s
             extra = extra.filter(pl.col("created_at") < month_range(parse_month(until))[0])
         label_cols = [f"reviewed_{c}" for c in LABEL_COLUMNS]
         has = extra.filter(pl.any_horizontal([pl.col(c).is_not_null() for c in label_cols]))
-        base = pl.concat(
-            [base.filter(~pl.col("voc_id").is_in(has["voc_id"].implode())), _conform(has, base.schema)],
-            how="vertical",
+        if has.height == 0:
+            continue
+        has = _conform(has, base.schema).unique("voc_id", keep="last", maintain_order=True)
+        earlier = (
+            base.filter(pl.col("voc_id").is_in(has["voc_id"].implode()))
+            .unique("voc_id", keep="first", maintain_order=True)
+            .select("voc_id", *[pl.col(c).alias(f"__earlier_{c}") for c in label_cols])
         )
+        has = has.join(earlier, on="voc_id", how="left")
+        merged = []
+        for d in _DIMS:
+            ma, mi = f"reviewed_{d}_major", f"reviewed_{d}_minor"
+            labelled = pl.col(ma).is_not_null() | pl.col(mi).is_not_null()
+            merged += [
+                pl.when(labelled).then(pl.col(c)).otherwise(pl.col(f"__earlier_{c}")).alias(c) for c in (ma, mi)
+            ]
+        has = has.with_columns(merged).select(base.columns)
+        base = pl.concat([base.filter(~pl.col("voc_id").is_in(has["voc_id"].implode())), has], how="vertical")
     return base
 
 
@@ -209,17 +252,19 @@ def voc_train(
     until: str | int | None = None,
     model: str | None = None,
     storage: str | None = None,
-    source: str | None = None,
+    source: SourceParam = None,
     kobert_base: str | None = None,
     source_encoding: str | None = None,
 ) -> dict[str, Any]:
     """Train a candidate on all reviewed VOCs registered before ``until`` ("YYYY-MM"; default:
     everything) and promote it to champion when its held-out macro-F1 is not below the
     champion's on the same held-out rows. ``storage``, ``source``, ``source_encoding`` override
-    ``VOC_STORAGE``, ``VOC_SOURCE``, ``VOC_SOURCE_ENCODING``.
+    ``VOC_STORAGE``, ``VOC_SOURCE``, ``VOC_SOURCE_ENCODING``; a ``source`` DSN with a password is
+    refused (:mod:`flows.params`: the password goes in ``VOC_DB__DSN`` or ``~/.pgpass``).
 
     Returns the summary dict (also published as Prefect artifacts).
     """
+    refuse_dsn_password(source, where="parameter 'source' of flow voc-train")
     logger = get_run_logger()
     overrides: dict[str, Any] = {"storage": storage, "source": source, "source_encoding": source_encoding}
     settings = get_settings(**overrides)
@@ -304,6 +349,9 @@ def voc_train(
     _publish_train_artifacts(summary, report.metrics)
     logger.info("model %s: %s (%s)", name, meta["status"], decision.reason)
     return summary
+
+
+guard_flow_parameters(voc_train, "source")  # refused before a flow run (and its parameters) exists
 
 
 def _publish_train_artifacts(summary: dict[str, Any], metrics: dict[str, dict[str, Any]]) -> None:

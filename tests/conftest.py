@@ -67,5 +67,5 @@ def prefect_server():
     """One ephemeral Prefect API for the whole session (starting one costs 5–10 s)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=600):  # minutes on a loaded 2-core machine
         yield

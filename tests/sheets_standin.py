@@ -29,6 +29,8 @@ endpoint                                                    behaviour
                                                             ``USER_ENTERED`` turns ``=…`` text into
                                                             an (unevaluated) formula, like Sheets;
                                                             a range outside the grid is a 400
+``POST /v4/spreadsheets/{id}/values:batchUpdate``           several ranges as ``PUT …/values`` does,
+                                                            atomic (every range is checked first)
 ``GET  /v4/spreadsheets/{id}/values/{range}``               ``FORMATTED_VALUE`` (default) returns
                                                             text (numbers in general format,
                                                             formulas as ``""``: nothing is
@@ -332,6 +334,9 @@ class SheetsStandIn:
         m = re.fullmatch(r"/v4/spreadsheets/([^/:]+):batchUpdate", path)
         if m and method == "POST":
             return self._batch_update(m.group(1), body or {})
+        m = re.fullmatch(r"/v4/spreadsheets/([^/:]+)/values:batchUpdate", path)
+        if m and method == "POST":
+            return self._values_batch_update(self._get(m.group(1)), body or {})
         m = re.fullmatch(r"/v4/spreadsheets/([^/:]+)/values/(.+)", path)
         if m and method in ("GET", "PUT"):
             ss = self._get(m.group(1))
@@ -495,6 +500,22 @@ class SheetsStandIn:
             "updatedRows": n_rows,
             "updatedColumns": n_cols,
             "updatedCells": sum(len(r) for r in values),
+        }
+
+    def _values_batch_update(self, ss: StandInSpreadsheet, body: dict[str, Any]) -> Any:
+        query = {"valueInputOption": [body.get("valueInputOption") or ""]}
+        data = body.get("data") or []
+        for item in data:  # all-or-nothing, like the API: check every range before writing any
+            sheet, r0, c0, _, _ = self._resolve(ss, item["range"])
+            values = item.get("values") or []
+            n_cols = max((len(r) for r in values), default=0)
+            if r0 + len(values) > sheet.rows or c0 + n_cols > sheet.cols:
+                raise _Error(400, f"Range ({item['range']}) exceeds grid limits. Max rows: {sheet.rows}, max columns: {sheet.cols}")
+        replies = [self._values_update(ss, item["range"], query, item) for item in data]
+        return {
+            "spreadsheetId": ss.spreadsheet_id,
+            "totalUpdatedCells": sum(r["updatedCells"] for r in replies),
+            "responses": replies,
         }
 
     def _dense(self, sheet: StandInSheet, *, raw: bool, render: str = "FORMATTED_VALUE",

@@ -29,6 +29,7 @@ from flows.db import (
     may_overwrite,
 )
 from flows.sources import CsvSource, SourceError, open_source
+from voc.schema import REVIEWED_LABEL_COLUMNS
 from voc.taxonomy import Taxonomy, TaxonomyRow, default_taxonomy
 
 _reason = pg_available()
@@ -74,11 +75,11 @@ def _scalar(dsn: str, query: str, params: tuple = ()) -> object:
 def test_migrations_are_versioned_and_idempotent() -> None:
     with temp_database() as dsn:
         assert applied_versions(dsn) == []
-        assert apply_migrations(dsn) == [1, 2]
+        assert apply_migrations(dsn) == [1, 2, 3]
         first = _rows(dsn, "SELECT version, name, applied_at FROM voc_schema_version ORDER BY version")
         assert apply_migrations(dsn) == []
         assert _rows(dsn, "SELECT version, name, applied_at FROM voc_schema_version ORDER BY version") == first
-        assert [r[0] for r in first] == [1, 2]
+        assert [r[0] for r in first] == [1, 2, 3]
         tables = {r[0] for r in _rows(dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         assert {"voc", "voc_taxonomy", "voc_classification", "voc_schema_version"} <= tables
         idx = {r[0] for r in _rows(dsn, "SELECT indexname FROM pg_indexes WHERE tablename = 'voc'")}
@@ -103,8 +104,8 @@ def test_concurrent_migrations_apply_each_version_once() -> None:
         for t in threads:
             t.join()
         assert not errors
-        assert sorted(v for r in results for v in r) == [1, 2]
-        assert _scalar(dsn, "SELECT count(*) FROM voc_schema_version") == 2
+        assert sorted(v for r in results for v in r) == [1, 2, 3]
+        assert _scalar(dsn, "SELECT count(*) FROM voc_schema_version") == 3
 
 
 def test_failing_migration_rolls_back_and_names_the_file(tmp_path: Path) -> None:
@@ -130,7 +131,10 @@ def _rows(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
 def test_load_sample_counts_and_is_idempotent(db: str) -> None:
     assert _scalar(db, "SELECT count(*) FROM voc") == N_SAMPLE
     assert _scalar(db, "SELECT count(*) FROM voc_classification") == N_LABELLED
-    assert _rows(db, "SELECT DISTINCT classify_source, is_reviewed FROM voc_classification") == [("reviewed", True)]
+    # the sample's labels are subjects only: subject human, work open (no label, nothing blocked)
+    assert _rows(
+        db, "SELECT DISTINCT classify_source, subject_reviewed, work_reviewed, is_reviewed FROM voc_classification"
+    ) == [("reviewed", True, False, False)]
     stamp = _scalar(db, "SELECT max(updated_at) FROM voc")
     assert load_csv(db, sample_csv_path()) == (N_SAMPLE, N_LABELLED)  # rerun
     assert _scalar(db, "SELECT count(*) FROM voc") == N_SAMPLE
@@ -468,12 +472,14 @@ def test_cli_init_load_and_taxonomy(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(tmp_path)  # no stray .env
     with temp_database() as dsn:
         secret_dsn = psycopg.conninfo.make_conninfo(dsn, password="pa55-s3cret")
-        r = runner.invoke(app, ["db", "init", "--dsn", secret_dsn])
+        r = runner.invoke(app, ["db", "init", "--dsn", secret_dsn])  # a password on the command line: refused
+        assert r.exit_code == 2 and "VOC_DB__DSN" in r.output and "pa55-s3cret" not in r.output, r.output
+        r = runner.invoke(app, ["db", "init", "--dsn", dsn])  # without password (trust, or ~/.pgpass)
         assert r.exit_code == 0, r.output
-        assert "applied migration(s) 1, 2" in r.output and "pa55-s3cret" not in r.output
+        assert "applied migration(s) 1, 2, 3" in r.output and "pa55-s3cret" not in r.output
         monkeypatch.setenv("VOC_DB__DSN", secret_dsn)
         r = runner.invoke(app, ["db", "init"])
-        assert r.exit_code == 0 and "up to date (version 2)" in r.output
+        assert r.exit_code == 0 and "up to date (version 3)" in r.output
         r = runner.invoke(app, ["db", "load-csv"])
         assert r.exit_code == 0, r.output
         assert f"loaded {N_SAMPLE} VOCs and {N_LABELLED} reviewed labels" in r.output
@@ -510,3 +516,197 @@ def test_sources_of_one_process_share_a_pool(db: str) -> None:
     assert pool.closed
     assert sources[0].read_month("2019-11", ["1"]).height == 41  # reopens
     sources[0].close()
+
+
+# --------------------------------------------------------------------------------------------
+# per-dimension human review ("nothing wrong gets in, nothing right gets lost")
+
+
+def test_migration_0003_fills_the_flags_from_is_reviewed(tmp_path: Path) -> None:
+    """A database at version 2 with reviewed and unreviewed rows: 0003 adds the flags, a row
+    reviewed before counts as reviewed in both dimensions, and the file is idempotent."""
+    import shutil
+
+    from flows.db import list_migrations
+
+    old = tmp_path / "v2"
+    old.mkdir()
+    for m in list_migrations()[:2]:
+        (old / m.name).write_text(m.sql_text, encoding="utf-8")
+    with temp_database() as dsn:
+        assert apply_migrations(dsn, directory=old) == [1, 2]
+        with psycopg.connect(dsn) as conn:
+            conn.execute(
+                "INSERT INTO voc_classification (voc_id, subject_major, classify_source, is_reviewed) VALUES"
+                " ('r', 'S', 'reviewed', true), ('b', 'S', 'batch', false)"
+            )
+        assert apply_migrations(dsn) == [3]
+        q = "SELECT voc_id, is_reviewed, subject_reviewed, work_reviewed FROM voc_classification ORDER BY voc_id"
+        assert _rows(dsn, q) == [("b", False, False, False), ("r", True, True, True)]
+        (mig3,) = [m for m in list_migrations() if m.version == 3]
+        with psycopg.connect(dsn) as conn:  # the file itself runs twice without harm
+            conn.execute(mig3.sql_text.encode("utf-8"))
+        assert _rows(dsn, q) == [("b", False, False, False), ("r", True, True, True)]
+        shutil.rmtree(old)
+
+
+def test_priority_per_dimension_matrix_sql_matches_python(fresh_db: str) -> None:
+    """Every (stored, incoming) pair of (classify_source, subject_reviewed, work_reviewed): each
+    dimension is written exactly when may_overwrite says so for that dimension's flags, the flags
+    are the OR of both, is_reviewed means both."""
+    combos = list(itertools.product(CLASSIFY_SOURCES, (False, True), (False, True)))
+    cases = [(old, new) for old in combos for new in combos]
+    with psycopg.connect(fresh_db) as conn:
+        for i, ((src, s_rev, w_rev), _) in enumerate(cases):
+            conn.execute(
+                "INSERT INTO voc_classification (voc_id, subject_major, work_major, classify_source,"
+                " is_reviewed, subject_reviewed, work_reviewed) VALUES (%s, 'OLD', 'OLD', %s, %s, %s, %s)",
+                (f"p{i}", src, s_rev and w_rev, s_rev, w_rev),
+            )
+    with PostgresSource(fresh_db) as s:
+        for new in combos:
+            ids = [f"p{i}" for i, (_, n) in enumerate(cases) if n == new]
+            frame = _tags(ids, "NEW", subject_reviewed=new[1], work_reviewed=new[2])
+            s.write_tags(frame, classify_source=new[0])
+        got = {r["voc_id"]: r for r in s.read_tags().iter_rows(named=True)}
+    for i, ((o_src, o_s, o_w), (n_src, n_s, n_w)) in enumerate(cases):
+        r = got[f"p{i}"]
+        eff = "reviewed" if (n_s or n_w) else n_src  # a row with a human dimension is a reviewed row
+        ws, ww = may_overwrite(eff, n_s, o_src, o_s), may_overwrite(eff, n_w, o_src, o_w)
+        case = (o_src, o_s, o_w, n_src, n_s, n_w)
+        assert (r["subject_major"] == "S-NEW") == ws, case
+        assert (r["work_major"] == "W-NEW") == ww, case
+        assert (r["subject_reviewed"], r["work_reviewed"]) == (o_s or n_s, o_w or n_w), case
+        assert r["is_reviewed"] == ((o_s or n_s) and (o_w or n_w)), case
+        if not (ws or ww):  # the row is not touched
+            want_src = o_src
+        else:  # a row with a human dimension is stored as a reviewed row
+            want_src = "reviewed" if (o_s or n_s or o_w or n_w) else eff
+        assert r["classify_source"] == want_src, case
+
+
+def _month_vocs(dsn: str, sample_df: pl.DataFrame) -> pl.DataFrame:
+    """The sample's 2019-11 VOCs in the VOC table, without labels (no classification rows)."""
+    month = sample_df.filter(pl.col("created_at").dt.strftime("%Y-%m") == "2019-11").with_columns(
+        [pl.lit(None, dtype=pl.Utf8).alias(c) for c in REVIEWED_LABEL_COLUMNS]
+    )
+    with PostgresSource(dsn) as s:
+        assert s.load_frame(month) == (45, 0)
+    return month
+
+
+def test_refresh_writes_only_human_dimensions(fresh_db: str, sample_df: pl.DataFrame, tmp_path: Path) -> None:
+    """The reported defect: a done row whose subject is outside the taxonomy used to put the
+    model's subject into voc_classification as a human label (is_reviewed=true), then into
+    training, for good. Now, through the refresh's own write (flows.monthly.write_reviewed_tags):
+    subject_reviewed stays false and the model's subject is no label; the work type is a label
+    only where a trained model's tag was confirmed; flags never go back; a second refresh
+    changes nothing; a later batch replaces machine dimensions only."""
+    from test_review import make_tagged
+
+    from flows.keys import reviewed_key
+    from flows.monthly import write_reviewed_tags
+    from flows.storage import LocalStorage
+    from flows.train import training_frame
+    from voc.review import COL_DONE, COL_VOC_ID, REVIEWER_LABEL_COLUMNS, build_review_rows, merge_reviews
+
+    s_maj, s_min = REVIEWER_LABEL_COLUMNS["subject"]
+    tax = default_taxonomy()
+    _month_vocs(fresh_db, sample_df)
+    tagged = make_tagged(sample_df, month="201911")
+    ids = tagged["voc_id"].to_list()
+    a, b, c, d = ids[:4]  # a: invalid subject, work from a trained model; b: invalid subject,
+    # keyword work; c: valid subject typed, keyword work; d: both confirmed (trained model)
+    tagged = tagged.with_columns(
+        pl.when(pl.col("voc_id").is_in([b, c])).then(pl.lit("keyword")).otherwise(pl.lit("model")).alias("work_source")
+    )
+    t = {r["voc_id"]: r for r in tagged.iter_rows(named=True)}
+    sheet = build_review_rows(tagged, threshold=0.5)
+
+    def edit(edits: dict[str, dict[str, str]]) -> pl.DataFrame:
+        recs = sheet.to_dicts()
+        for r in recs:
+            r.update(edits.get(r[COL_VOC_ID], {}))
+        return pl.DataFrame(recs, schema=sheet.schema)
+
+    reviewed_sheet = edit(
+        {
+            a: {s_min: "엉터리", COL_DONE: "Y"},
+            b: {s_min: "엉터리", COL_DONE: "Y"},
+            c: {s_maj: "시설", s_min: "승강기", COL_DONE: "Y"},
+            d: {COL_DONE: "Y"},
+        }
+    )
+    q = (
+        "SELECT voc_id, subject_major, subject_minor, work_minor, classify_source, subject_reviewed, work_reviewed,"
+        " is_reviewed FROM voc_classification WHERE voc_id = ANY(%s) ORDER BY voc_id"
+    )
+
+    def state() -> dict[str, tuple]:
+        return {r[0]: r[1:] for r in _rows(fresh_db, q, ([a, b, c, d],))}
+
+    with PostgresSource(fresh_db) as src:
+        assert src.write_tags(tagged, classify_source="batch") == 45  # the monthly full run
+        reviewed, _ = merge_reviews(tagged, reviewed_sheet, tax)
+        assert write_reviewed_tags(src, reviewed) == 3  # a, c, d: b has no human dimension
+        st = state()
+        assert st[a] == (t[a]["subject_major"], t[a]["subject_minor"], t[a]["work_minor"], "reviewed", False, True, False)
+        assert st[b] == (t[b]["subject_major"], t[b]["subject_minor"], t[b]["work_minor"], "batch", False, False, False)
+        assert st[c] == ("시설", "승강기", t[c]["work_minor"], "reviewed", True, False, False)
+        assert st[d] == (t[d]["subject_major"], t[d]["subject_minor"], t[d]["work_minor"], "reviewed", True, True, True)
+
+        # training reads a dimension only where it is human-reviewed
+        train = {r["voc_id"]: r for r in src.read_training_rows().iter_rows(named=True)}
+        assert set(train) == {a, c, d}
+        assert train[a]["reviewed_subject_minor"] is None, "the model's subject is not a label"
+        assert train[a]["reviewed_work_minor"] == t[a]["work_minor"]
+        assert (train[c]["reviewed_subject_minor"], train[c]["reviewed_work_minor"]) == ("승강기", None)
+        assert (train[d]["reviewed_subject_minor"], train[d]["reviewed_work_minor"]) == (t[d]["subject_minor"], t[d]["work_minor"])
+        # … and so does voc train, with the reviewed CSV of the refresh in storage as well
+        storage = LocalStorage(tmp_path / "store")
+        storage.write_bytes(reviewed_key("stat/voc-dev", "2019-11", "1", "refresh_1"), reviewed.write_csv().encode())
+        frame = {r["voc_id"]: r for r in training_frame(src, storage, "stat/voc-dev", until=None).iter_rows(named=True)}
+        assert frame[a]["reviewed_subject_minor"] is None and frame[a]["reviewed_work_minor"] == t[a]["work_minor"]
+        assert frame[b]["reviewed_subject_minor"] is None and frame[b]["reviewed_work_minor"] is None
+        assert (frame[c]["reviewed_subject_minor"], frame[c]["reviewed_work_minor"]) == ("승강기", None)
+
+        # a second refresh of the same sheet: nothing flips
+        before = src.read_tags().drop("updated_at")
+        write_reviewed_tags(src, merge_reviews(tagged, reviewed_sheet, tax)[0])
+        assert src.read_tags().drop("updated_at").equals(before)
+
+        # the reviewer takes d back (not done) and spoils c's subject: nothing goes back
+        worse = edit({a: {s_min: "엉터리", COL_DONE: "Y"}, c: {s_min: "엉터리", COL_DONE: "Y"}, d: {COL_DONE: "N"}})
+        write_reviewed_tags(src, merge_reviews(tagged, worse, tax)[0])
+        st2 = state()
+        assert st2[c][:2] == ("시설", "승강기") and st2[c][4:] == (True, False, False)
+        assert st2[d] == st[d]
+
+        # next month's batch retags everything: machine dimensions change, human ones never
+        retag = tagged.with_columns(
+            pl.lit("새대분류").alias("subject_major"), pl.lit("새중분류").alias("subject_minor"),
+            pl.lit("새작업").alias("work_major"), pl.lit("새작업중").alias("work_minor"),
+        )
+        src.write_tags(retag, classify_source="batch")
+        st3 = state()
+        assert st3[a] == ("새대분류", "새중분류", t[a]["work_minor"], "reviewed", False, True, False)
+        assert st3[b] == ("새대분류", "새중분류", "새작업중", "batch", False, False, False)
+        assert st3[c] == ("시설", "승강기", "새작업중", "reviewed", True, False, False)
+        assert st3[d] == st[d], "a row reviewed in both dimensions is never touched by a machine"
+
+
+def test_load_csv_flags_only_labelled_dimensions(fresh_db: str, sample_df: pl.DataFrame) -> None:
+    """Labels loaded with the data are human per dimension: a subject-only label leaves the work
+    type to the model, and reloading never blanks the batch's work tag."""
+    month = sample_df.filter(pl.col("created_at").dt.strftime("%Y-%m") == "2019-11").head(3)
+    ids = month["voc_id"].to_list()
+    month = month.with_columns(pl.lit("시설").alias("reviewed_subject_major"), pl.lit("승강기").alias("reviewed_subject_minor"))
+    with PostgresSource(fresh_db) as s:
+        assert s.load_frame(month) == (3, 3)
+        s.write_tags(_tags(ids, "batch"), classify_source="batch")
+        s.load_frame(month)  # rerun
+        got = s.read_tags(ids)
+    assert got["subject_minor"].to_list() == ["승강기"] * 3, "the human subject is kept"
+    assert got["work_minor"].to_list() == ["w-batch"] * 3, "the batch's work tag is neither blocked nor blanked"
+    assert got["subject_reviewed"].all() and not got["work_reviewed"].any() and not got["is_reviewed"].any()
+    assert set(got["classify_source"]) == {"reviewed"}

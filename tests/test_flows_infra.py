@@ -74,7 +74,7 @@ def _keys(prefix: str = "") -> list[str]:
 def _classifications(dsn: str, ids: list[str]) -> dict[str, tuple]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT voc_id, subject_minor, classify_source, is_reviewed FROM voc_classification WHERE voc_id = ANY(%s)",
+            "SELECT voc_id, subject_minor, classify_source, subject_reviewed FROM voc_classification WHERE voc_id = ANY(%s)",
             (ids,),
         ).fetchall()
     return {r[0]: r[1:] for r in rows}
@@ -108,7 +108,7 @@ def test_full_from_postgres_to_s3(cycle, dsn, moto, sample_df):
     ids = sample_df.filter(pl.col("created_at").dt.strftime("%Y-%m") == MONTH)["voc_id"].to_list()
     rows = _classifications(dsn, ids)
     assert len(rows) == 45
-    # the 44 rows loaded with labels are human-reviewed: the batch never overwrote them
+    # the 44 rows loaded with (subject) labels are human-reviewed: the batch never overwrote them
     assert sum(1 for r in rows.values() if r[1] == "reviewed" and r[2]) == 44
     assert sum(1 for r in rows.values() if r[1] == "batch" and not r[2]) == 1
 

@@ -11,6 +11,8 @@ import polars as pl
 import pytest
 
 from voc.review import (
+    GUESS_MARK,
+    GUESS_SUFFIX,
     COL_CONFIDENCE,
     COL_DONE,
     COL_FLAG,
@@ -28,10 +30,12 @@ from voc.review import (
     build_review_rows,
     is_done,
     is_formula_like,
+    mark_guess,
     merge_into_sheet,
     merge_reviews,
     neutralize_cell,
     simulate_review,
+    split_guess,
     validate_reviews,
 )
 from voc.schema import TAGGED_COLUMNS
@@ -538,3 +542,142 @@ def test_simulate_review_enters_the_active_label_of_a_superseded_class(rows, tax
         assert (out[S_MAJ], out[S_MIN]) == ("시설", "승강기")
     assert out[COL_DONE] == "Y"
     assert not validate_reviews(simulate_review(rows, truth, taxonomy=tax), tax)[1]
+
+
+# --------------------------------------------------------------------------------------------
+# per-dimension review flags and keyword guesses ("nothing wrong gets in, nothing right gets lost")
+
+
+def test_per_dimension_flags_an_invalid_subject_is_no_label(tagged, rows, tax):
+    """A done row whose subject is outside the taxonomy: the subject stays the model's machine
+    value (subject_reviewed False); the work type is a label only when a trained model's tag was
+    confirmed (work_source model), never a keyword guess."""
+    kw = tagged.with_columns(
+        pl.Series("work_source", ["keyword" if i % 2 else "model" for i in range(tagged.height)])
+    )
+    sheet_rows = build_review_rows(kw, threshold=0.5)
+    src = {r["voc_id"]: r["work_source"] for r in kw.iter_rows(named=True)}
+    ids = sheet_rows[COL_VOC_ID].to_list()
+    model_work = next(v for v in ids if src[v] == "model")
+    keyword_work = next(v for v in ids if src[v] == "keyword")
+    both = next(v for v in ids if src[v] == "model" and v != model_work)
+    sheet = set_cells(
+        sheet_rows,
+        {
+            model_work: {S_MIN: "엉터리", COL_DONE: "Y"},
+            keyword_work: {S_MIN: "엉터리", COL_DONE: "Y"},
+            both: {COL_DONE: "Y"},
+        },
+    )
+    out, st = merge_reviews(kw, sheet, tax)
+    t = {r["voc_id"]: r for r in kw.iter_rows(named=True)}
+    o = {r["voc_id"]: r for r in out.iter_rows(named=True)}
+    assert out.schema["subject_reviewed"] == out.schema["work_reviewed"] == pl.Boolean
+
+    r = o[model_work]
+    assert (r["subject_reviewed"], r["work_reviewed"], r["is_reviewed"]) == (False, True, True)
+    assert (r["subject_minor"], r["subject_source"]) == (t[model_work]["subject_minor"], "model")
+    assert r["reviewed_subject_minor"] == t[model_work]["reviewed_subject_minor"], "the model's subject is no label"
+    assert (r["work_source"], r["reviewed_work_minor"]) == ("reviewer", t[model_work]["work_minor"])
+
+    r = o[keyword_work]
+    assert (r["subject_reviewed"], r["work_reviewed"], r["is_reviewed"]) == (False, False, False)
+    assert r["classify_source"] == "batch" and r["work_source"] == "keyword"
+
+    r = o[both]
+    assert (r["subject_reviewed"], r["work_reviewed"], r["is_reviewed"]) == (True, True, True)
+    assert st.n_reviewed == 2
+    # untouched rows: no flag
+    assert out.filter(~pl.col("voc_id").is_in([model_work, keyword_work, both]))["subject_reviewed"].any() is False
+
+
+def test_keyword_guesses_are_marked_in_the_sheet(tagged):
+    kw = tagged.with_columns(pl.lit("keyword").alias("work_source"))
+    sheet = build_review_rows(kw, threshold=0.5)
+    t = {r["voc_id"]: r for r in kw.iter_rows(named=True)}
+    for r in sheet.iter_rows(named=True):
+        src = t[r[COL_VOC_ID]]
+        assert r["주제 대분류"] == src["subject_major"] and r["주제 중분류"] == src["subject_minor"]
+        assert r["작업유형 대분류"] == f"{src['work_major']}{GUESS_SUFFIX}"
+        assert r["작업유형 중분류"] == f"{src['work_minor']}{GUESS_SUFFIX}"
+        assert split_guess(r["작업유형 중분류"]) == (src["work_minor"], True)
+    assert split_guess("승강기") == ("승강기", False)
+    assert split_guess(" 승강기 （추정） ") == ("승강기", True)
+    assert mark_guess("") == "" and mark_guess(mark_guess("a")) == "a (추정)"
+    # no source column (older tagged CSVs): nothing marked
+    plain = build_review_rows(tagged.drop("work_source"), threshold=0.5)
+    assert not any(split_guess(v)[1] for v in plain["작업유형 중분류"].to_list())
+    # merge_into_sheet carries the marker like any model cell, reruns stay idempotent
+    merged, _ = merge_into_sheet(sheet, sheet)
+    assert merged.equals(sheet)
+
+
+def test_a_marked_guess_is_never_a_reviewer_value_nor_confirmed(tagged, tax):
+    """Refresh reads the marked cell as the model's keyword guess: a done row with empty cells
+    does not confirm it, the marker never reaches a tag or a label, a pasted marked value is
+    rejected with a hint, and a major-only entry does not borrow the guessed minor."""
+    kw = tagged.with_columns(pl.lit("keyword").alias("work_source"))
+    sheet = build_review_rows(kw, threshold=0.5)
+    ids = sheet[COL_VOC_ID].to_list()
+    r0 = sheet.row(0, named=True)
+    # a row whose guessed work major (작업) has several minors
+    k = next(i for i, v in enumerate(sheet["작업유형 대분류"].to_list()) if i > 0 and split_guess(v)[0] == "작업")
+    r1 = sheet.row(k, named=True)
+    rest = [v for v in ids[1:] if v != ids[k]]
+    pasted, major_only, picked, confirmed = ids[0], ids[k], rest[0], rest[1]
+    r2 = sheet.row(ids.index(picked), named=True)
+    edits = {
+        pasted: {W_MAJ: r0["작업유형 대분류"], W_MIN: r0["작업유형 중분류"], COL_DONE: "Y"},
+        major_only: {W_MAJ: split_guess(r1["작업유형 대분류"])[0], COL_DONE: "Y"},
+        picked: {W_MIN: split_guess(r2["작업유형 중분류"])[0], COL_DONE: "Y"},
+        confirmed: {COL_DONE: "Y"},
+    }
+    edited = set_cells(sheet, edits)
+    v, issues = validate_reviews(edited, tax)
+    by = {(i.voc_id, i.column): i for i in issues}
+    hint = by[(pasted, W_MIN)]
+    assert hint.code == "not_in_taxonomy" and "추정" in hint.message and split_guess(r0["작업유형 중분류"])[0] in hint.message
+    assert by[(major_only, W_MIN)].code == "minor_missing" and "키워드 추정" in by[(major_only, W_MIN)].message
+    vrow = v.filter(pl.col("voc_id") == major_only).row(0, named=True)
+    assert vrow["work_status"] == "invalid" and vrow["review_work_minor"] is None
+
+    out, _ = merge_reviews(kw, edited, tax)
+    o = {r["voc_id"]: r for r in out.iter_rows(named=True)}
+    t = {r["voc_id"]: r for r in kw.iter_rows(named=True)}
+    assert not o[pasted]["work_reviewed"] and o[pasted]["work_minor"] == t[pasted]["work_minor"]
+    assert not o[confirmed]["work_reviewed"] and o[confirmed]["subject_reviewed"]
+    assert o[picked]["work_reviewed"] and o[picked]["reviewed_work_minor"] == t[picked]["work_minor"]
+    for col in ("work_major", "work_minor", "reviewed_work_major", "reviewed_work_minor", "model_work_minor"):
+        assert not any(GUESS_MARK in str(x) for x in out[col].to_list() if x is not None), col
+
+
+def test_confirmation_needs_the_tag_the_reviewer_saw(tagged, tax):
+    """The sheet showed a keyword guess (marked) or another tag than the newest tagged frame
+    (a rerun retagged the row after the review): empty cells confirm nothing."""
+    kw = tagged.with_columns(pl.lit("keyword").alias("work_source"))
+    shown = build_review_rows(kw, threshold=0.5)  # what the reviewer saw: work marked as a guess
+    ids = shown[COL_VOC_ID].to_list()
+    sheet = set_cells(shown, {ids[0]: {COL_DONE: "Y"}, ids[1]: {COL_DONE: "Y"}})
+    sheet = set_cells(sheet, {ids[1]: {"주제 중분류": "다른태그"}})  # the sheet showed another subject
+    out, st = merge_reviews(tagged, sheet, tax)  # now both dimensions come from a trained model
+    o = {r["voc_id"]: r for r in out.iter_rows(named=True)}
+    assert o[ids[0]]["subject_reviewed"] and not o[ids[0]]["work_reviewed"], "the guess the reviewer saw is not confirmed"
+    assert not o[ids[1]]["subject_reviewed"] and not o[ids[1]]["is_reviewed"]
+    assert [(i.voc_id, i.code, i.value) for i in st.issues] == [(ids[1], "tag_changed", "다른태그")]
+
+
+def test_simulated_reviewer_enters_a_guessed_label(tagged, tax):
+    kw = tagged.with_columns(pl.lit("keyword").alias("work_source"))
+    sheet = build_review_rows(kw, threshold=0.5)
+    truth = pl.DataFrame(
+        {
+            "voc_id": sheet[COL_VOC_ID].to_list(),
+            "reviewed_work_major": [split_guess(v)[0] for v in sheet["작업유형 대분류"].to_list()],
+            "reviewed_work_minor": [split_guess(v)[0] for v in sheet["작업유형 중분류"].to_list()],
+        }
+    )
+    out = simulate_review(sheet, truth)
+    assert out[W_MIN].to_list() == truth["reviewed_work_minor"].to_list(), "a right guess is picked, not left"
+    reviewed, _ = merge_reviews(kw, out, tax)
+    assert reviewed["work_reviewed"].all(), "every guessed work type the reviewer picked is a label"
+    assert reviewed["subject_reviewed"].all(), "trained-model subjects left empty are confirmed"

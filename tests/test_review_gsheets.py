@@ -300,3 +300,31 @@ def test_open_review_backend_picks_gsheets(standin, tmp_path):
     assert isinstance(open_review_backend(settings), GSheetsReviewBackend)
     with pytest.raises(ReviewBackendError):
         open_review_backend(VocSettings(storage=str(tmp_path), review=ReviewSettings(backend="gsheets")))
+
+
+def test_keyword_guess_marker_round_trips_and_is_never_a_value(standin, tax, sample_df):
+    """The 추정 marker of keyword-only tags is plain text in Sheets (RAW) and reads back exactly;
+    refresh treats it as the model's keyword guess, never as a reviewer value."""
+    from voc.review import GUESS_MARK, MODEL_COLUMNS, merge_reviews, split_guess
+
+    tagged = make_tagged(sample_df).with_columns(pl.lit("keyword").alias("work_source"))
+    rows = build_review_rows(tagged, threshold=0.5)
+    b = make_backend(standin, spreadsheet_title_template="VOC 검수 {yyyymm} guesses")
+    b.write_month(MONTH, rows, tax)
+    sid = b._ids["VOC 검수 201911 guesses"]
+    stored = standin.values(sid, "201911")
+    col = {c: j for j, c in enumerate(REVIEW_COLUMNS)}
+    assert stored[1][col["작업유형 중분류"]].endswith(f"({GUESS_MARK})")
+    standin.set_cell(sid, "201911", 1, col[COL_DONE], "Y")  # empty cells: confirms the subject only
+    guessed = split_guess(stored[2][col["작업유형 중분류"]])[0]
+    standin.set_cell(sid, "201911", 2, col[REVIEWER_LABEL_COLUMNS["work"][1]], guessed)
+    standin.set_cell(sid, "201911", 2, col[COL_DONE], "Y")
+    back = b.read_month(MONTH)
+    assert back.select(MODEL_COLUMNS).equals(rows.select(MODEL_COLUMNS))
+    reviewed, st = merge_reviews(tagged, back, tax)
+    o = {r["voc_id"]: r for r in reviewed.iter_rows(named=True)}
+    first, second = back[COL_VOC_ID][0], back[COL_VOC_ID][1]
+    assert (o[first]["subject_reviewed"], o[first]["work_reviewed"], o[first]["work_source"]) == (True, False, "keyword")
+    assert (o[second]["work_reviewed"], o[second]["reviewed_work_minor"]) == (True, guessed)
+    assert not st.issues
+    assert not any(GUESS_MARK in str(v) for c in ("work_minor", "reviewed_work_minor") for v in reviewed[c].to_list() if v)

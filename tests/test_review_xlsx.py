@@ -173,8 +173,12 @@ def test_reviewer_edits_in_excel_survive_a_rerun(backend, rows, tax, sample_df):
     assert again.equals(merged)
     for before, after in zip(read.iter_rows(named=True), again.iter_rows(named=True)):
         assert all(after[c] == before[c] for c in REVIEWER_COLUMNS)
+    reviewed, stats = merge_reviews(make_tagged(sample_df), again, tax)  # the tags the reviewer saw
+    assert stats.n_reviewed == 2 and not stats.issues
+    # against the rerun's tags, empty cells confirm nothing the reviewer did not see
     reviewed, stats = merge_reviews(make_tagged(sample_df, seed=3, shift=2), again, tax)
-    assert stats.n_reviewed == 2
+    assert stats.n_reviewed == 1 and reviewed["subject_reviewed"].sum() == 1 and not reviewed["work_reviewed"].any()
+    assert {i.code for i in stats.issues} == {"tag_changed"}
 
 
 def test_unreadable_workbook_raises(backend, tax):
@@ -193,3 +197,45 @@ def test_open_review_backend_defaults_to_xlsx_in_storage(tmp_path):
     b = open_review_backend(settings)
     assert isinstance(b, XlsxReviewBackend)
     assert b.location("2019-11") == str(tmp_path / "stat/voc-stg/201911/review_201911.xlsx")
+
+
+def test_keyword_guess_marker_round_trips_and_is_never_a_value(backend, tax, sample_df):
+    """Keyword-only work tags are shown as guesses (추정) in the grey model cells; the workbook
+    keeps the marker exactly, and refresh treats the marked cell as the model's keyword guess:
+    a done row with empty cells does not confirm it, a picked value does, and the marker never
+    reaches a tag or a label."""
+    from voc.review import GUESS_MARK, split_guess
+
+    tagged = make_tagged(sample_df).with_columns(pl.lit("keyword").alias("work_source"))
+    rows = build_review_rows(tagged, threshold=0.5)
+    backend.write_month(MONTH, rows, tax)
+    wb = load(backend)
+    ws = wb["201911"]
+    header = [c.value for c in ws[1]]
+    col = {name: header.index(name) + 1 for name in header}
+    cell = ws.cell(row=2, column=col["작업유형 중분류"])
+    assert cell.data_type == "s" and cell.value.endswith(f"({GUESS_MARK})")
+    assert not ws.cell(row=2, column=col["주제 중분류"]).value.endswith(f"({GUESS_MARK})"), "trained-model tag unmarked"
+    w_min = REVIEWER_LABEL_COLUMNS["work"][1]
+    ws.cell(row=2, column=col[COL_DONE]).value = "Y"  # confirms the subject only
+    ws.cell(row=3, column=col[w_min]).value = split_guess(ws.cell(row=3, column=col["작업유형 중분류"]).value)[0]
+    ws.cell(row=3, column=col[COL_DONE]).value = "Y"  # picks the guessed work type: a label
+    buf = io.BytesIO()
+    wb.save(buf)
+    backend.storage.write_bytes(backend.key(MONTH), buf.getvalue())
+
+    back = backend.read_month(MONTH)
+    assert back.select(MODEL_COLUMNS).equals(rows.select(MODEL_COLUMNS)), "the marker reads back exactly"
+    reviewed, st = merge_reviews(tagged, back, tax)
+    o = {r["voc_id"]: r for r in reviewed.iter_rows(named=True)}
+    t = {r["voc_id"]: r for r in tagged.iter_rows(named=True)}
+    first, second = back[COL_VOC_ID][0], back[COL_VOC_ID][1]
+    assert (o[first]["subject_reviewed"], o[first]["work_reviewed"]) == (True, False)
+    assert o[first]["work_source"] == "keyword" and o[first]["work_minor"] == t[first]["work_minor"]
+    assert (o[second]["work_reviewed"], o[second]["reviewed_work_minor"]) == (True, t[second]["work_minor"])
+    assert not st.issues
+    for c in ("work_major", "work_minor", "reviewed_work_minor", "model_work_minor"):
+        assert not any(GUESS_MARK in str(v) for v in reviewed[c].to_list() if v is not None), c
+    # a rerun keeps the marker on untouched rows and the reviewer's cells everywhere
+    merged, _ = merge_into_sheet(back, rows)
+    assert merged.select(MODEL_COLUMNS).equals(rows.select(MODEL_COLUMNS))

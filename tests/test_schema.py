@@ -53,3 +53,183 @@ def test_nulls_in_text_become_empty_and_rows_are_kept():
     out = validate_voc_frame(df)
     assert out.height == 2 and out["reply"].to_list() == ["", "답변"]
     assert out["reviewed_work_major"].null_count() == 2
+
+
+# --- "Nothing wrong gets in, nothing right gets lost" -------------------------------------------
+
+import re  # noqa: E402
+from datetime import date  # noqa: E402
+
+MAX_ID_CHARS = 128  # voc.schema.MAX_ID_CHARS (imported inside the tests: new in this change)
+
+
+def _frame(**cols) -> pl.DataFrame:
+    """Two valid VOCs (voc_id 1 and 2, building 1, November 2019), ``cols`` replacing columns."""
+    base = {
+        "voc_id": ["1", "2"],
+        "building_id": ["1", "1"],
+        "building_name": ["본관", "본관"],
+        "created_at": ["2019-11-02", "2019-11-03"],
+        "title": ["누수", "소음"],
+        "request_contents": ["화장실 천장에서 물이 샙니다", "밤마다 소음"],
+        "reply": ["조치했습니다", ""],
+    }
+    base.update(cols)
+    return pl.DataFrame(base, schema={c: pl.Utf8 for c in base})
+
+
+UNSAFE_IDS = [
+    "../x",  # wrote stat/voc-dev/x/tagged_../x_201911_….csv, outside the month; refresh lost a VOC
+    "a/b",  # refresh failed
+    "a\\b",
+    "..",
+    ".",
+    "x/../../y",
+    "1\x00",
+    "1\n2",
+    "1\t2",
+    "\x7f",
+    "1\x852",  # C1 control (NEL)
+    "\u202e1",  # right-to-left override
+    "1\u200b",  # zero-width space
+    "\ufeff1",  # BOM
+    "1\u20282",
+    "x" * (MAX_ID_CHARS + 1),
+]
+
+
+@pytest.mark.parametrize("bad", UNSAFE_IDS)
+def test_unsafe_building_id_is_refused_naming_row_field_and_value(bad):
+    with pytest.raises(VOCInputError) as e:
+        validate_voc_frame(_frame(building_id=["1", bad]))
+    shown = repr(bad) if len(bad) <= 80 else repr(bad[:80])
+    assert str(e.value).startswith("row 2 (voc_id=2): field 'building_id' ")
+    assert shown in str(e.value)
+    assert "\x00" not in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("bad", UNSAFE_IDS)
+def test_unsafe_voc_id_is_refused_naming_row_field_and_value(bad):
+    with pytest.raises(VOCInputError) as e:
+        validate_voc_frame(_frame(voc_id=[bad, "2"]))
+    shown = repr(bad) if len(bad) <= 80 else repr(bad[:80])
+    assert str(e.value).startswith("row 1: field 'voc_id' ") and shown in str(e.value)
+
+
+@pytest.mark.parametrize("raw,bad", [("   ", "'   '"), (None, "''"), ("", "''")])
+def test_empty_id_shows_the_value(raw, bad):
+    with pytest.raises(VOCInputError, match=rf"row 2 \(voc_id=2\): field 'building_id' is empty: {bad}$"):
+        validate_voc_frame(_frame(building_id=["1", raw]))
+
+
+SAFE_IDS = ["B-95", "본관", "본관 A-1", "1.5", "..x", "x..", "#3", "e\u0301", "😀", "ｂ１", "x" * MAX_ID_CHARS, "a\u00a0b"]
+
+
+@pytest.mark.parametrize("good", SAFE_IDS)
+def test_safe_ids_are_kept_exactly(good):
+    out = validate_voc_frame(_frame(voc_id=[good, "2"], building_id=[good, f" {good} "]))
+    assert out["voc_id"].to_list() == [good, "2"]
+    assert out["building_id"].to_list() == [good, good]  # surrounding whitespace removed, as before
+    from voc.schema import id_problem
+
+    assert id_problem(good) is None
+
+
+def test_id_rule():
+    from voc.schema import MAX_ID_CHARS as limit, id_problem
+
+    assert limit == MAX_ID_CHARS
+    assert [id_problem(v) for v in ("1", "본관 A-1")] == [None, None]
+    assert "path separator" in id_problem("../x")
+    assert "relative path" in id_problem("..")
+    assert "control character (U+0000)" in id_problem("a\x00")
+    assert "format character (U+202E)" in id_problem("\u202ea")
+    assert "longer than 128" in id_problem("x" * 129)
+    assert "whitespace" in id_problem(" a")
+    assert id_problem("") == id_problem(None) == "is empty"
+
+
+def test_csv_source_with_a_path_as_building_id_stops_the_run(tmp_path):
+    from flows.sources import CsvSource
+
+    p = tmp_path / "vocs.csv"
+    _frame(building_id=["1", "../x"]).write_csv(p)
+    with pytest.raises(VOCInputError, match=r"row 2 \(voc_id=2\): field 'building_id' .*'\.\./x'"):
+        CsvSource(p).read_month("2019-11")
+
+
+def test_control_characters_are_removed_from_texts_and_flagged():
+    df = _frame(
+        building_name=["본\x00관", "본관"],
+        title=["누\x00수", "소음"],
+        request_contents=["물이\x07 샙니다\r\n\t둘째 줄", "밤마다 소음"],
+        reply=["", "조치\x1f했습니다"],
+    ).with_columns(pl.Series("subject_minor", ["건축\x0b과", None], dtype=pl.Utf8))
+    out = validate_voc_frame(df)
+    assert out["building_name"].to_list() == ["본관", "본관"]
+    assert out["title"].to_list() == ["누수", "소음"]
+    assert out["request_contents"].to_list() == ["물이 샙니다\r\n\t둘째 줄", "밤마다 소음"]  # tab, CR, LF kept
+    assert out["reply"].to_list() == ["", "조치했습니다"]
+    assert out["reviewed_subject_minor"].to_list() == ["건축과", None]
+    assert out["input_flags"].to_list() == ["control", "control"]
+    assert not _frame()["title"].str.contains("\x00").any()
+    assert validate_voc_frame(_frame())["input_flags"].to_list() == ["", ""]
+
+
+def test_control_flag_survives_merging_duplicates():
+    out = validate_voc_frame(_frame(voc_id=["1", "1"], reply=["첫 답변", "둘째\x00 답변"]))
+    assert out.height == 1
+    assert out["reply"][0] == "첫 답변\n\n둘째 답변"
+    assert out["input_flags"][0].split(";") == ["control", "duplicate_merged"]
+
+
+def test_nul_only_change_reaches_the_tagged_flags_and_no_output():
+    from flows.models import keyword_only_tagger
+    from voc.tagger import tag_frame
+
+    vocs = validate_voc_frame(_frame(title=["누수\x00", "소음"], reply=["조치했습니다", "\x00"]))
+    tagger = keyword_only_tagger()
+    for use_reply in (True, False):  # without the reply, cleaning never sees the second row's NUL
+        tagger.use_reply = use_reply
+        tagged = tag_frame(vocs, tagger, run_id="full_20261122_020000")
+        assert tagged["flags"].to_list() == ["control", "control"]
+        assert tagged["title"].to_list() == ["누수", "소음"]
+        for c, t in tagged.schema.items():
+            if t == pl.Utf8:
+                assert not tagged[c].str.contains("\x00").fill_null(False).any(), c
+
+
+@pytest.mark.parametrize("how", ["csv", "text", "date"])
+def test_empty_date_is_shown_as_empty_string(how, tmp_path):
+    df = _frame(created_at=["2019-11-02", ""])
+    if how == "csv":  # what a user's CSV gives: the empty cell reads as null
+        p = tmp_path / "v.csv"
+        p.write_text(
+            "voc_id,building_id,building_name,created_at,title,request_contents,reply\n"
+            "1,1,본관,2019-11-02,누수,물이 샙니다,\n2,1,본관,,소음,밤마다 소음,\n",
+            encoding="utf-8",
+        )
+        df = pl.read_csv(p, infer_schema=False)
+        assert df["created_at"][1] is None
+    elif how == "date":  # a database's NULL date
+        df = df.with_columns(pl.Series("created_at", [date(2019, 11, 2), None], dtype=pl.Date))
+    with pytest.raises(VOCInputError) as e:
+        validate_voc_frame(df)
+    assert re.search(r"row 2 \(voc_id=2\): field 'created_at' .*: ''$", str(e.value)), str(e.value)
+    assert "None" not in str(e.value)
+
+
+@pytest.mark.parametrize("bad", ["2019-11-0212", "2019-11-02x", "0219-11-02", "2019-02-30", "2019/11/02", "2019-11-02\x00"])
+def test_dates_that_are_not_dates_are_refused(bad):
+    with pytest.raises(VOCInputError, match=rf"row 2 \(voc_id=2\): field 'created_at' .*{re.escape(repr(bad))}$"):
+        validate_voc_frame(_frame(created_at=["2019-11-02", bad]))
+
+
+@pytest.mark.parametrize(
+    "good,want",
+    [("2019-11-02", "2019-11-02"), (" 2019-11-02 ", "2019-11-02"), ("2019-11-02 14:30:00", "2019-11-02"),
+     ("2019-11-02T14:30:00+09:00", "2019-11-02"), ("2019-1-5", "2019-01-05"), ("2019-11-02 오후 3:12:00", "2019-11-02")],
+)
+def test_dates_with_a_time_part_are_kept(good, want):
+    out = validate_voc_frame(_frame(created_at=[good, "2019-11-03"]))
+    assert str(out["created_at"][0]) == want

@@ -39,3 +39,27 @@ def test_empty_text_is_flagged_not_dropped(title, body):
 def test_lengths_must_match():
     with pytest.raises(ValueError):
         build_all_texts(["a"], [], None)
+
+
+def test_remove_c0_controls_keeps_tab_newline_cr_and_everything_else():
+    from voc.text import C0_CONTROL_RE, remove_c0_controls
+
+    raw = "가\x00나\x01\x08\x0b\x0c\x0e\x1f다\t\n\r\x7f\x85\u200f😀e\u0301"
+    assert remove_c0_controls(raw) == "가나다\t\n\r\x7f\x85\u200f😀e\u0301"
+    assert remove_c0_controls(remove_c0_controls(raw)) == remove_c0_controls(raw)
+    assert all(C0_CONTROL_RE.match(chr(o)) for o in [*range(0, 9), 11, 12, *range(14, 32)])
+    assert not any(C0_CONTROL_RE.match(ch) for ch in "\t\n\r \x7f")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["첨부: 사진1.jpg 민원서.HWP", "가." * 5000, "a" * 20_000 + ".pdf", "파일.pdfx 와 file.docx", "x.hwpx.zip", "3.5 평"],
+)
+def test_attachment_removal_is_unchanged_by_the_fast_path(raw):
+    from voc import text
+
+    slow = text._WS_RE.sub(" ", text._ATTACH_RE.sub(" ", raw)).strip()
+    fast = clean_text(raw, mask_phone=False, max_chars=10**6).text
+    assert fast == slow
+    # the fast path skips the full scan only where it cannot match
+    assert text._ATTACH_EXT_RE.search(raw) or not text._ATTACH_RE.search(raw)

@@ -179,8 +179,9 @@ DIMENSION_NAMES: dict[str, str] = {"subject": "주제", "work": "작업유형"}
 def reviewed_labels_of(frame: pl.DataFrame, dimension: str) -> list[str]:
     """Human labels of one dimension in a tagged or reviewed frame (``"major>minor"``).
 
-    Two sources, both optional: rows with ``is_reviewed`` true contribute their
-    ``{dimension}_major/minor`` (the reviewed CSV holds the reviewer's value there), and every
+    Two sources, both optional: rows with ``{dimension}_reviewed`` true (``is_reviewed`` when
+    the frame has no per-dimension flag) contribute their ``{dimension}_major/minor`` (the
+    reviewed CSV holds the reviewer's value there), and every
     row contributes its ``reviewed_{dimension}_major/minor`` input labels (reviewed history that
     came with the VOCs). Model tags of unreviewed rows are never used. Rows without a minor are
     skipped; a missing major is taken to equal the minor.
@@ -195,8 +196,9 @@ def reviewed_labels_of(frame: pl.DataFrame, dimension: str) -> list[str]:
             if (mask is None or mask[k]) and b is not None and str(b).strip():
                 out.append(f"{str(a).strip() if a is not None and str(a).strip() else str(b).strip()}>{str(b).strip()}")
 
-    if "is_reviewed" in frame.columns:
-        take(f"{dimension}_major", f"{dimension}_minor", [bool(v) for v in frame["is_reviewed"].fill_null(False).to_list()])
+    flag = f"{dimension}_reviewed" if f"{dimension}_reviewed" in frame.columns else "is_reviewed"
+    if flag in frame.columns:  # per dimension where the frame says so (voc.review.merge_reviews)
+        take(f"{dimension}_major", f"{dimension}_minor", [bool(v) for v in frame[flag].fill_null(False).to_list()])
     take(f"reviewed_{dimension}_major", f"reviewed_{dimension}_minor", None)
     return out
 

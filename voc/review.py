@@ -17,9 +17,10 @@ building_id           data
 건물명                data
 등록일                data       ``YYYY-MM-DD``
 제목, 요청내용, 답변  data       texts (see :func:`neutralize_cell`; cut at 32,767 characters)
-주제 대분류/중분류    model      the model's subject tag
+주제 대분류/중분류    model      the model's subject tag; a keyword guess (``subject_source ==
+                                 "keyword"``) ends in :data:`GUESS_SUFFIX` (``" (추정)"``)
 주제 신뢰도           model      ``"0.00"``–``"1.00"`` (``""`` when the dimension was not tagged)
-작업유형 대분류/중분류 model     the model's work-type tag
+작업유형 대분류/중분류 model     the model's work-type tag (keyword guesses marked the same way)
 작업유형 신뢰도       model
 검수_주제 대분류      reviewer   the reviewer's subject major (empty = accept the model's)
 검수_주제 중분류      reviewer   the reviewer's subject minor (may be filled alone)
@@ -44,7 +45,10 @@ Merge rules (``voc refresh`` / a monthly rerun)
   cells are never changed; a row the reviewer has not touched gets the new model columns; a
   touched row keeps everything; new VOCs are appended; nothing is deleted or duplicated.
 * :func:`merge_reviews` folds a sheet back into the tagged frame: a valid reviewer value beats
-  the model's for rows marked done; see its docstring for filled-but-not-done rows.
+  the model's for rows marked done; see its docstring for filled-but-not-done rows. Per
+  dimension, ``subject_reviewed`` / ``work_reviewed`` say whether the result is a human label
+  (a valid reviewer value, or a trained model's tag confirmed with empty cells); a keyword
+  guess (shown with :data:`GUESS_SUFFIX`) is never confirmed that way.
 """
 
 from __future__ import annotations
@@ -87,6 +91,10 @@ __all__ = [
     "NOT_DONE_VALUES",
     "FORMULA_PREFIXES",
     "MAX_CELL_CHARS",
+    "GUESS_MARK",
+    "GUESS_SUFFIX",
+    "mark_guess",
+    "split_guess",
     "ReviewError",
     "ReviewSheetError",
     "ReviewIssue",
@@ -171,6 +179,8 @@ _MODEL_SIDE: tuple[str, ...] = tuple(c for c in REVIEW_COLUMNS if c not in REVIE
 
 REVIEWED_EXTRA_COLUMNS: tuple[str, ...] = (
     "is_reviewed",
+    "subject_reviewed",
+    "work_reviewed",
     "review_memo",
     "model_subject_major",
     "model_subject_minor",
@@ -178,7 +188,9 @@ REVIEWED_EXTRA_COLUMNS: tuple[str, ...] = (
     "model_work_minor",
     *_REVIEWER_LABEL_CELLS,
 )
-"""Columns :func:`merge_reviews` appends to ``voc.schema.TAGGED_COLUMNS``."""
+"""Columns :func:`merge_reviews` appends to ``voc.schema.TAGGED_COLUMNS`` (``is_reviewed``: at
+least one dimension is a human label; ``subject_reviewed`` / ``work_reviewed``: that dimension
+is)."""
 
 DONE_VALUES: frozenset[str] = frozenset({"y", "예", "o", "true", "1", "✓"})
 """검수완료 values meaning *done*, compared after NFKC normalisation, stripping and
@@ -194,6 +206,17 @@ FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 MAX_CELL_CHARS = 32_767
 """Longest text an XLSX cell holds (Google Sheets: 50,000); longer VOC texts are cut in the
 sheet (display only; the labels never depend on them)."""
+
+GUESS_MARK = "추정"
+"""Word that marks a keyword guess in the sheet's model tag cells."""
+
+GUESS_SUFFIX = f" ({GUESS_MARK})"
+"""Appended to the model's tag cells (주제/작업유형 대분류, 중분류) of a dimension whose tag came
+from taxonomy keywords, not from a trained model (``{dim}_source == "keyword"``): ``"시설 (추정)"``,
+``"승강기 (추정)"``. It tells the reviewer the tag is a guess that a done row with empty 검수_
+cells does *not* confirm (pick the value to make it a label). The suffix is part of the cell's
+text, so it survives both backends unchanged; :func:`split_guess` removes it, and the model's
+tag itself always comes from the tagged frame, never from these cells."""
 
 _TRUNCATED_MARK = " …[잘림]"
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -251,7 +274,9 @@ class ReviewIssue:
         Machine-readable kind: ``not_in_taxonomy``, ``minor_not_under_major``,
         ``minor_missing``, ``not_done`` (filled but not marked done: not applied),
         ``done_unrecognized`` (a 검수완료 value that is neither done nor a known "no"),
-        ``duplicate_voc_id`` (the row is ignored), ``missing_voc_id`` (the row is ignored).
+        ``duplicate_voc_id`` (the row is ignored), ``missing_voc_id`` (the row is ignored);
+        from :func:`merge_reviews` only: ``tag_changed`` (a done row's empty cells do not
+        confirm a model tag other than the one the sheet showed).
     """
 
     sheet_row: int
@@ -315,7 +340,8 @@ class RefreshStats:
     n_rows
         Rows of the tagged frame (= output rows).
     n_reviewed
-        Rows with at least one dimension taken from the reviewer (``is_reviewed``).
+        Rows with at least one dimension taken from the reviewer (``is_reviewed``; per
+        dimension: ``subject_reviewed`` / ``work_reviewed`` of the frame).
     n_changed_subject, n_changed_work
         Reviewed rows whose final label differs from the model's.
     n_not_applied
@@ -324,7 +350,7 @@ class RefreshStats:
         ``voc_id`` values of the sheet that are not in the tagged frame (not added).
     issues
         :class:`ReviewIssue` of the sheet rows whose ``voc_id`` is in the tagged frame (call
-        :func:`validate_reviews` on the whole sheet for all of them).
+        :func:`validate_reviews` on the whole sheet for all of them), plus ``tag_changed``.
     """
 
     n_rows: int = 0
@@ -428,6 +454,24 @@ def _text_cell(value: object, *, limit: int | None = None) -> str:
     return text
 
 
+def mark_guess(text: str) -> str:
+    """``text`` + :data:`GUESS_SUFFIX` (``""`` stays ``""``; an already marked text is kept)."""
+    if not text or split_guess(text)[1]:
+        return text
+    return text + GUESS_SUFFIX
+
+
+def split_guess(text: str) -> tuple[str, bool]:
+    """``(text without the guess marker, whether it had one)``: ``"승강기 (추정)"`` →
+    ``("승강기", True)``; ``"승강기"`` → ``("승강기", False)``. Surrounding spaces are stripped and
+    the marker is recognised after NFKC normalisation (a full-width ``（추정）`` too)."""
+    t = unicodedata.normalize("NFKC", text or "").strip()
+    mark = f"({GUESS_MARK})"
+    if t.endswith(mark):
+        return t[: -len(mark)].strip(), True
+    return (text or "").strip(), False
+
+
 def _fmt_conf(value: float | None) -> str:
     return "" if value is None else f"{float(value):.2f}"
 
@@ -456,6 +500,8 @@ def build_review_rows(tagged: pl.DataFrame, *, threshold: float | None) -> pl.Da
         ``N × C`` tagged frame (``voc.schema.TAGGED_COLUMNS``; at least ``voc_id``,
         ``building_id``, ``building_name``, ``created_at`` (Date or ``YYYY-MM-DD`` text), the
         three texts, ``{subject,work}_{major,minor,confidence}``, ``model_version``, ``run_id``).
+        ``{subject,work}_source`` is optional: where it is ``"keyword"`` the dimension's tag
+        cells end in :data:`GUESS_SUFFIX` (a keyword guess, shown as such to the reviewer).
     threshold
         Rows whose 신뢰도 (min of the two confidences, unrounded) is below it get 검토 우선
         ``"Y"``; rows without any confidence too. ``None``: no row is flagged.
@@ -493,6 +539,14 @@ def build_review_rows(tagged: pl.DataFrame, *, threshold: float | None) -> pl.Da
     def texts(col: str, *, limit: int | None = None) -> list[str]:
         return [_text_cell(v, limit=limit) for v in tagged[col].to_list()]
 
+    def tag_texts(dim: str, part: str) -> list[str]:
+        """The model's tag cells; a keyword guess gets :data:`GUESS_SUFFIX`."""
+        vals = texts(f"{dim}_{part}")
+        if f"{dim}_source" not in tagged.columns:
+            return vals
+        src = [neutralize_cell(v).strip() for v in tagged[f"{dim}_source"].to_list()]
+        return [mark_guess(v) if s == "keyword" else v for v, s in zip(vals, src)]
+
     sm, sn = MODEL_TAG_COLUMNS["subject"][:2], MODEL_TAG_COLUMNS["work"][:2]
     data: dict[str, list[str]] = {
         COL_FLAG: [
@@ -506,11 +560,11 @@ def build_review_rows(tagged: pl.DataFrame, *, threshold: float | None) -> pl.Da
         COL_TITLE: texts("title", limit=MAX_CELL_CHARS),
         COL_REQUEST: texts("request_contents", limit=MAX_CELL_CHARS),
         COL_REPLY: texts("reply", limit=MAX_CELL_CHARS),
-        sm[0]: texts("subject_major"),
-        sm[1]: texts("subject_minor"),
+        sm[0]: tag_texts("subject", "major"),
+        sm[1]: tag_texts("subject", "minor"),
         MODEL_TAG_COLUMNS["subject"][2]: [_fmt_conf(None if c is None or np.isnan(c) else c) for c in sconf],
-        sn[0]: texts("work_major"),
-        sn[1]: texts("work_minor"),
+        sn[0]: tag_texts("work", "major"),
+        sn[1]: tag_texts("work", "minor"),
         MODEL_TAG_COLUMNS["work"][2]: [_fmt_conf(None if c is None or np.isnan(c) else c) for c in wconf],
         **{c: [""] * n for c in _REVIEWER_LABEL_CELLS},
         COL_DONE: ["N"] * n,
@@ -677,6 +731,16 @@ class _DimensionRules:
         self.ko = _DIM_KO.get(dimension, dimension)
 
 
+def _unknown(value: str, what: str) -> str:
+    """Message for a reviewer value outside the taxonomy; a pasted model cell with the guess
+    marker gets a hint (the marker makes it no value of the taxonomy)."""
+    msg = f"'{value.strip()}'은(는) 분류체계에 없는 {what}입니다"
+    bare, guess = split_guess(value)
+    if guess:
+        msg += f" ('{GUESS_MARK}'는 모델의 키워드 추정 표시입니다; 맞다면 목록에서 '{bare}'을(를) 선택하세요)"
+    return msg
+
+
 def _check_dimension(
     rules: _DimensionRules,
     major: str,
@@ -685,8 +749,11 @@ def _check_dimension(
     *,
     cols: tuple[str, str],
     issue: Callable[[str, str, str, str], None],
+    model_guess: bool = False,
 ) -> tuple[str | None, str | None, str]:
-    """Resolve one dimension's reviewer cells → (major, minor, status)."""
+    """Resolve one dimension's reviewer cells → (major, minor, status). ``model_minor`` is the
+    model's minor without the guess marker; ``model_guess``: it was a keyword guess (never used
+    to complete a major-only entry)."""
     a, b = major.strip(), minor.strip()
     col_a, col_b = cols
     if not a and not b:
@@ -702,10 +769,10 @@ def _check_dimension(
     if b:
         bad = False
         if a and a not in rules.majors:
-            issue(col_a, major, f"'{a}'은(는) 분류체계에 없는 {ko} 대분류입니다", "not_in_taxonomy")
+            issue(col_a, major, _unknown(a, f"{ko} 대분류"), "not_in_taxonomy")
             bad = True
         if b not in rules.major_of:
-            issue(col_b, minor, f"'{b}'은(는) 분류체계에 없는 {ko} 중분류입니다", "not_in_taxonomy")
+            issue(col_b, minor, _unknown(b, f"{ko} 중분류"), "not_in_taxonomy")
             return None, None, "invalid"
         if bad:
             return None, None, "invalid"
@@ -722,19 +789,19 @@ def _check_dimension(
         return a, b, "valid"
     # major only
     if a not in rules.majors:
-        issue(col_a, major, f"'{a}'은(는) 분류체계에 없는 {ko} 대분류입니다", "not_in_taxonomy")
+        issue(col_a, major, _unknown(a, f"{ko} 대분류"), "not_in_taxonomy")
         return None, None, "invalid"
     minors = rules.minors_of.get(a, [])
     if len(minors) == 1:
         return a, minors[0], "valid"
-    if (a, model_minor.strip()) in rules.labels:
+    if not model_guess and (a, model_minor.strip()) in rules.labels:
         return a, model_minor.strip(), "valid"
-    issue(
-        col_b,
-        minor,
-        f"대분류 '{a}'에는 중분류가 여럿입니다 ({', '.join(minors)}); {col_b}을(를) 선택하세요",
-        "minor_missing",
+    why = (
+        f"모델의 중분류 '{model_minor.strip()}'은(는) 키워드 추정이라 그대로 쓰지 않습니다"
+        if model_guess and (a, model_minor.strip()) in rules.labels
+        else f"대분류 '{a}'에는 중분류가 여럿입니다 ({', '.join(minors)})"
     )
+    issue(col_b, minor, f"{why}; {col_b}을(를) 선택하세요", "minor_missing")
     return None, None, "invalid"
 
 
@@ -750,7 +817,11 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
       cell holding a full label ``"major>minor"`` is split;
     * major only: valid when the major has exactly one active minor (that one) or when the
       model's minor (주제 중분류 / 작업유형 중분류 of the row) is under it (the reviewer confirmed
-      or corrected just the major); otherwise ``minor_missing``;
+      or corrected just the major) and is not a keyword guess (a cell marked
+      :data:`GUESS_SUFFIX`: a guess never completes a reviewer's label); otherwise
+      ``minor_missing``;
+    * a value carrying the guess marker (a model cell pasted into a 검수_ cell) is not a
+      taxonomy value: ``not_in_taxonomy``, with a hint to pick the value from the list;
     * anything else → status ``invalid`` and a :class:`ReviewIssue` naming row, column and value.
       Invalid values are never used: the final label falls back to the model's and the row is
       not training data for that dimension.
@@ -831,12 +902,12 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
         out["is_done"].append(done)
         for dim in DIMENSIONS:
             ca, cb = REVIEWER_LABEL_COLUMNS[dim]
-            model_minor = row.get(MODEL_TAG_COLUMNS[dim][1], "")
+            model_minor, model_guess = split_guess(row.get(MODEL_TAG_COLUMNS[dim][1], ""))
             if ignored:
                 a, b, status = None, None, "empty" if not (row[ca].strip() or row[cb].strip()) else "invalid"
             else:
                 a, b, status = _check_dimension(
-                    rules[dim], row[ca], row[cb], model_minor, cols=(ca, cb), issue=issue
+                    rules[dim], row[ca], row[cb], model_minor, cols=(ca, cb), issue=issue, model_guess=model_guess
                 )
             out[f"review_{dim}_major"].append(a)
             out[f"review_{dim}_minor"].append(b)
@@ -863,11 +934,19 @@ def merge_reviews(
     (:func:`validate_reviews`), or when it is done and the dimension's cells are empty — the
     reviewer confirmed the model's tag. Only a trained model's tag (``{dim}_source == "model"``)
     can be confirmed that way: a keyword guess (``keyword``) or no tag stays a machine value and
-    never becomes a label unless the reviewer types or picks it. Applied
-    means: ``{dim}_major/minor`` = the reviewer's label (or the model's, confirmed),
-    ``{dim}_source = "reviewer"`` and ``reviewed_{dim}_major/minor`` = that label (what training
-    reads). Otherwise the row's tagged values stay as they were (input history in
-    ``reviewed_*`` included).
+    never becomes a label unless the reviewer types or picks it. The confirmation also needs
+    the sheet to have shown that tag: when the sheet row's model cells (주제/작업유형
+    대분류·중분류) carry the guess marker (:data:`GUESS_SUFFIX`) the dimension was a keyword
+    guess when reviewed and is not confirmed; when they hold another tag than the tagged frame
+    (a rerun retagged the row after the review) it is not confirmed either and a
+    ``tag_changed`` issue says so. Sheets without those cells skip these two checks. The model's
+    tag always comes from ``tagged``; the sheet's model cells (marker or not) never become a
+    value. Applied means: ``{dim}_major/minor`` = the reviewer's label (or the model's,
+    confirmed), ``{dim}_source = "reviewer"``, ``{dim}_reviewed = True`` and
+    ``reviewed_{dim}_major/minor`` = that label (what training reads). Otherwise the row's
+    tagged values stay as they were (input history in ``reviewed_*`` included) and
+    ``{dim}_reviewed`` is False: a done row with an invalid subject keeps the model's subject as
+    a machine value (``subject_reviewed = False``), whatever happened to the work type.
 
     **Filled but not done** rows are *not* applied: 검수완료 is the reviewer's commit, so a
     half-finished row never reaches the labels or the training data; :func:`validate_reviews`
@@ -890,8 +969,10 @@ def merge_reviews(
     tuple[pl.DataFrame, RefreshStats]
         ``N`` rows in ``tagged`` order, columns ``C`` then :data:`REVIEWED_EXTRA_COLUMNS`
         (then ``reviewed_at`` when requested):
-        ``is_reviewed`` (bool: at least one dimension applied; such rows also get
-        ``classify_source = "reviewed"``), ``review_memo`` (the memo of the matched sheet row,
+        ``is_reviewed`` (bool: at least one dimension applied — kept for compatibility; such
+        rows also get ``classify_source = "reviewed"``), ``subject_reviewed`` and
+        ``work_reviewed`` (bool: that dimension applied, i.e. a human label; what training and
+        the database read per dimension), ``review_memo`` (the memo of the matched sheet row,
         done or not; ``""`` when none), ``model_{dim}_major/minor`` (the model's tags before the
         merge, for metrics) and the raw four 검수_ cells (``""`` when none).
 
@@ -931,7 +1012,8 @@ def merge_reviews(
         stats.n_not_applied = sum(1 for i in stats.issues if i.code == "not_done")
 
     cols: dict[str, list[Any]] = {}
-    is_reviewed = [False] * n
+    dim_reviewed: dict[str, list[bool]] = {}
+    tag_issues: list[ReviewIssue] = []
     for dim in DIMENSIONS:
         ma = tagged[f"{dim}_major"].cast(pl.Utf8, strict=False).to_list()
         mi = tagged[f"{dim}_minor"].cast(pl.Utf8, strict=False).to_list()
@@ -939,6 +1021,8 @@ def merge_reviews(
         rma = tagged[f"reviewed_{dim}_major"].cast(pl.Utf8, strict=False).to_list()
         rmi = tagged[f"reviewed_{dim}_minor"].cast(pl.Utf8, strict=False).to_list()
         fa, fi, fs, ra, ri = list(ma), list(mi), list(src), list(rma), list(rmi)
+        applied = [False] * n
+        col_ma, col_mi = MODEL_TAG_COLUMNS[dim][:2]
         changed = 0
         for i, vid in enumerate(ids):
             v = sheet_rows.get(vid)
@@ -948,13 +1032,34 @@ def merge_reviews(
             if status == "valid":
                 a, b = v[f"review_{dim}_major"], v[f"review_{dim}_minor"]
             elif status == "empty" and mi[i] and src[i] == "model":
-                a, b = ma[i] or mi[i], mi[i]  # confirms a trained model's tag, never a keyword guess
+                # confirms a trained model's tag, never a keyword guess, and only the tag the
+                # reviewer saw: the sheet's model cells (when present) must show it, unmarked
+                raw = raw_rows[vid]
+                seen_a, guess_a = split_guess(raw.get(col_ma, ""))
+                seen_b, guess_b = split_guess(raw.get(col_mi, ""))
+                if guess_a or guess_b:
+                    continue
+                if (seen_a or seen_b) and (seen_a, seen_b) != ((ma[i] or "").strip(), mi[i].strip()):
+                    tag_issues.append(
+                        ReviewIssue(
+                            v["sheet_row"],
+                            vid,
+                            col_mi,
+                            raw.get(col_mi, ""),
+                            f"검수 후 모델의 {_DIM_KO[dim]} 태그가 '{ma[i] or ''}>{mi[i]}'(으)로 바뀌어 빈 칸 확인을"
+                            f" 반영하지 않습니다; 맞다면 검수_ 칸에서 값을 선택하세요",
+                            "tag_changed",
+                        )
+                    )
+                    continue
+                a, b = ma[i] or mi[i], mi[i]
             else:
                 continue
             if (a, b) != (ma[i], mi[i]):
                 changed += 1
             fa[i], fi[i], fs[i], ra[i], ri[i] = a, b, "reviewer", a, b
-            is_reviewed[i] = True
+            applied[i] = True
+        dim_reviewed[dim] = applied
         cols.update(
             {
                 f"{dim}_major": fa,
@@ -970,16 +1075,19 @@ def merge_reviews(
             stats.n_changed_subject = changed
         else:
             stats.n_changed_work = changed
+    is_reviewed = [any(dim_reviewed[d][i] for d in DIMENSIONS) for i in range(n)]
     stats.n_reviewed = sum(is_reviewed)
+    stats.issues = sorted([*stats.issues, *tag_issues], key=lambda x: x.sheet_row)
     csrc = tagged["classify_source"].cast(pl.Utf8, strict=False).to_list()
     cols["classify_source"] = ["reviewed" if r else c for r, c in zip(is_reviewed, csrc)]
     cols["is_reviewed"] = is_reviewed
+    for dim in DIMENSIONS:
+        cols[f"{dim}_reviewed"] = dim_reviewed[dim]
     cols["review_memo"] = [raw_rows.get(v, {}).get(COL_MEMO, "") for v in ids]
     for c in _REVIEWER_LABEL_CELLS:
         cols[c] = [raw_rows.get(v, {}).get(c, "") for v in ids]
-    series = [
-        pl.Series(k, v, dtype=pl.Boolean if k == "is_reviewed" else pl.Utf8) for k, v in cols.items()
-    ]
+    flags = {"is_reviewed", *(f"{d}_reviewed" for d in DIMENSIONS)}
+    series = [pl.Series(k, v, dtype=pl.Boolean if k in flags else pl.Utf8) for k, v in cols.items()]
     out = tagged.with_columns(series)
     base = [c for c in tagged.columns if c not in (*REVIEWED_EXTRA_COLUMNS, "reviewed_at")]
     out = out.select([*base, *REVIEWED_EXTRA_COLUMNS])
@@ -1007,7 +1115,9 @@ def simulate_review(
     Candidates are the sheet rows not already done whose ``voc_id`` has a row in ``truth``;
     ``round(fraction × candidates)`` of them are chosen at random (seeded). On each chosen row
     and dimension with a true label: where the model's tag (주제/작업유형 대분류+중분류) differs
-    from it, the two 검수_ cells are set to the true label; where it matches they stay empty.
+    from it, the two 검수_ cells are set to the true label; where it matches they stay empty,
+    unless the tag is a keyword guess (marked :data:`GUESS_SUFFIX`), which empty cells do not
+    confirm: the true label is entered then too.
     Every chosen row is marked 검수완료 ``"Y"`` — so a dimension *without* a true label is
     thereby confirmed as the model tagged it (pass truth for every dimension you want judged).
     Rows already done and rows not chosen are returned unchanged.
@@ -1076,8 +1186,8 @@ def simulate_review(
             lab = labels[dim]
             if lab is None:
                 continue
-            ma, mi = MODEL_TAG_COLUMNS[dim][:2]
-            if (r[ma].strip(), r[mi].strip()) != lab:
+            (seen_a, guess_a), (seen_b, guess_b) = (split_guess(r[c]) for c in MODEL_TAG_COLUMNS[dim][:2])
+            if guess_a or guess_b or (seen_a, seen_b) != lab:  # a keyword guess is never left to confirm
                 ca, cb = REVIEWER_LABEL_COLUMNS[dim]
                 r[ca], r[cb] = lab
         r[COL_DONE] = "Y"

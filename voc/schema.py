@@ -19,16 +19,38 @@ Optional label columns that arrive with the input are *reviewed history*:
 ``reviewed_*`` by :func:`validate_voc_frame` so they never mix with the model's tags.
 
 All ids are strings so that customer ids such as ``"B-95"`` work as well as the sample's ints.
+
+What :func:`validate_voc_frame` does with bad input — nothing wrong gets in, nothing right is lost:
+
+* **ids** (``voc_id``, ``building_id``): surrounding whitespace is removed; what remains must be
+  a *safe id* (:func:`id_problem`), else the run stops with :class:`VOCInputError`. A
+  ``building_id`` names a storage folder (``{prefix}/{yyyymm}/{building_id}/``), so an id that is
+  a path (``../x``, ``a/b``) would write outside its month or lose its VOCs.
+* **control characters** (NUL and the other C0 controls except tab, newline and carriage return)
+  are removed from every text column (``building_name``, ``title``, ``request_contents``,
+  ``reply``, labels, any other text column) — the text is otherwise kept as it was — and the row
+  is flagged ``control`` in ``input_flags`` (hence in the tagged CSV's ``flags``).
+* **created_at** must be a date ``YYYY-MM-DD``, optionally followed by ``T`` or whitespace and a
+  time (ignored): ``2019-11-02``, ``2019-11-02 14:30:00``, ``2019-11-02T14:30:00+09:00``. Empty,
+  impossible (``2019-02-30``) or run-on (``2019-11-0212``) values stop the run; the message
+  shows the value as the user sees it (an empty cell as ``''``).
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
+from datetime import date
 
 import polars as pl
 
+from voc.text import C0_CONTROL_RE
+
 __all__ = [
     "VOCInputError",
+    "MAX_ID_CHARS",
+    "id_problem",
     "REQUIRED_COLUMNS",
     "TEXT_COLUMNS",
     "LABEL_COLUMNS",
@@ -87,8 +109,76 @@ class VOCInputError(ValueError):
     """
 
 
+MAX_ID_CHARS = 128
+"""Longest ``voc_id``/``building_id`` accepted (characters). A building id is a storage folder name
+and part of file names; 128 characters keep every key far below S3's 1,024-byte limit and the
+usual 255-byte file-name limit (Hangul takes 3 bytes in UTF-8)."""
+
+_ID_FORBIDDEN_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "an invisible format character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Cs": "a surrogate",
+}
+
+
+_ASCII_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def id_problem(value: object) -> str | None:
+    r"""Why ``value`` is not a safe id, or None when it is one.
+
+    A *safe id* (``voc_id``, ``building_id``) is a string of 1 to :data:`MAX_ID_CHARS` characters
+
+    * with no ``/`` and no ``\`` (a building id is one folder name in storage),
+    * that is not ``.`` or ``..``,
+    * with no control character (Unicode category Cc: NUL, tab, newline, DEL, C1), invisible format
+      character (Cf: zero-width space/joiner, BOM, soft hyphen, the bidirectional marks and
+      overrides such as U+200F and U+202E), line or paragraph separator (Zl, Zp) or surrogate (Cs),
+    * without whitespace at either end.
+
+    Everything else is allowed: Korean and other letters, digits, punctuation (``-``, ``_``,
+    ``.``, ``#``, …), symbols and emoji, combining marks, and spaces *inside* the id
+    (``"본관 A-1"``). Ids are compared exactly (no Unicode normalisation).
+
+    As a regular expression (Unicode classes): ``^(?!\.\.?$)(?!\s)[^/\\\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]{1,128}(?<!\s)$``.
+    """
+    if value is None or value == "":
+        return "is empty"
+    if not isinstance(value, str):
+        return f"is not text ({type(value).__name__})"
+    if len(value) > MAX_ID_CHARS:
+        return f"is longer than {MAX_ID_CHARS} characters ({len(value)})"
+    if value in (".", ".."):
+        return "is a relative path ('.' or '..'), not an id"
+    if "/" in value or "\\" in value:
+        return "contains a path separator ('/' or '\\')"
+    if value.isascii():
+        m = _ASCII_CONTROL_RE.search(value)
+        if m:
+            return f"contains {_ID_FORBIDDEN_CATEGORIES['Cc']} (U+{ord(m.group()):04X})"
+    else:
+        for ch in value:
+            what = _ID_FORBIDDEN_CATEGORIES.get(unicodedata.category(ch))
+            if what is not None:
+                return f"contains {what} (U+{ord(ch):04X})"
+    if value != value.strip():
+        return "has whitespace at its start or end"
+    return None
+
+
 def _row_ref(i: int, voc_id: object) -> str:
     return f"row {i + 1}" + (f" (voc_id={voc_id})" if voc_id not in (None, "") else "")
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """A value in an error message as the user sees it: quoted, escapes visible, an empty cell
+    (null) as ``''``, a long one cut after ``limit`` characters (with its length)."""
+    value = "" if value is None else value
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}… ({len(value)} characters)"
+    return repr(value)
 
 
 def validate_voc_frame(df: pl.DataFrame, *, on_duplicate: str = "merge") -> pl.DataFrame:
@@ -110,14 +200,22 @@ def validate_voc_frame(df: pl.DataFrame, *, on_duplicate: str = "merge") -> pl.D
         ``M × C'`` frame, one row per ``voc_id`` in first-seen order (M = distinct ids): ids and
         texts as ``Utf8`` (nulls in text columns become ``""``), ``created_at`` as ``Date``, input
         label columns renamed to ``reviewed_*`` (all four present, null where absent), and
-        ``input_flags`` (``""`` or ``duplicate_merged``).
+        ``input_flags`` (``;``-joined, ``""`` when none: ``control`` where C0 control characters
+        were removed from the row's texts, ``duplicate_merged``; flags an ``input_flags`` input
+        column already had are kept). ``voc_id`` and ``building_id`` are stripped of surrounding
+        whitespace and are safe ids (:func:`id_problem`); no text column holds a character of
+        :data:`voc.text.C0_CONTROL_RE` (removed, the text otherwise unchanged).
 
     Raises
     ------
     VOCInputError
-        Missing column; empty ``voc_id``; duplicate ``voc_id`` with ``on_duplicate="error"``;
-        empty ``building_id``; a ``created_at`` that is not a date. The message names row, field
-        and value.
+        Missing column; an empty or unsafe ``voc_id`` or ``building_id`` (:func:`id_problem`:
+        a path such as ``../x`` or ``a/b``, control or invisible characters, over
+        :data:`MAX_ID_CHARS` characters); duplicate ``voc_id`` with ``on_duplicate="error"``;
+        a ``created_at`` that is not a date ``YYYY-MM-DD`` (optionally followed by ``T`` or a
+        space and a time) from :data:`MIN_DATE` on. The message names the first such row
+        (1-based, with its ``voc_id`` when that is valid), the field and the value as the user sees
+        it (``repr``; an empty cell as ``''``).
     """
     if on_duplicate not in ("merge", "error"):
         raise ValueError(f"on_duplicate must be 'merge' or 'error', got {on_duplicate!r}")
@@ -134,11 +232,8 @@ def validate_voc_frame(df: pl.DataFrame, *, on_duplicate: str = "merge") -> pl.D
         pl.col("building_id").str.strip_chars(),
         pl.col("building_name").fill_null(""),
     )
+    _check_ids(df, out)
     ids = out["voc_id"].to_list()
-    for field in ("voc_id", "building_id"):
-        for i, v in enumerate(out[field].to_list()):
-            if v is None or v == "":
-                raise VOCInputError(f"{_row_ref(i, ids[i])}: field '{field}' is empty")
     seen: dict[str, int] = {}
     dup = False
     for i, v in enumerate(ids):
@@ -160,9 +255,43 @@ def validate_voc_frame(df: pl.DataFrame, *, on_duplicate: str = "merge") -> pl.D
             out = out.with_columns(pl.lit(None, dtype=pl.Utf8).alias(rc))
     if "input_flags" not in out.columns:
         out = out.with_columns(pl.lit("").alias("input_flags"))
+    out = _remove_controls(out.with_columns(pl.col("input_flags").cast(pl.Utf8, strict=False).fill_null("")))
     if dup:
         out = _merge_duplicates(out)
     return out
+
+
+def _check_ids(raw: pl.DataFrame, out: pl.DataFrame) -> None:
+    """Raise on the first row (voc_id before building_id) whose id is not safe (:func:`id_problem`);
+    the message shows the value as it came in."""
+    cols = {f: out[f].to_list() for f in ("voc_id", "building_id")}
+    problems = {f: {v: id_problem(v) for v in set(vals)} for f, vals in cols.items()}
+    if not any(p for ps in problems.values() for p in ps.values()):
+        return
+    for i in range(out.height):
+        for f in ("voc_id", "building_id"):
+            why = problems[f][cols[f][i]]
+            if why is not None:
+                ref = _row_ref(i, cols["voc_id"][i] if f != "voc_id" else None)
+                raise VOCInputError(f"{ref}: field '{f}' {why}: {_shown(raw[f][i])}")
+
+
+def _remove_controls(df: pl.DataFrame) -> pl.DataFrame:
+    """Remove :data:`voc.text.C0_CONTROL_RE` characters from every text column but the ids
+    (validated, never changed) and flag the rows that had any ``control`` in ``input_flags``."""
+    cols = [c for c, t in df.schema.items() if t == pl.Utf8 and c not in ("voc_id", "building_id", "input_flags")]
+    pattern = C0_CONTROL_RE.pattern
+    hits = df.select([pl.col(c).str.contains(pattern).fill_null(False) for c in cols])
+    cols = [c for c in cols if hits[c].any()]  # one scan per column when there is nothing to remove
+    if not cols:
+        return df
+    flags = pl.when(hits.select(pl.any_horizontal(cols)).to_series()).then(
+        pl.concat_str([pl.col("input_flags"), pl.lit("control")], separator=";").str.strip_chars(";")
+    ).otherwise(pl.col("input_flags"))
+    return df.with_columns(
+        *[pl.col(c).str.replace_all(pattern, "") for c in cols],
+        flags.alias("input_flags"),
+    )
 
 
 def _merge_duplicates(df: pl.DataFrame) -> pl.DataFrame:
@@ -178,8 +307,13 @@ def _merge_duplicates(df: pl.DataFrame) -> pl.DataFrame:
         .agg(pl.col("reply").str.join("\n\n").alias("_reply"))
     )
     aggs = [pl.col(c).drop_nulls().first().alias(c) if c.startswith("reviewed_") else pl.col(c).first()
-            for c in df.columns if c != "voc_id"]
-    merged = df.group_by("voc_id", maintain_order=True).agg(aggs)
+            for c in df.columns if c not in ("voc_id", "input_flags")]
+    # a flag of any of the rows (``control`` in the second row's reply) is the merged VOC's flag
+    aggs.append(pl.col("input_flags").str.join(";"))
+    merged = df.group_by("voc_id", maintain_order=True).agg(aggs).with_columns(
+        pl.col("input_flags").str.split(";").list.eval(pl.element().filter(pl.element() != ""))
+        .list.unique(maintain_order=True).list.join(";")
+    )
     merged = merged.join(replies, on="voc_id", how="left", maintain_order="left").with_columns(
         pl.col("_reply").fill_null("").alias("reply")
     ).drop("_reply")
@@ -190,20 +324,27 @@ def _merge_duplicates(df: pl.DataFrame) -> pl.DataFrame:
     ).select(df.columns)
 
 
+_DATE_RE = r"(?s)^([0-9]{4}-[0-9]{1,2}-[0-9]{1,2})(?:[T\s].*)?$"
+"""``YYYY-MM-DD`` (month and day may have one digit), optionally followed by ``T`` or whitespace
+and a time part, which is ignored. ``2019-11-0212`` is not a date."""
+MIN_DATE = date(1900, 1, 1)
+"""Earliest ``created_at`` accepted: an earlier year is a typo (``0219-11-02``)."""
+
+
 def _parse_dates(s: pl.Series, ids: Sequence[str]) -> pl.Series:
     if s.dtype == pl.Date:
         parsed = s
-    elif s.dtype == pl.Datetime:
+    elif isinstance(s.dtype, pl.Datetime):
         parsed = s.dt.date()
     else:
         text = s.cast(pl.Utf8, strict=False).str.strip_chars()
-        parsed = text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
-    bad = parsed.is_null()
+        parsed = text.str.extract(_DATE_RE, 1).str.to_date("%Y-%m-%d", strict=False)
+    bad = parsed.is_null() | (parsed < MIN_DATE).fill_null(True)
     if bad.any():
         i = int(bad.arg_true()[0])
         raise VOCInputError(
-            f"{_row_ref(i, ids[i])}: field 'created_at' is not a date 'YYYY-MM-DD': "
-            f"{s[i]!r}"
+            f"{_row_ref(i, ids[i])}: field 'created_at' is not a date 'YYYY-MM-DD' "
+            f"(from {MIN_DATE.year}): {_shown(s[i])}"
         )
     return parsed.alias("created_at")
 
