@@ -204,6 +204,11 @@ def run(
     """Run the monthly flow for one month."""
     if mode not in ("full", "refresh", "tagging-only"):
         raise typer.BadParameter(f"--mode must be full, refresh or tagging-only, got {mode!r}")
+    from voc.schema import id_problem
+
+    for b in building_id or []:
+        if (problem := id_problem(b)) is not None:
+            raise typer.BadParameter(f"--building-id {b!r}: {problem}")
     m = _month(month)
     if m is not None:
         from datetime import datetime

@@ -160,3 +160,10 @@ def test_run_succeeds_on_a_busy_machine_with_a_fresh_prefect_home(tmp_path: Path
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "Timed out while attempting to connect" not in r.stdout + r.stderr
     assert len(list((tmp_path / "s").rglob("tagged_2_201911_*.csv"))) == 1
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", ".."])
+def test_building_id_that_is_a_path_is_a_usage_error(bad: str, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["run", "--month", "2019-11", "--building-id", bad, "--storage", str(tmp_path)])
+    assert res.exit_code == 2 and repr(bad) in res.output
+    assert not (tmp_path / "stat").exists()

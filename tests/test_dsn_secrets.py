@@ -231,7 +231,8 @@ def test_postgres_run_leaves_no_password_in_prefect_or_outputs(
         assert t["status"] == "champion" and full["failed"] == [] and full["rows"] == 45
 
     dump = _prefect_dump()
-    assert "voc-monthly" in dump and "run_id=" in dump, "the flow runs and their INFO logs are in the dump"
+    assert "voc-monthly" in dump, dump[-3000:]
+    assert "training " in dump and "run_id=" in dump, "the runs' INFO logs are in the dump:\n" + dump[-3000:]
     assert password not in dump
     assert password not in repr(t) + repr(full)
     files = [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -121,8 +121,6 @@ _ID_FORBIDDEN_CATEGORIES = {
     "Zp": "a paragraph separator",
     "Cs": "a surrogate",
 }
-
-
 _ASCII_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
