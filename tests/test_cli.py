@@ -137,8 +137,9 @@ def test_bad_input_fails_once_with_row_field_value(tmp_path: Path, sample_raw) -
 
 @contextmanager
 def _busy(n: int = 2, seconds: int = 900) -> Iterator[None]:
-    """``n`` CPU-burning processes (bounded by ``seconds``), stopped at exit."""
-    procs = [subprocess.Popen(["timeout", str(seconds), "sh", "-c", "while :; do :; done"]) for _ in range(n)]
+    """``n`` CPU-burning processes that stop by themselves after ``seconds`` (and are killed at exit)."""
+    burn = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(n)]
     try:
         time.sleep(1)
         yield

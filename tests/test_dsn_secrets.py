@@ -193,12 +193,16 @@ def test_deployment_schema_refuses_a_password_before_the_run_exists(prefect_serv
 
 
 @pytest.fixture()
-def prefect_info_logs():
-    """INFO logs of flow and task runs go to the API during the test (conftest keeps WARNING)."""
+def prefect_info_logs(monkeypatch: pytest.MonkeyPatch):
+    """Every log of flow and task runs (DEBUG and up) goes to the API during the test: conftest
+    keeps WARNING, and Prefect re-applies its logging config (``setup_logging``) when a client
+    starts an app, so the level is pinned for the test's duration."""
     logger = logging.getLogger("prefect")
     old = logger.level
     logger.setLevel(logging.DEBUG)
+    monkeypatch.setattr(logger, "setLevel", lambda level: None)
     yield
+    monkeypatch.undo()
     logger.setLevel(old)
 
 
