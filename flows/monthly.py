@@ -28,7 +28,7 @@ from flows.models import load_champion, require_model_or_keyword_opt_in
 from flows.params import SourceParam, guard_flow_parameters, refuse_dsn_password
 from flows.sources import buildings_of, open_source
 from flows.retries import IO_TASK, MODEL_IO_TASK, NESTED_IO_TASK
-from flows.storage import Storage, open_storage
+from flows.storage import Storage, StorageError, open_storage
 from voc.months import KST, check_not_future, months_before, previous_month, yyyymm
 from voc.schema import building_sort_key
 
@@ -406,12 +406,15 @@ def voc_monthly(
         extra["model_note"] = "no trained model: tagged by taxonomy keywords only (no labelled history, or VOC_MODEL__ALLOW_KEYWORD_ONLY=true)"
 
     if vocs is not None:
-        run_id = _reserve_run_id(settings, mode, m, logger)
+        run_id, unwritable = _reserve_run_id(settings, mode, m, logger)
         present = buildings_of(vocs)
         wanted = ids or [b for b, _ in present]
         names = dict(present)
         for bid in wanted:
             rows = vocs.filter(pl.col("building_id") == bid)
+            if unwritable:
+                results.append(BuildingResult(bid, names.get(bid, ""), rows=rows.height, status="failed", error=unwritable))
+                continue
             futures[bid] = tag_building.with_options(task_run_name=f"tag-building-{bid}").submit(
                 settings, quote(rows), quote(tagger), lock, mode=mode, month=m, building_id=bid,
                 building_name=names.get(bid, ""), run_id=run_id,
@@ -430,10 +433,13 @@ def voc_monthly(
                 f"run mode=full for {m} first",
                 _summarise(mode, m, run_id, [], None, extra),
             )
-        run_id = _reserve_run_id(settings, mode, m, logger)
+        run_id, unwritable = _reserve_run_id(settings, mode, m, logger)
         model_labels = {d: tagger.model_labels(d) for d in tagger.taxonomy.dimensions()}
         tok = _tokenizer_of(tagger)
         for bid in wanted:
+            if unwritable:
+                results.append(BuildingResult(bid, status="failed", error=unwritable))
+                continue
             futures[bid] = refresh_building.with_options(task_run_name=f"refresh-building-{bid}").submit(
                 settings, quote(sheet), quote(tagger.taxonomy), quote(tok), lock, month=m, building_id=bid, run_id=run_id,
                 model_labels=model_labels, threshold=getattr(tagger, "low_confidence_threshold", None),
@@ -478,16 +484,27 @@ def voc_monthly(
 guard_flow_parameters(voc_monthly, "source")  # refused before a flow run (and its parameters) exists
 
 
-def _reserve_run_id(settings: VocSettings, mode: str, month: str, logger: Any) -> str:
+@task(name="reserve-run-id", **IO_TASK, cache_policy=NO_CACHE)
+def reserve_run_id(settings: VocSettings, mode: str, month: str) -> str:
     """A run id no other run in this storage has (flows.keys.reserve_run_id: a marker under
     ``{prefix}/runs/``; a run started in the same second as another takes the next second)."""
     from prefect.runtime import flow_run
 
-    run_id = keys.reserve_run_id(
+    return keys.reserve_run_id(
         open_storage(settings), settings.prefix, mode, info={"mode": mode, "month": month, "flow_run_id": str(flow_run.id or "")}
     )
+
+
+def _reserve_run_id(settings: VocSettings, mode: str, month: str, logger: Any) -> tuple[str, str]:
+    """``(run_id, "")``, or ``(provisional id, error)`` when storage could not be written (then
+    every building of the run fails with that error and the summary says so)."""
+    try:
+        run_id = reserve_run_id(settings, mode, month)
+    except StorageError as e:
+        logger.error("storage not writable, nothing tagged: %s", e)
+        return keys.new_run_id(mode), f"run id not reserved, storage not writable: {e}"
     logger.info("run_id=%s", run_id)
-    return run_id
+    return run_id, ""
 
 
 def failure_message(mode: str, month: str, results: list[BuildingResult], review: dict[str, Any] | None) -> str:
