@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import errno
-import re
 import socket
 import threading
 import time
