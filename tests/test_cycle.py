@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from cycle_support import INVALID, next_month, review_month_partially
 from typer.testing import CliRunner
 
 from config.settings import get_settings
@@ -23,11 +24,8 @@ from flows.cli import app
 from flows.models import load_champion
 from flows.review_backends import open_review_backend
 from flows.storage import open_storage
-from voc.review import COL_DONE, COL_VOC_ID, REVIEWER_LABEL_COLUMNS, is_done, simulate_review
 
 MONTHS = ["2019-09", "2019-10", "2019-11", "2019-12"]
-INVALID = "없는과(검수오류)"
-S_MAJ, S_MIN = REVIEWER_LABEL_COLUMNS["subject"]
 
 pytestmark = pytest.mark.slow
 
@@ -38,11 +36,6 @@ def _cli(*args: str) -> dict[str, Any]:
     assert res.exit_code == 0, f"voc {' '.join(args)} exited {res.exit_code}:\n{res.output[-3000:]}"
     line = [x for x in res.stdout.splitlines() if x.startswith("{")][-1]
     return json.loads(line)
-
-
-def _next(month: str) -> str:
-    y, m = map(int, month.split("-"))
-    return f"{y + (m == 12):04d}-{m % 12 + 1:02d}"
 
 
 def _newest(files: list[Path]) -> Path:
@@ -57,19 +50,6 @@ def _outputs(month_dir: Path, kind: str) -> pl.DataFrame:
         assert files, f"building {b.name}: no {kind} CSV"
         frames.append(pl.read_csv(_newest(files), infer_schema=False))
     return pl.concat(frames, how="diagonal")
-
-
-def _committed_subject_labels(sheet: pl.DataFrame, taxonomy: Any) -> int:
-    """Done rows whose subject becomes a label: empty 검수_ cells (confirming the trained model's
-    tag) or a pair the active taxonomy offers; an invalid pair is no label."""
-    active = {(r.major, r.minor) for r in taxonomy.rows_of("subject")}
-    n = 0
-    for r in sheet.iter_rows(named=True):
-        if not is_done(r[COL_DONE]):
-            continue
-        a, b = (r[S_MAJ] or "").strip(), (r[S_MIN] or "").strip()
-        n += (not a and not b) or (a, b) in active
-    return n
 
 
 def test_four_months_full_review_refresh_train(tmp_path: Path, prefect_server, sample_raw, sample_df) -> None:
@@ -99,23 +79,12 @@ def test_four_months_full_review_refresh_train(tmp_path: Path, prefect_server, s
         for b in full["buildings"]:
             assert (month_dir / b["building_id"] / f"dashboard_{b['building_id']}_{month.replace('-', '')}.html").is_file()
 
-        # the reviewer: 60 % of the rows reviewed with the true labels (corrected or confirmed),
-        # the rest left open, one open row committed with a subject outside the taxonomy
-        backend = open_review_backend(settings, storage)
-        sheet = backend.read_month(month)
-        assert sheet is not None and sheet.height == len(month_ids)
+        # the reviewer: 60 % reviewed with the true labels, the rest open, one invalid subject
         taxonomy = load_champion(settings, storage)[0].taxonomy
         truth = sample_df.filter(pl.col("voc_id").is_in(month_ids))
-        sheet = simulate_review(sheet, truth, fraction=0.6, seed=i, taxonomy=taxonomy)
-        open_rows = [j for j, d in enumerate(sheet[COL_DONE].to_list()) if not is_done(d)]
-        assert open_rows, "some rows stay open"
-        bad = sheet[COL_VOC_ID][open_rows[0]]
-        sheet = sheet.with_columns(
-            pl.when(pl.col(COL_VOC_ID) == bad).then(pl.lit(INVALID)).otherwise(pl.col(S_MIN)).alias(S_MIN),
-            pl.when(pl.col(COL_VOC_ID) == bad).then(pl.lit("Y")).otherwise(pl.col(COL_DONE)).alias(COL_DONE),
+        bad, expected_new = review_month_partially(
+            open_review_backend(settings, storage), month, month_ids, truth, taxonomy, seed=i
         )
-        expected_new = _committed_subject_labels(sheet, taxonomy)
-        backend.write_month(month, sheet, taxonomy)
 
         ref = _cli("run", "--mode", "refresh", "--month", month, *common)
         assert not ref["failed"]
@@ -127,7 +96,7 @@ def test_four_months_full_review_refresh_train(tmp_path: Path, prefect_server, s
         assert INVALID not in reviewed["subject_minor"].to_list() + reviewed["reviewed_subject_minor"].to_list()
         assert sum(b["reviewed"] for b in ref["buildings"]) == expected_new
 
-        t = _cli("train", "--until", _next(month), *common)
+        t = _cli("train", "--until", next_month(month), *common)
         assert t["labels"]["subject"] == labels + expected_new, "the training set grows by exactly the reviewed labels"
         assert t["labels"]["work"] == 0, "keyword guesses of the work type never become labels"
         assert t["status"] in ("champion", "candidate") and t["decision"]

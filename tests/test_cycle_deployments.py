@@ -42,6 +42,7 @@ import httpx
 import polars as pl
 import psycopg
 import pytest
+from cycle_support import INVALID, next_month, review_month_partially
 from infra import (
     flow_run_logs,
     moto_s3_server,
@@ -60,7 +61,6 @@ from flows import keys
 from flows.cli import app
 from flows.review_backends import open_review_backend
 from flows.s3 import S3Storage
-from voc.review import COL_DONE, COL_VOC_ID, REVIEWER_LABEL_COLUMNS, is_done, simulate_review
 from voc.taxonomy import Taxonomy
 
 _reason = pg_available()
@@ -71,15 +71,8 @@ MONTHS = ["2019-09", "2019-10", "2019-11", "2019-12"]
 SOURCE_FROM = "2019-01"  # CI time: the source starts here, not in 2012 (module docstring)
 BUCKET = "voc-cycle"
 PREFIX = "stat/voc-dev"  # no VOC_ENV anywhere: the default environment
-INVALID = "없는과(검수오류)"
-S_MAJ, S_MIN = REVIEWER_LABEL_COLUMNS["subject"]
 AWS = {"region": "us-east-1", "key": "testing", "secret": "testing"}
 RUN_TIMEOUT_S = 420
-
-
-def _next(month: str) -> str:
-    y, m = map(int, month.split("-"))
-    return f"{y + (m == 12):04d}-{m % 12 + 1:02d}"
 
 
 def _voc(*args: str, env: dict[str, str]) -> str:
@@ -101,19 +94,6 @@ def _outputs(storage: S3Storage, month: str, kind: str) -> tuple[pl.DataFrame, l
         frames.append(pl.read_csv(io.BytesIO(storage.read_bytes(key)), infer_schema=False))
     assert frames, f"no {kind} CSV under {storage.uri(keys.month_dir(PREFIX, month))}"
     return pl.concat(frames, how="diagonal"), buildings
-
-
-def _committed_subject_labels(sheet: pl.DataFrame, taxonomy: Any) -> int:
-    """Done rows whose subject becomes a label (as in test_cycle.py): empty 검수_ cells
-    (confirming the trained model's tag) or a pair the active taxonomy offers."""
-    active = {(r.major, r.minor) for r in taxonomy.rows_of("subject")}
-    n = 0
-    for r in sheet.iter_rows(named=True):
-        if not is_done(r[COL_DONE]):
-            continue
-        a, b = (r[S_MAJ] or "").strip(), (r[S_MIN] or "").strip()
-        n += (not a and not b) or (a, b) in active
-    return n
 
 
 def _artifacts(env: dict[str, str], flow_run_id: str) -> dict[str, Any]:
@@ -261,23 +241,13 @@ def test_four_months_through_deployments(stack: dict[str, Any], tmp_path: Path, 
                 for r in db_rows.values()
             ), "the month's tags as machine (batch) rows"
 
-            # the reviewer, on the S3 workbook: 60 % reviewed with the true labels, the rest
-            # open, one open row committed with a subject outside the taxonomy
-            backend = open_review_backend(settings, storage)
-            sheet = backend.read_month(month)
-            assert sheet is not None and sheet.height == len(month_ids)
+            # the reviewer, on the S3 workbook (tests/cycle_support.py): 60 % reviewed with the
+            # true labels, the rest open, one open row committed with a subject outside the taxonomy
             taxonomy = champion_taxonomy()  # what refresh validates the workbook against
             truth = sample_df.filter(pl.col("voc_id").is_in(month_ids))
-            sheet = simulate_review(sheet, truth, fraction=0.6, seed=i, taxonomy=taxonomy)
-            open_rows = [j for j, d in enumerate(sheet[COL_DONE].to_list()) if not is_done(d)]
-            assert open_rows, "some rows stay open"
-            bad = sheet[COL_VOC_ID][open_rows[0]]
-            sheet = sheet.with_columns(
-                pl.when(pl.col(COL_VOC_ID) == bad).then(pl.lit(INVALID)).otherwise(pl.col(S_MIN)).alias(S_MIN),
-                pl.when(pl.col(COL_VOC_ID) == bad).then(pl.lit("Y")).otherwise(pl.col(COL_DONE)).alias(COL_DONE),
+            bad, expected_new = review_month_partially(
+                open_review_backend(settings, storage), month, month_ids, truth, taxonomy, seed=i
             )
-            expected_new = _committed_subject_labels(sheet, taxonomy)
-            backend.write_month(month, sheet, taxonomy)
 
             fr = deploy_run("voc-monthly/refresh", {"month": month})
             table = _artifacts(env, fr["id"])["voc-refresh-buildings"]
@@ -312,7 +282,7 @@ def test_four_months_through_deployments(stack: dict[str, Any], tmp_path: Path, 
             assert db_rows[bad]["subject_minor"] != INVALID and not db_rows[bad]["subject_reviewed"]
             assert all(r["subject_minor"] != INVALID for r in _classifications(dsn).values())
 
-            meta = train(_next(month))
+            meta = train(next_month(month))
             assert meta["labels"]["subject"] == labels + expected_new, "the training set grows by exactly the reviewed labels"
             assert meta["labels"]["work"] == 0, "keyword guesses of the work type never become labels"
             assert meta["status"] in ("champion", "candidate") and meta["decision"]
