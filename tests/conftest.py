@@ -69,3 +69,14 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=600):  # minutes on a loaded 2-core machine
         yield
+
+
+@pytest.fixture()
+def aws_test_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy credentials and region for the local moto S3 server; the host's AWS profile,
+    session token and endpoint overrides are removed so no test can reach a real account."""
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

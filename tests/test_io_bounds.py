@@ -143,13 +143,6 @@ class HungEndpoint:
             conn.close()
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,7 +380,7 @@ def test_default_budget_is_well_under_five_minutes() -> None:
     assert io_task_budget_s(s3_operation_budget_s(S3Settings(botocore_attempts=2))) < 300.0
 
 
-def test_hung_endpoint_fails_a_write_within_the_budget(aws_env: None) -> None:
+def test_hung_endpoint_fails_a_write_within_the_budget(aws_test_env: None) -> None:
     from flows.s3 import S3Storage
 
     s3 = S3Settings(connect_timeout_s=1.0, read_timeout_s=1.0, botocore_attempts=2, retry_window_s=0.5)
@@ -409,7 +402,7 @@ def test_hung_endpoint_fails_a_write_within_the_budget(aws_env: None) -> None:
 
 
 def test_monthly_run_against_a_hung_endpoint_fails_its_buildings_in_bounded_time(
-    prefect_server: None, aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    prefect_server: None, aws_test_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     from flows.monthly import MonthlyRunError, voc_monthly
 
@@ -442,7 +435,7 @@ def test_monthly_run_against_a_hung_endpoint_fails_its_buildings_in_bounded_time
     print(f"monthly run failed after {elapsed:.1f} s (I/O budget {budget:.1f} s)")
 
 
-def test_google_sheets_requests_time_out(aws_env: None) -> None:
+def test_google_sheets_requests_time_out(aws_test_env: None) -> None:
     from config.settings import ReviewSettings
     from flows.review_backends import GSheetsReviewBackend, make_gspread_client
 

@@ -190,12 +190,7 @@ def moto() -> Iterator[MotoS3]:
 
 
 @pytest.fixture()
-def s3(moto: MotoS3, monkeypatch: pytest.MonkeyPatch) -> S3Storage:
-    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+def s3(moto: MotoS3, aws_test_env: None, monkeypatch: pytest.MonkeyPatch) -> S3Storage:
     raw = boto3.client("s3", endpoint_url=moto.endpoint_url)
     if BUCKET not in [b["Name"] for b in raw.list_buckets().get("Buckets", [])]:
         raw.create_bucket(Bucket=BUCKET)

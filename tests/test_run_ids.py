@@ -78,12 +78,7 @@ def moto() -> Iterator[MotoS3]:
         yield server
 
 
-def test_same_second_s3_runs_get_distinct_ids(moto: MotoS3, monkeypatch: pytest.MonkeyPatch) -> None:
-    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+def test_same_second_s3_runs_get_distinct_ids(moto: MotoS3, aws_test_env: None) -> None:
     boto3.client("s3", endpoint_url=moto.endpoint_url).create_bucket(Bucket="voc-run-ids")
     storage = S3Storage.from_uri("s3://voc-run-ids/t", S3Settings(endpoint_url=moto.endpoint_url), backoff_s=0.01)
     ids = _reserve_concurrently(storage)
