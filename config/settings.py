@@ -23,6 +23,7 @@ __all__ = [
     "S3Settings",
     "ReviewSettings",
     "ModelSettings",
+    "ServeSettings",
     "ENV_PREFIXES",
     "sample_csv_path",
     "get_settings",
@@ -85,6 +86,12 @@ class S3Settings(BaseModel):
     read_timeout_s: float = Field(
         20.0, gt=0, description="Seconds to wait for the endpoint's answer (each socket read)"
     )
+    presign_expiry_s: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="Lifetime of the presigned HTTPS links to dashboards in Prefect artifacts (SigV4 allows at most 7 days)",
+    )
     botocore_attempts: int = Field(
         1,
         ge=1,
@@ -126,6 +133,11 @@ class ModelSettings(BaseModel):
         "hybrid adds taxonomy keywords (hand-curated taxonomies), anchor = the production recipe",
     )
     use_reply: bool = Field(True, description="Read the reply (batch tagging of a past month has it)")
+    registration_variant: bool = Field(
+        True,
+        description="Also train the registration-time tagger (title + request) that `voc serve` answers "
+        "reply-less requests with; false skips it where its training cost matters (doubles KoBERT fine-tuning)",
+    )
     kobert_base: str = Field(
         "skt/kobert-base-v1",
         description="KoBERT base checkpoint (hub id or local directory); tests use a tiny local base",
@@ -155,6 +167,41 @@ class ModelSettings(BaseModel):
     cache_dir: Path = Field(Path.home() / ".cache" / "voc" / "models", description="Local copy of model versions")
 
 
+class ServeSettings(BaseModel):
+    """The real-time tagging service (``voc serve``, flows/serve.py)."""
+
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Bearer keys accepted by /v1/tag and /v1/tag:batch, as a JSON list "
+        "(VOC_SERVE__API_KEYS='[\"key1\", \"key2\"]'); secrets, never logged. The service refuses to start without one",
+    )
+    admin_key: SecretStr | None = Field(
+        None, description="Bearer key of POST /v1/admin/reload (also accepted for tagging); unset = no admin endpoint"
+    )
+    host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0: every interface)")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes (each loads the model: ~1 per core)")
+    reload_interval_s: float = Field(
+        30.0, gt=0, description="Seconds between reads of models/champion.json; a new champion is swapped in atomically"
+    )
+    champion_read_deadline_s: float = Field(
+        60.0, gt=0, description="Seconds within which one poll may retry a transient storage error"
+    )
+    max_body_bytes: int = Field(65_536, ge=1024, description="Largest request body of /v1/tag (bytes); larger → 413")
+    max_batch: int = Field(256, ge=1, description="Most VOCs in one /v1/tag:batch request; more → 422")
+    max_batch_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest request body of /v1/tag:batch (bytes); larger → 413"
+    )
+    write_through: bool = Field(
+        False,
+        description="Upsert each tag that has a voc_id into voc_classification (needs a PostgreSQL source: "
+        "VOC_SOURCE=postgres + VOC_DB__DSN) as classify_source realtime / realtime_reply, under the priority rules",
+    )
+    db_statement_timeout_s: float = Field(
+        5.0, gt=0, description="Seconds one write-through statement may run (PostgreSQL statement_timeout)"
+    )
+
+
 class VocSettings(BaseSettings):
     """All settings. ``VOC_ENV`` picks the storage prefix (dev → stat/voc-dev)."""
 
@@ -180,14 +227,32 @@ class VocSettings(BaseSettings):
         "cp949/euc-kr for Korean Excel/Windows exports; bytes invalid in it stop the run (never replaced)",
     )
     storage: str = Field("./voc-data", description="Output root: a local directory or s3://bucket[/root]")
+    public_base_url: str | None = Field(
+        None,
+        description="Base URL under which the storage root is served to browsers (e.g. https://voc.internal/files); "
+        "dashboard links in Prefect artifacts become {public_base_url}/{key}. Unset: presigned HTTPS links for S3, "
+        "file:// links for a local directory",
+    )
     taxonomy_path: Path | None = Field(
         None, description="Taxonomy CSV; default: the DB table (postgres source) or the shipped/derived one"
     )
-    building_workers: int = Field(4, description="Buildings processed concurrently in a monthly run")
+    building_workers: int = Field(
+        4, ge=1, description="Buildings in flight at once with the thread runner (I/O overlaps; the CPU part runs one building at a time per process)"
+    )
+    task_runner: str = Field(
+        "thread",
+        description="Where the per-building tasks run (VOC_TASK_RUNNER): 'thread' (threads of the flow process), "
+        "'dask' (a local Dask cluster of worker processes, VOC_DASK_WORKERS of them) or the address of an existing "
+        "Dask scheduler, 'tcp://host:8786'",
+    )
+    dask_workers: int = Field(
+        0, ge=0, description="Worker processes of the local Dask cluster (task_runner='dask'); 0 = one per CPU core"
+    )
     db: DbSettings = Field(default_factory=DbSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     @field_validator("source", "storage")
     @classmethod
@@ -195,6 +260,14 @@ class VocSettings(BaseSettings):
         if not v or not str(v).strip():
             raise ValueError("must not be empty")
         return str(v).strip()
+
+    @field_validator("task_runner")
+    @classmethod
+    def _runner(cls, v: str) -> str:
+        v = str(v).strip()
+        if v in ("thread", "dask") or v.startswith(("tcp://", "tls://")):
+            return v
+        raise ValueError(f"must be 'thread', 'dask' or a Dask scheduler address 'tcp://host:8786', got {v!r}")
 
     @property
     def prefix(self) -> str:

@@ -8,6 +8,7 @@ Commands (names are a contract)::
     voc demo [--month 2019-11] [--storage ./voc-data] [--source ...]
     voc review simulate --month YYYY-MM --from-labels [--fraction F] --storage PATH
     voc kobert build-tiny-base DIR | export-onnx MODEL_DIR
+    voc serve [--host H] [--port P] [--storage PATH] [--workers N] [--reload-interval S]
     voc db init|load-csv|load-taxonomy ...      (flows/cli_db.py)
     voc backtest --train A.csv --test B.csv ... (flows/cli_backtest.py)
 """
@@ -134,7 +135,8 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
         typer.echo(json.dumps(summary, ensure_ascii=False, default=str))
         return
     if "buildings" in summary:
-        typer.echo(f"voc-monthly {summary['mode']} {summary['month']}  run_id={summary['run_id']}  model={summary.get('model')}")
+        runner = f"  runner={summary['task_runner']}" if summary.get("task_runner") else ""
+        typer.echo(f"voc-monthly {summary['mode']} {summary['month']}  run_id={summary['run_id']}  model={summary.get('model')}{runner}")
         if summary.get("note"):
             typer.echo(f"  {summary['note']}")
         if summary.get("model_note"):
@@ -155,6 +157,8 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
         if summary.get("review_sheet"):
             rs = summary["review_sheet"]
             typer.echo(f"  review sheet: {rs.get('location', rs.get('error'))}")
+        if summary.get("index"):
+            typer.echo(f"  month index: {summary['index']}")
     else:
         typer.echo(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
 
@@ -199,6 +203,10 @@ def run(
     storage: StorageOpt = None,
     source: SourceOpt = None,
     encoding: EncodingOpt = None,
+    task_runner: Annotated[
+        Optional[str],
+        typer.Option("--task-runner", help="Where buildings run: thread | dask (local worker processes) | tcp://host:8786 (a Dask cluster); default VOC_TASK_RUNNER or thread"),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the monthly flow for one month."""
@@ -216,6 +224,14 @@ def run(
         from voc.months import KST, check_not_future
 
         check_not_future(m, datetime.now(KST))  # refused before any Prefect work (exit 2)
+    if task_runner is not None:
+        from config.settings import VocSettings
+
+        try:
+            VocSettings(task_runner=task_runner)
+        except ValueError as e:
+            raise typer.BadParameter(f"--task-runner {task_runner!r}: must be thread, dask or tcp://host:port") from e
+        os.environ["VOC_TASK_RUNNER"] = task_runner  # the flow reads its settings from the environment
     summary = _run_monthly(
         mode=mode, month=m, building_ids=building_id or None, storage=storage, source=source, source_encoding=encoding
     )
@@ -250,7 +266,7 @@ def kobert_build_tiny_base(
     """Build a tiny KoBERT-format base (SentencePiece tokenizer trained on the source's texts +
     a small random BERT) for offline demos and tests: `voc train --model kobert --kobert-base DIR`."""
     from config.settings import get_settings
-    from flows.sources import open_source
+    from flows.resources import open_source
     from voc.classify.kobert import build_tiny_base
     from voc.tagger import frame_texts
 
@@ -271,7 +287,7 @@ def kobert_export_onnx(
     flow writes it itself). Checked against the fp32 model on the source's held-out VOCs (the
     fixed 20 % hash split); kept only when every head agrees on ≥ --min-agreement of them."""
     from config.settings import get_settings
-    from flows.sources import open_source
+    from flows.resources import open_source
     from voc.classify.kobert import KoBERTTagger
     from voc.classify.kobert_onnx import add_int8_runtime
     from voc.modelstore import update_meta
@@ -331,6 +347,30 @@ def demo(
         typer.echo(f"Reviewed CSV    : {b['outputs'].get('reviewed')}")
     for b in ref["buildings"]:
         typer.echo(f"Dashboard       : {b['outputs'].get('dashboard_latest')}")
+    if ref.get("index"):
+        typer.echo(f"Month index     : {ref['index']}  (every building's dashboard, with review progress)")
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option("--host", help="Interface to listen on (default VOC_SERVE__HOST or 127.0.0.1; 0.0.0.0 = all)")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535, help="TCP port (default VOC_SERVE__PORT or 8000)")] = None,
+    storage: StorageOpt = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes, each with the model loaded (default VOC_SERVE__WORKERS or 1)")] = None,
+    reload_interval: Annotated[
+        Optional[float], typer.Option("--reload-interval", min=0.1, help="Seconds between reads of models/champion.json (default VOC_SERVE__RELOAD_INTERVAL_S or 30)")
+    ] = None,
+) -> None:
+    """Real-time tagging API (FastAPI under uvicorn): POST /v1/tag and /v1/tag:batch with
+    Authorization: Bearer KEY (keys: VOC_SERVE__API_KEYS, a JSON list); GET /healthz, /readyz,
+    /metrics. Swaps in each new champion model without dropping requests."""
+    from flows.serve import ServeConfigError, serve_forever
+
+    try:
+        serve_forever(host=host, port=port, storage=storage, workers=workers, reload_interval_s=reload_interval)
+    except ServeConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 # commands contributed by the infrastructure and model-quality modules

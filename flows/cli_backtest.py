@@ -4,11 +4,16 @@
 
     voc backtest --train A.csv --test B.csv [--label subject_minor|subject|work]
                  [--reply/--no-reply] [--model linear|hybrid|kobert|anchor] [--seed N] [--json]
+                 [--select/--no-select] [--recipe NAME] [--candidates A,B,...]
                  [--kobert-base NAME_OR_DIR] [--kobert-epochs N]
 
 Both CSVs are in the VOC schema and are read like ``flows.sources.CsvSource`` (every column as
 text, :func:`voc.schema.validate_voc_frame`). The last line of the output is always one JSON
 object (:func:`voc.backtest.backtest`); without ``--json`` a readable summary comes first.
+``--model linear`` trains as ``voc train`` does: the recipe is chosen on the training CSV's own
+history (:func:`voc.recipes.select_recipe`, rolling-origin folds, never worse than ``anchor``
+there) and the summary lists the choice and every candidate's fold scores; ``--no-select`` trains
+the default recipe, ``--recipe NAME`` one named recipe of :data:`voc.recipes.RECIPES`.
 ``--model kobert`` fine-tunes with ``voc.classify.kobert.train_kobert_tagger`` (its own 20 %
 held-out split for early stopping comes out of the training CSV).
 Exit status 2 on unreadable input or an impossible backtest (the message says why).
@@ -22,7 +27,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["register", "backtest_command", "format_summary"]
+__all__ = ["register", "backtest_command", "format_summary", "recipe_lines"]
 
 
 def format_summary(res: dict[str, Any], *, train: str, test: str, max_classes: int = 5) -> list[str]:
@@ -48,6 +53,21 @@ def format_summary(res: dict[str, Any], *, train: str, test: str, max_classes: i
     best = sorted(per, key=lambda kv: (-kv[1]["f1"], -kv[1]["support"]))[:max_classes]
     for title, rows in (("best classes", best), ("weakest classes", worst)):
         lines.append(f"  {title}: " + ", ".join(f"{lab} F1 {v['f1']:.2f} (n={v['support']})" for lab, v in rows))
+    return lines + recipe_lines(res)
+
+
+def recipe_lines(res: dict[str, Any]) -> list[str]:
+    """The recipe trained and, after a selection, every candidate's pooled fold scores (chosen
+    one marked ``←``); no lines for models without a recipe (hybrid, kobert)."""
+    sel = res.get("selection")
+    if not res.get("recipe"):
+        return []
+    if not sel:
+        return [f"  recipe: {res['recipe']}"]
+    lines = [f"  recipe: {sel['chosen']}, chosen on the training CSV's history: {sel['reason']}"]
+    for c in sel["candidates"]:
+        mark = "  ←" if c["recipe"] == sel["chosen"] else ""
+        lines.append(f"    {c['recipe']:<22} macro-F1 {c['macro_f1']:.3f}  accuracy {c['accuracy']:.3f}{mark}")
     return lines
 
 
@@ -69,16 +89,33 @@ def backtest_command(
         str | None, typer.Option("--kobert-base", help="kobert only: base model name or local directory")
     ] = None,
     kobert_epochs: Annotated[int | None, typer.Option("--kobert-epochs", help="kobert only: training epochs")] = None,
+    select: Annotated[
+        bool,
+        typer.Option("--select/--no-select", help="linear only: choose the recipe on the training CSV's history, as voc train does"),
+    ] = True,
+    recipe: Annotated[
+        str | None, typer.Option("--recipe", help="linear only: train this named recipe (voc.recipes.RECIPES), no selection")
+    ] = None,
+    candidates: Annotated[
+        str | None, typer.Option("--candidates", help="linear only: comma-separated recipes the selection compares (with anchor)")
+    ] = None,
 ) -> None:
     """Train on --train, tag --test, print accuracy, macro-F1, ECE and review capture (JSON last)."""
     from flows.sources import CsvSource, SourceError
     from voc.backtest import LABELS, MODELS, BacktestError, backtest
+    from voc.recipes import RECIPES
     from voc.schema import VOCInputError
 
     if label not in LABELS:
         raise typer.BadParameter(f"{label!r} is not one of {', '.join(LABELS)}", param_hint="--label")
     if model not in MODELS:
         raise typer.BadParameter(f"{model!r} is not one of {', '.join(MODELS)}", param_hint="--model")
+    cands = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
+    for name, hint in [(recipe, "--recipe"), *((c, "--candidates") for c in cands or ())]:
+        if name is not None and name not in RECIPES:
+            raise typer.BadParameter(f"{name!r} is not one of {', '.join(RECIPES)}", param_hint=hint)
+    if (recipe or cands) and model != "linear":
+        raise typer.BadParameter(f"recipes apply to --model linear, got {model!r}", param_hint="--recipe")
     try:
         train_df = CsvSource(train).frame()
         test_df = CsvSource(test).frame()
@@ -92,7 +129,8 @@ def backtest_command(
         if kobert_epochs is not None:
             opts["epochs"] = kobert_epochs
         res = backtest(
-            train_df, test_df, label=label, model=model, use_reply=reply, seed=seed, kobert_options=opts or None
+            train_df, test_df, label=label, model=model, use_reply=reply, seed=seed, kobert_options=opts or None,
+            select=select and model == "linear" and recipe is None, recipe=recipe, candidates=cands,
         )
     except BacktestError as e:
         typer.echo(f"error: {e}", err=True)

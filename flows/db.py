@@ -50,7 +50,6 @@ check they agree).
 
 from __future__ import annotations
 
-import atexit
 import logging
 import re
 import threading
@@ -387,14 +386,7 @@ def apply_migrations(dsn: str | SecretStr, *, directory: Path | None = None, con
 
 
 # --------------------------------------------------------------------------------------------
-# process-wide connection pools (one per DSN and pool settings)
-
-_POOLS: dict[tuple[Any, ...], list[Any]] = {}  # key → [pool, users]
-_POOLS_LOCK = threading.Lock()
-
-
-def _pool_key(dsn: SecretStr, s: DbSettings) -> tuple[Any, ...]:
-    return (dsn.get_secret_value(), s.pool_min, s.pool_max, s.connect_timeout_s, s.statement_timeout_s)
+# the connection pool of one source
 
 
 def _statement_timeout_configurer(timeout_s: float) -> Callable[[psycopg.Connection], None] | None:
@@ -413,61 +405,44 @@ def _statement_timeout_configurer(timeout_s: float) -> Callable[[psycopg.Connect
     return configure
 
 
-def _acquire_pool(key: tuple[Any, ...], dsn: SecretStr, s: DbSettings) -> ConnectionPool:
-    with _POOLS_LOCK:
-        entry = _POOLS.get(key)
-        if entry is not None and not entry[0].closed:
-            entry[1] += 1
-            return entry[0]
-        # one direct attempt first: libpq's reason (refused, unknown host, authentication,
-        # missing database) is lost behind the pool's generic timeout otherwise
-        _connect(dsn, connect_timeout_s=s.connect_timeout_s).close()
-        pool = ConnectionPool(
-            dsn.get_secret_value(),
-            min_size=max(1, s.pool_min),
-            max_size=max(s.pool_min, s.pool_max, 1),
-            # keepalives: a peer that vanished mid-query is noticed after ~60 s of silence
-            # (statement_timeout is enforced by the server, which then cannot)
-            kwargs={
-                "connect_timeout": s.connect_timeout_s,
-                "application_name": "voc",
-                "keepalives": 1,
-                "keepalives_idle": 30,
-                "keepalives_interval": 10,
-                "keepalives_count": 3,
-            },
-            check=ConnectionPool.check_connection,
-            configure=_statement_timeout_configurer(s.statement_timeout_s),
-            timeout=max(5.0, 3.0 * s.connect_timeout_s),
-            name="voc",
-            open=False,
-        )
-        try:
-            pool.open(wait=True, timeout=max(5.0, float(s.connect_timeout_s)))
-        except PoolTimeout as e:
-            pool.close()
-            raise _connection_error(dsn, e) from None
-        _POOLS[key] = [pool, 1]
-        return pool
+def open_pool(dsn: SecretStr, s: DbSettings) -> ConnectionPool:
+    """An open :class:`psycopg_pool.ConnectionPool` for ``dsn`` (``pool_min``..``pool_max``
+    connections, checked before use, ``statement_timeout`` and TCP keepalives set).
 
-
-def _release_pool(key: tuple[Any, ...]) -> None:
-    with _POOLS_LOCK:
-        entry = _POOLS.get(key)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] <= 0:
-            del _POOLS[key]
-            entry[0].close()
-
-
-@atexit.register
-def _close_all_pools() -> None:
-    with _POOLS_LOCK:
-        for pool, _ in _POOLS.values():
-            pool.close()
-        _POOLS.clear()
+    Raises
+    ------
+    SourceError
+        The database cannot be reached (libpq's reason, password scrubbed).
+    """
+    # one direct attempt first: libpq's reason (refused, unknown host, authentication,
+    # missing database) is lost behind the pool's generic timeout otherwise
+    _connect(dsn, connect_timeout_s=s.connect_timeout_s).close()
+    pool = ConnectionPool(
+        dsn.get_secret_value(),
+        min_size=max(1, s.pool_min),
+        max_size=max(s.pool_min, s.pool_max, 1),
+        # keepalives: a peer that vanished mid-query is noticed after ~60 s of silence
+        # (statement_timeout is enforced by the server, which then cannot)
+        kwargs={
+            "connect_timeout": s.connect_timeout_s,
+            "application_name": "voc",
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        },
+        check=ConnectionPool.check_connection,
+        configure=_statement_timeout_configurer(s.statement_timeout_s),
+        timeout=max(5.0, 3.0 * s.connect_timeout_s),
+        name="voc",
+        open=False,
+    )
+    try:
+        pool.open(wait=True, timeout=max(5.0, float(s.connect_timeout_s)))
+    except PoolTimeout as e:
+        pool.close()
+        raise _connection_error(dsn, e) from None
+    return pool
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,12 +452,11 @@ def _close_all_pools() -> None:
 class PostgresSource:
     """VOCs, taxonomy and tags in PostgreSQL (implements :class:`flows.sources.VocSource`).
 
-    Connections come from a :class:`psycopg_pool.ConnectionPool` opened on first use
-    (``pool_min``..``pool_max`` connections, checked before each use). The pool is shared by
-    every source of the process with the same DSN and pool settings, so the building tasks of
-    one flow run share a few connections even when each task calls ``open_source(settings)``;
-    :meth:`close` (or ``with``) releases it, the last release closes it, and interpreter exit
-    closes what is left. The object pickles without its pool (Prefect may hash task inputs).
+    Connections come from the source's own :class:`psycopg_pool.ConnectionPool`, opened on first
+    use (``pool_min``..``pool_max`` connections, checked before each use) and closed by
+    :meth:`close` (or ``with``). The flows open one source per settings and process
+    (:func:`flows.resources.resources`), so the building tasks of a run share its few
+    connections. The object pickles without its pool (a copy opens its own).
 
     Parameters
     ----------
@@ -510,7 +484,6 @@ class PostgresSource:
             )
         self._where = describe_dsn(self._dsn)  # validates the DSN early, without showing it
         self._pool: ConnectionPool | None = None
-        self._pool_key: tuple[Any, ...] = ()
         self._lock = threading.Lock()
         self._columns: dict[str, list[str]] = {}
 
@@ -542,9 +515,8 @@ class PostgresSource:
 
     def _get_pool(self) -> ConnectionPool:
         with self._lock:
-            if self._pool is None:
-                self._pool_key = _pool_key(self._dsn, self.settings)
-                self._pool = _acquire_pool(self._pool_key, self._dsn, self.settings)
+            if self._pool is None or self._pool.closed:
+                self._pool = open_pool(self._dsn, self.settings)
             return self._pool
 
     @contextmanager
@@ -577,12 +549,11 @@ class PostgresSource:
             raise SourceError(f"PostgreSQL error on {self._where}: {_scrub(str(e), self._dsn)}") from None
 
     def close(self) -> None:
-        """Release the pool; it closes when no other source of this process uses it (a later
-        call on this object acquires it again)."""
+        """Close the pool (a later call on this object opens a new one)."""
         with self._lock:
-            if self._pool is not None:
-                _release_pool(self._pool_key)
-                self._pool = None
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     def __enter__(self) -> PostgresSource:
         return self
@@ -593,7 +564,6 @@ class PostgresSource:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_pool"] = None
-        state["_pool_key"] = ()
         state["_lock"] = None
         return state
 

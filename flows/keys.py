@@ -151,6 +151,16 @@ def latest_dashboard_key(prefix: str, month: str, building_id: str) -> str:
     return f"{building_dir(prefix, month, building_id)}/dashboard_{building_id}_{yyyymm(month)}.html"
 
 
+def month_index_key(prefix: str, month: str) -> str:
+    """The month's index page: every building's dashboard with its counts."""
+    return f"{month_dir(prefix, month)}/index.html"
+
+
+def month_index_data_key(prefix: str, month: str) -> str:
+    """What the index page lists, per building (JSON), updated by each run for its buildings."""
+    return f"{month_dir(prefix, month)}/index.json"
+
+
 def review_workbook_key(prefix: str, month: str) -> str:
     return f"{month_dir(prefix, month)}/review_{yyyymm(month)}.xlsx"
 

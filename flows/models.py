@@ -1,4 +1,9 @@
-"""Model versions in storage: champion pointer, upload, download-once cache."""
+"""Model versions in storage: champion pointer, upload, download-once cache.
+
+Batch tagging loads the champion's reply-aware tagger (:func:`load_champion`); the real-time
+service (``flows/serve.py``) loads every variant of a version (:func:`load_version_variants`) and
+polls the pointer with :func:`read_champion_retrying`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import json
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +20,21 @@ import polars as pl
 from config.settings import VocSettings
 from flows.keys import champion_key, models_dir
 from flows.storage import Storage, StorageError
-from voc.modelstore import load_tagger, model_dir_name, read_meta
+from voc.modelstore import load_tagger, load_variants, model_dir_name, read_meta
 from voc.taxonomy import Taxonomy, default_taxonomy
 from voc.tagger import VOCTagger
 
 __all__ = [
     "read_champion",
+    "read_champion_retrying",
+    "champion_name",
+    "ModelVersion",
+    "load_version_variants",
     "write_champion",
     "fetch_model",
     "load_champion",
     "keyword_only_tagger",
+    "load_model_version",
     "upload_model",
     "NoTrainedModelError",
     "require_model_or_keyword_opt_in",
@@ -38,6 +49,89 @@ def read_champion(storage: Storage, prefix: str) -> dict[str, Any] | None:
     if not storage.exists(key):
         return None
     return json.loads(storage.read_bytes(key).decode("utf-8"))
+
+
+def champion_name(info: dict[str, Any]) -> str:
+    """The model directory name a ``champion.json`` points at (``name``, else ``{kind}_{version}``).
+
+    Raises
+    ------
+    ValueError
+        Neither ``name`` nor ``kind`` and ``version`` are there (the message shows the keys).
+    """
+    if info.get("name"):
+        return str(info["name"])
+    if info.get("kind") and info.get("version"):
+        return model_dir_name(str(info["kind"]), str(info["version"]))
+    raise ValueError(f"champion.json names no model (keys: {sorted(info)}); expected 'name' or 'kind' + 'version'")
+
+
+def read_champion_retrying(
+    storage: Storage, prefix: str, *, attempts: int = 3, deadline_s: float = 60.0, first_wait_s: float = 0.5
+) -> dict[str, Any] | None:
+    """:func:`read_champion` retried on transient I/O errors (:func:`flows.retries.is_transient`:
+    refused, reset, timed out, S3 5xx / throttling) up to ``attempts`` times, waiting
+    ``first_wait_s`` then doubling (at most 4 s), and starting no attempt after ``deadline_s``
+    seconds. Each attempt is itself bounded by the storage's timeouts (S3: connect + read
+    timeouts, :func:`flows.retries.s3_operation_budget_s`). Other errors (malformed JSON, access
+    denied) are raised at once.
+
+    Raises
+    ------
+    StorageError, OSError
+        The last transient error once attempts or time are used up.
+    ValueError
+        ``champion.json`` is not JSON.
+    """
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
+
+    from flows.retries import is_transient
+
+    for attempt in Retrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(max(1, attempts)) | stop_after_delay(deadline_s),
+        wait=wait_exponential(multiplier=first_wait_s, max=4.0),
+        reraise=True,
+    ):
+        with attempt:
+            return read_champion(storage, prefix)
+    return None  # pragma: no cover - Retrying either returns or raises
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """Every tagger variant of one model version, loaded.
+
+    ``name`` is the directory name (``{kind}_{version}``, the tags' ``model_version``);
+    ``taggers`` maps a variant (:data:`voc.modelstore.VARIANTS`) to its tagger; ``meta`` is the
+    version's ``meta.json``; ``path`` the local copy."""
+
+    name: str
+    taggers: dict[str, Any]
+    meta: dict[str, Any]
+    path: Path
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def load_version_variants(
+    settings: VocSettings, storage: Storage, name: str, *, info: dict[str, Any] | None = None
+) -> ModelVersion:
+    """Download model ``name`` once (:func:`fetch_model`) and load all its variants
+    (:func:`voc.modelstore.load_variants`, KoBERT with ``settings.model.kobert_runtime``).
+
+    Raises
+    ------
+    StorageError
+        The version is not in storage (the message names it).
+    FileNotFoundError, ValueError
+        The downloaded directory is not a model version.
+    """
+    try:
+        local = fetch_model(storage, settings.prefix, name, settings.model.cache_dir)
+    except StorageError as e:
+        raise StorageError(f"model {name} is missing from {settings.prefix}/models: {e}") from e
+    taggers = load_variants(local, kobert_runtime=settings.model.kobert_runtime)
+    return ModelVersion(name=name, taggers=taggers, meta=read_meta(local), path=local, info=dict(info or {}))
 
 
 def write_champion(storage: Storage, prefix: str, info: dict[str, Any]) -> str:
@@ -87,18 +181,28 @@ def load_champion(settings: VocSettings, storage: Storage, *, taxonomy: Taxonomy
         log.warning("no champion model under %s/models in %s", settings.prefix, settings.storage)
         return keyword_only_tagger(taxonomy), {"kind": "keyword", "version": "default", "fallback": True}
     name = info.get("name") or model_dir_name(info["kind"], info["version"])
+    local = _fetch_listed(settings, storage, name)
+    return load_tagger(local, kobert_runtime=settings.model.kobert_runtime), read_meta(local)
+
+
+def _fetch_listed(settings: VocSettings, storage: Storage, name: str) -> Path:
     try:
-        local = fetch_model(storage, settings.prefix, name, settings.model.cache_dir)
+        return fetch_model(storage, settings.prefix, name, settings.model.cache_dir)
     except StorageError as e:
         raise StorageError(f"champion model {name} listed in champion.json is missing: {e}") from e
-    return load_tagger(local, kobert_runtime=settings.model.kobert_runtime), read_meta(local)
+
+
+def load_model_version(settings: VocSettings, storage: Storage, name: str) -> Any:
+    """The batch tagger of model version ``name`` (``{prefix}/models/{name}``), fetched into
+    ``settings.model.cache_dir`` once. Raises :class:`StorageError` when it is missing."""
+    return load_tagger(_fetch_listed(settings, storage, name), kobert_runtime=settings.model.kobert_runtime)
 
 
 class NoTrainedModelError(RuntimeError):
     """``full``/``tagging-only`` found no champion although labelled history exists."""
 
 
-def require_model_or_keyword_opt_in(settings: VocSettings) -> None:
+def require_model_or_keyword_opt_in(settings: VocSettings, source: Any) -> None:
     """Refuse keyword-only tagging when a model could have been trained.
 
     Called when no champion exists. Keyword tagging is allowed when the operator opted in
@@ -112,10 +216,9 @@ def require_model_or_keyword_opt_in(settings: VocSettings) -> None:
     """
     if settings.model.allow_keyword_only:
         return
-    from flows.sources import open_source
     from voc.schema import REVIEWED_LABEL_COLUMNS
 
-    hist = open_source(settings).read_history(before=None)
+    hist = source.read_history(before=None)
     cols = [c for c in REVIEWED_LABEL_COLUMNS if c in hist.columns]
     labelled = hist.height > 0 and bool(cols) and hist.select(pl.any_horizontal([pl.col(c).is_not_null() for c in cols]).any()).item()
     if labelled:

@@ -2,8 +2,12 @@
 review sheet (``full``, ``tagging-only``), or fold reviews back in (``refresh``).
 
 One task per building (``tag-building-95`` / ``refresh-building-95``), so one building's failure
-leaves the others' outputs; every I/O step retries with backoff; the model is loaded once per
-run. The run ends with a table artifact (rows and failures per building), link artifacts to the
+leaves the others' outputs. Each building task only reads its inputs, calls the pure pipeline
+(:mod:`voc.pipeline`) and writes what it returns; the tasks run on the task runner
+``VOC_TASK_RUNNER`` names (:mod:`flows.runners`: threads, a local Dask cluster, or a remote one)
+and receive plain data only — settings, frames, a :class:`flows.resources.ModelRef` — opening
+their adapters and loading the model once per process (:mod:`flows.resources`). Every I/O step
+retries with backoff; the month is parsed once (:class:`voc.months.Month`). The run ends with a table artifact (rows and failures per building), link artifacts to the
 dashboards and a markdown summary; if a building failed the flow run ends Failed and names it —
 rerun with only those ``building_ids`` to complete the month.
 """
@@ -11,8 +15,8 @@ rerun with only those ``building_ids`` to complete the month.
 from __future__ import annotations
 
 import io
-import threading
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -20,16 +24,19 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE as NO_CACHE
-from prefect.utilities.annotations import quote
 
 from config.settings import VocSettings, get_settings
 from flows import keys
-from flows.models import load_champion, require_model_or_keyword_opt_in
+from flows.models import require_model_or_keyword_opt_in
 from flows.params import SourceParam, guard_flow_parameters, refuse_dsn_password
-from flows.sources import buildings_of, open_source
+from flows.resources import ModelRef, browser_link, resources
 from flows.retries import IO_TASK, MODEL_IO_TASK, NESTED_IO_TASK
-from flows.storage import Storage, StorageError, open_storage
-from voc.months import KST, check_not_future, months_before, previous_month, yyyymm
+from flows.runners import describe_task_runner, make_task_runner
+from flows.sources import buildings_of
+from flows.storage import Storage, StorageError
+from voc import pipeline
+from voc.months import KST, Month, check_not_future, previous_month
+from voc.pipeline import DashboardContext, combine_history, history_from_source_rows
 from voc.schema import building_sort_key
 
 __all__ = ["voc_monthly", "BuildingResult", "MonthlyRunError", "SAMPLE_CREDIT"]
@@ -57,8 +64,13 @@ class BuildingResult:
     low_confidence: int = 0
     reviewed: int = 0
     review_issues: int = 0
+    group_applied: int = 0
+    retired_mapped: int = 0
+    issue_groups: int = 0  # 주요 이슈: groups of 3+ near-duplicate VOCs
     drift: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    review_aids: dict[str, Any] = field(default_factory=dict, repr=False)
+    """묶음 ids and evidence of the tagged rows, for the month's review sheet (not in the summary)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,13 +83,39 @@ def store_object(storage: Storage, key: str, data: bytes, content_type: str | No
 
 
 @task(name="read-month", **IO_TASK, cache_policy=NO_CACHE)
-def read_month(settings: VocSettings, month: str, building_ids: list[str] | None) -> pl.DataFrame:
-    return open_source(settings).read_month(month, building_ids)
+def read_month(settings: VocSettings, month: Month, building_ids: list[str] | None) -> pl.DataFrame:
+    return resources(settings).source.read_month(month, building_ids)
+
+
+@task(name="resolve-model", **IO_TASK, cache_policy=NO_CACHE)
+def resolve_model(settings: VocSettings) -> ModelRef:
+    """The champion named by ``models/champion.json`` (keyword-only when none)."""
+    return resources(settings).champion()
 
 
 @task(name="load-model", **MODEL_IO_TASK, cache_policy=NO_CACHE)
-def load_model(settings: VocSettings) -> tuple[Any, dict[str, Any]]:
-    return load_champion(settings, open_storage(settings))
+def load_model(settings: VocSettings, model: ModelRef) -> Any:
+    """The tagger of ``model``, downloaded and loaded once per process (flow process, worker)."""
+    return resources(settings).tagger(model)
+
+
+@task(name="read-history", **NESTED_IO_TASK, cache_policy=NO_CACHE)
+def read_history(settings: VocSettings, month: Month, building_id: str) -> pl.DataFrame | None:
+    """Earlier months of one building for the dashboard: the newest reviewed (else tagged) CSV
+    of each of the last :data:`HISTORY_MONTHS` months in storage; months never run fall back to
+    the source rows with their input labels (:func:`voc.pipeline.history_from_source_rows`)."""
+    res = resources(settings)
+    frames = []
+    for m in month.before(HISTORY_MONTHS):
+        ks = res.storage.list(keys.building_dir(settings.prefix, m, building_id))
+        key = keys.latest_output(ks, "reviewed") or keys.latest_output(ks, "tagged")
+        if key:
+            frames.append(read_output_csv(res.storage, key))
+            continue
+        rows = res.source.read_month(m, [building_id])
+        if rows.height:
+            frames.append(history_from_source_rows(rows, m))
+    return combine_history(frames)
 
 
 def _csv_bytes(df: pl.DataFrame) -> bytes:
@@ -86,166 +124,72 @@ def _csv_bytes(df: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def _read_csv(storage: Storage, key: str) -> pl.DataFrame:
+def read_output_csv(storage: Storage, key: str) -> pl.DataFrame:
+    """A tagged/reviewed CSV this system wrote, with dates and confidences typed."""
     df = pl.read_csv(io.BytesIO(storage.read_bytes(key)), infer_schema=False)
     casts = [pl.col("created_at").str.to_date("%Y-%m-%d", strict=False)]
     casts += [pl.col(c).cast(pl.Float64, strict=False) for c in ("subject_confidence", "work_confidence") if c in df.columns]
     return df.with_columns(casts)
 
 
-def _history(storage: Storage, settings: VocSettings, source, month: str, building_id: str) -> pl.DataFrame | None:
-    """Earlier months of one building for the dashboard: the newest reviewed (else tagged) CSV
-    of each of the last six months in storage; months never run fall back to the source rows
-    with their input labels as subject."""
-    frames = []
-    for m in months_before(month, HISTORY_MONTHS):
-        ks = storage.list(keys.building_dir(settings.prefix, m, building_id))
-        key = keys.latest_output(ks, "reviewed") or keys.latest_output(ks, "tagged")
-        if key:
-            frames.append(_read_csv(storage, key))
-            continue
-        rows = source.read_month(m, [building_id])
-        if rows.height:
-            frames.append(
-                rows.with_columns(
-                    pl.lit(yyyymm(m)).alias("yyyymm"),
-                    *[pl.col(f"reviewed_{c}").alias(c) for c in ("subject_major", "subject_minor", "work_major", "work_minor")],
-                    pl.lit(None, dtype=pl.Float64).alias("subject_confidence"),
-                    pl.lit(None, dtype=pl.Float64).alias("work_confidence"),
-                )
-            )
-    if not frames:
-        return None
-    cols = {
-        "voc_id": pl.Utf8, "building_id": pl.Utf8, "created_at": pl.Date, "yyyymm": pl.Utf8, "title": pl.Utf8,
-        "subject_major": pl.Utf8, "subject_minor": pl.Utf8, "subject_confidence": pl.Float64,
-        "work_major": pl.Utf8, "work_minor": pl.Utf8, "work_confidence": pl.Float64,
-    }
-    return pl.concat([f.select([pl.col(c).cast(t, strict=False) for c, t in cols.items()]) for f in frames])
-
-
-def _render(
-    tagged: pl.DataFrame,
-    *,
-    settings: VocSettings,
-    storage: Storage,
-    source,
-    tokenizer,
-    month: str,
-    building_id: str,
-    building_name: str,
-    run_id: str,
-    reviewed: bool,
-    history: pl.DataFrame | None,
-    review_status: Any = None,
-    drift: list[str] | None = None,
-    low_confidence: float | None = None,
-) -> bytes:
-    from voc.dashboard import keyword_counts, render_dashboard, render_wordcloud_png
-
-    from voc.dashboard import keyword_texts
-
-    texts = keyword_texts(tagged)
-    kws = keyword_counts(tokenizer.keyword_nouns_batch(texts)) if texts else []
-    png = render_wordcloud_png(dict(kws)) if kws else None
-    credit = SAMPLE_CREDIT if "incheon_junggu_minwon" in settings.source else None
-    html = render_dashboard(
-        tagged,
+def _dashboard_context(settings: VocSettings, month: Month, building_id: str, building_name: str, run_id: str) -> DashboardContext:
+    return DashboardContext(
         building_id=building_id,
         building_name=building_name,
         month=month,
-        history=history,
-        keywords=kws,
-        wordcloud_png=png,
         run_id=run_id,
         generated_at=datetime.now(KST).strftime("%Y-%m-%d %H:%M KST"),
-        review_status=review_status,
-        drift=drift or [],
-        source_credit=credit,
-        reviewed=reviewed,
-        low_confidence=low_confidence if low_confidence is not None else DEFAULT_LOW_CONFIDENCE,
+        source_credit=SAMPLE_CREDIT if "incheon_junggu_minwon" in settings.source else None,
     )
-    return html.encode("utf-8")
 
 
-DEFAULT_LOW_CONFIDENCE = 0.5
-"""Review-priority threshold when the model carries none (its held-out choice, see voc.metrics)."""
-
-
-def _low_conf(df: pl.DataFrame, threshold: float | None) -> pl.Series:
-    conf = pl.min_horizontal(pl.col("subject_confidence").fill_null(1.0), pl.col("work_confidence").fill_null(1.0))
-    return df.select(conf < (threshold if threshold is not None else DEFAULT_LOW_CONFIDENCE)).to_series()
+def _store_dashboards(settings: VocSettings, storage: Storage, month: Month, building_id: str, run_id: str, html: bytes) -> dict[str, str]:
+    return {
+        "dashboard": store_object(storage, keys.dashboard_key(settings.prefix, month, building_id, run_id), html, "text/html"),
+        "dashboard_latest": store_object(storage, keys.latest_dashboard_key(settings.prefix, month, building_id), html, "text/html"),
+    }
 
 
 # --------------------------------------------------------------------------------------------
-# per-building tasks
+# per-building tasks: read → voc.pipeline → write; only plain data in and out
 
 
 @task(cache_policy=NO_CACHE)
 def tag_building(
     settings: VocSettings,
     rows: pl.DataFrame,
-    tagger: Any,
-    lock: Any,
+    model: ModelRef,
     *,
     mode: str,
-    month: str,
+    month: Month,
     building_id: str,
     building_name: str,
     run_id: str,
 ) -> BuildingResult:
-    """Tag one building's month, write its tagged CSV (and dashboard in ``full``)."""
-    from voc.tagger import tag_frame
-
+    """Tag one building's month (:func:`voc.pipeline.tag_building`), write its tagged CSV, its
+    tags to the database (PostgreSQL source) and, in ``full``, its dashboard."""
     logger = get_run_logger()
-    storage = open_storage(settings)
-    source = open_source(settings)
-    res = BuildingResult(building_id, building_name, rows=rows.height)
-    with lock:  # one analyser per run; Kiwi and the model run one building at a time
-        tagged = tag_frame(rows, tagger, run_id=run_id)
-    res.flagged = int((tagged["flags"] != "").sum())
-    res.low_confidence = int(_low_conf(tagged, getattr(tagger, "low_confidence_threshold", None)).sum())
-    res.outputs["tagged"] = store_object(
-        storage, keys.tagged_key(settings.prefix, month, building_id, run_id), _csv_bytes(tagged), "text/csv"
+    res = resources(settings)
+    tagger = load_model(settings, model)
+    history = read_history(settings, month, building_id) if mode == "full" else None
+    ctx = _dashboard_context(settings, month, building_id, building_name, run_id) if mode == "full" else None
+    with res.cpu_lock:  # per process: parallel buildings come from processes (Dask), not threads
+        out = pipeline.tag_building(
+            rows, tagger, run_id=run_id, history=history, dashboard=ctx, review_threshold=settings.review.low_confidence_threshold
+        )
+    result = BuildingResult(
+        building_id, building_name, rows=out.frame.height, flagged=out.flagged, low_confidence=out.low_confidence,
+        issue_groups=len(out.issues), drift=out.drift, review_aids={"groups": out.groups, "evidence": out.evidence},
     )
-    if hasattr(source, "write_tags"):
-        source.write_tags(tagged, classify_source="batch", reviewed=False)
-    if mode == "full":
-        from voc.dashboard import ReviewStatus
-        history = _history(storage, settings, source, month, building_id)
-        model_labels = {d: tagger.model_labels(d) for d in tagger.taxonomy.dimensions()}
-        res.drift = _drift(tagged, model_labels, history)
-        with lock:
-            html = _render(
-                tagged, settings=settings, storage=storage, source=source, tokenizer=_tokenizer_of(tagger),
-                month=month, building_id=building_id, building_name=building_name, run_id=run_id, reviewed=False,
-                history=history, drift=res.drift,
-                review_status=ReviewStatus(n_total=tagged.height, n_reviewed=0, n_low_confidence_unreviewed=res.low_confidence),
-                low_confidence=getattr(tagger, "low_confidence_threshold", None),
-            )
-        res.outputs["dashboard"] = store_object(
-            storage, keys.dashboard_key(settings.prefix, month, building_id, run_id), html, "text/html"
-        )
-        res.outputs["dashboard_latest"] = store_object(
-            storage, keys.latest_dashboard_key(settings.prefix, month, building_id), html, "text/html"
-        )
-    logger.info("building %s: %d VOCs tagged (%d flagged)", building_id, tagged.height, res.flagged)
-    return res
-
-
-def _drift(month_rows: pl.DataFrame, model_labels: dict[str, list[str]], history: pl.DataFrame | None) -> list[str]:
-    """Drift notes (voc.quality): reviewed labels the model never learned and subject shares
-    that moved against the previous months."""
-    from voc.quality import drift_messages
-
-    return drift_messages(reviewed=month_rows, model_labels=model_labels, history=history)
-
-
-def _tokenizer_of(tagger: Any):
-    from voc.tokenize import KiwiTokenizer
-
-    tok = getattr(tagger, "tokenizer", None)
-    return tok if isinstance(tok, KiwiTokenizer) else KiwiTokenizer()
+    result.outputs["tagged"] = store_object(
+        res.storage, keys.tagged_key(settings.prefix, month, building_id, run_id), _csv_bytes(out.frame), "text/csv"
+    )
+    if hasattr(res.source, "write_tags"):
+        res.source.write_tags(out.frame, classify_source="batch", reviewed=False)
+    if out.dashboard_html is not None:
+        result.outputs.update(_store_dashboards(settings, res.storage, month, building_id, run_id, out.dashboard_html))
+    logger.info("building %s: %d VOCs tagged (%d flagged)", building_id, out.frame.height, out.flagged)
+    return result
 
 
 def write_reviewed_tags(source: Any, reviewed: pl.DataFrame) -> int:
@@ -264,78 +208,70 @@ def write_reviewed_tags(source: Any, reviewed: pl.DataFrame) -> int:
 def refresh_building(
     settings: VocSettings,
     sheet: pl.DataFrame | None,
-    taxonomy: Any,
-    tokenizer: Any,
-    lock: Any,
+    model: ModelRef,
     *,
-    month: str,
+    month: Month,
     building_id: str,
     run_id: str,
-    model_labels: dict[str, list[str]],
-    threshold: float | None,
 ) -> BuildingResult:
-    """Merge the review sheet into the newest tagged CSV of one building → reviewed CSV →
-    dashboard regenerated from it (run file + the month's dashboard key overwritten)."""
-    from voc.dashboard import ReviewStatus
-    from voc.review import merge_reviews
-
-    storage = open_storage(settings)
-    source = open_source(settings)
-    ks = storage.list(keys.building_dir(settings.prefix, month, building_id))
+    """Merge the review sheet into the newest tagged CSV of one building
+    (:func:`voc.pipeline.refresh_building`) → reviewed CSV, database, dashboard (run file + the
+    month's dashboard key overwritten)."""
+    res = resources(settings)
+    ks = res.storage.list(keys.building_dir(settings.prefix, month, building_id))
     key = keys.latest_output(ks, "tagged")
     if key is None:
         raise FileNotFoundError(f"building {building_id}: no tagged CSV for {month}; run mode=full first")
-    tagged = _read_csv(storage, key)
+    tagged = read_output_csv(res.storage, key)
     name = (tagged["building_name"].drop_nulls().to_list() or [""])[0]
-    res = BuildingResult(building_id, name, rows=tagged.height)
-    own = None
-    if sheet is not None and sheet.height:
-        own = sheet.filter(pl.col("voc_id").cast(pl.Utf8).is_in(tagged["voc_id"].implode()))
-    reviewed, stats = merge_reviews(tagged, own, taxonomy)
-    res.reviewed = int(stats.n_reviewed)
-    res.review_issues = len(stats.issues)
-    issues = [asdict(i) if hasattr(i, "__dataclass_fields__") else dict(i) for i in stats.issues]
-    res.outputs["reviewed"] = store_object(
-        storage, keys.reviewed_key(settings.prefix, month, building_id, run_id), _csv_bytes(reviewed), "text/csv"
-    )
-    write_reviewed_tags(source, reviewed)
-    history = _history(storage, settings, source, month, building_id)
-    res.drift = _drift(reviewed, model_labels, history)
-    res.low_confidence = int(_low_conf(tagged, threshold).sum())
-    unreviewed_low = int((_low_conf(reviewed, threshold) & ~reviewed["is_reviewed"]).sum())
-    with lock:
-        html = _render(
-            reviewed, settings=settings, storage=storage, source=source, tokenizer=tokenizer, month=month,
-            building_id=building_id, building_name=name, run_id=run_id, reviewed=True, history=history,
-            review_status=ReviewStatus(n_total=reviewed.height, n_reviewed=res.reviewed, n_low_confidence_unreviewed=unreviewed_low),
-            drift=res.drift, low_confidence=threshold,
+    tagger = load_model(settings, model)
+    history = read_history(settings, month, building_id)
+    ctx = _dashboard_context(settings, month, building_id, name, run_id)
+    with res.cpu_lock:
+        out = pipeline.refresh_building(
+            tagged, sheet, tagger, history=history, dashboard=ctx, review_threshold=settings.review.low_confidence_threshold
         )
-    res.outputs["dashboard"] = store_object(storage, keys.dashboard_key(settings.prefix, month, building_id, run_id), html, "text/html")
-    res.outputs["dashboard_latest"] = store_object(
-        storage, keys.latest_dashboard_key(settings.prefix, month, building_id), html, "text/html"
+    result = BuildingResult(
+        building_id, name, rows=out.frame.height, reviewed=out.reviewed, review_issues=len(out.review_issues),
+        group_applied=out.group_applied, retired_mapped=out.retired_mapped, issue_groups=len(out.issues),
+        low_confidence=out.low_confidence, drift=out.drift,
     )
-    res.error = "; ".join(f"row {i['sheet_row']} {i['column']}={i['value']!r}: {i['message']}" for i in issues[:20])
-    return res
+    result.outputs["reviewed"] = store_object(
+        res.storage, keys.reviewed_key(settings.prefix, month, building_id, run_id), _csv_bytes(out.frame), "text/csv"
+    )
+    write_reviewed_tags(res.source, out.frame)
+    if out.dashboard_html is not None:  # always rendered in a refresh
+        result.outputs.update(_store_dashboards(settings, res.storage, month, building_id, run_id, out.dashboard_html))
+    result.error = "; ".join(
+        f"row {i['sheet_row']} {i['column']}={i['value']!r}: {i['message']}" for i in out.review_issues[:20]
+    )
+    return result
 
 
 @task(name="sync-review-sheet", **IO_TASK, cache_policy=NO_CACHE)
-def sync_review_sheet(settings: VocSettings, month: str, tagged: pl.DataFrame, taxonomy: Any, threshold: float | None) -> dict[str, Any]:
-    """Upsert the month's rows into the review sheet; reviewers' cells are never overwritten."""
-    from flows.review_backends import open_review_backend
+def sync_review_sheet(
+    settings: VocSettings,
+    month: Month,
+    tagged: pl.DataFrame,
+    taxonomy: Any,
+    thresholds: dict[str, float],
+    groups: list[str | None] | None = None,
+    evidence: list[Any] | None = None,
+) -> dict[str, Any]:
+    """Upsert the month's rows into the review sheet (검토 우선 by ``thresholds`` per dimension,
+    묶음 ``groups`` and ``evidence``: N entries each, row order of ``tagged``); reviewers'
+    cells are never overwritten."""
     from voc.review import build_review_rows, merge_into_sheet
 
-    backend = open_review_backend(settings, open_storage(settings))
-    rows = build_review_rows(tagged, threshold=threshold)
+    rows = build_review_rows(tagged, threshold=None, thresholds=thresholds, groups=groups, evidence=evidence)
     # compare-and-swap: a reviewer's upload between the read and the write is merged, not lost
-    where, stats = backend.update_month(month, lambda existing: merge_into_sheet(existing, rows), taxonomy)
+    where, stats = resources(settings).review_backend.update_month(month, lambda existing: merge_into_sheet(existing, rows), taxonomy)
     return {"location": where, **asdict(stats)}
 
 
 @task(name="read-review-sheet", **IO_TASK, cache_policy=NO_CACHE)
-def read_review_sheet(settings: VocSettings, month: str) -> pl.DataFrame | None:
-    from flows.review_backends import open_review_backend
-
-    return open_review_backend(settings, open_storage(settings)).read_month(month)
+def read_review_sheet(settings: VocSettings, month: Month) -> pl.DataFrame | None:
+    return resources(settings).review_backend.read_month(month)
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,45 +320,49 @@ def voc_monthly(
     logger = get_run_logger()
     if mode not in keys.MODES:
         raise ValueError(f"mode must be one of {keys.MODES}, got {mode!r}")
-    m = check_not_future(month, datetime.now(KST)) if month not in (None, "") else previous_month()
+    m = check_not_future(month, datetime.now(KST)) if month not in (None, "") else Month(previous_month())
     ids = [str(b) for b in building_ids] if building_ids else None
     settings = get_settings(storage=storage, source=source, source_encoding=source_encoding)
+    res = resources(settings)
     run_id = keys.new_run_id(mode)  # provisional: reserved (unique) once the run will write
-    logger.info("voc-monthly %s %s source=%s storage=%s", mode, m, open_source(settings).describe(), settings.storage)
+    logger.info(
+        "voc-monthly %s %s source=%s storage=%s runner=%s",
+        mode, m, res.source.describe(), settings.storage, describe_task_runner(settings),
+    )
     vocs = read_month(settings, m, ids) if mode in ("full", "tagging-only") else None
     if vocs is not None and vocs.height == 0:
         return _no_vocs(mode, m, run_id, ids, logger)
-    tagger, meta = load_model(settings)
-    if meta.get("fallback") and mode != "refresh":
-        require_model_or_keyword_opt_in(settings)
-    lock = threading.Lock()
+    model = resolve_model(settings)
+    tagger = load_model(settings, model)  # in this process too: taxonomy, threshold, and a missing model fails here
+    if model.name is None and mode != "refresh":
+        require_model_or_keyword_opt_in(settings, res.source)
     results: list[BuildingResult] = []
-    futures: dict[str, Any] = {}
-    extra: dict[str, Any] = {"model": f"{tagger.kind}_{tagger.version}"}
+    extra: dict[str, Any] = {"model": f"{tagger.kind}_{tagger.version}", "task_runner": describe_task_runner(settings)}
     if hasattr(tagger, "active_runtime"):  # KoBERT: onnx-int8 on CPU workers, torch-bf16 … on GPU
         extra["model_runtime"] = tagger.active_runtime
         logger.info("model %s runs as %s", extra["model"], extra["model_runtime"])
-    if meta.get("fallback"):
+    if model.name is None:
         extra["model_note"] = "no trained model: tagged by taxonomy keywords only (no labelled history, or VOC_MODEL__ALLOW_KEYWORD_ONLY=true)"
 
+    submissions: list[tuple[str, Any, dict[str, Any]]] = []  # (building_id, task, parameters)
     if vocs is not None:
         run_id, unwritable = _reserve_run_id(settings, mode, m, logger)
         present = buildings_of(vocs)
         wanted = ids or [b for b, _ in present]
         names = dict(present)
-        for bid in wanted:
-            rows = vocs.filter(pl.col("building_id") == bid)
+        for bid, rows in _split_buildings(vocs, wanted):
             if unwritable:
                 results.append(BuildingResult(bid, names.get(bid, ""), rows=rows.height, status="failed", error=unwritable))
                 continue
-            futures[bid] = tag_building.with_options(task_run_name=f"tag-building-{bid}").submit(
-                settings, quote(rows), quote(tagger), lock, mode=mode, month=m, building_id=bid,
-                building_name=names.get(bid, ""), run_id=run_id,
-            )
+            submissions.append((
+                bid,
+                tag_building.with_options(task_run_name=f"tag-building-{bid}"),
+                {"settings": settings, "rows": rows, "model": model, "mode": mode, "month": m,
+                 "building_id": bid, "building_name": names.get(bid, ""), "run_id": run_id},
+            ))
     else:
         sheet = read_review_sheet(settings, m)
-        store = open_storage(settings)
-        month_keys = store.list(keys.month_dir(settings.prefix, m))
+        month_keys = res.storage.list(keys.month_dir(settings.prefix, m))
         have = sorted({k.split("/")[-2] for k in month_keys if "/tagged_" in k}, key=building_sort_key)
         wanted = ids or have
         if not wanted:
@@ -434,47 +374,45 @@ def voc_monthly(
                 _summarise(mode, m, run_id, [], None, extra),
             )
         run_id, unwritable = _reserve_run_id(settings, mode, m, logger)
-        model_labels = {d: tagger.model_labels(d) for d in tagger.taxonomy.dimensions()}
-        tok = _tokenizer_of(tagger)
         for bid in wanted:
             if unwritable:
                 results.append(BuildingResult(bid, status="failed", error=unwritable))
                 continue
-            futures[bid] = refresh_building.with_options(task_run_name=f"refresh-building-{bid}").submit(
-                settings, quote(sheet), quote(tagger.taxonomy), quote(tok), lock, month=m, building_id=bid, run_id=run_id,
-                model_labels=model_labels, threshold=getattr(tagger, "low_confidence_threshold", None),
-            )
-
-    for bid, fut in futures.items():
-        fut.wait()
-        st = fut.state
-        if st.is_completed():
-            results.append(fut.result())
-        else:
-            err = st.message or "failed"
-            try:
-                fut.result()
-            except Exception as e:  # keep the building's own error message
-                err = f"{type(e).__name__}: {e}"
-            results.append(BuildingResult(bid, status="failed", error=err))
+            submissions.append((
+                bid,
+                refresh_building.with_options(task_run_name=f"refresh-building-{bid}"),
+                {"settings": settings, "sheet": sheet, "model": model, "month": m, "building_id": bid, "run_id": run_id},
+            ))
+    results += _run_buildings(settings, submissions)
 
     review: dict[str, Any] | None = None
     if mode in ("full", "tagging-only"):
-        ok_ids = [r.building_id for r in results if r.status == "ok"]
-        tagged_frames = []
-        store = open_storage(settings)
-        for r in results:
-            if r.status == "ok":
-                tagged_frames.append(_read_csv(store, keys.tagged_key(settings.prefix, m, r.building_id, run_id)))
-        if tagged_frames and ok_ids:
+        ok = [r for r in results if r.status == "ok"]
+        if ok:
+            from voc.review import review_thresholds_of
+
+            tagged_all = pl.concat([read_output_csv(res.storage, keys.tagged_key(settings.prefix, m, r.building_id, run_id)) for r in ok])
+            groups = [g for r in ok for g in r.review_aids.get("groups") or [None] * r.rows]
+            evidence = None
+            if all(r.review_aids.get("evidence") is not None for r in ok):
+                evidence = [e for r in ok for e in r.review_aids["evidence"]]
             try:
-                review = sync_review_sheet(settings, m, pl.concat(tagged_frames), tagger.taxonomy, getattr(tagger, "low_confidence_threshold", None))
+                review = sync_review_sheet(
+                    settings, m, tagged_all, tagger.taxonomy,
+                    review_thresholds_of(tagger, override=settings.review.low_confidence_threshold), groups, evidence,
+                )
             except Exception as e:
                 review = {"error": f"{type(e).__name__}: {e}"}
                 logger.error("review sheet upload failed: %s", e)
 
+    if mode in ("full", "refresh") and any(r.status == "ok" for r in results):
+        try:
+            extra["index"] = update_month_index(settings, m, [_index_entry(settings.prefix, m, r) for r in results if r.status == "ok"], run_id)
+        except Exception as e:  # noqa: BLE001 - the buildings' outputs stand; the summary says what is missing
+            extra["index_error"] = f"{type(e).__name__}: {e}"
+            logger.error("month index not updated: %s", e)
     summary = _summarise(mode, m, run_id, results, review, extra)
-    _publish_artifacts(summary, results)
+    _publish_artifacts(settings, summary, results)
     failed = [r.building_id for r in results if r.status != "ok"]
     if failed or (review and "error" in review):
         raise MonthlyRunError(failure_message(mode, m, results, review), summary)
@@ -484,6 +422,36 @@ def voc_monthly(
 guard_flow_parameters(voc_monthly, "source")  # refused before a flow run (and its parameters) exists
 
 
+def _split_buildings(vocs: pl.DataFrame, wanted: list[str]) -> list[tuple[str, pl.DataFrame]]:
+    """``(building_id, rows)`` for each wanted building, rows in input order (one pass)."""
+    parts = {str(k[0]): f for k, f in vocs.partition_by("building_id", as_dict=True, maintain_order=True).items()}
+    empty = vocs.clear()
+    return [(bid, parts.get(bid, empty)) for bid in wanted]
+
+
+def _run_buildings(settings: VocSettings, submissions: list[tuple[str, Any, dict[str, Any]]]) -> list[BuildingResult]:
+    """Run the building tasks on the configured task runner (:mod:`flows.runners`) and collect
+    one :class:`BuildingResult` per building: its own, or ``failed`` with its error."""
+    if not submissions:
+        return []
+    results = []
+    with make_task_runner(settings) as runner:
+        futures = [(bid, runner.submit(t, parameters=params)) for bid, t, params in submissions]
+        for bid, fut in futures:
+            fut.wait()
+            st = fut.state
+            if st.is_completed():
+                results.append(fut.result())
+                continue
+            err = st.message or "failed"
+            try:
+                fut.result()
+            except Exception as e:  # noqa: BLE001 - keep the building's own error message
+                err = f"{type(e).__name__}: {e}"
+            results.append(BuildingResult(bid, status="failed", error=err))
+    return results
+
+
 @task(name="reserve-run-id", **IO_TASK, cache_policy=NO_CACHE)
 def reserve_run_id(settings: VocSettings, mode: str, month: str) -> str:
     """A run id no other run in this storage has (flows.keys.reserve_run_id: a marker under
@@ -491,7 +459,7 @@ def reserve_run_id(settings: VocSettings, mode: str, month: str) -> str:
     from prefect.runtime import flow_run
 
     return keys.reserve_run_id(
-        open_storage(settings), settings.prefix, mode, info={"mode": mode, "month": month, "flow_run_id": str(flow_run.id or "")}
+        resources(settings).storage, settings.prefix, mode, info={"mode": mode, "month": month, "flow_run_id": str(flow_run.id or "")}
     )
 
 
@@ -537,6 +505,12 @@ def _no_vocs(mode: str, month: str, run_id: str, ids: list[str] | None, logger: 
     return summary
 
 
+def _result_dict(r: BuildingResult) -> dict[str, Any]:
+    """A building's line of the run summary (JSON-native; the review aids stay out)."""
+    return {f.name: (list(v) if isinstance(v := getattr(r, f.name), list) else dict(v) if isinstance(v, dict) else v)
+            for f in fields(r) if f.name != "review_aids"}
+
+
 def _summarise(mode: str, month: str, run_id: str, results: list[BuildingResult], review: dict | None, extra: dict) -> dict[str, Any]:
     results = sorted(results, key=lambda r: building_sort_key(r.building_id))
     return {
@@ -544,7 +518,7 @@ def _summarise(mode: str, month: str, run_id: str, results: list[BuildingResult]
         "month": month,
         "run_id": run_id,
         **extra,
-        "buildings": [asdict(r) for r in results],
+        "buildings": [_result_dict(r) for r in results],
         "rows": sum(r.rows for r in results if r.status == "ok"),
         "failed": [r.building_id for r in results if r.status != "ok"],
         "review_sheet": review,
@@ -552,7 +526,55 @@ def _summarise(mode: str, month: str, run_id: str, results: list[BuildingResult]
     }
 
 
-def _publish_artifacts(summary: dict[str, Any], results: list[BuildingResult]) -> None:
+def _index_entry(prefix: str, month: Month, r: BuildingResult) -> dict[str, Any]:
+    """One building of the month index; its link is relative to the index page."""
+    href = keys.latest_dashboard_key(prefix, month, r.building_id).removeprefix(keys.month_dir(prefix, month) + "/")
+    return {
+        "building_id": r.building_id,
+        "building_name": r.building_name,
+        "n_vocs": r.rows,
+        "n_reviewed": r.reviewed,
+        "n_low_confidence_unreviewed": r.low_confidence,
+        "dashboard_href": href,
+        "drift": list(r.drift),
+    }
+
+
+@task(name="update-month-index", **IO_TASK, cache_policy=NO_CACHE)
+def update_month_index(settings: VocSettings, month: Month, entries: list[dict[str, Any]], run_id: str) -> str:
+    """Merge this run's buildings into ``{prefix}/{yyyymm}/index.json`` (compare-and-swap: a
+    concurrent run's buildings are kept) and re-render ``index.html`` from it
+    (:func:`voc.dashboard.render_month_index`). Returns the page's URI."""
+    from flows.storage import StorageConflict
+    from voc.dashboard import render_month_index
+
+    storage = resources(settings).storage
+    data_key = keys.month_index_data_key(settings.prefix, month)
+    for _ in range(5):
+        current = storage.read_versioned(data_key)
+        listed = json.loads(current[0].decode("utf-8")) if current else {}
+        listed.update({e["building_id"]: e for e in entries})
+        try:
+            storage.write_if(
+                data_key, json.dumps(listed, ensure_ascii=False, indent=1).encode("utf-8"),
+                version=current[1] if current else None, content_type="application/json",
+            )
+            break
+        except StorageConflict:
+            continue
+    else:
+        raise StorageConflict(f"{data_key} kept changing under five attempts to update it")
+    html = render_month_index(
+        month,
+        [listed[b] for b in sorted(listed, key=building_sort_key)],
+        run_id=run_id,
+        generated_at=datetime.now(KST).strftime("%Y-%m-%d %H:%M KST"),
+        source_credit=SAMPLE_CREDIT if "incheon_junggu_minwon" in settings.source else None,
+    )
+    return storage.write_bytes(keys.month_index_key(settings.prefix, month), html.encode("utf-8"), content_type="text/html")
+
+
+def _publish_artifacts(settings: VocSettings, summary: dict[str, Any], results: list[BuildingResult]) -> None:
     table = [
         {
             "building_id": r.building_id,
@@ -568,15 +590,21 @@ def _publish_artifacts(summary: dict[str, Any], results: list[BuildingResult]) -
         for r in sorted(results, key=lambda r: building_sort_key(r.building_id))
     ]
     create_table_artifact(key=f"voc-{summary['mode']}-buildings", table=table, description=f"VOCs per building, {summary['month']}")
+    storage = resources(settings).storage
+    month = Month.parse(summary["month"])
     for r in results:
-        url = r.outputs.get("dashboard_latest")
-        if url:
-            link = url if "://" in url else f"file://{url}"
+        if r.outputs.get("dashboard_latest"):
             create_link_artifact(
-                key=f"dashboard-{yyyymm(summary['month'])}-{_slug(r.building_id)}",
-                link=link,
+                key=f"dashboard-{month.yyyymm}-{_slug(r.building_id)}",
+                link=browser_link(settings, storage, keys.latest_dashboard_key(settings.prefix, month, r.building_id)),
                 link_text=f"대시보드 {r.building_name or r.building_id} {summary['month']}",
             )
+    if summary.get("index"):
+        create_link_artifact(
+            key=f"dashboard-index-{month.yyyymm}",
+            link=browser_link(settings, storage, keys.month_index_key(settings.prefix, month)),
+            link_text=f"{summary['month']} 건물별 대시보드 목록",
+        )
     lines = [
         f"# voc-monthly `{summary['mode']}` {summary['month']}",
         f"- run_id: `{summary['run_id']}`",

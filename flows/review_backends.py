@@ -3,12 +3,17 @@
 Two implementations of :class:`ReviewBackend` (``VOC_REVIEW__BACKEND``):
 
 * :class:`XlsxReviewBackend` (default, no service needed): one workbook per month in storage at
-  ``{prefix}/{yyyymm}/review_{yyyymm}.xlsx`` with a data sheet named ``{yyyymm}`` and a hidden
-  sheet ``분류체계`` holding the dropdown lists.
+  ``{prefix}/{yyyymm}/review_{yyyymm}.xlsx`` with a data sheet named ``{yyyymm}``, a ``검수 안내``
+  sheet explaining the columns and a hidden sheet ``분류체계`` holding the dropdown lists.
 * :class:`GSheetsReviewBackend`: Google Sheets through a real ``gspread`` client — one
   spreadsheet per month (title ``ReviewSettings.spreadsheet_title_template``) or, with
   ``ReviewSettings.spreadsheet_key``, one configured spreadsheet with a worksheet per month
-  (title ``{yyyymm}``).
+  (title ``{yyyymm}``), plus one ``검수 안내`` worksheet.
+
+Both lay the sheet out for a person (issue 14): dropdowns of the offered classes only (active,
+not retired, sorted: :func:`dropdown_lists`) with the 중분류 list depending on the row's 대분류
+(XLSX: named ranges + ``INDIRECT``; Sheets: one list per row), wrapped text, model columns
+protected without a password (Sheets: warning only) and reviewer columns open.
 
 Both store the sheet frame of :mod:`voc.review` (columns :data:`voc.review.REVIEW_COLUMNS` plus
 any extra columns a reviewer added) and read back exactly that frame: every column ``Utf8``,
@@ -58,21 +63,29 @@ from typing import Any, Optional, Protocol, TypeVar, runtime_checkable
 
 import polars as pl
 
-from config.settings import ReviewSettings, VocSettings
+from config.settings import ReviewSettings
 from flows.storage import Storage, StorageConflict, StorageError, join_key
 from voc.months import parse_month, yyyymm
 from voc.review import (
+    ADDED_COLUMNS,
     COL_CREATED,
     COL_DONE,
+    COL_FLAG,
+    COL_GROUP_APPLY,
     COL_MODEL_VERSION,
     COL_RUN_ID,
+    COLUMN_GUIDE,
     CONFIDENCE_COLUMNS,
     MODEL_COLUMNS,
+    MODEL_TAG_COLUMNS,
     REVIEW_COLUMNS,
+    REVIEW_GUIDE_INTRO,
     REVIEWER_COLUMNS,
     REVIEWER_LABEL_COLUMNS,
+    TEXT_COLUMNS,
     is_formula_like,
     neutralize_cell,
+    split_guess,
 )
 from voc.taxonomy import Taxonomy
 
@@ -83,15 +96,21 @@ __all__ = [
     "XlsxReviewBackend",
     "GSheetsReviewBackend",
     "TAXONOMY_SHEET",
+    "GUIDE_SHEET",
     "DONE_CHOICES",
     "COLUMN_WIDTHS",
     "dropdown_lists",
+    "minor_lists",
+    "row_minor_choices",
+    "guide_rows",
+    "list_name",
     "frame_from_grid",
     "routed_http_client",
     "make_gspread_client",
     "build_workbook",
     "sheet_format_requests",
-    "open_review_backend",
+    "guide_requests",
+    "PROTECTION_NOTE",
 ]
 
 log = logging.getLogger(__name__)
@@ -99,16 +118,21 @@ log = logging.getLogger(__name__)
 TAXONOMY_SHEET = "분류체계"
 """Hidden sheet (XLSX) holding the dropdown lists."""
 
+GUIDE_SHEET = "검수 안내"
+"""Sheet explaining every column in Korean (:data:`voc.review.COLUMN_GUIDE`)."""
+
 DONE_CHOICES: tuple[str, ...] = ("Y", "N")
-"""The 검수완료 dropdown (``voc.review.is_done`` accepts more when typed)."""
+"""The 검수완료 and 묶음 적용 dropdowns (``voc.review.is_done`` accepts more when typed)."""
 
 COLUMN_WIDTHS: dict[str, int] = {
     "검토 우선": 8,
+    "검토 사유": 24,
     "신뢰도": 8,
     "voc_id": 10,
     "building_id": 10,
     "건물명": 14,
     "등록일": 11,
+    "묶음": 10,
     "제목": 32,
     "요청내용": 60,
     "답변": 40,
@@ -118,10 +142,12 @@ COLUMN_WIDTHS: dict[str, int] = {
     "작업유형 대분류": 12,
     "작업유형 중분류": 16,
     "작업유형 신뢰도": 9,
+    "유사 검수 VOC": 36,
     "검수_주제 대분류": 16,
     "검수_주제 중분류": 18,
     "검수_작업유형 대분류": 16,
     "검수_작업유형 중분류": 18,
+    "묶음 적용": 9,
     "검수완료": 9,
     "검수 메모": 32,
     "model_version": 22,
@@ -182,24 +208,83 @@ class ReviewBackend(Protocol):
 
 
 def dropdown_lists(taxonomy: Taxonomy) -> dict[str, list[str]]:
-    """Dropdown values per reviewer column: active majors for 대분류, every active minor of the
-    dimension for 중분류 (a reviewer may fill the minor alone), :data:`DONE_CHOICES` for
-    검수완료. Dimensions without active rows get no entry."""
+    """Dropdown values per reviewer column: for 대분류 the offered majors, for 중분류 every
+    offered minor of the dimension (the list shown when no 대분류 is chosen: a reviewer may fill
+    the minor alone), :data:`DONE_CHOICES` for 검수완료 and 묶음 적용. *Offered* = active classes
+    of majors no reorganisation retired, sorted (:meth:`voc.taxonomy.Taxonomy.offered_rows`):
+    retired names are never offered (typed by hand they still count, mapped to their successor
+    by ``voc.review.validate_reviews``). Dimensions without offered classes get no entry."""
     out: dict[str, list[str]] = {}
     for dim, (col_major, col_minor) in REVIEWER_LABEL_COLUMNS.items():
-        majors = taxonomy.majors(dim)
-        if not majors:
+        rows = taxonomy.offered_rows(dim)
+        if not rows:
             continue
-        out[col_major] = majors
-        out[col_minor] = list(dict.fromkeys(taxonomy.minors(dim)))
+        out[col_major] = list(dict.fromkeys(r.major for r in rows))
+        out[col_minor] = sorted(dict.fromkeys(r.minor for r in rows), key=lambda m: (m == "기타", m))
+    out[COL_GROUP_APPLY] = list(DONE_CHOICES)
     out[COL_DONE] = list(DONE_CHOICES)
     return out
 
 
+def minor_lists(taxonomy: Taxonomy) -> dict[str, dict[str, list[str]]]:
+    """Per reviewer 중분류 column, the offered minors of each offered major (sorted, as
+    :func:`dropdown_lists`): the dependent dropdowns."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for dim, (_col_major, col_minor) in REVIEWER_LABEL_COLUMNS.items():
+        per: dict[str, list[str]] = {}
+        for r in taxonomy.offered_rows(dim):
+            per.setdefault(r.major, []).append(r.minor)
+        if per:
+            out[col_minor] = per
+    return out
+
+
+def row_minor_choices(row: dict[str, str], taxonomy: Taxonomy, dimension: str) -> list[str]:
+    """The 중분류 dropdown of one sheet row (Google Sheets' per-row lists): the offered minors of
+    the row's 대분류 — the reviewer's 검수_ 대분류 when it names an offered or retired major
+    (a retired one stands for its successor), else the model's 대분류 (guess marker removed,
+    retired mapped the same way) — or every offered minor when neither names one."""
+    col_major, col_minor = REVIEWER_LABEL_COLUMNS[dimension]
+    per = minor_lists(taxonomy).get(col_minor, {})
+    retired = taxonomy.retired_majors(dimension)
+    for cell in (row.get(col_major, ""), split_guess(row.get(MODEL_TAG_COLUMNS[dimension][0], ""))[0]):
+        major = (cell or "").strip()
+        major = retired.get(major) or major
+        if major in per:
+            return per[major]
+    return dropdown_lists(taxonomy).get(col_minor, [])
+
+
+def list_name(dimension: str, index: int | None = None) -> str:
+    """Workbook-level defined name of a dropdown list (XLSX): ``VOC_S_MAJORS`` (the majors),
+    ``VOC_S_ALL`` (every minor) and ``VOC_S_{k}`` (the minors of the k-th major, 1-based, in the
+    order of ``VOC_S_MAJORS``); ``W`` for the work type. ASCII so that any major name works:
+    the 중분류 validation finds k with ``MATCH`` and the list with ``INDIRECT``."""
+    d = "S" if dimension == "subject" else "W"
+    if index is None:
+        return f"VOC_{d}_MAJORS"
+    return f"VOC_{d}_{index}" if index > 0 else f"VOC_{d}_ALL"
+
+
+def guide_rows() -> list[list[str]]:
+    """The 검수 안내 sheet as rows of text: the opening lines, a blank row, then a header
+    ``열 | 입력 | 설명`` and one row per column of :data:`voc.review.REVIEW_COLUMNS` (입력 =
+    ``검수자`` for reviewer columns, ``-`` otherwise)."""
+    rows: list[list[str]] = [[line, "", ""] for line in REVIEW_GUIDE_INTRO]
+    rows.append(["", "", ""])
+    rows.append(["열", "입력", "설명"])
+    for c in REVIEW_COLUMNS:
+        rows.append([c, "검수자" if c in REVIEWER_COLUMNS else "-", COLUMN_GUIDE[c]])
+    return rows
+
+
 def _check_frame(sheet: pl.DataFrame) -> pl.DataFrame:
-    missing = [c for c in REVIEW_COLUMNS if c not in sheet.columns]
+    missing = [c for c in REVIEW_COLUMNS if c not in sheet.columns and c not in ADDED_COLUMNS]
     if missing:
         raise ReviewBackendError(f"review sheet frame is missing column(s) {missing}")
+    add = [pl.lit("").alias(c) for c in ADDED_COLUMNS if c not in sheet.columns]  # a sheet from before them
+    if add:
+        sheet = sheet.with_columns(add)
     cols = [*REVIEW_COLUMNS, *[c for c in sheet.columns if c not in REVIEW_COLUMNS]]
     return sheet.select(cols).with_columns(
         [pl.col(c).cast(pl.Utf8, strict=False).fill_null("") for c in cols]
@@ -291,15 +376,31 @@ class XlsxReviewBackend:
     """Review workbooks in storage (the embedded default).
 
     One workbook per month at ``{prefix}/{yyyymm}/review_{yyyymm}.xlsx``, built in memory with
-    openpyxl and written with ``storage.write_bytes``. Data sheet ``{yyyymm}``: bold, frozen
-    header (``freeze_panes = "A2"``), autofilter over the data, model tag columns grey, reviewer
-    columns yellow, ``model_version``/``run_id`` hidden, confidences as numbers (``0.00``),
-    등록일 as a date, all other cells text (``data_type "s"``; formula-like text also gets
-    ``quotePrefix`` so Excel keeps it text when edited). Dropdowns (``DataValidation`` type
-    ``list``) on the 검수_ columns reference ranges of the hidden sheet ``분류체계`` (column per
-    list, header in row 1; an inline list is limited to 255 characters), 검수완료 an inline
-    ``"Y,N"``. Dependent 중분류 lists are not used: the 중분류 list has every active minor of
-    the dimension and :func:`voc.review.validate_reviews` checks the pair.
+    openpyxl and written with ``storage.write_bytes``. Sheets: the data sheet ``{yyyymm}`` first,
+    then :data:`GUIDE_SHEET` (every column explained in Korean, :func:`guide_rows`) and the
+    hidden :data:`TAXONOMY_SHEET` with the dropdown lists.
+
+    Data sheet: bold, frozen header (``freeze_panes = "A2"``), autofilter over the data, model
+    tag columns grey, reviewer columns yellow, ``model_version``/``run_id`` hidden, confidences
+    as numbers (``0.00``), 등록일 as a date, all other cells text (``data_type "s"``;
+    formula-like text also gets ``quotePrefix`` so Excel keeps it text when edited). Text columns
+    (:data:`voc.review.TEXT_COLUMNS`) wrap, every cell is top-aligned, and each row is as high
+    as its longest text needs, at most six lines (:func:`row_height`).
+
+    **Protection**: the sheet is protected without a password — every cell is locked except the
+    reviewer columns (and columns a reviewer added), so model values cannot be changed by
+    accident; filtering and resizing stay allowed (sorting a protected range does not). Anyone
+    can lift it (검토 › 시트 보호 해제): it guards against slips, not people.
+
+    **Dropdowns** (``DataValidation`` type ``list``, error on other values): the lists live on
+    :data:`TAXONOMY_SHEET` (column per list, header in row 1) under workbook-level names
+    (:func:`list_name`): ``VOC_S_MAJORS`` for 검수_주제 대분류, ``VOC_S_ALL`` and
+    ``VOC_S_1`` … for the minors of each major. 검수_주제 중분류 is **dependent** on the row's
+    대분류 — the reviewer's 검수_주제 대분류 (column S), or the model's 주제 대분류 (column L)
+    while that is empty: with ``K = IF($S2="",$L2,$S2)``, ``IF(ISNA(MATCH(K,VOC_S_MAJORS,0)),
+    VOC_S_ALL,INDIRECT("VOC_S_"&MATCH(K,VOC_S_MAJORS,0)))`` (every minor when K is no offered
+    major: a keyword guess, a retired name); the same with ``VOC_W_*`` for the work type. Only offered classes (active, not retired,
+    sorted: :func:`dropdown_lists`). 검수완료 and 묶음 적용: an inline ``"Y,N"``.
 
     Parameters
     ----------
@@ -353,7 +454,7 @@ class XlsxReviewBackend:
             raise ReviewBackendError(f"review workbook {key} is not a readable .xlsx file: {e}") from e
         try:
             ym = yyyymm(month)
-            names = [n for n in wb.sheetnames if n != TAXONOMY_SHEET]
+            names = [n for n in wb.sheetnames if n not in (TAXONOMY_SHEET, GUIDE_SHEET)]
             if not names:
                 raise ReviewBackendError(f"review workbook {key} has no data sheet")
             ws = wb[ym] if ym in wb.sheetnames else wb[names[0]]
@@ -411,11 +512,40 @@ class XlsxReviewBackend:
         return f"XlsxReviewBackend({self.storage!r}, prefix={self.prefix!r})"
 
 
+_ROW_LINE_PT = 15.0
+_MAX_ROW_LINES = 6
+
+
+def _display_width(text: str) -> float:
+    """Width of a text in Excel column units: wide (Hangul, CJK) characters count 2."""
+    import unicodedata as ud
+
+    return sum(2.0 if ud.east_asian_width(ch) in ("W", "F") else 1.0 for ch in text)
+
+
+def _lines(text: str, width: float) -> int:
+    """Lines a wrapped cell of ``width`` column units needs for ``text`` (each paragraph at least
+    one)."""
+    if not text:
+        return 1
+    per = max(1.0, width - 1.0)
+    return sum(max(1, int(-(-_display_width(p) // per))) for p in text.split("\n"))
+
+
+def row_height(cells: dict[str, str]) -> float:
+    """Height in points of a data row whose :data:`voc.review.TEXT_COLUMNS` wrap: enough lines
+    for its longest text column, at most :data:`_MAX_ROW_LINES` (a long request shows its
+    beginning; the cell holds all of it)."""
+    lines = max([1, *(_lines(cells.get(c, ""), COLUMN_WIDTHS.get(c, _DEFAULT_WIDTH)) for c in TEXT_COLUMNS)])
+    return _ROW_LINE_PT * min(lines, _MAX_ROW_LINES)
+
+
 def build_workbook(frame: pl.DataFrame, taxonomy: Taxonomy, *, title: str) -> bytes:
     """The XLSX bytes of a sheet frame (see :class:`XlsxReviewBackend` for the layout)."""
     from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.styles import Alignment, Font, PatternFill, Protection
     from openpyxl.utils import get_column_letter
+    from openpyxl.workbook.defined_name import DefinedName
     from openpyxl.worksheet.datavalidation import DataValidation
 
     columns = frame.columns
@@ -430,8 +560,12 @@ def build_workbook(frame: pl.DataFrame, taxonomy: Taxonomy, *, title: str) -> by
     bold = Font(bold=True)
     flag_font = Font(bold=True, color="FFC00000")
     head_align = Alignment(vertical="center", wrap_text=True)
+    wrap = Alignment(vertical="top", wrap_text=True)
+    top = Alignment(vertical="top")
+    unlocked = Protection(locked=False)
     model_cols = set(MODEL_COLUMNS)
     reviewer_cols = set(REVIEWER_COLUMNS)
+    text_cols = set(TEXT_COLUMNS)
 
     for j, name in enumerate(columns, start=1):
         c = ws.cell(row=1, column=j)
@@ -444,8 +578,10 @@ def build_workbook(frame: pl.DataFrame, taxonomy: Taxonomy, *, title: str) -> by
         elif name in reviewer_cols:
             c.fill = yellow_head
     for i, row in enumerate(frame.iter_rows(), start=2):
+        cells: dict[str, str] = {}
         for j, (name, raw) in enumerate(zip(columns, row), start=1):
             text = neutralize_cell(raw)
+            cells[name] = text
             c = ws.cell(row=i, column=j)
             if name in CONFIDENCE_COLUMNS and (v := _float(text)) is not None:
                 c.value = v
@@ -458,12 +594,17 @@ def build_workbook(frame: pl.DataFrame, taxonomy: Taxonomy, *, title: str) -> by
                 c.data_type = "s"  # never a formula, whatever the text starts with
                 if is_formula_like(text):
                     c.quotePrefix = True
+            c.alignment = wrap if name in text_cols else top
             if name in model_cols:
                 c.fill = grey
             elif name in reviewer_cols:
                 c.fill = yellow
-            if name == "검토 우선" and text:
+                c.protection = unlocked
+            elif name not in REVIEW_COLUMNS:
+                c.protection = unlocked  # a column the reviewer added is theirs
+            if name == COL_FLAG and text:
                 c.font = flag_font
+        ws.row_dimensions[i].height = row_height(cells)
     for j, name in enumerate(columns, start=1):
         dim = ws.column_dimensions[get_column_letter(j)]
         dim.width = COLUMN_WIDTHS.get(name, _DEFAULT_WIDTH)
@@ -472,37 +613,91 @@ def build_workbook(frame: pl.DataFrame, taxonomy: Taxonomy, *, title: str) -> by
     ws.freeze_panes = "A2"
     last = get_column_letter(max(len(columns), 1))
     ws.auto_filter.ref = f"A1:{last}{n + 1}"
+    # model columns locked, reviewer columns unlocked; no password (it only prevents accidents);
+    # filtering, column widths and row heights stay allowed
+    ws.protection.sheet = True
+    ws.protection.autoFilter = False
+    ws.protection.formatColumns = False
+    ws.protection.formatRows = False
 
+    _add_dropdowns(wb, ws, columns, n, taxonomy, DataValidation, DefinedName, get_column_letter)
+    guide = wb.create_sheet(GUIDE_SHEET, 1)
+    for r, values in enumerate(guide_rows(), start=1):
+        for j, v in enumerate(values, start=1):
+            if v:
+                c = guide.cell(row=r, column=j, value=v)
+                c.data_type = "s"
+                c.alignment = wrap if j == 3 else top
+                if r == 1 or values[0] == "열":
+                    c.font = bold
+    guide.column_dimensions["A"].width = 22
+    guide.column_dimensions["B"].width = 8
+    guide.column_dimensions["C"].width = 90
+    guide.protection.sheet = True
+    wb.active = 0
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def _add_dropdowns(
+    wb: Any, ws: Any, columns: Sequence[str], n: int, taxonomy: Taxonomy, DataValidation: Any, DefinedName: Any, letter: Any
+) -> None:
+    """Lists on the hidden sheet :data:`TAXONOMY_SHEET` (one column per list, header in row 1),
+    workbook-level names for them (:func:`list_name`) and the validations: 대분류 from the majors'
+    name; 중분류 dependent on the row's 대분류 through ``INDIRECT`` — the 검수_ 대분류, or while
+    it is empty the model's 대분류 — and every offered minor when that is no listed major (a
+    keyword guess, a retired name); 검수완료 and 묶음 적용 an inline ``"Y,N"``."""
     lists = dropdown_lists(taxonomy)
+    per_major = minor_lists(taxonomy)
     tax = wb.create_sheet(TAXONOMY_SHEET)
     tax.sheet_state = "hidden"
+    tax.protection.sheet = True
     end_row = max(n + 1, 2)
     k = 0
-    for name, values in lists.items():
-        if name not in columns:
-            continue
-        col = get_column_letter(columns.index(name) + 1)
-        if name == COL_DONE:
-            dv = DataValidation(type="list", formula1='"' + ",".join(values) + '"', allow_blank=True)
-        else:
-            k += 1
-            lc = get_column_letter(k)
-            tax.cell(row=1, column=k, value=name).data_type = "s"
-            for r, v in enumerate(values, start=2):
-                cell = tax.cell(row=r, column=k)
-                cell.value = v
-                cell.data_type = "s"
-            ref = f"'{TAXONOMY_SHEET}'!${lc}$2:${lc}${len(values) + 1}"
-            dv = DataValidation(type="list", formula1=ref, allow_blank=True)
+
+    def put(header: str, values: Sequence[str], name: str) -> str:
+        nonlocal k
+        k += 1
+        lc = letter(k)
+        tax.cell(row=1, column=k, value=header).data_type = "s"
+        for r, v in enumerate(values, start=2):
+            cell = tax.cell(row=r, column=k)
+            cell.value = v
+            cell.data_type = "s"
+        ref = f"'{TAXONOMY_SHEET}'!${lc}$2:${lc}${len(values) + 1}"
+        wb.defined_names[name] = DefinedName(name, attr_text=ref)
+        return name
+
+    def validate(col_name: str, formula: str) -> None:
+        col = letter(columns.index(col_name) + 1)
+        dv = DataValidation(type="list", formula1=formula, allow_blank=True)
         dv.showErrorMessage = True
         dv.errorTitle = "목록에 없는 값"
         dv.error = "목록에서 선택하세요 (분류체계)."
         dv.add(f"{col}2:{col}{end_row}")
         ws.add_data_validation(dv)
-    wb.active = 0
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+
+    for dim, (col_major, col_minor) in REVIEWER_LABEL_COLUMNS.items():
+        if col_major not in lists or col_major not in columns:
+            continue
+        majors = put(col_major, lists[col_major], list_name(dim))
+        validate(col_major, majors)
+        if col_minor not in columns:
+            continue
+        every = put(col_minor, lists[col_minor], list_name(dim, 0))
+        for idx, major in enumerate(lists[col_major], start=1):
+            put(f"{col_minor}: {major}", per_major[col_minor][major], list_name(dim, idx))
+        major_cell = f"${letter(columns.index(col_major) + 1)}2"
+        model_major = MODEL_TAG_COLUMNS[dim][0]
+        if model_major in columns:  # no pick yet: the model's 대분류 (a guess or retired name matches nothing)
+            major_cell = f'IF({major_cell}="",${letter(columns.index(model_major) + 1)}2,{major_cell})'
+        match = f"MATCH({major_cell},{majors},0)"
+        prefix = list_name(dim, 1)[:-1]
+        validate(col_minor, f'IF(ISNA({match}),{every},INDIRECT("{prefix}"&{match}))')
+    for name in (COL_GROUP_APPLY, COL_DONE):
+        if name in columns:
+            validate(name, '"' + ",".join(lists[name]) + '"')
 
 
 # --------------------------------------------------------------------------------------------
@@ -631,15 +826,22 @@ class GSheetsReviewBackend:
     ``settings.spreadsheet_title_template.format(yyyymm=…, month=…)``, created on first write
     (and shared as writer with ``settings.share_with``), its first worksheet renamed ``{yyyymm}``.
 
-    A write is one ``spreadsheets.batchUpdate`` — grid resized to the frame, header row frozen
-    and bold, model tag columns grey, reviewer columns yellow, confidences formatted ``0.00``,
-    data validation ``ONE_OF_LIST`` (strict, dropdown) on the four 검수_ columns with the active
-    taxonomy's values and ``Y``/``N`` on 검수완료, column widths, ``model_version``/``run_id``
-    hidden, a basic filter — followed by one ``values.update`` of all cells with
-    ``valueInputOption=RAW`` (text is never parsed: no formula, no date or number guessing).
-    The batch goes first so that the grid is large enough for the values (Sheets rejects values
-    outside the grid). Reading is one ``values.get`` (``Worksheet.get_all_values``, formatted
-    values: what the reviewer sees).
+    A write reads the spreadsheet's metadata, then sends one ``spreadsheets.batchUpdate`` —
+    grid resized to the frame, header row frozen and bold, model tag columns grey, reviewer
+    columns yellow, text columns wrapped and rows sized to their text (at most six lines),
+    confidences formatted ``0.00``, data validation ``ONE_OF_LIST`` with dropdowns (offered
+    classes only, sorted: :func:`dropdown_lists`): strict on the 대분류 columns, 검수완료 and
+    묶음 적용, and **per row** on the 중분류 columns with the minors of that row's 대분류
+    (:func:`row_minor_choices`), column widths, ``model_version``/``run_id`` hidden, a basic
+    filter, a warning-only protected range over the model columns (the reviewer columns left
+    out; :data:`PROTECTION_NOTE`, replacing the previous one), and the :data:`GUIDE_SHEET`
+    worksheet — followed by one ``values.update`` of all cells with ``valueInputOption=RAW``
+    (text is never parsed: no formula, no date or number guessing). The batch goes first so
+    that the grid is large enough for the values (Sheets rejects values outside the grid).
+    Reading is one ``values.get`` (``Worksheet.get_all_values``, formatted values: what the
+    reviewer sees). Sheets has no dependent dropdown without scripts; the per-row lists follow
+    the 대분류 the sheet held at the last layout (every run's update), so the 중분류 validation
+    is not strict and ``voc.review.validate_reviews`` checks the pair.
 
     Every API call is retried on HTTP 429 and 5xx with exponential backoff (tenacity):
     ``backoff_s × 2^k`` seconds, at most ``max_backoff_s``, ``max_attempts`` tries in all. A
@@ -760,9 +962,41 @@ class GSheetsReviewBackend:
         for ws in sheets:
             if ws.title == ym:
                 return ws
-        if not self.settings.spreadsheet_key and sheets:
-            return sheets[0]  # a per-month spreadsheet: its first worksheet (renamed by us)
+        data = [ws for ws in sheets if ws.title != GUIDE_SHEET]
+        if not self.settings.spreadsheet_key and data:
+            return data[0]  # a per-month spreadsheet: its first worksheet (renamed by us)
         return None
+
+    def _layout(
+        self, sh: Any, ws: Any, frame: pl.DataFrame, taxonomy: Taxonomy, title: str, *, min_rows: int = 0, min_cols: int = 0
+    ) -> None:
+        """One ``batchUpdate``: :func:`sheet_format_requests` of the month's worksheet (replacing
+        this backend's earlier protection of it) and :func:`guide_requests` of the
+        :data:`GUIDE_SHEET` worksheet (added when missing). Reads the spreadsheet's metadata
+        first (sheet ids and protected ranges)."""
+        meta = self._call("read spreadsheet metadata", sh.fetch_sheet_metadata)
+        guide_id: int | None = None
+        used: set[int] = set()
+        for sheet in meta.get("sheets", []):
+            props = sheet.get("properties", {})
+            used.add(int(props.get("sheetId", 0)))
+            if props.get("title") == GUIDE_SHEET:
+                guide_id = int(props["sheetId"])
+        mine = {ws.id, guide_id}
+        ours = [
+            int(pr["protectedRangeId"])
+            for sheet in meta.get("sheets", [])
+            for pr in sheet.get("protectedRanges", []) or []
+            if pr.get("description") == PROTECTION_NOTE
+            and "protectedRangeId" in pr
+            and pr.get("range", {}).get("sheetId", 0) in mine
+        ]
+        requests = sheet_format_requests(
+            ws.id, frame.columns, frame.height, taxonomy, title=title, min_rows=min_rows, min_cols=min_cols,
+            frame=frame, protected_range_ids=ours,
+        )
+        requests += guide_requests(guide_id if guide_id is not None else max(used, default=0) + 1, exists=guide_id is not None)
+        self._call("format worksheet", sh.batch_update, {"requests": requests})
 
     # -- protocol ----------------------------------------------------------------------------
     def location(self, month: str) -> str:
@@ -814,8 +1048,7 @@ class GSheetsReviewBackend:
         n_rows, n_cols = frame.height + 1, len(frame.columns)
         if ws is None:
             ws = self._call("add worksheet", sh.add_worksheet, title=ym, rows=n_rows + 1, cols=n_cols)
-        requests = sheet_format_requests(ws.id, frame.columns, frame.height, taxonomy, title=ym)
-        self._call("format worksheet", sh.batch_update, {"requests": requests})
+        self._layout(sh, ws, frame, taxonomy, ym)
         values = _sheet_values(frame)
         self._call(
             "write values",
@@ -868,10 +1101,7 @@ class GSheetsReviewBackend:
                 f"review sheet {ym} ({sh.id}) changed during each of {attempts} attempts to update it; "
                 "nothing was written: rerun the same run"
             )
-        requests = sheet_format_requests(
-            ws.id, frame.columns, frame.height, taxonomy, title=ym, min_rows=ws.row_count, min_cols=ws.col_count
-        )
-        self._call("format worksheet", sh.batch_update, {"requests": requests})
+        self._layout(sh, ws, frame, taxonomy, ym, min_rows=ws.row_count, min_cols=ws.col_count)
         data = _changed_ranges(ym, grid, frame)
         if data:
             self._call(
@@ -951,6 +1181,27 @@ def _runs(indices: Sequence[int]) -> list[tuple[int, int]]:
     return runs
 
 
+PROTECTION_NOTE = "voc review: model columns (warning only)"
+"""Description of the protected ranges the Google Sheets backend sets (and replaces on every
+layout): model columns and the 검수 안내 sheet warn before an edit, reviewer columns do not."""
+
+_MINOR_HINT = "이 행의 대분류(검수_ 대분류, 비어 있으면 모델의 대분류)의 중분류입니다. 대분류를 바꿨다면 다음 갱신 때 목록이 바뀝니다."
+
+
+def _validation(sheet_id: int, r0: int, r1: int, col: int, values: Sequence[str], *, strict: bool, hint: str) -> dict[str, Any]:
+    return {
+        "setDataValidation": {
+            "range": _grid(sheet_id, r0, r1, col, col + 1),
+            "rule": {
+                "condition": {"type": "ONE_OF_LIST", "values": [{"userEnteredValue": v} for v in values]},
+                "strict": strict,
+                "showCustomUi": True,
+                "inputMessage": hint,
+            },
+        }
+    }
+
+
 def sheet_format_requests(
     sheet_id: int,
     columns: Sequence[str],
@@ -960,10 +1211,20 @@ def sheet_format_requests(
     title: str,
     min_rows: int = 0,
     min_cols: int = 0,
+    frame: pl.DataFrame | None = None,
+    protected_range_ids: Sequence[int] = (),
 ) -> list[dict[str, Any]]:
     """The ``batchUpdate`` requests that lay out a review worksheet (see
     :class:`GSheetsReviewBackend`); the grid is sized to the frame, but never below
-    ``min_rows`` × ``min_cols`` (the current size, when nothing may be cut off)."""
+    ``min_rows`` × ``min_cols`` (the current size, when nothing may be cut off).
+
+    With ``frame`` (the sheet's rows) each data row's 중분류 gets its own ``ONE_OF_LIST``: the
+    minors of the row's 대분류 (:func:`row_minor_choices`; consecutive rows with the same list
+    share one request), not strict, since a reviewer who picks another 대분류 sees the new list
+    only after the next layout (``voc.review.validate_reviews`` checks the pair on read); rows
+    below the data and every row without ``frame`` get the flat list. Rows are as high as
+    :func:`row_height` says. ``protected_range_ids``: this backend's earlier protected ranges
+    (:data:`PROTECTION_NOTE`) to delete before adding the current one."""
     n_rows, n_cols = n_data_rows + 1, len(columns)
     grid_rows = max(n_rows, 2, min_rows)  # a frozen row needs at least one row below it
     idx = {c: j for j, c in enumerate(columns)}
@@ -989,7 +1250,24 @@ def sheet_format_requests(
                 "fields": "userEnteredFormat.textFormat.bold,userEnteredFormat.wrapStrategy",
             }
         },
+        {
+            "repeatCell": {
+                "range": _grid(sheet_id, 1, grid_rows, 0, n_cols),
+                "cell": {"userEnteredFormat": {"verticalAlignment": "TOP"}},
+                "fields": "userEnteredFormat.verticalAlignment",
+            }
+        },
     ]
+    for c0, c1 in _runs([idx[c] for c in TEXT_COLUMNS if c in idx]):
+        reqs.append(
+            {
+                "repeatCell": {
+                    "range": _grid(sheet_id, 1, grid_rows, c0, c1),
+                    "cell": {"userEnteredFormat": {"wrapStrategy": "WRAP"}},
+                    "fields": "userEnteredFormat.wrapStrategy",
+                }
+            }
+        )
     for cols, rgb in (
         (MODEL_COLUMNS, {"red": 0.906, "green": 0.902, "blue": 0.902}),
         (REVIEWER_COLUMNS, {"red": 1.0, "green": 0.949, "blue": 0.8}),
@@ -1015,22 +1293,23 @@ def sheet_format_requests(
                     }
                 }
             )
-    for name, values in dropdown_lists(taxonomy).items():
+    lists = dropdown_lists(taxonomy)
+    minor_cols = {col_minor: dim for dim, (_a, col_minor) in REVIEWER_LABEL_COLUMNS.items()}
+    rows = list(frame.iter_rows(named=True)) if frame is not None else []
+    for name, values in lists.items():
         if name not in idx:
             continue
-        reqs.append(
-            {
-                "setDataValidation": {
-                    "range": _grid(sheet_id, 1, grid_rows, idx[name], idx[name] + 1),
-                    "rule": {
-                        "condition": {"type": "ONE_OF_LIST", "values": [{"userEnteredValue": v} for v in values]},
-                        "strict": True,
-                        "showCustomUi": True,
-                        "inputMessage": "목록에서 선택하세요",
-                    },
-                }
-            }
-        )
+        if name not in minor_cols:
+            reqs.append(_validation(sheet_id, 1, grid_rows, idx[name], values, strict=True, hint="목록에서 선택하세요"))
+            continue
+        per_row = [row_minor_choices(r, taxonomy, minor_cols[name]) for r in rows]
+        start = 0
+        for k in range(1, len(per_row) + 1):  # runs of rows with the same list
+            if k == len(per_row) or per_row[k] != per_row[start]:
+                reqs.append(_validation(sheet_id, 1 + start, 1 + k, idx[name], per_row[start], strict=False, hint=_MINOR_HINT))
+                start = k
+        if 1 + len(per_row) < grid_rows:
+            reqs.append(_validation(sheet_id, 1 + len(per_row), grid_rows, idx[name], values, strict=False, hint=_MINOR_HINT))
     for j, c in enumerate(columns):
         reqs.append(
             {
@@ -1044,27 +1323,97 @@ def sheet_format_requests(
                 }
             }
         )
+    heights = [round(row_height({c: "" if v is None else str(v) for c, v in r.items()}) * 4 / 3) for r in rows]
+    start = 0
+    for k in range(1, len(heights) + 1):
+        if k == len(heights) or heights[k] != heights[start]:
+            reqs.append(
+                {
+                    "updateDimensionProperties": {
+                        "range": {"sheetId": sheet_id, "dimension": "ROWS", "startIndex": 1 + start, "endIndex": 1 + k},
+                        "properties": {"pixelSize": heights[start]},
+                        "fields": "pixelSize",
+                    }
+                }
+            )
+            start = k
     reqs.append({"setBasicFilter": {"filter": {"range": _grid(sheet_id, 0, n_rows, 0, n_cols)}}})
+    reqs += [{"deleteProtectedRange": {"protectedRangeId": int(p)}} for p in protected_range_ids]
+    open_cols = [j for j, c in enumerate(columns) if c in REVIEWER_COLUMNS or c not in REVIEW_COLUMNS]
+    reqs.append(
+        {
+            "addProtectedRange": {
+                "protectedRange": {
+                    "range": {"sheetId": sheet_id},
+                    "description": PROTECTION_NOTE,
+                    "warningOnly": True,
+                    "unprotectedRanges": [_grid(sheet_id, 1, grid_rows, c0, c1) for c0, c1 in _runs(open_cols)],
+                }
+            }
+        }
+    )
+    return reqs
+
+
+def guide_requests(sheet_id: int, *, exists: bool) -> list[dict[str, Any]]:
+    """``batchUpdate`` requests writing the :data:`GUIDE_SHEET` worksheet (``sheet_id``; added
+    first unless it ``exists``): :func:`guide_rows` as text, the table header bold, widths, and
+    a warning-only protection (:data:`PROTECTION_NOTE`)."""
+    rows = guide_rows()
+    reqs: list[dict[str, Any]] = []
+    if not exists:
+        reqs.append(
+            {
+                "addSheet": {
+                    "properties": {
+                        "sheetId": sheet_id,
+                        "title": GUIDE_SHEET,
+                        "gridProperties": {"rowCount": len(rows) + 5, "columnCount": 3},
+                    }
+                }
+            }
+        )
+    reqs.append(
+        {
+            "updateCells": {
+                "start": {"sheetId": sheet_id, "rowIndex": 0, "columnIndex": 0},
+                "rows": [
+                    {
+                        "values": [
+                            {
+                                "userEnteredValue": {"stringValue": v},
+                                "userEnteredFormat": {
+                                    "wrapStrategy": "WRAP",
+                                    "verticalAlignment": "TOP",
+                                    "textFormat": {"bold": r[0] == "열" or i == 0},
+                                },
+                            }
+                            for v in r
+                        ]
+                    }
+                    for i, r in enumerate(rows)
+                ],
+                "fields": "userEnteredValue,userEnteredFormat.wrapStrategy,userEnteredFormat.verticalAlignment,"
+                "userEnteredFormat.textFormat.bold",
+            }
+        }
+    )
+    for j, width in enumerate((22, 8, 90)):
+        reqs.append(
+            {
+                "updateDimensionProperties": {
+                    "range": {"sheetId": sheet_id, "dimension": "COLUMNS", "startIndex": j, "endIndex": j + 1},
+                    "properties": {"pixelSize": width * 7 + 10},
+                    "fields": "pixelSize",
+                }
+            }
+        )
+    reqs.append(
+        {"addProtectedRange": {"protectedRange": {"range": {"sheetId": sheet_id}, "description": PROTECTION_NOTE, "warningOnly": True}}}
+    )
     return reqs
 
 
 # --------------------------------------------------------------------------------------------
 
 
-def open_review_backend(settings: VocSettings, storage: Storage | None = None) -> ReviewBackend:
-    """The backend ``settings.review.backend`` names: ``xlsx`` → :class:`XlsxReviewBackend` in
-    ``storage`` (default :func:`flows.storage.open_storage` of ``settings``) under
-    ``settings.prefix``; ``gsheets`` → :class:`GSheetsReviewBackend` (``settings.review``).
-
-    Raises
-    ------
-    ReviewBackendError
-        ``gsheets`` without usable credentials (see :func:`make_gspread_client`).
-    """
-    if settings.review.backend == "gsheets":
-        return GSheetsReviewBackend(settings.review)
-    if storage is None:
-        from flows.storage import open_storage
-
-        storage = open_storage(settings)
-    return XlsxReviewBackend(storage, settings.prefix)

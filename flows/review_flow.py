@@ -9,8 +9,8 @@ import polars as pl
 
 from config.settings import get_settings
 from flows.models import load_champion
-from flows.sources import open_source
-from flows.storage import open_storage
+from flows.resources import open_source
+from flows.resources import open_storage
 
 __all__ = ["simulate_month_review"]
 
@@ -31,7 +31,7 @@ def simulate_month_review(
     FileNotFoundError
         When the month has no review sheet yet (run ``full`` or ``tagging-only`` first).
     """
-    from flows.review_backends import open_review_backend
+    from flows.resources import open_review_backend
     from voc.review import simulate_review
 
     settings = get_settings(storage=storage, source=source, source_encoding=source_encoding)

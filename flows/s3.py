@@ -192,6 +192,7 @@ class S3Storage:
                 connect_timeout=connect_timeout_s,
                 read_timeout=read_timeout_s,
                 s3={"addressing_style": "path"} if custom else None,
+                signature_version="s3v4",  # SigV4 everywhere, presigned links included (SigV2 is retired)
             )
             session = boto3.session.Session(
                 aws_access_key_id=aws_access_key_id.get_secret_value() if aws_access_key_id else None,
@@ -232,6 +233,15 @@ class S3Storage:
     def uri(self, key: str) -> str:
         """``s3://bucket/root/key``."""
         return f"s3://{join_key(self.bucket, self._key(key))}"
+
+    def presigned_url(self, key: str, *, expires_s: int) -> str:
+        """An HTTPS URL a browser can open without credentials for ``expires_s`` seconds
+        (SigV4 query signature, computed locally: no request is made)."""
+        return str(
+            self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=int(expires_s)
+            )
+        )
 
     @property
     def endpoint(self) -> str:

@@ -12,12 +12,11 @@ from typing import Protocol, runtime_checkable
 
 import polars as pl
 
-from config.settings import VocSettings
 from voc.months import month_range, parse_month
 from voc.schema import VOCInputError, building_sort_key, validate_voc_frame
 from voc.taxonomy import Taxonomy
 
-__all__ = ["VocSource", "CsvSource", "open_source", "SourceError"]
+__all__ = ["VocSource", "CsvSource", "SourceError"]
 
 
 class SourceError(RuntimeError):
@@ -135,15 +134,6 @@ def buildings_of(df: pl.DataFrame) -> list[tuple[str, str]]:
     for bid, name in zip(df["building_id"].to_list(), df["building_name"].to_list()):
         pairs.setdefault(bid, name or "")
     return sorted(pairs.items(), key=lambda kv: building_sort_key(kv[0]))
-
-
-def open_source(settings: VocSettings) -> VocSource:
-    """A CSV source for a path, a PostgreSQL source for a ``postgresql://`` DSN."""
-    if settings.source_is_postgres:
-        from flows.db import PostgresSource
-
-        return PostgresSource.from_settings(settings)
-    return CsvSource(settings.source, encoding=settings.source_encoding)
 
 
 __all__ += ["buildings_of", "VOCInputError", "SourceEncodingError", "SOURCE_ENCODINGS", "decode_csv_bytes"]

@@ -2,7 +2,7 @@
 
 Keys are ``/``-separated paths relative to the storage root, always starting with the
 environment prefix (``stat/voc-dev/201911/1/tagged_1_201911_full_20261122_020000.csv``); see
-``docs/architecture.md`` for the layout. :func:`open_storage` picks the backend from the URI.
+``docs/architecture.md`` for the layout. :func:`flows.resources.open_storage` picks the backend from the URI.
 
 Compare-and-swap: :meth:`Storage.read_versioned` returns a key's bytes with a version token, and
 :meth:`Storage.write_if` replaces the key only if it still has that version (``None``: only if it
@@ -24,9 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from config.settings import VocSettings
 
-__all__ = ["Storage", "LocalStorage", "StorageError", "StorageConflict", "open_storage", "join_key"]
+__all__ = ["Storage", "LocalStorage", "StorageError", "StorageConflict", "join_key"]
 
 
 class StorageError(RuntimeError):
@@ -190,13 +189,3 @@ class LocalStorage:
 
     def __repr__(self) -> str:
         return f"LocalStorage({str(self.root)!r})"
-
-
-def open_storage(settings: VocSettings) -> Storage:
-    """The backend for ``settings.storage``: ``s3://bucket[/root]`` → S3, anything else a local
-    directory. Keys passed to it are relative to the root and start with ``settings.prefix``."""
-    if settings.storage.startswith("s3://"):
-        from flows.s3 import S3Storage
-
-        return S3Storage.from_settings(settings)
-    return LocalStorage(settings.storage)

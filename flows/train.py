@@ -4,10 +4,23 @@ same held-out rows, promote it or keep it as a candidate.
 Training data = all reviewed rows ever (no date filter except ``until``): labels that arrive
 with the source (reviewed history), rows marked reviewed in PostgreSQL, and every ``reviewed_*``
 CSV that ``refresh`` wrote to storage (a reviewer's value beats an input label).
+
+Each model version holds two taggers of the same kind, fitted on the same rows with the same
+held-out split (:mod:`voc.modelstore`, "Variants"): ``reply`` (title + request + reply, what the
+monthly batch tags with) and ``registration`` (title + request, what ``voc serve`` tags a newly
+registered VOC with). With ``VOC_MODEL__USE_REPLY=false`` the one tagger trained is the
+registration-time one.
+
+Promotion applies to the pair (:func:`voc.modelstore.decide_pair_promotion`): each variant is
+compared with the champion measured on that variant's held-out rows reading the same fields (a
+champion without a registration variant is measured through its reply-aware tagger given no
+reply, as the service would use it), and the candidate becomes champion only when **neither
+variant is worse**; otherwise it is stored as a candidate.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import tempfile
@@ -22,20 +35,24 @@ from prefect.cache_policies import NONE as NO_CACHE
 
 from config.settings import VocSettings, get_settings
 from flows.keys import latest_output
-from flows.models import fetch_model, read_champion, upload_model, write_champion
+from flows.models import champion_name, fetch_model, read_champion, upload_model, write_champion
 from flows.params import SourceParam, guard_flow_parameters, refuse_dsn_password
 from flows.retries import MODEL_IO_TASK
-from flows.sources import VocSource, open_source
-from flows.storage import Storage, open_storage
+from flows.resources import open_source, open_storage
+from flows.sources import VocSource
+from flows.storage import Storage
 from voc.modelstore import (
-    decide_promotion,
-    load_tagger,
+    decide_pair_promotion,
+    load_variants,
     model_dir_name,
     new_version,
-    save_tagger,
+    read_meta,
+    save_variants,
     update_meta,
+    variant_paths,
 )
 from voc.months import month_range, parse_month
+from voc.recipes import selection_lines, selection_summary
 from voc.schema import LABEL_COLUMNS, validate_voc_frame
 from voc.tagger import evaluate_tagger, frame_texts, labels_of, resolve_taxonomy, train_tagger
 from voc.taxonomy import Taxonomy, default_taxonomy
@@ -174,6 +191,31 @@ def load_training_data(settings: VocSettings, until: str | None) -> tuple[pl.Dat
     return df, everything, tax
 
 
+def _fit_tagger(
+    settings: VocSettings, df: pl.DataFrame, taxonomy: Taxonomy, kind: str, version: str, *, use_reply: bool, tok: KiwiTokenizer
+) -> tuple[Any, Any]:
+    """One tagger of ``kind`` on the reviewed rows of ``df`` (reading the reply or not) and its report."""
+    if kind == "kobert":
+        from voc.classify.kobert import train_kobert_tagger
+
+        m = settings.model
+        return train_kobert_tagger(
+            df,
+            taxonomy,
+            version=version,
+            base=m.kobert_base,
+            use_reply=use_reply,
+            epochs=m.kobert_epochs,
+            batch_size=m.kobert_batch_size,
+            max_length=m.kobert_max_length,
+            seed=m.seed,
+        )
+    return train_tagger(
+        df, taxonomy, kind=kind, version=version, use_reply=use_reply, seed=settings.model.seed, tokenizer=tok,
+        progress=get_run_logger().info, select=kind == "linear",  # recipe chosen on the customer's history
+    )
+
+
 @task(name="fit-candidate", cache_policy=NO_CACHE)
 def fit_candidate(
     settings: VocSettings, df: pl.DataFrame, everything: pl.DataFrame, base_tax: Taxonomy | None, kind: str, version: str
@@ -187,27 +229,18 @@ def fit_candidate(
     if kind == "kobert" and not any(len({x for x in labels_of(df, d) if x}) >= 2 for d in taxonomy.dimensions()):
         notes.append("kobert: no dimension has two labelled classes; trained the hybrid CPU model instead")
         kind = "hybrid"
-    if kind == "kobert":
-        from voc.classify.kobert import train_kobert_tagger
-
-        m = settings.model
-        tagger, report = train_kobert_tagger(
-            df,
-            taxonomy,
-            version=version,
-            base=m.kobert_base,
-            use_reply=m.use_reply,
-            epochs=m.kobert_epochs,
-            batch_size=m.kobert_batch_size,
-            max_length=m.kobert_max_length,
-            seed=m.seed,
-        )
-    else:
-        tagger, report = train_tagger(
-            df, taxonomy, kind=kind, version=version, use_reply=settings.model.use_reply, seed=settings.model.seed, tokenizer=tok,
-            progress=get_run_logger().info,
-        )
+    tagger, report = _fit_tagger(settings, df, taxonomy, kind, version, use_reply=settings.model.use_reply, tok=tok)
     return tagger, report, taxonomy, notes
+
+
+@task(name="fit-registration-variant", cache_policy=NO_CACHE)
+def fit_registration_variant(
+    settings: VocSettings, df: pl.DataFrame, taxonomy: Taxonomy, kind: str, version: str, tokenizer: KiwiTokenizer | None
+) -> tuple[Any, Any]:
+    """The registration-time tagger of the candidate: same kind, taxonomy, rows and held-out split
+    as the reply-aware one, reading title + request only (what exists when a VOC is filed)."""
+    tok = tokenizer if isinstance(tokenizer, KiwiTokenizer) else KiwiTokenizer(cache_size=200_000)
+    return _fit_tagger(settings, df, taxonomy, kind, version, use_reply=False, tok=tok)
 
 
 @task(name="add-cpu-runtime", cache_policy=NO_CACHE)
@@ -256,9 +289,9 @@ def voc_train(
     kobert_base: str | None = None,
     source_encoding: str | None = None,
 ) -> dict[str, Any]:
-    """Train a candidate on all reviewed VOCs registered before ``until`` ("YYYY-MM"; default:
-    everything) and promote it to champion when its held-out macro-F1 is not below the
-    champion's on the same held-out rows. ``storage``, ``source``, ``source_encoding`` override
+    """Train a candidate (reply-aware and registration-time variants) on all reviewed VOCs
+    registered before ``until`` ("YYYY-MM"; default: everything) and promote it to champion when
+    neither variant's held-out macro-F1 is below the champion's on the same held-out rows. ``storage``, ``source``, ``source_encoding`` override
     ``VOC_STORAGE``, ``VOC_SOURCE``, ``VOC_SOURCE_ENCODING``; a ``source`` DSN with a password is
     refused (:mod:`flows.params`: the password goes in ``VOC_DB__DSN`` or ``~/.pgpass``).
 
@@ -282,24 +315,49 @@ def voc_train(
         kind, df.height, ", ".join(f"{d} {n}" for d, n in labels.items()), until_m or "now",
     )
     tagger, report, taxonomy, notes = fit_candidate(settings, df, everything, base_tax, kind, version)
+    kind = tagger.kind
+    # the variants of this version: the main tagger is reply-aware unless VOC_MODEL__USE_REPLY=false
+    # (then it already is the registration-time one); a reply-aware main gets a registration twin
+    main = "reply" if tagger.use_reply else "registration"
+    variants: dict[str, tuple[Any, Any]] = {main: (tagger, report)}
+    if main == "reply" and settings.model.registration_variant:
+        logger.info("training the registration-time variant (title + request) of %s", kind)
+        variants["registration"] = fit_registration_variant(
+            settings, df, tagger.taxonomy, kind, version, getattr(tagger, "tokenizer", None)
+        )
 
     store = open_storage(settings)
     champ_info = read_champion(store, settings.prefix)
-    champ_metrics = None
+    champ_measured: dict[str, dict[str, Any] | None] | None = None
     if champ_info is not None:
         try:
-            champ_dir = fetch_model(store, settings.prefix, champ_info["name"], settings.model.cache_dir)
-            champ = load_tagger(champ_dir, kobert_runtime="torch")  # compared as trained, in full precision
-            champ_metrics = evaluate_tagger(champ, df, taxonomy, report.holdout_ids)
+            champ_dir = fetch_model(store, settings.prefix, champion_name(champ_info), settings.model.cache_dir)
+            champs = load_variants(champ_dir, kobert_runtime="torch")  # compared as trained, in full precision
+            champ_measured = {
+                v: evaluate_tagger(_champion_as(v, champs), df, taxonomy, rep.holdout_ids) for v, (_, rep) in variants.items()
+            }
         except Exception as e:  # an unreadable champion must not block a new model
             logger.warning("champion %s could not be evaluated (%s); treating as absent", champ_info.get("name"), e)
-    decision = decide_promotion(report.metrics, champ_metrics)
-    kind = tagger.kind
+    decision = decide_pair_promotion({v: rep.metrics for v, (_, rep) in variants.items()}, champ_measured)
+    champ_metrics = (champ_measured or {}).get(main)
     name = model_dir_name(kind, version)
-    threshold = None
-    sub = report.metrics.get("subject") or next(iter(report.metrics.values()), None)
-    if sub:
-        threshold = sub.get("review_threshold")
+    status = "champion" if decision.promote else "candidate"
+    thresholds = {v: _review_threshold(rep) for v, (_, rep) in variants.items()}
+    threshold = thresholds[main]
+    variant_meta = {
+        v: {
+            "n_train": rep.n_train,
+            "n_holdout": rep.n_holdout,
+            "metrics": rep.metrics,
+            "fallback_dimensions": rep.fallback_dimensions,
+            "warnings": rep.warnings,
+            "review_threshold": thresholds[v],
+            "champion_metrics_same_rows": (champ_measured or {}).get(v),
+            "decision": decision.variants[v].reason,
+            "recipe_selection": getattr(rep, "selection", {}),
+        }
+        for v, (_, rep) in variants.items()
+    }
     meta = {
         "name": name,
         "until": until_m,
@@ -311,23 +369,26 @@ def voc_train(
         "fallback_dimensions": report.fallback_dimensions,
         "warnings": report.warnings + notes,
         "review_threshold": threshold,
-        "status": "champion" if decision.promote else "candidate",
+        "status": status,
         "decision": decision.reason,
         "champion_before": champ_info.get("name") if champ_info else None,
         "champion_metrics_same_rows": champ_metrics,
         "source": open_source(settings).describe(),
     }
-    if getattr(tagger, "low_confidence_threshold", None) is None and threshold is not None:
-        tagger.low_confidence_threshold = threshold
+    for v, (t, _) in variants.items():
+        if getattr(t, "low_confidence_threshold", None) is None and thresholds[v] is not None:
+            t.low_confidence_threshold = thresholds[v]
     with tempfile.TemporaryDirectory() as tmp:
-        local = save_tagger(tagger, Path(tmp) / name, meta)
+        local = save_variants(Path(tmp) / name, {v: t for v, (t, _) in variants.items()}, meta, variant_meta)
         if kind == "kobert":
-            cpu = add_cpu_runtime(settings, tagger, local, df, report.holdout_ids)
-            meta = update_meta(local, {"cpu_runtime": cpu})
-            if cpu.get("kept") is False:
-                meta["warnings"].append(cpu["reason"])
-                update_meta(local, {"warnings": meta["warnings"]})
-            logger.info("CPU runtime of %s: %s", name, cpu.get("reason"))
+            for v, (t, rep) in variants.items():
+                vdir = variant_paths(local)[v]
+                cpu = add_cpu_runtime(settings, t, vdir, df, rep.holdout_ids)
+                vmeta = update_meta(vdir, {"cpu_runtime": cpu})
+                if cpu.get("kept") is False:
+                    update_meta(vdir, {"warnings": [*vmeta["warnings"], cpu["reason"]]})
+                logger.info("CPU runtime of %s (%s): %s", name, v, cpu.get("reason"))
+            meta = read_meta(local)
         uri = publish_model(
             settings, local, decision.promote, {"kind": kind, "version": version, "name": name, "promoted_reason": decision.reason}
         )
@@ -342,13 +403,42 @@ def voc_train(
         "n_holdout": report.n_holdout,
         "fallback_dimensions": report.fallback_dimensions,
         "warnings": meta["warnings"],
-        "metrics": {d: {k: m.get(k) for k in ("accuracy", "macro_f1", "weighted_f1", "ece", "review_capture")} for d, m in report.metrics.items()},
+        "metrics": _summary_metrics(report.metrics),
+        "variants": {
+            v: {"metrics": _summary_metrics(rep.metrics), "n_holdout": rep.n_holdout, "decision": decision.variants[v].reason}
+            for v, (_, rep) in variants.items()
+        },
+        "recipes": {v: selection_summary(getattr(rep, "selection", {})) for v, (_, rep) in variants.items()},
     }
     if "cpu_runtime" in meta:
         summary["cpu_runtime"] = meta["cpu_runtime"]
     _publish_train_artifacts(summary, report.metrics)
     logger.info("model %s: %s (%s)", name, meta["status"], decision.reason)
     return summary
+
+
+def _summary_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d: {k: m.get(k) for k in ("accuracy", "macro_f1", "weighted_f1", "ece", "review_capture")} for d, m in metrics.items()}
+
+
+def _review_threshold(report: Any) -> float | None:
+    """The held-out confidence threshold below which rows go to review first (subject's, else
+    the first measured dimension's); None without held-out metrics."""
+    sub = report.metrics.get("subject") or next(iter(report.metrics.values()), None)
+    return sub.get("review_threshold") if sub else None
+
+
+def _champion_as(variant: str, champs: dict[str, Any]) -> Any:
+    """The champion's tagger that ``voc serve`` answers ``variant``'s requests with: its own
+    tagger of that variant; for ``registration`` without one, its reply-aware tagger given no
+    reply (a copy reading title + request); for ``reply`` without one, its registration tagger."""
+    if variant in champs:
+        return champs[variant]
+    if variant == "registration" and "reply" in champs:
+        twin = copy.copy(champs["reply"])
+        twin.use_reply = False
+        return twin
+    return next(iter(champs.values()))
 
 
 guard_flow_parameters(voc_train, "source")  # refused before a flow run (and its parameters) exists
@@ -371,6 +461,9 @@ def _publish_train_artifacts(summary: dict[str, Any], metrics: dict[str, dict[st
     cpu = summary.get("cpu_runtime")
     if cpu:
         md.append(f"- CPU runtime: {cpu.get('runtime')} ({cpu.get('reason')})")
+    md += selection_lines(summary.get("recipes", {}))
     md += [f"- note: {w}" for w in summary["warnings"]]
     create_markdown_artifact(key="voc-train-summary", markdown="\n".join(md), description="Training summary")
-    json.dumps(summary, default=str)  # must stay serialisable for the CLI's --json
+    # the flow's return value, printed by `voc train --json`: JSON-native or the run fails (no
+    # default=, which would turn anything into a string); every test that trains runs this
+    json.dumps(summary)

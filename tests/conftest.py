@@ -37,9 +37,12 @@ def sample_df(sample_raw: pl.DataFrame) -> pl.DataFrame:
 
 @pytest.fixture(scope="session")
 def tokenizer():
+    """One Kiwi analyser for the session, caching analyses by text: the tests train and tag on
+    the same 996 real texts, and Kiwi is most of the cost (the cache is the tokenizer's own,
+    the results are the same as uncached: tests/test_tokenize.py)."""
     from voc.tokenize import KiwiTokenizer
 
-    return KiwiTokenizer()
+    return KiwiTokenizer(cache_size=20_000)
 
 
 @pytest.fixture(scope="session")

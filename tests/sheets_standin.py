@@ -16,10 +16,15 @@ endpoint                                                    behaviour
                                                             ``Sheet1``, 1000 × 26)
 ``POST /drive/v3/files/{id}/permissions``                   record a share
 ``GET  /v4/spreadsheets/{id}``                              metadata incl. ``sheets[].properties``
-``POST /v4/spreadsheets/{id}:batchUpdate``                  atomic; applies ``addSheet``,
+                                                            and ``sheets[].protectedRanges``
+``POST /v4/spreadsheets/{id}:batchUpdate``                  atomic; applies ``addSheet`` (a given
+                                                            ``sheetId`` is kept),
                                                             ``updateSheetProperties`` (title, grid
                                                             size — shrinking drops cells —,
-                                                            frozen rows); records ``repeatCell``,
+                                                            frozen rows), ``updateCells`` (values
+                                                            stored), ``addProtectedRange`` /
+                                                            ``deleteProtectedRange`` (listed in
+                                                            the metadata); records ``repeatCell``,
                                                             ``setDataValidation``,
                                                             ``updateDimensionProperties``,
                                                             ``setBasicFilter`` after checking their
@@ -80,6 +85,7 @@ class StandInSheet:
     frozen_rows: int = 0
     cells: dict[tuple[int, int], Any] = field(default_factory=dict)
     formats: list[dict[str, Any]] = field(default_factory=list)
+    protected: list[dict[str, Any]] = field(default_factory=list)
 
     def properties(self) -> dict[str, Any]:
         grid: dict[str, Any] = {"rowCount": self.rows, "columnCount": self.cols}
@@ -350,7 +356,10 @@ class SheetsStandIn:
             return {
                 "spreadsheetId": ss.spreadsheet_id,
                 "properties": {"title": ss.title, "locale": "ko_KR", "timeZone": "Asia/Seoul"},
-                "sheets": [{"properties": s.properties()} for s in ss.sheets],
+                "sheets": [
+                    {"properties": s.properties(), **({"protectedRanges": s.protected} if s.protected else {})}
+                    for s in ss.sheets
+                ],
                 "spreadsheetUrl": f"https://docs.google.com/spreadsheets/d/{ss.spreadsheet_id}/edit",
             }
         raise _Error(404, f"stand-in does not implement {method} {path}", "NOT_FOUND")
@@ -394,7 +403,9 @@ class SheetsStandIn:
                 if work.sheet(title=title) is not None:
                     raise _Error(400, f"Invalid {where}: A sheet with the name \"{title}\" already exists.")
                 grid = props.get("gridProperties", {})
-                new_id = max((s.sheet_id for s in work.sheets), default=0) + 1000
+                new_id = props.get("sheetId", max((s.sheet_id for s in work.sheets), default=0) + 1000)
+                if work.sheet(sheet_id=new_id) is not None:
+                    raise _Error(400, f"Invalid {where}: A sheet with id {new_id} already exists.")
                 sheet = StandInSheet(new_id, title, len(work.sheets), grid.get("rowCount", 1000),
                                      grid.get("columnCount", 26), grid.get("frozenRowCount", 0))
                 work.sheets.append(sheet)
@@ -429,6 +440,39 @@ class SheetsStandIn:
             elif kind == "setBasicFilter":
                 self._check_range(work, arg["filter"]["range"], where)
                 self._sheet(work, arg["filter"]["range"].get("sheetId", 0), where).formats.append({kind: arg})
+                replies.append({})
+            elif kind == "updateCells":
+                start = arg["start"]
+                sheet = self._sheet(work, start.get("sheetId", 0), where)
+                r0, c0 = start.get("rowIndex", 0), start.get("columnIndex", 0)
+                rows = arg.get("rows", [])
+                width = max((len(r.get("values", [])) for r in rows), default=0)
+                if r0 + len(rows) > sheet.rows or c0 + width > sheet.cols:
+                    raise _Error(400, f"Invalid {where}: range exceeds grid limits")
+                for i, r in enumerate(rows):
+                    for j, cell in enumerate(r.get("values", [])):
+                        value = cell.get("userEnteredValue", {})
+                        v = next(iter(value.values()), None) if value else None
+                        if v in (None, ""):
+                            sheet.cells.pop((r0 + i, c0 + j), None)
+                        else:
+                            sheet.cells[(r0 + i, c0 + j)] = v
+                sheet.formats.append({kind: arg})
+                replies.append({})
+            elif kind == "addProtectedRange":
+                pr = copy.deepcopy(arg["protectedRange"])
+                sheet = self._sheet(work, pr.get("range", {}).get("sheetId", 0), where)
+                for sub in pr.get("unprotectedRanges", []):
+                    self._check_range(work, sub, where)
+                pr["protectedRangeId"] = next(self._ids)
+                sheet.protected.append(pr)
+                replies.append({"addProtectedRange": {"protectedRange": pr}})
+            elif kind == "deleteProtectedRange":
+                pid = arg["protectedRangeId"]
+                owner = next((sh for sh in work.sheets if any(p["protectedRangeId"] == pid for p in sh.protected)), None)
+                if owner is None:
+                    raise _Error(400, f"Invalid {where}: No protected range with id: {pid}")
+                owner.protected = [p for p in owner.protected if p["protectedRangeId"] != pid]
                 replies.append({})
             elif kind == "updateDimensionProperties":
                 rng = arg["range"]

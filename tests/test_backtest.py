@@ -1,6 +1,7 @@
 """``voc backtest`` and its core, :func:`voc.backtest.backtest`."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
@@ -114,6 +115,31 @@ def last_json(output: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def check_against_csvs(res: dict, split_csvs, label: str) -> float:
+    """Check a backtest result against the labels in the two CSVs it read; return the test
+    set's majority-class share (the accuracy of always answering its most frequent label).
+
+    Counts and supports must match the test CSV's labelled rows, predicted-only classes must be
+    labels the training CSV has, and accuracy / macro-F1 must equal their recomputation from the
+    per-class table (TP_c = recall_c · support_c; macro over classes present in the truth).
+    """
+    from flows.sources import CsvSource
+
+    a, b = split_csvs
+    y_train = {y for y in truth_labels(CsvSource(a).frame(), label) if y}
+    y_test = Counter(y for y in truth_labels(CsvSource(b).frame(), label) if y)
+    n = sum(y_test.values())
+    pc = res["per_class"]
+    assert res["n_test"] == n and res["n_train"] == sum(1 for y in truth_labels(CsvSource(a).frame(), label) if y)
+    assert {k: v["support"] for k, v in pc.items() if v["support"]} == dict(y_test)
+    assert {k for k, v in pc.items() if not v["support"]} <= y_train  # predictions come from training labels
+    assert res["accuracy"] == pytest.approx(sum(v["recall"] * v["support"] for v in pc.values()) / n)
+    present = [v["f1"] for v in pc.values() if v["support"]]
+    assert res["macro_f1"] == pytest.approx(sum(present) / len(present))
+    return max(y_test.values()) / n
+
+
+@pytest.mark.slow  # end-to-end: a whole command or flow run
 def test_cli_backtest_on_sample(app, split_csvs):
     a, b = split_csvs
     r = CliRunner().invoke(app, ["backtest", "--train", str(a), "--test", str(b), "--label", "subject_minor"])
@@ -127,8 +153,10 @@ def test_cli_backtest_on_sample(app, split_csvs):
     assert all(0 <= res["review_capture"][k] <= 1 for k in ("0.1", "0.2", "0.3"))
     assert res["review_capture"]["0.1"] <= res["review_capture"]["0.2"] <= res["review_capture"]["0.3"]
     assert sum(v["support"] for v in res["per_class"].values()) == res["n_test"]
+    assert res["accuracy"] > check_against_csvs(res, split_csvs, "subject_minor")  # beats the majority class
 
 
+@pytest.mark.slow  # end-to-end: a whole command or flow run
 def test_cli_backtest_json_only_anchor_no_reply(app, split_csvs):
     a, b = split_csvs
     r = CliRunner().invoke(
@@ -138,7 +166,12 @@ def test_cli_backtest_json_only_anchor_no_reply(app, split_csvs):
     assert len(r.output.strip().splitlines()) == 1
     res = last_json(r.output)
     assert res["model"] == "anchor" and res["use_reply"] is False and res["label"] == "subject"
-    assert 0 <= res["accuracy"] <= 1
+    majority = check_against_csvs(res, split_csvs, "subject")
+    # the production recipe learns something from titles + requests: well above always answering
+    # the most frequent class (measured: accuracy 0.40 against a 0.16 majority share, 45 rows)
+    assert res["accuracy"] > 2 * majority
+    majority_macro_f1 = (2 * majority / (1 + majority)) / sum(v["support"] > 0 for v in res["per_class"].values())
+    assert res["macro_f1"] > 2 * majority_macro_f1
 
 
 def test_cli_backtest_errors(split_csvs, tmp_path):
@@ -181,4 +214,7 @@ def test_cli_backtest_kobert_on_a_tiny_base(app, split_csvs, sample_df, tmp_path
         torch.set_num_threads(threads)
     assert r.exit_code == 0, r.output
     res = last_json(r.output)
-    assert res["model"] == "kobert" and KEYS <= set(res) and 0 <= res["accuracy"] <= 1
+    assert res["model"] == "kobert" and KEYS <= set(res) and res["use_reply"] is False
+    # a random-weight 2-layer base learns next to nothing in one epoch: check the plumbing instead
+    # (rows counted right, predictions are training labels, metrics match the per-class table)
+    check_against_csvs(res, split_csvs, "subject_minor")

@@ -75,6 +75,7 @@ def test_bad_month_text_is_a_usage_error() -> None:
     assert res.exit_code == 2 and "2019-13" in res.output
 
 
+@pytest.mark.slow  # end-to-end: a whole command or flow run
 def test_empty_month_says_no_vocs_everywhere(tmp_path: Path, prefect_server) -> None:
     """Exit 0, ``no VOCs for 2011-01`` in the CLI output, the summary and the Prefect artifact."""
     import asyncio

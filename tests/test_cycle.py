@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from config.settings import get_settings
 from flows.cli import app
 from flows.models import load_champion
-from flows.review_backends import open_review_backend
-from flows.storage import open_storage
+from flows.resources import open_review_backend
+from flows.resources import open_storage
 
 MONTHS = ["2019-09", "2019-10", "2019-11", "2019-12"]
 

@@ -59,7 +59,7 @@ from typer.testing import CliRunner
 from config.settings import VocSettings
 from flows import keys
 from flows.cli import app
-from flows.review_backends import open_review_backend
+from flows.resources import open_review_backend
 from flows.s3 import S3Storage
 from voc.taxonomy import Taxonomy
 

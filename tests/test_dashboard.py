@@ -1,5 +1,7 @@
 """voc.dashboard on real rows of the shipped sample (Incheon Jung-gu office complaint board, via
-2hy03/Civil_Complaint): numbers in the figures, escaping, offline-ness, word cloud, keywords."""
+2hy03/Civil_Complaint): numbers in the figures, escaping, offline-ness, word cloud, keywords,
+honest low-confidence counts after review, the compact page of small buildings, page size,
+주요 이슈 and the month index."""
 
 from __future__ import annotations
 
@@ -96,11 +98,31 @@ def figures_of(page: str) -> dict[str, dict]:
 
 def strip_plotlyjs(page: str) -> str:
     """The page without the inline plotly.js bundle (which names URLs in its own code)."""
-    import plotly.offline
-
-    js = plotly.offline.get_plotlyjs()
+    js = d.plotly_js_bundle()
     assert page.count(js) == 1
     return page.replace(js, "")
+
+
+def page_text(page: str) -> str:
+    """The visible text of a page, whitespace collapsed."""
+    return " ".join(" ".join(parse(page).text).split())
+
+
+def issues_of(month: pl.DataFrame) -> list[dict]:
+    """주요 이슈 entries in the shape of voc.groups.group_summaries, from the month's real VOCs:
+    the complaints about the construction next to the elementary school, and one single VOC."""
+    school = month.filter(pl.col("title").str.contains("공사") | pl.col("request_contents").str.contains("초등학교"))
+    school = school.sort(["created_at", "voc_id"])
+    rep = school.row(0, named=True)
+    single = month.filter(~pl.col("voc_id").is_in(school["voc_id"].implode())).row(0, named=True)
+    return [
+        {"size": school.height, "voc_id": rep["voc_id"], "title": rep["title"], "request": rep["request_contents"],
+         "first_date": str(school["created_at"].min()), "last_date": str(school["created_at"].max()),
+         "subject": f"{rep['subject_major']}>{rep['subject_minor']}", "work": f"{rep['work_major']}>{rep['work_minor']}"},
+        {"size": 1, "voc_id": single["voc_id"], "title": single["title"], "request": single["request_contents"],
+         "first_date": single["created_at"], "last_date": single["created_at"], "subject": single["subject_major"],
+         "work": None},
+    ]
 
 
 class _Collector(HTMLParser):
@@ -323,20 +345,18 @@ def test_page_header_kpis_and_sections(page, month):
     assert "전월 대비 +30건 전월 11건" in text  # 2019-10 has 11 VOCs of building 1
     assert "검수 진행 12 / 41건" in text and "저신뢰 미검수 5건" in text
     assert "새 분류: 시설>승강기" in text
-    assert f"데이터 출처: {d.SAMPLE_SOURCE_CREDIT}" in text
+    assert f"데이터 출처: {d.SAMPLE_SOURCE_CREDIT}" in text and text.count("데이터 출처") == 1
     assert RUN_ID in text and GENERATED_AT in text and "hybrid_20191201" in text
     assert "자동 분류" in text and "검수 반영" not in text
     assert "이번 달 VOC 없음" not in text
-    # low-confidence KPI agrees with the frame
-    low = month.filter((pl.col("subject_confidence") < 0.5) | (pl.col("work_confidence") < 0.5)).height
-    assert f"저신뢰 VOC {low}건" in text
+    assert "일평균 1.4건" in text and "최다 주제 도시재생국" in text
+    # the review block carries the low-confidence count: no second number in a KPI card
+    assert text.count("저신뢰 미검수") == 1 and "저신뢰 VOC" not in text
 
 
 def test_page_is_self_contained_and_includes_plotly_once(page):
-    import plotly.offline
-
-    assert page.count("* plotly.js v") == 1
-    assert len(page) < len(plotly.offline.get_plotlyjs()) + 1_500_000
+    assert page.count("* plotly.js (basic - minified) v") == 1  # the vendored partial bundle
+    assert "* plotly.js v" not in page  # not the 4.8 MB full bundle
     rest = strip_plotlyjs(page)
     p = parse(rest)
     for tag, attr, value in p.attrs:
@@ -476,11 +496,11 @@ def test_empty_month(tagged):
         run_id=RUN_ID, generated_at=GENERATED_AT, review_status=d.ReviewStatus(0, 0, 0),
         embed_font=False,
     )
-    figs = figures_of(with_hist)
-    assert set(figs) == {"fig-monthly", "fig-subject-share"}
-    assert figs["fig-monthly"]["data"][0]["y"][-1] == 0
-    text = " ".join(" ".join(parse(with_hist).text).split())
+    # an empty month is a compact page: the previous month's count, no trend charts, no plotly.js
+    assert figures_of(with_hist) == {} and "plotly.js" not in with_hist
+    text = page_text(with_hist)
     assert "건물 1 VOC 월간 대시보드" in text and "전월 대비 -11건" in text
+    assert "일평균" not in text and 'id="counts' not in with_hist
 
 
 def test_nulls_render_as_unclassified(month):
@@ -538,3 +558,321 @@ def test_input_errors(month, tagged):
         d.ReviewStatus(n_total=3, n_reviewed=2, n_low_confidence_unreviewed=2)
     with pytest.raises(ValueError):
         d.ReviewStatus(n_total=-1, n_reviewed=0, n_low_confidence_unreviewed=0)
+
+
+# --------------------------------------------------------------------------------------------
+# honest low-confidence counts
+
+
+def _reviewed_month(month: pl.DataFrame, fraction: float) -> pl.DataFrame:
+    """The month after the simulated reviewer answered ``fraction`` of its review sheet with the
+    sample's real department labels (voc.review: sheet → simulate_review → merge_reviews)."""
+    from voc.review import build_review_rows, merge_reviews, simulate_review
+    from voc.taxonomy import default_taxonomy
+
+    tax = default_taxonomy()
+    sheet = simulate_review(build_review_rows(month, threshold=0.5), month, fraction=fraction, seed=0, taxonomy=tax)
+    reviewed, _ = merge_reviews(month, sheet, tax)
+    return reviewed
+
+
+def _low(frame: pl.DataFrame) -> pl.Series:
+    return ((pl.col("subject_confidence") < 0.5) | (pl.col("work_confidence") < 0.5)).fill_null(False)
+
+
+def test_low_confidence_kpi_counts_only_unreviewed_rows(month):
+    kw = dict(building_id=BUILDING, building_name="본청", month=MONTH, run_id=RUN_ID,
+              generated_at=GENERATED_AT, embed_font=False)
+    n_low = month.filter(_low(month)).height
+    assert n_low > 10  # the model's confidences alone: many rows to check
+    auto = page_text(d.render_dashboard(month, **kw))
+    assert f"저신뢰 미검수 {n_low}건" in auto
+
+    # every row reviewed: nothing is low any more (the measured defect showed "저신뢰 VOC 39건")
+    done = _reviewed_month(month, 1.0)
+    assert done["is_reviewed"].all() and done.filter(_low(done)).height == n_low  # confidences unchanged
+    html = d.render_dashboard(done, **kw, reviewed=True)
+    assert "저신뢰 미검수 0건" in page_text(html)
+    assert '<tr class="low">' not in html and '<span class="low">' not in html
+    assert 'class="card kpi warn"' not in html
+
+    # half reviewed: the low rows among the unreviewed half, in the card and the table
+    half = _reviewed_month(month, 0.5)
+    pending_low = half.filter(_low(half) & ~pl.col("is_reviewed")).height
+    assert 0 < pending_low < n_low
+    html = d.render_dashboard(half, **kw, reviewed=True)
+    assert f"저신뢰 미검수 {pending_low}건" in page_text(html)
+    assert html.count('<tr class="low">') == pending_low
+
+    # is_reviewed as read back from a CSV (text) counts the same; other text is refused
+    as_text = half.with_columns(pl.col("is_reviewed").cast(pl.Utf8).str.to_lowercase())
+    assert d.render_dashboard(as_text, **kw, reviewed=True) == html
+    bad = half.with_columns(pl.when(pl.int_range(half.height) == 2).then(pl.lit("아마")).otherwise(pl.lit("true")).alias("is_reviewed"))
+    with pytest.raises(ValueError, match=r"row 3: is_reviewed is not a boolean.*'아마'"):
+        d.render_dashboard(bad, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# compact page of small buildings
+
+
+@pytest.fixture(scope="module")
+def small_month(tagged: pl.DataFrame) -> pl.DataFrame:
+    m = month_rows(tagged, building="2")
+    assert m.height == 4  # building 2 in 2019-11
+    return m
+
+
+def test_compact_page_for_a_four_voc_building(small_month, tagged, tokenizer):
+    kws = d.keyword_counts(tokenizer.keyword_nouns_batch(d.keyword_texts(small_month)))
+    assert kws and max(c for _, c in kws) <= 2  # keyword "counts" of 1–2: noise
+    kw = dict(building_id="2", building_name="", month=MONTH, history=tagged, run_id=RUN_ID,
+              generated_at=GENERATED_AT, keywords=kws, wordcloud_png=d.render_wordcloud_png(dict(kws)))
+    html = d.render_dashboard(small_month, **kw)
+    p = parse(html)
+    assert not p.errors and not p.stack
+    text = page_text(html)
+    assert figures_of(html) == {} and "plotly.js" not in html and 'class="chart"' not in html
+    assert 'id="wordcloud"' not in html and 'id="keyword-table"' not in html
+    assert "일평균" not in text and "최다 주제" not in text
+    assert "총 VOC 4건" in text and "전월 대비 -1건" in text  # 5 VOCs in 2019-10
+    assert 'id="compact-note"' in html and "10건 미만" in text
+    # count tables: every VOC once per dimension, numbers from the frame
+    for dim in ("subject", "work"):
+        block = re.search(rf'<table class="list" id="counts-{dim}">(.*?)</table>', html, re.S).group(1)
+        counts = [int(c) for c in re.findall(r'<td class="num">(\d+)건</td>', block)]
+        assert sum(counts) == 4
+        expected = small_month.group_by(f"{dim}_major", f"{dim}_minor").len()["len"].sort(descending=True).to_list()
+        assert counts == expected
+    assert re.findall(r'<td class="id">([^<]+)</td>', html) == small_month.sort(["created_at", "voc_id"])["voc_id"].to_list()
+    assert len(html.encode()) < 200_000  # no plotly.js: font subset + table
+
+    full = d.render_dashboard(small_month, **kw, compact_below=0)
+    assert set(figures_of(full)) >= {"fig-subject-major", "fig-daily", "fig-keywords"}
+    assert "일평균 0.1건" in page_text(full)  # what the compact page spares the reader
+    with pytest.raises(ValueError, match="compact_below"):
+        d.render_dashboard(small_month, **kw, compact_below=-1)
+
+
+def test_ten_vocs_get_the_full_page(month):
+    ten = month.sort("voc_id").head(d.COMPACT_BELOW)
+    html = d.render_dashboard(ten, building_id=BUILDING, building_name="", month=MONTH,
+                              run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
+    assert "fig-daily" in figures_of(html) and 'id="compact-note"' not in html
+    nine = d.render_dashboard(ten.head(9), building_id=BUILDING, building_name="", month=MONTH,
+                              run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
+    assert figures_of(nine) == {} and 'id="compact-note"' in nine
+
+
+# --------------------------------------------------------------------------------------------
+# footer credit, size, vendored plotly.js
+
+
+@pytest.mark.parametrize("credit", [
+    "데이터 출처: 인천광역시 중구청 민원 게시판 (via 2hy03/Civil_Complaint)",  # as flows/monthly passes it
+    "인천광역시 중구청 민원 게시판 (via 2hy03/Civil_Complaint)",
+    "  데이터 출처 ：인천광역시 중구청 민원 게시판 (via 2hy03/Civil_Complaint) ",
+])
+def test_source_credit_reads_once(small_month, credit):
+    html = d.render_dashboard(small_month, building_id="2", building_name="", month=MONTH, run_id=RUN_ID,
+                              generated_at=GENERATED_AT, source_credit=credit, embed_font=False)
+    footer = re.search(r'<div id="source-credit">(.*?)</div>', html).group(1)
+    assert footer == "데이터 출처: 인천광역시 중구청 민원 게시판 (via 2hy03/Civil_Complaint)"
+    blank = d.render_dashboard(small_month, building_id="2", building_name="", month=MONTH, run_id=RUN_ID,
+                               generated_at=GENERATED_AT, source_credit="데이터 출처:", embed_font=False)
+    assert 'id="source-credit"' not in blank
+
+
+def test_demo_month_page_is_at_most_2_mb(page):
+    """The sample's busiest building-month (41 VOCs, 6 months of history, keywords, word cloud,
+    font subset) was 5.4 MB with the full plotly.js."""
+    size = len(page.encode("utf-8"))
+    assert size <= 2_000_000, size
+    js = len(d.plotly_js_bundle().encode())
+    assert 1_000_000 < js < 1_300_000
+    fonts = re.findall(r"data:font/woff;base64,([A-Za-z0-9+/=]+)", page)
+    assert len(fonts) == 2 and len(fonts[1]) < len(fonts[0])  # the bold face covers labels only
+    png = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page).group(1)
+    assert len(png) < 60_000
+
+
+def test_bold_face_covers_labels_regular_face_the_whole_text(month):
+    from fontTools.ttLib import TTFont
+    import base64
+
+    html = d.render_dashboard(month, building_id=BUILDING, building_name="본청", month=MONTH,
+                              run_id=RUN_ID, generated_at=GENERATED_AT, issues=issues_of(month))
+    faces = re.findall(r"font-weight:(\d+);[^}]*?(?:unicode-range:([^;]+);)?src:url\(data:font/woff;base64,([A-Za-z0-9+/=]+)\)", html)
+    assert [w for w, _, _ in faces] == ["400", "700"]
+    cmaps = {w: set(TTFont(io.BytesIO(base64.b64decode(b))).getBestCmap()) for w, _, b in faces}
+    body = "".join(parse(html).text)
+    hangul = {ord(c) for c in body if "가" <= c <= "힣"}
+    assert hangul <= cmaps["400"]
+    # bold: the labels, the building name, the subjects and the issue titles, not the VOC texts
+    assert {ord(c) for c in "본청주요이슈검수진행도시재생국" + issues_of(month)[0]["title"] if c != " "} <= cmaps["700"]
+    assert len(cmaps["700"]) < 0.6 * len(cmaps["400"])
+    declared = faces[1][1].split(",")
+    assert "U+20-7E" in declared and f"U+{ord('본'):X}" in declared
+    points = set()
+    for r in declared:
+        a, _, b = r.removeprefix("U+").partition("-")
+        points |= set(range(int(a, 16), int(b or a, 16) + 1))
+    assert points == cmaps["700"]  # the declared range is exactly what the bold subset holds
+
+
+def test_vendored_plotly_bundle():
+    import plotly.offline
+
+    js = d.plotly_js_bundle()
+    version = re.match(r"/\*\*\s*\* plotly\.js \(basic - minified\) v(\d+)\.(\d+)\.(\d+)", js)
+    assert version, js[:120]
+    full = re.search(r"plotly\.js v(\d+)\.(\d+)\.(\d+)", plotly.offline.get_plotlyjs()[:500])
+    assert version.group(1) == full.group(1), "vendored plotly.js major differs from the plotly package's"
+    assert "</script" not in js.lower()  # can be inlined
+    vendor = Path(d.__file__).parent / "templates" / "vendor"
+    assert "MIT License" in (vendor / "LICENSE-plotly.js.txt").read_text()
+    assert f"**{'.'.join(version.groups())}**" in (vendor / "README.md").read_text()
+
+
+def test_charts_only_use_traces_of_the_basic_bundle(page):
+    kinds = {t.get("type", "scatter") for f in figures_of(page).values() for t in f["data"]}
+    assert kinds == {"bar"}  # the basic bundle has bar, pie and scatter
+
+
+# --------------------------------------------------------------------------------------------
+# 주요 이슈
+
+
+def test_issues_section(month):
+    issues = issues_of(month)
+    assert issues[0]["size"] >= 20  # the construction complaints of the month
+    html = d.render_dashboard(month, building_id=BUILDING, building_name="본청", month=MONTH,
+                              run_id=RUN_ID, generated_at=GENERATED_AT, issues=issues, embed_font=False)
+    p = parse(html)
+    assert not p.errors
+    block = re.search(r'<section class="card" id="issues".*?</section>', html, re.S).group(0)
+    text = " ".join(" ".join(parse(block).text).split())
+    g = issues[0]
+    assert text.startswith("주요 이슈")
+    assert f"{g['size']}건 {' '.join(g['title'].split())[:30]}" in text
+    assert f"{g['first_date']} ~ {g['last_date']} · 대표 VOC {g['voc_id']}" in text
+    assert f"주제 {g['subject']}" in text and f"작업 {g['work']}" in text
+    excerpt = " ".join(g["request"].split())
+    assert excerpt[:60] in text and (len(excerpt) <= 160 or excerpt[:200] not in text)
+    single = issues[1]
+    assert f"1건" in text and f"{single['first_date']} · 대표 VOC {single['voc_id']}" in text
+    assert block.count("<li>") == 2 and "작업 None" not in text
+    # none given: no section
+    assert 'id="issues"' not in d.render_dashboard(month, building_id=BUILDING, building_name="", month=MONTH,
+                                                   run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
+
+
+def test_issues_escaped_and_validated(small_month, month):
+    kw = dict(building_id="2", building_name="", month=MONTH, run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
+    hostile = {**issues_of(month)[1], "title": HOSTILE_TITLES[1], "request": HOSTILE_TITLES[2], "subject": "<b>주제</b>"}
+    html = d.render_dashboard(small_month, **kw, issues=[hostile])  # compact pages list issues too
+    assert 'id="issues"' in html and "<script>window.__pwned" not in html and "<img src=x" not in html
+    assert "<b>주제" not in html and HOSTILE_TITLES[1] in "".join(parse(html).text)
+    good = issues_of(month)[0]
+    for bad, match in (
+        ({k: v for k, v in good.items() if k != "first_date"}, r"issues\[0\] is missing field\(s\) \['first_date'\]"),
+        ({**good, "size": 0}, r"issues\[0\]\.size must be an int >= 1, got 0"),
+        ({**good, "size": True}, r"issues\[0\]\.size"),
+        ({**good, "last_date": "어제"}, r"issues\[0\]\.last_date is not a date 'YYYY-MM-DD': '어제'"),
+        ({**good, "subject": [("도시재생국>건축과", "많음")]}, r"issues\[0\]\.subject must be text or a list of \(label, count\)"),
+        ({**good, "first_date": "2019-11-30", "last_date": "2019-11-01"}, r"issues\[0\]: last_date 2019-11-01 is before"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            d.render_dashboard(small_month, **kw, issues=[bad])
+    with pytest.raises(ValueError, match=r"issues\[1\] must be a mapping"):
+        d.render_dashboard(small_month, **kw, issues=[good, "공사"])
+
+
+# --------------------------------------------------------------------------------------------
+# month index
+
+
+def _index_rows(tagged: pl.DataFrame) -> list[dict]:
+    rows = []
+    for b in ("1", "2"):
+        m = month_rows(tagged, building=b)
+        rows.append({
+            "building_id": b, "building_name": "본청" if b == "1" else "",
+            "n_vocs": m.height, "n_reviewed": 0,
+            "n_low_confidence_unreviewed": m.filter(_low(m)).height,
+            "dashboard_href": f"{b}/dashboard_{b}_201911.html",
+        })
+    return rows
+
+
+def test_month_index_links_every_building(tagged):
+    rows = _index_rows(tagged)
+    rows[0] = {**rows[0], "n_reviewed": 41, "n_low_confidence_unreviewed": 0, "reviewed": True,
+               "drift": ["주제 비중 증가: 도시재생국 54% → 85%"], "n_issues": 3}
+    html = d.render_month_index("2019-11", rows, run_id=RUN_ID, generated_at=GENERATED_AT,
+                                source_credit="데이터 출처: 인천광역시 중구청")
+    p = parse(html)
+    assert not p.errors and not p.stack
+    text = page_text(html)
+    assert "<title>VOC 월간 대시보드 목록 · 2019년 11월</title>" in html
+    hrefs = [v for tag, a, v in p.attrs if tag == "a" and a == "href"]
+    assert hrefs == ["1/dashboard_1_201911.html", "2/dashboard_2_201911.html"]
+    low2 = rows[1]["n_low_confidence_unreviewed"]
+    assert "본청 (1) 41건 41 / 41건 (100%) 0건 1건 3개 검수 반영" in text
+    assert f"건물 2 4건 0 / 4건 (0%) {low2}건 – – 자동 분류" in text
+    assert f"합계 45건 41 / 45건 (91%) {low2}건 1건 3개" in text
+    assert text.count("데이터 출처") == 1 and "데이터 출처: 인천광역시 중구청" in text
+    # offline like the dashboards: only the relative links, no script, font inline
+    assert p.tags["script"] == 0 and "default-src 'none'" in html
+    for tag, attr, value in p.attrs:
+        if attr in ("src", "href") and tag != "a":
+            assert value.startswith("data:"), (tag, attr, value)
+    assert "@font-face" in html and len(html.encode()) < 120_000
+    # columns without anything to say are left out
+    plain = d.render_month_index("2019-11", _index_rows(tagged), embed_font=False)
+    assert "분류 변화" not in plain and "주요 이슈" not in plain and "실행 ID" not in plain
+
+
+def test_month_index_escapes_and_validates(tagged):
+    rows = _index_rows(tagged)
+    hostile = [{**rows[0], "building_name": "<script>alert(1)</script>", "dashboard_href": '1/a"onmouseover="x.html'}]
+    html = d.render_month_index("2019-11", hostile, embed_font=False)
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'href="1/a&#34;onmouseover=&#34;x.html"' in html
+    assert "이번 달 대시보드가 없습니다" in page_text(d.render_month_index("2019-11", [], embed_font=False))
+    for bad, match in (
+        ({**rows[0], "dashboard_href": "https://evil.example/d.html"}, r"buildings\[0\]\.dashboard_href must be a relative link"),
+        ({**rows[0], "dashboard_href": "/srv/voc/201911/1/d.html"}, "relative link"),
+        ({**rows[0], "dashboard_href": "//host/d.html"}, "relative link"),
+        ({**rows[0], "dashboard_href": "file:///tmp/d.html"}, "relative link"),
+        ({**rows[0], "dashboard_href": ""}, "relative link"),
+        ({k: v for k, v in rows[0].items() if k != "n_vocs"}, r"buildings\[0\] is missing field\(s\) \['n_vocs'\]"),
+        ({**rows[0], "n_reviewed": 42}, r"n_reviewed \(42\) exceeds n_vocs \(41\)"),
+        ({**rows[0], "n_reviewed": 40, "n_low_confidence_unreviewed": 2}, "exceeds the unreviewed VOCs"),
+        ({**rows[0], "n_vocs": -1}, r"buildings\[0\]\.n_vocs must be a non-negative int"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            d.render_month_index("2019-11", [rows[1], bad][1:], embed_font=False)
+    with pytest.raises(ValueError, match="month"):
+        d.render_month_index("2019-13", rows)
+
+
+def test_issues_from_group_summaries(month, tagged):
+    """voc.groups' output goes in as it is: the campaign against the construction next to
+    신선초등학교 (28 posts of building 1 in 2019-11) is the first issue."""
+    from voc import groups
+
+    vec = groups.fit_group_vectorizer(groups.group_texts(tagged.filter(pl.col("yyyymm") < "201911")))
+    summaries = groups.group_summaries(month, groups.near_duplicate_groups(month, vectorizer=vec), vectorizer=vec)
+    assert summaries and summaries[0]["size"] >= 20
+    html = d.render_dashboard(month, building_id=BUILDING, building_name="본청", month=MONTH,
+                              run_id=RUN_ID, generated_at=GENERATED_AT, issues=summaries, embed_font=False)
+    block = re.search(r'<section class="card" id="issues".*?</section>', html, re.S).group(0)
+    text = " ".join(" ".join(parse(block).text).split())
+    top = summaries[0]
+    label, count = top["top_subject"][0]
+    assert f"{top['size']}건" in text and f"대표 VOC {top['representative']['voc_id']}" in text
+    assert f"{top['first_date']} ~ {top['last_date']}" in text
+    assert f"주제 {label} {count}건" in text and "신선초" in text
+    assert block.count("<li>") == len(summaries)
+    assert block.count('<span class="tag">작업') == sum(min(3, len(s["top_work"])) for s in summaries)

@@ -28,7 +28,8 @@ from flows.db import (
     load_taxonomy,
     may_overwrite,
 )
-from flows.sources import CsvSource, SourceError, open_source
+from flows.resources import open_source
+from flows.sources import CsvSource, SourceError
 from voc.schema import REVIEWED_LABEL_COLUMNS
 from voc.taxonomy import Taxonomy, TaxonomyRow, default_taxonomy
 
@@ -500,22 +501,26 @@ def test_cli_init_load_and_taxonomy(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert r.exit_code == 2 and "VOC_DB__DSN" in r.output
 
 
-def test_sources_of_one_process_share_a_pool(db: str) -> None:
-    """The flows call open_source(settings) per building task: one pool per DSN, not one per call."""
+def test_building_tasks_of_one_process_share_one_source_and_pool(db: str) -> None:
+    """The building tasks get their source from flows.resources.resources(settings): one source,
+    one pool per settings and process; close() closes it and the next use reopens it."""
+    from flows.resources import close_all, resources
+
     settings = VocSettings(source=db, db=DbSettings(pool_max=2))
-    sources = [open_source(settings) for _ in range(5)]
-    for s in sources:
-        assert s.read_month("2019-11", ["2"]).height == 4
-    pools = {id(s._pool) for s in sources}  # type: ignore[attr-defined]
-    assert len(pools) == 1
+    sources = [resources(settings).source for _ in range(5)]
+    assert all(s is sources[0] for s in sources)
+    assert resources(VocSettings(source=db, db=DbSettings(pool_max=3))).source is not sources[0]
+    assert sources[0].read_month("2019-11", ["2"]).height == 4
     pool = sources[0]._pool  # type: ignore[attr-defined]
-    for s in sources[:-1]:
-        s.close()
-    assert not pool.closed and sources[-1].read_month("2019-11").height == 45
-    sources[-1].close()
+    assert pool is not None and not pool.closed
+    own = open_source(settings)  # a source opened directly has its own pool
+    assert own.read_month("2019-11", ["1"]).height == 41 and own._pool is not pool  # type: ignore[attr-defined]
+    own.close()
+    assert not pool.closed
+    close_all()
     assert pool.closed
-    assert sources[0].read_month("2019-11", ["1"]).height == 41  # reopens
-    sources[0].close()
+    assert resources(settings).source.read_month("2019-11").height == 45  # reopens
+    close_all()
 
 
 # --------------------------------------------------------------------------------------------

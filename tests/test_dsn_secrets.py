@@ -137,6 +137,7 @@ def test_flow_bodies_refuse_first() -> None:
         voc_train.fn(until="2019-11", source=WITH_PW)
 
 
+@pytest.mark.slow  # a Prefect flow run end to end
 def test_flow_parameter_with_password_never_reaches_prefect(prefect_server, tmp_path: Path) -> None:
     from flows.monthly import voc_monthly
     from flows.train import voc_train

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import io
 import re
+from typing import Any
 
 import polars as pl
 import pytest
 from typer.testing import CliRunner
+
+from voc.review import COL_DONE, COL_VOC_ID, REVIEWER_LABEL_COLUMNS, is_done
+from voc.taxonomy import DIMENSIONS
 
 pytestmark = pytest.mark.slow
 
@@ -61,29 +65,98 @@ def test_every_voc_of_the_month_tagged_exactly_once(demo_run, sample_df):
     assert unlabelled and set(unlabelled) <= set(ids)
 
 
-def test_reviewed_csvs_carry_the_real_labels(demo_run, sample_df):
+def _workbook_path(storage):
+    return _month_dir(storage) / "review_201911.xlsx"
+
+
+def _sheet_rows(storage) -> dict[str, dict[str, str]]:
+    """The review workbook's data sheet as the reviewer left it: voc_id → {header: cell text}."""
+    from openpyxl import load_workbook
+
+    ws = load_workbook(io.BytesIO(_workbook_path(storage).read_bytes()), read_only=True).worksheets[0]
+    rows = list(ws.iter_rows(values_only=True))
+    header = ["" if h is None else str(h) for h in rows[0]]
+    out = {}
+    for r in rows[1:]:
+        cells = {h: "" if v is None else str(v).strip() for h, v in zip(header, r)}
+        out[cells[COL_VOC_ID]] = cells
+    return out
+
+
+def _latest(storage, kind) -> pl.DataFrame:
+    return pl.concat([pl.read_csv(p, infer_schema=False) for p in _csvs(storage, kind).values()], how="diagonal")
+
+
+def _expected_after_refresh(sheet: dict[str, dict[str, str]], tagged: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    """What the refresh must make of each tagged row, from the workbook alone (voc.review's merge
+    rules): a row marked done takes the reviewer's label (source ``reviewer``) where its 검수_
+    cells hold one, and confirms the model's tag where they are empty and the tag is a trained
+    model's; every other row and dimension keeps the machine's tag and source, unreviewed."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in tagged.iter_rows(named=True):
+        cells = sheet[row["voc_id"]]
+        done = is_done(cells[COL_DONE])
+        exp: dict[str, Any] = {}
+        for dim in DIMENSIONS:
+            a, b = (cells[c] for c in REVIEWER_LABEL_COLUMNS[dim])
+            machine = (row[f"{dim}_major"], row[f"{dim}_minor"], row[f"{dim}_source"])
+            if done and b:
+                exp[dim] = (a or b, b, "reviewer")
+            elif done and not a and row[f"{dim}_source"] == "model":
+                exp[dim] = (machine[0], machine[1], "reviewer")
+            else:
+                exp[dim] = machine
+            exp[f"{dim}_reviewed"] = exp[dim][2] == "reviewer"
+        exp["is_reviewed"] = any(exp[f"{d}_reviewed"] for d in DIMENSIONS)
+        out[row["voc_id"]] = exp
+    return out
+
+
+def _actual(reviewed: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for row in reviewed.iter_rows(named=True):
+        got: dict[str, Any] = {d: (row[f"{d}_major"], row[f"{d}_minor"], row[f"{d}_source"]) for d in DIMENSIONS}
+        for d in DIMENSIONS:
+            got[f"{d}_reviewed"] = row[f"{d}_reviewed"].lower() == "true"
+        got["is_reviewed"] = row["is_reviewed"].lower() == "true"
+        out[row["voc_id"]] = got
+    return out
+
+
+def test_reviewed_csvs_follow_the_review_workbook(demo_run, sample_df):
+    """The refresh against the workbook the simulated reviewer wrote, row by row: its labels
+    where the reviewer typed one, the machine's tag confirmed where the cells stayed empty, and
+    nothing reviewed that the reviewer did not mark done."""
     storage, _ = demo_run
     truth = sample_df.filter(pl.col("created_at").dt.strftime("%Y-%m") == MONTH)
-    reviewed = pl.concat([pl.read_csv(p, infer_schema=False) for p in _csvs(storage, "reviewed").values()], how="diagonal")
-    assert sorted(reviewed["voc_id"].to_list()) == sorted(truth["voc_id"].to_list())
-    j = reviewed.join(truth.select("voc_id", "reviewed_subject_minor"), on="voc_id", suffix="_truth")
-    done = j.filter(pl.col("is_reviewed").str.to_lowercase() == "true")
-    assert done.height >= 40
-    labelled = done.filter(pl.col("reviewed_subject_minor_truth").is_not_null())
-    assert (labelled["subject_minor"] == labelled["reviewed_subject_minor_truth"]).all()
-    changed = labelled.filter(pl.col("subject_source") == "reviewer")
-    assert changed.height >= 1
+    sheet, tagged, reviewed = _sheet_rows(storage), _latest(storage, "tagged"), _latest(storage, "reviewed")
+    assert sorted(reviewed["voc_id"].to_list()) == sorted(truth["voc_id"].to_list()) == sorted(sheet)
+    expected, actual = _expected_after_refresh(sheet, tagged), _actual(reviewed)
+    for vid, exp in expected.items():
+        assert actual[vid] == exp, vid
+    marked = sum(is_done(c[COL_DONE]) for c in sheet.values())
+    assert marked >= 40 and sum(a["is_reviewed"] for a in actual.values()) == marked
+    # the month exercises both rules: corrections (reviewer's label differs from the model's) and
+    # confirmations (empty cells: the model's tag becomes the label)
+    model_tag = {r["voc_id"]: (r["subject_major"], r["subject_minor"]) for r in tagged.iter_rows(named=True)}
+    corrected = [v for v, a in actual.items() if a["subject"][2] == "reviewer" and a["subject"][:2] != model_tag[v]]
+    confirmed = [v for v, a in actual.items() if a["subject"][2] == "reviewer" and a["subject"][:2] == model_tag[v]]
+    assert corrected and confirmed
 
 
 def test_dashboards_exist_and_reflect_reviewed_labels(demo_run, sample_df):
+    from voc.dashboard import COMPACT_BELOW
+
     storage, _ = demo_run
     reviewed = _csvs(storage, "reviewed")
     for b in ("1", "2"):
         html = (_month_dir(storage) / b / f"dashboard_{b}_201911.html").read_text("utf-8")
-        assert "<html" in html and "201911" in html.replace("-", "") and "data:image/png;base64," in html
+        assert "<html" in html and "201911" in html.replace("-", "")
         assert not re.search(r"<script[^>]+src=\"https?://", html)
-        labels = set(pl.read_csv(reviewed[b], infer_schema=False)["subject_minor"].to_list())
-        assert all(lab in html for lab in labels)
+        rows = pl.read_csv(reviewed[b], infer_schema=False)
+        # the word cloud is on full pages only; a building with a handful of VOCs gets the compact one
+        assert ("data:image/png;base64," in html) == (rows.height >= COMPACT_BELOW), (b, rows.height)
+        assert all(lab in html for lab in set(rows["subject_minor"].to_list()))
 
 
 def test_full_rerun_keeps_every_reviewer_cell(demo_run, prefect_server):
@@ -108,3 +181,49 @@ def test_full_rerun_keeps_every_reviewer_cell(demo_run, prefect_server):
     after, n_after = cells()
     assert n_after == n_before == 45
     assert after == before  # cell by cell: no reviewer value changed, no row added
+
+
+def test_refresh_follows_a_reviewers_later_edits(demo_run, prefect_server):
+    """The reviewer reopens a corrected row and corrects a confirmed one in the workbook; the next
+    refresh must give the reopened row back the machine's tag (unreviewed) and take the new label."""
+    from openpyxl import load_workbook
+
+    from flows.cli import app
+
+    storage, _ = demo_run
+    sheet = _sheet_rows(storage)
+    assert not any(is_done(c.get("묶음 적용", "")) for c in sheet.values())  # no group decisions in the demo
+    tagged = {r["voc_id"]: r for r in _latest(storage, "tagged").iter_rows(named=True)}
+    s_maj, s_min = REVIEWER_LABEL_COLUMNS["subject"]
+    alone = {v: c for v, c in sheet.items() if is_done(c[COL_DONE]) and not c.get("묶음", "")}
+    corrected = [v for v, c in alone.items() if c[s_min] and c[s_min] != tagged[v]["subject_minor"]]
+    confirmed = [v for v, c in alone.items() if not c[s_min] and tagged[v]["subject_source"] == "model"]
+    reopen, recorrect = corrected[0], confirmed[0]
+    new_label = next(
+        (c[s_maj], c[s_min]) for c in sheet.values() if c[s_min] and c[s_min] != tagged[recorrect]["subject_minor"]
+    )
+
+    wb = load_workbook(_workbook_path(storage))
+    ws = wb.worksheets[0]
+    header = [c.value for c in ws[1]]
+    col = {h: header.index(h) + 1 for h in (COL_VOC_ID, COL_DONE, s_maj, s_min)}
+    for r in range(2, ws.max_row + 1):
+        vid = str(ws.cell(r, col[COL_VOC_ID]).value)
+        if vid == reopen:
+            ws.cell(r, col[COL_DONE]).value = "N"
+        elif vid == recorrect:
+            ws.cell(r, col[s_maj]).value, ws.cell(r, col[s_min]).value = new_label
+    wb.save(_workbook_path(storage))
+    edited = _sheet_rows(storage)
+    assert edited[reopen][COL_DONE] == "N" and (edited[recorrect][s_maj], edited[recorrect][s_min]) == new_label
+
+    res = CliRunner().invoke(app, ["run", "--mode", "refresh", "--month", MONTH, "--storage", str(storage)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    actual = _actual(_latest(storage, "reviewed"))
+    expected = _expected_after_refresh(edited, _latest(storage, "tagged"))
+    assert actual == expected
+    t = tagged[reopen]
+    assert actual[reopen]["subject"] == (t["subject_major"], t["subject_minor"], t["subject_source"])
+    assert actual[reopen]["is_reviewed"] is False
+    assert actual[recorrect]["subject"] == (*new_label, "reviewer")
+    assert sum(a["is_reviewed"] for a in actual.values()) == sum(is_done(c[COL_DONE]) for c in sheet.values()) - 1

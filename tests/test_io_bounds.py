@@ -401,6 +401,7 @@ def test_hung_endpoint_fails_a_write_within_the_budget(aws_test_env: None) -> No
     print(f"hung write failed after {elapsed:.2f} s (budget {budget:.1f} s)")
 
 
+@pytest.mark.slow  # end-to-end: a whole command or flow run
 def test_monthly_run_against_a_hung_endpoint_fails_its_buildings_in_bounded_time(
     prefect_server: None, aws_test_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:

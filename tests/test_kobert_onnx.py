@@ -27,7 +27,8 @@ from voc.modelstore import load_tagger, read_meta, save_tagger  # noqa: E402
 from voc.tagger import holdout_mask  # noqa: E402
 from voc.taxonomy import default_taxonomy  # noqa: E402
 
-pytestmark = [pytest.mark.kobert, pytest.mark.usefixtures("torch_one_thread")]
+# slow tier: trains a small BERT (≈ 15–40 s) before exporting it
+pytestmark = [pytest.mark.kobert, pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 
 # A 64-wide 2-layer BERT, trained long enough (lr 1e-3, 8 epochs, ≈ 15 s) to predict several
 # classes: agreement of the int8 copy with one constant prediction would prove nothing.

@@ -1,7 +1,9 @@
+import math
+
 import polars as pl
 import pytest
 
-from voc.quality import drift_messages, new_classes, share_shifts
+from voc.quality import SHIFT_ALPHA, SHIFT_MIN_VOCS, drift_messages, new_classes, share_shifts, two_proportion_p_value
 
 
 def test_new_classes_counts_unknown_reviewed_labels():
@@ -13,12 +15,37 @@ def test_share_shift_by_hand():
     cur = {"시설": 8, "환경": 2}
     prev = [{"시설": 5, "환경": 5}, {"시설": 4, "환경": 6}]
     # 시설: 0.8 now vs mean(0.5, 0.4) = 0.45 → +0.35; 환경: 0.2 vs 0.55 → −0.35
-    out = share_shifts(cur, prev, threshold=0.1)
+    out = share_shifts(cur, prev, threshold=0.1, alpha=None)
     assert [s.label for s in out] == ["시설", "환경"]
     assert out[0].delta == pytest.approx(0.35) and out[1].delta == pytest.approx(-0.35)
-    assert share_shifts(cur, prev, threshold=0.4) == []
-    assert share_shifts({"a": 1}, [{"a": 0, "b": 1}], min_count=3) == []  # too small to matter
+    assert math.isnan(out[0].p_value)  # not tested
+    assert share_shifts(cur, prev, threshold=0.4, alpha=None) == []
+    assert share_shifts({"a": 1}, [{"a": 0, "b": 1}], min_count=3, min_vocs=1, alpha=None) == []  # too small
     assert share_shifts(cur, []) == []
+    # 35 share points, but 8 of 10 against 9 of 20 is p = 0.068: chance at n = 10, no alert
+    assert share_shifts(cur, prev, threshold=0.1) == []
+    # the same shares at ten times the VOCs are significant
+    big = share_shifts({k: 10 * v for k, v in cur.items()}, [{k: 10 * v for k, v in m.items()} for m in prev])
+    assert [s.label for s in big] == ["시설", "환경"] and all(s.p_value < SHIFT_ALPHA for s in big)
+
+
+def test_two_proportion_p_value_by_hand_and_against_chi_square():
+    # 8/10 vs 9/20: pooled p = 17/30, z = 0.35 / sqrt(17/30 · 13/30 · (1/10 + 1/20)) = 1.8237
+    z = 0.35 / math.sqrt(17 / 30 * 13 / 30 * (1 / 10 + 1 / 20))
+    assert z == pytest.approx(1.82368, abs=1e-5)
+    assert two_proportion_p_value(8, 10, 9, 20) == pytest.approx(math.erfc(z / math.sqrt(2)), rel=1e-12)
+    assert two_proportion_p_value(8, 10, 9, 20) == pytest.approx(0.0682, abs=1e-4)
+    # the pooled z-test is Pearson's chi-square test of the 2×2 table without continuity correction
+    from scipy.stats import chi2_contingency
+
+    for x1, n1, x2, n2 in ((35, 41, 40, 74), (0, 4, 30, 61), (3, 50, 9, 40), (7, 7, 1, 90)):
+        chi = chi2_contingency([[x1, n1 - x1], [x2, n2 - x2]], correction=False).pvalue
+        assert two_proportion_p_value(x1, n1, x2, n2) == pytest.approx(chi, rel=1e-9)
+    assert two_proportion_p_value(5, 10, 5, 10) == pytest.approx(1.0)
+    assert two_proportion_p_value(0, 5, 0, 9) == 1.0 and two_proportion_p_value(5, 5, 9, 9) == 1.0
+    for bad in ((1, 0, 1, 2), (3, 2, 1, 2), (-1, 2, 1, 2), (1, 2, 3, 2)):
+        with pytest.raises(ValueError, match="sample"):
+            two_proportion_p_value(*bad)
 
 
 def test_drift_messages_in_korean():
@@ -31,10 +58,14 @@ def test_drift_messages_in_korean():
             "is_reviewed": [True] * 10,
         }
     )
-    hist = pl.DataFrame({"yyyymm": ["201909"] * 10 + ["201910"] * 10, "subject_major": (["시설"] * 5 + ["환경"] * 5) * 2})
+    hist = pl.DataFrame({"yyyymm": ["201909"] * 40 + ["201910"] * 40, "subject_major": (["시설"] * 20 + ["환경"] * 20) * 2})
     msgs = drift_messages(reviewed=month, model_labels={"subject": ["시설>승강기"]}, history=hist)
     assert any("새 주제 분류: 환경>주차" in m for m in msgs)
-    assert any(m.startswith("주제 비중 증가: 시설 50% → 80%") for m in msgs)
+    # 8 of 10 against 40 of 80: z = 1.79, p = 0.074 — not significant, no share note
+    assert not any("비중" in m for m in msgs)
+    month3 = pl.concat([month] * 3)  # 24 of 30 against 40 of 80: p = 0.004
+    msgs = drift_messages(reviewed=month3, model_labels={"subject": ["시설>승강기"]}, history=hist)
+    assert any(m.startswith("주제 비중 증가: 시설 50% → 80% (+30%p, 24건") for m in msgs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -50,19 +81,29 @@ def test_new_classes_order_and_moved_minors():
 
 def test_share_shift_rule_edges():
     prev = [{"a": 5, "b": 5}, {}, {"a": 0, "b": 0}]  # empty months do not count in the mean
-    out = share_shifts({"a": 8, "b": 2}, prev, threshold=0.2, min_count=1)
+    out = share_shifts({"a": 8, "b": 2}, prev, threshold=0.2, min_count=1, alpha=None)
     assert [(s.label, round(s.delta, 6)) for s in out] == [("a", 0.3), ("b", -0.3)]
     assert out[0].previous_share == 0.5 and out[0].previous_mean_count == 5 and out[0].current_count == 8
     # strictly greater than the threshold
-    assert share_shifts({"a": 8, "b": 2}, prev, threshold=0.3, min_count=1) == []
-    # a label that disappeared is a shift down with count 0
+    assert share_shifts({"a": 8, "b": 2}, prev, threshold=0.3, min_count=1, alpha=None) == []
+    # a label that disappeared is a shift down with count 0 (10 of 10 against 5 of 10: p = 0.01)
     gone = share_shifts({"a": 10}, [{"a": 5, "c": 5}], threshold=0.1, min_count=5)
     assert {s.label: s.delta for s in gone} == {"a": pytest.approx(0.5), "c": pytest.approx(-0.5)}
+    p10 = two_proportion_p_value(10, 10, 5, 10)
+    assert p10 < 0.05 and all(s.p_value == pytest.approx(p10) for s in gone)
     assert share_shifts({}, prev) == [] and share_shifts({"a": 1}, [{}]) == []
+    # month size: 4 VOCs never give a share note, however far the shares moved
+    assert SHIFT_MIN_VOCS == 5
+    assert share_shifts({"a": 4}, [{"a": 0, "c": 40}] * 6, min_count=1) == []
+    assert [s.label for s in share_shifts({"a": 5}, [{"a": 0, "c": 40}] * 6, min_count=1)] == ["a", "c"]
     with pytest.raises(ValueError):
         share_shifts({"a": -1}, prev)
     with pytest.raises(ValueError):
         share_shifts({"a": 1}, prev, threshold=2)
+    with pytest.raises(ValueError, match="alpha"):
+        share_shifts({"a": 1}, prev, alpha=1.5)
+    with pytest.raises(ValueError, match="min_vocs"):
+        share_shifts({"a": 1}, prev, min_vocs=0)
 
 
 def test_share_shifts_seeded_stable_months_versus_a_spike():
@@ -95,3 +136,42 @@ def test_drift_messages_from_input_labels_and_keyword_only_dimension():
     # model tags of unreviewed rows are not labels; 구조국>승강기 is a moved minor, not new
     assert len(msgs) == 1 and msgs[0].startswith("새 주제 분류: 신설국>민원과 (검수 2건)")
     assert drift_messages(reviewed=month.head(0), model_labels={"subject": []}) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# real months of the shipped sample (Incheon Jung-gu office complaint board, via
+# 2hy03/Civil_Complaint): subject = the reviewed department, history = the 6 months before
+
+
+def _sample_month(sample_df: pl.DataFrame, building: str, yyyymm: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from voc.months import months_before
+
+    rows = sample_df.with_columns(
+        yyyymm=pl.col("created_at").dt.strftime("%Y%m"),
+        subject_major=pl.col("reviewed_subject_major"),
+        subject_minor=pl.col("reviewed_subject_minor"),
+    ).filter(pl.col("building_id") == building)
+    window = [m.replace("-", "") for m in months_before(f"{yyyymm[:4]}-{yyyymm[4:]}", 6)]
+    return rows.filter(pl.col("yyyymm") == yyyymm), rows.filter(pl.col("yyyymm").is_in(window))
+
+
+def test_real_four_voc_building_gets_no_share_alert(sample_df):
+    """Building 2 in 2019-11 has 4 VOCs, none from 국제도시국 (49 % of the 6 months before):
+    the old rule reported "국제도시국 49% → 0%"; 4 VOCs support no alert."""
+    month, hist = _sample_month(sample_df, "2", "201911")
+    assert month.height == 4 and hist["yyyymm"].n_unique() == 6
+    labels = {"subject": []}  # keyword-only: share notes only
+    old_rule = drift_messages(reviewed=month, model_labels=labels, history=hist, min_vocs=1, alpha=None)
+    assert any(m.startswith("주제 비중 감소: 국제도시국 49% → 0%") for m in old_rule)
+    assert drift_messages(reviewed=month, model_labels=labels, history=hist) == []
+
+
+def test_real_mass_complaint_month_still_alerts(sample_df):
+    """Building 1 in 2019-11: 35 of 41 VOCs went to 도시재생국 (a construction next to an
+    elementary school), against 54 % over the 6 months before — a real shift (p < 0.001)."""
+    month, hist = _sample_month(sample_df, "1", "201911")
+    assert month.height == 41
+    msgs = drift_messages(reviewed=month, model_labels={"subject": []}, history=hist)
+    assert msgs[0].startswith("주제 비중 증가: 도시재생국 54% → 85% (+32%p, 35건, 지난 6개월 평균 대비)")
+    prev = hist.filter(pl.col("subject_major") == "도시재생국").height
+    assert two_proportion_p_value(35, 41, prev, hist.height) < 0.001

@@ -15,8 +15,12 @@ from voc.review import (
     GUESS_SUFFIX,
     COL_CONFIDENCE,
     COL_DONE,
+    COL_EVIDENCE,
     COL_FLAG,
+    COL_GROUP,
+    COL_GROUP_APPLY,
     COL_MEMO,
+    COL_REASON,
     COL_REQUEST,
     COL_TITLE,
     COL_VOC_ID,
@@ -72,6 +76,20 @@ def make_tagged(sample_df: pl.DataFrame, month: str = "201911", *, seed: int = 0
         pl.lit("").alias("flags"),
         pl.lit(f"full_20261201_02000{seed}").alias("run_id"),
     ).select(TAGGED_COLUMNS)
+
+
+def reorg_taxonomy(sample_df: pl.DataFrame) -> Taxonomy:
+    """The shipped taxonomy with its subject dimension derived from the sample's labels
+    (``derive_taxonomy``): 73 active classes under 32 majors, eight majors retired by the
+    reorganisations (국제도시국 → 국제도시건설국, 도시관리국 → 도시재생국, …)."""
+    from voc.tagger import labels_of
+    from voc.taxonomy import derive_taxonomy
+
+    labels = labels_of(sample_df, "subject")
+    idx = [i for i, lab in enumerate(labels) if lab]
+    dates = sample_df["created_at"].to_list()
+    rows = derive_taxonomy("subject", [labels[i] for i in idx], [[] for _ in idx], dates=[dates[i] for i in idx])
+    return default_taxonomy().replace_dimension("subject", rows)
 
 
 @pytest.fixture(scope="module")
@@ -681,3 +699,203 @@ def test_simulated_reviewer_enters_a_guessed_label(tagged, tax):
     reviewed, _ = merge_reviews(kw, out, tax)
     assert reviewed["work_reviewed"].all(), "every guessed work type the reviewer picked is a label"
     assert reviewed["subject_reviewed"].all(), "trained-model subjects left empty are confirmed"
+
+
+# --------------------------------------------------------------------------------------------
+# issue 14: a review budget that targets errors, groups, evidence, retired names
+
+
+def test_only_trained_model_dimensions_drive_the_priority(tagged):
+    """Per-dimension thresholds; a keyword-guessed work type (confidence = keyword score) never
+    flags a row and does not pull 신뢰도 down; the reason names dimension, confidence and
+    threshold."""
+    kw = tagged.with_columns(pl.lit("keyword").alias("work_source"))
+    out = build_review_rows(kw, threshold=None, thresholds={"subject": 0.4, "work": 0.9})
+    by = {r["voc_id"]: r for r in kw.iter_rows(named=True)}
+    for r in out.iter_rows(named=True):
+        t = by[r[COL_VOC_ID]]
+        low = t["subject_confidence"] < 0.4
+        assert r[COL_FLAG] == ("Y" if low else "")
+        assert r[COL_CONFIDENCE] == f"{t['subject_confidence']:.2f}", "신뢰도 = the trained model's only"
+        assert r[COL_REASON] == (f"주제 신뢰도 {shown(t['subject_confidence'], 0.4)}" if low else "")
+    flags = out[COL_FLAG].to_list()
+    assert flags == sorted(flags, key=lambda f: f != "Y"), "검토 우선 rows first"
+    # both dimensions trained: each flags with its own threshold, reasons joined
+    both = build_review_rows(tagged, threshold=None, thresholds={"subject": 0.2, "work": 0.3})
+    for r in both.iter_rows(named=True):
+        t = by[r[COL_VOC_ID]]
+        why = [f"주제 신뢰도 {shown(t['subject_confidence'], 0.2)}"] if t["subject_confidence"] < 0.2 else []
+        why += [f"작업유형 신뢰도 {shown(t['work_confidence'], 0.3)}"] if t["work_confidence"] < 0.3 else []
+        assert (r[COL_FLAG], r[COL_REASON]) == ("Y" if why else "", "; ".join(why))
+    # a dimension without a threshold never flags; the old single threshold still works
+    assert set(build_review_rows(tagged, threshold=None, thresholds={})[COL_FLAG].to_list()) == {""}
+    assert build_review_rows(tagged, threshold=0.5).equals(build_review_rows(tagged, threshold=None, thresholds={"subject": 0.5, "work": 0.5}))
+
+
+def shown(value: float, limit: float) -> str:
+    """``"a < 기준 b"`` with two decimals, more (up to four) when two would print them equal."""
+    for d in (2, 3, 4):
+        if f"{value:.{d}f}" != f"{limit:.{d}f}":
+            break
+    return f"{value:.{d}f} < 기준 {limit:.{d}f}"
+
+
+def test_reason_shows_enough_decimals_to_tell_value_and_threshold_apart(tagged):
+    t = tagged.head(2).with_columns(pl.Series("subject_confidence", [0.6498, 0.31]), pl.lit(0.99).alias("work_confidence"))
+    out = build_review_rows(t, threshold=None, thresholds={"subject": 0.6502})
+    assert out[COL_REASON].to_list() == ["주제 신뢰도 0.31 < 기준 0.65", "주제 신뢰도 0.6498 < 기준 0.6502"]
+
+
+class _OldTagger:
+    """A model saved before issue 14: one subject threshold, no per-dimension ones."""
+
+    low_confidence_threshold = 0.42
+
+    def model_labels(self, dim: str) -> list[str]:
+        return ["a>b", "c>d"] if dim == "subject" else []
+
+
+def test_review_thresholds_of_new_old_and_overridden_models():
+    from voc.review import review_thresholds_of
+
+    old = _OldTagger()
+    assert review_thresholds_of(old) == {"subject": 0.42}, "old model: its subject threshold, nothing for keywords"
+    new = _OldTagger()
+    new.review_thresholds = {"subject": 0.65, "work": 0.3}  # work is keyword-only here: ignored
+    assert review_thresholds_of(new) == {"subject": 0.65}
+    assert review_thresholds_of(new, override=0.5) == {"subject": 0.5}
+    none = _OldTagger()
+    none.low_confidence_threshold = None
+    assert review_thresholds_of(none) == {}
+
+
+def test_groups_sit_together_and_evidence_fills_its_column(tagged):
+    from voc.evidence import Neighbour
+
+    ids = tagged["voc_id"].to_list()
+    members = [ids[3], ids[10], ids[20]]
+    groups = ["1-G" if v in members else None for v in ids]
+    nb = [Neighbour("777", 0.8123, {"subject": "시설>승강기", "work": None}), Neighbour("778", 0.5, {"subject": "기타>기타", "work": "작업>교체"})]
+    evidence = [nb if v == ids[3] else ("12 시설>승강기 (0.50)" if v == ids[4] else None) for v in ids]
+    out = build_review_rows(tagged, threshold=0.5, groups=groups, evidence=evidence)
+    order = out[COL_VOC_ID].to_list()
+    pos = sorted(order.index(m) for m in members)
+    assert pos == list(range(pos[0], pos[0] + 3)), "a group's rows are together"
+    first = out.row(pos[0], named=True)
+    plain = build_review_rows(tagged, threshold=0.5)
+    own = {r[COL_VOC_ID]: (r[COL_FLAG], r[COL_REASON]) for r in plain.iter_rows(named=True)}
+    k = sum(own[m][0] == "Y" for m in members)
+    assert k == 3 and out[COL_GROUP].to_list().count("1-G") == 3
+    # one review item: the first row is flagged and says how to decide, the others point to it
+    assert first[COL_FLAG] == "Y" and first[COL_REASON] == f"{own[first[COL_VOC_ID]][1]}; 묶음 1-G: 3건 중 3건 검토 우선, 이 행에서 결정하고 묶음 적용=Y"
+    for p in pos[1:]:
+        r = out.row(p, named=True)
+        assert (r[COL_FLAG], r[COL_REASON]) == ("", f"묶음 1-G의 첫 행에서 결정 ({own[r[COL_VOC_ID]][1]})")
+    calm = build_review_rows(tagged, threshold=None, groups=groups)
+    assert calm.filter(pl.col(COL_GROUP) == "1-G")[COL_REASON].to_list() == ["묶음 1-G: 3건", "", ""]
+    rest = [v for v in order if v not in members]
+    assert rest == [v for v in plain[COL_VOC_ID].to_list() if v not in members], "other rows keep their order"
+    assert pos[0] == min(plain[COL_VOC_ID].to_list().index(m) for m in members), "at the place of its first row"
+    cell = row_of(out, ids[3])[COL_EVIDENCE]
+    assert cell == "777 시설>승강기 (0.81)\n778 기타>기타 | 작업>교체 (0.50)"
+    assert row_of(out, ids[4])[COL_EVIDENCE] == "12 시설>승강기 (0.50)" and row_of(out, ids[5])[COL_EVIDENCE] == ""
+    with pytest.raises(ReviewError, match="groups has 2 values"):
+        build_review_rows(tagged, threshold=0.5, groups=["a", "b"])
+
+
+def test_refresh_applies_a_group_decision(tagged, tax):
+    """One decision (labels + 검수완료 + 묶음 적용 on one row) labels every member of that 묶음 the
+    reviewer left alone, as reviewer_group; a member's own edit wins; another group, a decision
+    without 검수완료 and rows outside any group get nothing."""
+    from voc.review import SOURCE_GROUP
+
+    ids = tagged["voc_id"].to_list()
+    g1, g2 = ids[:6], ids[6:9]
+    groups = ["1-A" if v in g1 else "1-B" if v in g2 else None for v in ids]
+    sheet = build_review_rows(tagged, threshold=0.5, groups=groups)
+    decision, own_edit, confirmed, memo_only = g1[2], g1[4], g1[5], g1[1]
+    sheet = set_cells(
+        sheet,
+        {
+            decision: {S_MAJ: "환경", S_MIN: "소음/진동", W_MIN: "상태점검", COL_GROUP_APPLY: "Y", COL_DONE: "Y"},
+            own_edit: {S_MIN: "주차", COL_DONE: "Y"},
+            confirmed: {COL_DONE: "Y"},
+            memo_only: {COL_MEMO: "같은 공사 민원"},
+            g2[0]: {S_MIN: "승강기", COL_GROUP_APPLY: "Y"},  # not done: no decision
+            g2[1]: {COL_GROUP_APPLY: "Y"},
+        },
+    )
+    out, st = merge_reviews(tagged, sheet, tax)
+    o = {r["voc_id"]: r for r in out.iter_rows(named=True)}
+    t = {r["voc_id"]: r for r in tagged.iter_rows(named=True)}
+    for v in (decision, *[m for m in g1 if m not in (decision, own_edit, confirmed)]):
+        r = o[v]
+        src = "reviewer" if v == decision else SOURCE_GROUP
+        assert (r["subject_major"], r["subject_minor"], r["subject_source"]) == ("환경", "소음/진동", src), v
+        assert (r["work_major"], r["work_minor"], r["work_source"]) == ("작업", "상태점검", src), v
+        assert r["subject_reviewed"] and r["work_reviewed"] and r["reviewed_subject_minor"] == "소음/진동"
+    assert (o[own_edit]["subject_minor"], o[own_edit]["subject_source"]) == ("주차", "reviewer"), "own edit wins"
+    assert o[own_edit]["work_source"] == "reviewer" and o[own_edit]["work_minor"] == t[own_edit]["work_minor"]
+    assert o[confirmed]["subject_minor"] == t[confirmed]["subject_minor"], "a member's own confirmation wins"
+    for v in [*g2, *ids[9:]]:
+        assert not o[v]["is_reviewed"] and o[v]["subject_source"] == "model", v
+    assert st.n_group_applied == 3 and st.n_reviewed == 6
+    assert [(i.voc_id, i.code) for i in st.issues] == [(g2[0], "not_done"), (g2[1], "group_not_done")]
+    # two decisions that disagree pass nothing on in that dimension
+    clash = set_cells(sheet, {g1[0]: {S_MIN: "주차", W_MIN: "상태점검", COL_GROUP_APPLY: "Y", COL_DONE: "Y"}})
+    out2, st2 = merge_reviews(tagged, clash, tax)
+    o2 = {r["voc_id"]: r for r in out2.iter_rows(named=True)}
+    assert o2[memo_only]["subject_source"] == "model" and o2[memo_only]["work_source"] == SOURCE_GROUP
+    assert "group_conflict" in {i.code for i in st2.issues}
+    # 묶음 적용 on a row without a 묶음 is reported, and a rerun keeps the decision row as the reviewer left it
+    lone = next(v for v in ids if v not in g1 and v not in g2)
+    _, issues = validate_reviews(set_cells(sheet, {lone: {COL_GROUP_APPLY: "Y", COL_DONE: "Y"}}), tax)
+    assert any(i.code == "group_missing" and i.voc_id == lone for i in issues)
+    merged, _ = merge_into_sheet(sheet, build_review_rows(tagged, threshold=0.5, groups=groups))
+    assert row_of(merged, decision)[COL_GROUP_APPLY] == "Y" and row_of(merged, decision)[COL_GROUP] == "1-A"
+
+
+def test_retired_names_typed_by_hand_map_to_their_successor(sample_df, tagged):
+    """국제도시국 became 국제도시건설국 in 2019: the dropdown never offers it, but a reviewer who
+    types it (or its class) is understood."""
+    tax = reorg_taxonomy(sample_df)
+    assert tax.retired_majors("subject")["국제도시국"] == "국제도시건설국"
+    ids = tagged["voc_id"].to_list()
+    t = tagged.with_columns(pl.lit("도시재생국").alias("subject_major"), pl.lit("건축과").alias("subject_minor"))
+    sheet = set_cells(
+        build_review_rows(t, threshold=0.5),
+        {
+            ids[0]: {S_MAJ: "국제도시국", S_MIN: "기반시설과", COL_DONE: "Y"},  # a class that moved
+            ids[1]: {S_MAJ: "국제도시국", S_MIN: "교통과", COL_DONE: "Y"},  # a class of the successor
+            ids[2]: {S_MIN: "국제도시국>도시공원과", COL_DONE: "Y"},  # full old label in the minor cell
+            ids[3]: {S_MAJ: "도시관리국", COL_DONE: "Y"},  # retired major alone: successor + the model's minor
+            ids[4]: {S_MAJ: "국제도시국", S_MIN: "건축과", COL_DONE: "Y"},  # not a class of it nor its successor
+        },
+    )
+    out, st = merge_reviews(t, sheet, tax)
+    o = {r["voc_id"]: r for r in out.iter_rows(named=True)}
+    assert (o[ids[0]]["subject_major"], o[ids[0]]["subject_minor"]) == ("국제도시건설국", "기반시설과")
+    assert (o[ids[1]]["subject_major"], o[ids[1]]["subject_minor"]) == ("국제도시건설국", "교통과")
+    assert (o[ids[2]]["subject_major"], o[ids[2]]["subject_minor"]) == ("국제도시건설국", "도시공원과")
+    assert (o[ids[3]]["reviewed_subject_major"], o[ids[3]]["reviewed_subject_minor"]) == ("도시재생국", "건축과")
+    assert all(o[v]["subject_reviewed"] for v in ids[:4])
+    assert not o[ids[4]]["subject_reviewed"] and st.n_retired_mapped == 4
+    assert [(i.voc_id, i.code) for i in st.issues] == [(ids[4], "minor_not_under_major")]
+    # an active class whose major was retired but nothing replaced it is still a label as typed
+    v, issues = validate_reviews(set_cells(sheet, {ids[4]: {S_MAJ: "국제도시국", S_MIN: "교통지적과"}}), tax)
+    assert not issues and v.row(sheet[COL_VOC_ID].to_list().index(ids[4]), named=True)["review_subject_major"] == "국제도시국"
+
+
+def test_taxonomy_knows_what_a_reorganisation_retired(sample_df):
+    tax = reorg_taxonomy(sample_df)
+    retired = tax.retired_majors("subject")
+    assert retired["지역개발국"] == retired["도시관리국"] == "도시재생국", "a chain of renames ends at the current major"
+    assert retired["총무국"] == "행정복지국" and "도시재생국" not in retired and "보건소" not in retired
+    offered = tax.offered_rows("subject")
+    assert [(r.major, r.minor) for r in offered] == sorted((r.major, r.minor) for r in offered)
+    assert all(r.active and r.major not in retired for r in offered)
+    assert tax.successor("subject", "도시관리국", "건축과").label == "도시재생국>건축과"
+    assert tax.successor("subject", "보건소", "건축과") is None
+    plain = default_taxonomy()
+    assert plain.retired_majors("subject") == {} and len(plain.offered_rows("subject")) == 21
+    assert plain.offered_rows("subject")[-1].label == "기타>기타"

@@ -87,8 +87,12 @@ def check_nothing_lost(final: pl.DataFrame, first: pl.DataFrame, vid: str, edit:
 
 def run_sync(monkeypatch: pytest.MonkeyPatch, storage: Any, settings: VocSettings, tagged: pl.DataFrame, tax) -> dict:
     """The monthly flow's ``sync-review-sheet`` task body, on ``storage``."""
-    monkeypatch.setattr(flows.monthly, "open_storage", lambda _settings: storage)
-    return flows.monthly.sync_review_sheet.fn(settings, MONTH, tagged, tax, 0.5)
+    from flows.resources import Resources
+
+    bundle = Resources(settings)
+    bundle._storage = storage  # the adapters of this run, on the test's storage
+    monkeypatch.setattr(flows.monthly, "resources", lambda _settings: bundle)
+    return flows.monthly.sync_review_sheet.fn(settings, MONTH, tagged, tax, {"subject": 0.5, "work": 0.5})
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,19 +24,22 @@ from test_review import HOSTILE, make_tagged, set_cells
 
 from config.settings import ReviewSettings, VocSettings
 from flows.review_backends import (
+    GUIDE_SHEET,
+    PROTECTION_NOTE,
     GSheetsReviewBackend,
     ReviewBackend,
     ReviewBackendError,
     dropdown_lists,
     make_gspread_client,
-    open_review_backend,
     routed_http_client,
 )
+from flows.resources import open_review_backend
 from voc.review import (
     COL_DONE,
     COL_MEMO,
     COL_TITLE,
     COL_VOC_ID,
+    MODEL_TAG_COLUMNS,
     REVIEW_COLUMNS,
     REVIEWER_COLUMNS,
     REVIEWER_LABEL_COLUMNS,
@@ -77,6 +80,19 @@ def hostile_sheet(rows: pl.DataFrame) -> pl.DataFrame:
     return set_cells(rows, edits)
 
 
+def row_lists(requests: list, column: int) -> dict[int, list[str]]:
+    """Data row (1-based grid row) → the ONE_OF_LIST values validating ``column`` there."""
+    out: dict[int, list[str]] = {}
+    for r in requests:
+        dv = r.get("setDataValidation")
+        if dv and dv["range"]["startColumnIndex"] == column:
+            values = [v["userEnteredValue"] for v in dv["rule"]["condition"]["values"]]
+            for row in range(dv["range"]["startRowIndex"], dv["range"]["endRowIndex"]):
+                assert row not in out, f"row {row} validated twice"
+                out[row] = values
+    return out
+
+
 def api_calls(standin: SheetsStandIn, method: str, fragment: str) -> list:
     return [r for r in standin.log if r.method == method and fragment in r.path]
 
@@ -108,12 +124,28 @@ def test_write_read_round_trip_with_layout_requests(standin, rows, tax):
         r["setDataValidation"]["range"]["startColumnIndex"]: r["setDataValidation"]["rule"]
         for r in requests if "setDataValidation" in r
     }
-    for name in (*REVIEWER_LABEL_COLUMNS["subject"], *REVIEWER_LABEL_COLUMNS["work"], COL_DONE):
+    for name in (REVIEWER_LABEL_COLUMNS["subject"][0], REVIEWER_LABEL_COLUMNS["work"][0], COL_DONE, "묶음 적용"):
         rule = validations[REVIEW_COLUMNS.index(name)]
         assert rule["condition"]["type"] == "ONE_OF_LIST" and rule["strict"] and rule["showCustomUi"]
         assert [v["userEnteredValue"] for v in rule["condition"]["values"]] == lists[name]
-    assert lists[S_MIN] == tax.minors("subject")
     assert [v["userEnteredValue"] for v in validations[REVIEW_COLUMNS.index(COL_DONE)]["condition"]["values"]] == ["Y", "N"]
+    # 중분류: one list per data row, the minors of that row's (model) major
+    for dim in ("subject", "work"):
+        per_row = row_lists(requests, REVIEW_COLUMNS.index(REVIEWER_LABEL_COLUMNS[dim][1]))
+        assert sorted(per_row) == list(range(1, rows.height + 1)), "every data row, once"
+        for i, r in enumerate(sheet.iter_rows(named=True), start=1):
+            assert per_row[i] == sorted(tax.minors(dim, r[MODEL_TAG_COLUMNS[dim][0]]), key=lambda m: (m == "기타", m))
+    # text wraps, model columns warn before an edit, reviewer columns do not
+    wrapped = [r["repeatCell"]["range"] for r in requests
+               if r.get("repeatCell", {}).get("cell", {}).get("userEnteredFormat", {}).get("wrapStrategy") == "WRAP"]
+    assert any(g["startColumnIndex"] <= REVIEW_COLUMNS.index("요청내용") < g["endColumnIndex"] and g["startRowIndex"] == 1
+               for g in wrapped)
+    meta = standin.spreadsheets[sid].sheet(title="201911").protected
+    assert len(meta) == 1 and meta[0]["warningOnly"] and meta[0]["description"] == PROTECTION_NOTE
+    open_cols = {j for g in meta[0]["unprotectedRanges"] for j in range(g["startColumnIndex"], g["endColumnIndex"])}
+    assert open_cols == {REVIEW_COLUMNS.index(c) for c in REVIEWER_COLUMNS}
+    guide = standin.values(sid, GUIDE_SHEET)
+    assert {r[0] for r in guide if r} >= set(REVIEW_COLUMNS)
     assert "repeatCell" in kinds and "setBasicFilter" in kinds
     hidden = [r["updateDimensionProperties"]["range"]["startIndex"] for r in requests
               if r.get("updateDimensionProperties", {}).get("properties", {}).get("hiddenByUser")]
@@ -225,7 +257,7 @@ def test_configured_spreadsheet_gets_a_worksheet_per_month(standin, rows, tax):
     b.write_month(MONTH, rows.head(5), tax)
     b.write_month("2019-12", rows.tail(3), tax)
     titles = [s.title for s in standin.spreadsheets[key].sheets]
-    assert titles == ["Sheet1", "201911", "201912"]
+    assert titles == ["Sheet1", "201911", GUIDE_SHEET, "201912"], "one guide for all months"
     assert b.read_month(MONTH).equals(rows.head(5))
     assert b.read_month("201912").equals(rows.tail(3))
     missing = make_backend(standin, spreadsheet_key="no-such-key")
@@ -328,3 +360,49 @@ def test_keyword_guess_marker_round_trips_and_is_never_a_value(standin, tax, sam
     assert (o[second]["work_reviewed"], o[second]["reviewed_work_minor"]) == (True, guessed)
     assert not st.issues
     assert not any(GUESS_MARK in str(v) for c in ("work_minor", "reviewed_work_minor") for v in reviewed[c].to_list() if v)
+
+
+def test_per_row_minor_lists_follow_the_rows_major(standin, sample_df):
+    """Each row's 검수_주제 중분류 list holds the minors of that row's 대분류: the reviewer's pick
+    once there is one (after the next update), else the model's; a retired model major stands
+    for its successor; rows without a usable major get every offered minor. The protection is
+    replaced, not piled up, by the update."""
+    from test_review import reorg_taxonomy
+
+    from voc.review import merge_into_sheet
+
+    tax = reorg_taxonomy(sample_df)
+    month = sample_df.filter(pl.col("created_at").dt.strftime("%Y%m") == "201911")
+    tagged = make_tagged(sample_df).with_columns(
+        pl.Series("subject_major", [a or "기타" for a in month["reviewed_subject_major"].to_list()]),
+        pl.Series("subject_minor", [b or "기타" for b in month["reviewed_subject_minor"].to_list()]),
+    )
+    ids = tagged["voc_id"].to_list()
+    retired_row, picked_row = ids[0], ids[1]
+    tagged = tagged.with_columns(
+        pl.when(pl.col("voc_id") == retired_row).then(pl.lit("국제도시국")).otherwise(pl.col("subject_major")).alias("subject_major")
+    )
+    rows = build_review_rows(tagged, threshold=0.5)
+    b = make_backend(standin, spreadsheet_title_template="VOC 검수 {yyyymm} per-row")
+    b.write_month(MONTH, rows, tax)
+    col = REVIEW_COLUMNS.index(S_MIN)
+    per_row = row_lists(standin.batch_updates[-1][1], col)
+    order = rows[COL_VOC_ID].to_list()
+    offered = {r.major: sorted(m.minor for m in tax.offered_rows("subject") if m.major == r.major) for r in tax.offered_rows("subject")}
+    assert per_row[order.index(retired_row) + 1] == offered["국제도시건설국"] == ["교통과", "기반시설과", "도시공원과"]
+    building = [order.index(v) + 1 for v, m in zip(tagged["voc_id"], tagged["subject_major"]) if m == "도시재생국"]
+    assert len(building) > 25 and all(per_row[r] == offered["도시재생국"] for r in building)
+    unknown = [order.index(v) + 1 for v, m in zip(tagged["voc_id"], tagged["subject_major"]) if m == "기타"]
+    assert unknown and all(per_row[r] == dropdown_lists(tax)[S_MIN] for r in unknown), "no usable major: every minor"
+
+    # the reviewer picks another 대분류 on one row; the next update lists that major's minors
+    sid = b._ids["VOC 검수 201911 per-row"]
+    standin.set_cell(sid, "201911", order.index(picked_row) + 1, REVIEW_COLUMNS.index(S_MAJ), "보건소")
+    b.update_month(MONTH, lambda old: merge_into_sheet(old, rows), tax)
+    per_row = row_lists(standin.batch_updates[-1][1], col)
+    assert per_row[order.index(picked_row) + 1] == offered["보건소"]
+    rules = [r["setDataValidation"]["rule"] for r in standin.batch_updates[-1][1]
+             if r.get("setDataValidation", {}).get("range", {}).get("startColumnIndex") == col]
+    assert not any(r["strict"] for r in rules), "a changed 대분류 must not block typing the right 중분류"
+    sheets = standin.spreadsheets[sid]
+    assert len(sheets.sheet(title="201911").protected) == 1 and len(sheets.sheet(title=GUIDE_SHEET).protected) == 1

@@ -12,16 +12,18 @@ import openpyxl
 import polars as pl
 import pytest
 from openpyxl.utils import get_column_letter
-from test_review import HOSTILE, make_tagged, set_cells
+from test_review import HOSTILE, make_tagged, reorg_taxonomy, set_cells
 
 from flows.review_backends import (
+    GUIDE_SHEET,
     TAXONOMY_SHEET,
     ReviewBackend,
     ReviewBackendError,
     XlsxReviewBackend,
     dropdown_lists,
-    open_review_backend,
+    list_name,
 )
+from flows.resources import open_review_backend
 from config.settings import VocSettings
 from flows.storage import LocalStorage
 from voc.review import (
@@ -42,6 +44,7 @@ from voc.taxonomy import default_taxonomy
 
 MONTH = "2019-11"
 S_MAJ, S_MIN = REVIEWER_LABEL_COLUMNS["subject"]
+W_MIN = REVIEWER_LABEL_COLUMNS["work"][1]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,12 @@ def hostile_sheet(rows: pl.DataFrame) -> pl.DataFrame:
 
 def load(backend: XlsxReviewBackend, month: str = MONTH) -> openpyxl.Workbook:
     return openpyxl.load_workbook(io.BytesIO(backend.storage.read_bytes(backend.key(month))))
+
+
+def defined_values(wb: openpyxl.Workbook, name: str) -> list[str]:
+    """The cell values a workbook-level defined name refers to (one column of 분류체계)."""
+    sheet, cells = wb.defined_names[name].attr_text.rsplit("!", 1)
+    return [c.value for row in wb[sheet.strip("'")][cells.replace("$", "")] for c in row]
 
 
 def test_key_location_and_missing_month(backend, tmp_path):
@@ -103,11 +112,11 @@ def test_hostile_cells_are_strings_not_formulas(backend, rows, tax):
     assert not any(c.data_type == "f" for row in ws.iter_rows() for c in row)
 
 
-def test_dropdowns_frozen_header_and_styling(backend, rows, tax):
+def test_frozen_header_styling_and_flat_lists(backend, rows, tax):
     backend.write_month(MONTH, rows, tax)
     wb = load(backend)
     ws = wb["201911"]
-    assert wb.sheetnames == ["201911", TAXONOMY_SHEET]
+    assert wb.sheetnames == ["201911", GUIDE_SHEET, TAXONOMY_SHEET]
     assert wb[TAXONOMY_SHEET].sheet_state == "hidden"
     assert ws.freeze_panes == "A2"
     assert ws.auto_filter.ref == f"A1:{get_column_letter(len(REVIEW_COLUMNS))}{rows.height + 1}"
@@ -122,21 +131,20 @@ def test_dropdowns_frozen_header_and_styling(backend, rows, tax):
     assert ws.column_dimensions[letter["model_version"]].hidden
     assert ws.column_dimensions[letter["요청내용"]].width == 60
 
-    lists = dropdown_lists(tax)
-    assert lists[S_MAJ] == tax.majors("subject") and lists[S_MIN] == tax.minors("subject")
+    lists = dropdown_lists(tax)  # the default taxonomy: nothing retired, every class offered, sorted
+    assert sorted(lists[S_MAJ]) == sorted(tax.majors("subject")) and lists[S_MAJ][-1] == "기타"
+    assert sorted(lists[S_MIN]) == sorted(tax.minors("subject")) and lists[S_MIN][-1] == "기타"
+    assert lists[S_MIN][:-1] == sorted(lists[S_MIN][:-1])
     dvs = {str(dv.sqref): dv for dv in ws.data_validations.dataValidation}
-    tax_ws = wb[TAXONOMY_SHEET]
-    for name in (*REVIEWER_LABEL_COLUMNS["subject"], *REVIEWER_LABEL_COLUMNS["work"]):
-        col = letter[name]
+    for dim in ("subject", "work"):
+        col = letter[REVIEWER_LABEL_COLUMNS[dim][0]]
         dv = dvs[f"{col}2:{col}{rows.height + 1}"]
-        assert dv.type == "list" and dv.showErrorMessage
-        ref = dv.formula1  # '분류체계'!$A$2:$A$22
-        sheet_part, cells = ref.rsplit("!", 1)
-        assert sheet_part.strip("'") == TAXONOMY_SHEET
-        values = [c.value for row in tax_ws[cells.replace("$", "")] for c in row]
-        assert values == lists[name], name
-    done_dv = dvs[f"{letter[COL_DONE]}2:{letter[COL_DONE]}{rows.height + 1}"]
-    assert done_dv.formula1 == '"Y,N"'
+        assert dv.type == "list" and dv.showErrorMessage and dv.formula1 == list_name(dim)
+        assert defined_values(wb, list_name(dim)) == lists[REVIEWER_LABEL_COLUMNS[dim][0]]
+        assert defined_values(wb, list_name(dim, 0)) == lists[REVIEWER_LABEL_COLUMNS[dim][1]]
+    for name in (COL_DONE, "묶음 적용"):
+        dv = dvs[f"{letter[name]}2:{letter[name]}{rows.height + 1}"]
+        assert dv.formula1 == '"Y,N"'
     # numbers and dates are real Excel types, ids are text
     assert isinstance(ws[f"{letter['신뢰도']}2"].value, (int, float))  # 0.00 comes back as 0
     assert ws[f"{letter['신뢰도']}2"].number_format == "0.00"
@@ -239,3 +247,67 @@ def test_keyword_guess_marker_round_trips_and_is_never_a_value(backend, tax, sam
     # a rerun keeps the marker on untouched rows and the reviewer's cells everywhere
     merged, _ = merge_into_sheet(back, rows)
     assert merged.select(MODEL_COLUMNS).equals(rows.select(MODEL_COLUMNS))
+
+
+@pytest.fixture(scope="module")
+def reorg_tax(sample_df):
+    return reorg_taxonomy(sample_df)
+
+
+def test_dependent_dropdowns_protection_wrapping_and_guide(backend, reorg_tax, sample_df):
+    from voc.review import COL_REQUEST, COLUMN_GUIDE, TEXT_COLUMNS
+
+    rows = build_review_rows(make_tagged(sample_df), threshold=0.5)
+    backend.write_month(MONTH, rows, reorg_tax)
+    wb = load(backend)
+    ws = wb["201911"]
+    letter = {name: get_column_letter(j + 1) for j, name in enumerate(c.value for c in ws[1])}
+    last = rows.height + 1
+
+    # named lists: only offered classes (active, major not retired), sorted
+    majors = defined_values(wb, list_name("subject"))
+    assert "국제도시건설국" in majors and "도시재생국" in majors
+    assert not {"국제도시국", "도시관리국", "지역개발국", "총무국"} & set(majors), "retired majors are never offered"
+    assert majors == sorted(majors) and len(majors) == len(set(majors))
+    offered = {r.label for r in reorg_tax.offered_rows("subject")}
+    every = defined_values(wb, list_name("subject", 0))
+    assert every == sorted(every) and set(every) == {lab.split(">")[1] for lab in offered}
+    assert len(every) < len(reorg_tax.labels("subject")) == 73
+
+    # 검수_주제 중분류: INDIRECT of the list named after the row's 검수_주제 대분류
+    dvs = {str(dv.sqref): dv for dv in ws.data_validations.dataValidation}
+    dv = dvs[f"{letter[S_MIN]}2:{letter[S_MIN]}{last}"]
+    major_cell = f'IF(${letter[S_MAJ]}2="",${letter["주제 대분류"]}2,${letter[S_MAJ]}2)'  # the pick, else the model's
+    match = f"MATCH({major_cell},{list_name('subject')},0)"
+    assert dv.type == "list" and dv.showErrorMessage
+    assert dv.formula1 == f'IF(ISNA({match}),{list_name("subject", 0)},INDIRECT("VOC_S_"&{match}))'
+    # what Excel evaluates for a chosen major: MATCH → k → the named list VOC_S_k
+    for major in ("국제도시건설국", "도시재생국", "보건소"):
+        k = majors.index(major) + 1
+        assert defined_values(wb, f"VOC_S_{k}") == sorted(reorg_tax.minors("subject", major)), major
+    assert defined_values(wb, f"VOC_S_{majors.index('국제도시건설국') + 1}") == ["교통과", "기반시설과", "도시공원과"]
+    w_dv = dvs[f"{letter[W_MIN]}2:{letter[W_MIN]}{last}"]
+    assert "INDIRECT(" in w_dv.formula1 and f"${letter[REVIEWER_LABEL_COLUMNS['work'][0]]}2" in w_dv.formula1
+
+    # protection without a password: model columns locked, reviewer columns unlocked
+    assert ws.protection.sheet and not ws.protection.password
+    assert ws.protection.autoFilter is False, "filtering stays allowed"
+    for r in (2, last):
+        for name in REVIEW_COLUMNS:
+            assert ws[f"{letter[name]}{r}"].protection.locked == (name not in REVIEWER_COLUMNS), (name, r)
+    assert wb[TAXONOMY_SHEET].protection.sheet
+
+    # long texts wrap; rows grow with them, up to six lines
+    for name in TEXT_COLUMNS:
+        assert ws[f"{letter[name]}2"].alignment.wrap_text, name
+    assert not ws[f"{letter['voc_id']}2"].alignment.wrap_text
+    longest = max(range(rows.height), key=lambda i: len(rows[COL_REQUEST][i]))
+    assert len(rows[COL_REQUEST][longest]) > 1000
+    assert ws.row_dimensions[longest + 2].height == 90
+    assert all(15 <= ws.row_dimensions[r].height <= 90 for r in range(2, last + 1))
+
+    # 검수 안내 explains every column in Korean
+    guide = wb[GUIDE_SHEET]
+    table = {r[0]: r[2] for r in guide.iter_rows(values_only=True) if r[0] in REVIEW_COLUMNS}
+    assert table == {c: COLUMN_GUIDE[c] for c in REVIEW_COLUMNS}
+    assert guide.protection.sheet and backend.read_month(MONTH).equals(rows), "the data sheet is still the one read"

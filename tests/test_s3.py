@@ -14,7 +14,8 @@ from pydantic import SecretStr
 
 from config.settings import S3Settings, VocSettings
 from flows.s3 import S3Storage, content_type_for, parse_s3_uri
-from flows.storage import Storage, StorageError, open_storage
+from flows.resources import open_storage
+from flows.storage import Storage, StorageError
 
 BUCKET = "voc-test"
 

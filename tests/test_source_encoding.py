@@ -70,6 +70,7 @@ def test_decode_names_the_line_of_a_bad_byte_and_refuses_unknown_codecs() -> Non
         decode_csv_bytes(b"a", "latin-1")
 
 
+@pytest.mark.slow  # a Prefect flow run end to end
 def test_cli_declares_the_encoding(tmp_path: Path, november: pl.DataFrame, prefect_server) -> None:
     rows = _encodable(november, "cp949")
     src = tmp_path / "export.csv"

@@ -20,6 +20,12 @@ to another 국 is one class, named by its latest 국), and the classifier of ``m
 The test truth is taken as it is, so a test label the training frame never had (a new class, or
 a new major after a reorganisation) counts as an error; ``unseen_label_share`` says how much of
 the test set that is.
+
+Recipe (``model="linear"``): with ``select=True`` the recipe is chosen on the training frame's
+own history as ``voc train`` does (:func:`voc.recipes.select_recipe`: rolling-origin folds over
+the training rows, never worse than ``anchor`` there); ``recipe=NAME`` trains one named recipe of
+:data:`voc.recipes.RECIPES`; otherwise the default. The result names the recipe and, after a
+selection, every candidate's fold scores.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import polars as pl
 
 from voc.classify.base import Tags
 from voc.metrics import classification_metrics
+from voc.recipes import BASELINE, CANDIDATES, RECIPES, select_recipe
 from voc.taxonomy import Taxonomy, derive_taxonomy, split_label
 from voc.tokenize import KiwiTokenizer
 
@@ -96,6 +103,9 @@ def backtest(
     classifier_factory: Callable[[Taxonomy, str, KiwiTokenizer, int], Any] | None = None,
     canonicalise: bool = True,
     kobert_options: Mapping[str, Any] | None = None,
+    select: bool = False,
+    recipe: str | None = None,
+    candidates: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Train on ``train_df``'s labelled rows, tag ``test_df``'s, return the metrics.
 
@@ -122,22 +132,33 @@ def backtest(
         labels as reviewed, for experiments).
     kobert_options
         Extra keyword arguments for ``train_kobert_tagger`` (``epochs``, ``batch_size``, …).
+    select
+        ``linear`` only: choose the recipe on the training frame's history
+        (:func:`voc.recipes.select_recipe`), as training does.
+    recipe
+        ``linear`` only: train this named recipe (:data:`voc.recipes.RECIPES`) instead.
+    candidates
+        The recipes a selection compares (default :data:`voc.recipes.CANDIDATES`; must include
+        ``anchor``).
 
     Returns
     -------
     dict
-        ``label, model, use_reply, seed, n_train, n_test, n_train_unlabelled,
+        ``label, model, recipe, selection, use_reply, seed, n_train, n_test, n_train_unlabelled,
         n_test_unlabelled, n_classes_train, accuracy, macro_f1, weighted_f1, per_class
         {label: {precision, recall, f1, support}}, unseen_label_share, ece (15 bins),
         review_capture {"0.1", "0.2", "0.3"}, review_capture_bound, error_auroc,
         review_threshold, review_share`` (JSON-serialisable), see
-        :func:`voc.metrics.classification_metrics`.
+        :func:`voc.metrics.classification_metrics`. ``recipe`` is the recipe trained (None for
+        ``hybrid``/``kobert``/a ``classifier_factory``), ``selection`` the
+        :meth:`voc.recipes.Selection.to_dict` record of a selection (else None).
 
     Raises
     ------
     BacktestError
-        Unknown ``label``/``model``; no labelled test rows; fewer than two classes in training;
-        ``kobert`` without its trainer.
+        Unknown ``label``/``model``/``recipe``; ``select``/``recipe`` with a model other than
+        ``linear``; no labelled test rows; fewer than two classes in training; ``kobert``
+        without its trainer.
     """
     return backtest_labels(
         train_df,
@@ -150,6 +171,9 @@ def backtest(
         classifier_factory=classifier_factory,
         canonicalise=canonicalise,
         kobert_options=kobert_options,
+        select=select,
+        recipe=recipe,
+        candidates=candidates,
     )[label]
 
 
@@ -165,6 +189,9 @@ def backtest_labels(
     classifier_factory: Callable[[Taxonomy, str, KiwiTokenizer, int], Any] | None = None,
     canonicalise: bool = True,
     kobert_options: Mapping[str, Any] | None = None,
+    select: bool = False,
+    recipe: str | None = None,
+    candidates: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """:func:`backtest` for several labels, fitting one model per dimension (``subject_minor``
     and ``subject`` share the subject model: the minor is read off its ``"major>minor"``).
@@ -176,9 +203,16 @@ def backtest_labels(
     for lab in labels:
         if lab not in LABELS:
             raise BacktestError(f"label must be one of {LABELS}, got {lab!r}")
+    if (select or recipe is not None) and (model != "linear" or classifier_factory is not None):
+        raise BacktestError(f"recipe selection and --recipe apply to model 'linear', got model {model!r}")
+    for r in (recipe, *(candidates or ())):
+        if r is not None and r not in RECIPES:
+            raise BacktestError(f"recipe must be one of {', '.join(RECIPES)}, got {r!r}")
+    if candidates is not None and BASELINE not in candidates:
+        raise BacktestError(f"the candidates must include the baseline {BASELINE!r}, got {list(candidates)}")
     tok = tokenizer or KiwiTokenizer()
     out: dict[str, dict[str, Any]] = {}
-    fitted: dict[tuple[str, tuple[int, ...], tuple[int, ...]], Tags] = {}
+    fitted: dict[tuple[str, tuple[int, ...], tuple[int, ...]], tuple[Tags, str | None, dict[str, Any] | None]] = {}
     for label in labels:
         dim = _dimension(label)
         y_train_all = truth_labels(train_df, label)
@@ -198,9 +232,9 @@ def backtest_labels(
             fitted[key] = _fit_and_tag(
                 train_df[tr_idx], test_df[te_idx], dim, model=model, use_reply=use_reply, seed=seed,
                 tokenizer=tok, classifier_factory=classifier_factory, canonicalise=canonicalise,
-                kobert_options=kobert_options,
+                kobert_options=kobert_options, select=select, recipe=recipe, candidates=candidates,
             )
-        tags = fitted[key]
+        tags, used, selection = fitted[key]
         y_train = [str(y_train_all[i]) for i in tr_idx]
         y_test = [str(y_test_all[i]) for i in te_idx]
         pred = _project(list(tags.labels), label)
@@ -209,6 +243,8 @@ def backtest_labels(
         out[label] = {
             "label": label,
             "model": model,
+            "recipe": used,
+            "selection": selection,
             "use_reply": use_reply,
             "seed": seed,
             "n_train": len(tr_idx),
@@ -243,30 +279,45 @@ def _fit_and_tag(
     classifier_factory: Callable[[Taxonomy, str, KiwiTokenizer, int], Any] | None,
     canonicalise: bool,
     kobert_options: Mapping[str, Any] | None,
-) -> Tags:
-    """Fit on all rows of ``train`` (all labelled), return the tags of ``test`` (N_B rows)."""
+    select: bool = False,
+    recipe: str | None = None,
+    candidates: Sequence[str] | None = None,
+) -> tuple[Tags, str | None, dict[str, Any] | None]:
+    """Fit on all rows of ``train`` (all labelled); return the tags of ``test`` (N_B rows), the
+    recipe trained (None when not a named recipe) and the selection record (None without one)."""
     from voc.tagger import canonical_labels, frame_texts, labels_of, make_classifier
 
     tr_texts, _ = frame_texts(train, use_reply=use_reply)
     te_texts, _ = frame_texts(test, use_reply=use_reply)
     if model == "kobert" and classifier_factory is None:
-        return _kobert_tags(train, te_texts, dim, use_reply=use_reply, seed=seed, options=kobert_options or {})
+        return _kobert_tags(train, te_texts, dim, use_reply=use_reply, seed=seed, options=kobert_options or {}), None, None
     pair_labels = [str(lab) for lab in labels_of(train, dim)]
     nouns = tokenizer.keyword_nouns_batch(tr_texts) if model == "hybrid" else [[] for _ in tr_texts]
     rows = derive_taxonomy(dim, pair_labels, nouns, dates=train["created_at"].to_list())
     taxonomy = Taxonomy(tuple(rows))
     fit_labels = canonical_labels(pair_labels, taxonomy, dim) if canonicalise else pair_labels
+    tr_tokens = tokenizer.model_tokens_batch(tr_texts)  # one Kiwi pass for the selection and the fit
+    dates = train["created_at"].to_list()
+    used = {"linear": "default", "anchor": "anchor"}.get(model) if classifier_factory is None else None
+    selection: dict[str, Any] | None = None
     if classifier_factory is not None:
         clf = classifier_factory(taxonomy, dim, tokenizer, seed)
+    elif recipe is not None or select:
+        if select:
+            sel = select_recipe(tr_texts, [str(v) for v in fit_labels], dates, tokens=tr_tokens, seed=seed,
+                                recipes=tuple(candidates or CANDIDATES))
+            selection, recipe = sel.to_dict(), sel.chosen
+        used = recipe
+        clf = RECIPES[str(recipe)].make(tokenizer, seed=seed)
     else:
         clf = make_classifier(model, taxonomy, dim, tokenizer, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         extra: dict[str, Any] = {}
         if "times" in inspect.signature(clf.fit).parameters:
-            extra["times"] = train["created_at"].to_list()
-        clf.fit(tr_texts, fit_labels, tokens=tokenizer.model_tokens_batch(tr_texts), **extra)
-        return clf.predict_tags(te_texts, tokens=tokenizer.model_tokens_batch(te_texts))
+            extra["times"] = dates
+        clf.fit(tr_texts, fit_labels, tokens=tr_tokens, **extra)
+        return clf.predict_tags(te_texts, tokens=tokenizer.model_tokens_batch(te_texts)), used, selection
 
 
 def _kobert_tags(

@@ -3,19 +3,30 @@
 The page is rendered with jinja2 (autoescape on) from ``voc/templates/dashboard.html.j2`` and
 holds everything it needs inline, so it opens offline from a file share or an e-mail attachment:
 
-* plotly.js once (``plotly.offline.get_plotlyjs()``, about 4.8 MB), the figures as JSON produced by
-  plotly's own serializer (which escapes ``<``, ``>`` and ``/``, so no text can close the
-  ``<script>`` element that carries it);
+* when the page has charts, plotly.js once — the vendored *basic* partial bundle
+  (``voc/templates/vendor/plotly-basic.min.js``, plotly.js 4.1.1 with the bar, pie and scatter
+  traces, 1.2 MB; the charts use bars only) instead of the 4.8 MB full bundle — and the figures
+  as JSON produced by plotly's own serializer (which escapes ``<``, ``>`` and ``/``, so no text
+  can close the ``<script>`` element that carries it);
 * a subset of the NanumGothic font (only the characters the page uses, as a ``data:`` WOFF
   ``@font-face``) so that Hangul renders on machines without a Korean font;
-* the word cloud as a ``data:image/png`` URI;
+* the word cloud as a ``data:image/png`` URI (a 64-colour palette PNG);
 * a Content-Security-Policy that forbids every network request (``default-src 'none'``).
 
+A month of the shipped sample's busiest building (41 VOCs) renders to about 1.6 MB.
+
 What the page shows (labels in Korean): title with building and month, KPI cards (total, change
-against the previous month, daily mean, low-confidence rows), counts by subject and work type
-(대분류 and 중분류), the daily trend, the last up-to-6 months' totals and subject shares when
-history is given, top keywords with a word cloud, and the table of VOCs with their tags and
-confidences. Optional blocks: review progress, drift notes, a data-source credit line.
+against the previous month, daily mean, low-confidence rows nobody reviewed), counts by subject
+and work type (대분류 and 중분류), the daily trend, the last up-to-6 months' totals and subject
+shares when history is given, top keywords with a word cloud, and the table of VOCs with their
+tags and confidences. Optional blocks: review progress, drift notes, 주요 이슈 (groups of
+similar VOCs), a data-source credit line.
+
+Buildings with fewer than :data:`COMPACT_BELOW` VOCs in the month get a **compact** page: KPI
+cards (no daily mean), count tables and the VOC table — no charts, keywords or word cloud (with
+a handful of VOCs they show noise) and no plotly.js (about 0.2 MB).
+
+:func:`render_month_index` renders the month's index page that links the buildings' dashboards.
 
 Keyword pipeline::
 
@@ -42,7 +53,7 @@ import random
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +67,16 @@ __all__ = [
     "SAMPLE_SOURCE_CREDIT",
     "UNCLASSIFIED",
     "REQUIRED_DASHBOARD_COLUMNS",
+    "ISSUE_FIELDS",
+    "INDEX_FIELDS",
+    "COMPACT_BELOW",
     "hangul_font_path",
+    "plotly_js_bundle",
     "keyword_texts",
     "keyword_counts",
     "render_wordcloud_png",
     "render_dashboard",
+    "render_month_index",
 ]
 
 UNCLASSIFIED = "미분류"
@@ -96,6 +112,26 @@ REQUIRED_DASHBOARD_COLUMNS: tuple[str, ...] = (
 (``request_contents``, ``reply``, ``flags``, ``*_source``, ``model_version``, ``building_id``)
 are used when present."""
 
+COMPACT_BELOW = 10
+"""Buildings with fewer VOCs than this in the month get the compact page (no charts, keywords,
+word cloud or daily mean): counts of 1–2 per class say nothing a table does not."""
+
+ISSUE_FIELDS: tuple[str, ...] = ("size", "voc_id", "title", "request", "first_date", "last_date")
+"""Required keys of one 주요 이슈 entry: ``size`` (int ≥ 1, VOCs in the group), ``voc_id``,
+``title``, ``request`` of the representative VOC, ``first_date``/``last_date``
+(``"YYYY-MM-DD"``, :class:`datetime.date` or None when unknown). Optional: ``subject`` and
+``work`` (the group's top tag as text, or None).
+
+The output of ``voc.groups.group_summaries`` is accepted as it is: ``voc_id``/``title``/
+``request`` nested under ``representative``, and ``top_subject``/``top_work`` as lists of
+``(label, count)`` (up to three shown as tags, ``"도시재생국>건축과 28건"``)."""
+
+INDEX_FIELDS: tuple[str, ...] = (
+    "building_id", "building_name", "n_vocs", "n_reviewed", "n_low_confidence_unreviewed",
+    "dashboard_href",
+)
+"""Required keys of one building of :func:`render_month_index`."""
+
 _FONT_PACKAGE = "koreanize_matplotlib"
 _FONT_FAMILY = "VOC NanumGothic"
 _CSS_FONT_STACK = (
@@ -110,6 +146,11 @@ _FLAG_NAMES = {
     "truncated": "잘린 본문",
     "duplicate_merged": "중복 병합",
 }
+_PLOTLY_BUNDLE = "vendor/plotly-basic.min.js"  # under voc/templates, see vendor/README.md
+_WORDCLOUD_COLORS = 64
+_ISSUE_TITLE_CHARS = 80
+_ISSUE_EXCERPT_CHARS = 160
+_CREDIT_PREFIX = "데이터 출처"
 _TABLE_TITLE_CHARS = 40
 _AXIS_LABEL_CHARS = 16
 _MINOR_TOP = 15
@@ -211,6 +252,35 @@ def hangul_font_path(*, bold: bool = False) -> Path:
     return sorted(found)[0]
 
 
+def plotly_js_bundle() -> str:
+    """The vendored plotly.js partial bundle embedded in dashboards with charts.
+
+    ``voc/templates/vendor/plotly-basic.min.js``: plotly.js 4.1.1 "basic" (trace types bar,
+    pie, scatter; npm ``plotly.js-basic-dist-min``, MIT, provenance and hashes in
+    ``vendor/README.md``), read from the installed package (package data), not from the network.
+
+    Returns
+    -------
+    str
+        The minified JavaScript (about 1.19 MB), starting with its licence comment
+        ``/** * plotly.js (basic - minified) v4.1.1 …``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The package was installed without its ``templates/vendor/*`` package data.
+    """
+    from importlib.resources import files
+
+    res = files("voc").joinpath("templates", *_PLOTLY_BUNDLE.split("/"))
+    if not res.is_file():
+        raise FileNotFoundError(
+            f"plotly.js bundle voc/templates/{_PLOTLY_BUNDLE} is missing: the voc package was "
+            "installed without its package data (pyproject [tool.setuptools.package-data])"
+        )
+    return res.read_text(encoding="utf-8")
+
+
 def keyword_texts(tagged: pl.DataFrame) -> list[str]:
     """The text each VOC contributes to keywords: ``title`` + newline + ``request_contents``.
 
@@ -309,7 +379,8 @@ def render_wordcloud_png(
     Returns
     -------
     bytes
-        A ``width × height`` RGB PNG, white background.
+        A ``width × height`` PNG, white background, reduced to a 64-colour palette (the ten
+        word colours and their anti-aliasing shades: a quarter of the RGB PNG's size).
 
     Raises
     ------
@@ -348,8 +419,13 @@ def render_wordcloud_png(
         relative_scaling=0.5,
         min_font_size=10,
     ).generate_from_frequencies(words)
+    from PIL import Image
+
+    img = wc.to_image().quantize(
+        colors=_WORDCLOUD_COLORS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+    )
     buf = io.BytesIO()
-    wc.to_image().save(buf, format="PNG", optimize=True)
+    img.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 
@@ -384,11 +460,31 @@ def _label_expr(col: str) -> pl.Expr:
     return pl.when(s.is_null() | (s == "")).then(pl.lit(UNCLASSIFIED)).otherwise(s).alias(col)
 
 
+_TRUE = frozenset({"true", "1", "y", "yes", "t"})
+_FALSE = frozenset({"false", "0", "n", "no", "f", ""})
+
+
+def _as_bool(df: pl.DataFrame, col: str, name: str) -> pl.DataFrame:
+    """``col`` as Boolean (nulls → False); text ``true/false/1/0/y/n`` (any case, as a CSV gives
+    it back) is accepted, anything else raises ValueError naming the row."""
+    s = df[col]
+    if s.dtype == pl.Boolean:
+        return df.with_columns(s.fill_null(False))
+    text = s.cast(pl.Utf8, strict=False).fill_null("").str.strip_chars().str.to_lowercase()
+    bad = ~(text.is_in(list(_TRUE)) | text.is_in(list(_FALSE)))
+    if bad.any():
+        i = int(bad.arg_true()[0])
+        raise ValueError(f"{name} row {i + 1}: {col} is not a boolean (true/false): {s[i]!r}")
+    return df.with_columns(text.is_in(list(_TRUE)).alias(col))
+
+
 def _normalise(df: pl.DataFrame, name: str) -> pl.DataFrame:
     """Labels: null/empty → 미분류; confidences → Float64 (nulls kept); text → Utf8 without
-    nulls; created_at → Date."""
+    nulls; created_at → Date; ``is_reviewed`` (when present) → Boolean."""
     _check_columns(df, name)
     df = _as_dates(df, name)
+    if "is_reviewed" in df.columns:
+        df = _as_bool(df, "is_reviewed", name)
     text_cols = [c for c in ("voc_id", "title", "request_contents", "reply", "flags", "building_id",
                              "subject_source", "work_source", "model_version") if c in df.columns]
     return df.with_columns(
@@ -662,8 +758,9 @@ def _json_strings(obj: Any) -> Iterable[str]:
 # font subset
 
 
-def _font_subset_b64(codepoints: Collection[int], font: Path) -> str:
-    """Base64 WOFF of ``font`` reduced to ``codepoints`` (those it has)."""
+def _font_subset_b64(codepoints: Collection[int], font: Path) -> tuple[str, list[int]]:
+    """Base64 WOFF of ``font`` reduced to ``codepoints``, and the code points it covers (those
+    of ``codepoints`` the font has), sorted."""
     from fontTools import subset
     from fontTools.ttLib import TTFont
 
@@ -674,27 +771,47 @@ def _font_subset_b64(codepoints: Collection[int], font: Path) -> str:
     options.name_IDs = [1, 2]
     options.drop_tables += ["TSI0", "TSI1", "TSI2", "TSI3", "TSI5", "DSIG"]
     subsetter = subset.Subsetter(options)
-    subsetter.populate(unicodes=sorted(cp for cp in codepoints if cp in cmap))
+    covered = sorted(cp for cp in codepoints if cp in cmap)
+    subsetter.populate(unicodes=covered)
     subsetter.subset(tt)
     tt.flavor = "woff"
     buf = io.BytesIO()
     tt.save(buf)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return base64.b64encode(buf.getvalue()).decode("ascii"), covered
 
 
-def _font_face_css(chars: Iterable[str]) -> str:
-    """Two ``@font-face`` rules (NanumGothic regular 400 and bold 700) with WOFF subsets
-    covering ``chars`` plus printable ASCII."""
-    codepoints = {ord(c) for c in chars if len(c) == 1} | set(range(0x20, 0x7F)) | {0xA0, 0xB7, 0x2013, 0x2026}
+def _unicode_range(codepoints: Sequence[int]) -> str:
+    """CSS ``unicode-range`` value of sorted code points, runs collapsed (``U+20-7E,U+AC00``)."""
+    runs: list[list[int]] = []
+    for cp in codepoints:
+        if runs and cp == runs[-1][1] + 1:
+            runs[-1][1] = cp
+        else:
+            runs.append([cp, cp])
+    return ",".join(f"U+{a:X}" if a == b else f"U+{a:X}-{b:X}" for a, b in runs)
+
+
+def _font_face_css(chars: Iterable[str], bold_chars: Iterable[str] | None = None) -> str:
+    """``@font-face`` rules of NanumGothic with WOFF subsets: regular (400) covering ``chars``,
+    bold (700) covering ``bold_chars`` (default: ``chars``), each plus printable ASCII.
+
+    The bold face declares its ``unicode-range``: a character outside it (text that the caller
+    did not expect in bold) is drawn with the regular face, synthetically emboldened, never with
+    a fallback font (CSS Fonts 4, §5 font matching: faces whose unicode-range excludes the
+    character are not used for it)."""
+    base = set(range(0x20, 0x7F)) | {0xA0, 0xB7, 0x2013, 0x2026}
+    codepoints = {ord(c) for c in chars if len(c) == 1} | base
+    bold_points = codepoints if bold_chars is None else {ord(c) for c in bold_chars if len(c) == 1} | base
     regular, bold = hangul_font_path(), hangul_font_path(bold=True)
     rules = []
-    for path, weight in ((regular, 400), (bold, 700)):
+    for path, weight, points in ((regular, 400, codepoints), (bold, 700, bold_points)):
         if weight == 700 and bold == regular:
             continue  # no bold file: the browser synthesises bold from the regular face
+        b64, covered = _font_subset_b64(points, path)
+        rng = f"unicode-range:{_unicode_range(covered)};" if weight == 700 else ""
         rules.append(
             "@font-face{font-family:'" + _FONT_FAMILY + f"';font-style:normal;font-weight:{weight};"
-            "font-display:block;src:url(data:font/woff;base64," + _font_subset_b64(codepoints, path)
-            + ") format('woff');}"
+            f"font-display:block;{rng}src:url(data:font/woff;base64," + b64 + ") format('woff');}"
         )
     return "\n".join(rules)
 
@@ -703,12 +820,27 @@ def _font_face_css(chars: Iterable[str]) -> str:
 # the page
 
 
+def _reviewed_rows(df: pl.DataFrame) -> pl.Series:
+    """Rows a reviewer has handled: ``is_reviewed`` (:func:`voc.review.merge_reviews`; at least
+    one dimension is a human label) when the frame has it, else a ``reviewer`` source in either
+    dimension; all False for a frame without review columns."""
+    if "is_reviewed" in df.columns:
+        return df["is_reviewed"].alias("reviewed")
+    mask = pl.Series("reviewed", [False] * df.height, dtype=pl.Boolean)
+    for dim in ("subject", "work"):
+        if f"{dim}_source" in df.columns:
+            mask = mask | df[f"{dim}_source"].is_in(["reviewer", "reviewer_group"])
+    return mask
+
+
 def _table_rows(df: pl.DataFrame, low_confidence: float) -> list[dict[str, Any]]:
+    """Rows of the VOC table (``df`` has the ``_reviewed`` column of :func:`_reviewed_rows`)."""
     df = df.sort(["created_at", "voc_id"], nulls_last=True)
     rows = []
     for r in df.iter_rows(named=True):
         title = r.get("title") or ""
         s_conf, w_conf = r.get("subject_confidence"), r.get("work_confidence")
+        pending = not r["_reviewed"]
         flags = [f for f in (r.get("flags") or "").split(";") if f]
         rows.append(
             {
@@ -724,10 +856,10 @@ def _table_rows(df: pl.DataFrame, low_confidence: float) -> list[dict[str, Any]]
                 "work_minor": r["work_minor"],
                 "subject_conf": _fmt_conf(s_conf),
                 "work_conf": _fmt_conf(w_conf),
-                "subject_low": s_conf is not None and s_conf < low_confidence,
-                "work_low": w_conf is not None and w_conf < low_confidence,
-                "subject_reviewed": r.get("subject_source") == "reviewer",
-                "work_reviewed": r.get("work_source") == "reviewer",
+                "subject_low": pending and s_conf is not None and s_conf < low_confidence,
+                "work_low": pending and w_conf is not None and w_conf < low_confidence,
+                "subject_reviewed": r.get("subject_source") in ("reviewer", "reviewer_group"),
+                "work_reviewed": r.get("work_source") in ("reviewer", "reviewer_group"),
                 "flags": [_FLAG_NAMES.get(f, f) for f in flags],
             }
         )
@@ -735,12 +867,128 @@ def _table_rows(df: pl.DataFrame, low_confidence: float) -> list[dict[str, Any]]
 
 
 def _is_low(df: pl.DataFrame, low_confidence: float) -> pl.Series:
+    """Low-confidence rows nobody reviewed: a subject or work confidence below the threshold
+    (null confidences are not low) and not reviewed (``_reviewed`` column)."""
     if df.height == 0:
         return pl.Series([], dtype=pl.Boolean)
     return df.select(
         ((pl.col("subject_confidence") < low_confidence) | (pl.col("work_confidence") < low_confidence))
         .fill_null(False)
+        & ~pl.col("_reviewed")
     ).to_series()
+
+
+def _credit_text(source_credit: str | None) -> str | None:
+    """The credit without a leading ``데이터 출처:`` (the template adds it once), None if blank."""
+    if source_credit is None:
+        return None
+    text = str(source_credit).strip()
+    if text.startswith(_CREDIT_PREFIX):
+        text = text[len(_CREDIT_PREFIX):].lstrip().lstrip(":：").strip()
+    return text or None
+
+
+def _iso_date(value: Any, where: str) -> date:
+    """A date from a ``date``/``datetime`` or ``"YYYY-MM-DD…"`` text; ValueError naming ``where``."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip()[:10])
+    except ValueError:
+        raise ValueError(f"{where} is not a date 'YYYY-MM-DD': {value!r}") from None
+
+
+def _issue_tags(value: Any, where: str) -> list[str]:
+    """An issue's tags: text → [text]; ``[(label, count), …]`` (group_summaries) → up to three
+    ``"label n건"``; None/empty → []."""
+    if value is None or isinstance(value, str):
+        return [value.strip()] if value and value.strip() else []
+    tags = []
+    for item in list(value)[:3]:
+        if not (isinstance(item, Sequence) and len(item) == 2 and isinstance(item[1], int)):
+            raise ValueError(f"{where} must be text or a list of (label, count), got item {item!r}")
+        tags.append(f"{item[0]} {item[1]}건")
+    return tags
+
+
+def _issue_items(issues: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Validated 주요 이슈 entries (:data:`ISSUE_FIELDS`, flat or as ``group_summaries`` gives
+    them) → template items, in the given order."""
+    items = []
+    for i, g in enumerate(issues):
+        if not isinstance(g, Mapping):
+            raise ValueError(f"issues[{i}] must be a mapping with {list(ISSUE_FIELDS)}, got {type(g).__name__}")
+        rep = g.get("representative")
+        flat = {**g, **rep} if isinstance(rep, Mapping) else g
+        missing = [k for k in ISSUE_FIELDS if k not in flat]
+        if missing:
+            raise ValueError(f"issues[{i}] is missing field(s) {missing}; required: {list(ISSUE_FIELDS)}")
+        size = flat["size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"issues[{i}].size must be an int >= 1, got {size!r}")
+        dates = [None if flat[k] is None else _iso_date(flat[k], f"issues[{i}].{k}") for k in ("first_date", "last_date")]
+        first, last = dates
+        if first is not None and last is not None and last < first:
+            raise ValueError(f"issues[{i}]: last_date {last} is before first_date {first}")
+        known = sorted({d.isoformat() for d in dates if d is not None})
+        title = str(flat["title"] or "").strip()
+        items.append(
+            {
+                "size": size,
+                "voc_id": str(flat["voc_id"]),
+                "title": _truncate(title, _ISSUE_TITLE_CHARS) if title else "(제목 없음)",
+                "excerpt": _truncate(str(flat["request"] or ""), _ISSUE_EXCERPT_CHARS),
+                "period": " ~ ".join(known) if known else "날짜 없음",
+                "subject": _issue_tags(flat.get("subject", flat.get("top_subject")), f"issues[{i}].subject"),
+                "work": _issue_tags(flat.get("work", flat.get("top_work")), f"issues[{i}].work"),
+            }
+        )
+    return items
+
+
+def _count_tables(df: pl.DataFrame) -> list[dict[str, Any]]:
+    """Compact page: (대분류, 중분류, 건수) per dimension, largest first."""
+    return [
+        {"id": f"counts-{dim}", "title": f"{title}별 건수",
+         "rows": [(ma, mi, c) for (ma, mi), c in _counts(df, [f"{dim}_major", f"{dim}_minor"])]}
+        for dim, title in (("subject", "주제"), ("work", "작업유형"))
+    ]
+
+
+def _jinja_env() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("voc", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _render_with_font(template: Any, ctx: Mapping[str, Any], *, embed_font: bool,
+                      extra_texts: Iterable[str] = (), plain_ctx: Mapping[str, Any] | None = None,
+                      **late: Any) -> str:
+    """Render ``template``; with ``embed_font``, first without the font and the ``late`` values
+    (e.g. plotly.js) to collect the characters used, then with a font subset covering them and
+    ``extra_texts`` (strings drawn by scripts in regular weight, e.g. chart labels).
+
+    ``plain_ctx`` overrides ``ctx`` with the free text blanked (VOC titles, requests, replies:
+    never set in bold); the bold face then only covers the characters of that render, which
+    keeps it a fraction of the regular one."""
+    font_css = ""
+    if embed_font:
+        blank = {k: "" for k in late}
+        chars = set(template.render(**ctx, **blank, font_css=""))
+        bold = set(template.render(**{**ctx, **plain_ctx}, **blank, font_css="")) if plain_ctx else None
+        for t in extra_texts:
+            chars.update(t)
+        font_css = _font_face_css(chars, bold)
+    return template.render(**ctx, **late, font_css=font_css)
 
 
 def render_dashboard(
@@ -761,6 +1009,8 @@ def render_dashboard(
     low_confidence: float = 0.5,
     embed_font: bool = True,
     top_keywords: int = 20,
+    issues: Sequence[Mapping[str, Any]] | None = None,
+    compact_below: int = COMPACT_BELOW,
 ) -> str:
     """Render the monthly dashboard of one building as one self-contained HTML page.
 
@@ -768,11 +1018,13 @@ def render_dashboard(
     ----------
     tagged
         ``N × C`` tagged frame (:data:`voc.schema.TAGGED_COLUMNS`) of this building and month,
-        ``N ≥ 0``. Needs :data:`REQUIRED_DASHBOARD_COLUMNS`; uses ``request_contents``,
-        ``reply``, ``flags``, ``subject_source``/``work_source`` (``reviewer`` marks a reviewed
-        tag), ``model_version`` and ``building_id`` when present. ``created_at`` is a
-        ``pl.Date`` (``Datetime`` and ISO strings are converted). Null or empty labels are shown
-        as ``미분류``; null confidences as ``–``.
+        ``N ≥ 0``, or the reviewed frame (plus ``is_reviewed``, :func:`voc.review.merge_reviews`).
+        Needs :data:`REQUIRED_DASHBOARD_COLUMNS`; uses ``request_contents``, ``reply``,
+        ``flags``, ``subject_source``/``work_source`` (``reviewer`` marks a reviewed tag),
+        ``is_reviewed`` (bool, or ``true``/``false`` text as read back from CSV),
+        ``model_version`` and ``building_id`` when present. ``created_at`` is a ``pl.Date``
+        (``Datetime`` and ISO strings are converted). Null or empty labels are shown as
+        ``미분류``; null confidences as ``–``.
     building_id, building_name
         Shown in the title (``building_name`` may be empty).
     month
@@ -781,57 +1033,72 @@ def render_dashboard(
         Earlier tagged rows (same columns), any number of months and buildings, or ``None``.
         Only rows of ``building_id`` (when the column exists) dated in the
         6 months before ``month`` are used: monthly totals and subject-major shares from the
-        oldest such month to ``month``. Without such rows those charts are left out.
+        oldest such month to ``month`` (charts, full page only) and the previous month's total
+        (전월 대비 card, both layouts).
     keywords
         ``(noun, number of VOCs)`` pairs, most frequent first (:func:`keyword_counts`); the
-        first ``top_keywords`` are charted.
+        first ``top_keywords`` are charted (full page only).
     wordcloud_png
-        PNG bytes (:func:`render_wordcloud_png`), embedded as a ``data:`` URI.
+        PNG bytes (:func:`render_wordcloud_png`), embedded as a ``data:`` URI (full page only).
     run_id, generated_at
         Shown in the header (e.g. ``"full_20191201_020000"``, ``"2019-12-01 02:00 KST"``).
     review_status
         When given, review progress and the number of low-confidence rows nobody reviewed are
-        shown at the top.
+        shown at the top (the caller's numbers), and the 저신뢰 미검수 KPI card is left out
+        (one number, not two).
     drift
-        Notes such as ``"새 분류: 시설>승강기"``, listed under 분류 변화 when non-empty.
+        Notes such as ``"새 분류: 시설>승강기"`` (:func:`voc.quality.drift_messages`), listed
+        under 분류 변화 알림 when non-empty.
     source_credit
         Data-source line in the footer (plain text; :data:`SAMPLE_SOURCE_CREDIT` for the
-        shipped sample).
+        shipped sample). Shown as ``데이터 출처: …`` once, whether or not the text already
+        starts with ``데이터 출처:``.
     reviewed
         Labels come from review: shows the 검수 반영 badge.
     low_confidence
-        Confidence threshold in [0, 1]: rows with a subject or work confidence below it are
-        highlighted and counted as 저신뢰.
+        Confidence threshold in [0, 1]: rows nobody reviewed with a subject or work confidence
+        below it are highlighted and counted as 저신뢰 미검수; reviewed rows never are.
     embed_font
         Embed a NanumGothic subset (only the characters of the page, ~100–400 kB) so that Hangul
         renders without a Korean system font.
     top_keywords
         Keywords shown in the bar chart.
+    issues
+        주요 이슈 entries (:data:`ISSUE_FIELDS`, e.g. ``voc.groups.group_summaries``), shown in
+        the given order in both layouts; None or empty: no section.
+    compact_below
+        With fewer than this many VOCs (default :data:`COMPACT_BELOW` = 10) the page is compact:
+        KPI cards without daily mean and top subject, count tables, the VOC table; no charts,
+        keywords, word cloud or plotly.js. ``0`` always renders the full page.
 
     Returns
     -------
     str
-        A complete HTML5 document (UTF-8 text, about 5–6 MB, most of it plotly.js). All VOC
-        text is HTML-escaped; figure data is plotly JSON; no external resource is referenced.
+        A complete HTML5 document (UTF-8 text; about 1.6 MB for the sample's 41-VOC month, of
+        which 1.19 MB is plotly.js; a compact page about 0.2 MB). All VOC text is HTML-escaped;
+        figure data is plotly JSON; no external resource is referenced.
 
     Raises
     ------
     ValueError
         A required column is missing; ``month`` is not a month; a ``created_at`` is not a date;
-        ``tagged`` holds rows of another building (``building_id`` column) or dated outside
-        ``month`` (the message gives the count and an example ``voc_id``);
-        ``low_confidence`` outside [0, 1].
+        an ``is_reviewed`` value is not a boolean; ``tagged`` holds rows of another building
+        (``building_id`` column) or dated outside ``month`` (the message gives the count and an
+        example ``voc_id``); ``low_confidence`` outside [0, 1]; ``compact_below`` < 0; an
+        ``issues`` entry lacks a field or has a bad size or date (the message names the entry).
     FileNotFoundError
-        ``embed_font`` and the NanumGothic font is missing (:func:`hangul_font_path`).
+        ``embed_font`` and the NanumGothic font is missing (:func:`hangul_font_path`), or the
+        vendored plotly.js is missing (:func:`plotly_js_bundle`).
     """
-    import jinja2
-    import plotly.offline
-
     month = parse_month(month)
     if not 0.0 <= low_confidence <= 1.0:
         raise ValueError(f"low_confidence must be in [0, 1], got {low_confidence!r}")
+    if compact_below < 0:
+        raise ValueError(f"compact_below must be >= 0, got {compact_below!r}")
+    issue_items = _issue_items(issues or ())
     building_id = str(building_id)
     df = _normalise(tagged, "tagged")
+    df = df.with_columns(_reviewed_rows(df).alias("_reviewed"))
     start, end = month_range(month)
     if "building_id" in df.columns and df.height:
         other = df.filter(pl.col("building_id") != building_id)
@@ -859,15 +1126,17 @@ def render_dashboard(
         hist = h if h.height else None
 
     n = df.height
+    compact = n < compact_below
     figures: list[dict[str, Any]] = []
 
     def add(fig_id: str, title: str, fig: Any, *, wide: bool = False, note: str = "") -> None:
-        figures.append({"id": fig_id, "title": title, "json": _fig_json(fig), "wide": wide, "note": note,
-                        "height": int(fig.layout.height)})
+        if not compact:
+            figures.append({"id": fig_id, "title": title, "json": _fig_json(fig), "wide": wide,
+                            "note": note, "height": int(fig.layout.height)})
 
     subj_major = _counts(df, ["subject_major"])
     work_major = _counts(df, ["work_major"])
-    if n:
+    if n and not compact:
         add("fig-subject-major", "주제 대분류별 건수",
             _hbar([k[0] for k, _ in subj_major], [c for _, c in subj_major], color=_PALETTE[0]))
         add("fig-work-major", "작업유형 대분류별 건수",
@@ -880,32 +1149,30 @@ def render_dashboard(
             note=f"상위 {_MINOR_TOP}개" if len(val) > _MINOR_TOP else "")
         add("fig-daily", "일별 VOC 추이", _daily_fig(df, month), wide=True, note="토요일 파랑, 일요일 빨강")
 
-    month_counts: list[tuple[str, int]] = []
     prev_total: int | None = None
     if hist is not None:
         months = _history_months(hist, month)
         per_month = Counter(_month_key(d) for d in hist["created_at"].to_list())
         per_month[month] = n
-        month_counts = [(m, int(per_month.get(m, 0))) for m in months]
-        add("fig-monthly", f"월별 VOC 건수 (최근 {len(months) - 1}개월 비교)", _monthly_fig(month_counts, month))
-        both = pl.concat(
-            [hist.select("created_at", "subject_major"), df.select("created_at", "subject_major")],
-            how="vertical_relaxed",
-        ).with_columns(pl.col("created_at").dt.strftime("%Y-%m").alias("_month"))
-        if both.height:
+        if not compact:
+            month_counts = [(m, int(per_month.get(m, 0))) for m in months]
+            add("fig-monthly", f"월별 VOC 건수 (최근 {len(months) - 1}개월 비교)", _monthly_fig(month_counts, month))
+            both = pl.concat(
+                [hist.select("created_at", "subject_major"), df.select("created_at", "subject_major")],
+                how="vertical_relaxed",
+            ).with_columns(pl.col("created_at").dt.strftime("%Y-%m").alias("_month"))
             add("fig-subject-share", "월별 주제 대분류 비중", _share_fig(both, months))
         prev = months_before(month, 1)[0]
         if prev in months:
             prev_total = int(per_month.get(prev, 0))
 
-    kw = [(str(w), int(c)) for w, c in keywords][: max(0, top_keywords)]
+    kw = [] if compact else [(str(w), int(c)) for w, c in keywords][: max(0, top_keywords)]
     if kw:
         add("fig-keywords", f"주요 키워드 (상위 {len(kw)}개, VOC 건수 기준)",
             _hbar([w for w, _ in kw], [c for _, c in kw], color=_PALETTE[2]))
 
     # ---- KPI cards
-    low_mask = _is_low(df, low_confidence)
-    n_low = int(low_mask.sum()) if n else 0
+    n_low = int(_is_low(df, low_confidence).sum()) if n else 0
     days_in_month = (end - start).days
     kpis: list[dict[str, str]] = [
         {"label": "총 VOC", "value": f"{n:,}건", "sub": _month_label(month), "cls": ""},
@@ -915,19 +1182,22 @@ def render_dashboard(
         pct = f" ({diff / prev_total * 100:+.0f}%)" if prev_total else ""
         kpis.append({"label": "전월 대비", "value": f"{diff:+,}건", "sub": f"전월 {prev_total:,}건{pct}",
                      "cls": "up" if diff > 0 else "down" if diff < 0 else ""})
-    kpis.append({"label": "일평균", "value": f"{n / days_in_month:.1f}건", "sub": f"{days_in_month}일 기준", "cls": ""})
-    if n:
-        kpis.append({"label": "최다 주제", "value": subj_major[0][0][0],
-                     "sub": f"{subj_major[0][1]:,}건 ({subj_major[0][1] / n * 100:.0f}%)", "cls": "text"})
-        kpis.append({"label": "저신뢰 VOC", "value": f"{n_low:,}건",
-                     "sub": f"신뢰도 {low_confidence:.2f} 미만 ({n_low / n * 100:.0f}%)",
+    if not compact:
+        kpis.append({"label": "일평균", "value": f"{n / days_in_month:.1f}건", "sub": f"{days_in_month}일 기준", "cls": ""})
+        if n:
+            kpis.append({"label": "최다 주제", "value": subj_major[0][0][0],
+                         "sub": f"{subj_major[0][1]:,}건 ({subj_major[0][1] / n * 100:.0f}%)", "cls": "text"})
+    if n and review_status is None:
+        kpis.append({"label": "저신뢰 미검수", "value": f"{n_low:,}건",
+                     "sub": f"검수 전, 신뢰도 {low_confidence:.2f} 미만 ({n_low / n * 100:.0f}%)",
                      "cls": "warn" if n_low else ""})
 
     model_versions = (
         sorted({v for v in df["model_version"].to_list() if v}) if "model_version" in df.columns else []
     )
     wordcloud_uri = (
-        "data:image/png;base64," + base64.b64encode(wordcloud_png).decode("ascii") if wordcloud_png else None
+        "data:image/png;base64," + base64.b64encode(wordcloud_png).decode("ascii")
+        if wordcloud_png and not compact else None
     )
     name = building_name.strip() if building_name else ""
     display_name = f"{name} ({building_id})" if name else f"건물 {building_id}"
@@ -938,20 +1208,23 @@ def render_dashboard(
         "month": month,
         "month_label": _month_label(month),
         "n_total": n,
+        "compact": compact,
+        "compact_below": compact_below,
         "kpis": kpis,
         "figures": figures,
+        "count_tables": _count_tables(df) if compact and n else [],
+        "issues": issue_items,
         "keywords": kw,
         "wordcloud_uri": wordcloud_uri,
         "table": _table_rows(df, low_confidence),
         "low_confidence": f"{low_confidence:.2f}",
         "review_status": review_status,
         "drift": [str(d) for d in drift if str(d).strip()],
-        "source_credit": source_credit,
+        "source_credit": _credit_text(source_credit),
         "reviewed": reviewed,
         "run_id": run_id,
         "generated_at": generated_at,
         "model_versions": model_versions,
-        "has_history": hist is not None,
         "font_stack": _CSS_FONT_STACK,
         "plotly_config": json.dumps(
             {"displaylogo": False, "responsive": True, "displayModeBar": "hover",
@@ -959,21 +1232,118 @@ def render_dashboard(
         ),
         "font_family": _FONT_FAMILY,
     }
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("voc", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
+    chart_texts = [t for f in figures for t in _json_strings(json.loads(f["json"]))]
+    plain = {  # the page with the VOCs' own words removed: what can be bold
+        "table": [{**r, "title": "", "title_short": "", "request": "", "reply": ""} for r in ctx["table"]],
+        "issues": [{**g, "excerpt": ""} for g in issue_items],
+        "keywords": [],
+    }
+    return _render_with_font(
+        _jinja_env().get_template("dashboard.html.j2"), ctx, embed_font=embed_font,
+        extra_texts=chart_texts, plain_ctx=plain, plotly_js=plotly_js_bundle() if figures else "",
     )
-    template = env.get_template("dashboard.html.j2")
-    font_css = ""
-    if embed_font:
-        draft = template.render(**ctx, plotly_js="", font_css="")
-        chars = set(draft)
-        for f in figures:
-            for s in _json_strings(json.loads(f["json"])):
-                chars.update(s)
-        font_css = _font_face_css(chars)
-    return template.render(**ctx, plotly_js=plotly.offline.get_plotlyjs(), font_css=font_css)
+
+
+def _count(b: Mapping[str, Any], key: str, where: str) -> int:
+    v = b[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"{where}.{key} must be a non-negative int, got {v!r}")
+    return v
+
+
+def _relative_href(href: Any, where: str) -> str:
+    """A link relative to the index file (``"1/dashboard_1_201911.html"``): no scheme, host,
+    leading ``/`` or backslash, so the month folder can be moved or opened from a file share."""
+    from urllib.parse import urlsplit
+
+    text = str(href).strip() if href is not None else ""
+    parts = urlsplit(text)
+    if not text or parts.scheme or parts.netloc or text.startswith("/") or "\\" in text:
+        raise ValueError(f"{where}.dashboard_href must be a relative link like '1/dashboard.html', got {href!r}")
+    return text
+
+
+def render_month_index(
+    month: str,
+    buildings: Sequence[Mapping[str, Any]],
+    *,
+    run_id: str | None = None,
+    generated_at: str | None = None,
+    source_credit: str | None = None,
+    embed_font: bool = True,
+) -> str:
+    """The month's index page: one row per building linking its dashboard (Korean labels).
+
+    Meant to be written next to the buildings' folders as ``{prefix}/{yyyymm}/index.html``;
+    self-contained like the dashboards (inline CSS and font subset, no script, CSP forbids
+    every request).
+
+    Parameters
+    ----------
+    month
+        ``"YYYY-MM"`` (or any form :func:`voc.months.parse_month` accepts).
+    buildings
+        One mapping per building, shown in the given order, with :data:`INDEX_FIELDS`:
+        ``building_id``, ``building_name`` (may be empty), ``n_vocs``, ``n_reviewed`` (≤
+        ``n_vocs``), ``n_low_confidence_unreviewed`` (≤ ``n_vocs − n_reviewed``), all
+        non-negative ints, and ``dashboard_href`` (a link relative to the index file, e.g.
+        ``"1/dashboard_1_201911.html"``). Optional: ``reviewed`` (bool, the dashboard shows
+        reviewed labels; default ``n_reviewed > 0``), ``n_drift`` (int) or ``drift`` (list of
+        notes), ``n_issues`` (int) or ``issues`` (list); other keys are ignored.
+    run_id, generated_at, source_credit
+        Optional header and footer lines (the credit as in :func:`render_dashboard`).
+    embed_font
+        Embed a NanumGothic subset of the page's characters.
+
+    Returns
+    -------
+    str
+        A complete HTML5 document (a few tens of kB with the font subset).
+
+    Raises
+    ------
+    ValueError
+        ``month`` is not a month; a building lacks a required key, has a negative or
+        contradictory count, or a non-relative ``dashboard_href`` (the message names
+        ``buildings[i]`` and the field).
+    """
+    month = parse_month(month)
+    rows = []
+    for i, b in enumerate(buildings):
+        where = f"buildings[{i}]"
+        if not isinstance(b, Mapping):
+            raise ValueError(f"{where} must be a mapping with {list(INDEX_FIELDS)}, got {type(b).__name__}")
+        missing = [k for k in INDEX_FIELDS if k not in b]
+        if missing:
+            raise ValueError(f"{where} is missing field(s) {missing}; required: {list(INDEX_FIELDS)}")
+        n_vocs, n_rev, n_low = (_count(b, k, where) for k in ("n_vocs", "n_reviewed", "n_low_confidence_unreviewed"))
+        if n_rev > n_vocs:
+            raise ValueError(f"{where}.n_reviewed ({n_rev}) exceeds n_vocs ({n_vocs})")
+        if n_low > n_vocs - n_rev:
+            raise ValueError(f"{where}.n_low_confidence_unreviewed ({n_low}) exceeds the unreviewed VOCs ({n_vocs - n_rev})")
+        n_drift = _count(b, "n_drift", where) if "n_drift" in b else len(b.get("drift") or ())
+        n_issues = _count(b, "n_issues", where) if "n_issues" in b else len(b.get("issues") or ())
+        bid = str(b["building_id"])
+        name = str(b["building_name"] or "").strip()
+        rows.append({
+            "display_name": f"{name} ({bid})" if name else f"건물 {bid}",
+            "href": _relative_href(b["dashboard_href"], where),
+            "n_vocs": n_vocs, "n_reviewed": n_rev, "n_low": n_low, "n_drift": n_drift, "n_issues": n_issues,
+            "percent": 100.0 * n_rev / n_vocs if n_vocs else 0.0,
+            "reviewed": bool(b.get("reviewed", n_rev > 0)),
+        })
+    total = {k: sum(r[k] for r in rows) for k in ("n_vocs", "n_reviewed", "n_low", "n_drift", "n_issues")}
+    total["percent"] = 100.0 * total["n_reviewed"] / total["n_vocs"] if total["n_vocs"] else 0.0
+    ctx = {
+        "page_title": f"VOC 월간 대시보드 목록 · {_month_label(month)}",
+        "month_label": _month_label(month),
+        "rows": rows,
+        "total": total,
+        "has_drift": any(r["n_drift"] for r in rows),
+        "has_issues": any(r["n_issues"] for r in rows),
+        "run_id": run_id,
+        "generated_at": generated_at,
+        "source_credit": _credit_text(source_credit),
+        "font_stack": _CSS_FONT_STACK,
+    }
+    return _render_with_font(_jinja_env().get_template("month_index.html.j2"), ctx, embed_font=embed_font)

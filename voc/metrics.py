@@ -9,7 +9,8 @@ booleans ``correct`` = predicted label equals the true one). Pure functions, no 
   with :func:`review_capture_bound`, the best any ordering could do;
 * :func:`error_detection_auroc`: how well confidence ranks errors below correct tags;
 * :func:`choose_review_threshold`: the confidence under which a tag goes to review, chosen on
-  held-out rows;
+  held-out rows; :func:`review_budget` is that choice for the review sheet (80 % of the errors,
+  at most 30 % of the rows) with what it flags and catches;
 * :func:`unseen_label_share`: test rows whose true label training never had (label drift).
 """
 
@@ -27,12 +28,23 @@ __all__ = [
     "review_capture_bound",
     "error_detection_auroc",
     "choose_review_threshold",
+    "review_budget",
     "unseen_label_share",
     "CAPTURE_SHARES",
+    "REVIEW_TARGET_CAPTURE",
+    "REVIEW_MAX_SHARE",
 ]
 
 CAPTURE_SHARES: tuple[float, ...] = (0.1, 0.2, 0.3)
 """Review budgets reported by default: the lowest-confidence 10 / 20 / 30 % of rows."""
+
+REVIEW_TARGET_CAPTURE = 0.8
+"""Share of a dimension's errors the review sheet's 검토 우선 aims to hold (issue 14: "the
+smallest share of rows expected to hold ≥ 80 % of the errors")."""
+
+REVIEW_MAX_SHARE = 0.3
+"""Most rows 검토 우선 may mark per dimension, as a share of held-out rows (issue 14: a
+reviewer's hour; the 30 % cap of the same issue)."""
 
 
 def _correct_conf(correct: Sequence[bool], confidence: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -225,6 +237,61 @@ def choose_review_threshold(
     return t
 
 
+def review_budget(
+    correct: Sequence[bool],
+    confidence: Sequence[float],
+    *,
+    target_capture: float = REVIEW_TARGET_CAPTURE,
+    max_share: float = REVIEW_MAX_SHARE,
+) -> dict[str, float | int]:
+    """The review sheet's 검토 우선 threshold of one dimension, chosen on held-out rows, and what it
+    does there.
+
+    ``threshold`` = :func:`choose_review_threshold` (``target_capture``, ``max_review_share =
+    max_share``): the smallest confidence t whose held-out rows below it hold ``target_capture``
+    of the held-out errors, lowered when needed so that at most ``max_share`` of the rows fall
+    below it. ``share`` and ``capture`` are measured on the same rows, so they are what to expect
+    on new rows only as far as those resemble the held-out ones (a later month with new classes
+    holds more errors above t: docs/model-quality.md measures it on later complaints).
+
+    Parameters
+    ----------
+    correct, confidence
+        N held-out booleans (tag right) and N confidences in [0, 1].
+    target_capture
+        Share of errors to catch, in (0, 1].
+    max_share
+        Cap on the share of rows flagged, in (0, 1].
+
+    Returns
+    -------
+    dict
+        ``threshold`` (float in [0, 1]; 0.0 when N = 0 or nothing is wrong: flag nothing),
+        ``share`` (rows with confidence < threshold / N), ``capture`` (errors among them / all
+        errors; 1.0 without errors, 0.0 for N = 0), ``n`` and ``errors`` (ints). Example: correct
+        = [F, F, T, T, T, F, T, T, T, T], confidence = [.1, .2, .3, .4, .5, .6, .7, .8, .9, .95]:
+        80 % of 3 errors needs the 3rd (0.6), 6 rows; the cap allows 3 rows, so t = 0.4 (rows
+        0.1–0.3 flagged): share 0.3, capture 2/3.
+
+    Raises
+    ------
+    ValueError
+        Lengths differ, a confidence outside [0, 1], an option out of range.
+    """
+    c, p = _correct_conf(correct, confidence)
+    t = choose_review_threshold(c, p, target_capture=target_capture, max_review_share=max_share)
+    n, errors = len(c), int((~c).sum())
+    flagged = p < t
+    capture = 1.0 if errors == 0 and n else (float((~c & flagged).sum() / errors) if errors else 0.0)
+    return {
+        "threshold": float(t),
+        "share": float(flagged.mean()) if n else 0.0,
+        "capture": capture,
+        "n": n,
+        "errors": errors,
+    }
+
+
 def unseen_label_share(y_true: Sequence[str], train_labels: Sequence[str]) -> float:
     """Share of the N rows whose true label never occurs in ``train_labels`` (0.0 for N = 0):
     errors no model trained on that data can avoid (new classes, renamed or moved classes)."""
@@ -260,8 +327,9 @@ def classification_metrics(
         ``per_class {label: {precision, recall, f1, support}}`` (classes of ``y_true`` ∪
         ``y_pred``); with confidence: ``ece, review_capture {"0.1", "0.2", "0.3"},
         review_capture_bound, error_auroc, review_threshold`` (:func:`choose_review_threshold`
-        at 80 % capture), ``review_share`` (share of these rows below it); with train labels:
-        ``unseen_label_share``.
+        at 80 % capture), ``review_share`` (share of these rows below it), ``review_budget``
+        (:func:`review_budget`: the same choice capped at 30 % of the rows, what the review
+        sheet's 검토 우선 uses); with train labels: ``unseen_label_share``.
 
     Raises
     ------
@@ -297,6 +365,7 @@ def classification_metrics(
         out["error_auroc"] = error_detection_auroc(correct, conf)
         out["review_threshold"] = choose_review_threshold(correct, conf)
         out["review_share"] = float(np.mean(conf < out["review_threshold"]))
+        out["review_budget"] = review_budget(correct, conf)
     if train_labels is not None:
         out["unseen_label_share"] = unseen_label_share(yt, train_labels)
     return out

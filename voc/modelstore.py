@@ -9,6 +9,18 @@ A model version is a directory named ``{kind}_{version}`` holding:
 * the fitted model: ``model.joblib`` for CPU kinds; transformers files for ``kobert``
   (written by :meth:`voc.classify.kobert.KoBERTTagger.save`).
 
+Variants. A version trained since the real-time service exists holds two taggers of the same
+kind, trained on the same rows with the same held-out split:
+
+* ``reply`` (the directory itself): reads title + request + reply (``use_reply``), what batch
+  tagging of a past month uses (:func:`load_tagger`, ``flows.models.load_champion``);
+* ``registration`` (subdirectory :data:`REGISTRATION_DIR`, a complete model directory of its
+  own): reads title + request, all that exists when a VOC is registered (``voc serve``).
+
+The top ``meta.json`` lists them under ``variants`` (:func:`variant_paths`), each with its held-out
+metrics. Older versions have no ``variants``: their one tagger is ``reply`` (``registration`` when
+it was trained without the reply); :func:`load_variants` then returns that one alone.
+
 Loading dispatches on ``meta.json``'s ``kind``; no training code is needed to load.
 ``joblib`` files are pickles: load only model directories your own pipeline wrote.
 """
@@ -28,6 +40,14 @@ from voc.months import KST
 
 __all__ = [
     "META_FILE",
+    "VARIANTS",
+    "REGISTRATION_DIR",
+    "variant_paths",
+    "save_variants",
+    "load_variants",
+    "update_meta",
+    "PairDecision",
+    "decide_pair_promotion",
     "new_version",
     "model_dir_name",
     "save_tagger",
@@ -40,6 +60,10 @@ __all__ = [
 ]
 
 META_FILE = "meta.json"
+VARIANTS: tuple[str, ...] = ("reply", "registration")
+"""Tagger variants of a model version: with the reply (batch) and without (registration time)."""
+REGISTRATION_DIR = "registration"
+"""Subdirectory of a model version holding its registration-time tagger."""
 _LIBS = ("voc", "scikit-learn", "kiwipiepy", "numpy", "polars", "torch", "transformers")
 
 
@@ -101,6 +125,57 @@ def save_tagger(tagger: Any, directory: Path, meta: Mapping[str, Any]) -> Path:
     return directory
 
 
+def save_variants(
+    directory: Path,
+    taggers: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    variant_meta: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
+    """Write a model version holding several tagger variants (module docstring, "Variants").
+
+    The main tagger (``reply`` when given, else ``registration``) is saved into ``directory``
+    with ``meta`` by :func:`save_tagger`; ``registration`` next to a ``reply`` goes into
+    ``directory / REGISTRATION_DIR`` with ``meta``'s ``name`` and ``status``. Every directory's
+    ``meta.json`` gets ``variant`` (its own name); the top one also gets ``variants``: per
+    variant ``path`` (relative), ``use_reply`` and the fields of ``variant_meta[variant]``
+    (held-out metrics, row counts, …), which the variant's own ``meta.json`` holds as well.
+
+    Parameters
+    ----------
+    directory
+        Created if needed.
+    taggers
+        Variant name (:data:`VARIANTS`) → tagger; at least one.
+    meta, variant_meta
+        Version fields, and per-variant fields (optional).
+
+    Returns
+    -------
+    Path
+        ``directory``.
+
+    Raises
+    ------
+    ValueError
+        No tagger, or a variant name outside :data:`VARIANTS` (named).
+    """
+    unknown = sorted(set(taggers) - set(VARIANTS))
+    if not taggers or unknown:
+        raise ValueError(f"taggers must name variants among {list(VARIANTS)}, got {sorted(taggers)}")
+    vmeta = {v: dict((variant_meta or {}).get(v, {})) for v in taggers}
+    main = "reply" if "reply" in taggers else "registration"
+    paths = {v: "." if v == main else REGISTRATION_DIR for v in taggers}
+    listing = {
+        v: {"path": paths[v], "use_reply": bool(taggers[v].use_reply), **vmeta[v]} for v in VARIANTS if v in taggers
+    }
+    directory = save_tagger(taggers[main], Path(directory), {**dict(meta), "variant": main, "variants": listing})
+    for v, tagger in taggers.items():
+        if v != main:
+            own = {k: meta[k] for k in ("name", "status") if k in meta}
+            save_tagger(tagger, directory / paths[v], {**own, "variant": v, **vmeta[v]})
+    return directory
+
+
 def read_meta(directory: Path) -> dict[str, Any]:
     """``meta.json`` of a model directory.
 
@@ -143,6 +218,53 @@ def load_tagger(directory: Path, *, kobert_runtime: str = "auto") -> Any:
     if meta.get("review_threshold") is not None:
         tagger.low_confidence_threshold = meta["review_threshold"]
     return tagger
+
+
+def variant_paths(directory: Path) -> dict[str, Path]:
+    """Directory of each tagger variant a saved model version holds.
+
+    Returns
+    -------
+    dict
+        ``{"reply": directory, "registration": directory / REGISTRATION_DIR}`` for a two-variant
+        version (keys in :data:`VARIANTS` order, as listed in ``meta.json["variants"]``); one entry
+        for a version written before variants existed: ``reply``, or ``registration`` when its
+        tagger does not read the reply (``use_reply`` false).
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``meta.json`` in ``directory``, or in a listed variant's directory (named).
+    ValueError
+        ``meta.json`` lists an unknown variant, or a path outside ``directory`` (named).
+    """
+    directory = Path(directory)
+    meta = read_meta(directory)
+    listed = meta.get("variants")
+    if not listed:
+        return {"reply" if meta.get("use_reply", True) else "registration": directory}
+    unknown = sorted(set(listed) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"{directory}/{META_FILE}: unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    out: dict[str, Path] = {}
+    root = directory.resolve()
+    for name in VARIANTS:
+        if name not in listed:
+            continue
+        rel = str((listed[name] or {}).get("path", "."))
+        path = (directory / rel).resolve()
+        if path != root and root not in path.parents:
+            raise ValueError(f"{directory}/{META_FILE}: variant {name!r} path {rel!r} leaves the model directory")
+        if not (path / META_FILE).is_file():
+            raise FileNotFoundError(f"{directory}: variant {name!r} listed in {META_FILE} but {rel}/{META_FILE} is missing")
+        out[name] = directory if path == root else directory / rel
+    return out
+
+
+def load_variants(directory: Path, *, kobert_runtime: str = "auto") -> dict[str, Any]:
+    """Every tagger variant of a saved model version, by name (:func:`variant_paths`), each
+    loaded by :func:`load_tagger`. Raises what those raise."""
+    return {name: load_tagger(path, kobert_runtime=kobert_runtime) for name, path in variant_paths(directory).items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,3 +313,45 @@ def decide_promotion(
     return PromotionDecision(
         False, f"held-out macro-F1 {cand:.4f} < champion {champ:.4f} on the same rows; stays candidate", cand, champ
     )
+
+
+@dataclass(frozen=True)
+class PairDecision:
+    """Whether a two-variant candidate becomes champion: ``promote`` and ``reason`` for the pair,
+    and the :class:`PromotionDecision` of each variant (``variants``)."""
+
+    promote: bool
+    reason: str
+    variants: dict[str, PromotionDecision]
+
+
+def decide_pair_promotion(
+    candidate_metrics: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    champion_metrics_on_same_rows: Mapping[str, Mapping[str, Mapping[str, Any]] | None] | None,
+) -> PairDecision:
+    """Champion/candidate rule for a version with several variants (``reply``, ``registration``):
+    the candidate is promoted only when **neither variant is worse**.
+
+    Each variant of ``candidate_metrics`` (variant → dimension → held-out metrics) is decided by
+    :func:`decide_promotion` against ``champion_metrics_on_same_rows[variant]``: the champion
+    measured on exactly that variant's held-out rows reading the same fields (the flow measures a
+    champion without a registration variant through its reply-aware tagger given no reply,
+    which is what ``voc serve`` answers with it). A variant whose champion measurement is
+    missing or None counts as an unmeasurable champion (promoted when the candidate has
+    metrics). ``champion_metrics_on_same_rows`` None = no champion yet → promoted.
+
+    Returns
+    -------
+    PairDecision
+        ``promote`` = every variant's decision promotes; ``reason`` joins the variants'
+        reasons (``"reply: …; registration: …"``).
+    """
+    if not candidate_metrics:
+        raise ValueError("candidate_metrics names no variant")
+    champ = champion_metrics_on_same_rows
+    per = {
+        name: decide_promotion(metrics, None if champ is None else (champ.get(name) or {}))
+        for name, metrics in candidate_metrics.items()
+    }
+    promote = all(d.promote for d in per.values())
+    return PairDecision(promote, "; ".join(f"{name}: {d.reason}" for name, d in per.items()), per)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta, timezone
 
-__all__ = ["parse_month", "yyyymm", "previous_month", "month_range", "months_before", "check_not_future", "FutureMonthError", "KST"]
+__all__ = ["Month", "parse_month", "yyyymm", "previous_month", "month_range", "months_before", "check_not_future", "FutureMonthError", "KST"]
 
 KST = timezone(timedelta(hours=9), name="Asia/Seoul")
 """Korea Standard Time (UTC+9, no daylight saving since 1988)."""
@@ -27,8 +27,11 @@ def parse_month(value: str | int | date) -> str:
     Raises
     ------
     ValueError
-        When the value is not a month between 1900-01 and 2999-12, with the value in the message.
+        When the value is not a month between 1900-01 and 2999-12; the message ends with the
+        value's ``repr``.
     """
+    if isinstance(value, Month):
+        return value
     if isinstance(value, (date, datetime)):
         return f"{value.year:04d}-{value.month:02d}"
     if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -46,7 +49,7 @@ class FutureMonthError(ValueError):
     """A month that has not started yet (nothing can have been registered in it)."""
 
 
-def check_not_future(month: str, now: datetime) -> str:
+def check_not_future(month: str | int, now: datetime) -> Month:
     """``month`` as ``"YYYY-MM"`` when it has started by ``now`` (KST), the current month included.
 
     Pure: the caller passes the clock (flows pass ``datetime.now(KST)``).
@@ -62,7 +65,7 @@ def check_not_future(month: str, now: datetime) -> str:
     current = parse_month(now.astimezone(KST) if now.tzinfo is not None else now)
     if m > current:
         raise FutureMonthError(f"month {m} is in the future (current month in KST: {current}); nothing to tag yet")
-    return m
+    return Month(m)
 
 
 def yyyymm(month: str | int) -> str:
@@ -99,3 +102,50 @@ def months_before(month: str, n: int) -> list[str]:
         y, m = (y - 1, 12) if m == 1 else (y, m - 1)
         out.append(f"{y:04d}-{m:02d}")
     return out[::-1]
+
+
+class Month(str):
+    """A month parsed once: the canonical ``"YYYY-MM"`` string with its derived forms.
+
+    It *is* that string (keys, CSV cells, JSON and Prefect parameters see ``"2025-12"``), so it
+    crosses task and process boundaries as plain data; :func:`parse_month` and the helpers
+    here return it unchanged instead of parsing it again.
+
+    >>> m = Month.parse(202512)
+    >>> m, m.yyyymm, m.start.isoformat()
+    ('2025-12', '202512', '2025-12-01')
+
+    Raises
+    ------
+    ValueError
+        (from :meth:`parse`) see :func:`parse_month`.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, value: str | int | date) -> Month:
+        return value if isinstance(value, Month) else cls(parse_month(value))
+
+    def __reduce__(self) -> tuple[type[Month], tuple[str]]:
+        return (Month, (str(self),))
+
+    @property
+    def yyyymm(self) -> str:
+        """``"202512"``: the form of storage keys."""
+        return self.replace("-", "")
+
+    @property
+    def start(self) -> date:
+        """The month's first day."""
+        return date(int(self[:4]), int(self[5:7]), 1)
+
+    @property
+    def end(self) -> date:
+        """The next month's first day (exclusive end)."""
+        y, m = int(self[:4]), int(self[5:7])
+        return date(y + (m == 12), m % 12 + 1, 1)
+
+    def before(self, n: int) -> list[Month]:
+        """The ``n`` months before this one, oldest first."""
+        return [Month(m) for m in months_before(self, n)]

@@ -10,22 +10,32 @@ One sheet per month, one row per VOC, columns :data:`REVIEW_COLUMNS` in this fix
 ====================  =========  ================================================================
 column                who        content
 ====================  =========  ================================================================
-검토 우선             model      ``"Y"`` when 신뢰도 < threshold, else ``""``
-신뢰도                model      min(주제 신뢰도, 작업유형 신뢰도), ``"0.00"``–``"1.00"``
+검토 우선             model      ``"Y"`` when a dimension tagged by a trained model has a
+                                 confidence below that dimension's threshold (:func:`review_flags`)
+검토 사유             model      why: ``"주제 신뢰도 0.31 < 기준 0.65"`` per such dimension; the
+                                 first row of a 묶음 also ``"묶음 1-69204: 28건"`` (a 묶음 is one
+                                 review item: only its first row is flagged)
+신뢰도                model      min of the confidences of the dimensions a trained model tagged
+                                 (of all tagged dimensions when none was), ``"0.00"``–``"1.00"``
 voc_id                data       the key of the row (never changed by a merge)
 building_id           data
 건물명                data
 등록일                data       ``YYYY-MM-DD``
+묶음                  model      group id of a mass complaint (``voc.groups``), ``""`` alone
 제목, 요청내용, 답변  data       texts (see :func:`neutralize_cell`; cut at 32,767 characters)
 주제 대분류/중분류    model      the model's subject tag; a keyword guess (``subject_source ==
                                  "keyword"``) ends in :data:`GUESS_SUFFIX` (``" (추정)"``)
 주제 신뢰도           model      ``"0.00"``–``"1.00"`` (``""`` when the dimension was not tagged)
 작업유형 대분류/중분류 model     the model's work-type tag (keyword guesses marked the same way)
 작업유형 신뢰도       model
+유사 검수 VOC         model      the most similar reviewed VOCs and their labels
+                                 (``voc.evidence.format_evidence``), one per line
 검수_주제 대분류      reviewer   the reviewer's subject major (empty = accept the model's)
 검수_주제 중분류      reviewer   the reviewer's subject minor (may be filled alone)
 검수_작업유형 대분류  reviewer
 검수_작업유형 중분류  reviewer
+묶음 적용             reviewer   ``Y`` on a done row: its labels go to its whole 묶음
+                                 (:func:`merge_reviews`, group decisions)
 검수완료              reviewer   ``"N"`` when written; done when :func:`is_done` (``Y``, ``예``, …)
 검수 메모             reviewer   free text, kept verbatim
 model_version         model      ``{kind}_{version}`` that produced the tags (hidden in the sheet)
@@ -34,10 +44,12 @@ run_id                model      the run that wrote the row (hidden in the sheet
 
 As a frame every column is ``Utf8`` and an empty cell is ``""`` (never null); this is what
 :func:`build_review_rows` produces and what both backends read back. Extra columns a reviewer
-added to the sheet are kept by :func:`merge_into_sheet` after these.
+added to the sheet are kept by :func:`merge_into_sheet` after these. Sheets written before
+:data:`ADDED_COLUMNS` existed lack them: readers treat them as empty and a merge adds them.
 
-Rows are sorted by ascending 신뢰도 (likely errors first; rows without any confidence first),
-ties by ``voc_id`` (numeric ids numerically).
+Rows are sorted 검토 우선 first, then by ascending 신뢰도 (rows without any confidence first),
+ties by ``voc_id`` (numeric ids numerically); the rows of one 묶음 follow each other from the
+place of its first row.
 
 Merge rules (``voc refresh`` / a monthly rerun)
 -----------------------------------------------
@@ -48,7 +60,10 @@ Merge rules (``voc refresh`` / a monthly rerun)
   the model's for rows marked done; see its docstring for filled-but-not-done rows. Per
   dimension, ``subject_reviewed`` / ``work_reviewed`` say whether the result is a human label
   (a valid reviewer value, or a trained model's tag confirmed with empty cells); a keyword
-  guess (shown with :data:`GUESS_SUFFIX`) is never confirmed that way.
+  guess (shown with :data:`GUESS_SUFFIX`) is never confirmed that way. A done row with
+  묶음 적용 = Y passes its labels to the other rows of its 묶음 that the reviewer left alone
+  (source ``reviewer_group``). A retired class typed by hand (``국제도시국>기반시설과``) is
+  read as its active successor (``voc.taxonomy.Taxonomy.successor``).
 """
 
 from __future__ import annotations
@@ -68,6 +83,7 @@ from voc.taxonomy import DIMENSIONS, LABEL_SEP, Taxonomy, split_label
 
 __all__ = [
     "COL_FLAG",
+    "COL_REASON",
     "COL_CONFIDENCE",
     "COL_VOC_ID",
     "COL_BUILDING_ID",
@@ -76,6 +92,9 @@ __all__ = [
     "COL_TITLE",
     "COL_REQUEST",
     "COL_REPLY",
+    "COL_GROUP",
+    "COL_EVIDENCE",
+    "COL_GROUP_APPLY",
     "COL_DONE",
     "COL_MEMO",
     "COL_MODEL_VERSION",
@@ -87,6 +106,11 @@ __all__ = [
     "CONFIDENCE_COLUMNS",
     "REVIEW_COLUMNS",
     "REVIEWED_EXTRA_COLUMNS",
+    "ADDED_COLUMNS",
+    "TEXT_COLUMNS",
+    "SOURCE_GROUP",
+    "COLUMN_GUIDE",
+    "REVIEW_GUIDE_INTRO",
     "DONE_VALUES",
     "NOT_DONE_VALUES",
     "FORMULA_PREFIXES",
@@ -103,6 +127,8 @@ __all__ = [
     "neutralize_cell",
     "is_formula_like",
     "is_done",
+    "review_thresholds_of",
+    "review_flags",
     "build_review_rows",
     "merge_into_sheet",
     "validate_reviews",
@@ -114,6 +140,7 @@ __all__ = [
 # columns
 
 COL_FLAG = "검토 우선"
+COL_REASON = "검토 사유"
 COL_CONFIDENCE = "신뢰도"
 COL_VOC_ID = "voc_id"
 COL_BUILDING_ID = "building_id"
@@ -122,6 +149,9 @@ COL_CREATED = "등록일"
 COL_TITLE = "제목"
 COL_REQUEST = "요청내용"
 COL_REPLY = "답변"
+COL_GROUP = "묶음"
+COL_EVIDENCE = "유사 검수 VOC"
+COL_GROUP_APPLY = "묶음 적용"
 COL_DONE = "검수완료"
 COL_MEMO = "검수 메모"
 COL_MODEL_VERSION = "model_version"
@@ -142,6 +172,7 @@ REVIEWER_LABEL_COLUMNS: dict[str, tuple[str, str]] = {
 REVIEWER_COLUMNS: tuple[str, ...] = (
     *REVIEWER_LABEL_COLUMNS["subject"],
     *REVIEWER_LABEL_COLUMNS["work"],
+    COL_GROUP_APPLY,
     COL_DONE,
     COL_MEMO,
 )
@@ -159,20 +190,83 @@ CONFIDENCE_COLUMNS: tuple[str, ...] = (
 
 REVIEW_COLUMNS: tuple[str, ...] = (
     COL_FLAG,
+    COL_REASON,
     COL_CONFIDENCE,
     COL_VOC_ID,
     COL_BUILDING_ID,
     COL_BUILDING_NAME,
     COL_CREATED,
+    COL_GROUP,
     COL_TITLE,
     COL_REQUEST,
     COL_REPLY,
     *MODEL_COLUMNS,
+    COL_EVIDENCE,
     *REVIEWER_COLUMNS,
     COL_MODEL_VERSION,
     COL_RUN_ID,
 )
 """The review sheet's columns, in sheet order (see the module docstring)."""
+
+ADDED_COLUMNS: tuple[str, ...] = (COL_REASON, COL_GROUP, COL_EVIDENCE, COL_GROUP_APPLY)
+"""Columns added by issue 14 ("review worth a reviewer's hour"): a sheet written before lacks
+them; every reader treats a missing one as empty."""
+
+TEXT_COLUMNS: tuple[str, ...] = (COL_REASON, COL_TITLE, COL_REQUEST, COL_REPLY, COL_EVIDENCE, COL_MEMO)
+"""Columns holding running text: the backends wrap them."""
+
+SOURCE_GROUP = "reviewer_group"
+"""``{dim}_source`` of a label a reviewer gave a whole 묶음 through one decision
+(:func:`merge_reviews`); ``"reviewer"`` marks a row's own label."""
+
+COLUMN_GUIDE: dict[str, str] = {
+    COL_FLAG: "Y면 먼저 검수할 행입니다. 학습된 모델이 붙인 태그의 신뢰도가 기준보다 낮은 행으로, 지난 검수 "
+    "결과로 재면 모델 오류의 대부분이 이 행들에 있습니다. 키워드 추정 태그는 기준에 쓰지 않습니다.",
+    COL_REASON: "검토 우선인 이유(예: 주제 신뢰도 0.31 < 기준 0.65). 묶음의 첫 행에는 묶음 번호와 건수가 붙습니다.",
+    COL_CONFIDENCE: "학습된 모델이 붙인 태그 신뢰도 중 가장 낮은 값(0~1). 행은 검토 우선, 그다음 이 값이 낮은 순입니다.",
+    COL_VOC_ID: "민원 번호. 바꾸지 마세요: 검수 결과는 이 번호로 반영됩니다.",
+    COL_BUILDING_ID: "건물 번호.",
+    COL_BUILDING_NAME: "건물 이름.",
+    COL_CREATED: "민원 등록일.",
+    COL_GROUP: "같은 달 같은 건물에서 같은 일을 두고 들어온 민원 묶음(대량 민원)의 번호. 같은 번호의 행은 "
+    "함께 모여 있습니다. 비어 있으면 묶음이 없습니다.",
+    COL_TITLE: "민원 제목.",
+    COL_REQUEST: "민원 내용(칸 안에서 줄바꿈됩니다; 칸을 늘리면 전부 보입니다).",
+    COL_REPLY: "담당 부서의 답변.",
+    MODEL_TAG_COLUMNS["subject"][0]: "모델이 붙인 주제 대분류. '(추정)'이 붙으면 학습된 모델이 아니라 키워드로 짐작한 값입니다.",
+    MODEL_TAG_COLUMNS["subject"][1]: "모델이 붙인 주제 중분류('(추정)': 키워드 추정).",
+    MODEL_TAG_COLUMNS["subject"][2]: "주제 태그가 맞을 확률로 보정된 신뢰도(0~1). 키워드 추정이면 키워드 점수일 뿐입니다.",
+    MODEL_TAG_COLUMNS["work"][0]: "모델이 붙인 작업유형 대분류('(추정)': 키워드 추정).",
+    MODEL_TAG_COLUMNS["work"][1]: "모델이 붙인 작업유형 중분류('(추정)': 키워드 추정).",
+    MODEL_TAG_COLUMNS["work"][2]: "작업유형 태그의 신뢰도(0~1).",
+    COL_EVIDENCE: "이미 검수된 민원 중 가장 비슷한 3건: 민원 번호, 검수된 분류(주제 | 작업유형), (유사도 0~1). "
+    "모델 태그가 이들과 다르면 한 번 더 보세요.",
+    REVIEWER_LABEL_COLUMNS["subject"][0]: "주제 대분류를 고칠 때 목록에서 고릅니다. 모델 태그가 맞으면 비워 두세요.",
+    REVIEWER_LABEL_COLUMNS["subject"][1]: "주제 중분류. 목록은 고른 대분류(비어 있으면 모델의 대분류)의 중분류만 "
+    "보여 줍니다. 중분류만 골라도 대분류는 자동으로 정해집니다.",
+    REVIEWER_LABEL_COLUMNS["work"][0]: "작업유형 대분류를 고칠 때 고릅니다. 맞으면 비워 두세요.",
+    REVIEWER_LABEL_COLUMNS["work"][1]: "작업유형 중분류(고른 대분류의 중분류만 목록에 나옵니다).",
+    COL_GROUP_APPLY: "Y로 두면 이 행의 검수 결과(검수완료=Y인 행의 분류)를 같은 묶음의 다른 행에도 적용합니다. "
+    "따로 검수한 행은 그 행의 결과가 우선합니다.",
+    COL_DONE: "검수를 마쳤으면 Y. Y인 행만 반영됩니다. 검수_ 칸이 비어 있고 Y이면 모델 태그가 맞다는 뜻입니다"
+    "('(추정)' 태그는 값을 골라야 반영됩니다).",
+    COL_MEMO: "자유 메모(그대로 보관됩니다).",
+    COL_MODEL_VERSION: "태그를 만든 모델(숨김 열).",
+    COL_RUN_ID: "이 행을 쓴 실행(숨김 열).",
+}
+"""Korean explanation of every :data:`REVIEW_COLUMNS` column: the sheet's 검수 안내 and the
+README's column table."""
+
+REVIEW_GUIDE_INTRO: tuple[str, ...] = (
+    "이 시트는 이번 달 민원에 모델이 붙인 분류(주제, 작업유형)를 검수하는 곳입니다.",
+    "1. '검토 우선'이 Y인 행부터 봅니다. 회색 열은 모델 값이라 잠겨 있고, 노란 열만 입력합니다(암호 없는 보호).",
+    "2. 모델 분류가 틀렸으면 검수_ 칸에서 목록의 값을 고르고, 맞으면 비워 둡니다. 끝나면 검수완료를 Y로 둡니다.",
+    "3. '묶음'이 같은 행은 한 가지 일에 대한 대량 민원입니다. 한 행에서 분류를 정하고 검수완료=Y, "
+    "묶음 적용=Y로 두면 묶음 전체에 반영됩니다(따로 검수한 행은 제외).",
+    "4. '유사 검수 VOC'는 비슷한 과거 민원과 그 검수 결과입니다. 판단에 참고하세요.",
+    "목록에 없는 옛 부서명(개편 전 이름)을 직접 적으면 현재 부서로 바꾸어 반영합니다.",
+)
+"""The 검수 안내 sheet's opening lines (Korean), above the column table."""
 
 _REVIEWER_LABEL_CELLS: tuple[str, ...] = (*REVIEWER_LABEL_COLUMNS["subject"], *REVIEWER_LABEL_COLUMNS["work"])
 _MODEL_SIDE: tuple[str, ...] = tuple(c for c in REVIEW_COLUMNS if c not in REVIEWER_COLUMNS and c != COL_VOC_ID)
@@ -275,8 +369,11 @@ class ReviewIssue:
         ``minor_missing``, ``not_done`` (filled but not marked done: not applied),
         ``done_unrecognized`` (a 검수완료 value that is neither done nor a known "no"),
         ``duplicate_voc_id`` (the row is ignored), ``missing_voc_id`` (the row is ignored);
-        from :func:`merge_reviews` only: ``tag_changed`` (a done row's empty cells do not
-        confirm a model tag other than the one the sheet showed).
+        ``group_not_done`` (묶음 적용 = Y on a row not marked done: not applied),
+        ``group_missing`` (묶음 적용 = Y on a row without 묶음); from :func:`merge_reviews`
+        only: ``tag_changed`` (a done row's empty cells do not confirm a model tag other than
+        the one the sheet showed), ``group_conflict`` (two decisions for one 묶음 disagree: that
+        dimension is not passed on).
     """
 
     sheet_row: int
@@ -346,6 +443,11 @@ class RefreshStats:
         Reviewed rows whose final label differs from the model's.
     n_not_applied
         Rows with reviewer label cells filled but 검수완료 not done: not applied.
+    n_group_applied
+        Rows that took at least one dimension from their 묶음's decision (source
+        :data:`SOURCE_GROUP`); counted in ``n_reviewed`` too.
+    n_retired_mapped
+        Applied reviewer values that named a retired class and were read as its successor.
     sheet_only_ids
         ``voc_id`` values of the sheet that are not in the tagged frame (not added).
     issues
@@ -358,6 +460,8 @@ class RefreshStats:
     n_changed_subject: int = 0
     n_changed_work: int = 0
     n_not_applied: int = 0
+    n_group_applied: int = 0
+    n_retired_mapped: int = 0
     sheet_only_ids: list[str] = field(default_factory=list)
     issues: list[ReviewIssue] = field(default_factory=list)
 
@@ -368,6 +472,8 @@ class RefreshStats:
             "n_changed_subject": self.n_changed_subject,
             "n_changed_work": self.n_changed_work,
             "n_not_applied": self.n_not_applied,
+            "n_group_applied": self.n_group_applied,
+            "n_retired_mapped": self.n_retired_mapped,
             "n_sheet_only": len(self.sheet_only_ids),
             "issues": [str(i) for i in self.issues],
         }
@@ -483,6 +589,12 @@ def _as_text_frame(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _with_added_columns(df: pl.DataFrame) -> pl.DataFrame:
+    """A text frame with every :data:`ADDED_COLUMNS` column it lacks added as ``""``."""
+    add = [pl.lit("").alias(c) for c in ADDED_COLUMNS if c not in df.columns]
+    return df.with_columns(add) if add else df
+
+
 def _natural_key(v: str) -> tuple[int, int | str]:
     return building_sort_key(v) if v else (2, "")
 
@@ -491,7 +603,122 @@ def _natural_key(v: str) -> tuple[int, int | str]:
 # building rows
 
 
-def build_review_rows(tagged: pl.DataFrame, *, threshold: float | None) -> pl.DataFrame:
+_DIM_KO = {"subject": "주제", "work": "작업유형"}
+
+
+def review_thresholds_of(tagger: Any, *, override: float | None = None) -> dict[str, float]:
+    """The 검토 우선 threshold of each dimension a tagger's trained model tags.
+
+    Parameters
+    ----------
+    tagger
+        Any tagger (``voc.tagger.Tagger``). Dimensions whose ``model_labels`` are empty
+        (keyword-only) never get a threshold: they never drive the priority.
+    override
+        A threshold for every such dimension (``ReviewSettings.low_confidence_threshold``).
+
+    Returns
+    -------
+    dict
+        ``{dimension: threshold}``: ``override`` when given; else the tagger's
+        ``review_thresholds`` (chosen on held-out rows at training,
+        ``voc.metrics.review_budget``); else, for a model trained before those existed, its
+        ``low_confidence_threshold`` for the subject only (it was chosen on subject held-out
+        rows; no threshold of the work type is known); else ``{}`` (nothing flagged).
+    """
+    trained = [d for d in DIMENSIONS if _model_labels(tagger, d)]
+    if override is not None:
+        return {d: float(override) for d in trained}
+    own = getattr(tagger, "review_thresholds", None) or {}
+    if own:
+        return {d: float(own[d]) for d in trained if own.get(d) is not None}
+    old = getattr(tagger, "low_confidence_threshold", None)
+    return {"subject": float(old)} if old is not None and "subject" in trained else {}
+
+
+def _model_labels(tagger: Any, dim: str) -> list[str]:
+    try:
+        return list(tagger.model_labels(dim))
+    except (AttributeError, KeyError):
+        return []
+
+
+def _fmt_pair(value: float, limit: float) -> tuple[str, str]:
+    """Both numbers with the fewest decimals (2–4) that still show ``value < limit``."""
+    for d in (2, 3, 4):
+        a, b = f"{value:.{d}f}", f"{limit:.{d}f}"
+        if a != b:
+            return a, b
+    return a, b
+
+
+def review_flags(
+    confidences: Mapping[str, Sequence[float | None]],
+    sources: Mapping[str, Sequence[str | None]] | None,
+    thresholds: Mapping[str, float],
+) -> tuple[list[bool], list[str], list[float | None]]:
+    """검토 우선, 검토 사유 and 신뢰도 of N rows.
+
+    A dimension *drives* a row when a trained model tagged it (``source == "model"``; every
+    dimension when ``sources`` is None) and it has a confidence. The row is flagged when a
+    driving dimension's confidence is below that dimension's threshold (a dimension without a
+    threshold never flags), or when the row has no confidence at all and some threshold exists.
+    Keyword guesses (``source == "keyword"``) never flag: their confidence is a keyword score,
+    not an error probability (median 0.28 on the demo month, which flagged 43 of 45 rows).
+
+    Parameters
+    ----------
+    confidences
+        Per dimension, N confidences in [0, 1] (None/NaN: not tagged).
+    sources
+        Per dimension, N sources (``model``, ``keyword``, …), or None.
+    thresholds
+        Per dimension, the threshold (:func:`review_thresholds_of`).
+
+    Returns
+    -------
+    tuple
+        N flags; N reasons (``"주제 신뢰도 0.31 < 기준 0.65"``, ``"; "``-joined, ``"신뢰도 없음"``,
+        ``""``); N row confidences: the minimum over driving dimensions, else over all tagged
+        dimensions, else None.
+    """
+    dims = [d for d in DIMENSIONS if d in confidences]
+    n = len(confidences[dims[0]]) if dims else 0
+    flags: list[bool] = []
+    reasons: list[str] = []
+    row_conf: list[float | None] = []
+    for i in range(n):
+        present: dict[str, float] = {}
+        for d in dims:
+            c = confidences[d][i]
+            if c is not None and not (isinstance(c, float) and np.isnan(c)):
+                present[d] = float(c)
+        driving = {
+            d: c for d, c in present.items() if sources is None or d not in sources or (sources[d][i] or "") == "model"
+        }
+        why = []
+        for d, c in driving.items():
+            t = thresholds.get(d)
+            if t is not None and c < t:
+                a, b = _fmt_pair(c, t)
+                why.append(f"{_DIM_KO.get(d, d)} 신뢰도 {a} < 기준 {b}")
+        if not present and thresholds:
+            why.append("신뢰도 없음")
+        flags.append(bool(why))
+        reasons.append("; ".join(why))
+        pool = driving or present
+        row_conf.append(min(pool.values()) if pool else None)
+    return flags, reasons, row_conf
+
+
+def build_review_rows(
+    tagged: pl.DataFrame,
+    *,
+    threshold: float | None,
+    thresholds: Mapping[str, float] | None = None,
+    groups: Sequence[str | None] | pl.Series | None = None,
+    evidence: Sequence[Any] | None = None,
+) -> pl.DataFrame:
     """Review-sheet rows for a tagged frame.
 
     Parameters
@@ -501,23 +728,40 @@ def build_review_rows(tagged: pl.DataFrame, *, threshold: float | None) -> pl.Da
         ``building_id``, ``building_name``, ``created_at`` (Date or ``YYYY-MM-DD`` text), the
         three texts, ``{subject,work}_{major,minor,confidence}``, ``model_version``, ``run_id``).
         ``{subject,work}_source`` is optional: where it is ``"keyword"`` the dimension's tag
-        cells end in :data:`GUESS_SUFFIX` (a keyword guess, shown as such to the reviewer).
+        cells end in :data:`GUESS_SUFFIX` (a keyword guess, shown as such to the reviewer) and
+        the dimension never drives 검토 우선; without the column every dimension counts as a
+        trained model's.
     threshold
-        Rows whose 신뢰도 (min of the two confidences, unrounded) is below it get 검토 우선
-        ``"Y"``; rows without any confidence too. ``None``: no row is flagged.
+        One threshold for every dimension (the old single ``low_confidence_threshold``); used
+        when ``thresholds`` is None. ``None`` and no ``thresholds``: no row is flagged.
+    thresholds
+        Per-dimension thresholds (:func:`review_thresholds_of`); a dimension without an entry
+        never flags. See :func:`review_flags` for the rule.
+    groups
+        N group ids (``voc.groups.near_duplicate_groups``; null/``""`` = none): the 묶음 column,
+        and the rows of a group are placed together.
+    evidence
+        N cells of 유사 검수 VOC: text, or a list of ``voc.evidence.Neighbour``
+        (``voc.evidence.tagger_evidence``), formatted by ``voc.evidence.format_evidence``.
 
     Returns
     -------
     pl.DataFrame
         ``N × len(REVIEW_COLUMNS)``, all ``Utf8`` (``""`` for empty), reviewer cells empty and
-        검수완료 ``"N"``; sorted by ascending confidence (rows without any first), ties by
-        ``voc_id`` (numeric ids numerically). Texts pass through :func:`neutralize_cell` and are
-        cut at :data:`MAX_CELL_CHARS`.
+        검수완료 ``"N"``. Sorted 검토 우선 first, then by ascending 신뢰도 (rows without any
+        first), ties by ``voc_id`` (numeric ids numerically); the members of a group follow its
+        first row in that order. A group is one review item: its first row's 검토 사유 names the
+        group and its size, and when members are flagged only the first row keeps 검토 우선
+        (``"묶음 1-69204: 28건 중 27건 검토 우선, 이 행에서 결정하고 묶음 적용=Y"``), the others
+        point to it (``"묶음 1-69204의 첫 행에서 결정 (주제 신뢰도 …)"``): one decision covers them
+        (:func:`merge_reviews`). Texts pass through :func:`neutralize_cell` and are cut at
+        :data:`MAX_CELL_CHARS`.
 
     Raises
     ------
     ReviewError
-        A required column is missing, or a ``voc_id`` is empty or duplicated.
+        A required column is missing, a ``voc_id`` is empty or duplicated, ``groups`` or
+        ``evidence`` is not of length N.
     """
     missing = [c for c in _TAGGED_NEEDED if c not in tagged.columns]
     if missing:
@@ -525,12 +769,20 @@ def build_review_rows(tagged: pl.DataFrame, *, threshold: float | None) -> pl.Da
     ids = [neutralize_cell(v).strip() for v in tagged["voc_id"].to_list()]
     _check_unique_ids(ids, what="tagged frame")
     n = tagged.height
-    sconf = tagged["subject_confidence"].cast(pl.Float64, strict=False).to_list()
-    wconf = tagged["work_confidence"].cast(pl.Float64, strict=False).to_list()
-    conf: list[float | None] = []
-    for a, b in zip(sconf, wconf):
-        present = [x for x in (a, b) if x is not None and not np.isnan(x)]
-        conf.append(min(present) if present else None)
+    for name, seq in (("groups", groups), ("evidence", evidence)):
+        if seq is not None and len(seq) != n:
+            raise ReviewError(f"{name} has {len(seq)} values for {n} tagged rows")
+    conf_by_dim = {
+        d: [None if x is None or np.isnan(x) else float(x) for x in tagged[f"{d}_confidence"].cast(pl.Float64, strict=False).to_list()]
+        for d in DIMENSIONS
+    }
+    sources = {
+        d: [neutralize_cell(v).strip() for v in tagged[f"{d}_source"].to_list()]
+        for d in DIMENSIONS
+        if f"{d}_source" in tagged.columns
+    }
+    limits = dict(thresholds) if thresholds is not None else ({d: threshold for d in DIMENSIONS} if threshold is not None else {})
+    flags, reasons, conf = review_flags(conf_by_dim, sources or None, limits)
     if tagged["created_at"].dtype in (pl.Date, pl.Datetime):
         created = [d.isoformat()[:10] if d is not None else "" for d in tagged["created_at"].to_list()]
     else:
@@ -542,41 +794,96 @@ def build_review_rows(tagged: pl.DataFrame, *, threshold: float | None) -> pl.Da
     def tag_texts(dim: str, part: str) -> list[str]:
         """The model's tag cells; a keyword guess gets :data:`GUESS_SUFFIX`."""
         vals = texts(f"{dim}_{part}")
-        if f"{dim}_source" not in tagged.columns:
+        if dim not in sources:
             return vals
-        src = [neutralize_cell(v).strip() for v in tagged[f"{dim}_source"].to_list()]
-        return [mark_guess(v) if s == "keyword" else v for v, s in zip(vals, src)]
+        return [mark_guess(v) if s == "keyword" else v for v, s in zip(vals, sources[dim])]
 
+    group_of = [neutralize_cell(g).strip() for g in (list(groups) if groups is not None else [""] * n)]
+    evidence_cells = [""] * n
+    if evidence is not None:
+        from voc.evidence import format_evidence
+
+        evidence_cells = [
+            _text_cell(e if isinstance(e, str) or e is None else format_evidence(e), limit=MAX_CELL_CHARS) for e in evidence
+        ]
+    order = sorted(range(n), key=lambda i: (not flags[i], -1.0 if conf[i] is None else conf[i], _natural_key(ids[i])))
+    order, firsts = _group_blocks(order, group_of)
+    _collapse_group_flags(firsts, group_of, flags, reasons)
     sm, sn = MODEL_TAG_COLUMNS["subject"][:2], MODEL_TAG_COLUMNS["work"][:2]
     data: dict[str, list[str]] = {
-        COL_FLAG: [
-            "Y" if threshold is not None and (c is None or c < threshold) else "" for c in conf
-        ],
+        COL_FLAG: ["Y" if f else "" for f in flags],
+        COL_REASON: reasons,
         COL_CONFIDENCE: [_fmt_conf(c) for c in conf],
         COL_VOC_ID: ids,
         COL_BUILDING_ID: texts("building_id"),
         COL_BUILDING_NAME: texts("building_name"),
         COL_CREATED: created,
+        COL_GROUP: group_of,
         COL_TITLE: texts("title", limit=MAX_CELL_CHARS),
         COL_REQUEST: texts("request_contents", limit=MAX_CELL_CHARS),
         COL_REPLY: texts("reply", limit=MAX_CELL_CHARS),
         sm[0]: tag_texts("subject", "major"),
         sm[1]: tag_texts("subject", "minor"),
-        MODEL_TAG_COLUMNS["subject"][2]: [_fmt_conf(None if c is None or np.isnan(c) else c) for c in sconf],
+        MODEL_TAG_COLUMNS["subject"][2]: [_fmt_conf(c) for c in conf_by_dim["subject"]],
         sn[0]: tag_texts("work", "major"),
         sn[1]: tag_texts("work", "minor"),
-        MODEL_TAG_COLUMNS["work"][2]: [_fmt_conf(None if c is None or np.isnan(c) else c) for c in wconf],
+        MODEL_TAG_COLUMNS["work"][2]: [_fmt_conf(c) for c in conf_by_dim["work"]],
+        COL_EVIDENCE: evidence_cells,
         **{c: [""] * n for c in _REVIEWER_LABEL_CELLS},
+        COL_GROUP_APPLY: [""] * n,
         COL_DONE: ["N"] * n,
         COL_MEMO: [""] * n,
         COL_MODEL_VERSION: texts("model_version"),
         COL_RUN_ID: texts("run_id"),
     }
-    order = sorted(range(n), key=lambda i: (-1.0 if conf[i] is None else conf[i], _natural_key(ids[i])))
     return pl.DataFrame(
         {c: [data[c][i] for i in order] for c in REVIEW_COLUMNS},
         schema={c: pl.Utf8 for c in REVIEW_COLUMNS},
     )
+
+
+def _collapse_group_flags(firsts: Mapping[int, int], group_of: Sequence[str], flags: list[bool], reasons: list[str]) -> None:
+    """One review item per 묶음: its first row carries 검토 우선 when any member has it (and says
+    how many, and how to decide the group once); the other members lose theirs and point to the
+    first row. ``flags``/``reasons`` are changed in place."""
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(group_of):
+        if g:
+            members.setdefault(g, []).append(i)
+    for first, size in firsts.items():
+        g = group_of[first]
+        rows = members[g]
+        k = sum(flags[i] for i in rows)
+        if not k:
+            reasons[first] = f"{reasons[first]}; 묶음 {g}: {size}건" if reasons[first] else f"묶음 {g}: {size}건"
+            continue
+        note = f"묶음 {g}: {size}건 중 {k}건 검토 우선, 이 행에서 결정하고 묶음 적용=Y"
+        reasons[first] = f"{reasons[first]}; {note}" if reasons[first] else note
+        flags[first] = True
+        for i in rows:
+            if i != first and flags[i]:
+                flags[i] = False
+                reasons[i] = f"묶음 {g}의 첫 행에서 결정 ({reasons[i]})"
+
+
+def _group_blocks(order: list[int], group_of: Sequence[str]) -> tuple[list[int], dict[int, int]]:
+    """``order`` with each group's rows moved up behind its first row (their relative order kept),
+    and ``{first row: group size}`` for groups of two or more rows."""
+    members: dict[str, list[int]] = {}
+    for i in order:
+        if group_of[i]:
+            members.setdefault(group_of[i], []).append(i)
+    out: list[int] = []
+    firsts: dict[int, int] = {}
+    for i in order:
+        g = group_of[i]
+        if not g:
+            out.append(i)
+        elif members[g][0] == i:
+            out.extend(members[g])
+            if len(members[g]) > 1:
+                firsts[i] = len(members[g])
+    return out, firsts
 
 
 def _check_unique_ids(ids: Sequence[str], *, what: str) -> None:
@@ -594,8 +901,12 @@ def _check_unique_ids(ids: Sequence[str], *, what: str) -> None:
 
 
 def _touched(row: Mapping[str, str]) -> bool:
-    """The reviewer worked on the row: a label cell filled or 검수완료 done."""
-    return is_done(row.get(COL_DONE, "")) or any(row.get(c, "").strip() for c in _REVIEWER_LABEL_CELLS)
+    """The reviewer worked on the row: a label cell filled, 검수완료 or 묶음 적용 done."""
+    return (
+        is_done(row.get(COL_DONE, ""))
+        or is_done(row.get(COL_GROUP_APPLY, ""))
+        or any(row.get(c, "").strip() for c in _REVIEWER_LABEL_CELLS)
+    )
 
 
 def merge_into_sheet(
@@ -605,11 +916,11 @@ def merge_into_sheet(
 
     Rules, cell by cell:
 
-    * reviewer cells (:data:`REVIEWER_COLUMNS`: the four 검수_ cells, 검수완료, 검수 메모) of an
-      existing row are never changed;
-    * an existing row the reviewer has not touched (검수완료 not done *and* all four 검수_ label
-      cells empty; a memo alone does not count) gets the new row's model-side cells (flag,
-      confidences, texts, tags, model_version, run_id);
+    * reviewer cells (:data:`REVIEWER_COLUMNS`: the four 검수_ cells, 묶음 적용, 검수완료, 검수
+      메모) of an existing row are never changed;
+    * an existing row the reviewer has not touched (검수완료 and 묶음 적용 not done *and* all four
+      검수_ label cells empty; a memo alone does not count) gets the new row's model-side cells
+      (flag and reason, confidences, 묶음, texts, tags, evidence, model_version, run_id);
     * a touched row keeps every cell, so the reviewer still sees what they judged;
     * new ``voc_id`` values are appended at the end, in ``new_rows`` order;
     * no row is deleted: rows whose ``voc_id`` is no longer in ``new_rows``, rows without a
@@ -712,23 +1023,32 @@ _VALIDATED_SCHEMA: dict[str, Any] = {
     "review_work_major": pl.Utf8,
     "review_work_minor": pl.Utf8,
     "work_status": pl.Utf8,
+    "subject_mapped": pl.Boolean,
+    "work_mapped": pl.Boolean,
     "review_memo": pl.Utf8,
+    "group": pl.Utf8,
+    "group_apply": pl.Boolean,
 }
-_DIM_KO = {"subject": "주제", "work": "작업유형"}
-
-
 class _DimensionRules:
-    """Active labels of one dimension, for validating reviewer cells."""
+    """Active labels of one dimension, for validating reviewer cells; retired names resolve to
+    their successors (:meth:`voc.taxonomy.Taxonomy.successor`)."""
 
     def __init__(self, taxonomy: Taxonomy, dimension: str) -> None:
         rows = taxonomy.rows_of(dimension)
+        self.taxonomy = taxonomy
+        self.dimension = dimension
         self.majors = set(r.major for r in rows)
         self.major_of: dict[str, str] = {r.minor: r.major for r in rows}  # unique among active rows
         self.minors_of: dict[str, list[str]] = {}
         for r in rows:
             self.minors_of.setdefault(r.major, []).append(r.minor)
         self.labels = {(r.major, r.minor) for r in rows}
+        self.retired = taxonomy.retired_majors(dimension)
         self.ko = _DIM_KO.get(dimension, dimension)
+
+    def successor(self, major: str, minor: str) -> tuple[str, str] | None:
+        row = self.taxonomy.successor(self.dimension, major, minor)
+        return (row.major, row.minor) if row is not None else None
 
 
 def _unknown(value: str, what: str) -> str:
@@ -750,34 +1070,36 @@ def _check_dimension(
     cols: tuple[str, str],
     issue: Callable[[str, str, str, str], None],
     model_guess: bool = False,
-) -> tuple[str | None, str | None, str]:
-    """Resolve one dimension's reviewer cells → (major, minor, status). ``model_minor`` is the
-    model's minor without the guess marker; ``model_guess``: it was a keyword guess (never used
-    to complete a major-only entry)."""
+) -> tuple[str | None, str | None, str, bool]:
+    """Resolve one dimension's reviewer cells → (major, minor, status, retired name mapped).
+    ``model_minor`` is the model's minor without the guess marker; ``model_guess``: it was a
+    keyword guess (never used to complete a major-only entry)."""
     a, b = major.strip(), minor.strip()
     col_a, col_b = cols
     if not a and not b:
-        return None, None, "empty"
+        return None, None, "empty", False
     if LABEL_SEP in b:  # "시설>승강기" typed into the minor cell
         a2, b2 = split_label(b)
         a2, b2 = a2.strip(), b2.strip()
         if a and a != a2:
             issue(col_b, minor, f"중분류 '{b}'의 대분류 '{a2}'가 {col_a} '{a}'와 다릅니다", "minor_not_under_major")
-            return None, None, "invalid"
+            return None, None, "invalid", False
         a, b = a2, b2
     ko = rules.ko
     if b:
+        if a and (a, b) not in rules.labels and (succ := rules.successor(a, b)) is not None:
+            return succ[0], succ[1], "valid", True  # a retired class typed by hand
         bad = False
         if a and a not in rules.majors:
             issue(col_a, major, _unknown(a, f"{ko} 대분류"), "not_in_taxonomy")
             bad = True
         if b not in rules.major_of:
             issue(col_b, minor, _unknown(b, f"{ko} 중분류"), "not_in_taxonomy")
-            return None, None, "invalid"
+            return None, None, "invalid", False
         if bad:
-            return None, None, "invalid"
+            return None, None, "invalid", False
         if not a:
-            return rules.major_of[b], b, "valid"
+            return rules.major_of[b], b, "valid", False
         if (a, b) not in rules.labels:
             issue(
                 col_b,
@@ -785,24 +1107,32 @@ def _check_dimension(
                 f"중분류 '{b}'은(는) 대분류 '{a}'에 속하지 않습니다 ('{rules.major_of[b]}'의 중분류)",
                 "minor_not_under_major",
             )
-            return None, None, "invalid"
-        return a, b, "valid"
-    # major only
+            return None, None, "invalid", False
+        return a, b, "valid", False
+    # major only; a retired major stands for its successor
+    mapped = False
+    if a in rules.retired and rules.retired[a] is not None:
+        a, mapped = rules.retired[a], True  # type: ignore[assignment]
     if a not in rules.majors:
         issue(col_a, major, _unknown(a, f"{ko} 대분류"), "not_in_taxonomy")
-        return None, None, "invalid"
+        return None, None, "invalid", False
     minors = rules.minors_of.get(a, [])
     if len(minors) == 1:
-        return a, minors[0], "valid"
-    if not model_guess and (a, model_minor.strip()) in rules.labels:
-        return a, model_minor.strip(), "valid"
+        return a, minors[0], "valid", mapped
+    model_minor = model_minor.strip()
+    model_label = (a, model_minor) if (a, model_minor) in rules.labels else None
+    if model_label is None and mapped and model_minor:
+        model_label = rules.successor(major.strip(), model_minor)
+        model_label = model_label if model_label is not None and model_label[0] == a else None
+    if not model_guess and model_label is not None:
+        return model_label[0], model_label[1], "valid", mapped
     why = (
-        f"모델의 중분류 '{model_minor.strip()}'은(는) 키워드 추정이라 그대로 쓰지 않습니다"
-        if model_guess and (a, model_minor.strip()) in rules.labels
+        f"모델의 중분류 '{model_minor}'은(는) 키워드 추정이라 그대로 쓰지 않습니다"
+        if model_guess and model_label is not None
         else f"대분류 '{a}'에는 중분류가 여럿입니다 ({', '.join(minors)})"
     )
     issue(col_b, minor, f"{why}; {col_b}을(를) 선택하세요", "minor_missing")
-    return None, None, "invalid"
+    return None, None, "invalid", False
 
 
 def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFrame, list[ReviewIssue]]:
@@ -822,6 +1152,10 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
       ``minor_missing``;
     * a value carrying the guess marker (a model cell pasted into a 검수_ cell) is not a
       taxonomy value: ``not_in_taxonomy``, with a hint to pick the value from the list;
+    * a retired name typed by hand (the dropdowns never offer one) is read as its active
+      successor (:meth:`voc.taxonomy.Taxonomy.successor`): ``국제도시국`` + ``기반시설과`` →
+      ``국제도시건설국>기반시설과``; a retired major alone → its successor major, then as above
+      (``{dim}_mapped`` says so);
     * anything else → status ``invalid`` and a :class:`ReviewIssue` naming row, column and value.
       Invalid values are never used: the final label falls back to the model's and the row is
       not training data for that dimension.
@@ -829,13 +1163,15 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
     Also reported: label cells filled on a row not marked done (``not_done``: not applied), a
     검수완료 value that is neither done nor a known "no" (``done_unrecognized``), an empty
     ``voc_id`` on a row with reviewer input and a ``voc_id`` repeated on a later row (the later
-    rows are ``ignored``; the first occurrence counts).
+    rows are ``ignored``; the first occurrence counts), 묶음 적용 = Y on a row not done
+    (``group_not_done``) or without 묶음 (``group_missing``).
 
     Parameters
     ----------
     sheet
         ``M × C`` review sheet as read back; needs ``voc_id`` and the reviewer columns (the
-        model's minor columns are used when present). Nulls count as empty.
+        model's minor columns are used when present; 묶음 and 묶음 적용 are optional, as in
+        sheets written before they existed). Nulls count as empty.
     taxonomy
         Only active rows are accepted.
 
@@ -846,18 +1182,21 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
         ``voc_id``, ``ignored`` (bool), ``is_done`` (bool), ``review_subject_major``,
         ``review_subject_minor``, ``subject_status``, ``review_work_major``,
         ``review_work_minor``, ``work_status`` (labels null unless status ``valid``; status ∈
-        ``empty``/``valid``/``invalid``), ``review_memo``; and the issues in row order.
+        ``empty``/``valid``/``invalid``), ``subject_mapped`` / ``work_mapped`` (bool: a retired
+        name was read as its successor), ``review_memo``, ``group`` (the 묶음 cell),
+        ``group_apply`` (bool: done, 묶음 적용 = Y and a 묶음: a group decision); and the issues
+        in row order.
 
     Raises
     ------
     ReviewSheetError
         ``voc_id`` or a reviewer column is missing from ``sheet``.
     """
-    needed = [COL_VOC_ID, *REVIEWER_COLUMNS]
+    needed = [COL_VOC_ID, *(c for c in REVIEWER_COLUMNS if c not in ADDED_COLUMNS)]
     missing = [c for c in needed if c not in sheet.columns]
     if missing:
         raise ReviewSheetError(f"review sheet is missing column(s) {missing}")
-    df = _as_text_frame(sheet)
+    df = _with_added_columns(_as_text_frame(sheet))
     rules = {d: _DimensionRules(taxonomy, d) for d in DIMENSIONS}
     issues: list[ReviewIssue] = []
     out: dict[str, list[Any]] = {k: [] for k in _VALIDATED_SCHEMA}
@@ -896,6 +1235,16 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
             )
         elif not done and has_labels and not ignored:
             issue(COL_DONE, row[COL_DONE], "검수 값이 입력됐지만 검수완료가 Y가 아니어서 반영되지 않습니다", "not_done")
+        group, group_apply = row[COL_GROUP].strip(), is_done(row[COL_GROUP_APPLY])
+        if group_apply and not ignored and not group:
+            issue(COL_GROUP_APPLY, row[COL_GROUP_APPLY], "이 행은 묶음이 없어 묶음 적용을 할 수 없습니다", "group_missing")
+        elif group_apply and not ignored and not done and not has_labels:  # else not_done says it
+            issue(
+                COL_GROUP_APPLY,
+                row[COL_GROUP_APPLY],
+                f"묶음 적용이 Y이지만 검수완료가 Y가 아니어서 묶음 {group}에 반영되지 않습니다",
+                "group_not_done",
+            )
         out["sheet_row"].append(sheet_row)
         out["voc_id"].append(vid)
         out["ignored"].append(ignored)
@@ -904,15 +1253,18 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
             ca, cb = REVIEWER_LABEL_COLUMNS[dim]
             model_minor, model_guess = split_guess(row.get(MODEL_TAG_COLUMNS[dim][1], ""))
             if ignored:
-                a, b, status = None, None, "empty" if not (row[ca].strip() or row[cb].strip()) else "invalid"
+                a, b, status, mapped = None, None, "empty" if not (row[ca].strip() or row[cb].strip()) else "invalid", False
             else:
-                a, b, status = _check_dimension(
+                a, b, status, mapped = _check_dimension(
                     rules[dim], row[ca], row[cb], model_minor, cols=(ca, cb), issue=issue, model_guess=model_guess
                 )
             out[f"review_{dim}_major"].append(a)
             out[f"review_{dim}_minor"].append(b)
             out[f"{dim}_status"].append(status)
+            out[f"{dim}_mapped"].append(mapped)
         out["review_memo"].append(row[COL_MEMO])
+        out["group"].append(group)
+        out["group_apply"].append(group_apply and done and bool(group) and not ignored)
     return pl.DataFrame(out, schema=_VALIDATED_SCHEMA), issues
 
 
@@ -952,6 +1304,17 @@ def merge_reviews(
     half-finished row never reaches the labels or the training data; :func:`validate_reviews`
     reports them (``not_done``) and ``RefreshStats.n_not_applied`` counts them.
 
+    **Group decisions.** A done row with 묶음 적용 = Y and a 묶음 (its *decision*) passes, per
+    dimension, the label applied to that row itself (typed, picked or confirmed, as above) to
+    the other rows of the sheet carrying the same 묶음 cell — only those, only from such an
+    explicit decision — that the reviewer left alone: a member whose row is done, has a 검수_
+    label cell filled or 묶음 적용 set keeps its own outcome (its own edit wins). The members get
+    that label with ``{dim}_source = "reviewer_group"`` (:data:`SOURCE_GROUP`) and
+    ``{dim}_reviewed = True``: the reviewer decided it for them, so it is a human label, and
+    the source keeps it apart from a row-by-row one. Two decisions of one 묶음 that disagree in
+    a dimension pass nothing on in it (``group_conflict`` issue). A dimension the decision row
+    did not apply (a keyword guess left empty, an invalid value) passes nothing on either.
+
     Parameters
     ----------
     tagged
@@ -981,7 +1344,7 @@ def merge_reviews(
     ReviewError
         ``tagged`` lacks ``voc_id`` or a tag column, or has an empty or duplicate ``voc_id``.
     ReviewSheetError
-        ``sheet`` lacks ``voc_id`` or a reviewer column.
+        ``sheet`` lacks ``voc_id`` or a reviewer column (:func:`validate_reviews`).
     """
     need = ["voc_id", "classify_source"] + [
         f"{p}{d}_{k}" for d in DIMENSIONS for p in ("", "reviewed_") for k in ("major", "minor")
@@ -1011,6 +1374,8 @@ def merge_reviews(
         stats.issues = [i for i in issues if i.voc_id in id_set]
         stats.n_not_applied = sum(1 for i in stats.issues if i.code == "not_done")
 
+    members, decisions, own_edit = _group_decisions(ids, sheet_rows, raw_rows)
+    group_applied = [False] * n
     cols: dict[str, list[Any]] = {}
     dim_reviewed: dict[str, list[bool]] = {}
     tag_issues: list[ReviewIssue] = []
@@ -1031,6 +1396,7 @@ def merge_reviews(
             status = v[f"{dim}_status"]
             if status == "valid":
                 a, b = v[f"review_{dim}_major"], v[f"review_{dim}_minor"]
+                stats.n_retired_mapped += bool(v[f"{dim}_mapped"])
             elif status == "empty" and mi[i] and src[i] == "model":
                 # confirms a trained model's tag, never a keyword guess, and only the tag the
                 # reviewer saw: the sheet's model cells (when present) must show it, unmarked
@@ -1059,6 +1425,32 @@ def merge_reviews(
                 changed += 1
             fa[i], fi[i], fs[i], ra[i], ri[i] = a, b, "reviewer", a, b
             applied[i] = True
+        for g, rows in decisions.items():  # a decision passes its own applied label to its 묶음
+            labels = sorted({(fa[i], fi[i]) for i in rows if applied[i]})
+            if len(labels) > 1:
+                first = sheet_rows[ids[rows[0]]]
+                shown = ", ".join(f"{x}>{y}" for x, y in labels)
+                tag_issues.append(
+                    ReviewIssue(
+                        first["sheet_row"],
+                        ids[rows[0]],
+                        COL_GROUP_APPLY,
+                        raw_rows[ids[rows[0]]].get(COL_GROUP_APPLY, ""),
+                        f"묶음 {g}의 결정이 {_DIM_KO[dim]}에서 서로 다릅니다 ({shown}); 묶음에 반영하지 않습니다",
+                        "group_conflict",
+                    )
+                )
+                continue
+            if not labels:
+                continue
+            a, b = labels[0]
+            for i in members[g]:
+                if applied[i] or own_edit[i]:
+                    continue  # the member's own outcome wins
+                if (a, b) != (ma[i], mi[i]):
+                    changed += 1
+                fa[i], fi[i], fs[i], ra[i], ri[i] = a, b, SOURCE_GROUP, a, b
+                applied[i] = group_applied[i] = True
         dim_reviewed[dim] = applied
         cols.update(
             {
@@ -1077,6 +1469,7 @@ def merge_reviews(
             stats.n_changed_work = changed
     is_reviewed = [any(dim_reviewed[d][i] for d in DIMENSIONS) for i in range(n)]
     stats.n_reviewed = sum(is_reviewed)
+    stats.n_group_applied = sum(group_applied)
     stats.issues = sorted([*stats.issues, *tag_issues], key=lambda x: x.sheet_row)
     csrc = tagged["classify_source"].cast(pl.Utf8, strict=False).to_list()
     cols["classify_source"] = ["reviewed" if r else c for r, c in zip(is_reviewed, csrc)]
@@ -1096,6 +1489,26 @@ def merge_reviews(
             pl.Series("reviewed_at", [reviewed_at if r else None for r in is_reviewed], dtype=pl.Utf8)
         )
     return out, stats
+
+
+def _group_decisions(
+    ids: Sequence[str], sheet_rows: Mapping[str, Mapping[str, Any]], raw_rows: Mapping[str, Mapping[str, str]]
+) -> tuple[dict[str, list[int]], dict[str, list[int]], list[bool]]:
+    """For the tagged rows (``ids``) matched to sheet rows: the members of each 묶음 (row
+    indices), the decisions of each 묶음 (rows done with 묶음 적용 = Y) and whether each row has
+    an edit of its own (:func:`_touched`)."""
+    index = {vid: i for i, vid in enumerate(ids)}
+    members: dict[str, list[int]] = {}
+    decisions: dict[str, list[int]] = {}
+    own_edit = [False] * len(ids)
+    for vid, v in sheet_rows.items():
+        i = index[vid]
+        own_edit[i] = _touched(raw_rows[vid])
+        if v["group"]:
+            members.setdefault(v["group"], []).append(i)
+            if v["group_apply"]:
+                decisions.setdefault(v["group"], []).append(i)
+    return members, decisions, own_edit
 
 
 # --------------------------------------------------------------------------------------------
@@ -1149,13 +1562,13 @@ def simulate_review(
     ValueError
         ``fraction`` outside [0, 1]; ``truth`` without ``voc_id``.
     ReviewSheetError
-        ``sheet`` lacks a :data:`REVIEW_COLUMNS` column.
+        ``sheet`` lacks a :data:`REVIEW_COLUMNS` column (other than :data:`ADDED_COLUMNS`).
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
     if "voc_id" not in truth.columns:
         raise ValueError("truth needs a 'voc_id' column")
-    missing = [c for c in REVIEW_COLUMNS if c not in sheet.columns]
+    missing = [c for c in REVIEW_COLUMNS if c not in sheet.columns and c not in ADDED_COLUMNS]
     if missing:
         raise ReviewSheetError(f"review sheet is missing column(s) {missing}")
     df = _as_text_frame(sheet)

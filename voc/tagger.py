@@ -7,8 +7,16 @@ protocol. Where a dimension has no labelled rows, the tagger uses the taxonomy's
 and says so (``fallback_dimensions``, ``*_source = keyword``).
 
 :func:`tag_frame` applies a tagger to a VOC frame and returns the tagged frame
-(``voc.schema.TAGGED_COLUMNS``). :func:`train_tagger` fits a tagger on reviewed rows with a fixed
-held-out split (:func:`holdout_mask`) and reports held-out metrics.
+(``voc.schema.TAGGED_COLUMNS``). :func:`frame_analyses` runs Kiwi once per row and gives both the
+model tokens and the keyword nouns (title + request) of each VOC, so a caller that tags a month
+and draws its keywords analyses each text once::
+
+    analyses = frame_analyses(rows, use_reply=tagger.use_reply, tokenizer=tagger.tokenizer)
+    tagged = tag_frame(rows, tagger, run_id=run_id, analyses=analyses)  # no second Kiwi pass
+    keywords = keyword_counts([a.keyword_nouns for a in analyses])      # voc.dashboard
+
+:func:`train_tagger` fits a tagger on reviewed rows with a fixed held-out split
+(:func:`holdout_mask`) and reports held-out metrics.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from voc.classify.linear import LinearVOCClassifier
 from voc.schema import TAGGED_COLUMNS
 from voc.taxonomy import DIMENSIONS, Taxonomy, join_label, split_label
 from voc.text import build_all_texts
-from voc.tokenize import KiwiTokenizer
+from voc.tokenize import Analysis, KiwiTokenizer
 
 __all__ = [
     "Tagger",
@@ -42,6 +50,7 @@ __all__ = [
     "labels_of",
     "canonical_labels",
     "frame_texts",
+    "frame_analyses",
     "tag_frame",
     "train_tagger",
     "evaluate_tags",
@@ -126,6 +135,40 @@ def frame_texts(df: pl.DataFrame, *, use_reply: bool) -> tuple[list[str], list[s
     )
 
 
+def frame_analyses(df: pl.DataFrame, *, use_reply: bool, tokenizer: KiwiTokenizer | None = None) -> list[Analysis]:
+    """One Kiwi analysis per row of a VOC frame, read two ways.
+
+    Each row's ``all_text`` (:func:`frame_texts`, with the reply when ``use_reply``) is analysed
+    once, in one batch call (:meth:`voc.tokenize.KiwiTokenizer.analyze_batch`):
+    ``model_tokens`` are the model features of the whole text, exactly what the tagger reads
+    (pass the list to :func:`tag_frame` as ``analyses``); ``keyword_nouns`` are the NNG/NNP
+    nouns of its cleaned title + request part — the text :func:`voc.dashboard.keyword_texts`
+    describes (reply left out), cleaned as ``all_text`` is. A morpheme belongs to that part when
+    it starts inside it; on the shipped sample the nouns equal a separate analysis of the cleaned
+    title + request for 985 of 996 VOCs (the rest differ at the request/reply boundary, where
+    Kiwi sees the next sentence) and the month's top-50 keywords are the same.
+
+    Parameters
+    ----------
+    df
+        ``N × C`` VOC frame with ``title``, ``request_contents`` and (when ``use_reply``) ``reply``.
+    use_reply
+        The tagger's ``use_reply``.
+    tokenizer
+        The analyser (default: a new :class:`~voc.tokenize.KiwiTokenizer`); pass the tagger's.
+
+    Returns
+    -------
+    list[Analysis]
+        N analyses in row order (two empty lists for a row without text).
+    """
+    tok = tokenizer or KiwiTokenizer()
+    texts, _ = frame_texts(df, use_reply=use_reply)
+    # all_text = title\nrequest[\nreply] with empty parts dropped: the registration-time text is its head
+    heads = frame_texts(df, use_reply=False)[0] if use_reply else texts
+    return tok.analyze_batch(texts, keyword_chars=[len(h) for h in heads])
+
+
 # --------------------------------------------------------------------------------------------
 # the CPU tagger
 
@@ -169,6 +212,13 @@ class VOCTagger:
         Whether ``all_text`` includes the reply.
     classifiers
         Fitted classifier per dimension that had labelled rows.
+    review_thresholds, evidence_pool, group_vectorizer
+        What the review sheet needs (issue 14; set by :func:`train_tagger`, absent from models
+        trained before, which ``voc.review.review_thresholds_of`` and ``voc.evidence`` handle):
+        per dimension the 검토 우선 confidence threshold chosen on held-out rows
+        (``voc.metrics.review_budget``), the reviewed training rows to cite
+        (``voc.evidence.ReviewedPool``), the character TF-IDF fitted on the training texts for
+        ``voc.groups.near_duplicate_groups``.
     """
 
     kind: str
@@ -178,6 +228,9 @@ class VOCTagger:
     classifiers: dict[str, Any] = field(default_factory=dict)
     tokenizer: KiwiTokenizer = field(default_factory=KiwiTokenizer)
     low_confidence_threshold: float | None = None
+    review_thresholds: dict[str, float] = field(default_factory=dict)
+    evidence_pool: Any = None
+    group_vectorizer: Any = None
 
     @property
     def fallback_dimensions(self) -> list[str]:
@@ -191,9 +244,19 @@ class VOCTagger:
         inner = getattr(clf, "model_", clf)
         return [str(c) for c in inner.classes_]
 
-    def tag(self, texts: Sequence[str]) -> dict[str, Tags]:
-        tokens = None
-        if any(not isinstance(c, KeywordClassifier) for c in self.classifiers.values()):
+    def tag(self, texts: Sequence[str], *, tokens: Sequence[Sequence[str]] | None = None) -> dict[str, Tags]:
+        """Tags for each dimension, N rows each. ``tokens``: the N texts' model tokens when the
+        caller has them already (:func:`frame_analyses`); otherwise Kiwi analyses the texts here,
+        once for all dimensions.
+
+        Raises
+        ------
+        ValueError
+            ``tokens`` not of length N.
+        """
+        if tokens is not None and len(tokens) != len(texts):
+            raise ValueError(f"tokens ({len(tokens)}) and texts ({len(texts)}) differ in length")
+        if tokens is None and any(not isinstance(c, KeywordClassifier) for c in self.classifiers.values()):
             tokens = self.tokenizer.model_tokens_batch(texts)
         out: dict[str, Tags] = {}
         for dim in self.taxonomy.dimensions():
@@ -214,6 +277,7 @@ def tag_frame(
     *,
     run_id: str,
     classify_source: str = "batch",
+    analyses: Sequence[Analysis] | None = None,
 ) -> pl.DataFrame:
     """Tag every row of a validated VOC frame.
 
@@ -225,15 +289,31 @@ def tag_frame(
         Any :class:`Tagger`.
     run_id
         Written to every row.
+    analyses
+        :func:`frame_analyses` of ``df`` with the tagger's ``use_reply`` (N), when the caller
+        has them: a :class:`VOCTagger` then reads their model tokens instead of running Kiwi
+        again (other taggers do not use Kiwi tokens and ignore them).
 
     Returns
     -------
     pl.DataFrame
         ``N × len(TAGGED_COLUMNS)``, same rows, same order. Rows whose title and request are both
         empty are still tagged (fallback class) with confidence 0 and flag ``empty_text``.
+
+    Raises
+    ------
+    ValueError
+        ``analyses`` not of length N.
     """
     texts, flags = frame_texts(df, use_reply=tagger.use_reply)
-    tags = tagger.tag(texts) if texts else {}
+    if analyses is not None and len(analyses) != df.height:
+        raise ValueError(f"analyses ({len(analyses)}) and frame rows ({df.height}) differ in length")
+    if not texts:
+        tags: dict[str, Tags] = {}
+    elif analyses is not None and isinstance(tagger, VOCTagger):
+        tags = tagger.tag(texts, tokens=[a.model_tokens for a in analyses])
+    else:
+        tags = tagger.tag(texts)
     input_flags = df["input_flags"].to_list() if "input_flags" in df.columns else [""] * df.height
     all_flags = [";".join(sorted({*f.split(";"), *g.split(";")} - {""})) for f, g in zip(flags, input_flags)]
     empty = np.array(["empty_text" in f for f in all_flags], dtype=bool)
@@ -279,6 +359,9 @@ class TrainReport:
     fallback_dimensions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     holdout_ids: dict[str, list[str]] = field(default_factory=dict)
+    selection: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per dimension, the recipe choice of ``train_tagger(select=True)``
+    (:meth:`voc.recipes.Selection.to_dict`: chosen recipe, reason, every candidate's scores)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -290,6 +373,7 @@ class TrainReport:
             "metrics": self.metrics,
             "fallback_dimensions": self.fallback_dimensions,
             "warnings": self.warnings,
+            "selection": self.selection,
         }
 
 
@@ -376,8 +460,15 @@ def train_tagger(
     seed: int = 0,
     tokenizer: KiwiTokenizer | None = None,
     progress: Callable[[str], None] | None = None,
+    select: bool = False,
+    recipe: str | None = None,
 ) -> tuple[VOCTagger, TrainReport]:
     """Fit a CPU tagger on the reviewed rows of ``df``.
+
+    ``select`` (``kind="linear"``): choose each dimension's recipe on its own training rows
+    (:func:`voc.recipes.select_recipe`: rolling-origin folds over the rows outside the held-out
+    split, never worse than ``anchor`` there), recorded in ``report.selection``; ``recipe``
+    (``kind="linear"``): train that named recipe of :data:`voc.recipes.RECIPES` instead.
 
     ``progress``, when given, receives one line per step (tokenizing, fitting and evaluating
     each dimension, with seconds elapsed) so that callers can show a long fit advancing.
@@ -391,22 +482,20 @@ def train_tagger(
     Raises
     ------
     ValueError
-        Unknown ``kind``.
+        Unknown ``kind`` or ``recipe``; ``select``/``recipe`` with a kind other than ``linear``.
     """
     if kind not in ("hybrid", "linear", "anchor"):
         raise ValueError(f"train_tagger trains CPU kinds (hybrid, linear, anchor), got {kind!r}")
+    if (select or recipe is not None) and kind != "linear":
+        raise ValueError(f"recipe selection applies to kind 'linear', got {kind!r}")
+    if recipe is not None:
+        from voc.recipes import recipe as named_recipe
+
+        named_recipe(recipe)
     tok = tokenizer or KiwiTokenizer()
     report = TrainReport(kind=kind, version=version, n_rows=df.height)
     texts, _ = frame_texts(df, use_reply=use_reply)
     tagger = VOCTagger(kind=kind, version=version, taxonomy=taxonomy, use_reply=use_reply, tokenizer=tok)
-    token_cache: dict[int, list[str]] = {}
-
-    def toks(idx: np.ndarray) -> list[list[str]]:
-        missing = [i for i in idx if i not in token_cache]
-        for i, t in zip(missing, tok.model_tokens_batch([texts[i] for i in missing])):
-            token_cache[i] = t
-        return [token_cache[i] for i in idx]
-
     taxonomy, splits = split_dimensions(df, taxonomy, report)
     tagger.taxonomy = taxonomy
     dates = df["created_at"].to_list()
@@ -416,11 +505,20 @@ def train_tagger(
         if progress is not None:
             progress(f"{msg} ({time.perf_counter() - t0:.1f} s)")
 
+    # every row any dimension reads, analysed once, in one Kiwi batch call
+    rows = sorted({int(i) for sp in splits.values() for i in (*sp.train_rows, *sp.holdout_rows)})
+    if rows:
+        say(f"tokenizing {len(rows)} labelled VOCs with Kiwi")
+    token_of = dict(zip(rows, tok.model_tokens_batch([texts[i] for i in rows])))
+
+    def toks(idx: np.ndarray) -> list[list[str]]:
+        return [token_of[int(i)] for i in idx]
+
     for dim, sp in splits.items():
-        say(f"{dim}: tokenizing {len(sp.train_rows)} training VOCs with Kiwi")
-        toks(sp.train_rows)
         say(f"{dim}: fitting {kind} on {len(sp.train_rows)} VOCs, {len(set(sp.train_labels))} classes")
         clf = make_classifier(kind, taxonomy, dim, tok, seed=seed)
+        if select or recipe is not None:
+            clf = _recipe_classifier(dim, sp, texts, dates, toks, report, tok, seed=seed, recipe=recipe, say=say)
         if isinstance(clf, HybridClassifier):
             clf.keyword = KeywordClassifier(taxonomy.rows_of(dim))
         with warnings.catch_warnings():
@@ -436,8 +534,71 @@ def train_tagger(
             say(f"{dim}: evaluating on {len(sp.holdout_rows)} held-out VOCs")
             t = clf.predict_tags([texts[i] for i in sp.holdout_rows], tokens=toks(sp.holdout_rows))
             report.metrics[dim] = evaluate_tags(sp.holdout_labels, t)
+    _attach_review_aids(tagger, df, texts, splits, report, toks)
     say("fit done")
     return tagger, report
+
+
+def _recipe_classifier(
+    dim: str,
+    sp: DimensionSplit,
+    texts: list[str],
+    dates: list[Any],
+    toks: Callable[[np.ndarray], list[list[str]]],
+    report: TrainReport,
+    tok: KiwiTokenizer,
+    *,
+    seed: int,
+    recipe: str | None,
+    say: Callable[[str], None],
+) -> Any:
+    """The unfitted classifier of ``recipe``, or of the recipe chosen on ``sp``'s training rows
+    (recorded in ``report.selection[dim]``)."""
+    from voc.recipes import recipe as named_recipe, select_recipe
+
+    if recipe is None:
+        say(f"{dim}: choosing a recipe on temporal folds of {len(sp.train_rows)} training VOCs")
+        rows = sp.train_rows
+        sel = select_recipe([texts[i] for i in rows], sp.train_labels, [dates[int(i)] for i in rows],
+                            tokens=toks(rows), seed=seed, progress=lambda m: say(f"{dim}: {m}"))
+        report.selection[dim] = sel.to_dict()
+        recipe = sel.chosen
+        say(f"{dim}: recipe {sel.reason}")
+    return named_recipe(recipe).make(tok, seed=seed)
+
+
+def _attach_review_aids(
+    tagger: VOCTagger,
+    df: pl.DataFrame,
+    texts: list[str],
+    splits: dict[str, DimensionSplit],
+    report: TrainReport,
+    toks: Callable[[np.ndarray], list[list[str]]],
+) -> None:
+    """Set ``tagger.review_thresholds`` (the held-out ``review_budget`` threshold of each trained
+    dimension), ``tagger.evidence_pool`` (the training rows, not the held-out ones, with their
+    labels, in the first linear dimension's feature space) and ``tagger.group_vectorizer``."""
+    from voc.evidence import linear_of, pool_from_classifier
+    from voc.groups import fit_group_vectorizer, group_texts
+
+    tagger.review_thresholds = {
+        d: float(m["review_budget"]["threshold"]) for d, m in report.metrics.items() if "review_budget" in m
+    }
+    clf = next((c for c in tagger.classifiers.values() if linear_of(c) is not None), None)
+    rows = np.array(sorted({int(i) for sp in splits.values() for i in sp.train_rows}), dtype=int)
+    if clf is not None and len(rows):
+        ids = df["voc_id"].to_list()
+        by_dim = {d: dict(zip((int(i) for i in sp.train_rows), sp.train_labels)) for d, sp in splits.items()}
+        tagger.evidence_pool = pool_from_classifier(
+            clf,
+            [texts[i] for i in rows],
+            [ids[i] for i in rows],
+            {d: [lab.get(int(i)) for i in rows] for d, lab in by_dim.items()},
+            tokens=toks(rows),
+        )
+    history = group_texts(df)
+    if any(t.strip() for t in history):
+        tagger.group_vectorizer = fit_group_vectorizer(history)
 
 
 def evaluate_tagger(

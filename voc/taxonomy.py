@@ -156,6 +156,87 @@ class Taxonomy:
         """Dimensions with at least one active row."""
         return [d for d in DIMENSIONS if self.rows_of(d)]
 
+    # -- reorganisations -----------------------------------------------------------------------
+    def retired_majors(self, dimension: str) -> dict[str, str | None]:
+        """Majors a reorganisation replaced, each with its successor.
+
+        A major is **retired** when it has no active row, or when one of its classes moved to
+        another major: an inactive row (A, m) whose minor m is active under B ≠ A
+        (:func:`derive_taxonomy` makes the pair seen last active, so the move happened after A
+        last used m; in the shipped sample 국제도시국 → 국제도시건설국, 도시관리국 → 도시재생국).
+        Its successor is the major that received most of its moved classes (ties: file order),
+        followed while that one is retired too (지역개발국 → 도시관리국 → 도시재생국); None when
+        nothing moved out of it or the chain ends in a cycle.
+
+        Returns
+        -------
+        dict
+            ``{retired major: successor major or None}`` (empty for a taxonomy without
+            reorganisations, like the default one).
+        """
+        rows = self.rows_of(dimension, active_only=False)
+        active_major_of = {r.minor: r.major for r in rows if r.active}
+        majors = list(dict.fromkeys(r.major for r in rows))
+        moved: dict[str, Counter[str]] = {}
+        for r in rows:
+            if not r.active and active_major_of.get(r.minor, r.major) != r.major:
+                moved.setdefault(r.major, Counter())[active_major_of[r.minor]] += 1
+        has_active = {r.major for r in rows if r.active}
+        retired = {m for m in majors if m in moved or m not in has_active}
+        order = {m: i for i, m in enumerate(majors)}
+
+        def direct(m: str) -> str | None:
+            c = moved.get(m)
+            return min(c, key=lambda b: (-c[b], order[b])) if c else None
+
+        out: dict[str, str | None] = {}
+        for m in majors:
+            if m not in retired:
+                continue
+            seen, cur = {m}, direct(m)
+            while cur is not None and cur in retired and cur not in seen:
+                seen.add(cur)
+                cur = direct(cur)
+            out[m] = None if cur is None or cur in seen else cur
+        return out
+
+    def offered_rows(self, dimension: str) -> list[TaxonomyRow]:
+        """The classes a reviewer can pick: active rows whose major is not retired
+        (:meth:`retired_majors`), sorted by major then minor (Korean alphabetical order, Unicode
+        code points of Hangul syllables; a ``기타`` major or minor last)."""
+        retired = self.retired_majors(dimension)
+
+        def key(r: TaxonomyRow) -> tuple[bool, str, bool, str]:
+            return (r.major == "기타", r.major, r.minor == "기타", r.minor)
+
+        return sorted((r for r in self.rows_of(dimension) if r.major not in retired), key=key)
+
+    def successor(self, dimension: str, major: str, minor: str) -> TaxonomyRow | None:
+        """The active class a (possibly retired) label names.
+
+        * ``(major, minor)`` is an active row → that row (also when its major is retired: a class
+          nothing replaced stays what it was);
+        * otherwise the active row of ``minor`` when ``(major, minor)`` is an inactive row of the
+          taxonomy (the class moved: ``국제도시국>기반시설과`` → ``국제도시건설국>기반시설과``), or
+          ``major`` is retired and ``minor`` now sits under its successor
+          (``국제도시국>교통과`` → ``국제도시건설국>교통과``);
+        * otherwise None (not a label of this taxonomy).
+
+        ``major`` and ``minor`` are compared as given (strip them first).
+        """
+        row = self.get(dimension, join_label(major, minor))
+        if row is not None and row.active:
+            return row
+        current = {r.minor: r for r in self.rows_of(dimension)}.get(minor)
+        if current is None:
+            return None
+        if row is not None:
+            return current
+        retired = self.retired_majors(dimension)
+        if major in retired and retired[major] == current.major:
+            return current
+        return None
+
     # -- combination -----------------------------------------------------------------------
     def replace_dimension(self, dimension: str, rows: Iterable[TaxonomyRow]) -> Taxonomy:
         """A taxonomy whose ``dimension`` rows are ``rows`` and the others unchanged."""

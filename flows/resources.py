@@ -1,0 +1,221 @@
+"""Adapters opened from settings: the VOC source, the output storage, the review backend and the
+model, bundled once per run and once per worker process.
+
+This module is the only place that knows which backend a setting names (``postgresql://`` →
+:class:`flows.db.PostgresSource`, ``s3://`` → :class:`flows.s3.S3Storage`, …), so the backend
+modules import only the base interfaces (:mod:`flows.sources`, :mod:`flows.storage`) and never
+each other.
+
+Layering (see ``docs/architecture.md``)::
+
+    voc/            pure library: pipeline, tagger, review merge, dashboard (no I/O)
+    flows/*.py      Prefect flows and tasks: read → call voc.pipeline → write
+    flows/resources adapters from settings (this module), cached per process
+    flows/db, s3, storage, sources, review_backends   the adapters themselves
+
+Per-process cache: :func:`resources` returns the same :class:`Resources` for equal settings within
+one process, so the building tasks of a run share one CSV parse, one PostgreSQL pool and one
+loaded model whether they run as threads of the flow process or on Dask worker processes (each
+worker opens its own bundle on its first task). Only plain data crosses task boundaries:
+settings, frames, :class:`ModelRef`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import pickle
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from config.settings import VocSettings
+from flows.sources import CsvSource, VocSource
+from flows.storage import LocalStorage, Storage
+
+__all__ = ["Resources", "ModelRef", "resources", "browser_link", "open_source", "open_storage", "open_review_backend", "close_all"]
+
+log = logging.getLogger(__name__)
+
+
+def open_source(settings: VocSettings) -> VocSource:
+    """A new source for ``settings.source``: PostgreSQL for a ``postgresql://`` DSN or
+    ``postgres`` (+ ``VOC_DB__DSN``), else a CSV file in the VOC schema (``source_encoding``).
+    Prefer :func:`resources` in flows: it opens each source once per process."""
+    if settings.source_is_postgres:
+        from flows.db import PostgresSource
+
+        return PostgresSource.from_settings(settings)
+    return CsvSource(settings.source, encoding=settings.source_encoding)
+
+
+def open_storage(settings: VocSettings) -> Storage:
+    """A new storage for ``settings.storage``: ``s3://bucket[/root]`` → S3, anything else a local
+    directory. Keys passed to it are relative to the root and start with ``settings.prefix``."""
+    if settings.storage.startswith("s3://"):
+        from flows.s3 import S3Storage
+
+        return S3Storage.from_settings(settings)
+    return LocalStorage(settings.storage)
+
+
+def open_review_backend(settings: VocSettings, storage: Storage | None = None) -> Any:
+    """The backend ``settings.review.backend`` names: ``xlsx`` →
+    :class:`flows.review_backends.XlsxReviewBackend` in ``storage`` (default: :func:`open_storage`
+    of ``settings``) under ``settings.prefix``; ``gsheets`` →
+    :class:`flows.review_backends.GSheetsReviewBackend` (``settings.review``).
+
+    Raises
+    ------
+    flows.review_backends.ReviewBackendError
+        ``gsheets`` without usable credentials (see ``make_gspread_client``).
+    """
+    from flows.review_backends import GSheetsReviewBackend, XlsxReviewBackend
+
+    if settings.review.backend == "gsheets":
+        return GSheetsReviewBackend(settings.review)
+    return XlsxReviewBackend(storage if storage is not None else open_storage(settings), settings.prefix)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model a run tags with, as plain data a worker process can receive.
+
+    ``name`` is a model version directory (``linear_20261120_040000``) under
+    ``{prefix}/models``; ``None`` means no trained model: taxonomy keywords only.
+    """
+
+    name: str | None
+    kind: str = "keyword"
+    version: str = "default"
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}_{self.version}"
+
+
+def browser_link(settings: VocSettings, storage: Storage, key: str) -> str:
+    """A link a browser opens for ``key`` (Prefect artifacts): ``{public_base_url}/{key}`` when
+    ``VOC_PUBLIC_BASE_URL`` is set; else a presigned HTTPS URL for S3 (``VOC_S3__PRESIGN_EXPIRY_S``)
+    or a ``file://`` URL for a local directory."""
+    if settings.public_base_url:
+        from urllib.parse import quote
+
+        return f"{settings.public_base_url.rstrip('/')}/{quote(key)}"
+    presign = getattr(storage, "presigned_url", None)
+    if presign is not None:
+        return str(presign(key, expires_s=settings.s3.presign_expiry_s))
+    from pathlib import Path
+
+    return Path(storage.uri(key)).as_uri()
+
+
+class Resources:
+    """The adapters of one settings value, opened lazily and kept for the process's life.
+
+    Attributes are created on first use; :meth:`close` releases the source's connections.
+    ``cpu_lock`` serialises the CPU-bound part of building tasks that share this process (the
+    thread runner): the Kiwi analyser and the model are used by one building at a time per
+    process, and parallelism comes from processes (Dask), not threads.
+    """
+
+    def __init__(self, settings: VocSettings) -> None:
+        self.settings = settings
+        self.cpu_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._source: VocSource | None = None
+        self._storage: Storage | None = None
+        self._review: Any = None
+        self._taggers: dict[ModelRef, Any] = {}
+
+    @property
+    def source(self) -> VocSource:
+        with self._lock:
+            if self._source is None:
+                self._source = open_source(self.settings)
+            return self._source
+
+    @property
+    def storage(self) -> Storage:
+        with self._lock:
+            if self._storage is None:
+                self._storage = open_storage(self.settings)
+            return self._storage
+
+    @property
+    def review_backend(self) -> Any:
+        storage = self.storage
+        with self._lock:
+            if self._review is None:
+                self._review = open_review_backend(self.settings, storage)
+            return self._review
+
+    def champion(self) -> ModelRef:
+        """The current champion as a :class:`ModelRef` (reads ``models/champion.json``; a
+        keyword-only reference when none was trained). Raises :class:`flows.storage.StorageError`."""
+        from flows.models import champion_name, read_champion
+
+        info = read_champion(self.storage, self.settings.prefix)
+        if info is None:
+            return ModelRef(None, meta={"kind": "keyword", "version": "default", "fallback": True})
+        return ModelRef(champion_name(info), kind=str(info.get("kind", "")), version=str(info.get("version", "")), meta=dict(info))
+
+    def tagger(self, ref: ModelRef) -> Any:
+        """The tagger ``ref`` names, downloaded (once, into ``model.cache_dir``) and loaded once
+        per process. Raises :class:`flows.storage.StorageError` when the version is missing."""
+        with self._lock:
+            hit = self._taggers.get(ref)
+        if hit is not None:
+            return hit
+        from flows.models import keyword_only_tagger, load_model_version
+
+        tagger = keyword_only_tagger() if ref.name is None else load_model_version(self.settings, self.storage, ref.name)
+        tok = getattr(tagger, "tokenizer", None)
+        if self.settings.task_runner != "thread" and tok is not None and hasattr(tok, "num_workers"):
+            # Dask: one worker process per core, so each Kiwi analyser gets one thread (its
+            # default, one thread per core, would put cores² threads on the machine)
+            tok.num_workers = 1
+        with self._lock:
+            return self._taggers.setdefault(ref, tagger)
+
+    def close(self) -> None:
+        """Release the source's connections (a later use reopens them)."""
+        with self._lock:
+            src, self._source = self._source, None
+        close = getattr(src, "close", None)
+        if close is not None:
+            close()
+
+
+_BUNDLES: dict[str, Resources] = {}
+_BUNDLES_LOCK = threading.Lock()
+
+
+def _settings_key(settings: VocSettings) -> str:
+    # pickle keeps SecretStr values (model_dump_json would mask them and merge two DSNs)
+    return hashlib.sha256(pickle.dumps(settings)).hexdigest()
+
+
+def resources(settings: VocSettings) -> Resources:
+    """The process's :class:`Resources` for ``settings`` (created on first call)."""
+    key = _settings_key(settings)
+    with _BUNDLES_LOCK:
+        bundle = _BUNDLES.get(key)
+        if bundle is None:
+            bundle = _BUNDLES[key] = Resources(settings)
+        return bundle
+
+
+@atexit.register
+def close_all() -> None:
+    """Close every bundle of this process (at interpreter exit; tests call it too)."""
+    with _BUNDLES_LOCK:
+        bundles = list(_BUNDLES.values())
+        _BUNDLES.clear()
+    for b in bundles:
+        try:
+            b.close()
+        except Exception as e:  # noqa: BLE001 - closing at exit must not mask the run's outcome
+            log.warning("closing %r failed: %s", b.settings.storage, e)

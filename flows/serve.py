@@ -1,0 +1,893 @@
+"""Real-time tagging service (``voc serve``): a FastAPI app that tags a VOC the moment it is
+registered.
+
+Endpoints (JSON; every ``/v1/…`` path needs ``Authorization: Bearer <key>``):
+
+* ``POST /v1/tag``: ``{title, request_contents, reply?, voc_id?, building_id?}`` → the tags
+  (:class:`TagResult`). Without a reply (absent, null or blank) the version's
+  **registration-time** tagger answers (title + request); with one, the **reply-aware** tagger.
+  A version trained before variants existed has no registration tagger: its reply-aware tagger
+  then reads title + request with an empty reply and the answer says ``variant:
+  "reply_fallback"``. Texts go through exactly the batch path: :func:`voc.schema.validate_voc_frame`
+  (control characters removed and flagged), :func:`voc.tagger.tag_frame` (``voc.text`` cleaning,
+  the tagger, ``empty_text`` rows at confidence 0), so a text gets the same tags here as in
+  the monthly run with the same tagger.
+* ``POST /v1/tag:batch``: ``{"items": [TagRequest, …]}``, at most ``VOC_SERVE__MAX_BATCH`` (256).
+* ``GET /healthz`` (the process answers), ``GET /readyz`` (a model is loaded: its version; 503
+  before), ``GET /metrics`` (Prometheus text: requests by endpoint and status, latency histogram,
+  VOCs tagged by variant, the served model version, reloads, write-through results). These three
+  need no key (probes and scrapers).
+* ``POST /v1/admin/reload`` (admin key): read ``models/champion.json`` now and swap in the version
+  it names.
+
+Model reload: a thread reads ``{prefix}/models/champion.json`` every
+``VOC_SERVE__RELOAD_INTERVAL_S`` seconds (:func:`flows.models.read_champion_retrying`: transient
+storage errors retried within ``VOC_SERVE__CHAMPION_READ_DEADLINE_S``); when it names another
+version, that version is downloaded, loaded and warmed up beside the one serving, then swapped in
+by replacing one reference (:class:`ModelHolder`); it shares the served version's Kiwi analyser,
+so a swap costs no second analyser. A request uses the version it started with, so nothing is
+dropped or mixed during a swap. A failed poll keeps the current version and is retried
+at the next interval (``/readyz`` shows the last error).
+
+Limits and errors: no key or a wrong key → 401 (checked before the body is read; keys are compared
+in constant time and never logged); a body over ``VOC_SERVE__MAX_BODY_BYTES`` (64 KiB; batch:
+``VOC_SERVE__MAX_BATCH_BODY_BYTES``) → 413; a missing field or a wrong type → 422 whose ``detail``
+names the field (``loc``); an unsafe ``voc_id``/``building_id`` (a path, control characters:
+:func:`voc.schema.id_problem`) → 422; no model loaded yet → 503.
+
+Write-through (``VOC_SERVE__WRITE_THROUGH=true`` with a PostgreSQL source): every tag with a
+``voc_id`` is upserted into ``voc_classification`` by :meth:`flows.db.PostgresSource.write_tags`
+with ``classify_source = realtime`` (registration-time tag) or ``realtime_reply`` (tagged with the
+reply), so the priority rule keeps batch and reviewed rows (flows/db.py). A failed write does not
+fail the request: the answer says ``write_through: "error"`` and the metric counts it.
+
+Tagging runs on one worker thread per process (the CPU taggers are single-threaded; Kiwi and
+scikit-learn are not shared across threads); run ``--workers`` processes for more cores.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any, Literal
+
+import anyio
+import polars as pl
+from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+from config.settings import VocSettings, get_settings
+from flows.keys import new_run_id
+from flows.models import ModelVersion, champion_name, load_version_variants, read_champion_retrying
+from flows.resources import open_storage
+from flows.storage import Storage
+from voc.months import KST
+from voc.schema import id_problem, validate_voc_frame
+from voc.tagger import tag_frame
+from voc.tokenize import KiwiTokenizer
+
+__all__ = [
+    "TagRequest",
+    "TagResult",
+    "BatchRequest",
+    "BatchResult",
+    "ServeConfigError",
+    "ModelHolder",
+    "ServeMetrics",
+    "WriteThrough",
+    "choose_variant",
+    "tag_requests",
+    "create_app",
+    "create_app_from_env",
+    "check_settings",
+    "serve_forever",
+    "REPLY_FALLBACK",
+]
+
+log = logging.getLogger("flows.serve")
+
+REPLY_FALLBACK = "reply_fallback"
+"""``variant`` of an answer without a reply from a version that has no registration tagger: its
+reply-aware tagger read title + request with an empty reply."""
+
+CLASSIFY_SOURCE: dict[str, str] = {"reply": "realtime_reply", "registration": "realtime", REPLY_FALLBACK: "realtime"}
+"""``voc_classification.classify_source`` of a write-through row, by variant (flows/db.py rule)."""
+
+Variant = Literal["reply", "registration", "reply_fallback"]
+
+
+class ServeConfigError(ValueError):
+    """The service cannot start with these settings (no API key, write-through without PostgreSQL)."""
+
+
+# --------------------------------------------------------------------------------------------
+# request and response bodies
+
+
+class TagRequest(BaseModel):
+    """One VOC to tag. Texts are strings (``""`` allowed: tagged with the ``empty_text`` flag);
+    ids are strings or integers (kept as text) and must be safe ids (:func:`voc.schema.id_problem`).
+    Unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    title: StrictStr = Field(description="VOC 제목")
+    request_contents: StrictStr = Field(description="VOC 요청 내용")
+    reply: StrictStr | None = Field(None, description="작업자 답변; absent/blank → the registration-time tagger")
+    voc_id: StrictStr | StrictInt | None = Field(None, description="Id of the VOC; needed for write-through")
+    building_id: StrictStr | StrictInt | None = Field(None, description="Site / building id (echoed back)")
+
+    @field_validator("voc_id", "building_id", mode="after")
+    @classmethod
+    def _safe_id(cls, v: str | int | None) -> str | None:
+        if v is None:
+            return None
+        s = str(v)
+        problem = id_problem(s)
+        if problem is not None:
+            raise ValueError(f"not a safe id: {problem}")
+        return s
+
+    @property
+    def has_reply(self) -> bool:
+        return bool(self.reply and self.reply.strip())
+
+
+class TagResult(BaseModel):
+    """Tags of one VOC. ``*_confidence`` in [0, 1] (0 for ``empty_text``); ``*_source`` is the
+    method that produced the tag (``model`` or ``keyword``); ``model_version`` =
+    ``{kind}_{version}`` (the batch's ``model_version``); ``variant`` = the tagger that answered
+    (``registration``, ``reply`` or ``reply_fallback``); ``flags`` as in the tagged CSV
+    (``empty_text``, ``control``, ``html``, ``truncated``, …); ``write_through``: null when off,
+    else ``written`` / ``kept_existing`` (the priority rule kept a better row) / ``submitted``
+    (batch: see ``rows_written``) / ``no_voc_id`` / ``error``."""
+
+    voc_id: str | None
+    subject_major: str | None
+    subject_minor: str | None
+    subject_confidence: float | None
+    work_major: str | None
+    work_minor: str | None
+    work_confidence: float | None
+    subject_source: str | None
+    work_source: str | None
+    model_version: str
+    variant: Variant
+    flags: list[str]
+    write_through: str | None = None
+
+
+class BatchRequest(BaseModel):
+    """Up to ``VOC_SERVE__MAX_BATCH`` VOCs."""
+
+    items: list[TagRequest]
+
+
+class BatchResult(BaseModel):
+    """Results in request order; ``rows_written``: rows write-through inserted or updated (null when
+    write-through is off; rows the priority rule kept are not counted)."""
+
+    results: list[TagResult]
+    model_version: str
+    rows_written: int | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# tagging (pure: no I/O)
+
+
+def choose_variant(taggers: dict[str, Any], has_reply: bool) -> tuple[str, Any]:
+    """The variant (and tagger) that answers a request.
+
+    With a reply: ``reply`` (else ``registration``, for a version trained without the reply).
+    Without: ``registration``, else :data:`REPLY_FALLBACK` (the reply-aware tagger, empty reply).
+
+    Raises
+    ------
+    ValueError
+        ``taggers`` is empty.
+    """
+    if not taggers:
+        raise ValueError("a model version without taggers")
+    if has_reply:
+        name = "reply" if "reply" in taggers else "registration"
+        return name, taggers[name]
+    if "registration" in taggers:
+        return "registration", taggers["registration"]
+    return REPLY_FALLBACK, taggers["reply"]
+
+
+def tag_requests(items: Sequence[TagRequest], taggers: dict[str, Any], *, run_id: str, today: str) -> list[dict[str, Any]]:
+    """Tag N requests with a version's taggers through the batch path.
+
+    Each request goes to :func:`choose_variant`'s tagger; per variant one frame of its requests
+    (placeholder ids, ``created_at = today``, the reply only for the ``reply`` variant) passes
+    :func:`voc.schema.validate_voc_frame` and :func:`voc.tagger.tag_frame`.
+
+    Parameters
+    ----------
+    items
+        N requests.
+    taggers
+        Variant name → tagger (:func:`voc.modelstore.load_variants`).
+    run_id
+        Written into the tagged frame (unused in the answer).
+    today
+        ``YYYY-MM-DD`` for ``created_at`` (tags do not depend on it).
+
+    Returns
+    -------
+    list of dict
+        N dicts in request order with the :class:`TagResult` fields (``write_through`` None).
+    """
+    groups: dict[str, list[int]] = {}
+    chosen: dict[str, Any] = {}
+    for i, it in enumerate(items):
+        name, tagger = choose_variant(taggers, it.has_reply)
+        groups.setdefault(name, []).append(i)
+        chosen[name] = tagger
+    out: list[dict[str, Any]] = [{} for _ in items]
+    for name, idx in groups.items():
+        frame = validate_voc_frame(
+            pl.DataFrame(
+                {
+                    "voc_id": [f"r{i}" for i in idx],
+                    "building_id": ["serve"] * len(idx),
+                    "building_name": [""] * len(idx),
+                    "created_at": [today] * len(idx),
+                    "title": [items[i].title for i in idx],
+                    "request_contents": [items[i].request_contents for i in idx],
+                    "reply": [(items[i].reply or "") if name == "reply" else "" for i in idx],
+                },
+                schema={c: pl.Utf8 for c in ("voc_id", "building_id", "building_name", "created_at", "title", "request_contents", "reply")},
+            )
+        )
+        tagged = tag_frame(frame, chosen[name], run_id=run_id, classify_source=CLASSIFY_SOURCE[name])
+        for i, row in zip(idx, tagged.iter_rows(named=True)):
+            out[i] = {
+                "voc_id": items[i].voc_id,
+                **{
+                    k: row[k]
+                    for k in (
+                        "subject_major", "subject_minor", "subject_confidence", "work_major", "work_minor",
+                        "work_confidence", "subject_source", "work_source", "model_version",
+                    )
+                },
+                "variant": name,
+                "flags": [f for f in (row["flags"] or "").split(";") if f],
+                "write_through": None,
+            }
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the model being served, and its reload
+
+
+def _kiwi_tokenizers(taggers: dict[str, Any]) -> dict[int, KiwiTokenizer]:
+    """The Kiwi tokenizers of a version's taggers, by ``min_noun_len``."""
+    out: dict[int, KiwiTokenizer] = {}
+    for tagger in taggers.values():
+        tok = getattr(tagger, "tokenizer", None)
+        if isinstance(tok, KiwiTokenizer):
+            out.setdefault(tok.min_noun_len, tok)
+    return out
+
+
+def _prepare_for_serving(taggers: dict[str, Any], *, reuse: dict[int, KiwiTokenizer], lock: threading.Lock) -> None:
+    """Make a freshly loaded version ready to answer.
+
+    Its taggers share one Kiwi analyser per ``min_noun_len`` (Kiwi's model takes ~0.4 GB per
+    instance): the served version's (``reuse``) when there is one, so a swap builds no second
+    analyser; else the first tagger's, set up without a per-text cache (training saves taggers
+    with a 200,000-text cache that would grow with every request) and single-threaded (a process
+    tags on one thread; more cores = more ``--workers``). Then one tagging call per tagger, under
+    ``lock`` (the analyser may be serving requests), so that the first request pays for nothing.
+    Only ``VOCTagger.tokenizer`` is replaced: it is the only tokenizer ``VOCTagger.tag`` uses.
+    """
+    pool = dict(reuse)
+    for tagger in taggers.values():
+        tok = getattr(tagger, "tokenizer", None)
+        if not isinstance(tok, KiwiTokenizer):
+            continue
+        if tok.min_noun_len in pool:
+            tagger.tokenizer = pool[tok.min_noun_len]
+            continue
+        tok.cache_size = 0
+        tok._cache.clear()  # noqa: SLF001 - the tokenizer's own cache, emptied on load
+        if tok._kiwi is None:  # noqa: SLF001 - not built yet: build it single-threaded
+            tok.num_workers = 0  # Kiwi on the calling thread
+        pool[tok.min_noun_len] = tok
+    for tagger in taggers.values():
+        with lock:
+            tagger.tag(["엘리베이터 고장 신고합니다"])
+
+
+@dataclass(frozen=True)
+class Served:
+    """A loaded model version and when it was swapped in (ISO, KST)."""
+
+    version: ModelVersion
+    loaded_at: str
+
+
+class ModelHolder:
+    """The model version being served, swapped atomically.
+
+    :meth:`current` returns one immutable :class:`Served`; a request reads it once and tags with
+    it, whatever a concurrent swap does. :meth:`check` (the poller and the admin endpoint; one at
+    a time) reads ``champion.json`` and, when it names another version, loads and warms it
+    up *before* replacing the reference.
+    """
+
+    def __init__(self, settings: VocSettings, storage: Storage, *, on_swap: Callable[[Served | None, Served], None] | None = None) -> None:
+        self.settings = settings
+        self.storage = storage
+        self._on_swap = on_swap
+        self._served: Served | None = None
+        self._check_lock = threading.Lock()
+        self._tag_lock = threading.Lock()
+        self.last_poll_at: str | None = None
+        self.last_error: str | None = None
+
+    def current(self) -> Served | None:
+        return self._served
+
+    def tag(self, items: Sequence[TagRequest], served: Served, *, run_id: str, today: str) -> list[dict[str, Any]]:
+        """:func:`tag_requests` with ``served``'s taggers, one call at a time per process (the
+        Kiwi analyser and the models are not shared between threads)."""
+        with self._tag_lock:
+            return tag_requests(items, served.version.taggers, run_id=run_id, today=today)
+
+    def check(self) -> dict[str, Any]:
+        """Read the champion pointer and swap in the version it names when it differs.
+
+        Returns
+        -------
+        dict
+            ``result`` (``swapped``, ``unchanged`` or ``no_champion``), ``model_version`` (now
+            served, or None) and ``previous``.
+
+        Raises
+        ------
+        Exception
+            Whatever reading the pointer or loading the version raised (the served version
+            stays); recorded in :attr:`last_error`.
+        """
+        with self._check_lock:
+            self.last_poll_at = datetime.now(KST).isoformat(timespec="seconds")
+            before = self._served
+            try:
+                info = read_champion_retrying(
+                    self.storage, self.settings.prefix, deadline_s=self.settings.serve.champion_read_deadline_s
+                )
+                if info is None:
+                    self.last_error = f"no champion under {self.settings.prefix}/models in {self.settings.storage}: run voc train"
+                    return {"result": "no_champion", "model_version": before.version.name if before else None, "previous": None}
+                name = champion_name(info)
+                if before is not None and before.version.name == name:
+                    self.last_error = None
+                    return {"result": "unchanged", "model_version": name, "previous": name}
+                version = load_version_variants(self.settings, self.storage, name, info=info)
+                _prepare_for_serving(
+                    version.taggers, reuse=_kiwi_tokenizers(before.version.taggers) if before else {}, lock=self._tag_lock
+                )
+            except Exception as e:
+                self.last_error = f"{type(e).__name__}: {e}"
+                raise
+            served = Served(version, datetime.now(KST).isoformat(timespec="seconds"))
+            self._served = served  # the swap: one reference assignment
+            self.last_error = None
+            if self._on_swap is not None:
+                self._on_swap(before, served)
+            log.info(
+                "serving model %s (variants: %s)%s",
+                name, ", ".join(version.taggers), f", replacing {before.version.name}" if before else "",
+            )
+            return {"result": "swapped", "model_version": name, "previous": before.version.name if before else None}
+
+
+def _poll_forever(holder: ModelHolder, interval_s: float, stop: threading.Event, metrics: ServeMetrics) -> None:
+    """Check at once, then every ``interval_s`` seconds until ``stop`` is set. A failed check is
+    retried at the next interval and logged in one line when its message differs from the last
+    one logged (a storage down for an hour is one warning, not 120)."""
+    last_logged: str | None = None
+    while True:
+        message = None
+        try:
+            res = holder.check()
+            metrics.reloads.labels(result=res["result"]).inc()
+            if res["result"] == "no_champion":
+                message = holder.last_error
+        except Exception as e:  # noqa: BLE001 - the poller must outlive a bad poll
+            metrics.reloads.labels(result="error").inc()
+            served = holder.current()
+            message = f"champion check failed ({type(e).__name__}: {e}); serving {served.version.name if served else 'nothing'}"
+        if message is not None and message != last_logged:
+            log.warning("%s", message)
+        last_logged = message
+        if stop.wait(interval_s):
+            return
+
+
+# --------------------------------------------------------------------------------------------
+# metrics
+
+
+_ENDPOINTS = ("/v1/tag", "/v1/tag:batch", "/v1/admin/reload", "/healthz", "/readyz", "/metrics")
+
+
+class ServeMetrics:
+    """The service's Prometheus metrics, in a registry of their own (one per app).
+
+    With ``PROMETHEUS_MULTIPROC_DIR`` set (``voc serve --workers N`` sets it), :meth:`render`
+    aggregates every worker process (prometheus-client's multiprocess mode)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "voc_serve_requests", "HTTP requests by endpoint, method and status code", ["endpoint", "method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "voc_serve_request_duration_seconds",
+            "Seconds from receiving a request to the end of its response, by endpoint",
+            ["endpoint"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.tagged = Counter("voc_serve_tagged_vocs", "VOCs tagged, by variant", ["variant"], registry=r)
+        self.model_info = Gauge(
+            "voc_serve_model_info", "The model version being served (1) and earlier ones (0)", ["model_version", "variants"],
+            registry=r, multiprocess_mode="max",
+        )
+        self.reloads = Counter("voc_serve_model_checks", "Champion checks by result (swapped, unchanged, no_champion, error)", ["result"], registry=r)
+        self.writes = Counter("voc_serve_write_through", "Write-through upserts by result", ["result"], registry=r)
+
+    def on_swap(self, before: Served | None, after: Served) -> None:
+        if before is not None:
+            self.model_info.labels(model_version=before.version.name, variants=",".join(before.version.taggers)).set(0)
+        self.model_info.labels(model_version=after.version.name, variants=",".join(after.version.taggers)).set(1)
+
+    def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            reg = CollectorRegistry()
+            multiprocess.MultiProcessCollector(reg)
+            return generate_latest(reg)
+        return generate_latest(self.registry)
+
+
+# --------------------------------------------------------------------------------------------
+# write-through
+
+
+class WriteThrough:
+    """Upserts real-time tags into PostgreSQL (:meth:`flows.db.PostgresSource.write_tags`), with
+    the service's shorter statement timeout. The DSN stays a secret (the source never shows it)."""
+
+    def __init__(self, settings: VocSettings) -> None:
+        from flows.db import PostgresSource
+
+        db = settings.db.model_copy(
+            update={
+                "statement_timeout_s": settings.serve.db_statement_timeout_s,
+                "connect_timeout_s": min(settings.db.connect_timeout_s, 5),
+            }
+        )
+        self.source = PostgresSource.from_settings(settings.model_copy(update={"db": db}))
+
+    def describe(self) -> str:
+        return self.source.describe()
+
+    def write(self, results: list[dict[str, Any]], *, run_id: str, metrics: ServeMetrics) -> tuple[list[str], int | None]:
+        """Upsert every result that has a ``voc_id``, one call per classify_source.
+
+        Returns
+        -------
+        tuple
+            Per result its status (``no_voc_id``, ``error`` or ``submitted``) and the rows
+            written (None when every call failed)."""
+        statuses = ["no_voc_id" if r["voc_id"] is None else "submitted" for r in results]
+        written: int | None = None
+        by_source: dict[str, list[int]] = {}
+        for i, r in enumerate(results):
+            if r["voc_id"] is not None:
+                by_source.setdefault(CLASSIFY_SOURCE[r["variant"]], []).append(i)
+        for source, idx in by_source.items():
+            cols = ("voc_id", "subject_major", "subject_minor", "subject_confidence", "work_major", "work_minor", "work_confidence", "model_version")
+            frame = pl.DataFrame(
+                {**{c: [results[i][c] for i in idx] for c in cols}, "run_id": [run_id] * len(idx)},
+                schema={**{c: pl.Float64 if c.endswith("_confidence") else pl.Utf8 for c in cols}, "run_id": pl.Utf8},
+            )
+            try:
+                n = self.source.write_tags(frame, classify_source=source)
+            except Exception as e:  # noqa: BLE001 - the tags are still answered; the failure is counted
+                log.warning("write-through of %d tag(s) to %s failed: %s", len(idx), self.describe(), e)
+                metrics.writes.labels(result="error").inc(len(idx))
+                for i in idx:
+                    statuses[i] = "error"
+                continue
+            written = (written or 0) + n
+            metrics.writes.labels(result="written").inc(n)
+            metrics.writes.labels(result="kept_existing").inc(len(idx) - n)
+        return statuses, written
+
+    def close(self) -> None:
+        self.source.close()
+
+
+# --------------------------------------------------------------------------------------------
+# the gate: metrics, authentication and body limit before FastAPI sees a request
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+async def _json_error(send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    import json
+
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Gate:
+    """ASGI middleware: per request, (1) counts and times it for :class:`ServeMetrics`;
+    (2) on ``/v1/…`` checks the bearer key (admin key for ``/v1/admin/…``) before reading the
+    body → 401; (3) reads the body up to the endpoint's limit → 413 beyond it, then hands it
+    to the app."""
+
+    def __init__(self, app: Any, *, keys: list[bytes], admin_key: bytes | None, limits: dict[str, int], default_limit: int, metrics: ServeMetrics) -> None:
+        self.app = app
+        self.keys = keys
+        self.admin_key = admin_key
+        self.limits = limits
+        self.default_limit = default_limit
+        self.metrics = metrics
+
+    @staticmethod
+    def _bearer(scope: Scope) -> bytes | None:
+        for k, v in scope.get("headers") or ():
+            if k == b"authorization":
+                scheme, _, token = v.partition(b" ")
+                return token.strip() if scheme.lower() == b"bearer" and token.strip() else None
+        return None
+
+    def _authorised(self, token: bytes | None, admin: bool) -> bool:
+        if token is None:
+            return False
+        allowed = [self.admin_key] if admin else [*self.keys, self.admin_key]
+        ok = False
+        for key in allowed:  # every key compared, in constant time
+            if key is not None and hmac.compare_digest(token, key):
+                ok = True
+        return ok
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        endpoint = path if path in _ENDPOINTS else "other"
+        method = scope.get("method", "GET")
+        status = {"code": 500}
+        t0 = time.perf_counter()
+
+        async def send_counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = int(message["status"])
+            await send(message)
+
+        try:
+            if path.startswith("/v1/"):
+                admin = path.startswith("/v1/admin/")
+                token = self._bearer(scope)
+                if not self._authorised(token, admin):
+                    client = (scope.get("client") or ("?",))[0]
+                    log.info("401 %s %s from %s: %s", method, path, client, "no bearer key" if token is None else "wrong key")
+                    await _json_error(
+                        send_counted, 401, "missing or wrong API key" + (" (admin key needed)" if admin else ""),
+                        [(b"www-authenticate", b"Bearer")],
+                    )
+                    return
+                body = await self._read_body(receive, self.limits.get(path, self.default_limit))
+                if body is None:
+                    await _json_error(
+                        send_counted, 413,
+                        f"request body over {self.limits.get(path, self.default_limit)} bytes",
+                        [(b"connection", b"close")],
+                    )
+                    return
+                delivered = False
+
+                async def replay() -> Message:
+                    nonlocal delivered
+                    if not delivered:
+                        delivered = True
+                        return {"type": "http.request", "body": body, "more_body": False}
+                    return await receive()
+
+                await self.app(scope, replay, send_counted)
+            else:
+                await self.app(scope, receive, send_counted)
+        finally:
+            self.metrics.requests.labels(endpoint=endpoint, method=method, status=str(status["code"])).inc()
+            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - t0)
+
+    @staticmethod
+    async def _read_body(receive: Receive, limit: int) -> bytes | None:
+        """The whole body, or None as soon as it exceeds ``limit`` bytes (a declared
+        Content-Length is not trusted: the bytes are counted)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"") or b""
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+# --------------------------------------------------------------------------------------------
+# the app
+
+
+def create_app(settings: VocSettings, *, storage: Storage | None = None) -> FastAPI:
+    """The FastAPI app of ``voc serve``.
+
+    Parameters
+    ----------
+    settings
+        ``settings.serve`` (:class:`config.settings.ServeSettings`) for keys, limits, polling and
+        write-through; ``storage``/``env`` for where the champion lives; ``db`` for write-through.
+    storage
+        Overrides ``open_storage(settings)`` (tests).
+
+    Raises
+    ------
+    ServeConfigError
+        No API key; write-through asked without a PostgreSQL source.
+    """
+    check_settings(settings)
+    conf = settings.serve
+    keys = [k.get_secret_value().encode() for k in conf.api_keys if k.get_secret_value().strip()]
+    admin_key = conf.admin_key.get_secret_value().encode() if conf.admin_key and conf.admin_key.get_secret_value().strip() else None
+    metrics = ServeMetrics()
+    holder = ModelHolder(settings, storage if storage is not None else open_storage(settings), on_swap=metrics.on_swap)
+    writer = WriteThrough(settings) if conf.write_through else None
+    run_id = new_run_id("serve")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202 - FastAPI's lifespan protocol
+        app.state.tag_limiter = anyio.CapacityLimiter(1)
+        stop = threading.Event()
+        poller = threading.Thread(
+            target=_poll_forever, args=(holder, conf.reload_interval_s, stop, metrics), name="voc-champion-poller", daemon=True
+        )
+        poller.start()
+        log.info(
+            "voc serve: champion %s/models in %s, polled every %g s%s",
+            settings.prefix, settings.storage, conf.reload_interval_s,
+            f"; write-through to {writer.describe()}" if writer else "",
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            poller.join(timeout=5)
+            if writer is not None:
+                writer.close()
+
+    app = FastAPI(
+        title="voc real-time tagging",
+        description="Tags a VOC (subject and work type) the moment it is registered.",
+        lifespan=lifespan,
+    )
+    app.state.holder = holder
+    app.state.metrics = metrics
+
+    def served() -> Served:
+        s = holder.current()
+        if s is None:
+            raise HTTPException(503, detail=f"no model loaded yet ({holder.last_error or 'loading'})", headers={"Retry-After": "5"})
+        return s
+
+    async def tag(items: list[TagRequest]) -> tuple[Served, list[dict[str, Any]], int | None]:
+        s = served()
+        today = datetime.now(KST).date().isoformat()
+        results = await anyio.to_thread.run_sync(
+            partial(holder.tag, items, s, run_id=run_id, today=today), limiter=app.state.tag_limiter
+        )
+        for r in results:
+            metrics.tagged.labels(variant=r["variant"]).inc()
+        written = None
+        if writer is not None:
+            statuses, written = await anyio.to_thread.run_sync(partial(writer.write, results, run_id=run_id, metrics=metrics))
+            for r, st in zip(results, statuses):
+                r["write_through"] = st
+        return s, results, written
+
+    @app.post("/v1/tag", response_model=TagResult)
+    async def tag_one(req: TagRequest) -> dict[str, Any]:
+        """Tag one VOC: the registration-time tagger without a reply, the reply-aware one with."""
+        _, results, written = await tag([req])
+        r = results[0]
+        if r["write_through"] == "submitted":
+            r["write_through"] = "written" if written else "kept_existing"
+        return r
+
+    @app.post("/v1/tag:batch", response_model=BatchResult)
+    async def tag_batch(req: BatchRequest) -> dict[str, Any]:
+        """Tag up to ``max_batch`` VOCs (each by the rule of ``/v1/tag``), results in request order."""
+        if len(req.items) > conf.max_batch:
+            raise RequestValidationError(
+                [{"type": "too_long", "loc": ("body", "items"), "msg": f"at most {conf.max_batch} VOCs per call, got {len(req.items)}", "input": None}]
+            )
+        if not req.items:
+            s = served()
+            return {"results": [], "model_version": s.version.name, "rows_written": 0 if writer else None}
+        s, results, written = await tag(req.items)
+        return {"results": results, "model_version": results[0]["model_version"], "rows_written": written}
+
+    @app.post("/v1/admin/reload")
+    async def admin_reload() -> dict[str, Any]:
+        """Read ``models/champion.json`` now; swap in the version it names when it differs."""
+        try:
+            res = await anyio.to_thread.run_sync(holder.check)
+        except Exception as e:  # noqa: BLE001 - reported to the caller; the served version stays
+            metrics.reloads.labels(result="error").inc()
+            raise HTTPException(502, detail=f"reload failed ({type(e).__name__}: {e}); still serving "
+                                f"{holder.current().version.name if holder.current() else 'nothing'}") from None
+        metrics.reloads.labels(result=res["result"]).inc()
+        return res
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """200 with the served version once a model is loaded, else 503."""
+        s = holder.current()
+        body = {
+            "ready": s is not None,
+            "model_version": s.version.name if s else None,
+            "variants": list(s.version.taggers) if s else [],
+            "loaded_at": s.loaded_at if s else None,
+            "last_poll_at": holder.last_poll_at,
+            "last_error": holder.last_error,
+        }
+        return JSONResponse(body, status_code=200 if s is not None else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        """Prometheus text exposition."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(
+        _Gate,
+        keys=keys,
+        admin_key=admin_key,
+        limits={"/v1/tag": conf.max_body_bytes, "/v1/tag:batch": conf.max_batch_body_bytes},
+        default_limit=conf.max_body_bytes,
+        metrics=metrics,
+    )
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """:func:`create_app` with settings from the environment (uvicorn's ``--factory`` entry:
+    ``flows.serve:create_app_from_env``, one call per worker process)."""
+    return create_app(get_settings())
+
+
+def check_settings(settings: VocSettings) -> None:
+    """Refuse settings the service cannot start with, before any process is started.
+
+    Raises
+    ------
+    ServeConfigError
+        No API key; write-through without a PostgreSQL source.
+    """
+    conf = settings.serve
+    if not any(k.get_secret_value().strip() for k in conf.api_keys):
+        raise ServeConfigError(
+            "no API key: set VOC_SERVE__API_KEYS to a JSON list of bearer keys, e.g. '[\"<key>\"]' (env or .env)"
+        )
+    if conf.write_through and not settings.source_is_postgres:
+        raise ServeConfigError(
+            "VOC_SERVE__WRITE_THROUGH=true needs a PostgreSQL source: VOC_SOURCE=postgres with VOC_DB__DSN "
+            f"(the source is {settings.source!r})"
+        )
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration plus this module's logger on its console handler (INFO)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    cfg["loggers"]["flows"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return cfg
+
+
+def serve_forever(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    storage: str | None = None,
+    workers: int | None = None,
+    reload_interval_s: float | None = None,
+) -> None:
+    """Run the service under uvicorn until SIGINT/SIGTERM (in-flight requests finish first).
+
+    Arguments override ``VOC_SERVE__HOST``, ``VOC_SERVE__PORT``, ``VOC_STORAGE``,
+    ``VOC_SERVE__WORKERS``, ``VOC_SERVE__RELOAD_INTERVAL_S``; they are passed to the worker
+    processes through the environment (each builds its app with :func:`create_app_from_env`).
+    With several workers, Prometheus metrics are aggregated across them through
+    ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory unless set).
+
+    Raises
+    ------
+    ServeConfigError
+        :func:`check_settings`.
+    """
+    import tempfile
+
+    import uvicorn
+
+    if storage is not None:
+        os.environ["VOC_STORAGE"] = storage
+    if reload_interval_s is not None:
+        os.environ["VOC_SERVE__RELOAD_INTERVAL_S"] = repr(float(reload_interval_s))
+    settings = get_settings()
+    check_settings(settings)
+    conf = settings.serve
+    n = workers if workers is not None else conf.workers
+    metrics_dir = None
+    if n > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="voc-serve-metrics-")
+    try:
+        uvicorn.run(
+            "flows.serve:create_app_from_env",
+            factory=True,
+            host=host or conf.host,
+            port=port if port is not None else conf.port,
+            workers=n,
+            log_config=log_config(),
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
