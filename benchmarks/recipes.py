@@ -160,9 +160,7 @@ def probes(df: pl.DataFrame, test: pl.DataFrame, use_reply: bool) -> dict[str, C
     return {
         "knn5": lambda tx, dim, tok, seed: NeighbourVote(RECIPES["default"].make(tok, seed=seed), weight=1.0),
         "default+knn5": lambda tx, dim, tok, seed: NeighbourVote(RECIPES["default"].make(tok, seed=seed)),
-        "no_names_chars+knn5": lambda tx, dim, tok, seed: NeighbourVote(RECIPES["no_names_chars"].make(tok, seed=seed)),
         "default+building": lambda tx, dim, tok, seed: WithBuilding(RECIPES["default"].make(tok, seed=seed), building_of),
-        "no_names_chars+building": lambda tx, dim, tok, seed: WithBuilding(RECIPES["no_names_chars"].make(tok, seed=seed), building_of),
         "default+self_training": lambda tx, dim, tok, seed: SelfTrainingUnchecked(rec("default"), tx, dim, tok, seed, unl),
     }
 
@@ -188,7 +186,7 @@ def run(regimes: Sequence[str], tok: CachingTokenizer, *, recipes: Sequence[str]
             t0 = time.time()
             common = dict(labels=LABELS, use_reply=use_reply, seed=0, tokenizer=tok)
             if with_selection:  # every recipe a candidate; subsets are chosen offline (derive_selected)
-                res = backtest_labels(tr, te, select=True, candidates=list(RECIPES), **common)
+                res = backtest_labels(tr, te, select=True, candidates=list(dict.fromkeys(["anchor", *recipes])), **common)
                 sel = res["subject"]["selection"]
                 for lab, r in res.items():
                     rows.append(_row(regime, sname, "selected_all", lab, r, recipe=r["recipe"], selection=sel))
@@ -205,6 +203,22 @@ def run(regimes: Sequence[str], tok: CachingTokenizer, *, recipes: Sequence[str]
                         rows.append(_row(regime, sname, name, lab, r))
             print(f"{regime} {sname}: {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
     return rows
+
+
+def merge_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of several runs (``--from-json a.json,b.json``) as one: a later row replaces an
+    earlier one of the same regime × split × model × label, and the ``selected_all`` rows pool
+    their candidates' fold scores (a recipe's fold scores do not depend on the other
+    candidates; the same recipe and seed give the same scores)."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        key = (r["regime"], r["split"], r["model"], r["label"])
+        if r["model"] == "selected_all" and key in out:
+            cands = {c["recipe"]: c for c in out[key]["selection"]["candidates"]}
+            cands.update({c["recipe"]: c for c in r["selection"]["candidates"]})
+            r = {**r, "selection": {**r["selection"], "candidates": list(cands.values())}}
+        out[key] = r
+    return list(out.values())
 
 
 def derive_selected(rows: list[dict[str, Any]], candidates: Sequence[str] = CANDIDATES) -> list[dict[str, Any]]:
@@ -357,22 +371,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad += [r for r in recipes if r not in RECIPES]
     if bad:
         ap.error(f"unknown regime(s)/recipe(s) {bad}")
+    known = list(probes(load_sample().head(1), load_sample().head(1), True))
+    probe_names = known if args.probes == "all" else [p for p in args.probes.split(",") if p]
+    if set(probe_names) - set(known):
+        ap.error(f"unknown probe(s) {sorted(set(probe_names) - set(known))}; known: {known}")
     if args.from_json:
         rows = [r for p in args.from_json.split(",") for r in json.loads(Path(p).read_text("utf-8"))]
     else:
         cache = pickle.loads(Path(args.cache).read_bytes()) if os.path.exists(args.cache) else {}
         tok = CachingTokenizer(cache)
-        known = list(probes(load_sample().head(1), load_sample().head(1), True))
-        names = known if args.probes == "all" else [p for p in args.probes.split(",") if p]
-        if set(names) - set(known):
-            ap.error(f"unknown probe(s) {sorted(set(names) - set(known))}; known: {known}")
-        rows = run(regimes, tok, recipes=recipes, probe_names=names, with_selection=not args.no_selection)
+        rows = run(regimes, tok, recipes=recipes, probe_names=probe_names, with_selection=not args.no_selection)
         if tok.misses:
             Path(args.cache).write_bytes(pickle.dumps(tok.cache))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, ensure_ascii=False, indent=1, default=str), "utf-8")
-    rows = derive_selected(rows)
-    text = markdown(rows) + "\n##### What the selection saw (subject models, pooled rolling-origin folds of each split's training part)\n\n" + selection_folds_table(rows)
+    rows = derive_selected(merge_runs(rows))
+    text = markdown([r for r in rows if r["model"] == "selected" or r["model"] in RECIPES or r["model"] in probe_names]) + "\n##### What the selection saw (subject models, pooled rolling-origin folds of each split's training part)\n\n" + selection_folds_table(rows)
     print(text)
     if args.write_doc:
         doc = DOC.read_text("utf-8")

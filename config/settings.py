@@ -133,6 +133,12 @@ class ModelSettings(BaseModel):
         "hybrid adds taxonomy keywords (hand-curated taxonomies), anchor = the production recipe",
     )
     use_reply: bool = Field(True, description="Read the reply (batch tagging of a past month has it)")
+    select_recipe: bool = Field(
+        True,
+        description="Choose the CPU recipe on rolling-origin temporal folds of the training rows (voc.recipes; "
+        "never worse than the production baseline 'anchor'); false = the default recipe without selection "
+        "(several times faster training)",
+    )
     registration_variant: bool = Field(
         True,
         description="Also train the registration-time tagger (title + request) that `voc serve` answers "

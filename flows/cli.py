@@ -31,6 +31,13 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # own value wins. With PREFECT_API_URL set, the CLI talks to that server and starts none.
 EPHEMERAL_STARTUP_TIMEOUT_S = "600"
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S)
+if not os.environ.get("PREFECT_API_URL"):
+    # The CLI's own throwaway API: when it stops at the end of a command on a loaded machine, its
+    # event recorder may still be flushing the finished run's events into its SQLite file and logs
+    # that as an ERROR with a traceback — after every output was written. Only that server's
+    # loggers (prefect.server.*) are quieted; the flows' and the CLI's own messages are not, and a
+    # dedicated server (PREFECT_API_URL) logs as configured.
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
 app = typer.Typer(
     name="voc",

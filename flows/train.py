@@ -212,7 +212,8 @@ def _fit_tagger(
         )
     return train_tagger(
         df, taxonomy, kind=kind, version=version, use_reply=use_reply, seed=settings.model.seed, tokenizer=tok,
-        progress=get_run_logger().info, select=kind == "linear",  # recipe chosen on the customer's history
+        progress=get_run_logger().info,
+        select=kind == "linear" and settings.model.select_recipe,  # recipe chosen on the customer's history
     )
 
 

@@ -16,6 +16,12 @@ from voc.schema import validate_voc_frame  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The end-to-end tests run the train flow many times; recipe selection (several fits on temporal
+# folds) and the second, registration-time variant multiply its cost without being what those
+# tests check. Tests of either set the variable back (tests/test_recipes.py, tests/test_serve.py).
+os.environ.setdefault("VOC_MODEL__SELECT_RECIPE", "false")
+os.environ.setdefault("VOC_MODEL__REGISTRATION_VARIANT", "false")
+
 
 @pytest.fixture(scope="session")
 def sample_csv() -> Path:

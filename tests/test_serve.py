@@ -573,7 +573,7 @@ def test_write_through_respects_the_priority_rule(store: Store, tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_train_flow_stores_both_variants_and_gates_the_pair(store: Store, tmp_path: Path, prefect_server) -> None:
+def test_train_flow_stores_both_variants_and_gates_the_pair(store: Store, tmp_path: Path, prefect_server, monkeypatch) -> None:
     """``voc-train`` over an older single-variant champion: the new version holds the reply-aware
     tagger and the registration-time one with their held-out metrics; each was compared with the
     champion on its own held-out rows (the old champion's registration-time answer = its reply
@@ -584,11 +584,19 @@ def test_train_flow_stores_both_variants_and_gates_the_pair(store: Store, tmp_pa
     from flows.train import voc_train
     from voc.modelstore import REGISTRATION_DIR, decide_pair_promotion, read_meta
 
+    monkeypatch.setenv("VOC_MODEL__REGISTRATION_VARIANT", "true")  # conftest turns both off for speed
+    monkeypatch.setenv("VOC_MODEL__SELECT_RECIPE", "true")
     root = tmp_path / "data"
     shutil.copytree(store.root / PREFIX / "models" / SINGLE, root / PREFIX / "models" / SINGLE)
     write_champion(LocalStorage(root), PREFIX, {"kind": "linear", "version": "20250101_000000", "name": SINGLE})
     summary = voc_train(until="2015-01", storage=str(root))
     assert set(summary["variants"]) == {"reply", "registration"}
+    # the recipe of each variant was chosen on temporal folds, with every candidate's score kept
+    for v in ("reply", "registration"):
+        chosen = summary["recipes"][v]["subject"]
+        assert {"default", "anchor"} <= set(chosen["candidates"]) and chosen["recipe"] in chosen["candidates"]
+        anchor, pick = chosen["candidates"]["anchor"], chosen["candidates"][chosen["recipe"]]
+        assert (pick["macro_f1"], pick["accuracy"]) >= (anchor["macro_f1"], anchor["accuracy"]) or chosen["recipe"] == "anchor"
     d = root / PREFIX / "models" / summary["model"]
     meta, sub = read_meta(d), read_meta(d / REGISTRATION_DIR)
     assert meta["variant"] == "reply" and meta["use_reply"] and sub["variant"] == "registration" and not sub["use_reply"]

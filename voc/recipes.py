@@ -106,7 +106,7 @@ def _default(**changes: Any) -> dict[str, Any]:
     return {**DEFAULT_PARAMS, **changes}
 
 
-_CHARS = {"char_ngrams": 20_000, "char_ngram_range": (2, 4)}
+_CHARS = {"char_ngrams": 10_000, "char_ngram_range": (2, 3)}
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
@@ -120,11 +120,11 @@ RECIPES: dict[str, Recipe] = {
         Recipe("no_names_no_recency", "default without class-name evidence and without recency weights",
                _default(name_prior=False, recency_half_life_days=None)),
         Recipe("default_no_recency", "default without recency weights", _default(recency_half_life_days=None)),
+        Recipe("default_recent", "default with a one-year recency half-life (registration-time text)",
+               _default(recency_half_life_days=365.0)),
         Recipe("default_balanced", "default with class_weight='balanced'", _default(class_weight="balanced")),
-        Recipe("no_names_chars", "default without class-name evidence, + character 2–4-grams (20k)",
+        Recipe("no_names_chars", "default without class-name evidence, + character 2–3-grams (10k)",
                _default(name_prior=False, **_CHARS)),
-        Recipe("default_chars", "default + character 2–4-grams (20k)", _default(**_CHARS)),
-        Recipe("anchor_chars", "anchor + character 2–4-grams (20k)", dict(_CHARS)),
     )
 }
 """Every named recipe (:func:`recipe` looks one up)."""
