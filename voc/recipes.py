@@ -51,6 +51,7 @@ __all__ = [
     "RECIPES",
     "CANDIDATES",
     "BASELINE",
+    "FEW_FOLDS_ABOVE",
     "Fold",
     "CandidateScore",
     "Selection",
@@ -65,6 +66,11 @@ __all__ = [
 
 BASELINE = "anchor"
 """The production recipe no selected recipe may be worse than (production-notes.md)."""
+
+FEW_FOLDS_ABOVE = 2_000
+"""Training rows above which :func:`select_recipe` uses two origins instead of three: the test
+blocks still hold the last 30 % of the rows, with one refit per recipe fewer (5,000 VOCs within
+the time budget of docs/model-quality.md, "Time budget")."""
 
 
 @dataclass(frozen=True)
@@ -448,7 +454,7 @@ def select_recipe(
     recipes: Sequence[str] = CANDIDATES,
     baseline: str = BASELINE,
     fallback: str = "default",
-    n_folds: int = 3,
+    n_folds: int | None = None,
     test_share: float = 0.3,
     seed: int = 0,
     progress: Any = None,
@@ -469,7 +475,9 @@ def select_recipe(
     fallback
         The recipe kept when no fold can be built (all rows in one month, too few rows); the
         reason says so.
-    n_folds, test_share, seed, progress
+    n_folds
+        Origins; default 3, or 2 above :data:`FEW_FOLDS_ABOVE` rows.
+    test_share, seed, progress
         As :func:`rolling_origin_folds` and :func:`score_recipes`.
 
     Returns
@@ -487,6 +495,8 @@ def select_recipe(
     if baseline not in recipes:
         raise ValueError(f"the baseline recipe {baseline!r} must be among the candidates {list(recipes)}")
     t0 = time.perf_counter()
+    if n_folds is None:
+        n_folds = 3 if len(texts) <= FEW_FOLDS_ABOVE else 2
     folds = rolling_origin_folds(times, labels, n_folds=n_folds, test_share=test_share)
     if not folds:
         months = len({_month_number(t, i) for i, t in enumerate(times)})
