@@ -175,7 +175,7 @@ def _row(regime: str, sname: str, name: str, lab: str, r: dict[str, Any], **extr
 
 
 def run(regimes: Sequence[str], tok: CachingTokenizer, *, recipes: Sequence[str], probe_names: Sequence[str] = (),
-        with_selection: bool = True) -> list[dict[str, Any]]:
+        with_selection: bool = True, selection_only: bool = False) -> list[dict[str, Any]]:
     base = load_sample()
     rows: list[dict[str, Any]] = []
     for regime in regimes:
@@ -190,7 +190,7 @@ def run(regimes: Sequence[str], tok: CachingTokenizer, *, recipes: Sequence[str]
                 sel = res["subject"]["selection"]
                 for lab, r in res.items():
                     rows.append(_row(regime, sname, "selected_all", lab, r, recipe=r["recipe"], selection=sel))
-            for name in recipes:
+            for name in [] if selection_only else recipes:
                 res = backtest_labels(tr, te, recipe=name, **common)
                 for lab, r in res.items():
                     rows.append(_row(regime, sname, name, lab, r))
@@ -254,7 +254,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     """The tables of docs/model-quality.md "Recipe selection"."""
     m = means(rows)
     out: list[str] = []
-    for regime in dict.fromkeys(r["regime"] for r in rows):
+    present = {r["regime"] for r in rows}
+    for regime in [g for g in REGIMES if g in present]:
         sub = m.filter(pl.col("regime") == regime)
         a = sub.filter(pl.col("model") == "anchor").select("label", a_acc="accuracy", a_f1="macro_f1")
         d = sub.filter(pl.col("model") == "default").select("label", d_acc="accuracy", d_f1="macro_f1")
@@ -350,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--recipes", default="", help="comma-separated recipe names (default: all of RECIPES)")
     ap.add_argument("--probes", default="", help="comma-separated probes to run too ('all' for every one)")
     ap.add_argument("--no-selection", action="store_true", help="skip the selection runs")
+    ap.add_argument("--selection-only", action="store_true",
+                    help="only the selection runs (test-block scores of the recipes come from other --json files)")
     ap.add_argument("--splits", default="", help="comma-separated split prefixes, e.g. S1,S2 (default: all)")
     ap.add_argument("--cache", default="/tmp/voc_kiwi_tokens.pkl", help="pickle of Kiwi tokens per text")
     ap.add_argument("--json", default="", help="write the raw rows here")
@@ -380,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         cache = pickle.loads(Path(args.cache).read_bytes()) if os.path.exists(args.cache) else {}
         tok = CachingTokenizer(cache)
-        rows = run(regimes, tok, recipes=recipes, probe_names=probe_names, with_selection=not args.no_selection)
+        rows = run(regimes, tok, recipes=recipes, probe_names=probe_names, with_selection=not args.no_selection,
+                   selection_only=args.selection_only)
         if tok.misses:
             Path(args.cache).write_bytes(pickle.dumps(tok.cache))
     if args.json:

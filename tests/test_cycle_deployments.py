@@ -201,7 +201,10 @@ def test_four_months_through_deployments(stack: dict[str, Any], tmp_path: Path, 
         return fr
 
     def models() -> set[str]:
-        return {k.split("/")[-2] for k in storage.list(keys.models_dir(PREFIX) + "/") if k.endswith("/meta.json")}
+        # a model version's own meta.json, not its variants' (registration/meta.json)
+        root = keys.models_dir(PREFIX) + "/"
+        return {k[len(root):].split("/")[0] for k in storage.list(root)
+                if k.endswith("/meta.json") and k[len(root):].count("/") == 1}
 
     def champion_taxonomy() -> Taxonomy:
         name = json.loads(storage.read_bytes(keys.champion_key(PREFIX)))["name"]

@@ -151,6 +151,7 @@ def test_flow_parameter_with_password_never_reaches_prefect(prefect_server, tmp_
     assert not (tmp_path / "stat").exists()
 
 
+@pytest.mark.slow  # a real Prefect server (about 17 s to start on 2 cores)
 def test_deployment_schema_refuses_a_password_before_the_run_exists(prefect_server) -> None:
     """The schema Prefect derives from the flow (what ``prefect deploy`` stores) carries the
     pattern; the server enforces it when a run is created from the deployment (HTTP 409)."""

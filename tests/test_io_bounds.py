@@ -345,6 +345,7 @@ def io_probe_flow(kinds: list[str]) -> dict[str, Any]:
     return {k: probe(k, return_state=True) for k in kinds}
 
 
+@pytest.mark.slow  # a real Prefect API (about 17 s to start on 2 cores)
 def test_prefect_retries_transient_errors_only(prefect_server: None) -> None:
     ATTEMPTS.clear()
     kinds = ["value", "input", "columns", "connection", "s3-timeout", "flaky"]

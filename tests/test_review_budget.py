@@ -23,8 +23,10 @@ from voc.taxonomy import default_taxonomy, derive_taxonomy
 
 MEASURED_SHARE = 0.30
 """Held-out rows the demo model's 검토 우선 flags (docs/model-quality.md, "Review budget")."""
-MEASURED_CAPTURE = 0.73
-"""Share of the held-out subject errors inside them (same table: 36 of 49)."""
+CAPTURE_FLOOR = 0.65
+"""What the test demands: the same 180 held-out rows gave 36 of 49 errors (0.73) on one machine
+and 33 of 47 (0.70) on another (floating-point differences between CPUs move a few SVM
+decisions); 30 % of the rows picked at random would hold 30 % of the errors."""
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,10 @@ def test_budget_on_real_held_out_rows(demo):
     flagged = {r[COL_VOC_ID] for r in rows.iter_rows(named=True) if r[COL_FLAG] == "Y"}
     errors = {v for v, t in truth.items() if t != pred[v]}
     share, capture = len(flagged) / rows.height, len(flagged & errors) / len(errors)
-    assert share <= MEASURED_SHARE + 1e-9 and capture >= MEASURED_CAPTURE, (share, capture)
+    assert share <= MEASURED_SHARE + 1e-9 and capture >= CAPTURE_FLOOR, (share, capture)
+    # the product path (tag_frame → build_review_rows) flags what training measured on these rows
+    budget = demo[2].metrics["subject"]["review_budget"]
+    assert (share, capture) == pytest.approx((budget["share"], budget["capture"]))
     assert all(r.startswith("주제 신뢰도") for r in rows.filter(pl.col(COL_FLAG) == "Y")[COL_REASON].to_list())
     # before issue 14: min(subject, keyword work) under the uncapped threshold flagged most rows
     uncapped = demo[2].metrics["subject"]["review_threshold"]  # what flows/train.py saved as the one threshold

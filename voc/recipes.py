@@ -26,10 +26,12 @@ Kiwi runs once per text: callers pass the training rows' model tokens, and every
 fold reads them (the recipes differ after tokenization). Everything is seeded and runs in one
 thread, so the same rows give the same choice.
 
-Cost: each fold fits every candidate once; a recipe whose confidence side cannot change the
-label (no class-name evidence, no prior term, one-SVM calibration) is scored with
-``calibration="none"``: the same labels (argmax of the SVM decisions) without the
-out-of-fold refits. Measured on 5,000 VOCs in docs/model-quality.md ("Recipe selection").
+Cost: each fold fits every candidate once (three origins up to :data:`FEW_FOLDS_ABOVE`
+training rows, two above); a recipe whose confidence side cannot change the label (no
+class-name evidence, no prior term, one-SVM calibration) is scored with ``calibration="none"``:
+the same labels (argmax of the SVM decisions) without the out-of-fold refits. Measured on 5,000
+VOCs in docs/model-quality.md ("Recipe selection", "Time budget"), where the three regimes the
+selection was checked on are reported.
 """
 
 from __future__ import annotations
@@ -140,11 +142,13 @@ CANDIDATES: tuple[str, ...] = (
     "anchor",
     "default_no_names",
     "no_names_balanced",
-    "default_no_recency",
+    "default_recent",
     "no_names_chars",
 )
-"""The recipes :func:`select_recipe` compares by default, in tie-break order (docs/model-quality.md,
-"Recipe selection", says why these)."""
+"""The recipes :func:`select_recipe` compares by default, in tie-break order: the default, the
+baseline, the default without class-name evidence (with and without balanced class weights),
+the one-year recency half-life that wins on registration-time text, and character n-grams
+(docs/model-quality.md, "Recipe selection", gives each one's reason and what was left out)."""
 
 
 def recipe(name: str) -> Recipe:
