@@ -93,10 +93,18 @@ def resolve_model(settings: VocSettings) -> ModelRef:
     return resources(settings).champion()
 
 
-@task(name="load-model", **MODEL_IO_TASK, cache_policy=NO_CACHE)
-def load_model(settings: VocSettings, model: ModelRef) -> Any:
+def _load_model(settings: VocSettings, model: ModelRef) -> Any:
     """The tagger of ``model``, downloaded and loaded once per process (flow process, worker)."""
     return resources(settings).tagger(model)
+
+
+load_model = task(name="load-model", **MODEL_IO_TASK, cache_policy=NO_CACHE)(_load_model)
+"""``load-model`` in the flow process (30 minutes per attempt)."""
+
+load_model_in_building = task(name="load-model", **NESTED_IO_TASK, cache_policy=NO_CACHE)(_load_model)
+"""``load-model`` inside a building task: no Prefect timeout, which cannot interrupt a task in a
+worker thread (Prefect warns once per building instead); the storage's own per-call timeouts
+bound each transfer."""
 
 
 @task(name="read-history", **NESTED_IO_TASK, cache_policy=NO_CACHE)
@@ -170,7 +178,7 @@ def tag_building(
     tags to the database (PostgreSQL source) and, in ``full``, its dashboard."""
     logger = get_run_logger()
     res = resources(settings)
-    tagger = load_model(settings, model)
+    tagger = load_model_in_building(settings, model)
     history = read_history(settings, month, building_id) if mode == "full" else None
     ctx = _dashboard_context(settings, month, building_id, building_name, run_id) if mode == "full" else None
     with res.cpu_lock:  # per process: parallel buildings come from processes (Dask), not threads
@@ -224,7 +232,7 @@ def refresh_building(
         raise FileNotFoundError(f"building {building_id}: no tagged CSV for {month}; run mode=full first")
     tagged = read_output_csv(res.storage, key)
     name = (tagged["building_name"].drop_nulls().to_list() or [""])[0]
-    tagger = load_model(settings, model)
+    tagger = load_model_in_building(settings, model)
     history = read_history(settings, month, building_id)
     ctx = _dashboard_context(settings, month, building_id, name, run_id)
     with res.cpu_lock:
