@@ -758,22 +758,41 @@ def _json_strings(obj: Any) -> Iterable[str]:
 # font subset
 
 
+_DROPPED_FONT_TABLES = ("TSI0", "TSI1", "TSI2", "TSI3", "TSI5", "DSIG")
+"""Tables no browser reads (VTT hinting sources, the digital signature)."""
+
+
 def _font_subset_b64(codepoints: Collection[int], font: Path) -> tuple[str, list[int]]:
     """Base64 WOFF of ``font`` reduced to ``codepoints``, and the code points it covers (those
-    of ``codepoints`` the font has), sorted."""
-    from fontTools import subset
+    of ``codepoints`` the font has), sorted.
+
+    HarfBuzz's subsetter (``uharfbuzz``) cuts the font with its hinting removed (with the hints
+    NanumGothic's subset is 2.3 × larger); fontTools wraps the result as WOFF 1.0 (zlib per
+    table). For NanumGothic and a page's ~850 characters: ≈ 0.02 s, where fontTools' own
+    subsetter took ≈ 0.3–0.4 s, for the same WOFF size ±0.3 % (docs/benchmarks.md).
+
+    Raises
+    ------
+    OSError
+        ``font`` cannot be read.
+    ValueError
+        HarfBuzz cannot subset the font.
+    """
+    import uharfbuzz as hb
     from fontTools.ttLib import TTFont
 
-    tt = TTFont(str(font))
-    cmap = tt.getBestCmap()
-    options = subset.Options()
-    options.hinting = False
-    options.name_IDs = [1, 2]
-    options.drop_tables += ["TSI0", "TSI1", "TSI2", "TSI3", "TSI5", "DSIG"]
-    subsetter = subset.Subsetter(options)
-    covered = sorted(cp for cp in codepoints if cp in cmap)
-    subsetter.populate(unicodes=covered)
-    subsetter.subset(tt)
+    face = hb.Face(hb.Blob(Path(font).read_bytes()))
+    have = face.unicodes
+    covered = sorted(cp for cp in codepoints if cp in have)
+    request = hb.SubsetInput()
+    request.unicode_set.update(covered)
+    request.flags = hb.SubsetFlags.NO_HINTING
+    for tag in _DROPPED_FONT_TABLES:
+        request.drop_table_tag_set.add(int.from_bytes(tag.encode("ascii"), "big"))
+    sfnt = hb.subset(face, request)
+    if sfnt is None:  # HarfBuzz returns no face when it cannot subset this font
+        raise ValueError(f"HarfBuzz could not subset {font} to {len(covered)} code points")
+    tt = TTFont(io.BytesIO(sfnt.blob.data))
     tt.flavor = "woff"
     buf = io.BytesIO()
     tt.save(buf)
