@@ -231,7 +231,8 @@ def derive_selected(rows: list[dict[str, Any]], candidates: Sequence[str] = CAND
     for r in rows:
         if r["model"] != "selected_all":
             continue
-        scores = [CandidateScore(c["recipe"], c["accuracy"], c["macro_f1"])
+        scores = [CandidateScore(c["recipe"], c["accuracy"], c["macro_f1"], worst_month=c.get("worst_month"),
+                                 se_accuracy=c.get("se_accuracy", 0.0), se_macro_f1=c.get("se_macro_f1", 0.0))
                   for c in r["selection"]["candidates"] if c["recipe"] in candidates]
         chosen, _ = choose(scores)
         got = by[(r["regime"], r["split"], chosen, r["label"])]

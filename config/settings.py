@@ -17,6 +17,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from config.dsn import dsn_form, dsn_secret_parts
+
 __all__ = [
     "VocSettings",
     "DbSettings",
@@ -122,6 +124,18 @@ class ReviewSettings(BaseModel):
     timeout_s: float = Field(
         30.0, gt=0, description="Seconds to wait for each Google Sheets / Drive HTTP request (connect and read)"
     )
+    per_building: bool = Field(
+        False,
+        description="XLSX backend: one workbook per building ({prefix}/{yyyymm}/{building_id}/review_{building_id}_{yyyymm}.xlsx) "
+        "instead of one per month; refresh reads them all. Google Sheets keeps one spreadsheet per month",
+    )
+    link_expiry_s: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="Lifetime of the presigned HTTPS link to the month's review workbook (S3) in the month index, "
+        "the run summary and the Prefect artifact; S3 SigV4 presigned URLs allow at most 7 days (604800 s)",
+    )
 
 
 class ModelSettings(BaseModel):
@@ -206,6 +220,61 @@ class ServeSettings(BaseModel):
     db_statement_timeout_s: float = Field(
         5.0, gt=0, description="Seconds one write-through statement may run (PostgreSQL statement_timeout)"
     )
+    reviewer_keys: SecretStr | None = Field(
+        None,
+        description="Reviewer keys of the upload page (GET/POST /review): a JSON map key → list of building ids, "
+        "e.g. VOC_SERVE__REVIEWER_KEYS='{\"<key>\": [\"1\", \"2\"]}'; the browser sends the key as the HTTP Basic "
+        "password (any user name). Secret, never logged; unset = no /review routes (404)",
+    )
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest request body of POST /review/{yyyymm} (bytes); larger → 413"
+    )
+
+    @field_validator("reviewer_keys", mode="after")
+    @classmethod
+    def _reviewer_keys_shape(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            reviewer_key_map(v)  # refuse a malformed map at start-up; messages never show a key
+        return v
+
+    def reviewer_buildings(self) -> dict[str, frozenset[str]]:
+        """The reviewer keys (``reviewer_keys``) → the building ids each may review (empty: no page)."""
+        return reviewer_key_map(self.reviewer_keys) if self.reviewer_keys is not None else {}
+
+
+def reviewer_key_map(value: SecretStr) -> dict[str, frozenset[str]]:
+    """Parse ``VOC_SERVE__REVIEWER_KEYS`` (a JSON object: key → list of building ids).
+
+    Returns
+    -------
+    dict
+        Key → building ids (stripped; blank value → empty dict).
+
+    Raises
+    ------
+    ValueError
+        Not a JSON object; a blank key; a value that is not a non-empty list of non-empty strings
+        or integers. The message names the entry by position, never the key.
+    """
+    import json
+
+    text = value.get_secret_value().strip()
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"VOC_SERVE__REVIEWER_KEYS (not shown) is not JSON: {e.msg} at position {e.pos}") from None
+    if not isinstance(raw, dict):
+        raise ValueError("VOC_SERVE__REVIEWER_KEYS (not shown) must be a JSON object: key → list of building ids")
+    out: dict[str, frozenset[str]] = {}
+    for i, (key, ids) in enumerate(raw.items()):
+        if not key.strip():
+            raise ValueError(f"VOC_SERVE__REVIEWER_KEYS entry {i}: blank key")
+        if not isinstance(ids, list) or not ids or not all(isinstance(b, (str, int)) and not isinstance(b, bool) and str(b).strip() for b in ids):
+            raise ValueError(f"VOC_SERVE__REVIEWER_KEYS entry {i} (key not shown): the value must be a non-empty list of building ids")
+        out[key] = frozenset(str(b).strip() for b in ids)
+    return out
 
 
 class VocSettings(BaseSettings):
@@ -217,14 +286,16 @@ class VocSettings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        hide_input_in_errors=True,  # a refused value (a DSN with a password) is never repeated
     )
 
     env: Literal["dev", "stg", "prd"] = Field("dev", description="Environment; chooses the storage prefix")
     source: str = Field(
         default_factory=lambda: str(sample_csv_path()),
         description=(
-            "VOC source: a CSV path in the VOC schema, a postgresql:// DSN, or 'postgres' to use VOC_DB__DSN "
-            "(keeps the password out of flow-run parameters)"
+            "VOC source: a CSV path in the VOC schema, a PostgreSQL DSN without password (postgresql://user@host/db "
+            "or libpq keywords 'host=… dbname=…'), or 'postgres' to use VOC_DB__DSN (keeps the password out of "
+            "logs and flow-run parameters); a DSN with a password is refused (config/dsn.py)"
         ),
     )
     source_encoding: Literal["utf-8", "cp949", "euc-kr"] = Field(
@@ -236,7 +307,8 @@ class VocSettings(BaseSettings):
     public_base_url: str | None = Field(
         None,
         description="Base URL under which the storage root is served to browsers (e.g. https://voc.internal/files); "
-        "dashboard links in Prefect artifacts become {public_base_url}/{key}. Unset: presigned HTTPS links for S3, "
+        "dashboard and review-workbook links in Prefect artifacts (and the month index's links on S3) become "
+        "{public_base_url}/{key}. Unset: presigned HTTPS links for S3, "
         "file:// links for a local directory",
     )
     taxonomy_path: Path | None = Field(
@@ -267,6 +339,18 @@ class VocSettings(BaseSettings):
             raise ValueError("must not be empty")
         return str(v).strip()
 
+    @field_validator("source")
+    @classmethod
+    def _no_secret_in_source(cls, v: str) -> str:
+        parts = dsn_secret_parts(v)
+        if parts:
+            raise ValueError(
+                f"VOC_SOURCE: refusing a PostgreSQL DSN that contains a secret ({', '.join(parts)}; value not shown): "
+                "the source is written to logs and run states. Put the DSN in VOC_DB__DSN (a secret, never logged) "
+                "and set VOC_SOURCE=postgres, or drop the password and keep it in ~/.pgpass (PGPASSFILE)"
+            )
+        return v
+
     @field_validator("task_runner")
     @classmethod
     def _runner(cls, v: str) -> str:
@@ -282,7 +366,16 @@ class VocSettings(BaseSettings):
 
     @property
     def source_is_postgres(self) -> bool:
-        return self.source == "postgres" or self.source.startswith(("postgresql://", "postgres://"))
+        """``postgres`` (``VOC_DB__DSN``), a ``postgresql://`` URL, or a libpq keyword string
+        (``host=db dbname=voc``) that is not the path of an existing file."""
+        form = dsn_form(self.source)
+        return self.source == "postgres" or form == "uri" or (form == "keywords" and not Path(self.source).is_file())
+
+    @property
+    def source_dsn(self) -> str | None:
+        """``source`` when it is itself a DSN (URL or keywords; never with a password: refused on
+        validation), else None (``postgres``: the DSN is ``db.dsn``; a CSV path)."""
+        return self.source if self.source_is_postgres and self.source != "postgres" else None
 
 
 def get_settings(**overrides: object) -> VocSettings:

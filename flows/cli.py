@@ -7,6 +7,7 @@ Commands (names are a contract)::
     voc run --mode full|refresh|tagging-only --month YYYY-MM [--building-id N ...] [--storage PATH] [--source ...]
     voc demo [--month 2019-11] [--storage ./voc-data] [--source ...]
     voc review simulate --month YYYY-MM --from-labels [--fraction F] --storage PATH
+    voc review pull --month YYYY-MM [--building-id B] [-o FILE] | push FILE   (flows/cli_review.py)
     voc kobert build-tiny-base DIR | export-onnx MODEL_DIR
     voc serve [--host H] [--port P] [--storage PATH] [--workers N] [--reload-interval S]
     voc db init|load-csv|load-taxonomy ...      (flows/cli_db.py)
@@ -55,6 +56,24 @@ def _options(
 ) -> None:
     """VOC tagging, monthly dashboards, human review (검수) and retraining."""
     _cli_state["debug"] = debug
+    _refuse_bad_source_setting()
+
+
+def _refuse_bad_source_setting() -> None:
+    """Exit 2 before any command runs when ``VOC_SOURCE`` (environment or ``.env``) holds a DSN
+    with a secret: settings refuse it (:mod:`config.dsn`) and the message never shows it. Other
+    settings errors are left to the command that reads them."""
+    from pydantic import ValidationError
+
+    from config.settings import get_settings
+
+    try:
+        get_settings()
+    except ValidationError as e:
+        for err in e.errors():
+            if err["loc"][:1] == ("source",):
+                typer.echo(f"error: {err['msg']}", err=True)
+                raise typer.Exit(2) from None
 
 
 def _console_logging(debug: bool) -> None:
@@ -99,14 +118,18 @@ StorageOpt = Annotated[Optional[str], typer.Option("--storage", help="Output roo
 
 
 def _source_without_password(value: Optional[str]) -> Optional[str]:
-    """``--source`` callback: a DSN with a password is refused (exit 2) before anything runs; it
-    would be visible in ``ps`` and stored in Prefect's flow-run parameters (flows/params.py)."""
-    from flows.params import DsnPasswordError, refuse_dsn_password
+    """``--source`` callback: a DSN with a secret (any form, :mod:`config.dsn`) is refused (exit 2)
+    before anything runs; it would be visible in ``ps`` and stored in Prefect's flow-run
+    parameters (flows/params.py). So is a value that is neither an existing file nor a DSN nor
+    ``postgres``, without repeating it (a mistyped DSN may hold a secret)."""
+    from flows.params import SOURCE_NOT_FOUND, DsnPasswordError, refuse_dsn_password, unknown_source
 
     try:
         refuse_dsn_password(value, where="--source")
     except DsnPasswordError as e:
         raise typer.BadParameter(str(e)) from None
+    if unknown_source(value):
+        raise typer.BadParameter(SOURCE_NOT_FOUND)
     return value
 
 
@@ -126,7 +149,7 @@ EncodingOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON (last line)")]
 
 
-def _month(value: str | None) -> str | None:
+def _month(value: str | None, flag: str = "--month") -> str | None:
     from voc.months import parse_month
 
     if value in (None, ""):
@@ -134,7 +157,7 @@ def _month(value: str | None) -> str | None:
     try:
         return parse_month(value)
     except ValueError as e:
-        raise typer.BadParameter(str(e)) from e
+        raise typer.BadParameter(str(e), param_hint=f"'{flag}'") from e
 
 
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
@@ -152,7 +175,7 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
             line = f"  building {b['building_id']:>4} {b['building_name']:<8} {b['status']:<6} rows={b['rows']}"
             if b["status"] == "ok":
                 line += f" flagged={b['flagged']} low_conf={b['low_confidence']}"
-                if summary["mode"] == "refresh":
+                if summary["mode"] == "refresh" or b.get("reviewed"):  # a rerun keeps the month's reviews
                     line += f" reviewed={b['reviewed']} issues={b['review_issues']}"
             else:
                 line += f"  error: {b['error']}"
@@ -164,10 +187,102 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
         if summary.get("review_sheet"):
             rs = summary["review_sheet"]
             typer.echo(f"  review sheet: {rs.get('location', rs.get('error'))}")
+        if summary.get("review_link"):
+            typer.echo(f"  review link: {summary['review_link']}  (voc review pull/push)")
+        for line in summary.get("review_sheet_issues", []):
+            typer.echo(f"  review sheet row not applied: {line}")
         if summary.get("index"):
             typer.echo(f"  month index: {summary['index']}")
+        if summary.get("portfolio"):
+            typer.echo(f"  portfolio: {summary['portfolio']}")
     else:
         typer.echo(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
+
+
+PREFLIGHT_ROWS = 1000
+"""Rows of a CSV source :func:`preflight` checks against the VOC schema (the flow checks all)."""
+
+
+class InputError(ValueError):
+    """An input :func:`preflight` refuses before any flow (and Prefect API) starts: exit 2."""
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def preflight(*, source: Optional[str], encoding: Optional[str], storage: Optional[str]) -> None:
+    """Cheap checks of a command's inputs, made *before* the command starts a flow (and with it
+    Prefect's API: 10-20 s on a busy machine), so that a wrong input costs a second and one
+    ``error:`` line (exit 2) instead of a started run.
+
+    Checked: ``--encoding`` is one of :data:`flows.sources.SOURCE_ENCODINGS`; the settings the
+    flags and ``VOC_*`` variables make are valid; a local storage root is, or can be created as,
+    a writable directory; a CSV source (``--source``, ``VOC_SOURCE`` or the shipped sample) exists,
+    decodes strictly in its encoding (the whole file: :func:`flows.sources.decode_csv_bytes`),
+    parses as CSV and its first :data:`PREFLIGHT_ROWS` rows pass
+    :func:`voc.schema.validate_voc_frame`. A PostgreSQL source and an ``s3://`` storage are left
+    to the flow (they need the network).
+
+    Raises
+    ------
+    InputError
+        Any of the above, as one line naming the flag or setting, and the path, line or row.
+    voc.schema.VOCInputError
+        A row among the first ones breaks the schema (row, field and value named).
+    """
+    import io
+
+    from pydantic import ValidationError
+
+    from config.settings import get_settings
+    from flows.params import SOURCE_NOT_FOUND, unknown_source
+    from flows.sources import SourceEncodingError, decode_csv_bytes
+
+    if encoding is not None:
+        try:
+            decode_csv_bytes(b"", encoding)
+        except SourceEncodingError as e:
+            raise InputError(f"--encoding: {e}") from None
+        encoding = "utf-8" if encoding.lower().replace("_", "-") in ("utf8", "utf-8-sig") else encoding.lower().replace("_", "-")
+    try:
+        settings = get_settings(source=source, storage=storage, source_encoding=encoding)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise InputError(f"setting {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+
+    if not settings.storage.startswith("s3://"):
+        root = Path(settings.storage).expanduser()
+        existing = root
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise InputError(f"storage {settings.storage}: {existing} is not a directory (--storage / VOC_STORAGE)")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise InputError(f"storage {settings.storage}: {existing} is not writable (--storage / VOC_STORAGE)")
+
+    if settings.source_is_postgres:
+        return
+    if unknown_source(settings.source):
+        raise InputError(SOURCE_NOT_FOUND)
+    import polars as pl
+
+    from voc.schema import validate_voc_frame
+
+    path = Path(settings.source)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read the VOC source {path}: {e.strerror or e}") from None
+    try:
+        text = decode_csv_bytes(data, settings.source_encoding, name=str(path))
+    except SourceEncodingError as e:
+        raise InputError(str(e)) from None
+    try:
+        head = pl.read_csv(io.BytesIO(text.encode("utf-8")), infer_schema=False, n_rows=PREFLIGHT_ROWS)
+    except pl.exceptions.PolarsError as e:
+        raise InputError(f"cannot read {path} as CSV: {_one_line(str(e))}") from None
+    validate_voc_frame(head)
 
 
 def _run_monthly(**kw: Any) -> dict[str, Any]:
@@ -193,11 +308,13 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a candidate model; it becomes champion unless it is worse on the same held-out rows."""
+    m = _month(until, "--until")
+    preflight(source=source, encoding=encoding, storage=storage)  # before Prefect is imported
     from flows.train import voc_train
 
     _console_logging(_cli_state["debug"])
     summary = voc_train(
-        until=_month(until), model=model, storage=storage, source=source, kobert_base=kobert_base, source_encoding=encoding
+        until=m, model=model, storage=storage, source=source, kobert_base=kobert_base, source_encoding=encoding
     )
     _print_summary(summary, as_json)
 
@@ -239,6 +356,7 @@ def run(
         except ValueError as e:
             raise typer.BadParameter(f"--task-runner {task_runner!r}: must be thread, dask or tcp://host:port") from e
         os.environ["VOC_TASK_RUNNER"] = task_runner  # the flow reads its settings from the environment
+    preflight(source=source, encoding=encoding, storage=storage)
     summary = _run_monthly(
         mode=mode, month=m, building_ids=building_id or None, storage=storage, source=source, source_encoding=encoding
     )
@@ -257,9 +375,11 @@ def review_simulate(
     """Act as a reviewer on the month's review sheet using the real labels (demos and tests)."""
     if not from_labels:
         raise typer.BadParameter("only --from-labels is supported: the simulated reviewer answers with the source's labels")
+    m = _month(month)
+    preflight(source=source, encoding=None, storage=storage)
     from flows.review_flow import simulate_month_review
 
-    out = simulate_month_review(month=_month(month), fraction=fraction, seed=seed, storage=storage, source=source)
+    out = simulate_month_review(month=m, fraction=fraction, seed=seed, storage=storage, source=source)
     typer.echo(f"simulated review of {out['month']}: {out['reviewed']} rows marked 검수완료=Y, {out['changed']} corrected → {out['location']}")
 
 
@@ -326,11 +446,12 @@ def demo(
     kobert_base: Annotated[Optional[str], typer.Option("--kobert-base", help="Local KoBERT base for --model kobert")] = None,
 ) -> None:
     """Train on the history before MONTH, run `full`, review with the real labels, run `refresh`."""
+    m = _month(month)
+    preflight(source=source, encoding=encoding, storage=storage)  # before Prefect is imported
     from flows.review_flow import simulate_month_review
     from flows.train import voc_train
 
     _console_logging(_cli_state["debug"])
-    m = _month(month)
     typer.echo(f"[1/4] train on labelled VOCs before {m}")
     t = voc_train(until=m, model=model, storage=storage, source=source, kobert_base=kobert_base, source_encoding=encoding)
     metrics = t["metrics"].get("subject", {})
@@ -381,8 +502,9 @@ def serve(
 
 
 # commands contributed by the infrastructure and model-quality modules
-for _mod in ("flows.cli_db", "flows.cli_backtest"):
+for _mod in ("flows.cli_db", "flows.cli_backtest", "flows.cli_labels"):
     importlib.import_module(_mod).register(app)
+importlib.import_module("flows.cli_review").register(review_app)  # voc review pull | push
 
 
 def _input_errors() -> tuple[type[BaseException], ...]:
@@ -391,27 +513,53 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     from voc.months import FutureMonthError
     from voc.schema import VOCInputError
 
-    return (FutureMonthError, VOCInputError, SourceEncodingError, typer.BadParameter)
+    return (FutureMonthError, VOCInputError, SourceEncodingError, InputError, typer.BadParameter)
+
+
+def _usage_line(e: Any) -> str:
+    """One line for a Click usage error: the message, then where the help is."""
+    ctx = getattr(e, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"error: {_one_line(e.format_message())}{where}"
 
 
 def main() -> None:
-    """Console-script entry point: one clear ``error:`` line per failure, exit 2 for bad input
-    (a future month, a VOC that breaks the schema), 1 for a failed run; tracebacks only with
-    ``voc --debug …``."""
+    """Console-script entry point: one clear ``error:`` line per failure on stderr, exit 2 for a
+    usage error (an unknown option, a bad value: Click's message, not a Rich box) and for bad
+    input (a future month, a missing or undecodable source, a VOC that breaks the schema: found by
+    :func:`preflight` before any Prefect API starts, or by the flow), 1 for a failed run (then a
+    second line points at ``voc --debug``); tracebacks only with ``voc --debug …``. ``--help``
+    prints the help, exit 0."""
+    from typer._click.exceptions import ClickException, UsageError  # Typer vendors Click
+
     try:
-        app()
-    except KeyboardInterrupt:  # pragma: no cover
+        rv = app(standalone_mode=False)
+    except (KeyboardInterrupt, typer.Abort):  # pragma: no cover - Ctrl-C
         sys.exit(130)
+    except UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `voc` alone: the help is already printed
+            sys.exit(e.exit_code)
+        if _cli_state["debug"]:
+            raise
+        typer.echo(_usage_line(e), err=True)
+        sys.exit(2)
+    except ClickException as e:
+        typer.echo(f"error: {_one_line(e.format_message())}", err=True)
+        sys.exit(e.exit_code)
     except Exception as e:  # noqa: BLE001 - the CLI's last word on any failure
         if _cli_state["debug"]:
             raise
         code = 2 if isinstance(e, _input_errors()) else 1
-        typer.echo(f"error: {e}", err=True)
-        typer.echo("(run `voc --debug …` for the traceback)", err=True)
+        if code == 2:
+            typer.echo(f"error: {_one_line(str(e))}", err=True)
+        else:
+            typer.echo(f"error: {e}", err=True)
+            typer.echo("(run `voc --debug …` for the traceback)", err=True)
         sys.exit(code)
+    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)  # typer.Exit(n) → n; commands return None
 
 
 if __name__ == "__main__":  # pragma: no cover
     main()
 
-__all__ = ["app", "main", "Path"]
+__all__ = ["app", "main", "preflight", "InputError", "PREFLIGHT_ROWS", "Path"]

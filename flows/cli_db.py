@@ -58,8 +58,8 @@ def _dsn(dsn: str | None) -> SecretStr:
     settings = get_settings()
     if settings.db.dsn is not None and settings.db.dsn.get_secret_value().strip():
         return settings.db.dsn
-    if settings.source_is_postgres:
-        return SecretStr(settings.source)
+    if settings.source_dsn is not None:
+        return SecretStr(settings.source_dsn)
     typer.echo("no database: pass --dsn or set VOC_DB__DSN", err=True)
     raise typer.Exit(2)
 

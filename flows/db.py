@@ -489,7 +489,8 @@ class PostgresSource:
 
     @classmethod
     def from_settings(cls, settings: VocSettings) -> PostgresSource:
-        """The DSN of ``settings.source`` when it is a ``postgresql://`` URL, else ``settings.db.dsn``
+        """The DSN of ``settings.source`` when it is one (a ``postgresql://`` URL or libpq keywords,
+        without password: :attr:`config.settings.VocSettings.source_dsn`), else ``settings.db.dsn``
         (``VOC_SOURCE=postgres`` + ``VOC_DB__DSN``).
 
         Raises
@@ -497,8 +498,8 @@ class PostgresSource:
         SourceError
             Neither is set.
         """
-        if settings.source.startswith(("postgresql://", "postgres://")):
-            dsn: SecretStr | None = SecretStr(settings.source)
+        if settings.source_dsn is not None:
+            dsn: SecretStr | None = SecretStr(settings.source_dsn)
         else:
             dsn = settings.db.dsn
         if dsn is None or not dsn.get_secret_value().strip():

@@ -6,6 +6,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,11 +29,17 @@ __all__ = [
     "champion_key",
     "run_stamp",
     "latest_output",
+    "OutputKey",
+    "parse_output_key",
+    "relative_href",
     "safe_segment",
 ]
 
 MODES = ("full", "refresh", "tagging-only")
-_RUN_RE = re.compile(r"_(?P<mode>full|refresh|tagging-only|train)_(?P<stamp>\d{8}_\d{6})\.")
+_RUN_ID_RE = re.compile(r"(?P<mode>full|refresh|tagging-only|train)_(?P<stamp>[0-9]{8}_[0-9]{6})")
+"""A run id (:func:`new_run_id`), matched against a whole string (``fullmatch``)."""
+_YYYYMM_RE = re.compile(r"[0-9]{6}")
+OUTPUT_KINDS = ("tagged", "reviewed", "dashboard")
 
 
 def new_run_id(mode: str, now: datetime | None = None) -> str:
@@ -161,6 +168,16 @@ def month_index_data_key(prefix: str, month: str) -> str:
     return f"{month_dir(prefix, month)}/index.json"
 
 
+def portfolio_key(prefix: str) -> str:
+    """The portfolio page of the environment (all buildings and months, ``voc.portfolio``)."""
+    return f"{prefix}/index.html"
+
+
+def portfolio_data_key(prefix: str) -> str:
+    """The portfolio page's data (JSON, rebuilt from the month indexes by each monthly run)."""
+    return f"{prefix}/index.json"
+
+
 def review_workbook_key(prefix: str, month: str) -> str:
     return f"{month_dir(prefix, month)}/review_{yyyymm(month)}.xlsx"
 
@@ -173,13 +190,76 @@ def champion_key(prefix: str) -> str:
     return f"{models_dir(prefix)}/champion.json"
 
 
+@dataclass(frozen=True)
+class OutputKey:
+    """The parts of a run-scoped output key (:func:`parse_output_key`)."""
+
+    prefix: str
+    yyyymm: str
+    building_id: str
+    kind: str
+    run_id: str
+    mode: str
+    stamp: str
+    ext: str
+
+
+def parse_output_key(key: str) -> OutputKey | None:
+    """The parts of ``{prefix}/{yyyymm}/{building_id}/{kind}_{building_id}_{yyyymm}_{run_id}.{ext}``
+    (:func:`tagged_key`, :func:`reviewed_key`, :func:`dashboard_key`), or None for any other key
+    (the month's latest dashboard, the index, the review workbook, models, run markers).
+
+    The parse is anchored on the layout, not a search: the building id is the folder name, the
+    file name must be exactly ``{kind}_{that id}_{yyyymm}_`` + a run id (:func:`new_run_id`,
+    ``{mode}_{yyyymmdd}_{hhmmss}``) + ``.{ext}``. So a building id that itself looks like a run
+    id or a stamp (``full_20990101_000000``, ``x_full_20991231_235959.y``) never lends its
+    digits to the run stamp, and a folder named ``models`` or ``reviewed_x`` is just a building.
+    """
+    parts = key.split("/")
+    if len(parts) < 3:
+        return None
+    yyyymm_, bid, name = parts[-3], parts[-2], parts[-1]
+    if not _YYYYMM_RE.fullmatch(yyyymm_) or id_problem(bid) is not None:
+        return None
+    for kind in OUTPUT_KINDS:
+        head = f"{kind}_{bid}_{yyyymm_}_"
+        if not name.startswith(head):
+            continue
+        run_id, dot, ext = name[len(head):].rpartition(".")
+        m = _RUN_ID_RE.fullmatch(run_id)
+        if dot and ext and m:
+            return OutputKey("/".join(parts[:-3]), yyyymm_, bid, kind, run_id, m.group("mode"), m.group("stamp"), ext)
+    return None
+
+
 def run_stamp(key: str) -> str:
-    """The ``yyyymmdd_hhmmss`` of a run-scoped key (``""`` when the key has none)."""
-    m = _RUN_RE.search(key.rsplit("/", 1)[-1])
-    return m.group("stamp") if m else ""
+    """The ``yyyymmdd_hhmmss`` of a run-scoped key (``""`` when the key has none), read from its
+    run id part only (:func:`parse_output_key`), never from the building id."""
+    p = parse_output_key(key)
+    return p.stamp if p else ""
 
 
 def latest_output(keys: list[str], kind: str) -> str | None:
-    """The newest ``{kind}_*.csv`` among ``keys`` (``kind`` = tagged or reviewed), by run stamp."""
-    cands = [k for k in keys if k.rsplit("/", 1)[-1].startswith(f"{kind}_") and k.endswith(".csv")]
-    return max(cands, key=run_stamp) if cands else None
+    """The newest ``{kind}_*.csv`` among ``keys`` (``kind`` = tagged or reviewed), by run stamp
+    (:func:`parse_output_key`; keys of other layouts are ignored)."""
+    cands = [(p.stamp, k) for k in keys if (p := parse_output_key(k)) and p.kind == kind and p.ext == "csv"]
+    return max(cands, key=lambda sk: sk[0])[1] if cands else None
+
+
+def relative_href(key: str, base_dir: str) -> str:
+    """A browser link to ``key`` relative to a page stored in ``base_dir`` (e.g. the month index
+    in :func:`month_dir`): each path segment percent-encoded (``urllib.parse.quote(seg,
+    safe="")``, RFC 3986), so an id such as ``a:b``, ``javascript:x``, ``#3`` or ``100%`` is
+    read as a path, never as a scheme, fragment, query or escape.
+
+    Raises
+    ------
+    ValueError
+        ``key`` is not under ``base_dir``.
+    """
+    from urllib.parse import quote
+
+    head = base_dir.rstrip("/") + "/"
+    if not key.startswith(head):
+        raise ValueError(f"{key!r} is not under {base_dir!r}")
+    return "/".join(quote(seg, safe="") for seg in key[len(head):].split("/"))

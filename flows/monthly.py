@@ -1,5 +1,7 @@
 """Flow ``voc-monthly``: tag a month per building, write tagged CSVs and dashboards, sync the
-review sheet (``full``, ``tagging-only``), or fold reviews back in (``refresh``).
+review sheet (``full``, ``tagging-only``), or fold reviews back in (``refresh``). A ``full`` or
+``tagging-only`` rerun of a month with finished reviews folds them in too (:func:`tag_building`),
+so the dashboard, the month index and the counts keep the reviewers' work.
 
 One task per building (``tag-building-95`` / ``refresh-building-95``), so one building's failure
 leaves the others' outputs. Each building task only reads its inputs, calls the pure pipeline
@@ -14,8 +16,10 @@ rerun with only those ``building_ids`` to complete the month.
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
+import logging
+import re
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -28,6 +32,7 @@ from prefect.cache_policies import NONE as NO_CACHE
 from config.settings import VocSettings, get_settings
 from flows import keys
 from flows.models import require_model_or_keyword_opt_in
+from flows.outcome import fail_with_reason
 from flows.params import SourceParam, guard_flow_parameters, refuse_dsn_password
 from flows.resources import ModelRef, browser_link, resources
 from flows.retries import IO_TASK, MODEL_IO_TASK, NESTED_IO_TASK
@@ -35,8 +40,12 @@ from flows.runners import describe_task_runner, make_task_runner
 from flows.sources import buildings_of
 from flows.storage import Storage, StorageError
 from voc import pipeline
+from voc.csvsafe import csv_bytes, read_csv_bytes
 from voc.months import KST, Month, check_not_future, previous_month
 from voc.pipeline import DashboardContext, combine_history, history_from_source_rows
+from voc.portfolio import index_extras
+from voc.mdtext import md_code, md_escape, md_link_destination
+from voc.privacy import mask_personal_details
 from voc.schema import building_sort_key
 
 __all__ = ["voc_monthly", "BuildingResult", "MonthlyRunError", "SAMPLE_CREDIT"]
@@ -67,6 +76,8 @@ class BuildingResult:
     group_applied: int = 0
     retired_mapped: int = 0
     issue_groups: int = 0  # 주요 이슈: groups of 3+ near-duplicate VOCs
+    estimated: dict[str, int] = field(default_factory=dict)
+    """Per dimension, VOCs whose shown tag is a keyword guess (``{dim}_source == "keyword"``, 추정)."""
     drift: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
     review_aids: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -82,12 +93,18 @@ def store_object(storage: Storage, key: str, data: bytes, content_type: str | No
     return storage.write_bytes(key, data, content_type=content_type)
 
 
-@task(name="read-month", **IO_TASK, cache_policy=NO_CACHE)
+def _store(building_id: str, kind: str) -> Any:
+    """:func:`store_object` whose task run reads ``store-{kind}-{building_id}`` in the UI
+    (``store-tagged-95``, ``store-dashboard-95``) instead of ``store-object-55c``."""
+    return store_object.with_options(task_run_name=f"store-{kind}-{building_id}")
+
+
+@task(name="read-month", task_run_name="read-month-{month.yyyymm}", **IO_TASK, cache_policy=NO_CACHE)
 def read_month(settings: VocSettings, month: Month, building_ids: list[str] | None) -> pl.DataFrame:
     return resources(settings).source.read_month(month, building_ids)
 
 
-@task(name="resolve-model", **IO_TASK, cache_policy=NO_CACHE)
+@task(name="resolve-model", task_run_name="resolve-model", **IO_TASK, cache_policy=NO_CACHE)
 def resolve_model(settings: VocSettings) -> ModelRef:
     """The champion named by ``models/champion.json`` (keyword-only when none)."""
     return resources(settings).champion()
@@ -98,7 +115,7 @@ def _load_model(settings: VocSettings, model: ModelRef) -> Any:
     return resources(settings).tagger(model)
 
 
-load_model = task(name="load-model", **MODEL_IO_TASK, cache_policy=NO_CACHE)(_load_model)
+load_model = task(name="load-model", task_run_name="load-model-{model.label}", **MODEL_IO_TASK, cache_policy=NO_CACHE)(_load_model)
 """``load-model`` in the flow process (30 minutes per attempt)."""
 
 load_model_in_building = task(name="load-model", **NESTED_IO_TASK, cache_policy=NO_CACHE)(_load_model)
@@ -107,7 +124,7 @@ worker thread (Prefect warns once per building instead); the storage's own per-c
 bound each transfer."""
 
 
-@task(name="read-history", **NESTED_IO_TASK, cache_policy=NO_CACHE)
+@task(name="read-history", task_run_name="read-history-{building_id}", **NESTED_IO_TASK, cache_policy=NO_CACHE)
 def read_history(settings: VocSettings, month: Month, building_id: str) -> pl.DataFrame | None:
     """Earlier months of one building for the dashboard: the newest reviewed (else tagged) CSV
     of each of the last :data:`HISTORY_MONTHS` months in storage; months never run fall back to
@@ -127,17 +144,19 @@ def read_history(settings: VocSettings, month: Month, building_id: str) -> pl.Da
 
 
 def _csv_bytes(df: pl.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.write_csv(buf)
-    return buf.getvalue()
+    """The tagged/reviewed CSV people open: text cells that a spreadsheet would run as a formula
+    are escaped (:func:`voc.csvsafe.csv_bytes`, OWASP "CSV Injection")."""
+    return csv_bytes(df)
 
 
 def read_output_csv(storage: Storage, key: str) -> pl.DataFrame:
     """A tagged/reviewed CSV this system wrote, with dates and confidences typed."""
-    df = pl.read_csv(io.BytesIO(storage.read_bytes(key)), infer_schema=False)
+    df = read_csv_bytes(storage.read_bytes(key))  # undoes the formula escape exactly
     casts = [pl.col("created_at").str.to_date("%Y-%m-%d", strict=False)]
     casts += [pl.col(c).cast(pl.Float64, strict=False) for c in ("subject_confidence", "work_confidence") if c in df.columns]
-    return df.with_columns(casts)
+    from voc.urgency import with_alert_columns  # urgent/repeat_of: typed, added to CSVs older than them
+
+    return with_alert_columns(df.with_columns(casts))
 
 
 def _dashboard_context(settings: VocSettings, month: Month, building_id: str, building_name: str, run_id: str) -> DashboardContext:
@@ -153,8 +172,8 @@ def _dashboard_context(settings: VocSettings, month: Month, building_id: str, bu
 
 def _store_dashboards(settings: VocSettings, storage: Storage, month: Month, building_id: str, run_id: str, html: bytes) -> dict[str, str]:
     return {
-        "dashboard": store_object(storage, keys.dashboard_key(settings.prefix, month, building_id, run_id), html, "text/html"),
-        "dashboard_latest": store_object(storage, keys.latest_dashboard_key(settings.prefix, month, building_id), html, "text/html"),
+        "dashboard": _store(building_id, "dashboard")(storage, keys.dashboard_key(settings.prefix, month, building_id, run_id), html, "text/html"),
+        "dashboard_latest": _store(building_id, "dashboard-latest")(storage, keys.latest_dashboard_key(settings.prefix, month, building_id), html, "text/html"),
     }
 
 
@@ -173,31 +192,86 @@ def tag_building(
     building_id: str,
     building_name: str,
     run_id: str,
+    sheet: pl.DataFrame | None = None,
 ) -> BuildingResult:
     """Tag one building's month (:func:`voc.pipeline.tag_building`), write its tagged CSV, its
-    tags to the database (PostgreSQL source) and, in ``full``, its dashboard."""
+    tags to the database (PostgreSQL source) and, in ``full``, its dashboard.
+
+    ``sheet``: the month's review sheet when a reviewer already finished rows of this building
+    (:func:`has_done_reviews`; a rerun of a reviewed month), else None. Then the new tags are
+    merged with it as a refresh does (:func:`voc.pipeline.refresh_building`): the tagged CSV
+    stays model output, and a reviewed CSV, the reviewed labels in the database, the dashboard
+    and the counts (reviewed, low confidence unreviewed) come from the merged rows, so a rerun
+    never hides the reviewers' work."""
     logger = get_run_logger()
     res = resources(settings)
-    tagger = load_model_in_building(settings, model)
+    tagger = load_model_in_building.with_options(task_run_name=f"load-model-{building_id}")(settings, model)
     history = read_history(settings, month, building_id) if mode == "full" else None
     ctx = _dashboard_context(settings, month, building_id, building_name, run_id) if mode == "full" else None
+    threshold = settings.review.low_confidence_threshold
+    merged = None
     with res.cpu_lock:  # per process: parallel buildings come from processes (Dask), not threads
         out = pipeline.tag_building(
-            rows, tagger, run_id=run_id, history=history, dashboard=ctx, review_threshold=settings.review.low_confidence_threshold
+            rows, tagger, run_id=run_id, history=history, dashboard=ctx if sheet is None else None, review_threshold=threshold,
+            progress=lambda line: logger.info("building %s: %s", building_id, line),
         )
+        if sheet is not None:
+            merged = pipeline.refresh_building(out.frame, sheet, tagger, history=history, dashboard=ctx, review_threshold=threshold)
+    shown = merged or out
     result = BuildingResult(
-        building_id, building_name, rows=out.frame.height, flagged=out.flagged, low_confidence=out.low_confidence,
-        issue_groups=len(out.issues), drift=out.drift, review_aids={"groups": out.groups, "evidence": out.evidence},
+        building_id, building_name, rows=out.frame.height, flagged=out.flagged, low_confidence=shown.low_confidence,
+        reviewed=shown.reviewed, review_issues=len(shown.review_issues), group_applied=shown.group_applied,
+        retired_mapped=shown.retired_mapped, issue_groups=len(shown.issues) if ctx is not None else 0,
+        estimated=estimated_counts(shown.frame), drift=shown.drift,
+        review_aids={"groups": out.groups, "evidence": out.evidence, "index": index_extras(shown.frame, shown.issues)},
     )
-    result.outputs["tagged"] = store_object(
+    result.outputs["tagged"] = _store(building_id, "tagged")(
         res.storage, keys.tagged_key(settings.prefix, month, building_id, run_id), _csv_bytes(out.frame), "text/csv"
     )
     if hasattr(res.source, "write_tags"):
         res.source.write_tags(out.frame, classify_source="batch", reviewed=False)
-    if out.dashboard_html is not None:
-        result.outputs.update(_store_dashboards(settings, res.storage, month, building_id, run_id, out.dashboard_html))
-    logger.info("building %s: %d VOCs tagged (%d flagged)", building_id, out.frame.height, out.flagged)
+    if merged is not None:
+        result.outputs["reviewed"] = _store(building_id, "reviewed")(
+            res.storage, keys.reviewed_key(settings.prefix, month, building_id, run_id), _csv_bytes(merged.frame), "text/csv"
+        )
+        write_reviewed_tags(res.source, merged.frame)
+        result.error = _review_issue_text(merged.review_issues)
+    if shown.dashboard_html is not None:
+        result.outputs.update(_store_dashboards(settings, res.storage, month, building_id, run_id, shown.dashboard_html))
+    logger.info(
+        "building %s: %d VOCs tagged (%d flagged)%s", building_id, out.frame.height, out.flagged,
+        f", {shown.reviewed} reviewed kept from the review sheet" if merged is not None else "",
+    )
     return result
+
+
+def estimated_counts(frame: pl.DataFrame) -> dict[str, int]:
+    """Per dimension (``subject``, ``work``), the rows of ``frame`` whose tag is a keyword guess
+    (``{dim}_source == "keyword"``: 추정, no trained model behind it; a reviewer's label has
+    source ``reviewer``). Dimensions without a ``_source`` column count 0."""
+    return {
+        d: int((frame[f"{d}_source"] == "keyword").sum()) if f"{d}_source" in frame.columns else 0
+        for d in ("subject", "work")
+    }
+
+
+def has_done_reviews(sheet: pl.DataFrame | None, voc_ids: pl.Series) -> bool:
+    """Whether a reviewer finished (검수완료 done, :func:`voc.review.is_done`) any row of the
+    review ``sheet`` whose ``voc_id`` is among ``voc_ids`` (one building's VOCs)."""
+    from voc.review import COL_DONE, COL_VOC_ID, is_done
+
+    if sheet is None or not sheet.height or COL_VOC_ID not in sheet.columns or COL_DONE not in sheet.columns:
+        return False
+    ids = set(voc_ids.cast(pl.Utf8).to_list())
+    return any(
+        is_done(done) for vid, done in zip(sheet[COL_VOC_ID].cast(pl.Utf8).to_list(), sheet[COL_DONE].to_list())
+        if vid is not None and vid.strip() in ids
+    )
+
+
+def _review_issue_text(issues: list[dict[str, Any]]) -> str:
+    """The first 20 rejected review cells as one line (a building's ``error`` text)."""
+    return "; ".join(f"row {i['sheet_row']} {i['column']}={i['value']!r}: {i['message']}" for i in issues[:20])
 
 
 def write_reviewed_tags(source: Any, reviewed: pl.DataFrame) -> int:
@@ -232,7 +306,7 @@ def refresh_building(
         raise FileNotFoundError(f"building {building_id}: no tagged CSV for {month}; run mode=full first")
     tagged = read_output_csv(res.storage, key)
     name = (tagged["building_name"].drop_nulls().to_list() or [""])[0]
-    tagger = load_model_in_building(settings, model)
+    tagger = load_model_in_building.with_options(task_run_name=f"load-model-{building_id}")(settings, model)
     history = read_history(settings, month, building_id)
     ctx = _dashboard_context(settings, month, building_id, name, run_id)
     with res.cpu_lock:
@@ -242,21 +316,20 @@ def refresh_building(
     result = BuildingResult(
         building_id, name, rows=out.frame.height, reviewed=out.reviewed, review_issues=len(out.review_issues),
         group_applied=out.group_applied, retired_mapped=out.retired_mapped, issue_groups=len(out.issues),
-        low_confidence=out.low_confidence, drift=out.drift,
+        low_confidence=out.low_confidence, estimated=estimated_counts(out.frame), drift=out.drift,
+        review_aids={"index": index_extras(out.frame, out.issues)},
     )
-    result.outputs["reviewed"] = store_object(
+    result.outputs["reviewed"] = _store(building_id, "reviewed")(
         res.storage, keys.reviewed_key(settings.prefix, month, building_id, run_id), _csv_bytes(out.frame), "text/csv"
     )
     write_reviewed_tags(res.source, out.frame)
     if out.dashboard_html is not None:  # always rendered in a refresh
         result.outputs.update(_store_dashboards(settings, res.storage, month, building_id, run_id, out.dashboard_html))
-    result.error = "; ".join(
-        f"row {i['sheet_row']} {i['column']}={i['value']!r}: {i['message']}" for i in out.review_issues[:20]
-    )
+    result.error = _review_issue_text(out.review_issues)
     return result
 
 
-@task(name="sync-review-sheet", **IO_TASK, cache_policy=NO_CACHE)
+@task(name="sync-review-sheet", task_run_name="sync-review-sheet-{month.yyyymm}", **IO_TASK, cache_policy=NO_CACHE)
 def sync_review_sheet(
     settings: VocSettings,
     month: Month,
@@ -277,9 +350,52 @@ def sync_review_sheet(
     return {"location": where, **asdict(stats)}
 
 
-@task(name="read-review-sheet", **IO_TASK, cache_policy=NO_CACHE)
+@task(name="read-review-sheet", task_run_name="read-review-sheet-{month.yyyymm}", **IO_TASK, cache_policy=NO_CACHE)
 def read_review_sheet(settings: VocSettings, month: Month) -> pl.DataFrame | None:
     return resources(settings).review_backend.read_month(month)
+
+
+@task(name="read-month-voc-ids", task_run_name="read-month-voc-ids", **IO_TASK, cache_policy=NO_CACHE)
+def read_month_voc_ids(settings: VocSettings, month_keys: list[str]) -> list[str]:
+    """Every ``voc_id`` of the month: the newest tagged CSV of each building in ``month_keys``
+    (the month folder's listing)."""
+    per_building: dict[str, list[str]] = {}
+    for k in month_keys:
+        if (p := keys.parse_output_key(k)) and p.kind == "tagged":
+            per_building.setdefault(p.building_id, []).append(k)
+    storage = resources(settings).storage
+    ids: list[str] = []
+    for ks in per_building.values():
+        key = keys.latest_output(ks, "tagged")
+        if key is not None:
+            ids += read_output_csv(storage, key)["voc_id"].drop_nulls().to_list()
+    return ids
+
+
+def attach_unknown_rows(sheet: pl.DataFrame, known_ids: list[str], results: list[BuildingResult]) -> list[str]:
+    """Report the review sheet's rows whose ``voc_id`` no tagged VOC of the month has (a row a
+    reviewer added, a ``voc_id`` changed by hand: :func:`voc.review.unknown_voc_id_issues`).
+    Each goes to the refreshed building its ``building_id`` cell names — counted in its
+    ``review_issues`` and listed in its ``error`` text, like the other review issues — and the
+    rest (no such building in this run) are returned as lines for the run summary."""
+    from voc.review import COL_BUILDING_ID, unknown_voc_id_issues
+
+    issues = unknown_voc_id_issues(sheet, known_ids)
+    if not issues:
+        return []
+    cells = sheet[COL_BUILDING_ID].cast(pl.Utf8).fill_null("").to_list() if COL_BUILDING_ID in sheet.columns else []
+    ok = {r.building_id: r for r in results if r.status == "ok"}
+    orphans: list[str] = []
+    for i in issues:
+        line = f"row {i.sheet_row} {i.column}={i.value!r}: {i.message}"
+        bid = cells[i.sheet_row - 2].strip() if cells else ""
+        r = ok.get(bid)
+        if r is None:
+            orphans.append(line)
+            continue
+        r.review_issues += 1
+        r.error = f"{r.error}; {line}" if r.error else line
+    return orphans
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,6 +403,7 @@ def read_review_sheet(settings: VocSettings, month: Month) -> pl.DataFrame | Non
 
 
 @flow(name="voc-monthly", log_prints=False)
+@fail_with_reason(plain=(MonthlyRunError,))  # the run's Failed state message is the reason
 def voc_monthly(
     mode: str = "full",
     month: str | int | None = None,
@@ -301,7 +418,8 @@ def voc_monthly(
     ----------
     mode
         ``full`` (tag → tagged CSV → dashboard → storage → review sheet), ``tagging-only``
-        (tag → tagged CSV → review sheet) or ``refresh`` (review sheet + newest tagged CSV →
+        (tag → tagged CSV → review sheet) — both also write a reviewed CSV, merged with the
+        review sheet, for each building a reviewer already worked on — or ``refresh`` (review sheet + newest tagged CSV →
         reviewed CSV → dashboard).
     month
         ``"YYYY-MM"`` (``202512`` accepted); empty → the previous month in KST.
@@ -323,6 +441,8 @@ def voc_monthly(
     ------
     MonthlyRunError
         When a building failed; the others' outputs are kept and the error names the failed ids.
+        As a flow run (deployment, UI) the run ends Failed with that one line as its state message
+        (:func:`flows.outcome.fail_with_reason`); a direct call raises it.
     """
     refuse_dsn_password(source, where="parameter 'source' of flow voc-monthly")
     logger = get_run_logger()
@@ -353,11 +473,20 @@ def voc_monthly(
         extra["model_note"] = "no trained model: tagged by taxonomy keywords only (no labelled history, or VOC_MODEL__ALLOW_KEYWORD_ONLY=true)"
 
     submissions: list[tuple[str, Any, dict[str, Any]]] = []  # (building_id, task, parameters)
+    sheet: pl.DataFrame | None = None  # the month's review sheet (a rerun keeps its reviews)
+    sheet_error = ""
+    month_keys: list[str] = []
     if vocs is not None:
         run_id, unwritable = _reserve_run_id(settings, mode, m, logger)
         present = buildings_of(vocs)
         wanted = ids or [b for b, _ in present]
         names = dict(present)
+        if not unwritable:
+            try:  # a rerun of a reviewed month: the buildings merge the reviews as refresh does
+                sheet = read_review_sheet(settings, m)
+            except Exception as e:  # noqa: BLE001 - tag anyway; the run ends failed and says so
+                sheet_error = f"review sheet not read ({type(e).__name__}: {e}): reviewed labels not shown; rerun"
+                logger.error("%s", sheet_error)
         for bid, rows in _split_buildings(vocs, wanted):
             if unwritable:
                 results.append(BuildingResult(bid, names.get(bid, ""), rows=rows.height, status="failed", error=unwritable))
@@ -366,12 +495,13 @@ def voc_monthly(
                 bid,
                 tag_building.with_options(task_run_name=f"tag-building-{bid}"),
                 {"settings": settings, "rows": rows, "model": model, "mode": mode, "month": m,
-                 "building_id": bid, "building_name": names.get(bid, ""), "run_id": run_id},
+                 "building_id": bid, "building_name": names.get(bid, ""), "run_id": run_id,
+                 "sheet": sheet if has_done_reviews(sheet, rows["voc_id"]) else None},
             ))
     else:
         sheet = read_review_sheet(settings, m)
         month_keys = res.storage.list(keys.month_dir(settings.prefix, m))
-        have = sorted({k.split("/")[-2] for k in month_keys if "/tagged_" in k}, key=building_sort_key)
+        have = sorted({p.building_id for k in month_keys if (p := keys.parse_output_key(k)) and p.kind == "tagged"}, key=building_sort_key)
         wanted = ids or have
         if not wanted:
             if read_month(settings, m, ids).height == 0:
@@ -392,6 +522,11 @@ def voc_monthly(
                 {"settings": settings, "sheet": sheet, "model": model, "month": m, "building_id": bid, "run_id": run_id},
             ))
     results += _run_buildings(settings, submissions)
+    if mode == "refresh" and sheet is not None and sheet.height:
+        orphans = attach_unknown_rows(sheet, read_month_voc_ids(settings, month_keys), results)
+        if orphans:
+            extra["review_sheet_issues"] = orphans
+            logger.warning("review sheet: %d row(s) with a voc_id no tagged VOC of %s has: %s", len(orphans), m, "; ".join(orphans[:5]))
 
     review: dict[str, Any] | None = None
     if mode in ("full", "tagging-only"):
@@ -412,6 +547,8 @@ def voc_monthly(
             except Exception as e:
                 review = {"error": f"{type(e).__name__}: {e}"}
                 logger.error("review sheet upload failed: %s", e)
+    if sheet_error and not (review and "error" in review):
+        review = {**(review or {}), "error": sheet_error}
 
     if mode in ("full", "refresh") and any(r.status == "ok" for r in results):
         try:
@@ -419,6 +556,18 @@ def voc_monthly(
         except Exception as e:  # noqa: BLE001 - the buildings' outputs stand; the summary says what is missing
             extra["index_error"] = f"{type(e).__name__}: {e}"
             logger.error("month index not updated: %s", e)
+        try:
+            extra["portfolio"] = update_portfolio(settings, m, run_id)
+        except Exception as e:  # noqa: BLE001 - as the month index: the summary says what is missing
+            extra["portfolio_error"] = f"{type(e).__name__}: {e}"
+            logger.error("portfolio page not updated: %s", e)
+    try:  # where reviewers get the sheet: presigned (S3, VOC_REVIEW__LINK_EXPIRY_S), file:// or the Sheets URL
+        from flows.links import review_link
+
+        if link := review_link(settings, res.storage, m, backend=res.review_backend):
+            extra["review_link"] = link
+    except Exception as e:  # noqa: BLE001 - a missing link must not fail the run
+        logger.warning("no review sheet link: %s: %s", type(e).__name__, e)
     summary = _summarise(mode, m, run_id, results, review, extra)
     _publish_artifacts(settings, summary, results)
     failed = [r.building_id for r in results if r.status != "ok"]
@@ -460,7 +609,7 @@ def _run_buildings(settings: VocSettings, submissions: list[tuple[str, Any, dict
     return results
 
 
-@task(name="reserve-run-id", **IO_TASK, cache_policy=NO_CACHE)
+@task(name="reserve-run-id", task_run_name="reserve-run-id-{mode}", **IO_TASK, cache_policy=NO_CACHE)
 def reserve_run_id(settings: VocSettings, mode: str, month: str) -> str:
     """A run id no other run in this storage has (flows.keys.reserve_run_id: a marker under
     ``{prefix}/runs/``; a run started in the same second as another takes the next second)."""
@@ -492,7 +641,7 @@ def failure_message(mode: str, month: str, results: list[BuildingResult], review
         parts.append(f"buildings failed: {', '.join(failed)}")
         parts.append(f"completed: {', '.join(done)}" if done else "none completed")
     if review and "error" in review:
-        parts.append(f"review sheet not updated ({review['error']})")
+        parts.append(f"review sheet: {review['error']}" if "location" in review else f"review sheet not updated ({review['error']})")
     rerun = f" Rerun with building_ids={failed}." if failed else " Rerun the same run; reviewers' cells are kept."
     return f"voc-monthly {mode} {month}: " + "; ".join(parts) + "." + rerun
 
@@ -507,7 +656,7 @@ def _no_vocs(mode: str, month: str, run_id: str, ids: list[str] | None, logger: 
     logger.warning("%s: nothing tagged, nothing written", note)
     summary = _summarise(mode, month, run_id, [], None, {"model": None, "note": note})
     create_markdown_artifact(
-        key=f"voc-{mode}-summary", markdown=f"# voc-monthly `{mode}` {month}\n- run_id: `{run_id}`\n- **{note}**: nothing written",
+        key=f"voc-{mode}-summary", markdown=f"# voc-monthly {md_code(mode)} {_md(month)}\n- run_id: {md_code(run_id)}\n- **{_md(note)}**: nothing written",
         description="Run summary",
     )
     return summary
@@ -534,25 +683,38 @@ def _summarise(mode: str, month: str, run_id: str, results: list[BuildingResult]
     }
 
 
+def _dashboard_href(prefix: str, month: Month, building_id: str) -> str:
+    """The link from the month index to a building's latest dashboard, relative and
+    percent-encoded (:func:`flows.keys.relative_href`): ``a:b`` links ``a%3Ab/dashboard_a%3Ab_201911.html``."""
+    return keys.relative_href(keys.latest_dashboard_key(prefix, month, building_id), keys.month_dir(prefix, month))
+
+
 def _index_entry(prefix: str, month: Month, r: BuildingResult) -> dict[str, Any]:
     """One building of the month index; its link is relative to the index page."""
-    href = keys.latest_dashboard_key(prefix, month, r.building_id).removeprefix(keys.month_dir(prefix, month) + "/")
+    href = _dashboard_href(prefix, month, r.building_id)
     return {
         "building_id": r.building_id,
         "building_name": r.building_name,
         "n_vocs": r.rows,
         "n_reviewed": r.reviewed,
         "n_low_confidence_unreviewed": r.low_confidence,
+        "n_estimated": dict(r.estimated),
         "dashboard_href": href,
         "drift": list(r.drift),
+        **r.review_aids.get("index", {}),  # n_urgent, n_repeat, mass_issues (voc.portfolio.index_extras)
     }
 
 
-@task(name="update-month-index", **IO_TASK, cache_policy=NO_CACHE)
+@task(name="update-month-index", task_run_name="update-month-index-{month.yyyymm}", **IO_TASK, cache_policy=NO_CACHE)
 def update_month_index(settings: VocSettings, month: Month, entries: list[dict[str, Any]], run_id: str) -> str:
     """Merge this run's buildings into ``{prefix}/{yyyymm}/index.json`` (compare-and-swap: a
     concurrent run's buildings are kept) and re-render ``index.html`` from it
-    (:func:`voc.dashboard.render_month_index`). Returns the page's URI."""
+    (:func:`voc.dashboard.render_month_index`). Returns the page's URI.
+
+    The page's links (:mod:`flows.links`): relative locally; on S3 absolute — public-base-URL or
+    presigned links, which expire, so each run renders them afresh (``index.json`` keeps the
+    relative ones) — plus a link to the month's review sheet when there is one."""
+    from flows import links
     from flows.storage import StorageConflict
     from voc.dashboard import render_month_index
 
@@ -562,6 +724,8 @@ def update_month_index(settings: VocSettings, month: Month, entries: list[dict[s
         current = storage.read_versioned(data_key)
         listed = json.loads(current[0].decode("utf-8")) if current else {}
         listed.update({e["building_id"]: e for e in entries})
+        for bid, e in listed.items():  # links written unencoded by older versions are repaired
+            e["dashboard_href"] = _dashboard_href(settings.prefix, month, bid)
         try:
             storage.write_if(
                 data_key, json.dumps(listed, ensure_ascii=False, indent=1).encode("utf-8"),
@@ -572,28 +736,77 @@ def update_month_index(settings: VocSettings, month: Month, entries: list[dict[s
             continue
     else:
         raise StorageConflict(f"{data_key} kept changing under five attempts to update it")
+    now = datetime.now(KST)
+    try:
+        review_href = links.review_link(settings, storage, month, backend=resources(settings).review_backend, in_index=True)
+    except Exception as e:  # noqa: BLE001 - the index lists the dashboards without it
+        review_href = None
+        logging.getLogger(__name__).warning("month index without the review sheet link: %s: %s", type(e).__name__, e)
     html = render_month_index(
         month,
-        [listed[b] for b in sorted(listed, key=building_sort_key)],
+        [{**listed[b], "dashboard_url": links.index_dashboard_url(settings, storage, month, b)} for b in sorted(listed, key=building_sort_key)],
         run_id=run_id,
-        generated_at=datetime.now(KST).strftime("%Y-%m-%d %H:%M KST"),
+        generated_at=now.strftime("%Y-%m-%d %H:%M KST"),
         source_credit=SAMPLE_CREDIT if "incheon_junggu_minwon" in settings.source else None,
+        review_href=review_href,
+        review_label=f"검수 시트 열기 ({month.yyyymm})" if settings.review.backend == "gsheets" else f"검수 시트 내려받기 (review_{month.yyyymm}.xlsx)",
+        links_valid_until=links.links_valid_until(settings, storage, now=now),
     )
     return storage.write_bytes(keys.month_index_key(settings.prefix, month), html.encode("utf-8"), content_type="text/html")
 
 
+PORTFOLIO_LOOKBACK_MONTHS = 24
+"""Months before the run's month (and after it, up to now) whose indexes the portfolio reads."""
+
+
+@task(name="update-portfolio", **IO_TASK, cache_policy=NO_CACHE)
+def update_portfolio(settings: VocSettings, month: Month, run_id: str) -> str:
+    """Rebuild ``{prefix}/index.json`` and ``{prefix}/index.html`` (:mod:`voc.portfolio`) from the
+    stored month indexes (``{prefix}/{yyyymm}/index.json``) of the :data:`PORTFOLIO_LOOKBACK_MONTHS`
+    months before ``month`` up to the current month — stored outputs only, nothing re-tagged.
+    Returns the page's URI."""
+    from voc.months import parse_month
+    from voc.portfolio import build_portfolio, render_portfolio
+
+    storage = resources(settings).storage
+    now = datetime.now(KST)
+    end = max(parse_month(month), parse_month(now.strftime("%Y-%m")))
+    y, mo = int(end[:4]), int(end[5:7])
+    months: dict[str, dict[str, Any]] = {}
+    hrefs: dict[str, str] = {}
+    for k in range(PORTFOLIO_LOOKBACK_MONTHS + 1 + (y - int(month[:4])) * 12 + mo - int(month[5:7])):
+        yy, mm = divmod(y * 12 + mo - 1 - k, 12)
+        ym = parse_month(f"{yy:04d}-{mm + 1:02d}")
+        got = storage.read_versioned(keys.month_index_data_key(settings.prefix, ym))
+        if got is None:
+            continue
+        months[ym.replace("-", "")] = json.loads(got[0].decode("utf-8"))
+        hrefs[ym.replace("-", "")] = keys.relative_href(keys.month_index_key(settings.prefix, ym), settings.prefix)
+    data = build_portfolio(months, month_hrefs=hrefs)
+    storage.write_bytes(
+        keys.portfolio_data_key(settings.prefix), json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8"),
+        content_type="application/json",
+    )
+    html = render_portfolio(data, generated_at=now.strftime("%Y-%m-%d %H:%M KST"), run_id=run_id)
+    return storage.write_bytes(keys.portfolio_key(settings.prefix), html.encode("utf-8"), content_type="text/html")
+
+
 def _publish_artifacts(settings: VocSettings, summary: dict[str, Any], results: list[BuildingResult]) -> None:
+    from voc.dashboard import estimated_text, review_state_text
+
     table = [
         {
-            "building_id": r.building_id,
-            "building_name": r.building_name,
+            "building_id": md_escape(r.building_id),  # Prefect renders every string cell as Markdown
+            "building_name": _md(r.building_name),
             "status": r.status,
             "rows": r.rows,
             "flagged": r.flagged,
             "low_confidence": r.low_confidence,
             "reviewed": r.reviewed,
+            "검수": review_state_text(r.rows, r.reviewed, r.low_confidence) if r.status == "ok" else "",
+            "추정": estimated_text(r.estimated),
             "review_issues": r.review_issues,
-            "error": r.error[:300],
+            "error": md_escape(mask_personal_details(r.error)[:300]),
         }
         for r in sorted(results, key=lambda r: building_sort_key(r.building_id))
     ]
@@ -604,32 +817,62 @@ def _publish_artifacts(settings: VocSettings, summary: dict[str, Any], results: 
         if r.outputs.get("dashboard_latest"):
             create_link_artifact(
                 key=f"dashboard-{month.yyyymm}-{_slug(r.building_id)}",
-                link=browser_link(settings, storage, keys.latest_dashboard_key(settings.prefix, month, r.building_id)),
-                link_text=f"대시보드 {r.building_name or r.building_id} {summary['month']}",
+                link=md_link_destination(browser_link(settings, storage, keys.latest_dashboard_key(settings.prefix, month, r.building_id))),
+                link_text=_md(f"대시보드 {r.building_name or r.building_id} {summary['month']}"),  # Prefect writes [text](link)
             )
     if summary.get("index"):
         create_link_artifact(
             key=f"dashboard-index-{month.yyyymm}",
-            link=browser_link(settings, storage, keys.month_index_key(settings.prefix, month)),
+            link=md_link_destination(browser_link(settings, storage, keys.month_index_key(settings.prefix, month))),
             link_text=f"{summary['month']} 건물별 대시보드 목록",
         )
+    if summary.get("review_link"):
+        create_link_artifact(
+            key=f"review-sheet-{month.yyyymm}",
+            link=md_link_destination(summary["review_link"]),
+            link_text=f"{summary['month']} 검수 시트",
+        )
     lines = [
-        f"# voc-monthly `{summary['mode']}` {summary['month']}",
-        f"- run_id: `{summary['run_id']}`",
-        f"- model: `{summary.get('model')}`"
-        + (f" as {summary['model_runtime']}" if summary.get("model_runtime") else "")
-        + (f" ({summary['model_note']})" if summary.get("model_note") else ""),
+        f"# voc-monthly {md_code(summary['mode'])} {_md(summary['month'])}",
+        f"- run_id: {md_code(summary['run_id'])}",
+        f"- model: {md_code(summary.get('model'))}"
+        + (f" as {_md(summary['model_runtime'])}" if summary.get("model_runtime") else "")
+        + (f" ({_md(summary['model_note'])})" if summary.get("model_note") else ""),
         f"- VOCs: {summary['rows']} in {len(results) - len(summary['failed'])} building(s)",
     ]
+    ok = [r for r in results if r.status == "ok"]
+    if ok:
+        lines.append(f"- {review_state_text(sum(r.rows for r in ok), sum(r.reviewed for r in ok), sum(r.low_confidence for r in ok))}")
+        guessed = estimated_text({d: sum(r.estimated.get(d, 0) for r in ok) for d in ("subject", "work")})
+        if guessed:
+            lines.append(f"- 키워드 추정 태그 {guessed}: 학습된 모델 없이 짐작한 값, 신뢰도 없음")
     if summary["failed"]:
-        lines.append(f"- **failed buildings: {', '.join(summary['failed'])}** — rerun with `building_ids` set to them")
+        lines.append(f"- **failed buildings: {', '.join(_md(b) for b in summary['failed'])}** — rerun with `building_ids` set to them")
     for bid, notes in summary.get("drift", {}).items():
-        lines += [f"- drift, building {bid}: {n}" for n in notes]
+        lines += [f"- drift, building {_md(bid)}: {_md(n)}" for n in notes]
     rs = summary.get("review_sheet")
     if rs:
-        lines.append(f"- review sheet: {rs.get('location', rs.get('error'))}")
+        lines.append(f"- review sheet: {_md(rs['location'])}" if "location" in rs else f"- review sheet: {_md(str(rs.get('error')))}")
+        if "location" in rs and rs.get("error"):
+            lines.append(f"- **review sheet: {_md(str(rs['error']))}**")
+    if summary.get("review_link"):
+        lines.append(f"- [검수 시트 열기/내려받기]({md_link_destination(summary['review_link'])}) (`voc review pull`/`push`)")
+    lines += [f"- review sheet row not applied: {_md(line)}" for line in summary.get("review_sheet_issues", [])[:20]]
     create_markdown_artifact(key=f"voc-{summary['mode']}-summary", markdown="\n".join(lines), description="Run summary")
 
 
+def _md(text: object) -> str:
+    """``text`` as literal Markdown text (:func:`voc.mdtext.md_escape`: every ASCII punctuation
+    character escaped, line breaks as spaces, so no id, name or note becomes a link, an HTML tag,
+    emphasis, a table cell break or a heading), personal details masked."""
+    return md_escape(mask_personal_details(str(text)))
+
+
 def _slug(s: str) -> str:
-    return "".join(ch.lower() if ch.isalnum() else "-" for ch in s)
+    """A Prefect artifact key part (lowercase ASCII letters, digits, ``-`` only) for any
+    building id: the id itself when it already is one, else its ASCII letters and digits (others
+    as ``-``) and 8 hex digits of its SHA-256, so ``본관`` and ``별관`` keep distinct keys."""
+    if re.fullmatch(r"[a-z0-9-]+", s):
+        return s
+    ascii_part = "".join(ch.lower() if ch.isascii() and ch.isalnum() else "-" for ch in s)[:40]
+    return f"{ascii_part}-{hashlib.sha256(s.encode('utf-8')).hexdigest()[:8]}"

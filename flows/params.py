@@ -1,28 +1,35 @@
 """Checks on what reaches Prefect as a flow parameter or a command-line argument.
 
-A PostgreSQL DSN with a password must never be a flow parameter (Prefect stores parameters in
-its database and shows them in the UI) nor a command-line argument (visible to every user in
-``ps``). Where the password goes instead:
+A PostgreSQL connection string with a secret must never be a flow parameter (Prefect stores
+parameters in its database and shows them in the UI) nor a command-line argument (visible to every
+user in ``ps``). Every form libpq reads is checked by one detector, :func:`config.dsn.dsn_secret_parts`:
+a password in a URL's user info (``postgresql://u:pw@h/db``), URL query parameters
+(``?password=``, ``?sslpassword=``, ``?passfile=`` and any key containing *password*/*passfile*,
+percent-decoded), and keyword/value strings (``host=… password=…``, ``sslpassword=…``,
+``service=voc passfile=…``). Where the password goes instead:
 
 * ``VOC_DB__DSN`` (environment, or ``.env``; a ``SecretStr``, never logged) with
   ``VOC_SOURCE=postgres`` — or no ``--source`` at all;
-* or a DSN *without* password (``postgresql://voc@db:5432/voc``), the password in ``~/.pgpass``
-  (or the file ``PGPASSFILE`` names), which libpq reads by itself.
+* or a DSN *without* password (``postgresql://voc@db:5432/voc``, ``host=db user=voc``,
+  ``service=voc``), the password in ``~/.pgpass`` (or the file ``PGPASSFILE`` names) or the
+  service file, which libpq reads by itself.
 
 :func:`refuse_dsn_password` raises :class:`DsnPasswordError` for such a value, naming where it
-came from and never repeating the password. :func:`guard_flow_parameters` makes a flow refuse it
-*before* its flow run is created (a direct call), and :data:`SourceParam` carries a JSON-schema
-``pattern`` so that the Prefect server refuses a deployment run with such a ``source`` (HTTP 409)
-before storing it. A deployment run created anyway (schema enforcement switched off) still fails
-on its first line (``refuse_dsn_password`` in the flow body) without connecting.
+came from and which part (``sslpassword``), never the value. :func:`guard_flow_parameters` makes a
+flow refuse it *before* its flow run is created (a direct call), and :data:`SourceParam` carries a
+JSON-schema ``pattern`` so that the Prefect server refuses a deployment run with such a ``source``
+(HTTP 409) before storing it. A deployment run created anyway (schema enforcement switched off)
+still fails on its first line (``refuse_dsn_password`` in the flow body) without connecting.
 """
 
 from __future__ import annotations
 
-import re
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 from pydantic import WithJsonSchema
+
+from config.dsn import dsn_form, dsn_has_password, dsn_secret_parts
 
 __all__ = [
     "DsnPasswordError",
@@ -31,18 +38,21 @@ __all__ = [
     "guard_flow_parameters",
     "SourceParam",
     "NO_PASSWORD_PATTERN",
+    "SOURCE_NOT_FOUND",
+    "unknown_source",
 ]
 
-_URL_WITH_PASSWORD = re.compile(r"(?i)^\s*postgres(?:ql)?://[^/?#@]*:[^/?#@]+@")
-_PASSWORD_KEY = re.compile(r"(?i)(?:^|[\s?&])password\s*=\s*[^\s&]")
-_KEYWORD_DSN = re.compile(r"(?i)(?:^|\s)(?:host|hostaddr|dbname|user|port|password|service)\s*=")
-
 NO_PASSWORD_PATTERN = (
-    r"^(?![Pp][Oo][Ss][Tt][Gg][Rr][Ee][Ss](?:[Qq][Ll])?://[^/?#@]*:[^/?#@]+@)"
-    r"(?![\s\S]*[Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]\s*=)"
+    r"^(?!\s*[Pp][Oo][Ss][Tt][Gg][Rr][Ee][Ss](?:[Qq][Ll])?://[^/@]*:[^/@]+@)"
+    r"(?![\s\S]*[Pp][Aa][Ss][Ss](?:[Ww][Oo][Rr][Dd]|[Ff][Ii][Ll][Ee])[^=\s]*\s*=)"
+    r"(?![\s\S]*[?&][^=&]*%[0-9A-Fa-f]{2}[^=&]*=)"
 )
-"""JSON-schema ``pattern`` (ECMA 262 and Python ``re``) that a value without a DSN password
-matches: no ``postgresql://user:password@`` and no ``password=`` anywhere."""
+"""JSON-schema ``pattern`` (ECMA 262 and Python ``re``) that a value without a DSN secret
+matches: no ``postgresql://user:password@`` (libpq's user info: up to the first ``@`` before any
+``/``), no key containing ``password``/``passfile`` followed by ``=`` anywhere (``password=``,
+``sslpassword=``, ``passfile=``), and no percent-encoded query key (``?pass%77ord=``). Stricter
+than :func:`dsn_has_password` (an empty ``password=`` is refused too); the flow body applies the
+exact check."""
 
 _HELP = (
     "Put the DSN in VOC_DB__DSN (environment or .env, a secret that is never logged) and use "
@@ -52,26 +62,29 @@ _HELP = (
 )
 
 
-class DsnPasswordError(ValueError):
-    """A DSN with a password was given where it would be stored or shown; the message says where
-    to put it instead and never contains the password."""
+SOURCE_NOT_FOUND = (
+    "the VOC source (VOC_SOURCE, --source or the flow parameter 'source'; value not shown, it may hold a "
+    "secret) is neither an existing CSV file nor a PostgreSQL DSN: give the path of a CSV file in the VOC "
+    "schema, postgresql://user@host:5432/db or 'host=… dbname=…' without password, or 'postgres' with "
+    "VOC_DB__DSN"
+)
+"""Message for a source that is neither a file nor a DSN (:func:`unknown_source`); it never
+repeats the value: a mistyped DSN (``host=db passwrod=…``) may hold a secret."""
 
 
-def dsn_has_password(value: Any) -> bool:
-    """Whether ``value`` is a PostgreSQL DSN (URL or ``key=value`` form) carrying a non-empty
-    password (in the URL's user info or as a ``password`` parameter). Anything else (a CSV path,
-    ``postgres``, ``None``, a DSN without password) is ``False``."""
+def unknown_source(value: Any) -> bool:
+    """Whether ``value`` is a source that names nothing usable: a non-blank string that is not
+    ``postgres``, not a DSN (:func:`config.dsn.dsn_form`) and not an existing file. None and
+    blank (no override) are not unknown. Reads the file system (``Path.is_file``)."""
     if not isinstance(value, str) or not value.strip():
         return False
     v = value.strip()
-    if not (v.lower().startswith(("postgresql://", "postgres://")) or _KEYWORD_DSN.search(v)):
-        return False
-    try:
-        from psycopg.conninfo import conninfo_to_dict
+    return v != "postgres" and dsn_form(v) is None and not Path(v).is_file()
 
-        return bool(conninfo_to_dict(v).get("password"))
-    except Exception:  # unparsable: judge by its text, never by a parser's message
-        return bool(_URL_WITH_PASSWORD.search(v) or _PASSWORD_KEY.search(v))
+
+class DsnPasswordError(ValueError):
+    """A DSN with a password was given where it would be stored or shown; the message says where
+    to put it instead and never contains the password."""
 
 
 def refuse_dsn_password(value: Any, *, where: str) -> None:
@@ -79,28 +92,34 @@ def refuse_dsn_password(value: Any, *, where: str) -> None:
 
     ``where`` names the place (``"--source"``, ``"parameter 'source' of flow voc-monthly"``).
     """
-    if dsn_has_password(value):
+    parts = dsn_secret_parts(value)
+    if parts:
         raise DsnPasswordError(
-            f"{where}: refusing a PostgreSQL DSN that contains a password (not shown): command "
+            f"{where}: refusing a PostgreSQL DSN that contains a secret ({', '.join(parts)}; value not shown): command "
             f"lines are visible to other users (ps) and flow parameters are stored in Prefect's "
             f"database and shown in its UI. {_HELP}."
         )
 
 
 def guard_flow_parameters(flow_obj: Any, *names: str) -> Any:
-    """Make ``flow_obj`` (a Prefect ``Flow``) refuse a DSN with a password in the parameters
-    ``names`` before its flow run is created, so the value never reaches Prefect's API.
+    """Make ``flow_obj`` (a Prefect ``Flow``) refuse a DSN with a secret in the source parameters
+    ``names`` before its flow run is created, so the value never reaches Prefect's API; likewise
+    a value that is neither an existing file nor a DSN (:func:`unknown_source`: a mistyped DSN).
 
     Prefect serialises a direct call's parameters (``Flow.serialize_parameters``) to create the
-    flow run; the check runs first and raises :class:`DsnPasswordError` to the caller. Returns
-    ``flow_obj``.
+    flow run, in the calling process (so the file check looks where the flow runs); the checks
+    run first and raise :class:`DsnPasswordError` / ``ValueError`` (:data:`SOURCE_NOT_FOUND`,
+    without the value) to the caller. Returns ``flow_obj``.
     """
     original = flow_obj.serialize_parameters
     label = getattr(flow_obj, "name", "flow")
 
     def serialize_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
         for name in names:
-            refuse_dsn_password(parameters.get(name), where=f"parameter {name!r} of flow {label}")
+            where = f"parameter {name!r} of flow {label}"
+            refuse_dsn_password(parameters.get(name), where=where)
+            if unknown_source(parameters.get(name)):
+                raise ValueError(f"{where}: {SOURCE_NOT_FOUND}")
         return original(parameters)
 
     flow_obj.serialize_parameters = serialize_parameters

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.settings import VocSettings
-from flows.sources import CsvSource, VocSource
+from flows.params import SOURCE_NOT_FOUND, unknown_source
+from flows.sources import CsvSource, SourceError, VocSource
 from flows.storage import LocalStorage, Storage
 
 __all__ = ["Resources", "ModelRef", "resources", "browser_link", "open_source", "open_storage", "open_review_backend", "close_all"]
@@ -40,13 +41,22 @@ log = logging.getLogger(__name__)
 
 
 def open_source(settings: VocSettings) -> VocSource:
-    """A new source for ``settings.source``: PostgreSQL for a ``postgresql://`` DSN or
-    ``postgres`` (+ ``VOC_DB__DSN``), else a CSV file in the VOC schema (``source_encoding``).
-    Prefer :func:`resources` in flows: it opens each source once per process."""
+    """A new source for ``settings.source``: PostgreSQL for a DSN (``postgresql://`` URL, libpq
+    keywords) or ``postgres`` (+ ``VOC_DB__DSN``), else a CSV file in the VOC schema
+    (``source_encoding``). Prefer :func:`resources` in flows: it opens each source once per process.
+
+    Raises
+    ------
+    flows.sources.SourceError
+        The source is neither an existing file nor a DSN (the message does not repeat the value:
+        a mistyped DSN may hold a secret, and the message reaches logs and run states).
+    """
     if settings.source_is_postgres:
         from flows.db import PostgresSource
 
         return PostgresSource.from_settings(settings)
+    if unknown_source(settings.source):
+        raise SourceError(SOURCE_NOT_FOUND)
     return CsvSource(settings.source, encoding=settings.source_encoding)
 
 
@@ -63,19 +73,22 @@ def open_storage(settings: VocSettings) -> Storage:
 def open_review_backend(settings: VocSettings, storage: Storage | None = None) -> Any:
     """The backend ``settings.review.backend`` names: ``xlsx`` →
     :class:`flows.review_backends.XlsxReviewBackend` in ``storage`` (default: :func:`open_storage`
-    of ``settings``) under ``settings.prefix``; ``gsheets`` →
-    :class:`flows.review_backends.GSheetsReviewBackend` (``settings.review``).
+    of ``settings``) under ``settings.prefix`` — :class:`flows.review_backends.PerBuildingXlsxReviewBackend`
+    (one workbook per building) with ``VOC_REVIEW__PER_BUILDING=true``; ``gsheets`` →
+    :class:`flows.review_backends.GSheetsReviewBackend` (``settings.review``; always one
+    spreadsheet per month).
 
     Raises
     ------
     flows.review_backends.ReviewBackendError
         ``gsheets`` without usable credentials (see ``make_gspread_client``).
     """
-    from flows.review_backends import GSheetsReviewBackend, XlsxReviewBackend
+    from flows.review_backends import GSheetsReviewBackend, PerBuildingXlsxReviewBackend, XlsxReviewBackend
 
     if settings.review.backend == "gsheets":
         return GSheetsReviewBackend(settings.review)
-    return XlsxReviewBackend(storage if storage is not None else open_storage(settings), settings.prefix)
+    cls = PerBuildingXlsxReviewBackend if settings.review.per_building else XlsxReviewBackend
+    return cls(storage if storage is not None else open_storage(settings), settings.prefix)
 
 
 @dataclass(frozen=True)
@@ -96,17 +109,18 @@ class ModelRef:
         return f"{self.kind}_{self.version}"
 
 
-def browser_link(settings: VocSettings, storage: Storage, key: str) -> str:
-    """A link a browser opens for ``key`` (Prefect artifacts): ``{public_base_url}/{key}`` when
-    ``VOC_PUBLIC_BASE_URL`` is set; else a presigned HTTPS URL for S3 (``VOC_S3__PRESIGN_EXPIRY_S``)
-    or a ``file://`` URL for a local directory."""
+def browser_link(settings: VocSettings, storage: Storage, key: str, *, expires_s: int | None = None) -> str:
+    """A link a browser opens for ``key`` (Prefect artifacts, the month index): ``{public_base_url}/{key}``
+    when ``VOC_PUBLIC_BASE_URL`` is set; else a presigned HTTPS URL for S3 valid ``expires_s``
+    seconds (default ``VOC_S3__PRESIGN_EXPIRY_S``; SigV4 allows at most 7 days) or a ``file://``
+    URL for a local directory."""
     if settings.public_base_url:
         from urllib.parse import quote
 
         return f"{settings.public_base_url.rstrip('/')}/{quote(key)}"
     presign = getattr(storage, "presigned_url", None)
     if presign is not None:
-        return str(presign(key, expires_s=settings.s3.presign_expiry_s))
+        return str(presign(key, expires_s=settings.s3.presign_expiry_s if expires_s is None else expires_s))
     from pathlib import Path
 
     return Path(storage.uri(key)).as_uri()

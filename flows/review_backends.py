@@ -74,6 +74,8 @@ from voc.review import (
     COL_GROUP_APPLY,
     COL_MODEL_VERSION,
     COL_RUN_ID,
+    COL_BUILDING_ID,
+    COL_VOC_ID,
     COLUMN_GUIDE,
     CONFIDENCE_COLUMNS,
     MODEL_COLUMNS,
@@ -83,6 +85,7 @@ from voc.review import (
     REVIEWER_COLUMNS,
     REVIEWER_LABEL_COLUMNS,
     TEXT_COLUMNS,
+    GUESS_SUFFIX,
     is_formula_like,
     neutralize_cell,
     split_guess,
@@ -94,11 +97,15 @@ __all__ = [
     "ReviewBackendError",
     "ReviewConflictError",
     "XlsxReviewBackend",
+    "PerBuildingXlsxReviewBackend",
     "GSheetsReviewBackend",
     "TAXONOMY_SHEET",
     "GUIDE_SHEET",
     "DONE_CHOICES",
     "COLUMN_WIDTHS",
+    "SCREEN_WIDTH",
+    "SHEET_ZOOM",
+    "frozen_columns",
     "dropdown_lists",
     "minor_lists",
     "row_minor_choices",
@@ -121,41 +128,59 @@ TAXONOMY_SHEET = "분류체계"
 GUIDE_SHEET = "검수 안내"
 """Sheet explaining every column in Korean (:data:`voc.review.COLUMN_GUIDE`)."""
 
-DONE_CHOICES: tuple[str, ...] = ("Y", "N")
-"""The 검수완료 and 묶음 적용 dropdowns (``voc.review.is_done`` accepts more when typed)."""
+DONE_CHOICES: tuple[str, ...] = ("Y", "N", "예", "아니오", "아니요", "O", "X", "✓", "1", "0", "TRUE", "FALSE")
+"""The 검수완료 and 묶음 적용 dropdowns and what their validation lets through: exactly what
+``voc refresh`` reads — :data:`voc.review.DONE_VALUES` (done: ``Y 예 O ✓ 1 TRUE``) and
+:data:`voc.review.NOT_DONE_VALUES` (not done: ``N 아니오 아니요 X 0 FALSE``), ``Y``/``N``
+first. Both programs compare list entries case-insensitively, so ``y`` and ``o`` pass too."""
 
 COLUMN_WIDTHS: dict[str, int] = {
-    "검토 우선": 8,
-    "검토 사유": 24,
-    "신뢰도": 8,
+    "검토 우선": 6,
+    "검토 사유": 12,
+    "신뢰도": 7,
     "voc_id": 10,
-    "building_id": 10,
-    "건물명": 14,
+    "building_id": 12,
+    "건물명": 10,
     "등록일": 11,
-    "묶음": 10,
-    "제목": 32,
-    "요청내용": 60,
-    "답변": 40,
-    "주제 대분류": 12,
-    "주제 중분류": 16,
-    "주제 신뢰도": 9,
-    "작업유형 대분류": 12,
-    "작업유형 중분류": 16,
+    "묶음": 8,
+    "제목": 18,
+    "요청내용": 30,
+    "답변": 12,
+    "주제 대분류": 9,
+    "주제 중분류": 11,
+    "주제 신뢰도": 7,
+    "작업유형 대분류": 9,
+    "작업유형 중분류": 11,
     "작업유형 신뢰도": 9,
-    "유사 검수 VOC": 36,
-    "검수_주제 대분류": 16,
-    "검수_주제 중분류": 18,
-    "검수_작업유형 대분류": 16,
-    "검수_작업유형 중분류": 18,
-    "묶음 적용": 9,
+    "유사 검수 VOC": 14,
+    "검수_주제 대분류": 12,
+    "검수_주제 중분류": 14,
+    "검수_작업유형 대분류": 14,
+    "검수_작업유형 중분류": 14,
+    "묶음 적용": 6,
     "검수완료": 9,
-    "검수 메모": 32,
+    "검수 메모": 24,
     "model_version": 22,
     "run_id": 22,
 }
-"""Column widths in Excel character units (Google Sheets: × 7 + 10 pixels)."""
+"""Column widths in Excel character units (Google Sheets: × 7 + 10 pixels). Narrow, with the
+texts wrapped and headers on two lines, so that everything left of the first reviewer column
+(frozen: voc_id, 제목, 요청내용, the model's tags) plus the 검수_ columns through 검수완료 fit
+:data:`SCREEN_WIDTH` (issue 22; the widths were 337 units before the first reviewer column)."""
+
+SCREEN_WIDTH = 280
+"""Column units a reviewer sees at once: a 1920-pixel-wide window at the workbook's
+:data:`SHEET_ZOOM` holds (1900 / 0.85 − 26 × 5) / 7 ≈ 300 units (Excel: a unit is 7 pixels
+plus 5 of padding per column, Calibri 11); 20 are left for the row numbers and scroll bar."""
+
+SHEET_ZOOM = 85
+"""Zoom (percent) the XLSX data sheet opens at."""
 
 _HIDDEN_COLUMNS: tuple[str, ...] = (COL_MODEL_VERSION, COL_RUN_ID)
+_LITERAL_COLUMNS: frozenset[str] = frozenset((*REVIEWER_COLUMNS, COL_VOC_ID))
+"""Columns read as typed: a formula there comes back as its formula text (``=VLOOKUP(…)``),
+never as its value, so ``voc.review.validate_reviews`` reports it instead of reading an
+uncached formula as an empty cell (which a done row would take as confirming the model's tag)."""
 _DEFAULT_WIDTH = 14
 _XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -264,6 +289,16 @@ def list_name(dimension: str, index: int | None = None) -> str:
     if index is None:
         return f"VOC_{d}_MAJORS"
     return f"VOC_{d}_{index}" if index > 0 else f"VOC_{d}_ALL"
+
+
+def frozen_columns(columns: Sequence[str]) -> int:
+    """How many leading columns stay put when scrolling right: every column before the first
+    reviewer column (:data:`voc.review.REVIEWER_COLUMNS`), so ``voc_id``, 제목, 요청내용 and the
+    model's tags stay beside the 검수_ cells; 0 when the sheet has no reviewer column."""
+    for j, c in enumerate(columns):
+        if c in REVIEWER_COLUMNS:
+            return j
+    return 0
 
 
 def guide_rows() -> list[list[str]]:
@@ -380,12 +415,21 @@ class XlsxReviewBackend:
     then :data:`GUIDE_SHEET` (every column explained in Korean, :func:`guide_rows`) and the
     hidden :data:`TAXONOMY_SHEET` with the dropdown lists.
 
-    Data sheet: bold, frozen header (``freeze_panes = "A2"``), autofilter over the data, model
+    Data sheet: bold header on two lines, frozen header row *and* every column left of the first
+    reviewer column (:func:`frozen_columns`; ``freeze_panes = "S2"`` for the standard columns),
+    opened at :data:`SHEET_ZOOM` % with :data:`COLUMN_WIDTHS` so that the frozen part and the
+    검수 columns fit one screen; printed landscape, one page wide, header row repeated. Autofilter over the data, model
     tag columns grey, reviewer columns yellow, ``model_version``/``run_id`` hidden, confidences
     as numbers (``0.00``), 등록일 as a date, all other cells text (``data_type "s"``;
     formula-like text also gets ``quotePrefix`` so Excel keeps it text when edited). Text columns
     (:data:`voc.review.TEXT_COLUMNS`) wrap, every cell is top-aligned, and each row is as high
     as its longest text needs, at most six lines (:func:`row_height`).
+
+    **Reading**: reviewer cells and ``voc_id`` are read as typed — a formula as its formula
+    text (``=VLOOKUP(…)``, cached value or not), an error as ``#N/A`` — so
+    ``voc.review.validate_reviews`` reports them; a formula in any other column (a helper
+    column a reviewer added) reads as its cached value (a second, value-only pass, made only
+    when there is one).
 
     **Protection**: the sheet is protected without a password — every cell is locked except the
     reviewer columns (and columns a reviewer added), so model values cannot be changed by
@@ -399,8 +443,11 @@ class XlsxReviewBackend:
     대분류 — the reviewer's 검수_주제 대분류 (column S), or the model's 주제 대분류 (column L)
     while that is empty: with ``K = IF($S2="",$L2,$S2)``, ``IF(ISNA(MATCH(K,VOC_S_MAJORS,0)),
     VOC_S_ALL,INDIRECT("VOC_S_"&MATCH(K,VOC_S_MAJORS,0)))`` (every minor when K is no offered
-    major: a keyword guess, a retired name); the same with ``VOC_W_*`` for the work type. Only offered classes (active, not retired,
-    sorted: :func:`dropdown_lists`). 검수완료 and 묶음 적용: an inline ``"Y,N"``.
+    major: a retired name); the same with ``VOC_W_*`` for the work type. The model's 대분류 of a
+    keyword guess reads ``값 (추정)``: ``SUBSTITUTE`` removes :data:`voc.review.GUESS_SUFFIX`
+    before the lookup, so a guessed major gets its own minors too. Only offered classes (active, not retired,
+    sorted: :func:`dropdown_lists`). 검수완료 and 묶음 적용: an inline list of
+    :data:`DONE_CHOICES` (every value ``voc refresh`` reads, nothing else).
 
     Parameters
     ----------
@@ -448,20 +495,42 @@ class XlsxReviewBackend:
     def _frame(key: str, month: str, data: bytes) -> pl.DataFrame:
         import openpyxl
 
-        try:
-            wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        except Exception as e:  # zipfile.BadZipFile, KeyError, InvalidFileException, …
-            raise ReviewBackendError(f"review workbook {key} is not a readable .xlsx file: {e}") from e
-        try:
-            ym = yyyymm(month)
-            names = [n for n in wb.sheetnames if n not in (TAXONOMY_SHEET, GUIDE_SHEET)]
-            if not names:
-                raise ReviewBackendError(f"review workbook {key} has no data sheet")
-            ws = wb[ym] if ym in wb.sheetnames else wb[names[0]]
-            ws.reset_dimensions()  # some writers store a wrong <dimension>: read every cell
-            grid = [list(r) for r in ws.iter_rows(values_only=True)]
-        finally:
-            wb.close()
+        def sheet_grid(*, data_only: bool) -> tuple[list[list[Any]], list[tuple[int, int]]]:
+            """Cell values (formulas as their text unless ``data_only``) and the formula cells."""
+            try:
+                wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=data_only)
+            except Exception as e:  # zipfile.BadZipFile, KeyError, InvalidFileException, …
+                raise ReviewBackendError(f"review workbook {key} is not a readable .xlsx file: {e}") from e
+            try:
+                ym = yyyymm(month)
+                names = [n for n in wb.sheetnames if n not in (TAXONOMY_SHEET, GUIDE_SHEET)]
+                if not names:
+                    raise ReviewBackendError(f"review workbook {key} has no data sheet")
+                ws = wb[ym] if ym in wb.sheetnames else wb[names[0]]
+                ws.reset_dimensions()  # some writers store a wrong <dimension>: read every cell
+                grid: list[list[Any]] = []
+                formulas: list[tuple[int, int]] = []
+                for i, cells in enumerate(ws.iter_rows()):
+                    row = []
+                    for j, c in enumerate(cells):
+                        v = c.value
+                        if getattr(c, "data_type", None) == "f":  # ArrayFormula/DataTableFormula: their text
+                            v = v if isinstance(v, str) else (getattr(v, "text", None) or "=")
+                            formulas.append((i, j))
+                        row.append(v)
+                    grid.append(row)
+                return grid, formulas
+            finally:
+                wb.close()
+
+        grid, formulas = sheet_grid(data_only=False)
+        header = [str(v).strip() if v is not None else "" for v in (grid[0] if grid else [])]
+        literal_only = {j for j, h in enumerate(header) if h in _LITERAL_COLUMNS}
+        cached = [(i, j) for i, j in formulas if i == 0 or j not in literal_only]
+        if cached:  # a formula outside the reviewer cells (a helper column): its cached value, as before
+            values, _ = sheet_grid(data_only=True)
+            for i, j in cached:
+                grid[i][j] = values[i][j] if i < len(values) and j < len(values[i]) else None
         return frame_from_grid(grid)
 
     def write_month(self, month: str, sheet: pl.DataFrame, taxonomy: Taxonomy) -> str:
@@ -510,6 +579,152 @@ class XlsxReviewBackend:
 
     def __repr__(self) -> str:
         return f"XlsxReviewBackend({self.storage!r}, prefix={self.prefix!r})"
+
+
+class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
+    """Review workbooks in storage, one per building (``VOC_REVIEW__PER_BUILDING=true``).
+
+    Building ``B``'s rows of the month live at
+    ``{prefix}/{yyyymm}/{B}/review_{B}_{yyyymm}.xlsx`` (:meth:`building_key`), each laid out
+    like the monthly workbook of :class:`XlsxReviewBackend` (same sheets, dropdowns,
+    protection), so a reviewer gets only their building's rows.
+
+    * :meth:`write_month` splits the sheet by ``building_id`` and writes one workbook per building;
+    * :meth:`read_month` (what ``refresh`` reads) concatenates every building's workbook of the
+      month (buildings in :func:`voc.schema.building_sort_key` order): the same frame the monthly
+      workbook would give;
+    * :meth:`update_month` reads every building's workbook with its storage version, applies
+      ``change`` to the concatenation, and writes back only the buildings whose rows changed,
+      each with :meth:`flows.storage.Storage.write_if` on the version it read. A concurrent
+      write makes it start again from a fresh read; the changes (merges) are idempotent, so a
+      building written before the conflict is simply read back. A push of one building's rows
+      writes that building's workbook only.
+
+    Raises
+    ------
+    ReviewBackendError
+        From :meth:`write_month` / :meth:`update_month` for a row without ``building_id`` (it
+        would have no workbook), or an unsafe building id.
+    """
+
+    def building_key(self, month: str, building_id: str) -> str:
+        """Storage key of building ``building_id``'s workbook of ``month``."""
+        from flows.keys import safe_segment
+
+        ym = yyyymm(month)
+        bid = safe_segment(building_id, "building_id")
+        return join_key(self.prefix, ym, bid, f"review_{bid}_{ym}.xlsx")
+
+    def key(self, month: str) -> str:
+        """The month's folder (there is no single workbook)."""
+        return join_key(self.prefix, yyyymm(month))
+
+    def building_ids(self, month: str) -> list[str]:
+        """Buildings that have a workbook for ``month`` (sorted by :func:`voc.schema.building_sort_key`)."""
+        from voc.schema import building_sort_key
+
+        ym = yyyymm(month)
+        base = join_key(self.prefix, ym)
+        found = []
+        for k in self.storage.list(base):
+            parts = k[len(base):].strip("/").split("/")
+            if len(parts) == 2 and parts[1] == f"review_{parts[0]}_{ym}.xlsx":
+                found.append(parts[0])
+        return sorted(found, key=building_sort_key)
+
+    def _read_buildings(self, month: str) -> dict[str, tuple[pl.DataFrame, str]]:
+        out: dict[str, tuple[pl.DataFrame, str]] = {}
+        try:
+            for bid in self.building_ids(month):
+                key = self.building_key(month, bid)
+                got = self.storage.read_versioned(key)
+                if got is not None:
+                    out[bid] = (self._frame(key, month, got[0]), got[1])
+        except StorageError as e:
+            raise ReviewBackendError(f"review workbooks of {yyyymm(month)} under {self.location(month)}: {e}") from e
+        return out
+
+    @staticmethod
+    def _concat(frames: Sequence[pl.DataFrame]) -> pl.DataFrame | None:
+        if not frames:
+            return None
+        return pl.concat([f.cast({c: pl.Utf8 for c in f.columns}) for f in frames], how="diagonal").fill_null("")
+
+    def read_month(self, month: str) -> pl.DataFrame | None:
+        """Every building's rows of the month, concatenated; ``None`` when no building has a workbook.
+
+        Raises
+        ------
+        ReviewBackendError
+            A workbook is not a readable XLSX file, or has no data sheet.
+        """
+        return self._concat([f for f, _ in self._read_buildings(month).values()])
+
+    def _split(self, month: str, sheet: pl.DataFrame) -> dict[str, pl.DataFrame]:
+        frame = _check_frame(sheet)
+        if COL_BUILDING_ID not in frame.columns:
+            raise ReviewBackendError(f"review sheet of {yyyymm(month)} has no {COL_BUILDING_ID} column: cannot split it by building")
+        bids = frame[COL_BUILDING_ID].cast(pl.Utf8).fill_null("").str.strip_chars()
+        blank = [i + 2 for i, b in enumerate(bids.to_list()) if not b]
+        if blank:
+            raise ReviewBackendError(
+                f"review sheet of {yyyymm(month)}: row {blank[0]} (sheet row, header = 1) has an empty {COL_BUILDING_ID}: "
+                "it would belong to no building's workbook"
+            )
+        frame = frame.with_columns(bids.alias("__bid"))
+        return {str(b): part.drop("__bid") for (b,), part in frame.group_by("__bid", maintain_order=True)}
+
+    def write_month(self, month: str, sheet: pl.DataFrame, taxonomy: Taxonomy) -> str:
+        """Write one workbook per building of ``sheet`` (replacing each); return the month folder's URI.
+
+        Raises
+        ------
+        ReviewBackendError
+            A :data:`voc.review.REVIEW_COLUMNS` column is missing; a row without ``building_id``.
+        """
+        for bid, part in self._split(month, sheet).items():
+            self.storage.write_bytes(
+                self.building_key(month, bid), build_workbook(part, taxonomy, title=yyyymm(month)), content_type=_XLSX_TYPE
+            )
+        return self.location(month)
+
+    def update_month(
+        self, month: str, change: Change[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS
+    ) -> tuple[str, R]:
+        """Compare-and-swap per building workbook (class docstring).
+
+        Raises
+        ------
+        ReviewConflictError
+            Every one of ``attempts`` rounds met a concurrent write.
+        ReviewBackendError
+            Unreadable workbook; a frame without the review columns; a row without ``building_id``.
+        """
+        for attempt in range(1, max(1, attempts) + 1):
+            read = self._read_buildings(month)
+            sheet, result = change(self._concat([f for f, _ in read.values()]))
+            try:
+                for bid, part in self._split(month, sheet).items():
+                    before = read.get(bid)
+                    if before is not None and _check_frame(before[0]).equals(part):
+                        continue
+                    data = build_workbook(part, taxonomy, title=yyyymm(month))
+                    self.storage.write_if(
+                        self.building_key(month, bid), data, version=before[1] if before else None, content_type=_XLSX_TYPE
+                    )
+                return self.location(month), result
+            except StorageConflict as e:
+                log.warning(
+                    "a review workbook of %s was written by someone else while merging (%s); "
+                    "re-reading and merging again (attempt %d/%d)", yyyymm(month), e, attempt, attempts,
+                )
+        raise ReviewConflictError(
+            f"review workbooks under {self.location(month)} changed during each of {attempts} attempts to update them; "
+            "nothing was overwritten: rerun the same run"
+        )
+
+    def __repr__(self) -> str:
+        return f"PerBuildingXlsxReviewBackend({self.storage!r}, prefix={self.prefix!r})"
 
 
 _ROW_LINE_PT = 15.0
@@ -610,7 +825,17 @@ def build_workbook(frame: pl.DataFrame, taxonomy: Taxonomy, *, title: str) -> by
         dim.width = COLUMN_WIDTHS.get(name, _DEFAULT_WIDTH)
         if name in _HIDDEN_COLUMNS:
             dim.hidden = True
-    ws.freeze_panes = "A2"
+    ws.row_dimensions[1].height = _ROW_LINE_PT * max(
+        [1, *(_lines(c, COLUMN_WIDTHS.get(c, _DEFAULT_WIDTH)) for c in columns)]
+    )
+    ws.freeze_panes = f"{get_column_letter(frozen_columns(columns) + 1)}2"
+    ws.sheet_view.zoomScale = SHEET_ZOOM
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = "1:1"
     last = get_column_letter(max(len(columns), 1))
     ws.auto_filter.ref = f"A1:{last}{n + 1}"
     # model columns locked, reviewer columns unlocked; no password (it only prevents accidents);
@@ -647,7 +872,8 @@ def _add_dropdowns(
     workbook-level names for them (:func:`list_name`) and the validations: 대분류 from the majors'
     name; 중분류 dependent on the row's 대분류 through ``INDIRECT`` — the 검수_ 대분류, or while
     it is empty the model's 대분류 — and every offered minor when that is no listed major (a
-    keyword guess, a retired name); 검수완료 and 묶음 적용 an inline ``"Y,N"``."""
+    retired name; a keyword guess ``값 (추정)`` is looked up without its marker); 검수완료 and
+    묶음 적용 an inline list of :data:`DONE_CHOICES`."""
     lists = dropdown_lists(taxonomy)
     per_major = minor_lists(taxonomy)
     tax = wb.create_sheet(TAXONOMY_SHEET)
@@ -690,8 +916,9 @@ def _add_dropdowns(
             put(f"{col_minor}: {major}", per_major[col_minor][major], list_name(dim, idx))
         major_cell = f"${letter(columns.index(col_major) + 1)}2"
         model_major = MODEL_TAG_COLUMNS[dim][0]
-        if model_major in columns:  # no pick yet: the model's 대분류 (a guess or retired name matches nothing)
-            major_cell = f'IF({major_cell}="",${letter(columns.index(model_major) + 1)}2,{major_cell})'
+        if model_major in columns:  # no pick yet: the model's 대분류, a guess without its " (추정)"
+            model_cell = f'SUBSTITUTE(${letter(columns.index(model_major) + 1)}2,"{GUESS_SUFFIX}","")'
+            major_cell = f'IF({major_cell}="",{model_cell},{major_cell})'
         match = f"MATCH({major_cell},{majors},0)"
         prefix = list_name(dim, 1)[:-1]
         validate(col_minor, f'IF(ISNA({match}),{every},INDIRECT("{prefix}"&{match}))')
@@ -839,7 +1066,8 @@ class GSheetsReviewBackend:
     (text is never parsed: no formula, no date or number guessing). The batch goes first so
     that the grid is large enough for the values (Sheets rejects values outside the grid).
     Reading is one ``values.get`` (``Worksheet.get_all_values``, formatted values: what the
-    reviewer sees). Sheets has no dependent dropdown without scripts; the per-row lists follow
+    reviewer sees) and one with ``valueRenderOption=FORMULA``: a formula in a reviewer cell or
+    ``voc_id`` is read as its formula text, so ``voc.review.validate_reviews`` reports it. Sheets has no dependent dropdown without scripts; the per-row lists follow
     the 대분류 the sheet held at the last layout (every run's update), so the 중분류 validation
     is not strict and ``voc.review.validate_reviews`` checks the pair.
 
@@ -998,6 +1226,30 @@ class GSheetsReviewBackend:
         requests += guide_requests(guide_id if guide_id is not None else max(used, default=0) + 1, exists=guide_id is not None)
         self._call("format worksheet", sh.batch_update, {"requests": requests})
 
+    def _read_grid(self, ws: Any) -> list[list[Any]]:
+        """The worksheet's cells as the reviewer sees them (``values.get``, formatted values),
+        except that a reviewer cell or ``voc_id`` holding a formula gives its formula text: a
+        second ``values.get`` with ``valueRenderOption=FORMULA`` returns formulas as ``=…``;
+        a cell counts as a formula where that text starts with ``=`` and differs from the
+        formatted value (text stored RAW reads the same both ways)."""
+        from gspread.utils import ValueRenderOption
+
+        values = [list(r) for r in self._call("read values", ws.get_all_values)]
+        if not values:
+            return values
+        raw = self._call("read formulas", ws.get, value_render_option=ValueRenderOption.formula)
+        literal_only = [j for j, h in enumerate(values[0]) if str(h).strip() in _LITERAL_COLUMNS]
+        for i, row in enumerate(raw[1:], start=1):
+            if i >= len(values):
+                break
+            for j in literal_only:
+                f = row[j] if j < len(row) else ""
+                cur = values[i][j] if j < len(values[i]) else ""
+                if isinstance(f, str) and f.startswith("=") and f != cur:
+                    values[i] += [""] * (j + 1 - len(values[i]))
+                    values[i][j] = f
+        return values
+
     # -- protocol ----------------------------------------------------------------------------
     def location(self, month: str) -> str:
         """URL of the month's spreadsheet; with one spreadsheet per month it is looked up by
@@ -1025,8 +1277,7 @@ class GSheetsReviewBackend:
         ws = self._worksheet(sh, month)
         if ws is None:
             return None
-        values = self._call("read values", ws.get_all_values)
-        return frame_from_grid(values)
+        return frame_from_grid(self._read_grid(ws))
 
     def write_month(self, month: str, sheet: pl.DataFrame, taxonomy: Taxonomy) -> str:
         """Replace the month's worksheet with ``sheet``; return the worksheet URL.
@@ -1083,12 +1334,12 @@ class GSheetsReviewBackend:
         ws = self._worksheet(sh, month)
         if ws is None:
             ws = self._call("add worksheet", sh.add_worksheet, title=ym, rows=2, cols=len(REVIEW_COLUMNS))
-        grid = self._call("read values", ws.get_all_values)
+        grid = self._read_grid(ws)
         for attempt in range(1, max(1, attempts) + 1):
             existing = frame_from_grid(grid) if any(any(str(v).strip() for v in r) for r in grid) else None
             sheet, result = change(existing)
             frame = _check_frame(sheet)
-            again = self._call("read values", ws.get_all_values)
+            again = self._read_grid(ws)
             if again == grid:
                 break
             log.warning(
@@ -1238,9 +1489,11 @@ def sheet_format_requests(
                         "rowCount": grid_rows,
                         "columnCount": max(n_cols, min_cols),
                         "frozenRowCount": 1,
+                        "frozenColumnCount": frozen_columns(columns),
                     },
                 },
-                "fields": "title,gridProperties.rowCount,gridProperties.columnCount,gridProperties.frozenRowCount",
+                "fields": "title,gridProperties.rowCount,gridProperties.columnCount,gridProperties.frozenRowCount,"
+                "gridProperties.frozenColumnCount",
             }
         },
         {

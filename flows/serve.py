@@ -17,6 +17,9 @@ Endpoints (JSON; every ``/v1/…`` path needs ``Authorization: Bearer <key>``):
   before), ``GET /metrics`` (Prometheus text: requests by endpoint and status, latency histogram,
   VOCs tagged by variant, the served model version, reloads, write-through results). These three
   need no key (probes and scrapers).
+* ``GET /review``, ``GET /review/{yyyymm}/{building_id}.xlsx``, ``POST /review/{yyyymm}``: the
+  reviewers' upload page, only with ``VOC_SERVE__REVIEWER_KEYS`` (HTTP Basic, the reviewer key as
+  password; :mod:`flows.serve_review`).
 * ``POST /v1/admin/reload`` (admin key): read ``models/champion.json`` now and swap in the version
   it names.
 
@@ -29,11 +32,15 @@ so a swap costs no second analyser. A request uses the version it started with, 
 dropped or mixed during a swap. A failed poll keeps the current version and is retried
 at the next interval (``/readyz`` shows the last error).
 
-Limits and errors: no key or a wrong key → 401 (checked before the body is read; keys are compared
-in constant time and never logged); a body over ``VOC_SERVE__MAX_BODY_BYTES`` (64 KiB; batch:
+Limits and errors: no key or a wrong key → 401 (checked before the body is read; the header must
+be exactly ``Bearer <b64token>`` of RFC 6750 §2.1, scheme case-insensitive, nothing around it;
+keys are compared in constant time and never logged; the access log shows paths without query
+strings); a body over ``VOC_SERVE__MAX_BODY_BYTES`` (64 KiB; batch:
 ``VOC_SERVE__MAX_BATCH_BODY_BYTES``) → 413; a missing field or a wrong type → 422 whose ``detail``
-names the field (``loc``); an unsafe ``voc_id``/``building_id`` (a path, control characters:
-:func:`voc.schema.id_problem`) → 422; no model loaded yet → 503.
+names the field (``loc``, with the item's index in a batch); a text with a NUL, a lone UTF-16
+surrogate (``"\\ud800"``) or invalid UTF-8 bytes (:func:`text_problem`) → 422 naming the field;
+an unsafe ``voc_id``/``building_id`` (a path, control characters: :func:`voc.schema.id_problem`)
+→ 422; no model loaded yet → 503.
 
 Write-through (``VOC_SERVE__WRITE_THROUGH=true`` with a PostgreSQL source): every tag with a
 ``voc_id`` is upserted into ``voc_classification`` by :meth:`flows.db.PostgresSource.write_tags`
@@ -47,9 +54,13 @@ scikit-learn are not shared across threads); run ``--workers`` processes for mor
 
 from __future__ import annotations
 
+import codecs
+import hashlib
 import hmac
+import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -61,9 +72,13 @@ from typing import Any, Literal
 
 import anyio
 import polars as pl
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request, Security
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
@@ -75,7 +90,8 @@ from flows.resources import open_storage
 from flows.storage import Storage
 from voc.months import KST
 from voc.schema import id_problem, validate_voc_frame
-from voc.tagger import tag_frame
+from voc.replies import tagger_reply_suggestions
+from voc.tagger import frame_texts, tag_frame
 from voc.tokenize import KiwiTokenizer
 
 __all__ = [
@@ -84,6 +100,10 @@ __all__ = [
     "BatchRequest",
     "BatchResult",
     "ServeConfigError",
+    "ErrorBody",
+    "ValidationErrorBody",
+    "BEARER",
+    "error_responses",
     "ModelHolder",
     "ServeMetrics",
     "WriteThrough",
@@ -94,6 +114,9 @@ __all__ = [
     "check_settings",
     "serve_forever",
     "REPLY_FALLBACK",
+    "text_problem",
+    "BEARER_CREDENTIALS",
+    "PathOnlyAccessLog",
 ]
 
 log = logging.getLogger("flows.serve")
@@ -116,10 +139,33 @@ class ServeConfigError(ValueError):
 # request and response bodies
 
 
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a VOC text of the API, or None when it can.
+
+    Refused: a NUL character (U+0000; PostgreSQL text cannot hold it) and a lone UTF-16 surrogate
+    (U+D800–U+DFFF: not a Unicode scalar value, so not encodable as UTF-8; a JSON ``"\\ud800"``
+    escape, or an invalid UTF-8 byte of the body, which :class:`_Utf8JsonRequest` reads as
+    U+DC80–U+DCFF). Other control characters are accepted, removed and flagged (``control``) as in
+    the batch path. The message names the character and its 0-based position, never the text.
+    """
+    m = _NOT_TEXT.search(value)
+    if m is None:
+        return None
+    i, cp = m.start(), ord(m.group())
+    if cp == 0:
+        return f"contains a NUL character (U+0000) at position {i}"
+    if 0xDC80 <= cp <= 0xDCFF:
+        return f"contains a lone surrogate U+{cp:04X} at position {i} (the invalid UTF-8 byte 0x{cp - 0xDC00:02X}, or a JSON escape): not Unicode text"
+    return f"contains a lone UTF-16 surrogate U+{cp:04X} at position {i}: not Unicode text"
+
+
 class TagRequest(BaseModel):
-    """One VOC to tag. Texts are strings (``""`` allowed: tagged with the ``empty_text`` flag);
-    ids are strings or integers (kept as text) and must be safe ids (:func:`voc.schema.id_problem`).
-    Unknown fields are ignored."""
+    """One VOC to tag. Texts are strings (``""`` allowed: tagged with the ``empty_text`` flag)
+    without NUL or lone surrogates (:func:`text_problem`); ids are strings or integers (kept as
+    text) and must be safe ids (:func:`voc.schema.id_problem`). Unknown fields are ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -128,6 +174,14 @@ class TagRequest(BaseModel):
     reply: StrictStr | None = Field(None, description="작업자 답변; absent/blank → the registration-time tagger")
     voc_id: StrictStr | StrictInt | None = Field(None, description="Id of the VOC; needed for write-through")
     building_id: StrictStr | StrictInt | None = Field(None, description="Site / building id (echoed back)")
+
+    @field_validator("title", "request_contents", "reply", mode="after")
+    @classmethod
+    def _unicode_text(cls, v: str | None) -> str | None:
+        problem = None if v is None else text_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
+        return v
 
     @field_validator("voc_id", "building_id", mode="after")
     @classmethod
@@ -145,9 +199,34 @@ class TagRequest(BaseModel):
         return bool(self.reply and self.reply.strip())
 
 
+class SuggestedReply(BaseModel):
+    """A reply draft (:mod:`voc.replies`): the answer given to a similar reviewed training VOC,
+    with dates, times, staff names and contact details masked as placeholders (``[날짜]``,
+    ``[시각]``, ``[담당자]``, ``[전화번호]``, …); nothing is filled in. Offered only when the
+    similarity reaches ``voc.replies.MIN_SIMILARITY``."""
+
+    voc_id: str = Field(description="The reviewed training VOC whose reply this is")
+    similarity: float = Field(description="Cosine similarity of that VOC to this one, 0–1 (model TF-IDF features)")
+    subject: str | None = Field(description="Its reviewed subject, major>minor")
+    draft: str = Field(description="Its reply with particulars masked as placeholders")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "voc_id": "69354",
+                "similarity": 0.62,
+                "subject": "도시재생국>건축과",
+                "draft": "구정업무 참여에 감사드리며 … [날짜]중으로 현장 확인 후 조치하겠습니다. 담당자: [담당자] ([전화번호])",
+            }
+        }
+    )
+
+
 class TagResult(BaseModel):
-    """Tags of one VOC. ``*_confidence`` in [0, 1] (0 for ``empty_text``); ``*_source`` is the
-    method that produced the tag (``model`` or ``keyword``); ``model_version`` =
+    """Tags of one VOC. ``*_confidence`` in [0, 1] (0 for ``empty_text``), null for a keyword
+    guess; ``*_source`` is the method that produced the tag (``model`` or ``keyword``);
+    ``*_estimated`` is true for a keyword guess (추정: taxonomy keywords, no trained model, so no
+    confidence — :func:`present_guesses`); ``model_version`` =
     ``{kind}_{version}`` (the batch's ``model_version``); ``variant`` = the tagger that answered
     (``registration``, ``reply`` or ``reply_fallback``); ``flags`` as in the tagged CSV
     (``empty_text``, ``control``, ``html``, ``truncated``, …); ``write_through``: null when off,
@@ -157,16 +236,34 @@ class TagResult(BaseModel):
     voc_id: str | None
     subject_major: str | None
     subject_minor: str | None
-    subject_confidence: float | None
+    subject_confidence: float | None = Field(
+        description="Calibrated probability that the subject tag is right, 0–1 (0 for empty_text); "
+        "null when subject_estimated (a keyword guess has no confidence)"
+    )
     work_major: str | None
     work_minor: str | None
-    work_confidence: float | None
-    subject_source: str | None
-    work_source: str | None
+    work_confidence: float | None = Field(
+        description="As subject_confidence, for the work type; null when work_estimated"
+    )
+    subject_source: str | None = Field(description="How the subject tag was made: model (a trained model) or keyword (a guess)")
+    work_source: str | None = Field(description="How the work-type tag was made: model or keyword")
+    subject_estimated: bool = Field(
+        False, description="True when the subject tag is a keyword guess (추정, subject_source = keyword): show it as a guess"
+    )
+    work_estimated: bool = Field(False, description="True when the work-type tag is a keyword guess (추정, work_source = keyword)")
     model_version: str
     variant: Variant
     flags: list[str]
+    urgent: bool = Field(
+        False, description="True for a safety/service-critical VOC (누수, 화재·가스, 정전·단수, 승강기 갇힘, 구조 위험, 보안; "
+        "voc.urgency text patterns on the title and request): route it at once"
+    )
     write_through: str | None = None
+    suggested_replies: list[SuggestedReply] = Field(
+        default_factory=list,
+        description="Up to 3 reply drafts from the most similar reviewed, replied training VOCs, best first "
+        "(empty below the similarity threshold or for a model trained without replies)",
+    )
 
 
 class BatchRequest(BaseModel):
@@ -182,6 +279,57 @@ class BatchResult(BaseModel):
     results: list[TagResult]
     model_version: str
     rows_written: int | None = None
+
+
+class ErrorBody(BaseModel):
+    """An error answer (401, 413, 503): what went wrong, in words."""
+
+    detail: str
+
+
+class ValidationErrorBody(BaseModel):
+    """A 422 answer: one entry per problem, ``loc`` naming the field (with the item's index in a
+    batch), ``msg``, ``type`` and the offending ``input``."""
+
+    detail: list[dict[str, Any]]
+
+
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="`Authorization: Bearer <key>`: a key of VOC_SERVE__API_KEYS (the admin key for /v1/admin/…).",
+)
+"""The HTTP bearer security scheme the OpenAPI document declares for every ``/v1/…`` path.
+Only documentation: :class:`_Gate` checks the key before FastAPI sees the request."""
+
+
+def _documented(description: str, example: Any, *, model: type[BaseModel] = ErrorBody, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"model": model, "description": description, "content": {"application/json": {"example": {"detail": example}}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def error_responses(body_limit_setting: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a tagging endpoint: 401, 413, 422 and 503 with an example each
+    (the bodies :class:`_Gate`, the validation handler and ``served`` really send).
+    ``body_limit_setting``: the setting that bounds the request body, named in the 413 text."""
+    return {
+        401: _documented(
+            "No bearer key, or a wrong one (checked before the body is read).", "missing or wrong API key",
+            headers={"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+        ),
+        413: _documented(f"The request body is longer than {body_limit_setting} bytes.", "request body over 65536 bytes"),
+        422: _documented(
+            "A missing field, a wrong type, a text with a NUL or lone surrogate, an unsafe id, too many items.",
+            [{"type": "missing", "loc": ["body", "title"], "msg": "Field required", "input": {"request_contents": "엘리베이터 고장"}}],
+            model=ValidationErrorBody,
+        ),
+        503: _documented(
+            "No model loaded yet (the service is starting or cannot read the champion).", "no model loaded yet (loading)",
+            headers={"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}},
+        ),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,7 +403,8 @@ def tag_requests(items: Sequence[TagRequest], taggers: dict[str, Any], *, run_id
             )
         )
         tagged = tag_frame(frame, chosen[name], run_id=run_id, classify_source=CLASSIFY_SOURCE[name])
-        for i, row in zip(idx, tagged.iter_rows(named=True)):
+        drafts = tagger_reply_suggestions(chosen[name], frame_texts(frame, use_reply=bool(getattr(chosen[name], "use_reply", False)))[0])
+        for i, row, sugg in zip(idx, tagged.iter_rows(named=True), drafts):
             out[i] = {
                 "voc_id": items[i].voc_id,
                 **{
@@ -267,9 +416,29 @@ def tag_requests(items: Sequence[TagRequest], taggers: dict[str, Any], *, run_id
                 },
                 "variant": name,
                 "flags": [f for f in (row["flags"] or "").split(";") if f],
+                "urgent": bool(row.get("urgent")),
                 "write_through": None,
+                "suggested_replies": [d.to_dict() for d in sugg],
             }
     return out
+
+
+GUESS_SOURCE = "keyword"
+"""``{dim}_source`` of a keyword guess (추정): the taxonomy's keyword scorer, not a trained model."""
+
+
+def present_guesses(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` (a :func:`tag_requests` dict) as the API answers it: per dimension,
+    ``{dim}_estimated`` = whether its tag is a keyword guess (``{dim}_source == "keyword"``) and,
+    for a guess, ``{dim}_confidence`` = None — a keyword score is no probability and must not be
+    read as one. ``{dim}_source`` is kept. Changes and returns ``result``; write-through has
+    already stored the batch path's values (:class:`WriteThrough`)."""
+    for dim in ("subject", "work"):
+        guess = result.get(f"{dim}_source") == GUESS_SOURCE
+        result[f"{dim}_estimated"] = guess
+        if guess:
+            result[f"{dim}_confidence"] = None
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,6 +699,58 @@ class WriteThrough:
 
 
 # --------------------------------------------------------------------------------------------
+# reading a JSON body: invalid UTF-8 and lone surrogates become 422s naming the field
+
+
+class _Utf8JsonRequest(Request):
+    """A request whose JSON body is read as UTF-8 (RFC 8259 §8.1; a leading BOM is skipped) with
+    ``surrogateescape``: an invalid byte becomes the lone surrogate U+DC80–U+DCFF *inside the
+    string it was in*, so that :meth:`TagRequest._unicode_text` refuses it naming the field
+    (``loc``) instead of the whole body failing with a 400 that names nothing. An invalid byte
+    outside a string is a JSON syntax error (422 ``json_invalid`` with its offset)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            if body.startswith(codecs.BOM_UTF8):
+                body = body[len(codecs.BOM_UTF8):]
+            self._json = json.loads(body.decode("utf-8", "surrogateescape"))
+        return self._json
+
+
+class _Utf8JsonRoute(APIRoute):
+    """Route class of the app: endpoints read bodies through :class:`_Utf8JsonRequest` (FastAPI's
+    documented way to customise request parsing: a custom ``APIRoute.get_route_handler``)."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            return await handler(_Utf8JsonRequest(request.scope, request.receive))
+
+        return handle
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with every lone surrogate of its strings written as ``\\udXXX`` (lists, tuples,
+    dicts walked), so that a 422 that echoes the offending input can be encoded as UTF-8."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8") if _NOT_TEXT.search(value) else value
+    if isinstance(value, (list, tuple)):
+        return [_encodable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _encodable(v) for k, v in value.items()}
+    return value
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 (``{"detail": [{loc, msg, type, input}, …]}``) with inputs made encodable
+    (:func:`_encodable`): the default handler fails with a 500 on a lone surrogate it echoes."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": _encodable(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
+# --------------------------------------------------------------------------------------------
 # the gate: metrics, authentication and body limit before FastAPI sees a request
 
 Scope = MutableMapping[str, Any]
@@ -552,6 +773,16 @@ async def _json_error(send: Send, status: int, detail: str, headers: Sequence[tu
     await send({"type": "http.response.body", "body": body})
 
 
+B64TOKEN = rb"[A-Za-z0-9\-._~+/]+=*"
+"""RFC 6750 §2.1 ``b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="``."""
+
+BEARER_CREDENTIALS = re.compile(rb"[Bb][Ee][Aa][Rr][Ee][Rr] +(" + B64TOKEN + rb")")
+"""RFC 6750 §2.1 ``credentials = "Bearer" 1*SP b64token``, matched against the whole header value
+(``fullmatch``: nothing before the scheme or after the token). The scheme is case-insensitive
+(RFC 7235 §2.1 / RFC 9110 §11.1: ``bearer`` is accepted); one or more spaces (``1*SP``, not tabs)
+separate it from the token."""
+
+
 class _Gate:
     """ASGI middleware: per request, (1) counts and times it for :class:`ServeMetrics`;
     (2) on ``/v1/…`` checks the bearer key (admin key for ``/v1/admin/…``) before reading the
@@ -568,19 +799,24 @@ class _Gate:
 
     @staticmethod
     def _bearer(scope: Scope) -> bytes | None:
-        for k, v in scope.get("headers") or ():
-            if k == b"authorization":
-                scheme, _, token = v.partition(b" ")
-                return token.strip() if scheme.lower() == b"bearer" and token.strip() else None
-        return None
+        """The b64token of the one ``Authorization`` header when it is exactly RFC 6750 §2.1
+        ``credentials = "Bearer" 1*SP b64token`` (:data:`BEARER_CREDENTIALS`), else None
+        (absent, repeated, another scheme, whitespace around the value, a character outside
+        b64token)."""
+        values = [v for k, v in scope.get("headers") or () if k == b"authorization"]
+        if len(values) != 1:
+            return None
+        m = BEARER_CREDENTIALS.fullmatch(values[0])
+        return m.group(1) if m else None
 
     def _authorised(self, token: bytes | None, admin: bool) -> bool:
         if token is None:
             return False
         allowed = [self.admin_key] if admin else [*self.keys, self.admin_key]
         ok = False
-        for key in allowed:  # every key compared, in constant time
-            if key is not None and hmac.compare_digest(token, key):
+        digest = hashlib.sha256(token).digest()
+        for key in allowed:  # every key compared, in constant time (SHA-256 digests: no length leak)
+            if key is not None and hmac.compare_digest(digest, hashlib.sha256(key).digest()):
                 ok = True
         return ok
 
@@ -676,6 +912,9 @@ def create_app(settings: VocSettings, *, storage: Storage | None = None) -> Fast
         No API key; write-through asked without a PostgreSQL source.
     """
     check_settings(settings)
+    access = logging.getLogger("uvicorn.access")  # also when uvicorn runs the app with its own log config
+    if not any(isinstance(f, PathOnlyAccessLog) for f in access.filters):
+        access.addFilter(PathOnlyAccessLog())
     conf = settings.serve
     keys = [k.get_secret_value().encode() for k in conf.api_keys if k.get_secret_value().strip()]
     admin_key = conf.admin_key.get_secret_value().encode() if conf.admin_key and conf.admin_key.get_secret_value().strip() else None
@@ -705,11 +944,15 @@ def create_app(settings: VocSettings, *, storage: Storage | None = None) -> Fast
             if writer is not None:
                 writer.close()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the app itself (fastapi-offline's bundled
+    # assets under /static-offline-docs): they work on a network without a CDN
+    app = FastAPIOffline(
         title="voc real-time tagging",
         description="Tags a VOC (subject and work type) the moment it is registered.",
         lifespan=lifespan,
     )
+    app.router.route_class = _Utf8JsonRoute  # before the routes below are added
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.state.holder = holder
     app.state.metrics = metrics
 
@@ -732,9 +975,11 @@ def create_app(settings: VocSettings, *, storage: Storage | None = None) -> Fast
             statuses, written = await anyio.to_thread.run_sync(partial(writer.write, results, run_id=run_id, metrics=metrics))
             for r, st in zip(results, statuses):
                 r["write_through"] = st
-        return s, results, written
+        return s, [present_guesses(r) for r in results], written
 
-    @app.post("/v1/tag", response_model=TagResult)
+    @app.post(
+        "/v1/tag", response_model=TagResult, dependencies=[Security(BEARER)], responses=error_responses("VOC_SERVE__MAX_BODY_BYTES")
+    )
     async def tag_one(req: TagRequest) -> dict[str, Any]:
         """Tag one VOC: the registration-time tagger without a reply, the reply-aware one with."""
         _, results, written = await tag([req])
@@ -743,7 +988,12 @@ def create_app(settings: VocSettings, *, storage: Storage | None = None) -> Fast
             r["write_through"] = "written" if written else "kept_existing"
         return r
 
-    @app.post("/v1/tag:batch", response_model=BatchResult)
+    @app.post(
+        "/v1/tag:batch",
+        response_model=BatchResult,
+        dependencies=[Security(BEARER)],
+        responses=error_responses("VOC_SERVE__MAX_BATCH_BODY_BYTES"),
+    )
     async def tag_batch(req: BatchRequest) -> dict[str, Any]:
         """Tag up to ``max_batch`` VOCs (each by the rule of ``/v1/tag``), results in request order."""
         if len(req.items) > conf.max_batch:
@@ -756,7 +1006,7 @@ def create_app(settings: VocSettings, *, storage: Storage | None = None) -> Fast
         s, results, written = await tag(req.items)
         return {"results": results, "model_version": results[0]["model_version"], "rows_written": written}
 
-    @app.post("/v1/admin/reload")
+    @app.post("/v1/admin/reload", dependencies=[Security(BEARER)])
     async def admin_reload() -> dict[str, Any]:
         """Read ``models/champion.json`` now; swap in the version it names when it differs."""
         try:
@@ -792,6 +1042,11 @@ def create_app(settings: VocSettings, *, storage: Storage | None = None) -> Fast
         """Prometheus text exposition."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    if conf.reviewer_buildings():  # the reviewers' upload page (flows/serve_review.py); absent (404) without keys
+        from flows.serve_review import review_router
+
+        app.include_router(review_router(settings))
+
     app.add_middleware(
         _Gate,
         keys=keys,
@@ -822,21 +1077,48 @@ def check_settings(settings: VocSettings) -> None:
         raise ServeConfigError(
             "no API key: set VOC_SERVE__API_KEYS to a JSON list of bearer keys, e.g. '[\"<key>\"]' (env or .env)"
         )
+    named = [(f"VOC_SERVE__API_KEYS[{i}]", k) for i, k in enumerate(conf.api_keys)] + [("VOC_SERVE__ADMIN_KEY", conf.admin_key)]
+    for name, key in named:
+        value = key.get_secret_value() if key is not None else ""
+        if value.strip() and not re.fullmatch(B64TOKEN, value.encode("utf-8")):
+            raise ServeConfigError(
+                f"{name} (not shown) is not an RFC 6750 b64token (letters, digits, - . _ ~ + / and trailing =): "
+                "no Authorization header could carry it"
+            )
     if conf.write_through and not settings.source_is_postgres:
         raise ServeConfigError(
             "VOC_SERVE__WRITE_THROUGH=true needs a PostgreSQL source: VOC_SOURCE=postgres with VOC_DB__DSN "
-            f"(the source is {settings.source!r})"
+            "(VOC_SOURCE is not a PostgreSQL source; value not shown)"
         )
 
 
+class PathOnlyAccessLog(logging.Filter):
+    """Logging filter of uvicorn's access log: the request target loses its query string
+    (``GET /v1/tag?key=… HTTP/1.1`` → ``GET /v1/tag HTTP/1.1``), so that a key or other secret a
+    client puts in the URL is never written to the log. uvicorn logs an access line as
+    ``'%s - "%s %s HTTP/%s" %d'`` with ``(client, method, path?query, http_version, status)``;
+    its path is percent-encoded, so the first ``?`` starts the query. Records of any other shape
+    pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+        return True
+
+
 def log_config() -> dict[str, Any]:
-    """uvicorn's logging configuration plus this module's logger on its console handler (INFO)."""
+    """uvicorn's logging configuration plus this module's logger on its console handler (INFO);
+    the access log shows paths without query strings (:class:`PathOnlyAccessLog`)."""
     import copy
 
     from uvicorn.config import LOGGING_CONFIG
 
     cfg = copy.deepcopy(LOGGING_CONFIG)
     cfg["loggers"]["flows"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    cfg.setdefault("filters", {})["path_only"] = {"()": f"{__name__}.PathOnlyAccessLog"}
+    cfg["handlers"]["access"]["filters"] = ["path_only"]
+    cfg["loggers"]["uvicorn.access"]["filters"] = ["path_only"]
     return cfg
 
 

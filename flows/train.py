@@ -21,9 +21,9 @@ variant is worse**; otherwise it is stored as a candidate.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE as NO_CACHE
 
 from config.settings import VocSettings, get_settings
-from flows.keys import latest_output
+from flows.keys import latest_output, parse_output_key
 from flows.models import champion_name, fetch_model, read_champion, upload_model, write_champion
+from flows.outcome import fail_with_reason
 from flows.params import SourceParam, guard_flow_parameters, refuse_dsn_password
 from flows.retries import MODEL_IO_TASK
 from flows.resources import open_source, open_storage
@@ -51,6 +52,8 @@ from voc.modelstore import (
     update_meta,
     variant_paths,
 )
+from voc.csvsafe import read_csv_bytes
+from voc.mdtext import md_code, md_escape
 from voc.months import month_range, parse_month
 from voc.recipes import selection_lines, selection_summary
 from voc.schema import LABEL_COLUMNS, validate_voc_frame
@@ -81,7 +84,10 @@ def reviewed_overlay(storage: Storage, prefix: str) -> pl.DataFrame | None:
     review *per dimension*: what the reviewer set or confirmed where ``{dim}_reviewed`` is true,
     null elsewhere (the source keeps that dimension's own label, see :func:`training_frame`);
     None if none."""
-    keys = [k for k in storage.list(prefix) if "/reviewed_" in k and k.endswith(".csv") and "/models/" not in k]
+    keys = [  # anchored on the key layout: a building named "models" or "reviewed_x" is a building
+        k for k in storage.list(prefix)
+        if (p := parse_output_key(k)) is not None and p.kind == "reviewed" and p.ext == "csv" and p.prefix == prefix
+    ]
     groups: dict[str, list[str]] = {}
     for k in keys:
         groups.setdefault(k.rsplit("/", 1)[0], []).append(k)
@@ -90,7 +96,7 @@ def reviewed_overlay(storage: Storage, prefix: str) -> pl.DataFrame | None:
         key = latest_output(ks, "reviewed")
         if key is None:
             continue
-        df = pl.read_csv(io.BytesIO(storage.read_bytes(key)), infer_schema=False)
+        df = read_csv_bytes(storage.read_bytes(key))  # undoes the formula escape exactly
         if "is_reviewed" not in df.columns:
             continue
         df = df.filter(pl.col("is_reviewed").str.to_lowercase().is_in(["true", "1"]))
@@ -179,12 +185,16 @@ def label_counts(df: pl.DataFrame) -> dict[str, int]:
     }
 
 
-@task(name="load-training-data", **MODEL_IO_TASK, cache_policy=NO_CACHE)
+@task(name="load-training-data", task_run_name="load-training-data", **MODEL_IO_TASK, cache_policy=NO_CACHE)
 def load_training_data(settings: VocSettings, until: str | None) -> tuple[pl.DataFrame, pl.DataFrame, Taxonomy | None]:
+    say = _step_logger("load-training-data")
     source = open_source(settings)
     storage = open_storage(settings)
+    say(f"reading reviewed VOCs from {source.describe()} and reviewed CSVs under {settings.prefix}")
     df = training_frame(source, storage, settings.prefix, until=until)
+    say(f"{df.height} training VOCs; reading every VOC's labels for the taxonomy")
     everything = source.read_history(before=None)
+    say("reading the taxonomy")
     tax = source.read_taxonomy()
     if tax is None and settings.taxonomy_path:
         tax = Taxonomy.from_csv_text(Path(settings.taxonomy_path).read_text("utf-8"))
@@ -217,16 +227,31 @@ def _fit_tagger(
     )
 
 
-@task(name="fit-candidate", cache_policy=NO_CACHE)
+def _step_logger(step: str) -> Any:
+    """``say(line)``: logs ``"{step}: {line} (t s)"`` at INFO on the run logger, ``t`` the seconds
+    since this call, so a long step shows where it is (the first line within a second)."""
+    logger, t0 = get_run_logger(), time.perf_counter()
+
+    def say(line: str) -> None:
+        logger.info("%s: %s (%.1f s)", step, line, time.perf_counter() - t0)
+
+    return say
+
+
+@task(name="fit-candidate", task_run_name="fit-candidate-{kind}-{version}", cache_policy=NO_CACHE)
 def fit_candidate(
     settings: VocSettings, df: pl.DataFrame, everything: pl.DataFrame, base_tax: Taxonomy | None, kind: str, version: str
 ) -> tuple[Any, Any, Taxonomy, list[str]]:
-    tok = KiwiTokenizer(cache_size=200_000)
+    say = _step_logger("fit-candidate")
+    tok = KiwiTokenizer(cache_size=200_000)  # Kiwi's analyser loads on first use, in the next step
     labelled_all = pl.concat([df, everything.filter(~pl.col("voc_id").is_in(df["voc_id"].implode()))], how="vertical")
     in_train = np.array(labelled_all["voc_id"].is_in(df["voc_id"].implode()).to_list(), dtype=bool)
+    say(f"resolving the taxonomy on {labelled_all.height} VOCs (loads Kiwi; Kiwi nouns of {int(in_train.sum())} "
+        "training VOCs when their labels are not the configured taxonomy's: about a minute on 1,000 VOCs, 2 cores)")
     taxonomy, notes = resolve_taxonomy(
         base_tax or default_taxonomy(), labelled_all, keyword_rows=in_train, tokenizer=tok, use_reply=settings.model.use_reply
     )
+    say(f"taxonomy: {', '.join(f'{d} {len(taxonomy.rows_of(d))} classes' for d in taxonomy.dimensions())}; fitting {kind}")
     if kind == "kobert" and not any(len({x for x in labels_of(df, d) if x}) >= 2 for d in taxonomy.dimensions()):
         notes.append("kobert: no dimension has two labelled classes; trained the hybrid CPU model instead")
         kind = "hybrid"
@@ -234,7 +259,7 @@ def fit_candidate(
     return tagger, report, taxonomy, notes
 
 
-@task(name="fit-registration-variant", cache_policy=NO_CACHE)
+@task(name="fit-registration-variant", task_run_name="fit-registration-variant-{kind}-{version}", cache_policy=NO_CACHE)
 def fit_registration_variant(
     settings: VocSettings, df: pl.DataFrame, taxonomy: Taxonomy, kind: str, version: str, tokenizer: KiwiTokenizer | None
 ) -> tuple[Any, Any]:
@@ -244,7 +269,7 @@ def fit_registration_variant(
     return _fit_tagger(settings, df, taxonomy, kind, version, use_reply=False, tok=tok)
 
 
-@task(name="add-cpu-runtime", cache_policy=NO_CACHE)
+@task(name="add-cpu-runtime", task_run_name="add-cpu-runtime-{local.name}", cache_policy=NO_CACHE)
 def add_cpu_runtime(
     settings: VocSettings, tagger: Any, local: Path, df: pl.DataFrame, holdout_ids: dict[str, list[str]]
 ) -> dict[str, Any]:
@@ -272,7 +297,7 @@ def add_cpu_runtime(
         return {"kept": None, "reason": f"no int8 copy: export failed ({type(e).__name__}: {e})", "runtime": "torch"}
 
 
-@task(name="publish-model", **MODEL_IO_TASK, cache_policy=NO_CACHE)
+@task(name="publish-model", task_run_name="publish-model-{local_dir.name}", **MODEL_IO_TASK, cache_policy=NO_CACHE)
 def publish_model(settings: VocSettings, local_dir: Path, promote: bool, info: dict[str, Any]) -> str:
     storage = open_storage(settings)
     uri = upload_model(storage, settings.prefix, local_dir)
@@ -282,6 +307,7 @@ def publish_model(settings: VocSettings, local_dir: Path, promote: bool, info: d
 
 
 @flow(name="voc-train", log_prints=False)
+@fail_with_reason()  # the run's Failed state message is the reason ("ValueError: …")
 def voc_train(
     until: str | int | None = None,
     model: str | None = None,
@@ -309,6 +335,7 @@ def voc_train(
     until_m = parse_month(until) if until not in (None, "") else None
     kind = settings.model.kind
     version = new_version()
+    logger.info("voc-train %s %s: loading the training data (reviewed VOCs before %s)", kind, version, until_m or "now")
     df, everything, base_tax = load_training_data(settings, until_m)
     labels = label_counts(df)
     logger.info(
@@ -449,21 +476,23 @@ def _publish_train_artifacts(summary: dict[str, Any], metrics: dict[str, dict[st
     rows = []
     for dim, m in metrics.items():
         for lab, pc in sorted(m.get("per_class", {}).items(), key=lambda kv: -kv[1]["support"]):
-            rows.append({"dimension": dim, "label": lab, **{k: round(v, 4) if isinstance(v, float) else v for k, v in pc.items()}})
+            rows.append({"dimension": md_escape(dim), "label": md_escape(lab),  # string cells render as Markdown
+                         **{k: round(v, 4) if isinstance(v, float) else md_escape(v) if isinstance(v, str) else v for k, v in pc.items()}})
     if rows:
         create_table_artifact(key="voc-train-per-class", table=rows, description="Held-out precision/recall/F1 per class")
-    md = [f"# voc-train: `{summary['model']}` → **{summary['status']}**", "", f"- decision: {summary['decision']}",
+    # every interpolated string escaped (voc.mdtext): warnings and decisions quote labels and names
+    md = [f"# voc-train: {md_code(summary['model'])} → **{md_escape(summary['status'])}**", "", f"- decision: {md_escape(summary['decision'])}",
           f"- rows: {summary['n_rows']} (train {summary['n_train']}, held-out {summary['n_holdout']})",
-          "- labelled VOCs: " + ", ".join(f"{d} {n}" for d, n in summary["labels"].items())]
+          "- labelled VOCs: " + ", ".join(f"{md_escape(d)} {n}" for d, n in summary["labels"].items())]
     for dim, m in summary["metrics"].items():
-        md.append(f"- {dim}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
+        md.append(f"- {md_escape(dim)}: " + ", ".join(f"{md_escape(k)} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
     if summary["fallback_dimensions"]:
-        md.append(f"- keyword fallback: {', '.join(summary['fallback_dimensions'])}")
+        md.append(f"- keyword fallback: {', '.join(md_escape(d) for d in summary['fallback_dimensions'])}")
     cpu = summary.get("cpu_runtime")
     if cpu:
-        md.append(f"- CPU runtime: {cpu.get('runtime')} ({cpu.get('reason')})")
+        md.append(f"- CPU runtime: {md_escape(cpu.get('runtime'))} ({md_escape(cpu.get('reason'))})")
     md += selection_lines(summary.get("recipes", {}))
-    md += [f"- note: {w}" for w in summary["warnings"]]
+    md += [f"- note: {md_escape(w)}" for w in summary["warnings"]]
     create_markdown_artifact(key="voc-train-summary", markdown="\n".join(md), description="Training summary")
     # the flow's return value, printed by `voc train --json`: JSON-native or the run fails (no
     # default=, which would turn anything into a string); every test that trains runs this

@@ -235,19 +235,20 @@ def prefect_env(home: Path, api_url: str | None = None, *, scheduler: bool = Fal
 
 @contextmanager
 def prefect_server(
-    home: Path, *, startup_timeout_s: float = 120.0, scheduler: bool = False, **server_env: str
+    home: Path, *, startup_timeout_s: float = 120.0, scheduler: bool = False, port: int | None = None, **server_env: str
 ) -> Iterator[dict[str, str]]:
     """``prefect server start`` (this interpreter's Prefect, i.e. the project's environment) on a
     random port with ``home`` as PREFECT_HOME; its output goes to ``home / "server.log"``.
 
     ``scheduler`` turns the scheduler service on (see :func:`prefect_env`); ``server_env`` adds
     settings to the server's environment (and to the yielded client env, where they are inert).
-    Yields the env for clients (``PREFECT_API_URL`` set). The server is stopped (its process
-    group) at exit."""
+    ``port``: listen there (e.g. one that ``PREFECT_UI_API_URL`` in ``server_env`` names) instead
+    of a random free one. Yields the env for clients (``PREFECT_API_URL`` set). The server is
+    stopped (its process group) at exit."""
     import httpx
 
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = prefect_env(home, api, scheduler=scheduler, **server_env)
     log = open(home / "server.log", "wb")  # noqa: SIM115 - closed below

@@ -83,6 +83,7 @@ class StandInSheet:
     rows: int = 1000
     cols: int = 26
     frozen_rows: int = 0
+    frozen_cols: int = 0
     cells: dict[tuple[int, int], Any] = field(default_factory=dict)
     formats: list[dict[str, Any]] = field(default_factory=list)
     protected: list[dict[str, Any]] = field(default_factory=list)
@@ -91,6 +92,8 @@ class StandInSheet:
         grid: dict[str, Any] = {"rowCount": self.rows, "columnCount": self.cols}
         if self.frozen_rows:
             grid["frozenRowCount"] = self.frozen_rows
+        if self.frozen_cols:
+            grid["frozenColumnCount"] = self.frozen_cols
         return {
             "sheetId": self.sheet_id,
             "title": self.title,
@@ -427,10 +430,14 @@ class SheetsStandIn:
                         sheet.cols = grid["columnCount"]
                     elif f == "gridProperties.frozenRowCount":
                         sheet.frozen_rows = grid.get("frozenRowCount", 0)
+                    elif f == "gridProperties.frozenColumnCount":
+                        sheet.frozen_cols = grid.get("frozenColumnCount", 0)
                     else:
                         raise _Error(400, f"stand-in: {where} field {f!r} not supported")
                 if sheet.frozen_rows >= sheet.rows:
                     raise _Error(400, f"Invalid {where}: You can't freeze all visible rows on the sheet.")
+                if sheet.frozen_cols and sheet.frozen_cols >= sheet.cols:
+                    raise _Error(400, f"Invalid {where}: You can't freeze all visible columns on the sheet.")
                 sheet.cells = {k: v for k, v in sheet.cells.items() if k[0] < sheet.rows and k[1] < sheet.cols}
                 replies.append({})
             elif kind in ("repeatCell", "setDataValidation"):

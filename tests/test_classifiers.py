@@ -20,6 +20,7 @@ from voc.classify.linear import (
     DEFAULT_PARAMS,
     LinearVOCClassifier,
     fit_scaling,
+    is_place_name,
     name_mentions,
     recency_weights,
     title_of,
@@ -250,3 +251,45 @@ def test_hybrid_fits_with_times_and_keywords():
     t = h.predict_tags(texts[:4], tokens=ws(texts[:4]))
     assert len(t) == 4 and set(t.source) <= {"model", "keyword"}
     assert not hasattr(h.keyword, "classes_")  # the parameter was not fitted in place
+
+
+def test_name_mentions_skip_addresses_and_place_names():
+    texts = ["신흥동1가 38-27 공사 소음", "신흥동 행정복지센터에 문의", "신흥동 3가 12", "신흥동3가 아닌 신흥동주민센터"]
+    assert name_mentions(texts, [("신흥동",)]).ravel().tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert name_mentions(texts, [("신흥동",)], skip_addresses=True).ravel().tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert [is_place_name(n) for n in ("신흥동", "운서동", "건축과", "승강기", "동", "")] == [True, True, False, False, False, False]
+
+
+def test_place_options_are_off_by_default_and_fix_addresses_on_the_sample(sample_df):
+    """On the shipped sample (reply text, whitespace tokens for speed): trained before 2019, the
+    default sends 2019 건축과 complaints that give a 신흥동 address (신흥동3가 …, the 신선초 campaign)
+    to the 신흥동 office; ``skip_addresses`` + ``place_weight`` send them back to 건축과 without
+    losing accuracy overall."""
+    import polars as pl
+
+    from voc.tagger import frame_texts, labels_of
+
+    assert not LinearVOCClassifier().skip_addresses and not LinearVOCClassifier().place_weight
+    assert "skip_addresses" not in DEFAULT_PARAMS and "place_weight" not in DEFAULT_PARAMS
+    df = sample_df.filter(pl.col("reviewed_subject_minor").is_not_null())
+    tr, te = df.filter(pl.col("created_at") < pl.date(2019, 1, 1)), df.filter(pl.col("created_at") >= pl.date(2019, 1, 1))
+    tr_x, te_x = frame_texts(tr, use_reply=True)[0], frame_texts(te, use_reply=True)[0]
+    y_tr = labels_of(tr, "subject")
+    truth = np.array([lab.split(">")[1] for lab in labels_of(te, "subject")], dtype=object)
+    fast = {"calibration": "temperature", "calibration_cv": 2}
+    minor = {}
+    for name, kw in (("default", {}), ("places", {"skip_addresses": True, "place_weight": True})):
+        est = LinearVOCClassifier(**{**DEFAULT_PARAMS, **fast, **kw})
+        est.fit(tr_x, y_tr, tokens=ws(tr_x), times=tr["created_at"].to_list())
+        minor[name] = np.array([lab.split(">")[1] for lab in est.predict(te_x, tokens=ws(te_x))], dtype=object)
+        if name == "default":
+            assert est.place_name_weight_ == 0.0 and not est.place_classes_.any()
+        else:
+            places = {c.split(">")[1] for c in est.classes_[est.place_classes_]}
+            assert "신흥동" in places and "건축과" not in places and all(p.endswith(("동", "읍", "면")) for p in places)
+            assert est.place_name_weight_ < est.name_weight_  # a 동 named is weaker evidence than a 과 named
+    building = truth == "건축과"
+    assert np.sum(minor["default"][building] == "신흥동") >= 10
+    assert np.sum(minor["places"][building] == "신흥동") <= 1
+    assert np.mean(minor["places"] == truth) > np.mean(minor["default"] == truth)
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -95,7 +96,7 @@ def test_empty_month_says_no_vocs_everywhere(tmp_path: Path, prefect_server) -> 
             arts = await c.read_latest_artifacts()
             return "\n".join(a.data for a in arts if a.key == "voc-full-summary")
 
-    assert "no VOCs for 2011-01" in asyncio.run(latest_summary())
+    assert "no VOCs for 2011-01" in asyncio.run(latest_summary()).replace("\\", "")  # Markdown escapes off (voc.mdtext)
     res = CliRunner().invoke(app, ["run", "--mode", "refresh", "--month", "2011-01", "--storage", str(tmp_path)])
     assert res.exit_code == 0 and "no VOCs for 2011-01" in res.stdout
 
@@ -140,6 +141,46 @@ def test_bad_input_fails_once_with_row_field_value(tmp_path: Path, sample_raw) -
     assert len(out.splitlines()) < 40, out
 
 
+@pytest.mark.slow
+def test_one_voc_id_in_two_buildings_fails_once_naming_both(tmp_path: Path, sample_raw) -> None:
+    """The same voc_id in buildings 1 and 2 (a real VOC of the sample copied): exit 2, one error
+    line naming the rows, the id and both buildings; nothing written."""
+    row = sample_raw.filter(pl.col("building_id") == "1").head(1)
+    src = tmp_path / "dup.csv"
+    pl.concat([sample_raw.head(60), row.with_columns(pl.lit("2").alias("building_id"))]).write_csv(src)
+    r = _voc("run", "--mode", "full", "--month", "2019-11", "--storage", str(tmp_path / "s"), "--source", str(src),
+             env=_fresh_env(tmp_path, VOC_MODEL__ALLOW_KEYWORD_ONLY="true"))
+    out = r.stdout + r.stderr
+    assert r.returncode == 2, out
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    vid = row["voc_id"][0]
+    assert len(errors) == 1 and f"voc_id '{vid}' is in two buildings, building_id '1'" in errors[0], out
+    assert "and '2' (row 61)" in errors[0] and "Traceback" not in out, out
+    assert not list((tmp_path / "s").rglob("tagged_*.csv"))
+
+
+@pytest.mark.slow
+def test_hostile_building_ids_run_a_month_and_its_index(tmp_path: Path, sample_raw) -> None:
+    """Building ids that read as a URL scheme, a run id and Hangul (artifact keys) run a whole month:
+    exit 0, the month index lists both buildings and each link opens that building's dashboard."""
+    from urllib.parse import unquote
+
+    ids = {"1": "javascript:x", "2": "full_20990101_000000 본관"}
+    src = tmp_path / "hostile.csv"
+    sample_raw.with_columns(pl.col("building_id").replace(ids)).write_csv(src)
+    r = _voc("run", "--mode", "full", "--month", "2019-11", "--storage", str(tmp_path / "s"), "--source", str(src), "--json",
+             env=_fresh_env(tmp_path, VOC_MODEL__ALLOW_KEYWORD_ONLY="true"))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "index_error" not in summary and summary["index"], summary
+    index = Path(summary["index"])
+    hrefs = re.findall(r'<a href="([^"]+)"', index.read_text("utf-8"))
+    assert len(hrefs) == 2
+    for href in hrefs:
+        page = index.parent.joinpath(*[unquote(seg) for seg in href.split("/")])
+        assert page.is_file() and page.parent.name in ids.values(), href
+
+
 @contextmanager
 def _busy(n: int = 2, seconds: int = 900) -> Iterator[None]:
     """``n`` CPU-burning processes that stop by themselves after ``seconds`` (and are killed at exit)."""
@@ -173,3 +214,88 @@ def test_building_id_that_is_a_path_is_a_usage_error(bad: str, tmp_path: Path) -
     res = CliRunner().invoke(app, ["run", "--month", "2019-11", "--building-id", bad, "--storage", str(tmp_path)])
     assert res.exit_code == 2 and repr(bad) in res.output
     assert not (tmp_path / "stat").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# issue 22: usage and input errors are one `error:` line, exit 2, before any Prefect API starts
+
+
+def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``voc ARGV`` through the console entry point ``main()``, in-process: (exit code, stdout, stderr)."""
+    from flows.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["voc", *argv])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+def _bad_inputs(tmp_path: Path, sample_raw: pl.DataFrame) -> dict[str, tuple[list[str], dict[str, str], list[str]]]:
+    """name → (argv, environment, what the one error line must contain)."""
+    bad_date = tmp_path / "bad_date.csv"
+    sample_raw.head(60).with_columns(
+        pl.when(pl.int_range(0, 60) == 41).then(pl.lit("2019-13-45")).otherwise(pl.col("created_at")).alias("created_at")
+    ).write_csv(bad_date)
+    cp949 = tmp_path / "excel_export.csv"  # a Korean Excel export read as UTF-8
+    cp949.write_bytes(sample_raw.head(20).write_csv().encode("cp949", errors="replace"))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    st = str(tmp_path / "s")
+    month = ["run", "--month", "2019-11", "--storage", st]
+    return {
+        "unknown option": (["run", "--monthh", "2019-11"], {}, ["No such option: --monthh", "voc run --help"]),
+        "month out of range": (["run", "--month", "2019-13"], {}, ["'--month'", "2019-13"]),
+        "until not a month": (["train", "--until", "2019-1x"], {}, ["'--until'", "2019-1x"]),
+        "missing --source": ([*month, "--source", str(tmp_path / "nope.csv")], {}, ["neither an existing CSV file"]),
+        "missing VOC_SOURCE": (month, {"VOC_SOURCE": str(tmp_path / "nope.csv")}, ["neither an existing CSV file"]),
+        "wrong encoding": ([*month, "--source", str(cp949)], {}, ["not valid utf-8: line 2", "--encoding cp949"]),
+        "unknown encoding": ([*month, "--encoding", "latin1"], {}, ["--encoding", "latin1"]),
+        "schema error": ([*month, "--source", str(bad_date)], {}, ["row 42", "created_at", "'2019-13-45'"]),
+        "storage under a file": (["train", "--storage", str(a_file / "sub")], {}, ["is not a directory", str(a_file)]),
+        "demo schema error": (["demo", "--source", str(bad_date), "--storage", st], {}, ["row 42"]),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["unknown option", "month out of range", "until not a month", "missing --source", "missing VOC_SOURCE",
+     "wrong encoding", "unknown encoding", "schema error", "storage under a file", "demo schema error"],
+)
+def test_usage_and_input_errors_are_one_line_with_exit_2(
+    case: str, tmp_path: Path, sample_raw: pl.DataFrame, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No Rich box, no traceback, no second line: ``error: …`` on stderr, exit 2, nothing on
+    stdout, nothing written — the input is checked before a flow (and Prefect's API) starts."""
+    argv, env, needles = _bad_inputs(tmp_path, sample_raw)[case]
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    code, out, err = _main(argv, monkeypatch, capsys)
+    assert code == 2, (out, err)
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert all(n in lines[0] for n in needles), (needles, err)
+    assert "╭" not in err and "Traceback" not in err and out == ""
+    assert not (tmp_path / "s").exists(), "nothing written"
+
+
+def test_help_still_prints_and_exits_0(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _main(["run", "--help"], monkeypatch, capsys)
+    assert code == 0 and "Usage" in out and "--month" in out and err == ""
+
+
+def test_preflight_passes_the_shipped_sample(tmp_path: Path) -> None:
+    from flows.cli import preflight
+
+    preflight(source=None, encoding=None, storage=str(tmp_path / "new" / "root"))  # to be created: fine
+    preflight(source=None, encoding="UTF8", storage=None)
+
+
+def test_missing_source_file_in_the_environment_exits_2_in_a_real_process(tmp_path: Path) -> None:
+    """The real console entry point: a VOC_SOURCE file that does not exist (exit 1 after Prefect
+    started, before issue 22) is one line and exit 2."""
+    env = _fresh_env(tmp_path, VOC_SOURCE=str(tmp_path / "gone.csv"))
+    r = _voc("run", "--mode", "full", "--month", "2019-11", "--storage", str(tmp_path / "s"), env=env, timeout_s=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "neither an existing CSV file" in r.stderr
+    assert not (tmp_path / "prefect-home").exists(), "no Prefect API was started"

@@ -61,6 +61,7 @@ from flows import keys
 from flows.cli import app
 from flows.resources import open_review_backend
 from flows.s3 import S3Storage
+from voc.mdtext import md_escape
 from voc.taxonomy import Taxonomy
 
 _reason = pg_available()
@@ -217,7 +218,7 @@ def test_four_months_through_deployments(stack: dict[str, Any], tmp_path: Path, 
         (name,) = models() - before
         meta = json.loads(storage.read_bytes(f"{keys.models_dir(PREFIX)}/{name}/meta.json"))
         md = _artifacts(env, fr["id"])["voc-train-summary"]
-        assert f"`{name}` → **{meta['status']}**" in md and meta["decision"] in md, md
+        assert f"`{name}` → **{meta['status']}**" in md and md_escape(meta["decision"]) in md, md
         champion = json.loads(storage.read_bytes(keys.champion_key(PREFIX)))
         assert (champion["name"] == name) == (meta["status"] == "champion")
         assert meta["until"] == until and meta["source"].startswith("postgresql://")

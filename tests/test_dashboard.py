@@ -20,6 +20,7 @@ import pytest
 
 from voc import dashboard as d
 from voc.schema import TAGGED_COLUMNS
+from voc.urgency import with_alert_columns
 
 MONTH = "2019-11"
 BUILDING = "1"
@@ -65,11 +66,51 @@ def make_tagged(vocs: pl.DataFrame, *, seed: int = 0) -> pl.DataFrame:
         model_version=pl.lit("hybrid_20191201"),
         flags=pl.col("input_flags"),
         run_id=pl.lit(RUN_ID),
-    ).select(TAGGED_COLUMNS)
+    ).pipe(with_alert_columns).select(TAGGED_COLUMNS)  # urgent, repeat_of (voc.urgency)
 
 
 def month_rows(tagged: pl.DataFrame, month: str = MONTH, building: str = BUILDING) -> pl.DataFrame:
     return tagged.filter((pl.col("yyyymm") == month.replace("-", "")) & (pl.col("building_id") == building))
+
+
+DEMO_THRESHOLDS = {"subject": 0.63}
+"""검토 우선 threshold of the demo model's subject (held-out choice, voc.metrics.review_budget:
+0.635 for the linear model trained on every labelled VOC before 2019-11); its work type is
+keyword-only and has none."""
+
+
+def demo_month(sample_df: pl.DataFrame) -> tuple[pl.DataFrame, list[str | None], pl.DataFrame]:
+    """Building 1's 2019-11 as ``voc demo`` shows it before review (issue 20), on the 41 real VOCs.
+
+    The work type is a keyword guess (``work_source == "keyword"``: the sample has no work-type
+    labels); the subject is the sample's reviewed department (:func:`make_tagged`), except the
+    campaign against the construction next to 신선초등학교 — one near-duplicate group of 28
+    posts (``voc.groups.near_duplicate_groups``, IDF from the VOCs before the month) — whose
+    first 27 posts the demo model tagged 신흥동 at confidence ≈ 0.5, under the review threshold.
+
+    Returns the month (``TAGGED_COLUMNS``), its 묶음 ids (41, row order) and the tagged rows of
+    building 1 in the six months before (history).
+    """
+    from voc import groups
+
+    tagged = make_tagged(sample_df)
+    month = month_rows(tagged)
+    vec = groups.fit_group_vectorizer(groups.group_texts(sample_df.filter(pl.col("created_at") < date(2019, 11, 1))))
+    gids = groups.near_duplicate_groups(month, vectorizer=vec).to_list()
+    campaign = [i for i, g in enumerate(gids) if g == "1-69204"]
+    assert len(campaign) == 28
+    rng = np.random.default_rng(20)
+    major, minor = month["subject_major"].to_list(), month["subject_minor"].to_list()
+    conf = month["subject_confidence"].to_list()
+    for i in campaign[:27]:
+        major[i], minor[i], conf[i] = "신흥동", "신흥동", round(float(rng.uniform(0.45, 0.55)), 4)
+    month = month.with_columns(
+        pl.Series("subject_major", major), pl.Series("subject_minor", minor), pl.Series("subject_confidence", conf)
+    )
+    history = tagged.filter(
+        (pl.col("building_id") == BUILDING) & pl.col("yyyymm").is_in(["201905", "201906", "201907", "201908", "201909", "201910"])
+    )
+    return month, gids, history
 
 
 def with_hostile_rows(month: pl.DataFrame) -> pl.DataFrame:
@@ -511,6 +552,7 @@ def test_nulls_render_as_unclassified(month):
         pl.lit(None, dtype=pl.Utf8).alias("work_major"),
         pl.lit(None, dtype=pl.Utf8).alias("work_minor"),
         pl.lit(None, dtype=pl.Float64).alias("work_confidence"),
+        pl.lit(None, dtype=pl.Utf8).alias("work_source"),  # untagged: no tag, no source (voc.tagger)
         pl.lit(None, dtype=pl.Utf8).alias("flags"),
         pl.lit(None, dtype=pl.Utf8).alias("reply"),
     )
@@ -577,7 +619,9 @@ def _reviewed_month(month: pl.DataFrame, fraction: float) -> pl.DataFrame:
 
 
 def _low(frame: pl.DataFrame) -> pl.Series:
-    return ((pl.col("subject_confidence") < 0.5) | (pl.col("work_confidence") < 0.5)).fill_null(False)
+    # the work type of make_tagged is a keyword guess: its score is no confidence and never low
+    # (the page once counted it: 27 "저신뢰" rows where the subject confidences give 12)
+    return (pl.col("subject_confidence") < 0.5).fill_null(False)
 
 
 def test_low_confidence_kpi_counts_only_unreviewed_rows(month):
@@ -781,6 +825,7 @@ def test_issues_escaped_and_validated(small_month, month):
         ({**good, "last_date": "어제"}, r"issues\[0\]\.last_date is not a date 'YYYY-MM-DD': '어제'"),
         ({**good, "subject": [("도시재생국>건축과", "많음")]}, r"issues\[0\]\.subject must be text or a list of \(label, count\)"),
         ({**good, "first_date": "2019-11-30", "last_date": "2019-11-01"}, r"issues\[0\]: last_date 2019-11-01 is before"),
+        ({**good, "voc_ids": "69204"}, r"issues\[0\]\.voc_ids must be a list of VOC ids, got '69204'"),
     ):
         with pytest.raises(ValueError, match=match):
             d.render_dashboard(small_month, **kw, issues=[bad])
@@ -857,6 +902,47 @@ def test_month_index_escapes_and_validates(tagged):
         d.render_month_index("2019-13", rows)
 
 
+def test_month_index_marks_guesses_and_pre_review_share(tagged):
+    """Keyword-guessed tags (the sample's work types: ``work_source == "keyword"``) are counted as
+    추정, apart from the low-confidence count that never includes them; an unreviewed building
+    says 검수 전 with its share of low-confidence VOCs."""
+    rows = _index_rows(tagged)
+    for r, b in zip(rows, ("1", "2")):
+        m = month_rows(tagged, building=b)
+        r["n_estimated"] = {dim: m.filter(pl.col(f"{dim}_source") == "keyword").height for dim in ("subject", "work")}
+    assert rows[0]["n_estimated"] == {"subject": 0, "work": 41} and rows[1]["n_estimated"]["work"] == 4
+    low1, low2 = rows[0]["n_low_confidence_unreviewed"], rows[1]["n_low_confidence_unreviewed"]
+    text = page_text(d.render_month_index("2019-11", rows, embed_font=False))
+    assert f"본청 (1) 41건 0 / 41건 (0%) {low1}건 작업유형 41건 (추정) 자동 분류 · 검수 전 (저신뢰 {100 * low1 / 41:.0f}%)" in text
+    assert f"건물 2 4건 0 / 4건 (0%) {low2}건 작업유형 4건 (추정) 자동 분류 · 검수 전 (저신뢰 {100 * low2 / 4:.0f}%)" in text
+    assert "합계 45건 0 / 45건 (0%)" in text and "작업유형 45건 (추정)" in text
+    assert "추정: 학습된 모델이 아니라 분류 키워드로 짐작한 태그" in text
+    # after review: the reviewed labels count, no 검수 전
+    reviewed = [{**rows[0], "n_reviewed": 41, "n_low_confidence_unreviewed": 0, "n_estimated": {"work": 0}}]
+    text = page_text(d.render_month_index("2019-11", reviewed, embed_font=False))
+    assert "41 / 41건 (100%)" in text and "검수 반영" in text and "검수 전" not in text and "추정" not in text
+    # without the optional field (an index.json of an older version) the page is as before
+    assert "추정" not in page_text(d.render_month_index("2019-11", _index_rows(tagged), embed_font=False))
+    for bad, match in (
+        ({**rows[0], "n_estimated": {"work": 42}}, r"buildings\[0\]\.n_estimated\.work \(42\) exceeds n_vocs \(41\)"),
+        ({**rows[0], "n_estimated": {"work": -1}}, r"buildings\[0\]\.n_estimated\.work must be a non-negative int"),
+        ({**rows[0], "n_estimated": {"place": 1}}, r"buildings\[0\]\.n_estimated has unknown dimension 'place'"),
+        ({**rows[0], "n_estimated": [1, 2]}, r"buildings\[0\]\.n_estimated must be a mapping"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            d.render_month_index("2019-11", [bad], embed_font=False)
+
+
+def test_review_state_and_estimated_texts():
+    assert d.review_state_text(41, 0, 30) == "검수 전 · 저신뢰 30/41건 (73%)"
+    assert d.review_state_text(41, 41, 0) == "검수 반영 41/41건 (100%)"
+    assert d.review_state_text(45, 41, 3) == "검수 반영 41/45건 (91%) · 저신뢰 미검수 3건"
+    assert d.review_state_text(0, 0, 0) == "검수 전 · 저신뢰 0/0건 (0%)"
+    assert d.estimated_text({"subject": 0, "work": 45}) == "작업유형 45건 (추정)"
+    assert d.estimated_text({"subject": 2, "work": 45}) == "주제 2건 · 작업유형 45건 (추정)"
+    assert d.estimated_text({"subject": 0, "work": 0}) == "" and d.estimated_text({}) == ""
+
+
 def test_issues_from_group_summaries(month, tagged):
     """voc.groups' output goes in as it is: the campaign against the construction next to
     신선초등학교 (28 posts of building 1 in 2019-11) is the first issue."""
@@ -876,3 +962,101 @@ def test_issues_from_group_summaries(month, tagged):
     assert f"주제 {label} {count}건" in text and "신선초" in text
     assert block.count("<li>") == len(summaries)
     assert block.count('<span class="tag">작업') == sum(min(3, len(s["top_work"])) for s in summaries)
+
+
+# --------------------------------------------------------------------------------------------
+# tags a building manager can trust (issue 20): 추정, 검수 전, the top subject, drift notes
+
+
+@pytest.fixture(scope="module")
+def demo(sample_df):
+    return demo_month(sample_df)
+
+
+def _conf_cells(html: str) -> list[dict[str, str]]:
+    """{"주제": cell text, "작업": cell text} per row of the VOC table."""
+    out = []
+    for cell in re.findall(r'<td class="conf">(.*?)</td>', html, re.S):
+        parts = re.findall(r'<span class="dim">(.*?)</span>(.*?)</div>', cell, re.S)
+        out.append({dim: re.sub(r"<[^>]+>", "", rest).strip() for dim, rest in parts})
+    return out
+
+
+def test_demo_month_before_review_says_what_is_a_guess_and_what_is_pending(demo):
+    """Measured on `voc demo` (2019-11, building 1): 41 keyword-guessed work types shown with
+    confidences ("작업 0.74"), "추정" 0 times, no word that nothing was reviewed, 최다 주제
+    "신흥동 27건 (66%)" as a fact, and the alert "주제 비중 증가: 신흥동 0% → 66%"."""
+    from voc import groups
+    from voc.pipeline import review_flag_mask
+    from voc.quality import drift_messages
+
+    month, gids, history = demo
+    assert (month["work_source"] == "keyword").all()
+    n_low = int(review_flag_mask(month, DEMO_THRESHOLDS).sum())  # 검토 우선, as the pipeline counts it
+    issues = groups.group_summaries(month, gids)
+    drift = drift_messages(reviewed=month, model_labels={"subject": []}, history=history,
+                           group_ids=gids, thresholds=DEMO_THRESHOLDS)
+    html = d.render_dashboard(
+        month, building_id=BUILDING, building_name="본청", month=MONTH, history=history,
+        run_id=RUN_ID, generated_at=GENERATED_AT, review_status=d.ReviewStatus(41, 0, n_low),
+        drift=drift, low_confidence=DEMO_THRESHOLDS["subject"], issues=issues, embed_font=False,
+    )
+    p = parse(html)
+    assert not p.errors and not p.stack
+    text = page_text(html)
+    # 1. every keyword-guessed work type is 추정, with no confidence number; the model's subject keeps its own
+    cells = _conf_cells(html)
+    assert len(cells) == 41
+    assert all(c["작업"] == "추정" for c in cells)
+    assert all(re.fullmatch(r"\d\.\d\d", c["주제"]) for c in cells)
+    assert html.count('<span class="guess"') >= 2 * 41  # the tag and its confidence cell
+    assert "작업유형 대분류별 건수 (추정)" in text and "작업유형 중분류별 건수 (추정)" in text
+    assert "키워드 규칙으로 추정한 분류 — 학습된 모델의 출력이 아님" in text
+    assert "주제 대분류별 건수 (추정)" not in text and "주제 대분류별 건수" in text
+    assert re.search(r"작업 [^ ]+ \d+건 \(추정\)", text)  # 주요 이슈 tags too
+    # 2. before review: said near the top, with the 검토 우선 rows still waiting
+    assert n_low >= 27
+    top = text[: text.index("총 VOC")]
+    assert "검수 전" in top and f"검토 우선(신뢰도가 기준 미만)인 {n_low}건 ({n_low / 41 * 100:.0f}%) 이 검수를 기다립니다" in top
+    assert "작업유형 분류는 키워드 규칙으로 추정한 값(추정)" in top
+    # 4. the top subject is one mis-tagged mass complaint of low confidence: said so
+    assert "최다 주제 신흥동 27건 (66%) · 집단 민원 1건(27건) 포함, 검수 전 저신뢰 27건" in text
+    # 3. no share alert from it: a note to check after review
+    assert "주제 비중 증가: 신흥동" not in text and 'id="drift"' not in html
+    notes = re.search(r'<section class="card drift-soft" id="drift-notes".*?</section>', html, re.S).group(0)
+    assert "집단 민원 1건 (VOC 28건): 주제 신흥동 비중 0% → 66%" in page_text(notes)
+    assert "검수 후 확인하세요" in page_text(notes)
+
+
+def test_reviewed_tags_show_as_reviewed_and_guesses_stay_guesses(month):
+    done = _reviewed_month(month, 1.0)
+    assert (done["subject_source"] == "reviewer").all() and (done["work_source"] == "keyword").all()
+    html = d.render_dashboard(done, building_id=BUILDING, building_name="본청", month=MONTH, run_id=RUN_ID,
+                              generated_at=GENERATED_AT, reviewed=True, embed_font=False,
+                              review_status=d.ReviewStatus(41, 41, 0))
+    cells = _conf_cells(html)
+    assert cells and all(c == {"주제": "검수", "작업": "추정"} for c in cells)  # no model number by a reviewer's label
+    text = page_text(html)
+    assert 'id="pre-review"' not in html and "검수 진행 41 / 41건" in text and "검수 반영" in text
+    assert "주제 대분류별 건수" in text and "주제 대분류별 건수 (추정)" not in text
+    assert "작업유형 대분류별 건수 (추정)" in text
+
+
+def test_unreviewed_page_without_review_status_says_before_review(month):
+    html = d.render_dashboard(month, building_id=BUILDING, building_name="본청", month=MONTH, run_id=RUN_ID,
+                              generated_at=GENERATED_AT, embed_font=False)
+    n_low = month.filter(_low(month)).height
+    text = page_text(html)
+    assert 'id="pre-review"' in html and f"{n_low}건 ({n_low / 41 * 100:.0f}%) 이 검수를 기다립니다" in text
+    half = _reviewed_month(month, 0.5)
+    assert 'id="pre-review"' not in d.render_dashboard(
+        half, building_id=BUILDING, building_name="본청", month=MONTH, run_id=RUN_ID,
+        generated_at=GENERATED_AT, embed_font=False, reviewed=True)
+
+
+def test_compact_page_marks_keyword_guesses(small_month):
+    html = d.render_dashboard(small_month, building_id="2", building_name="", month=MONTH, run_id=RUN_ID,
+                              generated_at=GENERATED_AT, embed_font=False)
+    text = page_text(html)
+    assert "작업유형별 건수 (추정)" in text and "주제별 건수 (추정)" not in text
+    assert all(c["작업"] == "추정" for c in _conf_cells(html)) and "검수 전" in text

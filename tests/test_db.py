@@ -326,6 +326,7 @@ def test_write_tags_batch_semantics(fresh_db: str) -> None:
 def test_write_tags_of_a_tagged_frame(db: str, fresh_db: str) -> None:
     """The tagger's output (TAGGED_COLUMNS) goes in as it is."""
     from voc.schema import TAGGED_COLUMNS
+    from voc.urgency import with_alert_columns
 
     with PostgresSource(db) as s:
         month = s.read_month("2019-11")
@@ -343,7 +344,7 @@ def test_write_tags_of_a_tagged_frame(db: str, fresh_db: str) -> None:
         pl.lit("hybrid_x").alias("model_version"),
         pl.lit("").alias("flags"),
         pl.lit("full_20191201_020000").alias("run_id"),
-    ).select(TAGGED_COLUMNS)
+    ).pipe(with_alert_columns).select(TAGGED_COLUMNS)  # urgent, repeat_of (voc.urgency)
     with PostgresSource(fresh_db) as s:
         assert s.write_tags(tagged) == 45
         out = s.read_tags()
@@ -436,7 +437,10 @@ def test_describe_from_settings_and_pickle(db: str) -> None:
     assert "pa55-s3cret" not in s.describe() and "pa55-s3cret" not in repr(s)
     assert s.describe().startswith("postgresql://postgres@127.0.0.1:5432/voc_test_")
     assert describe_dsn("postgresql://u:p@h/d") == "postgresql://u@h:5432/d"
-    url = f"postgresql://postgres:pa55-s3cret@127.0.0.1:5432/{s.describe().split('/')[3].split()[0]}"
+    url = f"postgresql://postgres@127.0.0.1:5432/{s.describe().split('/')[3].split()[0]}"
+    with pytest.raises(ValueError, match="VOC_SOURCE: refusing") as ei:  # a password in VOC_SOURCE (config/dsn.py)
+        VocSettings(source=url.replace("postgres@", "postgres:pa55-s3cret@"))
+    assert "pa55-s3cret" not in str(ei.value)
     from_source = PostgresSource.from_settings(VocSettings(source=url))
     assert isinstance(open_source(VocSettings(source=url)), PostgresSource)
     from_db = PostgresSource.from_settings(VocSettings(db=DbSettings(dsn=secret_dsn)))

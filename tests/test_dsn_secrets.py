@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from pathlib import Path
 
@@ -24,11 +25,34 @@ from infra import PG_ADMIN_DSN, free_port, pg_available, temp_database
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.params import DsnPasswordError, SourceParam, dsn_has_password, refuse_dsn_password
+from flows.params import NO_PASSWORD_PATTERN, DsnPasswordError, SourceParam, dsn_has_password, refuse_dsn_password
 
 PASSWORD = f"pw-{secrets.token_hex(6)}"
 WITH_PW = f"postgresql://voc:{PASSWORD}@127.0.0.1:{free_port()}/vocdb"
 WITHOUT_PW = "postgresql://voc@127.0.0.1:1/vocdb"
+
+SECRET_FORMS = {
+    "url-userinfo": WITH_PW,
+    "url-userinfo-upper-scheme": f"POSTGRES://voc:{PASSWORD}@db/vocdb",
+    "url-userinfo-with-?": f"postgresql://voc:{PASSWORD}?x@db/vocdb",
+    "url-password": f"postgresql://voc@127.0.0.1:1/vocdb?connect_timeout=2&password={PASSWORD}",
+    "url-sslpassword": f"postgresql://voc@db/vocdb?sslmode=verify-full&sslpassword={PASSWORD}",
+    "url-passfile": f"postgresql://voc@db/vocdb?passfile=/srv/{PASSWORD}.pgpass",
+    "url-encoded-key": f"postgresql://voc@db/vocdb?pass%77ord={PASSWORD}",
+    "keywords-password": f"host=127.0.0.1 port=1 user=voc password={PASSWORD} dbname=vocdb",
+    "keywords-quoted": f"host=db user=voc password = '{PASSWORD} with spaces' dbname=vocdb",
+    "keywords-sslpassword": f"host=db dbname=vocdb sslpassword={PASSWORD}",
+    "keywords-passfile": f"host=db dbname=vocdb passfile=/srv/{PASSWORD}",
+    "service-password": f"service=voc password={PASSWORD}",
+    "service-passfile": f"service=voc passfile=/home/u/{PASSWORD}",
+}
+"""Every form of a PostgreSQL connection string that carries a secret (config/dsn.py)."""
+
+
+def _unwrapped(output: str) -> str:
+    """CLI output without whitespace and rich's box characters: a secret wrapped across lines of
+    the error box is still found."""
+    return re.sub(r"[\s│╭╮╰╯─]", "", output)
 
 
 def _prefect_dump() -> str:
@@ -73,10 +97,36 @@ def _prefect_dump() -> str:
         ("postgres", False),
         ("/srv/voc/voc.csv", False),
         (None, False),
+        ("service=voc", False),
+        ("postgresql:///vocdb?service=voc&sslmode=require", False),
+        ("host=db user=voc password='' dbname=voc", False),
+        ("postgresql://voc@db/voc?password=", False),
+        ("host=db application_name='password=x'", False),  # a value, not a key
+        ("host=db password= dbname=voc", True),  # libpq: the password is "dbname=voc"
+        *((v, True) for v in SECRET_FORMS.values()),
     ],
 )
 def test_dsn_has_password(value, has) -> None:
     assert dsn_has_password(value) is has
+
+
+def test_dsn_forms() -> None:
+    from config.dsn import dsn_form, parse_keyword_dsn
+
+    assert dsn_form("postgresql://voc@db/voc") == "uri" and dsn_form("host=db dbname=voc") == "keywords"
+    assert dsn_form("service=voc") == "keywords" and dsn_form("/srv/a.csv") is None and dsn_form("postgres") is None
+    assert dsn_form("host=db passwrd hunter2") is None  # a key without "=": not a DSN
+    assert parse_keyword_dsn(r"host = db password='a \'b\' c' x=\ y") == [("host", "db"), ("password", "a 'b' c"), ("x", " y")]
+    assert parse_keyword_dsn("host='open") is None
+
+
+@pytest.mark.parametrize("form", list(SECRET_FORMS), ids=list(SECRET_FORMS))
+def test_every_form_is_refused_without_its_secret(form: str) -> None:
+    value = SECRET_FORMS[form]
+    with pytest.raises(DsnPasswordError) as ei:
+        refuse_dsn_password(value, where="--source")
+    assert PASSWORD not in str(ei.value) and "VOC_DB__DSN" in str(ei.value)
+    assert not re.match(NO_PASSWORD_PATTERN, value), "the deployment schema refuses it too"
 
 
 def test_refusal_names_the_remedy_never_the_password() -> None:
@@ -105,7 +155,7 @@ def test_cli_source_with_password_is_refused(argv: list[str], tmp_path: Path) ->
     res = CliRunner().invoke(app, [*argv, "--storage", str(tmp_path), "--source", WITH_PW] if argv[0] != "kobert"
                              else [*argv, "--source", WITH_PW])
     assert res.exit_code == 2, res.output
-    assert "VOC_DB__DSN" in res.output and PASSWORD not in res.output
+    assert "VOC_DB__DSN" in res.output and PASSWORD not in _unwrapped(res.output)
     assert not (tmp_path / "stat").exists(), "nothing ran"
 
 
@@ -113,7 +163,73 @@ def test_cli_source_with_password_is_refused(argv: list[str], tmp_path: Path) ->
 def test_cli_dsn_with_password_is_refused(cmd: list[str]) -> None:
     res = CliRunner().invoke(app, [*cmd, "--dsn", WITH_PW])
     assert res.exit_code == 2, res.output
-    assert "VOC_DB__DSN" in res.output and ".pgpass" in res.output and PASSWORD not in res.output
+    assert "VOC_DB__DSN" in res.output and ".pgpass" in res.output and PASSWORD not in _unwrapped(res.output)
+
+
+@pytest.mark.parametrize("form", list(SECRET_FORMS), ids=list(SECRET_FORMS))
+def test_cli_refuses_every_form(form: str, tmp_path: Path) -> None:
+    for argv in (["run", "--mode", "full", "--month", "2019-11", "--storage", str(tmp_path), "--source"], ["db", "init", "--dsn"]):
+        res = CliRunner().invoke(app, [*argv, SECRET_FORMS[form]])
+        assert res.exit_code == 2, res.output
+        assert "VOC_DB__DSN" in res.output and PASSWORD not in _unwrapped(res.output)
+    assert not (tmp_path / "stat").exists()
+
+
+@pytest.mark.parametrize("form", ["url-userinfo", "url-sslpassword", "keywords-password", "service-passfile"])
+def test_voc_source_setting_with_a_secret_is_refused(form: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``VOC_SOURCE`` (environment): settings refuse it without repeating it, and the CLI exits 2
+    before any command runs."""
+    from pydantic import ValidationError
+
+    from config.settings import VocSettings
+
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("VOC_SOURCE", SECRET_FORMS[form])
+    with pytest.raises(ValidationError) as ei:
+        VocSettings()
+    assert PASSWORD not in str(ei.value) and "VOC_DB__DSN" in str(ei.value)
+    res = CliRunner().invoke(app, ["run", "--mode", "full", "--month", "2019-11", "--storage", str(tmp_path / "s")])
+    assert res.exit_code == 2 and "VOC_SOURCE" in res.output and PASSWORD not in _unwrapped(res.output), res.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_source_that_is_neither_a_file_nor_a_dsn_is_refused_unseen(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A mistyped keyword DSN (``passwrd`` without ``=``) was read as a CSV path and printed in
+    the error (and so in logs and run states): now refused, the value never shown."""
+    from config.settings import VocSettings
+    from flows.monthly import voc_monthly
+    from flows.params import SOURCE_NOT_FOUND
+    from flows.resources import open_source
+    from flows.sources import SourceError
+
+    typo = f"host=db user=voc passwrd {PASSWORD}"
+    assert not dsn_has_password(typo)
+    res = CliRunner().invoke(app, ["run", "--mode", "full", "--month", "2019-11", "--storage", str(tmp_path), "--source", typo])
+    flat = " ".join(res.output.replace("│", " ").split())  # rich wraps the message in a box
+    assert res.exit_code == 2 and "neither an existing CSV file nor a PostgreSQL DSN" in flat and PASSWORD not in _unwrapped(res.output)
+    with pytest.raises(SourceError) as ei:
+        open_source(VocSettings(source=typo))
+    assert str(ei.value) == SOURCE_NOT_FOUND and PASSWORD not in str(ei.value)
+    with pytest.raises(ValueError, match="voc-monthly") as ei:  # a direct call: before the flow run exists
+        voc_monthly.serialize_parameters({"mode": "full", "source": typo})
+    assert PASSWORD not in str(ei.value)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VOC_SOURCE", f"/nowhere/{PASSWORD}.csv")
+    with pytest.raises(SourceError) as ei:
+        open_source(VocSettings())
+    assert PASSWORD not in str(ei.value)
+
+
+def test_a_keyword_dsn_without_password_is_a_postgres_source() -> None:
+    from config.settings import VocSettings
+    from flows.db import PostgresSource
+    from flows.resources import open_source
+
+    s = VocSettings(source="host=127.0.0.1 port=1 user=voc dbname=vocdb")
+    assert s.source_is_postgres and s.source_dsn == s.source
+    src = open_source(s)
+    assert isinstance(src, PostgresSource) and src.describe().startswith("postgresql://voc@127.0.0.1:1/vocdb")
+    assert not VocSettings(source="postgres").source_dsn
 
 
 def test_cli_dsn_without_password_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -131,10 +247,17 @@ def test_flow_bodies_refuse_first() -> None:
     from flows.monthly import voc_monthly
     from flows.train import voc_train
 
-    with pytest.raises(DsnPasswordError, match="voc-monthly"):
-        voc_monthly.fn(mode="full", month="2019-11", source=WITH_PW)
-    with pytest.raises(DsnPasswordError, match="voc-train"):
-        voc_train.fn(until="2019-11", source=WITH_PW)
+    for form, value in SECRET_FORMS.items():
+        with pytest.raises(DsnPasswordError, match="voc-monthly") as ei:
+            voc_monthly.fn(mode="full", month="2019-11", source=value)
+        assert PASSWORD not in str(ei.value), form
+        with pytest.raises(DsnPasswordError, match="voc-train") as ei:
+            voc_train.fn(until="2019-11", source=value)
+        assert PASSWORD not in str(ei.value), form
+        for flow in (voc_monthly, voc_train):  # a direct call: refused before the flow run exists
+            with pytest.raises(ValueError) as ei:
+                flow.serialize_parameters({"source": value})
+            assert PASSWORD not in str(ei.value), form
 
 
 @pytest.mark.slow  # a Prefect flow run end to end
@@ -147,6 +270,9 @@ def test_flow_parameter_with_password_never_reaches_prefect(prefect_server, tmp_
     assert PASSWORD not in str(ei.value) and "VOC_DB__DSN" in str(ei.value)
     with pytest.raises(DsnPasswordError):
         voc_train(until="2019-11", storage=str(tmp_path), source=WITH_PW)
+    for value in SECRET_FORMS.values():  # every form (config/dsn.py)
+        with pytest.raises(DsnPasswordError):
+            voc_monthly(mode="full", month="2019-11", storage=str(tmp_path), source=value)
     assert PASSWORD not in _prefect_dump()
     assert not (tmp_path / "stat").exists()
 

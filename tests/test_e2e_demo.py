@@ -5,6 +5,7 @@ reviewer's cell."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from typing import Any
 
@@ -176,11 +177,43 @@ def test_full_rerun_keeps_every_reviewer_cell(demo_run, prefect_server):
         return {r[idx]: tuple(r[i] for i in rev) for r in rows[1:]}, len(rows) - 1
 
     before, n_before = cells()
+    index_before = json.loads((_month_dir(storage) / "index.json").read_text("utf-8"))
+    refreshed = {b: _actual(pl.read_csv(p, infer_schema=False)) for b, p in _csvs(storage, "reviewed").items()}
+    assert all(index_before[b]["n_reviewed"] > 0 for b in ("1", "2"))  # the refresh of the demo
     res = CliRunner().invoke(app, ["run", "--mode", "full", "--month", MONTH, "--storage", str(storage)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     after, n_after = cells()
     assert n_after == n_before == 45
     assert after == before  # cell by cell: no reviewer value changed, no row added
+    _check_rerun_keeps_the_reviewed_month(storage, res.output, index_before, refreshed)
+
+
+def _check_rerun_keeps_the_reviewed_month(storage, output: str, index_before: dict, refreshed: dict) -> None:
+    """A ``full`` rerun of a reviewed month (issue 20): the index keeps the review counts, the
+    month dashboard shows the reviewed labels, the run's reviewed CSV holds what the refresh
+    made of the same sheet, and its tagged CSV stays model output."""
+    from voc.schema import TAGGED_COLUMNS
+
+    run_id = re.search(r"run_id=(full_\d{8}_\d{6})", output).group(1)
+    index = json.loads((_month_dir(storage) / "index.json").read_text("utf-8"))
+    for b in ("1", "2"):
+        n = index_before[b]["n_reviewed"]
+        assert re.search(rf"building\s+{b} .* ok .*reviewed={n} ", output), output
+        for k in ("n_vocs", "n_reviewed", "n_low_confidence_unreviewed"):
+            assert index[b][k] == index_before[b][k], (b, k)
+        tagged = pl.read_csv(_month_dir(storage) / b / f"tagged_{b}_201911_{run_id}.csv", infer_schema=False)
+        assert tagged.columns == list(TAGGED_COLUMNS)  # machine tags only
+        assert set(tagged["subject_source"]) | set(tagged["work_source"]) <= {"model", "keyword"}
+        reviewed = pl.read_csv(_month_dir(storage) / b / f"reviewed_{b}_201911_{run_id}.csv", infer_schema=False)
+        assert _actual(reviewed) == refreshed[b]  # same model, same sheet: the refresh's labels
+        assert index[b]["n_estimated"] == {d: int((reviewed[f"{d}_source"] == "keyword").sum()) for d in DIMENSIONS}
+        html = (_month_dir(storage) / b / f"dashboard_{b}_201911.html").read_text("utf-8")
+        assert run_id in html and "검수 반영" in html
+        assert re.search(rf"검수 진행\D*{n} / {index[b]['n_vocs']}건", re.sub(r"<[^>]+>", " ", html))
+        assert all(lab in html for lab in set(reviewed.filter(pl.col("subject_source") == "reviewer")["subject_minor"]))
+    page = (_month_dir(storage) / "index.html").read_text("utf-8")
+    total = sum(index[b]["n_reviewed"] for b in index)
+    assert f"{total} / 45건" in re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)) and "검수 전" not in page
 
 
 def test_refresh_follows_a_reviewers_later_edits(demo_run, prefect_server):

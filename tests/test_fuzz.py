@@ -112,6 +112,7 @@ date_cell = st.one_of(*[valid_date] * 6, st.none(), st.sampled_from(GARBAGE_DATE
 # --- properties --------------------------------------------------------------------------------
 
 _ERR_RE = re.compile(r"^row (?P<row>\d+)(?: \(voc_id=(?P<vid>[^\n]*)\))?: field '(?P<field>voc_id|building_id|created_at)' ")
+_TWO_BUILDINGS_RE = re.compile(r"^rows (?P<first>\d+) and (?P<row>\d+): voc_id .* is in two buildings, building_id ")
 
 
 def _shown(v) -> str:
@@ -127,6 +128,14 @@ def test_validate_returns_a_frame_or_names_row_field_and_value(rows):
         out = validate_voc_frame(df)
     except VOCInputError as e:
         msg = str(e)
+        if (two := _TWO_BUILDINGS_RE.match(msg)) is not None:  # one voc_id, two buildings: both named
+            event("refused: voc_id in two buildings")
+            j, i = int(two["first"]) - 1, int(two["row"]) - 1
+            assert 0 <= j < i < df.height and "\n" not in msg
+            a, b = rows[j], rows[i]
+            assert _stripped(a["voc_id"]) == _stripped(b["voc_id"]) and _stripped(a["building_id"]) != _stripped(b["building_id"])
+            assert all(_shown(_stripped(v)) in msg for v in (a["voc_id"], a["building_id"], b["building_id"])), msg
+            return
         m = _ERR_RE.match(msg)
         assert m, msg
         i, field = int(m["row"]) - 1, m["field"]
@@ -143,8 +152,15 @@ def test_validate_returns_a_frame_or_names_row_field_and_value(rows):
     _check_valid_output(rows, out)
 
 
+def _one_building_per_id(rows: list[dict]) -> list[dict]:
+    """Rows where every voc_id belongs to one building (its first row's): a voc_id in two
+    buildings is refused (test above), same-building duplicates are merged."""
+    first: dict[str | None, str] = {}
+    return [{**r, "building_id": first.setdefault(_stripped(r["voc_id"]), r["building_id"])} for r in rows]
+
+
 @settings(FUZZ, max_examples=100)
-@given(rows=rows_strategy(pooled_safe_id, valid_date, text_cell))
+@given(rows=rows_strategy(pooled_safe_id, valid_date, text_cell).map(_one_building_per_id))
 def test_valid_rows_survive_validation_tagging_csv_and_keys(rows, keyword_tagger):
     from voc.tagger import tag_frame
 

@@ -133,3 +133,51 @@ def test_bad_input_names_the_problem(nov, vectorizer):
         fit_group_vectorizer(["", " "])
     empty = nov.head(3).with_columns(pl.lit("").alias("title"), pl.lit("").alias("request_contents"))
     assert near_duplicate_groups(empty).null_count() == 3
+
+
+def test_a_cell_above_max_cell_rows_is_grouped_by_lsh_without_all_pairs(sample_df, vectorizer, monkeypatch):
+    """Issue 21: a building-month above MAX_CELL_ROWS crashed (NameError) after tagging. With the
+    limit lowered to 50, building 2's 2018-08 (127 VOCs) takes the large-cell path: no N × N
+    matrix is built, and what it groups is near copies inside the average-linkage 골든튤립
+    campaign (read: form letters sent many times, module docstring "Large cells")."""
+    import voc.groups as groups
+
+    aug = month_of(sample_df, "201808").filter(pl.col("building_id") == "2")
+    exact = near_duplicate_groups(aug, vectorizer=vectorizer)
+    campaign = set(aug.filter(exact == exact.drop_nulls().value_counts(sort=True).row(0)[0])["voc_id"])
+
+    def no_all_pairs(*_a, **_k):
+        raise AssertionError("average linkage ran on a large cell")
+
+    monkeypatch.setattr(groups, "MAX_CELL_ROWS", 50)
+    monkeypatch.setattr(groups, "_cluster", no_all_pairs)
+    g = near_duplicate_groups(aug, vectorizer=vectorizer)
+    assert g.len() == aug.height and g.dtype == pl.Utf8
+    members: dict[str, set[str]] = {}
+    for vid, gid in zip(aug["voc_id"].to_list(), g.to_list()):
+        if gid is not None:
+            members.setdefault(gid, set()).add(vid)
+    assert sum(len(m) for m in members.values()) >= 60, "the form letters are found"
+    assert all(m <= campaign for m in members.values()), "nothing outside the campaign"
+    assert all(gid.startswith("2-") and gid[2:] in m for gid, m in members.items()), "id = building-anchor"
+    assert near_duplicate_groups(aug.reverse(), vectorizer=vectorizer).reverse().equals(g), "order-free"
+    summaries = group_summaries(aug, g, vectorizer=vectorizer)
+    assert summaries and all(s["representative"]["voc_id"] in s["voc_ids"] for s in summaries)
+
+
+def test_large_cell_groups_copies_of_a_post_and_leaves_empty_texts_alone(nov, monkeypatch):
+    """Three re-sent copies of one post (new ids, later dates) join it; rows without text never
+    group, however many there are."""
+    import voc.groups as groups
+
+    monkeypatch.setattr(groups, "MAX_CELL_ROWS", 5)
+    b1 = nov.filter(pl.col("building_id") == "1")
+    post = b1.filter(pl.col("voc_id") == "67535")
+    copies = pl.concat([post.with_columns(pl.lit(f"9000{i}").alias("voc_id")) for i in range(3)])
+    blank = b1.head(4).with_columns(
+        pl.lit("").alias("title"), pl.lit("").alias("request_contents"), (pl.lit("8000") + pl.col("voc_id")).alias("voc_id")
+    )
+    frame = pl.concat([b1, copies, blank])
+    g = dict(zip(frame["voc_id"].to_list(), near_duplicate_groups(frame).to_list()))
+    assert g["90000"] == g["90001"] == g["90002"] == g["67535"] is not None
+    assert all(g[v] is None for v in blank["voc_id"].to_list())

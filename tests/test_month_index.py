@@ -35,6 +35,62 @@ def test_each_run_updates_its_buildings_and_keeps_the_others(tmp_path: Path) -> 
     assert 'href="2/dashboard_2_201911.html"' in html and "refresh_2" in html
 
 
+def test_index_marks_guessed_tags_and_pre_review_share(tmp_path: Path, sample_df) -> None:
+    """The index entry carries the keyword-guess counts of what the dashboard shows; the page
+    labels them 추정, and an unreviewed building says 검수 전 with its low-confidence share."""
+    import polars as pl
+
+    from flows.monthly import estimated_counts
+
+    month = sample_df.filter(pl.col("created_at").dt.strftime("%Y-%m") == "2019-11")
+    b1 = month.filter(pl.col("building_id") == "1").with_columns(subject_source=pl.lit("model"), work_source=pl.lit("keyword"))
+    assert estimated_counts(b1) == {"subject": 0, "work": 41}
+    assert estimated_counts(b1.drop("subject_source", "work_source")) == {"subject": 0, "work": 0}
+    settings = VocSettings(storage=str(tmp_path))
+    r = BuildingResult("1", "본청", rows=41, low_confidence=30, estimated=estimated_counts(b1))
+    entry = _index_entry(settings.prefix, M, r)
+    assert entry["n_estimated"] == {"subject": 0, "work": 41}
+    page = Path(update_month_index.fn(settings, M, [entry], "full_1")).read_text("utf-8")
+    assert "작업유형 41건 (추정)" in page and "검수 전 (저신뢰 73%)" in page
+
+
+def test_a_rerun_merges_only_buildings_with_finished_reviews(sample_df) -> None:
+    """has_done_reviews: a building's rows in the sheet with 검수완료 done (any spelling
+    voc.review.is_done accepts, ids compared as text without spaces) make a rerun merge."""
+    import polars as pl
+
+    from flows.monthly import has_done_reviews
+    from voc.review import COL_DONE, COL_VOC_ID
+
+    ids = pl.Series(["101", "102"])
+    sheet = pl.DataFrame({COL_VOC_ID: ["101", " 102 ", "900"], COL_DONE: ["N", "", "Y"]})
+    assert not has_done_reviews(None, ids) and not has_done_reviews(sheet, ids)  # only another building's row is done
+    assert has_done_reviews(sheet.with_columns(pl.Series(COL_DONE, ["N", "예", "Y"])), ids)
+    assert not has_done_reviews(sheet.drop(COL_DONE), ids) and not has_done_reviews(sheet.clear(), ids)
+
+
+def test_artifacts_say_pre_review_and_mark_guesses(tmp_path: Path, monkeypatch) -> None:
+    """The run's table and summary artifacts: 검수 전 with the low-confidence share before any
+    review, 검수 반영 after, and keyword-guessed counts as 추정."""
+    from flows import monthly
+
+    made: list[tuple[str, dict]] = []
+    for name in ("create_table_artifact", "create_link_artifact", "create_markdown_artifact"):
+        monkeypatch.setattr(monthly, name, lambda _n=name, **kw: made.append((_n, kw)))
+    results = [
+        BuildingResult("1", "본청", rows=41, low_confidence=30, estimated={"subject": 0, "work": 41}),
+        BuildingResult("2", "영종", rows=4, reviewed=4, estimated={"subject": 0, "work": 4}),
+    ]
+    summary = {"mode": "full", "month": "2019-11", "run_id": "full_1", "model": "linear_x", "rows": 45, "failed": []}
+    monthly._publish_artifacts(VocSettings(storage=str(tmp_path)), summary, results)
+    table = next(kw["table"] for k, kw in made if k == "create_table_artifact")
+    assert [r["검수"] for r in table] == ["검수 전 · 저신뢰 30/41건 (73%)", "검수 반영 4/4건 (100%)"]
+    assert [r["추정"] for r in table] == ["작업유형 41건 (추정)", "작업유형 4건 (추정)"]
+    md = next(kw["markdown"] for k, kw in made if k == "create_markdown_artifact")
+    assert "- 검수 반영 4/45건 (9%) · 저신뢰 미검수 30건" in md
+    assert "- 키워드 추정 태그 작업유형 45건 (추정): 학습된 모델 없이 짐작한 값, 신뢰도 없음" in md
+
+
 def test_links_open_in_a_browser(tmp_path: Path) -> None:
     key = keys.latest_dashboard_key("stat/voc-dev", M, "1")
     local = LocalStorage(tmp_path)

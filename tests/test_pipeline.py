@@ -85,6 +85,18 @@ def test_refresh_without_a_sheet_reviews_nothing(tagger, tagged_b2) -> None:
     assert out.frame["subject_minor"].to_list() == tagged_b2.frame["subject_minor"].to_list()
 
 
+def test_a_rerun_without_dashboard_merges_the_same_reviews(month_rows, tagger, tagged_b2) -> None:
+    """refresh_building with no dashboard (a tagging-only rerun of a reviewed month) merges the
+    sheet exactly as with one, and renders nothing."""
+    sheet = simulate_review(build_review_rows(tagged_b2.frame, threshold=None), month_rows, fraction=1.0, seed=1, taxonomy=tagger.taxonomy)
+    ctx = pipeline.DashboardContext("2", "영종", MONTH, "full_z", "t")
+    with_page = pipeline.refresh_building(tagged_b2.frame, sheet, tagger, history=None, dashboard=ctx)
+    bare = pipeline.refresh_building(tagged_b2.frame, sheet, tagger, history=None, dashboard=None)
+    assert bare.dashboard_html is None and bare.drift == [] and with_page.dashboard_html is not None
+    assert bare.frame.equals(with_page.frame) and bare.reviewed == with_page.reviewed >= 3
+    assert bare.low_confidence == with_page.low_confidence
+
+
 def test_history_frames_are_combined_with_typed_columns(month_rows, tagged_b2) -> None:
     assert pipeline.combine_history([]) is None
     earlier = pipeline.history_from_source_rows(month_rows.filter(pl.col("building_id") == "2"), Month.parse("2019-10"))
@@ -119,3 +131,74 @@ def test_resources_are_opened_once_per_process_and_settings(tmp_path, monkeypatc
     assert pickle.loads(pickle.dumps(ref)) == ref
     close_all()
     assert resources(a) is not None
+
+
+def test_a_month_tagged_in_chunks_equals_it_tagged_at_once(sample_df, tokenizer) -> None:
+    """Issue 21: tag_building analyses and tags a month chunk by chunk (bounded memory) with a
+    progress line per chunk; tags, keywords (on the dashboard), groups and evidence are those of
+    one chunk — here building 1's 41 VOCs of 2019-11 in chunks of 7, with a linear model trained
+    on 2012–2013 (it has an evidence pool)."""
+    from voc.taxonomy import default_taxonomy
+    from voc.tagger import resolve_taxonomy, train_tagger
+
+    train = sample_df.filter(pl.col("created_at") < pl.date(2014, 1, 1))
+    tax, _ = resolve_taxonomy(default_taxonomy(), train, tokenizer=tokenizer)
+    model, _ = train_tagger(train, tax, kind="linear", version="v1", tokenizer=tokenizer)
+    rows = sample_df.filter(
+        (pl.col("created_at") >= MONTH.start) & (pl.col("created_at") < MONTH.end) & (pl.col("building_id") == "1")
+    )
+    ctx = pipeline.DashboardContext("1", "본청", MONTH, "full_c", "2026-12-01 02:00 KST")
+    whole = pipeline.tag_building(rows, model, run_id="full_c", dashboard=ctx, chunk_rows=rows.height)
+    lines: list[str] = []
+    chunked = pipeline.tag_building(rows, model, run_id="full_c", dashboard=ctx, chunk_rows=7, progress=lines.append)
+    assert chunked.frame.equals(whole.frame) and chunked.groups == whole.groups
+    assert whole.evidence is not None and chunked.evidence == whole.evidence and len(whole.evidence) == 41
+    def page(out: pipeline.BuildingOutput) -> list[str]:  # the embedded font subset is not byte-stable
+        return [ln for ln in out.dashboard_html.decode("utf-8").splitlines() if not ln.startswith("@font-face")]
+
+    assert page(chunked) == page(whole)  # keywords and word cloud included
+    # a near-duplicate group is never split between chunks (its members share one pooled tag)
+    from voc.tagger import chunk_positions
+
+    chunks = chunk_positions(41, 7, whole.groups)
+    assert sorted(int(i) for c in chunks for i in c) == list(range(41))
+    for g in {g for g in whole.groups if g}:
+        assert sum(any(whole.groups[int(i)] == g for i in c) for c in chunks) == 1
+    assert len(chunks) < 6 and lines[-1] == f"chunk {len(chunks)}/{len(chunks)}: 41 of 41 VOCs tagged"
+    assert len(lines) == len(chunks) and all(ln.startswith(f"chunk {i + 1}/{len(chunks)}: ") for i, ln in enumerate(lines))
+    assert chunk_positions(41, 7) and [len(c) for c in chunk_positions(41, 7)] == [7, 7, 7, 7, 7, 6]
+    with pytest.raises(ValueError, match="chunk_rows"):
+        pipeline.tag_building(rows, model, run_id="x", chunk_rows=0)
+
+
+def test_refresh_issues_name_the_row_of_the_whole_sheet(month_rows, tagger, tagged_b2) -> None:
+    """Issue 21: a building's rows sit anywhere in the month's sheet; its issues name their
+    spreadsheet rows there (they were numbered as if the building's rows came first)."""
+    from voc.review import COL_DONE, REVIEWER_LABEL_COLUMNS
+
+    tagged_b1 = pipeline.tag_building(month_rows.filter(pl.col("building_id") == "1"), tagger, run_id="full_x").frame
+    sheet = build_review_rows(pl.concat([tagged_b1, tagged_b2.frame]), threshold=None)
+    vid = tagged_b2.frame["voc_id"][0]
+    at = sheet[COL_VOC_ID].to_list().index(vid)
+    assert at > 0
+    sheet = sheet.with_columns(
+        pl.when(pl.col(COL_VOC_ID) == vid).then(pl.lit(v)).otherwise(pl.col(c)).alias(c)
+        for c, v in ((REVIEWER_LABEL_COLUMNS["subject"][1], "=A1"), (COL_DONE, "Y"))
+    )
+    ctx = pipeline.DashboardContext("2", "영종", MONTH, "refresh_x", "t")
+    out = pipeline.refresh_building(tagged_b2.frame, sheet, tagger, history=None, dashboard=ctx)
+    assert [(i["sheet_row"], i["code"]) for i in out.review_issues] == [(at + 2, "formula")]
+
+
+def test_unknown_sheet_rows_go_to_their_building_or_the_summary() -> None:
+    from flows.monthly import BuildingResult, attach_unknown_rows
+    from voc.review import COL_BUILDING_ID, REVIEW_COLUMNS
+
+    sheet = pl.DataFrame({c: ["", "", "", ""] for c in REVIEW_COLUMNS}).with_columns(
+        pl.Series(COL_VOC_ID, ["1", "77777", "88888", ""]), pl.Series(COL_BUILDING_ID, ["1", "1", "", ""])
+    )
+    results = [BuildingResult("1", rows=1, review_issues=1, error="row 2 검수완료='x': …"), BuildingResult("2", rows=1)]
+    orphans = attach_unknown_rows(sheet, ["1", "2"], results)
+    assert results[0].review_issues == 2 and "row 3 voc_id='77777'" in results[0].error
+    assert results[0].error.startswith("row 2 검수완료") and results[1].review_issues == 0
+    assert len(orphans) == 1 and orphans[0].startswith("row 4 voc_id='88888'")

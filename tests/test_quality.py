@@ -3,7 +3,17 @@ import math
 import polars as pl
 import pytest
 
-from voc.quality import SHIFT_ALPHA, SHIFT_MIN_VOCS, drift_messages, new_classes, share_shifts, two_proportion_p_value
+from voc.quality import (
+    GROUP_PREFIX,
+    PENDING_PREFIX,
+    SHIFT_ALPHA,
+    SHIFT_MIN_VOCS,
+    confirmed_tags,
+    drift_messages,
+    new_classes,
+    share_shifts,
+    two_proportion_p_value,
+)
 
 
 def test_new_classes_counts_unknown_reviewed_labels():
@@ -175,3 +185,114 @@ def test_real_mass_complaint_month_still_alerts(sample_df):
     assert msgs[0].startswith("주제 비중 증가: 도시재생국 54% → 85% (+32%p, 35건, 지난 6개월 평균 대비)")
     prev = hist.filter(pl.col("subject_major") == "도시재생국").height
     assert two_proportion_p_value(35, 41, prev, hist.height) < 0.001
+
+
+# ---------------------------------------------------------------------------------------------
+# a mass complaint is one event; unconfirmed tags carry no alert (issue 20)
+
+
+def _rows(spec: list[tuple[str, str | None, float, str]]) -> tuple[pl.DataFrame, list[str | None]]:
+    """(major, group id, confidence, source) per row → a month frame and its group ids."""
+    return pl.DataFrame(
+        {
+            "subject_major": [m for m, _, _, _ in spec],
+            "subject_minor": [m for m, _, _, _ in spec],
+            "subject_confidence": [c for _, _, c, _ in spec],
+            "subject_source": [s for _, _, _, s in spec],
+        }
+    ), [g for _, g, _, _ in spec]
+
+
+_HIST = pl.DataFrame({"yyyymm": ["201909"] * 100 + ["201910"] * 100, "subject_major": (["A"] * 20 + ["B"] * 80) * 2})
+
+
+def test_confirmed_tags_rules():
+    frame = pl.DataFrame(
+        {
+            "subject_confidence": [0.9, 0.4, None, 0.9, 0.1, 0.2],
+            "subject_source": ["model", "model", "model", "keyword", "reviewer", "reviewer_group"],
+        }
+    )
+    assert confirmed_tags(frame, "subject", {"subject": 0.6}) == [True, False, False, False, True, True]
+    assert confirmed_tags(frame, "subject", {}) == [True, True, True, False, True, True]  # no threshold: model tags count
+    assert confirmed_tags(frame, "subject", None) == [True] * 6  # no information: the rule before thresholds
+    flagged = frame.with_columns(subject_reviewed=pl.Series([False, True, False, True, False, False]))
+    assert confirmed_tags(flagged, "subject", {"subject": 0.6}) == [True, True, False, True, True, True]
+    bare = pl.DataFrame({"subject_confidence": [0.9, 0.4], "is_reviewed": [False, True]})
+    assert confirmed_tags(bare, "subject", {"subject": 0.6}) == [True, True]
+
+
+def test_a_group_is_one_event_by_hand():
+    # 10 posts of one campaign tagged A + 30 single A + 20 single B, against A at 20 %:
+    # per VOC A = 40 / 60; as events A = 31 / 51 = 61 % — still a shift, and it says the group is in it
+    month, gids = _rows([("A", "g1", 0.9, "model")] * 10 + [("A", None, 0.9, "model")] * 30 + [("B", None, 0.9, "model")] * 20)
+    msgs = drift_messages(reviewed=month, model_labels={}, history=_HIST, group_ids=gids)
+    assert "주제 비중 증가: A 20% → 61% (+41%p, 31건 — 집단 민원 1건 = VOC 10건 포함, 지난 2개월 평균 대비)" in msgs
+    # a campaign of 30 posts and 30 other VOCs: per VOC A = 50 % (an alert of the old rule);
+    # counted once A is 1 of 31 — neither an increase nor a "decrease" of A, a group note
+    month, gids = _rows([("A", "g1", 0.9, "model")] * 30 + [("B", None, 0.9, "model")] * 30)
+    old = drift_messages(reviewed=month, model_labels={}, history=_HIST)
+    assert any(m.startswith("주제 비중 증가: A 20% → 50% (+30%p, 30건") for m in old)
+    msgs = drift_messages(reviewed=month, model_labels={}, history=_HIST, group_ids=gids)
+    assert not any(m.startswith("주제 비중") for m in msgs)
+    assert msgs == [
+        "집단 민원 1건 (VOC 30건): 주제 A 비중 20% → 50% (30건 중 묶음 30건)는 비슷한 VOC 묶음을 하나하나 센 값입니다 "
+        "— 묶음을 1건으로 세면 뚜렷한 변화가 아닙니다 (주요 이슈 참고)."
+    ]
+    with pytest.raises(ValueError, match="group_ids has 2 values for 60 rows"):
+        drift_messages(reviewed=month, model_labels={}, history=_HIST, group_ids=["g", None])
+
+
+def test_an_alert_that_needs_unconfirmed_tags_is_pending():
+    # 20 A at confidence 0.4 (under the threshold 0.6) + 10 B: A 20 % → 67 % only through them
+    month, _ = _rows([("A", None, 0.4, "model")] * 20 + [("B", None, 0.9, "model")] * 10)
+    assert any(m.startswith("주제 비중 증가: A 20% → 67%") for m in drift_messages(reviewed=month, model_labels={}, history=_HIST))
+    msgs = drift_messages(reviewed=month, model_labels={}, history=_HIST, thresholds={"subject": 0.6})
+    assert not any(m.startswith("주제 비중") for m in msgs)
+    assert any(m.startswith(f"{PENDING_PREFIX} — 주제 비중 증가?: A 20% → 67% (+47%p, 20건 중 검수 전 저신뢰·추정 20건") for m in msgs)
+    assert all(m.startswith(PENDING_PREFIX) for m in msgs)
+    # keyword guesses are no better: pending too
+    guessed = month.with_columns(pl.lit("keyword").alias("subject_source"), pl.lit(0.9).alias("subject_confidence"))
+    assert all(m.startswith(PENDING_PREFIX) for m in drift_messages(reviewed=guessed, model_labels={}, history=_HIST, thresholds={"subject": 0.6}))
+    # reviewed, the same tags are an alert
+    done = month.with_columns(pl.lit(True).alias("subject_reviewed"))
+    msgs = drift_messages(reviewed=done, model_labels={}, history=_HIST, thresholds={"subject": 0.6})
+    assert "주제 비중 증가: A 20% → 67% (+47%p, 20건, 지난 2개월 평균 대비)" in msgs
+    # 15 confident A of 30 are enough on their own (15 / 30 = 50 % against 20 %): an alert
+    mixed, _ = _rows([("A", None, 0.9, "model")] * 15 + [("A", None, 0.4, "model")] * 5 + [("B", None, 0.9, "model")] * 10)
+    msgs = drift_messages(reviewed=mixed, model_labels={}, history=_HIST, thresholds={"subject": 0.6})
+    assert any(m.startswith("주제 비중 증가: A 20% → 67%") for m in msgs)
+
+
+def test_demo_month_mis_tagged_group_raises_no_share_alert(sample_df):
+    """`voc demo`, 2019-11, building 1 before review: the 28-post campaign, 27 posts tagged 신흥동
+    at ≈ 0.5 (under the review threshold), made "주제 비중 증가: 신흥동 0% → 66%"."""
+    from test_dashboard import DEMO_THRESHOLDS, demo_month
+
+    month, gids, history = demo_month(sample_df)
+    old = drift_messages(reviewed=month, model_labels={"subject": []}, history=history)
+    assert old[0].startswith("주제 비중 증가: 신흥동 0% → 66% (+66%p, 27건")
+    new = drift_messages(reviewed=month, model_labels={"subject": []}, history=history,
+                         group_ids=gids, thresholds=DEMO_THRESHOLDS)
+    assert not any(m.startswith(("주제 비중", "작업유형 비중")) for m in new), new  # no alert at all
+    assert new[0].startswith(f"{GROUP_PREFIX} 1건 (VOC 28건): 주제 신흥동 비중 0% → 66% (27건 중 묶음 27건)")
+    assert new[0].endswith("검수 전 저신뢰·추정 분류이니 검수 후 확인하세요.")
+    # the group alone (confident tags) is still one event: no alert either
+    sure = month.with_columns(pl.lit(0.9).alias("subject_confidence"))
+    assert not any(m.startswith("주제 비중") for m in drift_messages(
+        reviewed=sure, model_labels={"subject": []}, history=history, group_ids=gids, thresholds=DEMO_THRESHOLDS))
+
+
+def test_real_mass_complaint_counted_once(sample_df):
+    """After review (the real departments), the per-VOC rule's 도시재생국 54% → 85% is the two
+    groups of the month (the campaign, 28 posts; a demolition, 3): counted once they are a note."""
+    from voc import groups
+
+    month, hist = _sample_month(sample_df, "1", "201911")
+    vec = groups.fit_group_vectorizer(groups.group_texts(sample_df.filter(pl.col("created_at").dt.strftime("%Y%m") < "201911")))
+    gids = groups.near_duplicate_groups(month, vectorizer=vec).to_list()
+    msgs = drift_messages(reviewed=month, model_labels={"subject": []}, history=hist, group_ids=gids, thresholds={})
+    assert msgs == [
+        f"{GROUP_PREFIX} 2건 (VOC 31건): 주제 도시재생국 비중 54% → 85% (35건 중 묶음 31건)는 비슷한 VOC 묶음을 "
+        "하나하나 센 값입니다 — 묶음을 1건으로 세면 뚜렷한 변화가 아닙니다 (주요 이슈 참고)."
+    ]

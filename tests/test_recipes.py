@@ -105,6 +105,54 @@ def test_choose_never_takes_a_recipe_below_the_baseline_on_either_score():
         choose([s("default", 0.5, 0.5)])
 
 
+def test_choose_keeps_the_earlier_candidate_within_one_standard_error():
+    """The demo's trap (2019-11): default_recent beat default by 0.014 macro-F1 on the folds, inside
+    the folds' noise (SE 0.04), then lost 55 points on the next month. Within one SE of the best,
+    the earlier candidate stays; outside it, the better one wins."""
+    s = CandidateScore
+    scores = [s("default", 0.744, 0.494, se_accuracy=0.033, se_macro_f1=0.041),
+              s("anchor", 0.445, 0.220, se_accuracy=0.03, se_macro_f1=0.03),
+              s("default_recent", 0.744, 0.512, se_accuracy=0.033, se_macro_f1=0.041)]
+    got = choose(scores)
+    assert got[0] == "default" and "within one standard error of default_recent" in got[1]
+    scores[2] = s("default_recent", 0.80, 0.60, se_accuracy=0.033, se_macro_f1=0.041)
+    assert choose(scores)[0] == "default_recent"
+    # without measured errors (0) the rule is the old one: strictly better wins
+    assert choose([s("default", 0.744, 0.494), s("anchor", 0.4, 0.2), s("default_recent", 0.744, 0.512)])[0] == "default_recent"
+
+
+def test_choose_rejects_a_candidate_whose_worst_month_is_far_below_the_baselines():
+    s = CandidateScore
+    base = s("anchor", 0.50, 0.40, worst_month=0.45, worst_month_name="2019-03")
+    risky = s("default", 0.70, 0.60, worst_month=0.35, worst_month_name="2019-05")
+    got = choose([risky, base])
+    assert got[0] == BASELINE and "worst month too far below anchor's: default" in got[1]
+    steady = s("default", 0.70, 0.60, worst_month=0.41, worst_month_name="2019-05")  # within 5 points
+    assert choose([steady, base])[0] == "default"
+
+
+def test_group_weights_count_a_mass_complaint_once():
+    from voc.recipes import group_weights
+
+    w = group_weights(["g1", "g1", "g1", None, "g2", "g2"], 6)
+    assert w.tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 3, 1.0, 0.5, 0.5])
+    assert group_weights(None, 3).tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="differ in length"):
+        group_weights(["a"], 2)
+
+
+def test_selection_weighs_groups_and_reports_worst_month():
+    texts, labels, dates, tokens = misleading_history(2, months=12, per_month=10)
+    groups = [f"g{i // 5}" if i % 2 == 0 else None for i in range(len(texts))]
+    sel = select_recipe(texts, labels, dates, tokens=tokens, recipes=("default", BASELINE), groups=groups)
+    plain = select_recipe(texts, labels, dates, tokens=tokens, recipes=("default", BASELINE))
+    for c in (*sel.candidates, *plain.candidates):
+        assert c.worst_month is not None and c.worst_month <= c.accuracy + 1e-9
+        assert c.worst_month_name is not None and c.se_accuracy > 0 and c.se_macro_f1 > 0
+    assert [c.accuracy for c in sel.candidates] != [c.accuracy for c in plain.candidates]
+    assert "one standard error" in sel.to_dict()["rule"]
+
+
 def test_recipes_are_named_parameter_sets():
     assert RECIPES["anchor"].make().get_params()["calibration"] == "sigmoid"  # LinearVOCClassifier defaults
     assert RECIPES["default"].make(seed=3).get_params()["random_state"] == 3

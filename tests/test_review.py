@@ -43,6 +43,7 @@ from voc.review import (
     validate_reviews,
 )
 from voc.schema import TAGGED_COLUMNS
+from voc.urgency import with_alert_columns
 from voc.taxonomy import Taxonomy, TaxonomyRow, default_taxonomy, split_label
 
 S_MAJ, S_MIN = REVIEWER_LABEL_COLUMNS["subject"]
@@ -75,7 +76,7 @@ def make_tagged(sample_df: pl.DataFrame, month: str = "201911", *, seed: int = 0
         pl.lit(f"hybrid_v{seed}").alias("model_version"),
         pl.lit("").alias("flags"),
         pl.lit(f"full_20261201_02000{seed}").alias("run_id"),
-    ).select(TAGGED_COLUMNS)
+    ).pipe(with_alert_columns).select(TAGGED_COLUMNS)  # urgent, repeat_of (voc.urgency)
 
 
 def reorg_taxonomy(sample_df: pl.DataFrame) -> Taxonomy:
@@ -899,3 +900,101 @@ def test_taxonomy_knows_what_a_reorganisation_retired(sample_df):
     plain = default_taxonomy()
     assert plain.retired_majors("subject") == {} and len(plain.offered_rows("subject")) == 21
     assert plain.offered_rows("subject")[-1].label == "기타>기타"
+
+
+# --------------------------------------------------------------------------------------------
+# issue 21: reviewer cells are literal values or issues; rows with unknown voc_ids are reported
+
+NON_LITERAL = [
+    ("=VLOOKUP(B2,분류체계!A:B,2,FALSE)", "formula"),
+    ("=A1", "formula"),
+    ("#N/A", "error_value"),
+    ("#REF!", "error_value"),
+    ("2019-11-03", "date_value"),
+    ("2019-11-03 09:30:00", "date_value"),
+    ("3", "number_value"),
+    ("-1.5", "number_value"),
+]
+
+
+@pytest.mark.parametrize(("cell", "code"), NON_LITERAL)
+def test_non_literal_reviewer_cell_is_an_issue_never_a_label_nor_a_confirmation(tagged, rows, tax, cell, code):
+    """A done row whose 검수_ cell holds a formula, an error, a date or a number: reported with
+    row, column and value, and the model's tag of that dimension is not confirmed; the other
+    dimension (empty cells) still is."""
+    ids = rows[COL_VOC_ID].to_list()
+    vid = ids[4]
+    sheet = set_cells(rows, {vid: {S_MIN: cell, COL_DONE: "Y"}})
+    validated, issues = validate_reviews(sheet, tax)
+    mine = [i for i in issues if i.voc_id == vid]
+    assert [(i.sheet_row, i.column, i.value, i.code) for i in mine] == [(6, S_MIN, cell, code)]
+    assert cell.strip() in mine[0].message
+    assert validated.row(4, named=True)["subject_status"] == "invalid"
+    out, st = merge_reviews(tagged, sheet, tax)
+    r = out.filter(pl.col("voc_id") == vid).row(0, named=True)
+    assert not r["subject_reviewed"] and r["subject_source"] == "model", "a non-literal cell confirmed the model's tag"
+    assert r["work_reviewed"]  # empty work cells of a done row still confirm
+    assert any(i.code == code and i.voc_id == vid for i in st.issues)
+
+
+def test_a_number_that_is_a_class_name_is_a_value(tagged, rows):
+    tax2 = default_taxonomy().with_labels("subject", ["시설>2019"])
+    vid = rows[COL_VOC_ID].to_list()[0]
+    validated, issues = validate_reviews(set_cells(rows, {vid: {S_MIN: "2019", COL_DONE: "Y"}}), tax2)
+    assert not issues and validated.row(0, named=True)["review_subject_minor"] == "2019"
+
+
+@pytest.mark.parametrize(("cell", "code"), [("=IF(A2<>\"\",\"Y\",\"N\")", "formula"), ("#VALUE!", "error_value")])
+def test_formula_or_error_in_done_or_group_apply_is_reported_and_not_done(tagged, rows, tax, cell, code):
+    ids = rows[COL_VOC_ID].to_list()
+    sheet = set_cells(rows, {ids[0]: {COL_DONE: cell}, ids[1]: {COL_DONE: "Y", COL_GROUP: "g1", COL_GROUP_APPLY: cell}})
+    validated, issues = validate_reviews(sheet, tax)
+    assert [(i.sheet_row, i.column, i.code) for i in issues] == [(2, COL_DONE, code), (3, COL_GROUP_APPLY, code)]
+    assert validated["is_done"].to_list()[:2] == [False, True] and not validated["group_apply"][1]
+    out, _ = merge_reviews(tagged, sheet, tax)
+    assert not out.filter(pl.col("voc_id") == ids[0])["is_reviewed"][0]
+
+
+def test_formula_in_voc_id_ignores_the_row(rows, tax):
+    sheet = set_cells(rows, {rows[COL_VOC_ID][0]: {COL_DONE: "Y"}}).with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("=A1+1")).otherwise(pl.col(COL_VOC_ID)).alias(COL_VOC_ID)
+    )
+    validated, issues = validate_reviews(sheet, tax)
+    assert validated["ignored"][0] and [(i.sheet_row, i.column, i.code) for i in issues] == [(2, COL_VOC_ID, "formula")]
+
+
+def test_memo_formula_is_kept_as_text_not_reported(rows, tax):
+    vid = rows[COL_VOC_ID][0]
+    validated, issues = validate_reviews(set_cells(rows, {vid: {COL_MEMO: "=1+1", COL_DONE: "Y"}}), tax)
+    assert not issues and validated["review_memo"][0] == "=1+1"
+
+
+def test_unknown_and_changed_voc_ids_are_reported(rows):
+    from voc.review import unknown_voc_id_issues
+
+    known = rows[COL_VOC_ID].to_list()
+    added = pl.DataFrame({c: [""] for c in rows.columns}).with_columns(
+        pl.lit("99999").alias(COL_VOC_ID), pl.lit("Y").alias(COL_DONE), pl.lit("시설").alias(S_MAJ)
+    )
+    changed = rows.with_columns(
+        pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("70000")).otherwise(pl.col(COL_VOC_ID)).alias(COL_VOC_ID)
+    )
+    sheet = pl.concat([changed, added])
+    issues = unknown_voc_id_issues(sheet, known)
+    assert [(i.sheet_row, i.column, i.value, i.code) for i in issues] == [
+        (4, COL_VOC_ID, "70000", "unknown_voc_id"),
+        (sheet.height + 1, COL_VOC_ID, "99999", "unknown_voc_id"),
+    ]
+    assert "99999" in issues[1].message
+    assert unknown_voc_id_issues(rows, known) == []
+
+
+def test_issues_name_the_spreadsheet_row_of_a_subset(rows, tax):
+    """One building's rows of the month's sheet: issues name their rows in the whole sheet."""
+    vid = rows[COL_VOC_ID][3]
+    sheet = set_cells(rows, {vid: {S_MIN: "#N/A", COL_DONE: "Y"}})
+    part = sheet.with_row_index("i", offset=2).filter(pl.col(COL_VOC_ID) == vid)
+    _, issues = validate_reviews(part.drop("i"), tax, row_numbers=part["i"].to_list())
+    assert [i.sheet_row for i in issues] == [5]
+    with pytest.raises(ReviewSheetError, match="row_numbers"):
+        validate_reviews(sheet, tax, row_numbers=[2])

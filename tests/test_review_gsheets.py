@@ -24,6 +24,7 @@ from test_review import HOSTILE, make_tagged, set_cells
 
 from config.settings import ReviewSettings, VocSettings
 from flows.review_backends import (
+    DONE_CHOICES,
     GUIDE_SHEET,
     PROTECTION_NOTE,
     GSheetsReviewBackend,
@@ -117,6 +118,8 @@ def test_write_read_round_trip_with_layout_requests(standin, rows, tax):
     kinds = [next(iter(r)) for r in requests]
     props = requests[0]["updateSheetProperties"]["properties"]
     assert props["title"] == "201911" and props["gridProperties"]["frozenRowCount"] == 1
+    # issue 22: the columns left of the first 검수_ column stay put (voc_id, 제목, the model's tags)
+    assert props["gridProperties"]["frozenColumnCount"] == REVIEW_COLUMNS.index(REVIEWER_COLUMNS[0]) == 18
     assert props["gridProperties"]["rowCount"] == rows.height + 1
     assert props["gridProperties"]["columnCount"] == len(REVIEW_COLUMNS)
     lists = dropdown_lists(tax)
@@ -128,7 +131,7 @@ def test_write_read_round_trip_with_layout_requests(standin, rows, tax):
         rule = validations[REVIEW_COLUMNS.index(name)]
         assert rule["condition"]["type"] == "ONE_OF_LIST" and rule["strict"] and rule["showCustomUi"]
         assert [v["userEnteredValue"] for v in rule["condition"]["values"]] == lists[name]
-    assert [v["userEnteredValue"] for v in validations[REVIEW_COLUMNS.index(COL_DONE)]["condition"]["values"]] == ["Y", "N"]
+    assert [v["userEnteredValue"] for v in validations[REVIEW_COLUMNS.index(COL_DONE)]["condition"]["values"]] == list(DONE_CHOICES)
     # 중분류: one list per data row, the minors of that row's (model) major
     for dim in ("subject", "work"):
         per_row = row_lists(requests, REVIEW_COLUMNS.index(REVIEWER_LABEL_COLUMNS[dim][1]))
@@ -406,3 +409,35 @@ def test_per_row_minor_lists_follow_the_rows_major(standin, sample_df):
     assert not any(r["strict"] for r in rules), "a changed 대분류 must not block typing the right 중분류"
     sheets = standin.spreadsheets[sid]
     assert len(sheets.sheet(title="201911").protected) == 1 and len(sheets.sheet(title=GUIDE_SHEET).protected) == 1
+
+
+def test_formula_in_a_reviewer_cell_is_read_as_its_formula_and_reported(standin, rows, tax, sample_df):
+    """Issue 21. Sheets returns a formula's computed value (the stand-in: ``""``, nothing is
+    evaluated) in formatted reads; a done row then confirmed the model's tag. The backend also
+    reads ``valueRenderOption=FORMULA`` and gives the formula text, which validation reports;
+    a rerun's update leaves the reviewer's formula where it is."""
+    from voc.review import merge_reviews
+
+    title = "VOC {yyyymm} formulas"
+    b = make_backend(standin, spreadsheet_title_template=title)
+    b.write_month(MONTH, rows, tax)
+    sid = b._ids[title.format(yyyymm="201911")]
+    col = {c: j for j, c in enumerate(REVIEW_COLUMNS)}
+    formula = '=VLOOKUP(B2,분류체계!A:B,2,FALSE)'
+    standin.set_cell(sid, "201911", 1, col[S_MIN], {"formula": formula})
+    standin.set_cell(sid, "201911", 1, col[COL_DONE], "Y")
+    standin.set_cell(sid, "201911", 2, col[COL_DONE], {"formula": '=IF(A3="","Y","N")'})
+    back = b.read_month(MONTH)
+    assert back[S_MIN][0] == formula and back[COL_DONE][1] == '=IF(A3="","Y","N")'
+    assert back[COL_TITLE].to_list() == rows[COL_TITLE].to_list()  # other cells: formatted values as before
+    tagged = make_tagged(sample_df)
+    out, st = merge_reviews(tagged, back, tax)
+    assert [(i.sheet_row, i.column, i.value, i.code) for i in st.issues] == [
+        (2, S_MIN, formula, "formula"),
+        (3, COL_DONE, '=IF(A3="","Y","N")', "formula"),
+    ]
+    first = out.filter(pl.col("voc_id") == back[COL_VOC_ID][0]).row(0, named=True)
+    assert not first["subject_reviewed"] and first["work_reviewed"]
+    assert not out.filter(pl.col("voc_id") == back[COL_VOC_ID][1])["is_reviewed"][0]
+    b.update_month(MONTH, lambda existing: merge_into_sheet(existing, rows), tax)
+    assert standin.values(sid, "201911")[1][col[S_MIN]] == {"formula": formula}, "the reviewer's formula was overwritten"

@@ -15,12 +15,17 @@ from openpyxl.utils import get_column_letter
 from test_review import HOSTILE, make_tagged, reorg_taxonomy, set_cells
 
 from flows.review_backends import (
+    COLUMN_WIDTHS,
+    DONE_CHOICES,
     GUIDE_SHEET,
+    SCREEN_WIDTH,
+    SHEET_ZOOM,
     TAXONOMY_SHEET,
     ReviewBackend,
     ReviewBackendError,
     XlsxReviewBackend,
     dropdown_lists,
+    frozen_columns,
     list_name,
 )
 from flows.resources import open_review_backend
@@ -118,7 +123,7 @@ def test_frozen_header_styling_and_flat_lists(backend, rows, tax):
     ws = wb["201911"]
     assert wb.sheetnames == ["201911", GUIDE_SHEET, TAXONOMY_SHEET]
     assert wb[TAXONOMY_SHEET].sheet_state == "hidden"
-    assert ws.freeze_panes == "A2"
+    assert ws.freeze_panes == f"{get_column_letter(REVIEW_COLUMNS.index(S_MAJ) + 1)}2" == "S2"
     assert ws.auto_filter.ref == f"A1:{get_column_letter(len(REVIEW_COLUMNS))}{rows.height + 1}"
     header = [c.value for c in ws[1]]
     assert header == list(REVIEW_COLUMNS)
@@ -129,7 +134,7 @@ def test_frozen_header_styling_and_flat_lists(backend, rows, tax):
     for name in REVIEWER_COLUMNS:
         assert ws[f"{letter[name]}2"].fill.fgColor.rgb == "FFFFF2CC"
     assert ws.column_dimensions[letter["model_version"]].hidden
-    assert ws.column_dimensions[letter["요청내용"]].width == 60
+    assert ws.column_dimensions[letter["요청내용"]].width == 30
 
     lists = dropdown_lists(tax)  # the default taxonomy: nothing retired, every class offered, sorted
     assert sorted(lists[S_MAJ]) == sorted(tax.majors("subject")) and lists[S_MAJ][-1] == "기타"
@@ -144,7 +149,7 @@ def test_frozen_header_styling_and_flat_lists(backend, rows, tax):
         assert defined_values(wb, list_name(dim, 0)) == lists[REVIEWER_LABEL_COLUMNS[dim][1]]
     for name in (COL_DONE, "묶음 적용"):
         dv = dvs[f"{letter[name]}2:{letter[name]}{rows.height + 1}"]
-        assert dv.formula1 == '"Y,N"'
+        assert dv.formula1 == '"' + ",".join(DONE_CHOICES) + '"'
     # numbers and dates are real Excel types, ids are text
     assert isinstance(ws[f"{letter['신뢰도']}2"].value, (int, float))  # 0.00 comes back as 0
     assert ws[f"{letter['신뢰도']}2"].number_format == "0.00"
@@ -277,7 +282,8 @@ def test_dependent_dropdowns_protection_wrapping_and_guide(backend, reorg_tax, s
     # 검수_주제 중분류: INDIRECT of the list named after the row's 검수_주제 대분류
     dvs = {str(dv.sqref): dv for dv in ws.data_validations.dataValidation}
     dv = dvs[f"{letter[S_MIN]}2:{letter[S_MIN]}{last}"]
-    major_cell = f'IF(${letter[S_MAJ]}2="",${letter["주제 대분류"]}2,${letter[S_MAJ]}2)'  # the pick, else the model's
+    model_major = f'SUBSTITUTE(${letter["주제 대분류"]}2," (추정)","")'  # a guess without its marker
+    major_cell = f'IF(${letter[S_MAJ]}2="",{model_major},${letter[S_MAJ]}2)'  # the pick, else the model's
     match = f"MATCH({major_cell},{list_name('subject')},0)"
     assert dv.type == "list" and dv.showErrorMessage
     assert dv.formula1 == f'IF(ISNA({match}),{list_name("subject", 0)},INDIRECT("VOC_S_"&{match}))'
@@ -311,3 +317,183 @@ def test_dependent_dropdowns_protection_wrapping_and_guide(backend, reorg_tax, s
     table = {r[0]: r[2] for r in guide.iter_rows(values_only=True) if r[0] in REVIEW_COLUMNS}
     assert table == {c: COLUMN_GUIDE[c] for c in REVIEW_COLUMNS}
     assert guide.protection.sheet and backend.read_month(MONTH).equals(rows), "the data sheet is still the one read"
+
+
+def test_formulas_errors_dates_numbers_in_reviewer_cells_are_issues_not_labels(backend, rows, tax, sample_df):
+    """Issue 21. openpyxl (like pandas and scripts) saves a formula without a cached value: read
+    with values only it was an empty cell, and a done row with empty 검수_ cells confirmed the
+    model's tag. Now each such cell is read as typed and reported; nothing is confirmed by it."""
+    import datetime as dt
+
+    backend.write_month(MONTH, rows, tax)
+    wb = load(backend)
+    ws = wb["201911"]
+    header = [c.value for c in ws[1]]
+    col = {name: header.index(name) + 1 for name in header}
+    ws.cell(row=1, column=len(header) + 1).value = "메모2"  # a helper column a reviewer added
+    found = {  # sheet row → (column, cell value, what the sheet frame holds, issue code)
+        2: (S_MIN, "=VLOOKUP(B2,분류체계!A:B,2,FALSE)", "=VLOOKUP(B2,분류체계!A:B,2,FALSE)", "formula"),
+        3: (S_MAJ, "#N/A", "#N/A", "error_value"),
+        4: (W_MIN, dt.datetime(2019, 11, 3), "2019-11-03", "date_value"),
+        5: (S_MIN, 3, "3", "number_value"),
+        6: (COL_DONE, '=IF(A6="","Y","N")', '=IF(A6="","Y","N")', "formula"),
+    }
+    for r, (c, v, _, _) in found.items():
+        ws.cell(row=r, column=col[c]).value = v
+        if c != COL_DONE:
+            ws.cell(row=r, column=col[COL_DONE]).value = "Y"
+    ws.cell(row=7, column=col[COL_DONE]).value = "Y"  # a plain confirmation, for contrast
+    ws.cell(row=2, column=len(header) + 1).value = "=LEN(I2)"  # helper formula: its (missing) cached value
+    buf = io.BytesIO()
+    wb.save(buf)
+    backend.storage.write_bytes(backend.key(MONTH), buf.getvalue())
+
+    read = backend.read_month(MONTH)
+    assert [read[c][r - 2] for r, (c, _, _, _) in found.items()] == [text for _, _, text, _ in found.values()]
+    assert read["메모2"][0] == ""
+    tagged = make_tagged(sample_df)
+    out, st = merge_reviews(tagged, read, tax)
+    assert [(i.sheet_row, i.column, i.code) for i in st.issues] == [(r, c, code) for r, (c, _, _, code) in found.items()]
+    reviewed = {r["voc_id"]: r for r in out.iter_rows(named=True)}
+    ids = read[COL_VOC_ID].to_list()
+    for r, (c, _, _, _) in found.items():
+        row = reviewed[ids[r - 2]]
+        dim = "work" if c == W_MIN else "subject"
+        assert not row[f"{dim}_reviewed"], f"row {r}: {c} confirmed the model's tag"
+    assert reviewed[ids[2]]["subject_reviewed"] and not reviewed[ids[2]]["work_reviewed"]  # row 4: only the date's dimension
+    assert not reviewed[ids[4]]["is_reviewed"]  # row 6: a formula in 검수완료 is not done
+    assert reviewed[ids[5]]["subject_reviewed"] and reviewed[ids[5]]["work_reviewed"]  # row 7: Y alone confirms
+    # a rerun's merge keeps the cells as their text; they stay reported, never written as formulas
+    merged, _ = merge_into_sheet(read, rows)
+    backend.write_month(MONTH, merged, tax)
+    again = backend.read_month(MONTH)
+    assert again[S_MIN][0] == found[2][2]
+    assert load(backend)["201911"].cell(row=2, column=col[S_MIN]).data_type == "s"
+    assert [i.code for i in merge_reviews(tagged, again, tax)[1].issues] == [code for _, _, _, code in found.values()]
+
+
+def test_layout_fits_one_screen_frozen_at_the_first_reviewer_column(backend, rows, tax):
+    """Issue 22: the panes freeze at the first 검수_ column, so voc_id, 제목, 요청내용 and the
+    model's tags stay beside the reviewer cells; the frozen part plus the 검수 columns through
+    검수완료 fit one screen (337 units stood left of the first reviewer column before)."""
+    backend.write_month(MONTH, rows, tax)
+    ws = load(backend)["201911"]
+    header = [c.value for c in ws[1]]
+    k = frozen_columns(header)
+    assert header[k] == S_MAJ and ws.freeze_panes == f"{get_column_letter(k + 1)}2"
+    assert {COL_VOC_ID, COL_TITLE, "요청내용", *MODEL_COLUMNS} <= set(header[:k])
+    width = {name: ws.column_dimensions[get_column_letter(j + 1)].width for j, name in enumerate(header)}
+    assert width == {name: COLUMN_WIDTHS[name] for name in header}
+    on_screen = header[: header.index(COL_DONE) + 1]
+    assert sum(width[c] for c in on_screen) <= SCREEN_WIDTH, sum(width[c] for c in on_screen)
+    for name in header:  # headers wrap between words, never inside one
+        from flows.review_backends import _display_width
+
+        assert all(_display_width(w) <= width[name] - 1 for w in name.split()), name
+    assert ws.sheet_view.zoomScale == SHEET_ZOOM
+    assert ws[f"{get_column_letter(header.index(S_MAJ) + 1)}1"].alignment.wrap_text
+    assert ws.row_dimensions[1].height >= 30, "two-line headers"
+    # printed: landscape, one page wide, the header row on every page
+    assert ws.page_setup.orientation == "landscape" and ws.page_setup.fitToWidth == 1
+    assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.print_title_rows == "$1:$1"
+
+
+def test_done_dropdown_and_validation_accept_what_refresh_reads(backend, rows, tax):
+    """검수완료 / 묶음 적용: the list (= what the validation lets through) is exactly the values
+    ``voc refresh`` reads as done or not done, Y and N first."""
+    import unicodedata
+
+    from voc.review import DONE_VALUES, NOT_DONE_VALUES
+
+    assert DONE_CHOICES[:2] == ("Y", "N")
+    norm = {unicodedata.normalize("NFKC", v).strip().casefold() for v in DONE_CHOICES}
+    assert norm == (DONE_VALUES | NOT_DONE_VALUES) - {""} and len(norm) == len(DONE_CHOICES)
+    assert {v for v in DONE_CHOICES if is_done(v)} == {"Y", "예", "O", "✓", "1", "TRUE"}
+    backend.write_month(MONTH, rows, tax)
+    ws = load(backend)["201911"]
+    header = [c.value for c in ws[1]]
+    dvs = {str(dv.sqref): dv for dv in ws.data_validations.dataValidation}
+    for name in (COL_DONE, "묶음 적용"):
+        col = get_column_letter(header.index(name) + 1)
+        dv = dvs[f"{col}2:{col}{rows.height + 1}"]
+        assert dv.type == "list" and dv.showErrorMessage
+        assert dv.formula1.strip('"').split(",") == list(DONE_CHOICES)
+        assert len(dv.formula1) <= 255, "Excel's limit for an inline list"
+
+
+def test_minor_dropdown_of_a_guessed_major_strips_the_marker(backend, tax, sample_df):
+    """A keyword guess shows ``시설 (추정)``; the dependent 중분류 list looks it up without the
+    marker (``SUBSTITUTE``), so the reviewer gets that major's minors, not every minor."""
+    from voc.review import GUESS_SUFFIX
+
+    tagged = make_tagged(sample_df).with_columns(pl.lit("keyword").alias("work_source"))
+    guessed = build_review_rows(tagged, threshold=0.5)
+    backend.write_month(MONTH, guessed, tax)
+    wb = load(backend)
+    ws = wb["201911"]
+    header = [c.value for c in ws[1]]
+    letter = {name: get_column_letter(j + 1) for j, name in enumerate(header)}
+    model_major = ws[f"{letter['작업유형 대분류']}2"].value
+    assert model_major.endswith(GUESS_SUFFIX)
+    dv = {str(d.sqref): d for d in ws.data_validations.dataValidation}[f"{letter[W_MIN]}2:{letter[W_MIN]}{guessed.height + 1}"]
+    assert f'SUBSTITUTE(${letter["작업유형 대분류"]}2,"{GUESS_SUFFIX}","")' in dv.formula1
+    assert dv.formula1.count("SUBSTITUTE(") == 2 and len(dv.formula1) <= 255
+    # what the formula evaluates to: MATCH of the bare major in VOC_W_MAJORS names VOC_W_k
+    majors = defined_values(wb, list_name("work"))
+    bare = model_major.replace(GUESS_SUFFIX, "")
+    k = majors.index(bare) + 1
+    assert defined_values(wb, list_name("work", k)) == sorted(tax.minors("work", bare), key=lambda m: (m == "기타", m))
+
+
+@pytest.mark.slow
+def test_workbook_renders_in_libreoffice_with_id_title_and_review_headers_on_page_one(backend, tax, sample_df, tmp_path):
+    """LibreOffice (headless) opens the workbook: page 1 of its PDF shows the id/title headers
+    and the 검수 headers (one page wide), page 1 renders to a PNG, and LibreOffice's own
+    evaluation of the 중분류 list formula gives a guessed major's minors, not every minor."""
+    import shutil
+    import subprocess
+
+    soffice = shutil.which("soffice") or shutil.which("libreoffice")
+    if soffice is None or shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None:
+        pytest.skip("needs LibreOffice (apt-get install -y libreoffice-calc) and poppler-utils")
+    tagged = make_tagged(sample_df).with_columns(pl.lit("keyword").alias("work_source"))
+    rows = build_review_rows(tagged, threshold=0.5)
+    backend.write_month(MONTH, rows, tax)
+    xlsx = tmp_path / "review.xlsx"
+    xlsx.write_bytes(backend.storage.read_bytes(backend.key(MONTH)))
+    profile = f"-env:UserInstallation=file://{tmp_path}/lo-profile"
+
+    def convert(src, fmt: str) -> None:
+        subprocess.run(
+            [soffice, profile, "--headless", "--convert-to", fmt, "--outdir", str(tmp_path), str(src)],
+            check=True, timeout=240, capture_output=True,
+        )
+
+    convert(xlsx, "pdf")
+    pdf = tmp_path / "review.pdf"
+    assert pdf.stat().st_size > 0
+    page1 = subprocess.run(
+        ["pdftotext", "-f", "1", "-l", "1", "-layout", str(pdf), "-"], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    compact = "".join(page1.split())
+    for head in (COL_VOC_ID, COL_TITLE, "검수완료", "검수_주제", "검수_작업유형"):
+        assert head in compact, (head, page1[:400])
+    subprocess.run(["pdftoppm", "-f", "1", "-l", "1", "-r", "50", "-png", str(pdf), str(tmp_path / "page")], check=True, timeout=120)
+    pngs = sorted(tmp_path.glob("page*.png"))
+    assert pngs and pngs[0].stat().st_size > 1000
+
+    # LibreOffice evaluates the 중분류 validation formula of row 2 (a guessed work major)
+    wb = openpyxl.load_workbook(xlsx)
+    ws = wb["201911"]
+    header = [c.value for c in ws[1]]
+    col = get_column_letter(header.index(W_MIN) + 1)
+    dv = next(d for d in ws.data_validations.dataValidation if str(d.sqref).startswith(f"{col}2:"))
+    check = wb.create_sheet("check", 0)
+    check["A1"] = "=ROWS(" + dv.formula1.replace("$", "'201911'!$") + ")"
+    wb.active = 0
+    probe = tmp_path / "probe.xlsx"
+    wb.save(probe)
+    convert(probe, "csv")
+    n_listed = int(float((tmp_path / "probe.csv").read_text(encoding="utf-8").splitlines()[0].strip('"')))
+    bare = ws[f"{get_column_letter(header.index('작업유형 대분류') + 1)}2"].value.split(" (")[0]
+    assert n_listed == len(tax.minors("work", bare)) < len(dropdown_lists(tax)[W_MIN])

@@ -26,6 +26,26 @@ def test_duplicate_ids_can_be_an_error(sample_raw):
         validate_voc_frame(sample_raw, on_duplicate="error")
 
 
+def test_one_voc_id_in_two_buildings_is_refused_naming_rows_id_and_buildings(sample_raw):
+    """Merging would silently drop one building's VOC (voc_id is unique in PostgreSQL)."""
+    moved = sample_raw.with_columns(
+        pl.when(pl.int_range(0, pl.len()) == 49).then(pl.lit("1")).otherwise(pl.col("building_id")).alias("building_id")
+    )
+    msg = r"^rows 49 and 50: voc_id '5588' is in two buildings, building_id '2' \(row 49\) and '1' \(row 50\)"
+    for how in ("merge", "error"):
+        with pytest.raises(VOCInputError, match=msg):
+            validate_voc_frame(moved, on_duplicate=how)
+    # a real VOC of building 1 repeated as building 2's at the end of the file
+    row = sample_raw.filter(pl.col("building_id") == "1").head(1)
+    twice = pl.concat([sample_raw, row.with_columns(pl.lit("2").alias("building_id"))])
+    vid = row["voc_id"][0]
+    first = sample_raw["voc_id"].to_list().index(vid) + 1
+    with pytest.raises(VOCInputError, match=rf"rows {first} and 1055: voc_id '{vid}' is in two buildings, building_id '1' .* and '2'"):
+        validate_voc_frame(twice)
+    # within one building the same id stays one merged VOC
+    assert validate_voc_frame(pl.concat([sample_raw, row])).height == 996
+
+
 def test_missing_column_is_named(sample_raw):
     with pytest.raises(VOCInputError, match="missing column.*'reply'"):
         validate_voc_frame(sample_raw.drop("reply"))

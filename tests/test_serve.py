@@ -52,6 +52,17 @@ TAG_FIELDS = (
 )
 
 
+
+def _as_answered(row: dict) -> dict:
+    """A batch-path tag row as the API answers it: a keyword guess (``{dim}_source ==
+    "keyword"``) has ``{dim}_estimated`` true and no confidence. Changes and returns ``row``."""
+    for dim in ("subject", "work"):
+        row[f"{dim}_estimated"] = row[f"{dim}_source"] == "keyword"
+        if row[f"{dim}_estimated"]:
+            row[f"{dim}_confidence"] = None
+    return row
+
+
 @dataclass
 class Store:
     root: Path
@@ -121,7 +132,9 @@ def _plain_rows(sample_df: pl.DataFrame, n: int, *, with_reply: bool) -> pl.Data
 
 def test_same_tags_as_the_batch_path(client: TestClient, store: Store, sample_df: pl.DataFrame) -> None:
     """A VOC gets the tags the monthly run gives it with the same tagger: registration variant
-    without a reply (batch = tag_frame with that tagger), reply-aware with one."""
+    without a reply (batch = tag_frame with that tagger), reply-aware with one. A keyword guess
+    (the sample has no work-type labels: ``work_source == "keyword"``) is answered as a guess:
+    ``work_estimated`` true and no confidence."""
     with_reply = _plain_rows(sample_df, 25, with_reply=True)
     assert with_reply.height == 25
     for variant, tagger, rows, send_reply in (
@@ -131,6 +144,8 @@ def test_same_tags_as_the_batch_path(client: TestClient, store: Store, sample_df
         batch = tag_frame(rows, tagger, run_id="t").select(*TAG_FIELDS, pl.col("flags").str.split(";")).to_dicts()
         for b in batch:
             b["flags"] = [f for f in b["flags"] if f]
+            _as_answered(b)
+        assert any(b["work_estimated"] for b in batch) and not any(b["subject_estimated"] for b in batch)
         bodies = [
             {"title": r["title"], "request_contents": r["request_contents"], **({"reply": r["reply"]} if send_reply else {})}
             for r in rows.iter_rows(named=True)
@@ -139,11 +154,43 @@ def test_same_tags_as_the_batch_path(client: TestClient, store: Store, sample_df
         many = client.post("/v1/tag:batch", json={"items": bodies}, headers=AUTH).json()["results"]
         for got in (single, many):
             assert [g["variant"] for g in got] == [variant] * rows.height
-            assert [{k: g[k] for k in (*TAG_FIELDS, "flags")} for g in got] == batch
+            assert [{k: g[k] for k in (*TAG_FIELDS, "subject_estimated", "work_estimated", "flags")} for g in got] == batch
     # the two variants read different texts: they disagree somewhere (else the test proves nothing)
     reg = tag_frame(with_reply, store.registration, run_id="t")["subject_confidence"].to_list()
     rep = tag_frame(with_reply, store.reply, run_id="t")["subject_confidence"].to_list()
     assert reg != rep
+
+
+def test_keyword_guesses_are_documented_in_the_openapi_schema(client: TestClient) -> None:
+    """The answer's schema says which tags are guesses: ``*_estimated`` booleans, and the
+    confidences say they are null for a guess."""
+    props = client.app.openapi()["components"]["schemas"]["TagResult"]["properties"]
+    for dim in ("subject", "work"):
+        assert props[f"{dim}_estimated"]["type"] == "boolean"
+        assert "keyword guess" in props[f"{dim}_estimated"]["description"]
+        assert "null when" in props[f"{dim}_confidence"]["description"]
+        assert "keyword" in props[f"{dim}_source"]["description"]
+
+
+def test_suggested_replies_are_masked_replies_of_similar_training_vocs(client: TestClient, store: Store, sample_df: pl.DataFrame) -> None:
+    """A VOC worded like a replied training VOC gets that VOC's reply as the first draft, masked;
+    an unrelated text gets no draft (below the similarity threshold). Issue 25."""
+    from voc.replies import MIN_SIMILARITY, mask_reply
+
+    pool = store.registration.evidence_pool
+    replied = [(i, r) for i, r in zip(pool.ids, pool.replies) if r and "년" in r]
+    vid, reply = replied[0]
+    row = sample_df.filter(pl.col("voc_id") == vid).row(0, named=True)
+    r = client.post("/v1/tag", headers=AUTH, json={"title": row["title"], "request_contents": row["request_contents"]})
+    assert r.status_code == 200, r.text
+    got = r.json()["suggested_replies"]
+    assert 1 <= len(got) <= 3 and got[0]["voc_id"] == vid and got[0]["similarity"] >= MIN_SIMILARITY
+    assert got[0]["draft"] == mask_reply(reply.strip()) and got[0]["draft"] != reply.strip()
+    assert [g["similarity"] for g in got] == sorted((g["similarity"] for g in got), reverse=True)
+    none = client.post("/v1/tag", headers=AUTH, json={"title": "가나다", "request_contents": "라마바"}).json()
+    assert none["suggested_replies"] == []
+    schema = client.app.openapi()["components"]["schemas"]
+    assert "draft" in schema["SuggestedReply"]["example"]
 
 
 def test_blank_reply_uses_the_registration_tagger_and_batch_keeps_order(client: TestClient, sample_df: pl.DataFrame) -> None:
@@ -165,10 +212,11 @@ def test_empty_and_dirty_texts_are_tagged_and_flagged(client: TestClient) -> Non
     assert r.status_code == 200
     body = r.json()
     assert body["flags"] == ["empty_text"]
-    assert body["subject_confidence"] == 0.0 and body["work_confidence"] == 0.0
+    assert body["subject_confidence"] == 0.0 and not body["subject_estimated"]
+    assert body["work_confidence"] is None and body["work_estimated"]  # a keyword guess: no number at all
     assert body["subject_major"] and body["work_minor"]  # still tagged (fallback class), as in batch
     dirty = client.post(
-        "/v1/tag", json={"title": "<b>주차장</b> 조명\x00 고장 😀", "request_contents": "지하 2층 조명이 꺼졌습니다 010-1234-5678"}, headers=AUTH
+        "/v1/tag", json={"title": "<b>주차장</b> 조명\x07 고장 😀", "request_contents": "지하 2층 조명이 꺼졌습니다 010-1234-5678"}, headers=AUTH
     ).json()
     assert set(dirty["flags"]) == {"control", "emoji", "html"}
 
@@ -202,6 +250,42 @@ def test_bad_batches(client: TestClient) -> None:
     assert r.status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("raw", "loc"),
+    [
+        (b'{"title": "\\ud800", "request_contents": "x"}', ["body", "title"]),  # a JSON escape of a lone surrogate
+        (b'{"title": "x", "request_contents": "ab\\udfff"}', ["body", "request_contents"]),
+        (b'{"title": "x", "request_contents": "y", "reply": "\\udc80"}', ["body", "reply"]),
+        ('{"title": "가로등", "request_contents": "꺼짐 '.encode() + b"\xff\xfe" + '고장"}'.encode(), ["body", "request_contents"]),
+        (b'{"title": "\xc3\x28", "request_contents": "x"}', ["body", "title"]),  # a truncated 2-byte sequence
+        (b'{"title": "a\\u0000b", "request_contents": "x"}', ["body", "title"]),  # NUL
+        (b'{"title": "x", "request_contents": "y", "voc_id": "\\ud800"}', ["body", "voc_id"]),
+    ],
+    ids=["surrogate-title", "surrogate-request", "surrogate-reply", "bad-utf8", "bad-utf8-2", "nul", "surrogate-id"],
+)
+def test_text_that_is_not_unicode_is_422_naming_the_field(client: TestClient, raw: bytes, loc: list) -> None:
+    """A lone surrogate, invalid UTF-8 or a NUL is a 422 naming the field (was: 500 / 400)."""
+    r = client.post("/v1/tag", content=raw, headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert [e["loc"] for e in r.json()["detail"]] == [loc]
+    r.content.decode("utf-8")  # the answer itself is valid UTF-8
+
+
+def test_a_batch_names_the_item_that_is_not_unicode(client: TestClient) -> None:
+    one = '{"title": "가로등 고장", "request_contents": "꺼져 있습니다"}'
+    items = [one] * 3 + ['{"title": "\\ud800", "request_contents": "x"}', one, '{"title": "x", "request_contents": "a\\u0000"}']
+    r = client.post("/v1/tag:batch", content=('{"items": [' + ", ".join(items) + "]}").encode(), headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert [e["loc"] for e in detail] == [["body", "items", 3, "title"], ["body", "items", 5, "request_contents"]]
+    assert "surrogate" in detail[0]["msg"] and "NUL" in detail[1]["msg"]
+    # a BOM before the body is still fine, and a bad byte outside any string is a JSON error
+    ok = client.post("/v1/tag", content=b"\xef\xbb\xbf" + one.encode(), headers={**AUTH, "content-type": "application/json"})
+    assert ok.status_code == 200
+    r = client.post("/v1/tag", content=b'{"title": "x", \xff "request_contents": "y"}', headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
+
+
 def test_body_over_the_limit_is_413(client: TestClient) -> None:
     big = {"title": "x", "request_contents": "가" * 22_000}  # 66 KB of UTF-8
     assert len(json.dumps(big, ensure_ascii=False).encode()) > 65_536
@@ -219,6 +303,15 @@ def test_body_over_the_limit_is_413(client: TestClient) -> None:
         ("/v1/tag", {"Authorization": "Bearer wrong-key"}),
         ("/v1/tag", {"Authorization": f"Basic {KEY}"}),
         ("/v1/tag", {"Authorization": "Bearer "}),
+        ("/v1/tag", {"Authorization": f" Bearer {KEY}"}),  # RFC 6750 §2.1: nothing around the credentials
+        ("/v1/tag", {"Authorization": f"Bearer {KEY} "}),
+        ("/v1/tag", {"Authorization": f"Bearer\t{KEY}"}),  # 1*SP: spaces only
+        ("/v1/tag", {"Authorization": f"Bearer{KEY}"}),
+        ("/v1/tag", {"Authorization": f"Bearer {KEY},x"}),  # outside b64token
+        ("/v1/tag", {"Authorization": f"Bearer {KEY}=a"}),  # "=" only at the end
+        ("/v1/tag", {"Authorization": f"Bearer Bearer {KEY}"}),
+        ("/v1/tag", {"Authorization": f"Token {KEY}"}),
+        ("/v1/tag", [("Authorization", "Bearer wrong"), ("Authorization", f"Bearer {KEY}")]),  # repeated
         ("/v1/tag:batch", {"Authorization": f"Bearer {KEY}x"}),
         ("/v1/admin/reload", {"Authorization": f"Bearer {KEY}"}),  # a tagging key is no admin key
     ],
@@ -227,6 +320,54 @@ def test_no_or_wrong_key_is_401(client: TestClient, path: str, headers: dict) ->
     r = client.post(path, json={"title": "x", "request_contents": "y"}, headers=headers)
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
     assert KEY not in r.text
+
+
+@pytest.mark.parametrize("value", [f"Bearer {KEY}", f"bearer {KEY}", f"BEARER {KEY}", f"Bearer   {KEY}"])
+def test_bearer_credentials_of_rfc_6750(client: TestClient, value: str) -> None:
+    """``"Bearer" 1*SP b64token``; the scheme is case-insensitive (RFC 7235 §2.1)."""
+    assert client.post("/v1/tag", json={"title": "x", "request_contents": "y"}, headers={"Authorization": value}).status_code == 200
+
+
+def test_a_key_that_no_header_can_carry_is_refused_at_start(store: Store, tmp_path: Path) -> None:
+    from flows.serve import BEARER_CREDENTIALS, check_settings
+
+    assert BEARER_CREDENTIALS.fullmatch(b"Bearer abc-._~+/09==") and not BEARER_CREDENTIALS.fullmatch(b"Bearer ab=c")
+    for bad in (" lead", "has space", "ключ", "semi;colon"):
+        with pytest.raises(ServeConfigError, match=r"API_KEYS\[0\].*b64token") as ei:
+            check_settings(_settings(store, tmp_path, api_keys=[SecretStr(bad)]))
+        assert bad not in str(ei.value)
+
+
+def test_access_log_never_shows_the_query_string(client: TestClient) -> None:
+    """uvicorn's access line with a key in the query: the path alone is written, through the
+    access handler of ``voc serve``'s log config and through the filter :func:`create_app` puts
+    on uvicorn's access logger (the ``client`` fixture made an app)."""
+    import io
+    import logging
+
+    from uvicorn.logging import AccessFormatter
+
+    from flows.serve import PathOnlyAccessLog, log_config
+
+    conf = log_config()
+    assert conf["handlers"]["access"]["filters"] == ["path_only"]
+    assert conf["filters"]["path_only"]["()"] == "flows.serve.PathOnlyAccessLog"
+    access = logging.getLogger("uvicorn.access")
+    assert any(isinstance(f, PathOnlyAccessLog) for f in access.filters)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(AccessFormatter(conf["formatters"]["access"]["fmt"], use_colors=False))
+    old_level = access.level
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    try:
+        access.info('%s - "%s %s HTTP/%s" %d', "10.0.0.1:5000", "POST", f"/v1/tag?api_key={KEY}&x=1", "1.1", 200)
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(old_level)
+    assert out.getvalue().strip() == 'INFO:     10.0.0.1:5000 - "POST /v1/tag HTTP/1.1" 200 OK'
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', ("c", "GET", "/healthz?k=1", "1.1", 200), None)
+    assert PathOnlyAccessLog().filter(record) and record.getMessage() == 'c - "GET /healthz HTTP/1.1" 200'
 
 
 def test_probes_need_no_key_and_admin_key_also_tags(client: TestClient) -> None:
@@ -272,8 +413,8 @@ def test_admin_reload_swaps_to_an_old_single_variant_model(store: Store, tmp_pat
                 "voc_id": ["a"], "building_id": ["1"], "building_name": [""], "created_at": ["2026-01-01"],
                 "title": ["가로등 고장"], "request_contents": ["꺼져 있어요"], "reply": [""],
             }))
-            expected = tag_frame(frame, tagger, run_id="t").select(TAG_FIELDS).to_dicts()[0]
-            assert {k: no_reply[k] for k in TAG_FIELDS} == expected
+            expected = _as_answered(tag_frame(frame, tagger, run_id="t").select(TAG_FIELDS).to_dicts()[0])
+            assert {k: no_reply[k] for k in expected} == expected
             assert 'voc_serve_model_info{model_version="linear_20260101_000000",variants="reply,registration"} 0.0' in c.get("/metrics").text
         finally:
             write_champion(LocalStorage(store.root), PREFIX, {"kind": "linear", "version": "20260101_000000", "name": PAIR})
@@ -454,6 +595,7 @@ def test_real_server_keys_logs_and_swap_under_traffic(store: Store, tmp_path: Pa
         with httpx.Client(base_url=url, timeout=30) as c:
             assert c.get("/healthz").status_code == 200
             assert c.get("/readyz").json()["model_version"] == PAIR
+            assert c.get("/healthz", params={"api_key": KEY}).status_code == 200  # a key in the query: not logged
             wrong = "wrong-key-9b8c7d"
             r = c.post("/v1/tag", json={"title": "x", "request_contents": "y"}, headers={"Authorization": f"Bearer {wrong}"})
             assert r.status_code == 401
@@ -497,7 +639,8 @@ def test_real_server_keys_logs_and_swap_under_traffic(store: Store, tmp_path: Pa
             assert 'voc_serve_model_checks_total{result="swapped"} 2.0' in c.get("/metrics").text
     text = log.read_text(errors="replace")
     assert "401" in text and "wrong key" in text and f"serving model {SINGLE}" in text
-    assert wrong not in text and KEY not in text and ADMIN not in text
+    assert '"GET /healthz HTTP/1.1" 200' in text  # the access log is on, path only
+    assert wrong not in text and KEY not in text and ADMIN not in text and "api_key" not in text
 
 
 @pytest.mark.slow
@@ -612,3 +755,55 @@ def test_train_flow_stores_both_variants_and_gates_the_pair(store: Store, tmp_pa
     assert summary["status"] == ("champion" if again.promote else "candidate") == meta["status"]
     assert summary["decision"] == again.reason
     assert read_champion(LocalStorage(root), PREFIX)["name"] == (summary["model"] if again.promote else SINGLE)
+
+
+@pytest.fixture(scope="module")
+def docs_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """An app over empty storage (no model: /docs and the schema need none)."""
+    root = tmp_path_factory.mktemp("serve-docs")
+    conf = ServeSettings(api_keys=[SecretStr(KEY)], reload_interval_s=3600.0)
+    app = create_app(VocSettings(storage=str(root), model={"cache_dir": root / "cache"}, serve=conf))
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_their_assets_from_the_service(docs_client: TestClient, page: str) -> None:
+    """Issue 22: Swagger UI and ReDoc work without internet: every script, stylesheet and icon the
+    page references is a local path that the service answers with 200 (no CDN)."""
+    html = docs_client.get(page)
+    assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']|(?:url|openapi_url)\s*:\s*["']([^"']+)["']""", html.text)
+    urls = [a or b for a, b in urls]
+    assets = [u for u in urls if u.endswith((".js", ".css", ".png", ".ico"))]
+    assert len(assets) >= (3 if page == "/docs" else 2), urls
+    assert not [u for u in urls if "://" in u or u.startswith("//")], "no external URL: " + ", ".join(urls)
+    for u in {*assets, "/openapi.json"}:
+        r = docs_client.get(u)
+        assert r.status_code == 200 and len(r.content) > 100, u
+
+
+def test_openapi_declares_bearer_auth_and_the_error_answers(docs_client: TestClient) -> None:
+    """The schema declares the HTTP bearer scheme on the /v1 paths and documents 401, 413, 422 and
+    503 with an example each, in the bodies the service really sends."""
+    spec = docs_client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["bearer"]["description"],
+    }
+    for path in ("/v1/tag", "/v1/tag:batch", "/v1/admin/reload"):
+        assert spec["paths"][path]["post"]["security"] == [{"bearer": []}], path
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert "security" not in spec["paths"][path]["get"], path
+    for path in ("/v1/tag", "/v1/tag:batch"):
+        responses = spec["paths"][path]["post"]["responses"]
+        for code in ("401", "413", "422", "503"):
+            example = responses[code]["content"]["application/json"]["example"]
+            assert "detail" in example and responses[code]["description"], (path, code)
+        assert responses["401"]["content"]["application/json"]["example"]["detail"] == "missing or wrong API key"
+        assert isinstance(responses["422"]["content"]["application/json"]["example"]["detail"], list)
+        assert "Retry-After" in responses["503"]["headers"]
+    # the documented bodies are the real ones
+    r = docs_client.post("/v1/tag", json={"title": "t", "request_contents": "r"})
+    assert r.status_code == 401 and r.json() == {"detail": "missing or wrong API key"}
+    r = docs_client.post("/v1/tag", json={"title": "t", "request_contents": "r"}, headers=AUTH)
+    assert r.status_code == 503 and r.json()["detail"].startswith("no model loaded yet") and r.headers["retry-after"]

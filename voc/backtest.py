@@ -263,8 +263,35 @@ def backtest_labels(
             "error_auroc": m["error_auroc"],
             "review_threshold": m["review_threshold"],
             "review_share": m["review_share"],
+            **_month_view(test_df[te_idx], y_test, pred, train_df),
         }
     return out
+
+
+def _month_view(test: pl.DataFrame, y_test: Sequence[str], pred: Sequence[str], train: pl.DataFrame) -> dict[str, Any]:
+    """Per test month ``{month: {n, accuracy}}``, the worst month's accuracy and name (months of at
+    least :data:`voc.recipes.MIN_MONTH_WEIGHT` VOCs), and the accuracy with every near-duplicate
+    group counted once (``accuracy_groups_once``; :func:`voc.recipes.group_weights`)."""
+    from voc.groups import fit_group_vectorizer, group_texts, near_duplicate_groups
+    from voc.recipes import MIN_MONTH_WEIGHT, group_weights
+
+    correct = np.asarray(y_test, dtype=object) == np.asarray(pred, dtype=object)
+    months = test["created_at"].dt.strftime("%Y-%m").to_list()
+    by_month: dict[str, dict[str, Any]] = {}
+    for m in sorted(set(months)):
+        sel = np.array([x == m for x in months])
+        by_month[m] = {"n": int(sel.sum()), "accuracy": round(float(correct[sel].mean()), 4)}
+    counted = {m: v for m, v in by_month.items() if v["n"] >= MIN_MONTH_WEIGHT}
+    worst = min(counted, key=lambda m: counted[m]["accuracy"]) if counted else None
+    history = group_texts(train)
+    vec = fit_group_vectorizer(history) if any(t.strip() for t in history) else None
+    w = group_weights(near_duplicate_groups(test, vectorizer=vec).to_list(), test.height)
+    return {
+        "by_month": by_month,
+        "worst_month": counted[worst]["accuracy"] if worst else None,
+        "worst_month_name": worst,
+        "accuracy_groups_once": round(float(np.sum(w * correct) / np.sum(w)), 4) if test.height else 0.0,
+    }
 
 
 def _fit_and_tag(
@@ -304,8 +331,13 @@ def _fit_and_tag(
         clf = classifier_factory(taxonomy, dim, tokenizer, seed)
     elif recipe is not None or select:
         if select:
+            from voc.groups import fit_group_vectorizer, group_texts, near_duplicate_groups
+
+            history = group_texts(train)
+            vec = fit_group_vectorizer(history) if any(t.strip() for t in history) else None
             sel = select_recipe(tr_texts, [str(v) for v in fit_labels], dates, tokens=tr_tokens, seed=seed,
-                                recipes=tuple(candidates or CANDIDATES))
+                                recipes=tuple(candidates or CANDIDATES),
+                                groups=near_duplicate_groups(train, vectorizer=vec).to_list())  # a campaign counts once
             selection, recipe = sel.to_dict(), sel.chosen
         used = recipe
         clf = RECIPES[str(recipe)].make(tokenizer, seed=seed)

@@ -13,6 +13,9 @@ holds everything it needs inline, so it opens offline from a file share or an e-
 * the word cloud as a ``data:image/png`` URI (a 64-colour palette PNG);
 * a Content-Security-Policy that forbids every network request (``default-src 'none'``).
 
+Personal details (e-mail addresses, phone and resident registration numbers) are masked in
+everything the page shows (:mod:`voc.privacy`); the tagged CSV keeps the original text.
+
 A month of the shipped sample's busiest building (41 VOCs) renders to about 1.6 MB.
 
 What the page shows (labels in Korean): title with building and month, KPI cards (total, change
@@ -21,6 +24,13 @@ and work type (대분류 and 중분류), the daily trend, the last up-to-6 month
 shares when history is given, top keywords with a word cloud, and the table of VOCs with their
 tags and confidences. Optional blocks: review progress, drift notes, 주요 이슈 (groups of
 similar VOCs), a data-source credit line.
+
+What the page claims says how sure it is: a keyword-guessed dimension (``{dim}_source ==
+"keyword"``) is marked 추정 on its tags, charts, tables and 주요 이슈 tags and shows no confidence
+(a keyword score is none), a reviewer's label shows 검수; a month nobody has reviewed says 검수 전
+at the top with its 검토 우선 rows; the 최다 주제 card names a mass complaint or low-confidence
+tags behind its count; drift notes that are no alert (``voc.quality.PENDING_PREFIX``,
+``GROUP_PREFIX``) are listed apart from the alerts.
 
 Buildings with fewer than :data:`COMPACT_BELOW` VOCs in the month get a **compact** page: KPI
 cards (no daily mean), count tables and the VOC table — no charts, keywords or word cloud (with
@@ -60,6 +70,7 @@ from typing import Any
 import polars as pl
 
 from voc.months import month_range, months_before, parse_month
+from voc.privacy import mask_personal_details, remove_personal_details
 
 __all__ = [
     "ReviewStatus",
@@ -74,9 +85,12 @@ __all__ = [
     "plotly_js_bundle",
     "keyword_texts",
     "keyword_counts",
+    "keyword_doc_freq",
     "render_wordcloud_png",
     "render_dashboard",
     "render_month_index",
+    "review_state_text",
+    "estimated_text",
 ]
 
 UNCLASSIFIED = "미분류"
@@ -120,7 +134,8 @@ ISSUE_FIELDS: tuple[str, ...] = ("size", "voc_id", "title", "request", "first_da
 """Required keys of one 주요 이슈 entry: ``size`` (int ≥ 1, VOCs in the group), ``voc_id``,
 ``title``, ``request`` of the representative VOC, ``first_date``/``last_date``
 (``"YYYY-MM-DD"``, :class:`datetime.date` or None when unknown). Optional: ``subject`` and
-``work`` (the group's top tag as text, or None).
+``work`` (the group's top tag as text, or None), ``voc_ids`` (the group's members: lets the
+최다 주제 card say when its count is mostly one group).
 
 The output of ``voc.groups.group_summaries`` is accepted as it is: ``voc_id``/``title``/
 ``request`` nested under ``representative``, and ``top_subject``/``top_work`` as lists of
@@ -145,8 +160,13 @@ _FLAG_NAMES = {
     "empty_text": "빈 본문",
     "truncated": "잘린 본문",
     "duplicate_merged": "중복 병합",
+    "group_dissent": "묶음과 다른 분류",  # kept its own tag against its near-duplicate group (voc.pooling)
 }
 _PLOTLY_BUNDLE = "vendor/plotly-basic.min.js"  # under voc/templates, see vendor/README.md
+_DIM_NAMES = {"subject": "주제", "work": "작업유형"}
+_GUESS = "추정"  # a keyword guess, as the review workbook marks it (voc.review.GUESS_SUFFIX)
+_GUESS_SOURCES = frozenset({"keyword"})  # ``{dim}_source`` of a keyword guess: no model, no confidence
+_REVIEWER_SOURCES = frozenset({"reviewer", "reviewer_group"})  # a reviewer's label (voc.review)
 _WORDCLOUD_COLORS = 64
 _ISSUE_TITLE_CHARS = 80
 _ISSUE_EXCERPT_CHARS = 160
@@ -284,7 +304,9 @@ def plotly_js_bundle() -> str:
 def keyword_texts(tagged: pl.DataFrame) -> list[str]:
     """The text each VOC contributes to keywords: ``title`` + newline + ``request_contents``.
 
-    The reply is left out: it is the office's wording, not the customer's.
+    The reply is left out: it is the office's wording, not the customer's. Personal details
+    (e-mail addresses, phone and resident registration numbers) are removed
+    (:func:`voc.privacy.remove_personal_details`): keywords and the word cloud never show them.
 
     Parameters
     ----------
@@ -302,11 +324,22 @@ def keyword_texts(tagged: pl.DataFrame) -> list[str]:
         if "request_contents" in tagged.columns
         else [""] * tagged.height
     )
-    return [f"{t}\n{r}".strip() for t, r in zip(titles, reqs)]
+    return [remove_personal_details(f"{t}\n{r}").strip() for t, r in zip(titles, reqs)]
+
+
+def keyword_doc_freq(nouns: Iterable[Sequence[str]], into: Counter[str] | None = None) -> Counter[str]:
+    """``{noun: number of VOCs whose noun list contains it}`` for :func:`keyword_counts` (nouns
+    cleaned as it describes, no stop word removed), added to ``into`` when given: a month
+    analysed in chunks is counted chunk by chunk, and :func:`keyword_counts` of the total equals
+    that of all noun lists at once."""
+    doc_freq: Counter[str] = Counter() if into is None else into
+    for doc in nouns:
+        doc_freq.update({w for n in doc if n and (w := remove_personal_details(n).strip()) == n.strip() and w})
+    return doc_freq
 
 
 def keyword_counts(
-    nouns: Sequence[Sequence[str]],
+    nouns: Sequence[Sequence[str]] | Mapping[str, int],
     *,
     top_k: int | None = 50,
     stopwords: Collection[str] = DEFAULT_STOPWORDS,
@@ -321,7 +354,8 @@ def keyword_counts(
     ----------
     nouns
         N noun lists, one per VOC (``KiwiTokenizer.keyword_nouns_batch`` of
-        :func:`keyword_texts`).
+        :func:`keyword_texts`), or their :func:`keyword_doc_freq` (``{noun: number of VOCs}``,
+        e.g. summed over the chunks of a large month).
     top_k
         Number of keywords returned (``None``: all), must be ≥ 1.
     stopwords
@@ -333,7 +367,8 @@ def keyword_counts(
     -------
     list[tuple[str, int]]
         ``(noun, number of VOCs)`` pairs, most frequent first, ties in code-point order of the
-        noun (deterministic); at most ``top_k`` pairs. Blank nouns are ignored.
+        noun (deterministic); at most ``top_k`` pairs. Blank nouns are ignored, and so is a
+        noun holding a personal detail (:func:`voc.privacy.remove_personal_details`).
 
     Raises
     ------
@@ -345,10 +380,10 @@ def keyword_counts(
     if min_count < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count!r}")
     stop = frozenset(stopwords)
-    doc_freq: Counter[str] = Counter()
-    for doc in nouns:
-        doc_freq.update({n.strip() for n in doc if n and n.strip()} - stop)
-    items = sorted(((n, c) for n, c in doc_freq.items() if c >= min_count), key=lambda nc: (-nc[1], nc[0]))
+    doc_freq = nouns if isinstance(nouns, Mapping) else keyword_doc_freq(nouns)
+    items = sorted(
+        ((n, c) for n, c in doc_freq.items() if c >= min_count and n not in stop), key=lambda nc: (-nc[1], nc[0])
+    )
     return items if top_k is None else items[:top_k]
 
 
@@ -393,7 +428,8 @@ def render_wordcloud_png(
 
     if width < 1 or height < 1:
         raise ValueError(f"word cloud size must be positive, got {width}x{height}")
-    words = {str(w): float(c) for w, c in freqs.items() if str(w).strip() and c and c > 0}
+    words = {str(w): float(c) for w, c in freqs.items()
+             if str(w).strip() and c and c > 0 and mask_personal_details(str(w)) == str(w)}  # no personal detail drawn
     if not words:
         raise ValueError("word cloud needs at least one word with a positive frequency")
     font = Path(font_path) if font_path is not None else hangul_font_path(bold=True)
@@ -857,8 +893,9 @@ def _table_rows(df: pl.DataFrame, low_confidence: float) -> list[dict[str, Any]]
     df = df.sort(["created_at", "voc_id"], nulls_last=True)
     rows = []
     for r in df.iter_rows(named=True):
-        title = r.get("title") or ""
+        title = mask_personal_details(r.get("title") or "")  # before truncating: no half number shown
         s_conf, w_conf = r.get("subject_confidence"), r.get("work_confidence")
+        s_guess, w_guess = r.get("subject_source") in _GUESS_SOURCES, r.get("work_source") in _GUESS_SOURCES
         pending = not r["_reviewed"]
         flags = [f for f in (r.get("flags") or "").split(";") if f]
         rows.append(
@@ -867,34 +904,73 @@ def _table_rows(df: pl.DataFrame, low_confidence: float) -> list[dict[str, Any]]
                 "date": r["created_at"].isoformat() if r["created_at"] is not None else "–",
                 "title": title if title.strip() else "(제목 없음)",
                 "title_short": _truncate(title, _TABLE_TITLE_CHARS) if title.strip() else "(제목 없음)",
-                "request": r.get("request_contents") or "",
-                "reply": r.get("reply") or "",
+                "request": mask_personal_details(r.get("request_contents") or ""),
+                "reply": mask_personal_details(r.get("reply") or ""),
                 "subject_major": r["subject_major"],
                 "subject_minor": r["subject_minor"],
                 "work_major": r["work_major"],
                 "work_minor": r["work_minor"],
                 "subject_conf": _fmt_conf(s_conf),
                 "work_conf": _fmt_conf(w_conf),
-                "subject_low": pending and s_conf is not None and s_conf < low_confidence,
-                "work_low": pending and w_conf is not None and w_conf < low_confidence,
-                "subject_reviewed": r.get("subject_source") in ("reviewer", "reviewer_group"),
-                "work_reviewed": r.get("work_source") in ("reviewer", "reviewer_group"),
+                # a keyword guess has no confidence to show or to call low (its score is not one)
+                "subject_low": pending and s_conf is not None and s_conf < low_confidence and not s_guess,
+                "work_low": pending and w_conf is not None and w_conf < low_confidence and not w_guess,
+                "subject_reviewed": r.get("subject_source") in _REVIEWER_SOURCES,
+                "work_reviewed": r.get("work_source") in _REVIEWER_SOURCES,
+                "subject_guess": s_guess,
+                "work_guess": w_guess,
                 "flags": [_FLAG_NAMES.get(f, f) for f in flags],
             }
         )
     return rows
 
 
+def _low_expr(df: pl.DataFrame, dim: str, low_confidence: float) -> pl.Expr:
+    """``dim``'s confidence below the threshold (null is not low), for a tag that is neither a
+    keyword guess nor a reviewer's (their numbers are no model confidence)."""
+    low = (pl.col(f"{dim}_confidence") < low_confidence).fill_null(False)
+    if f"{dim}_source" in df.columns:
+        low = low & ~pl.col(f"{dim}_source").is_in([*_GUESS_SOURCES, *_REVIEWER_SOURCES])
+    return low
+
+
 def _is_low(df: pl.DataFrame, low_confidence: float) -> pl.Series:
     """Low-confidence rows nobody reviewed: a subject or work confidence below the threshold
-    (null confidences are not low) and not reviewed (``_reviewed`` column)."""
+    (null confidences are not low; keyword guesses never are, like 검토 우선,
+    ``voc.review.review_flags``) and not reviewed (``_reviewed`` column)."""
     if df.height == 0:
         return pl.Series([], dtype=pl.Boolean)
     return df.select(
-        ((pl.col("subject_confidence") < low_confidence) | (pl.col("work_confidence") < low_confidence))
-        .fill_null(False)
-        & ~pl.col("_reviewed")
+        (_low_expr(df, "subject", low_confidence) | _low_expr(df, "work", low_confidence)) & ~pl.col("_reviewed")
     ).to_series()
+
+
+def _dim_provenance(df: pl.DataFrame) -> dict[str, dict[str, int]]:
+    """Per dimension, how many rows carry a keyword guess (``guess``, source ``keyword``) and a
+    reviewer's label (``reviewed``), of ``n``."""
+    out = {}
+    for dim in ("subject", "work"):
+        src = df[f"{dim}_source"] if f"{dim}_source" in df.columns else pl.Series([""] * df.height)
+        out[dim] = {"n": df.height, "guess": int(src.is_in(list(_GUESS_SOURCES)).sum()),
+                    "reviewed": int(src.is_in(list(_REVIEWER_SOURCES)).sum())}
+    return out
+
+
+def _guess_note(p: Mapping[str, int]) -> str:
+    """Chart subtitle of a dimension with keyword guesses ("" without)."""
+    if not p["guess"]:
+        return ""
+    if p["guess"] == p["n"]:
+        return "키워드 규칙으로 추정한 분류 — 학습된 모델의 출력이 아님"
+    return f"{p['n']}건 중 {p['guess']}건 {_GUESS} (키워드 규칙, 모델 출력 아님)"
+
+
+def _guess_title(title: str, p: Mapping[str, int]) -> str:
+    """``title`` marked ``(추정)`` when every row of the dimension is a keyword guess, ``(일부
+    추정)`` when some are."""
+    if not p["guess"]:
+        return title
+    return f"{title} ({_GUESS})" if p["guess"] == p["n"] else f"{title} (일부 {_GUESS})"
 
 
 def _credit_text(source_credit: str | None) -> str | None:
@@ -952,28 +1028,76 @@ def _issue_items(issues: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if first is not None and last is not None and last < first:
             raise ValueError(f"issues[{i}]: last_date {last} is before first_date {first}")
         known = sorted({d.isoformat() for d in dates if d is not None})
-        title = str(flat["title"] or "").strip()
+        title = mask_personal_details(str(flat["title"] or "")).strip()
+        members = flat.get("voc_ids")
+        if members is not None and (isinstance(members, (str, bytes)) or not isinstance(members, Iterable)):
+            raise ValueError(f"issues[{i}].voc_ids must be a list of VOC ids, got {members!r}")
         items.append(
             {
                 "size": size,
                 "voc_id": str(flat["voc_id"]),
                 "title": _truncate(title, _ISSUE_TITLE_CHARS) if title else "(제목 없음)",
-                "excerpt": _truncate(str(flat["request"] or ""), _ISSUE_EXCERPT_CHARS),
+                "excerpt": _truncate(mask_personal_details(str(flat["request"] or "")), _ISSUE_EXCERPT_CHARS),
                 "period": " ~ ".join(known) if known else "날짜 없음",
                 "subject": _issue_tags(flat.get("subject", flat.get("top_subject")), f"issues[{i}].subject"),
                 "work": _issue_tags(flat.get("work", flat.get("top_work")), f"issues[{i}].work"),
+                "members": frozenset(str(v) for v in members) if members is not None else frozenset(),
             }
         )
     return items
 
 
-def _count_tables(df: pl.DataFrame) -> list[dict[str, Any]]:
-    """Compact page: (대분류, 중분류, 건수) per dimension, largest first."""
+def _count_tables(df: pl.DataFrame, prov: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
+    """Compact page: (대분류, 중분류, 건수) per dimension, largest first; a dimension of keyword
+    guesses says so (:func:`_guess_title`)."""
     return [
-        {"id": f"counts-{dim}", "title": f"{title}별 건수",
+        {"id": f"counts-{dim}", "title": _guess_title(f"{title}별 건수", prov[dim]), "note": _guess_note(prov[dim]),
          "rows": [(ma, mi, c) for (ma, mi), c in _counts(df, [f"{dim}_major", f"{dim}_minor"])]}
         for dim, title in (("subject", "주제"), ("work", "작업유형"))
     ]
+
+
+def _notes(*parts: str) -> str:
+    return " · ".join(p for p in parts if p)
+
+
+def _top_subject_kpi(
+    df: pl.DataFrame, label: str, count: int, issues: Sequence[Mapping[str, Any]], low_confidence: float
+) -> dict[str, str]:
+    """The 최다 주제 card, saying where its count comes from when that is not solid: mostly one
+    near-duplicate group (a 주요 이슈 entry whose ``members`` hold more than half of the
+    subject's rows: ``집단 민원 1건(27건) 포함``), mostly low-confidence tags nobody reviewed
+    (``검수 전 저신뢰 27건``), mostly keyword guesses (the value marked ``(추정)``)."""
+    rows = df.filter(pl.col("subject_major") == label)
+    ids = set(rows["voc_id"].to_list())
+    in_group = max((len(ids & g["members"]) for g in issues), default=0)
+    low = int(rows.select(_low_expr(rows, "subject", low_confidence) & ~pl.col("_reviewed")).to_series().sum())
+    guess = int(rows["subject_source"].is_in(list(_GUESS_SOURCES)).sum()) if "subject_source" in rows.columns else 0
+    caveats = []
+    if 2 * in_group > count:
+        caveats.append(f"집단 민원 1건({in_group}건) 포함")
+    if 2 * low > count:
+        caveats.append(f"검수 전 저신뢰 {low}건")
+    return {
+        "label": "최다 주제",
+        "value": f"{label} ({_GUESS})" if 2 * guess > count else label,
+        "sub": f"{count:,}건 ({count / df.height * 100:.0f}%)" + (f" · {', '.join(caveats)}" if caveats else ""),
+        "cls": "text caution" if caveats else "text",
+    }
+
+
+URGENT_SHOWN = 20
+"""Most urgent VOCs listed in the dashboard's 긴급 VOC box (newest first)."""
+
+
+def _urgent_items(df: pl.DataFrame) -> list[dict[str, Any]]:
+    """The 긴급 VOC box (``voc.urgency``): urgent rows, newest first, at most :data:`URGENT_SHOWN`,
+    titles masked; ``[]`` when the frame has no ``urgent`` column (older CSVs)."""
+    if "urgent" not in df.columns or not df.height:
+        return []
+    from voc.urgency import urgent_rows
+
+    return [{**u, "title": mask_personal_details(u["title"])} for u in urgent_rows(df, limit=URGENT_SHOWN)]
 
 
 def _jinja_env() -> Any:
@@ -1067,7 +1191,9 @@ def render_dashboard(
         (one number, not two).
     drift
         Notes such as ``"새 분류: 시설>승강기"`` (:func:`voc.quality.drift_messages`), listed
-        under 분류 변화 알림 when non-empty.
+        under 분류 변화 알림 when non-empty; those starting with ``검수 후 확인`` or ``집단 민원``
+        (:data:`voc.quality.PENDING_PREFIX`, :data:`voc.quality.GROUP_PREFIX`: no alert) under
+        검수 후 확인할 변화.
     source_credit
         Data-source line in the footer (plain text; :data:`SAMPLE_SOURCE_CREDIT` for the
         shipped sample). Shown as ``데이터 출처: …`` once, whether or not the text already
@@ -1076,7 +1202,10 @@ def render_dashboard(
         Labels come from review: shows the 검수 반영 badge.
     low_confidence
         Confidence threshold in [0, 1]: rows nobody reviewed with a subject or work confidence
-        below it are highlighted and counted as 저신뢰 미검수; reviewed rows never are.
+        below it are highlighted and counted as 저신뢰 미검수; reviewed rows and keyword guesses
+        (``{dim}_source == "keyword"``, shown as 추정 without a number) never are. With no row
+        reviewed (``review_status.n_reviewed == 0``, or no reviewed row in ``tagged`` when
+        ``review_status`` is None) the page says 검수 전 at the top with that count and share.
     embed_font
         Embed a NanumGothic subset (only the characters of the page, ~100–400 kB) so that Hangul
         renders without a Korean system font.
@@ -1094,7 +1223,9 @@ def render_dashboard(
     -------
     str
         A complete HTML5 document (UTF-8 text; about 1.6 MB for the sample's 41-VOC month, of
-        which 1.19 MB is plotly.js; a compact page about 0.2 MB). All VOC text is HTML-escaped;
+        which 1.19 MB is plotly.js; a compact page about 0.2 MB). All VOC text is HTML-escaped
+        and its personal details masked (titles, requests, replies, 주요 이슈, keywords, the
+        building name: :func:`voc.privacy.mask_personal_details`);
         figure data is plotly JSON; no external resource is referenced.
 
     Raises
@@ -1104,7 +1235,8 @@ def render_dashboard(
         an ``is_reviewed`` value is not a boolean; ``tagged`` holds rows of another building
         (``building_id`` column) or dated outside ``month`` (the message gives the count and an
         example ``voc_id``); ``low_confidence`` outside [0, 1]; ``compact_below`` < 0; an
-        ``issues`` entry lacks a field or has a bad size or date (the message names the entry).
+        ``issues`` entry lacks a field or has a bad size, date or ``voc_ids`` (the message names
+        the entry).
     FileNotFoundError
         ``embed_font`` and the NanumGothic font is missing (:func:`hangul_font_path`), or the
         vendored plotly.js is missing (:func:`plotly_js_bundle`).
@@ -1155,17 +1287,23 @@ def render_dashboard(
 
     subj_major = _counts(df, ["subject_major"])
     work_major = _counts(df, ["work_major"])
+    prov = _dim_provenance(df)  # keyword guesses are charted as 추정, never as model output
+    sp, wp = prov["subject"], prov["work"]
+    for item in issue_items:
+        for dim in ("subject", "work"):
+            if prov[dim]["guess"]:
+                item[dim] = [f"{t} ({_GUESS})" for t in item[dim]]
     if n and not compact:
-        add("fig-subject-major", "주제 대분류별 건수",
-            _hbar([k[0] for k, _ in subj_major], [c for _, c in subj_major], color=_PALETTE[0]))
-        add("fig-work-major", "작업유형 대분류별 건수",
-            _hbar([k[0] for k, _ in work_major], [c for _, c in work_major], color=_PALETTE[1]))
+        add("fig-subject-major", _guess_title("주제 대분류별 건수", sp),
+            _hbar([k[0] for k, _ in subj_major], [c for _, c in subj_major], color=_PALETTE[0]), note=_guess_note(sp))
+        add("fig-work-major", _guess_title("작업유형 대분류별 건수", wp),
+            _hbar([k[0] for k, _ in work_major], [c for _, c in work_major], color=_PALETTE[1]), note=_guess_note(wp))
         lab, hov, val = _minor_labels(_counts(df, ["subject_major", "subject_minor"]))
-        add("fig-subject-minor", "주제 중분류별 건수", _hbar(lab, val, color="#5b8fd0", hover=hov),
-            note=f"상위 {_MINOR_TOP}개" if len(val) > _MINOR_TOP else "")
+        add("fig-subject-minor", _guess_title("주제 중분류별 건수", sp), _hbar(lab, val, color="#5b8fd0", hover=hov),
+            note=_notes(f"상위 {_MINOR_TOP}개" if len(val) > _MINOR_TOP else "", _guess_note(sp)))
         lab, hov, val = _minor_labels(_counts(df, ["work_major", "work_minor"]))
-        add("fig-work-minor", "작업유형 중분류별 건수", _hbar(lab, val, color="#eba46f", hover=hov),
-            note=f"상위 {_MINOR_TOP}개" if len(val) > _MINOR_TOP else "")
+        add("fig-work-minor", _guess_title("작업유형 중분류별 건수", wp), _hbar(lab, val, color="#eba46f", hover=hov),
+            note=_notes(f"상위 {_MINOR_TOP}개" if len(val) > _MINOR_TOP else "", _guess_note(wp)))
         add("fig-daily", "일별 VOC 추이", _daily_fig(df, month), wide=True, note="토요일 파랑, 일요일 빨강")
 
     prev_total: int | None = None
@@ -1180,12 +1318,13 @@ def render_dashboard(
                 [hist.select("created_at", "subject_major"), df.select("created_at", "subject_major")],
                 how="vertical_relaxed",
             ).with_columns(pl.col("created_at").dt.strftime("%Y-%m").alias("_month"))
-            add("fig-subject-share", "월별 주제 대분류 비중", _share_fig(both, months))
+            add("fig-subject-share", _guess_title("월별 주제 대분류 비중", sp), _share_fig(both, months),
+                note=_guess_note(sp) and f"이번 달: {_guess_note(sp)}")
         prev = months_before(month, 1)[0]
         if prev in months:
             prev_total = int(per_month.get(prev, 0))
 
-    kw = [] if compact else [(str(w), int(c)) for w, c in keywords][: max(0, top_keywords)]
+    kw = [] if compact else [(mask_personal_details(str(w)), int(c)) for w, c in keywords][: max(0, top_keywords)]
     if kw:
         add("fig-keywords", f"주요 키워드 (상위 {len(kw)}개, VOC 건수 기준)",
             _hbar([w for w, _ in kw], [c for _, c in kw], color=_PALETTE[2]))
@@ -1204,12 +1343,23 @@ def render_dashboard(
     if not compact:
         kpis.append({"label": "일평균", "value": f"{n / days_in_month:.1f}건", "sub": f"{days_in_month}일 기준", "cls": ""})
         if n:
-            kpis.append({"label": "최다 주제", "value": subj_major[0][0][0],
-                         "sub": f"{subj_major[0][1]:,}건 ({subj_major[0][1] / n * 100:.0f}%)", "cls": "text"})
+            kpis.append(_top_subject_kpi(df, subj_major[0][0][0], subj_major[0][1], issue_items, low_confidence))
     if n and review_status is None:
         kpis.append({"label": "저신뢰 미검수", "value": f"{n_low:,}건",
                      "sub": f"검수 전, 신뢰도 {low_confidence:.2f} 미만 ({n_low / n * 100:.0f}%)",
                      "cls": "warn" if n_low else ""})
+
+    # ---- before any review: say so at the top, with the 검토 우선 rows still waiting
+    n_reviewed_rows = review_status.n_reviewed if review_status is not None else int(df["_reviewed"].sum()) if n else 0
+    pending_low = review_status.n_low_confidence_unreviewed if review_status is not None else n_low
+    pre_review = {
+        "n_low": pending_low, "percent": f"{pending_low / n * 100:.0f}",
+        "guess_dims": [_DIM_NAMES[d] for d in ("subject", "work") if prov[d]["guess"]],
+    } if n and n_reviewed_rows == 0 else None
+    from voc.quality import GROUP_PREFIX, PENDING_PREFIX
+
+    notes = [str(x) for x in drift if str(x).strip()]
+    soft = [x for x in notes if x.startswith((PENDING_PREFIX, GROUP_PREFIX))]
 
     model_versions = (
         sorted({v for v in df["model_version"].to_list() if v}) if "model_version" in df.columns else []
@@ -1218,7 +1368,7 @@ def render_dashboard(
         "data:image/png;base64," + base64.b64encode(wordcloud_png).decode("ascii")
         if wordcloud_png and not compact else None
     )
-    name = building_name.strip() if building_name else ""
+    name = mask_personal_details(building_name).strip() if building_name else ""
     display_name = f"{name} ({building_id})" if name else f"건물 {building_id}"
     ctx: dict[str, Any] = {
         "page_title": f"{display_name} VOC 월간 대시보드 · {_month_label(month)}",
@@ -1231,14 +1381,18 @@ def render_dashboard(
         "compact_below": compact_below,
         "kpis": kpis,
         "figures": figures,
-        "count_tables": _count_tables(df) if compact and n else [],
+        "count_tables": _count_tables(df, prov) if compact and n else [],
         "issues": issue_items,
+        "urgent": _urgent_items(df),
         "keywords": kw,
         "wordcloud_uri": wordcloud_uri,
         "table": _table_rows(df, low_confidence),
         "low_confidence": f"{low_confidence:.2f}",
         "review_status": review_status,
-        "drift": [str(d) for d in drift if str(d).strip()],
+        "drift": [x for x in notes if x not in soft],
+        "drift_notes": soft,
+        "has_guess": any(prov[d]["guess"] for d in prov),
+        "pre_review": pre_review,
         "source_credit": _credit_text(source_credit),
         "reviewed": reviewed,
         "run_id": run_id,
@@ -1255,6 +1409,7 @@ def render_dashboard(
     plain = {  # the page with the VOCs' own words removed: what can be bold
         "table": [{**r, "title": "", "title_short": "", "request": "", "reply": ""} for r in ctx["table"]],
         "issues": [{**g, "excerpt": ""} for g in issue_items],
+        "urgent": [{**u, "title": ""} for u in ctx["urgent"]],
         "keywords": [],
     }
     return _render_with_font(
@@ -1282,6 +1437,82 @@ def _relative_href(href: Any, where: str) -> str:
     return text
 
 
+def _absolute_url(url: Any, where: str) -> str:
+    """An absolute ``http(s)://host/…`` link (a presigned S3 URL, a public base URL): no other
+    scheme (``javascript:``, ``file:``), no whitespace or control characters."""
+    from urllib.parse import urlsplit
+
+    text = str(url).strip() if url is not None else ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(ch.isspace() or ord(ch) < 32 for ch in text):
+        raise ValueError(f"{where} must be an absolute http(s):// URL, got {url!r}")
+    return text
+
+
+def _review_href(href: str | None) -> str | None:
+    """The review-sheet link of the month index: relative, or absolute ``http(s)://``."""
+    if href is None or not str(href).strip():
+        return None
+    from urllib.parse import urlsplit
+
+    if urlsplit(str(href).strip()).scheme:
+        return _absolute_url(href, "review_href")
+    try:
+        return _relative_href(href, "review_href")
+    except ValueError:
+        raise ValueError(f"review_href must be a relative link or an absolute http(s):// URL, got {href!r}") from None
+
+
+def review_state_text(n_vocs: int, n_reviewed: int, n_low: int) -> str:
+    """A building's (or a run's) review state in one Korean line, for the month index and the
+    run's Prefect artifacts.
+
+    Parameters
+    ----------
+    n_vocs, n_reviewed, n_low
+        VOCs, VOCs with a reviewed dimension, and unreviewed VOCs that 검토 우선 flags (a
+        trained model's tag below its review threshold, ``voc.review.review_flags``); counts ≥ 0.
+
+    Returns
+    -------
+    str
+        Before any review ``"검수 전 · 저신뢰 30/41건 (73%)"`` — the share of VOCs whose tags are
+        not to be trusted yet; after ``"검수 반영 41/41건 (100%)"`` (with ``" · 저신뢰 미검수 3건"``
+        while flagged rows remain). Percentages rounded to whole numbers.
+    """
+    def pct(n: int) -> str:
+        return f"{100.0 * n / n_vocs:.0f}%" if n_vocs else "0%"
+
+    if n_reviewed > 0:
+        return f"검수 반영 {n_reviewed}/{n_vocs}건 ({pct(n_reviewed)})" + (f" · 저신뢰 미검수 {n_low}건" if n_low else "")
+    return f"검수 전 · 저신뢰 {n_low}/{n_vocs}건 ({pct(n_low)})"
+
+
+def estimated_text(n_estimated: Mapping[str, int]) -> str:
+    """Counts of keyword-guessed tags labelled as guesses: ``{"subject": 41, "work": 4}`` →
+    ``"주제 41건 · 작업유형 4건 (추정)"``; ``""`` when no dimension has one. A guess
+    (``{dim}_source == "keyword"``) comes from taxonomy keywords, not a trained model: it has no
+    confidence, and 검토 우선 (low confidence) never counts it."""
+    parts = [f"{_DIM_NAMES.get(d, d)} {n}건" for d, n in n_estimated.items() if n]
+    return f"{' · '.join(parts)} ({_GUESS})" if parts else ""
+
+
+def _estimated_counts(b: Mapping[str, Any], n_vocs: int, where: str) -> dict[str, int]:
+    """The optional ``n_estimated`` of an index building, checked: ``{dim: 0 ≤ int ≤ n_vocs}``."""
+    raw = b.get("n_estimated") or {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}.n_estimated must be a mapping {{dimension: count}}, got {raw!r}")
+    out = {}
+    for d, v in raw.items():
+        if d not in _DIM_NAMES:
+            raise ValueError(f"{where}.n_estimated has unknown dimension {d!r}; known: {list(_DIM_NAMES)}")
+        n = _count(raw, d, f"{where}.n_estimated")
+        if n > n_vocs:
+            raise ValueError(f"{where}.n_estimated.{d} ({n}) exceeds n_vocs ({n_vocs})")
+        out[d] = n
+    return out
+
+
 def render_month_index(
     month: str,
     buildings: Sequence[Mapping[str, Any]],
@@ -1290,6 +1521,9 @@ def render_month_index(
     generated_at: str | None = None,
     source_credit: str | None = None,
     embed_font: bool = True,
+    review_href: str | None = None,
+    review_label: str | None = None,
+    links_valid_until: str | None = None,
 ) -> str:
     """The month's index page: one row per building linking its dashboard (Korean labels).
 
@@ -1306,13 +1540,27 @@ def render_month_index(
         ``building_id``, ``building_name`` (may be empty), ``n_vocs``, ``n_reviewed`` (≤
         ``n_vocs``), ``n_low_confidence_unreviewed`` (≤ ``n_vocs − n_reviewed``), all
         non-negative ints, and ``dashboard_href`` (a link relative to the index file, e.g.
-        ``"1/dashboard_1_201911.html"``). Optional: ``reviewed`` (bool, the dashboard shows
-        reviewed labels; default ``n_reviewed > 0``), ``n_drift`` (int) or ``drift`` (list of
-        notes), ``n_issues`` (int) or ``issues`` (list); other keys are ignored.
+        ``"1/dashboard_1_201911.html"``, each segment percent-encoded —
+        ``urllib.parse.quote(segment, safe="")``, :func:`flows.keys.relative_href` — so that an
+        id such as ``a:b`` or ``#3`` is a path). Building names are shown with their personal
+        details masked (:func:`voc.privacy.mask_personal_details`). Optional: ``reviewed`` (bool, the dashboard shows
+        reviewed labels; default ``n_reviewed > 0``), ``dashboard_url`` (an absolute ``https://``
+        or ``http://`` URL, e.g. a presigned S3 link: used instead of ``dashboard_href``, for
+        pages stored where a relative link would not open), ``n_drift`` (int) or ``drift`` (list of
+        notes), ``n_issues`` (int) or ``issues`` (list), ``n_estimated`` (``{"subject": int,
+        "work": int}``: VOCs whose shown tag of that dimension is a keyword guess, each ≤
+        ``n_vocs``; shown as 추정 in their own column); other keys are ignored. A building not
+        reviewed says 검수 전 with its share of low-confidence VOCs (:func:`review_state_text`).
     run_id, generated_at, source_credit
         Optional header and footer lines (the credit as in :func:`render_dashboard`).
     embed_font
         Embed a NanumGothic subset of the page's characters.
+    review_href, review_label
+        Optional link to the month's review sheet (relative like ``dashboard_href``, or an
+        absolute ``http(s)://`` URL) and its text (default ``"검수 시트 열기"``).
+    links_valid_until
+        When the page's links expire (presigned URLs), shown as a note, e.g.
+        ``"2019-12-08 02:00 KST"``; ``None``: the links do not expire.
 
     Returns
     -------
@@ -1323,7 +1571,8 @@ def render_month_index(
     ------
     ValueError
         ``month`` is not a month; a building lacks a required key, has a negative or
-        contradictory count, or a non-relative ``dashboard_href`` (the message names
+        contradictory count, a non-relative ``dashboard_href``, a ``dashboard_url`` or
+        ``review_href`` that is neither relative nor ``http(s)://`` (the message names
         ``buildings[i]`` and the field).
     """
     month = parse_month(month)
@@ -1342,17 +1591,25 @@ def render_month_index(
             raise ValueError(f"{where}.n_low_confidence_unreviewed ({n_low}) exceeds the unreviewed VOCs ({n_vocs - n_rev})")
         n_drift = _count(b, "n_drift", where) if "n_drift" in b else len(b.get("drift") or ())
         n_issues = _count(b, "n_issues", where) if "n_issues" in b else len(b.get("issues") or ())
+        n_est = _estimated_counts(b, n_vocs, where)
         bid = str(b["building_id"])
-        name = str(b["building_name"] or "").strip()
+        name = mask_personal_details(str(b["building_name"] or "")).strip()
         rows.append({
             "display_name": f"{name} ({bid})" if name else f"건물 {bid}",
-            "href": _relative_href(b["dashboard_href"], where),
+            "href": (
+                _absolute_url(b["dashboard_url"], f"{where}.dashboard_url")
+                if b.get("dashboard_url") else _relative_href(b["dashboard_href"], where)
+            ),
             "n_vocs": n_vocs, "n_reviewed": n_rev, "n_low": n_low, "n_drift": n_drift, "n_issues": n_issues,
             "percent": 100.0 * n_rev / n_vocs if n_vocs else 0.0,
+            "low_percent": 100.0 * n_low / n_vocs if n_vocs else 0.0,
             "reviewed": bool(b.get("reviewed", n_rev > 0)),
+            "n_estimated": n_est,
+            "estimated": estimated_text(n_est),
         })
     total = {k: sum(r[k] for r in rows) for k in ("n_vocs", "n_reviewed", "n_low", "n_drift", "n_issues")}
     total["percent"] = 100.0 * total["n_reviewed"] / total["n_vocs"] if total["n_vocs"] else 0.0
+    total["estimated"] = estimated_text({d: sum(r["n_estimated"].get(d, 0) for r in rows) for d in _DIM_NAMES})
     ctx = {
         "page_title": f"VOC 월간 대시보드 목록 · {_month_label(month)}",
         "month_label": _month_label(month),
@@ -1360,6 +1617,10 @@ def render_month_index(
         "total": total,
         "has_drift": any(r["n_drift"] for r in rows),
         "has_issues": any(r["n_issues"] for r in rows),
+        "has_estimated": any(r["estimated"] for r in rows),
+        "review_href": _review_href(review_href),
+        "review_label": review_label or "검수 시트 열기",
+        "links_valid_until": links_valid_until,
         "run_id": run_id,
         "generated_at": generated_at,
         "source_credit": _credit_text(source_credit),

@@ -69,12 +69,16 @@ class ReviewedPool:
         The fitted ``LinearVOCClassifier`` whose features these are (its ``_features`` maps
         texts and Kiwi tokens to the same F columns); None when the pool was built from
         ready-made features only.
+    replies
+        M replies given to the reviewed VOCs (None or ``""``: none), or None when the pool was
+        built without them (models trained before reply drafts: :mod:`voc.replies`).
     """
 
     ids: list[str]
     labels: dict[str, list[str | None]]
     matrix: Any
     classifier: Any = field(default=None, repr=False)
+    replies: list[str | None] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -89,7 +93,14 @@ class ReviewedPool:
         return normalize(self.classifier._features(list(texts), tokens, fit=False), norm="l2", copy=False)
 
 
-def build_pool(features: Any, ids: Sequence[Any], labels: Mapping[str, Sequence[str | None]], *, classifier: Any = None) -> ReviewedPool:
+def build_pool(
+    features: Any,
+    ids: Sequence[Any],
+    labels: Mapping[str, Sequence[str | None]],
+    *,
+    classifier: Any = None,
+    replies: Sequence[str | None] | None = None,
+) -> ReviewedPool:
     """A :class:`ReviewedPool` from ready-made features.
 
     Parameters
@@ -102,6 +113,8 @@ def build_pool(features: Any, ids: Sequence[Any], labels: Mapping[str, Sequence[
         Per dimension, M labels (None = no label of that dimension).
     classifier
         Optional fitted classifier that produced ``features`` (see :class:`ReviewedPool`).
+    replies
+        Optional M replies given to the reviewed rows (:mod:`voc.replies` offers them as drafts).
 
     Raises
     ------
@@ -117,12 +130,15 @@ def build_pool(features: Any, ids: Sequence[Any], labels: Mapping[str, Sequence[
     for dim, labs in labels.items():
         if len(labs) != m:
             raise ValueError(f"labels[{dim!r}] ({len(labs)}) and feature rows ({m}) differ in length")
+    if replies is not None and len(replies) != m:
+        raise ValueError(f"replies ({len(replies)}) and feature rows ({m}) differ in length")
     matrix = normalize(csr_matrix(features), norm="l2", copy=True)
     return ReviewedPool(
         [str(v) for v in ids],
         {d: [str(x) if x else None for x in labs] for d, labs in labels.items()},
         matrix,
         classifier,
+        None if replies is None else [str(r) if r else None for r in replies],
     )
 
 
@@ -146,9 +162,11 @@ def pool_from_classifier(
     labels: Mapping[str, Sequence[str | None]],
     *,
     tokens: Sequence[Sequence[str]] | None = None,
+    replies: Sequence[str | None] | None = None,
 ) -> ReviewedPool | None:
     """The pool of M reviewed rows in the feature space of a fitted dimension classifier
     (:func:`linear_of`); None when it has no TF-IDF features (keyword, KoBERT) or M = 0.
+    ``replies``: the M rows' replies, kept for reply drafts (:mod:`voc.replies`).
 
     Raises
     ------
@@ -160,7 +178,7 @@ def pool_from_classifier(
         return None
     if len(ids) != len(texts) or (tokens is not None and len(tokens) != len(texts)):
         raise ValueError(f"texts ({len(texts)}), ids ({len(ids)}) and tokens differ in length")
-    return build_pool(clf._features(list(texts), tokens, fit=False), ids, labels, classifier=clf)
+    return build_pool(clf._features(list(texts), tokens, fit=False), ids, labels, classifier=clf, replies=replies)
 
 
 def similar_reviewed(

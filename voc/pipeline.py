@@ -12,10 +12,12 @@ input order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from voc.months import Month
@@ -47,8 +49,11 @@ HISTORY_COLUMNS: dict[str, Any] = {
     "work_major": pl.Utf8,
     "work_minor": pl.Utf8,
     "work_confidence": pl.Float64,
+    "request_contents": pl.Utf8,
 }
-"""Columns of the earlier months a dashboard draws trends from (:func:`combine_history`)."""
+"""Columns of the earlier months a dashboard draws trends from (:func:`combine_history`);
+``request_contents`` (null when a frame lacks it) is what ``repeat_of`` compares
+(:func:`voc.urgency.repeat_of`)."""
 
 _LABELS = ("subject_major", "subject_minor", "work_major", "work_minor")
 
@@ -129,13 +134,19 @@ def combine_history(frames: Sequence[pl.DataFrame]) -> pl.DataFrame | None:
     frame of :data:`HISTORY_COLUMNS` (values that do not cast become null); None when empty."""
     if not frames:
         return None
-    return pl.concat([f.select([pl.col(c).cast(t, strict=False) for c, t in HISTORY_COLUMNS.items()]) for f in frames])
+    return pl.concat([
+        f.select([
+            pl.col(c).cast(t, strict=False) if c in f.columns or c != "request_contents" else pl.lit(None, dtype=t).alias(c)
+            for c, t in HISTORY_COLUMNS.items()
+        ])
+        for f in frames
+    ])
 
 
 def _render(
     frame: pl.DataFrame,
     *,
-    keyword_nouns: Sequence[Sequence[str]] | None,
+    keyword_nouns: Sequence[Sequence[str]] | Mapping[str, int] | None,
     tokenizer: Any,
     use_reply: bool,
     ctx: DashboardContext,
@@ -147,12 +158,16 @@ def _render(
     issues: list[dict[str, Any]],
 ) -> bytes:
     from voc.dashboard import COMPACT_BELOW, keyword_counts, render_dashboard, render_wordcloud_png
-    from voc.tagger import frame_analyses
+    from voc.dashboard import keyword_doc_freq
+    from voc.tagger import DEFAULT_CHUNK_ROWS, frame_analyses
 
     kws: list[tuple[str, int]] = []
     if frame.height >= COMPACT_BELOW:  # the compact page shows no keywords
         if keyword_nouns is None:  # the same analysis as the tagging run's: same keywords in full and refresh
-            keyword_nouns = [a.keyword_nouns for a in frame_analyses(frame, use_reply=use_reply, tokenizer=tokenizer)]
+            keyword_nouns = Counter()  # counted chunk by chunk: one chunk's analyses in memory
+            for start in range(0, frame.height, DEFAULT_CHUNK_ROWS):
+                part = frame_analyses(frame.slice(start, DEFAULT_CHUNK_ROWS), use_reply=use_reply, tokenizer=tokenizer)
+                keyword_doc_freq((a.keyword_nouns for a in part), into=keyword_nouns)
         kws = keyword_counts(keyword_nouns) if keyword_nouns else []
     png = render_wordcloud_png(dict(kws)) if kws else None
     html = render_dashboard(
@@ -175,13 +190,35 @@ def _render(
     return html.encode("utf-8")
 
 
-def _groups(frame: pl.DataFrame, tagger: Any) -> tuple[list[str | None], list[dict[str, Any]]]:
-    """묶음 ids of the building-month and the 주요 이슈 summaries of groups of 3 or more."""
-    from voc.groups import group_summaries, near_duplicate_groups
+def _group_ids(frame: pl.DataFrame, tagger: Any) -> list[str | None]:
+    """묶음 ids of the building-month's N rows (:func:`voc.groups.near_duplicate_groups`, with the
+    tagger's reference vectorizer when it has one)."""
+    from voc.groups import near_duplicate_groups
 
+    return near_duplicate_groups(frame, vectorizer=getattr(tagger, "group_vectorizer", None)).to_list()
+
+
+def _groups(
+    frame: pl.DataFrame, tagger: Any, ids: list[str | None] | None = None
+) -> tuple[list[str | None], list[dict[str, Any]]]:
+    """묶음 ids of the building-month (``ids`` when already known) and the 주요 이슈 summaries of
+    groups of 3 or more."""
+    from voc.groups import group_summaries
+
+    if ids is None:
+        ids = _group_ids(frame, tagger)
     vec = getattr(tagger, "group_vectorizer", None)
-    ids = near_duplicate_groups(frame, vectorizer=vec)
-    return ids.to_list(), group_summaries(frame, ids, min_size=3, vectorizer=vec)
+    return ids, group_summaries(frame, ids, min_size=3, vectorizer=vec)
+
+
+def _with_repeats(tagged: pl.DataFrame, tagger: Any, history: pl.DataFrame | None) -> pl.DataFrame:
+    """``repeat_of`` filled (:func:`voc.urgency.repeat_of`): against the month itself and, in mode
+    ``full``, the earlier months' VOCs of the building within 30 days."""
+    from voc.urgency import repeat_of
+
+    if not tagged.height:
+        return tagged
+    return tagged.with_columns(repeat_of(tagged, history, vectorizer=getattr(tagger, "group_vectorizer", None)))
 
 
 def _tokenizer_of(tagger: Any) -> Any:
@@ -196,10 +233,71 @@ def model_labels_of(tagger: Any) -> dict[str, list[str]]:
     return {d: tagger.model_labels(d) for d in tagger.taxonomy.dimensions()}
 
 
-def _drift(frame: pl.DataFrame, model_labels: Mapping[str, list[str]], history: pl.DataFrame | None) -> list[str]:
+def _drift(
+    frame: pl.DataFrame,
+    model_labels: Mapping[str, list[str]],
+    history: pl.DataFrame | None,
+    group_ids: Sequence[str | None] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+) -> list[str]:
+    """Drift notes: a 묶음 counts as one event, unconfirmed tags carry no alert (voc.quality)."""
     from voc.quality import drift_messages
 
-    return drift_messages(reviewed=frame, model_labels=dict(model_labels), history=history)
+    return drift_messages(
+        reviewed=frame, model_labels=dict(model_labels), history=history, group_ids=group_ids, thresholds=thresholds
+    )
+
+
+def _tag_in_chunks(
+    rows: pl.DataFrame,
+    tagger: Any,
+    *,
+    run_id: str,
+    tokenizer: Any,
+    chunk_rows: int,
+    progress: Callable[[str], None] | None,
+    groups: Sequence[str | None] | None = None,
+) -> tuple[pl.DataFrame, Counter[str], list[Any] | None]:
+    """Tagged rows (input order), keyword document frequencies
+    (:func:`voc.dashboard.keyword_doc_freq`) and evidence (:func:`voc.evidence.tagger_evidence`)
+    of a month, from one Kiwi analysis per VOC held one chunk at a time
+    (:func:`voc.tagger.tag_frame_chunks`; ``groups``: one tag per near-duplicate group);
+    ``progress`` gets one line per chunk."""
+    from voc.dashboard import keyword_doc_freq
+    from voc.evidence import tagger_evidence
+    from voc.tagger import chunk_positions, frame_texts, tag_frame, tag_frame_chunks
+
+    parts: list[pl.DataFrame] = []
+    order: list[np.ndarray] = []
+    freq: Counter[str] = Counter()
+    evidence: list[Any] | None = []
+    n_chunks = len(chunk_positions(rows.height, chunk_rows, groups))
+    done = 0
+    chunks = tag_frame_chunks(rows, tagger, run_id=run_id, tokenizer=tokenizer, chunk_rows=chunk_rows, groups=groups)
+    for i, chunk in enumerate(chunks):
+        parts.append(chunk.tagged)
+        order.append(chunk.index)
+        done += chunk.tagged.height
+        keyword_doc_freq((a.keyword_nouns for a in chunk.analyses), into=freq)
+        texts, _ = frame_texts(chunk.rows, use_reply=tagger.use_reply)
+        ev = tagger_evidence(
+            tagger, texts, ids=chunk.tagged["voc_id"].to_list(), tokens=[a.model_tokens for a in chunk.analyses]
+        )
+        if ev is None:  # a tagger without an evidence pool
+            evidence = None
+        elif evidence is not None:
+            evidence.extend(ev)
+        if progress is not None:
+            progress(f"chunk {i + 1}/{n_chunks}: {done:,} of {rows.height:,} VOCs tagged")
+    if not parts:  # an empty month: the tagged frame's columns, no rows
+        return tag_frame(rows, tagger, run_id=run_id), freq, tagger_evidence(tagger, [], ids=[], tokens=[])
+    tagged = pl.concat(parts, rechunk=True)
+    positions = np.concatenate(order)
+    if not np.array_equal(positions, np.arange(rows.height)):  # chunks kept groups together: back to input order
+        back = np.argsort(positions, kind="stable")
+        tagged = tagged[back.tolist()]
+        evidence = [evidence[int(j)] for j in back] if evidence is not None else None
+    return tagged, freq, evidence
 
 
 def tag_building(
@@ -210,9 +308,13 @@ def tag_building(
     history: pl.DataFrame | None = None,
     dashboard: DashboardContext | None = None,
     review_threshold: float | None = None,
+    chunk_rows: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> BuildingOutput:
     """Tag one building's month, find its mass complaints and the evidence for each tag, and,
-    given a ``dashboard`` context, render its dashboard — from one Kiwi analysis per VOC.
+    given a ``dashboard`` context, render its dashboard — from one Kiwi analysis per VOC, made
+    and used ``chunk_rows`` VOCs at a time, so memory does not grow with the month beyond its
+    tagged rows (200,000 VOCs of one building: docs/benchmarks.md "Huge building").
 
     Parameters
     ----------
@@ -229,6 +331,12 @@ def tag_building(
     review_threshold
         One confidence threshold overriding the model's per-dimension review thresholds
         (``VOC_REVIEW__LOW_CONFIDENCE_THRESHOLD``), or None.
+    chunk_rows
+        VOCs analysed and tagged at a time (≥ 1; default :data:`voc.tagger.DEFAULT_CHUNK_ROWS`).
+        The results do not depend on it.
+    progress
+        Called with one line per chunk (``"chunk 3/100: 6,000 of 200,000 VOCs tagged"``; the
+        flow passes its logger's ``info``), or None.
 
     Returns
     -------
@@ -236,31 +344,38 @@ def tag_building(
         ``frame`` = the ``N`` tagged rows; ``flagged`` = rows with an input/text flag;
         ``low_confidence`` = rows 검토 우선 flags; ``groups``/``evidence`` for the review sheet;
         ``issues`` and ``drift`` only when a dashboard is rendered.
+
+    Raises
+    ------
+    ValueError
+        ``chunk_rows`` < 1.
     """
     from voc.dashboard import ReviewStatus
-    from voc.evidence import tagger_evidence
     from voc.review import review_thresholds_of
-    from voc.tagger import frame_analyses, frame_texts, tag_frame
+    from voc.tagger import DEFAULT_CHUNK_ROWS
 
     tok = _tokenizer_of(tagger)
-    analyses = frame_analyses(rows, use_reply=tagger.use_reply, tokenizer=tok) if rows.height else []
-    tagged = tag_frame(rows, tagger, run_id=run_id, analyses=analyses)
+    group_ids = _group_ids(rows, tagger)  # one tag per mass complaint (voc.pooling)
+    tagged, keyword_freq, evidence = _tag_in_chunks(
+        rows, tagger, run_id=run_id, tokenizer=tok, chunk_rows=DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows,
+        progress=progress, groups=group_ids,
+    )
     thresholds = review_thresholds_of(tagger, override=review_threshold)
-    groups, issues = _groups(tagged, tagger)
-    texts, _ = frame_texts(rows, use_reply=tagger.use_reply)
+    tagged = _with_repeats(tagged, tagger, history)
+    groups, issues = _groups(tagged, tagger, group_ids)
     out = BuildingOutput(
         tagged,
         flagged=int((tagged["flags"] != "").sum()),
         low_confidence=int(review_flag_mask(tagged, thresholds).sum()),
         groups=groups,
-        evidence=tagger_evidence(tagger, texts, ids=tagged["voc_id"].to_list(), tokens=[a.model_tokens for a in analyses]),
+        evidence=evidence,
     )
     if dashboard is not None:
         out.issues = issues
-        out.drift = _drift(tagged, model_labels_of(tagger), history)
+        out.drift = _drift(tagged, model_labels_of(tagger), history, groups, thresholds)
         out.dashboard_html = _render(
             tagged,
-            keyword_nouns=[a.keyword_nouns for a in analyses],
+            keyword_nouns=keyword_freq,
             tokenizer=tok,
             use_reply=tagger.use_reply,
             ctx=dashboard,
@@ -280,11 +395,12 @@ def refresh_building(
     tagger: Any,
     *,
     history: pl.DataFrame | None,
-    dashboard: DashboardContext,
+    dashboard: DashboardContext | None,
     review_threshold: float | None = None,
 ) -> BuildingOutput:
     """Fold the review sheet into one building's newest tagged frame and render the reviewed
-    dashboard.
+    dashboard (mode ``refresh``, and a ``full``/``tagging-only`` rerun of a month with reviews:
+    :mod:`flows.monthly`).
 
     Parameters
     ----------
@@ -297,7 +413,8 @@ def refresh_building(
         The model of the run: its taxonomy validates the reviewers' labels, its label sets and
         review threshold feed drift notes and counts.
     history, dashboard, review_threshold
-        As in :func:`tag_building` (the dashboard is always rendered in a refresh).
+        As in :func:`tag_building` (a refresh always passes a ``dashboard``; None — a
+        ``tagging-only`` rerun — renders nothing and notes no drift).
 
     Returns
     -------
@@ -310,12 +427,17 @@ def refresh_building(
     from voc.dashboard import ReviewStatus
     from voc.review import merge_reviews, review_thresholds_of
 
-    own = None
+    own, own_rows = None, None
     if sheet is not None and sheet.height:
-        own = sheet.filter(pl.col("voc_id").cast(pl.Utf8).is_in(tagged["voc_id"].cast(pl.Utf8).implode()))
-    reviewed, stats = merge_reviews(tagged, own, tagger.taxonomy)
+        # this building's rows, with their spreadsheet row numbers (data row i is row i + 2)
+        own = sheet.with_row_index("__sheet_row", offset=2).filter(
+            pl.col("voc_id").cast(pl.Utf8).str.strip_chars().is_in(tagged["voc_id"].cast(pl.Utf8).implode())
+        )
+        own_rows = own["__sheet_row"].to_list()
+        own = own.drop("__sheet_row")
+    reviewed, stats = merge_reviews(tagged, own, tagger.taxonomy, row_numbers=own_rows)
     thresholds = review_thresholds_of(tagger, override=review_threshold)
-    _, issues = _groups(reviewed, tagger)
+    group_ids, issues = _groups(reviewed, tagger)
     out = BuildingOutput(
         reviewed,
         reviewed=int(stats.n_reviewed),
@@ -326,7 +448,9 @@ def refresh_building(
         group_applied=int(getattr(stats, "n_group_applied", 0)),
         retired_mapped=int(getattr(stats, "n_retired_mapped", 0)),
     )
-    out.drift = _drift(reviewed, model_labels_of(tagger), history)
+    if dashboard is None:
+        return out
+    out.drift = _drift(reviewed, model_labels_of(tagger), history, group_ids, thresholds)
     out.dashboard_html = _render(
         reviewed,
         keyword_nouns=None,

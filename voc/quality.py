@@ -15,6 +15,16 @@ Two kinds of drift matter for a VOC tagger:
 
 :func:`drift_messages` applies both to a building-month (its tagged or reviewed frame and the
 earlier months) and says what it found in Korean, for the dashboard and the run summary.
+
+Share notes only count what can be trusted (given the month's 묶음 ids and review thresholds):
+
+* a **near-duplicate group** (one mass complaint, ``voc.groups.near_duplicate_groups``) is one
+  event, not one VOC per post: 28 parents writing about one construction are one matter;
+* a share **alert** must hold whatever the unconfirmed tags turn out to be
+  (:func:`confirmed_tags`: low-confidence model tags and keyword guesses nobody reviewed). A
+  change that needs them is a softer ``검수 후 확인`` note (:data:`PENDING_PREFIX`); one that
+  only exists when a group's posts are counted one by one is a ``집단 민원`` note
+  (:data:`GROUP_PREFIX`).
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -34,6 +45,9 @@ __all__ = [
     "two_proportion_p_value",
     "reviewed_labels_of",
     "drift_messages",
+    "confirmed_tags",
+    "PENDING_PREFIX",
+    "GROUP_PREFIX",
     "SHIFT_THRESHOLD",
     "SHIFT_MIN_COUNT",
     "SHIFT_MIN_VOCS",
@@ -55,6 +69,17 @@ every label's share moves by 25-point steps; nothing can be told from it)."""
 SHIFT_ALPHA = 0.05
 """Default significance level of the two-proportion z-test (:func:`two_proportion_p_value`): a
 share shift is reported only when p < 0.05."""
+
+PENDING_PREFIX = "검수 후 확인"
+"""Start of a share note that exists only through unconfirmed tags (low-confidence model tags or
+keyword guesses nobody reviewed): a change to look at once the month is reviewed, not an alert."""
+
+GROUP_PREFIX = "집단 민원"
+"""Start of a note on a share change that exists only when the posts of a near-duplicate group
+(a mass complaint) are counted one by one."""
+
+_REVIEWER_SOURCES = frozenset({"reviewer", "reviewer_group"})
+_REST = "\x00rest"  # the other labels, in a two-label count (never a real label: labels are stripped text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +326,111 @@ def _major_counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
     return counts
 
 
+def confirmed_tags(frame: pl.DataFrame, dimension: str, thresholds: Mapping[str, float] | None) -> list[bool]:
+    """Per row, whether its ``dimension`` tag can be trusted for a share alert.
+
+    A tag is confirmed when a reviewer gave or confirmed it (``{dimension}_reviewed`` true, or
+    ``{dimension}_source`` ``reviewer``/``reviewer_group``; ``is_reviewed`` when the frame has
+    neither column), or when a trained model gave it (``{dimension}_source == "model"``, or no
+    source column) with a confidence at or above ``thresholds[dimension]`` — the same review
+    threshold below which 검토 우선 flags the row (``voc.review.review_flags``). A keyword guess
+    (source ``keyword``) is never confirmed: its confidence is a keyword score, not an error
+    probability. A model dimension without a threshold in ``thresholds`` counts as confident
+    (nothing would flag it for review).
+
+    Parameters
+    ----------
+    frame
+        ``N × C`` tagged or reviewed frame; uses ``{dimension}_confidence``/``_source``/
+        ``_reviewed`` and ``is_reviewed`` when present.
+    dimension
+        ``"subject"`` or ``"work"``.
+    thresholds
+        ``{dimension: review threshold in [0, 1]}`` (``voc.review.review_thresholds_of``), or
+        None: every tag is confirmed (no confidence information; the rule before thresholds).
+
+    Returns
+    -------
+    list[bool]
+        N flags in row order.
+    """
+    n = frame.height
+    cols = frame.columns
+
+    def texts(col: str) -> list[str] | None:
+        return [str(v).strip() if v is not None else "" for v in frame[col].to_list()] if col in cols else None
+
+    def flags(col: str) -> list[bool] | None:
+        if col not in cols:
+            return None
+        return [str(v).strip().lower() in ("true", "1", "y", "yes", "t") for v in frame[col].to_list()]
+
+    sources = texts(f"{dimension}_source")
+    reviewed = flags(f"{dimension}_reviewed")
+    if reviewed is None:
+        reviewed = [s in _REVIEWER_SOURCES for s in sources] if sources is not None else (flags("is_reviewed") or [False] * n)
+    elif sources is not None:
+        reviewed = [r or s in _REVIEWER_SOURCES for r, s in zip(reviewed, sources)]
+    if thresholds is None:
+        return [True] * n
+    limit = thresholds.get(dimension)
+    conf_col = f"{dimension}_confidence"
+    confs = frame[conf_col].cast(pl.Float64, strict=False).to_list() if conf_col in cols else [None] * n
+    out = []
+    for i in range(n):
+        src = sources[i] if sources is not None else "model"
+        c = confs[i]
+        confident = src == "model" and (
+            limit is None or (c is not None and not math.isnan(c) and c >= limit)
+        )
+        out.append(bool(reviewed[i] or confident))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """One VOC, or one near-duplicate group counted once."""
+
+    label: str
+    confirmed: bool
+    rows: int  # VOCs behind the event (1 for a single VOC)
+    unconfirmed_rows: int  # of them, rows with that label whose tag is not confirmed
+
+
+def _events(labels: Sequence[str | None], confirmed: Sequence[bool], groups: Sequence[str | None] | None) -> list[_Event]:
+    """Rows with a label as events: a row without a group is one event; the labelled rows of a
+    group are one event carrying their most common label (ties: the first seen), confirmed when
+    at least half of the rows with that label are."""
+    singles: list[_Event] = []
+    members: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        if lab is None:
+            continue
+        g = groups[i] if groups is not None else None
+        g = str(g).strip() if g is not None else ""
+        if g:
+            members.setdefault(g, []).append(i)
+        else:
+            singles.append(_Event(lab, bool(confirmed[i]), 1, 0 if confirmed[i] else 1))
+    for rows in members.values():
+        counts: dict[str, int] = {}
+        for i in rows:
+            counts[labels[i]] = counts.get(labels[i], 0) + 1  # type: ignore[index]
+        top = max(counts, key=lambda k: counts[k])  # dicts keep insertion order: ties → first seen
+        with_top = [i for i in rows if labels[i] == top]
+        n_conf = sum(1 for i in with_top if confirmed[i])
+        singles.append(_Event(top, 2 * n_conf >= len(with_top), len(rows), len(with_top) - n_conf))
+    return singles
+
+
+def _holds(label: str, count: int, total: int, previous: Sequence[Mapping[str, int]], up: bool, rule: Mapping[str, Any]) -> bool:
+    """Whether ``label`` at ``count`` of ``total`` events still shows the shift (up or down) of
+    :func:`share_shifts` against ``previous`` (the label against all others)."""
+    cur = {label: count, _REST: max(0, total - count)}
+    prev = [{label: m.get(label, 0), _REST: sum(m.values()) - m.get(label, 0)} for m in previous]
+    return any(s.label == label and (s.delta > 0) == up for s in share_shifts(cur, prev, **rule))
+
+
 def drift_messages(
     *,
     reviewed: pl.DataFrame,
@@ -311,6 +441,8 @@ def drift_messages(
     max_items: int = 5,
     min_vocs: int = SHIFT_MIN_VOCS,
     alpha: float | None = SHIFT_ALPHA,
+    group_ids: Sequence[str | None] | pl.Series | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> list[str]:
     """Korean drift notes for one building-month (dashboard and run summary).
 
@@ -324,26 +456,64 @@ def drift_messages(
         which has no label set to drift from).
     history
         Earlier months, ``M × C'`` with ``yyyymm`` and ``{dimension}_major`` (e.g. the last six
-        months' tagged/reviewed rows), or None.
+        months' tagged/reviewed rows), or None. Counted one row per VOC, as tagged (their
+        groups and confidences are not re-examined).
     threshold, min_count, min_vocs, alpha
         The :func:`share_shifts` rule, applied to the shares of the majors (대분류): no share
-        note for a month with fewer than ``min_vocs`` VOCs (rows with a major of the dimension),
-        and only for changes significant at ``alpha`` (two-proportion z-test).
+        note for a month with fewer than ``min_vocs`` events (rows with a major of the
+        dimension, a group counting once), and only for changes significant at ``alpha``
+        (two-proportion z-test).
     max_items
         Labels named per message at most.
+    group_ids
+        N 묶음 ids in row order (``voc.groups.near_duplicate_groups``; null = no group), or
+        None (every VOC is its own event). The rows of one group with a major count as **one**
+        event labelled with their most common major.
+    thresholds
+        ``{dimension: review threshold}`` (``voc.review.review_thresholds_of``), or None (every
+        tag is trusted). Given, tags that are not confirmed (:func:`confirmed_tags`:
+        low-confidence or keyword tags nobody reviewed) cannot carry a share alert on their own.
 
     Returns
     -------
     list[str]
-        Per dimension (주제, then 작업유형): ``"새 주제 분류: A>B, … (검수 n건) — 모델이 학습하지
-        않은 분류입니다. 재학습하면 반영됩니다."`` when human labels name classes the model lacks
-        (:func:`new_classes`; a label whose minor the model knows under another major is not
-        new: reorganisations move a minor, see :func:`voc.tagger.canonical_labels`), then one
-        ``"주제 비중 증가: 시설 50% → 80% (+30%p, 8건, 지난 2개월 평균 대비)"`` /
-        ``"… 감소: …"`` per major whose share moved (:func:`share_shifts`, largest first).
-        Empty when nothing drifted. New-class notes do not depend on the month's size (a label
-        the model cannot produce is an error whatever the count).
+        Per dimension (주제, then 작업유형):
+
+        * ``"새 주제 분류: A>B, … (검수 n건) — 모델이 학습하지 않은 분류입니다. 재학습하면
+          반영됩니다."`` when human labels name classes the model lacks (:func:`new_classes`; a
+          label whose minor the model knows under another major is not new: reorganisations
+          move a minor, see :func:`voc.tagger.canonical_labels`). Independent of the month's
+          size (a label the model cannot produce is an error whatever the count);
+        * alerts ``"주제 비중 증가: 시설 50% → 80% (+30%p, 8건, 지난 2개월 평균 대비)"`` /
+          ``"… 감소: …"`` per major whose share of the month's events moved
+          (:func:`share_shifts`, largest first) — with ``group_ids``, only where the per-VOC
+          count moved the same way too (history is counted per VOC; a move that exists only
+          because a group counts once is dropped) — and only where the shift also holds when
+          every unconfirmed event is counted against the major (an increase) or for it (a
+          decrease). ``8건`` counts events; a group among them is named
+          (``집단 민원 1건 = VOC 28건 포함``);
+        * ``"검수 후 확인 — 주제 비중 증가: …"`` for a shift of the events that needs the
+          unconfirmed ones (:data:`PENDING_PREFIX`; only with ``thresholds``);
+        * ``"집단 민원 1건 (VOC 28건): 주제 A 비중 0% → 66% (27건 중 묶음 27건)는 …"`` for a
+          shift that appears only when the groups' posts are counted one by one, and mostly
+          through them (:data:`GROUP_PREFIX`; only with ``group_ids``; ends in ``검수 후
+          확인하세요`` when most of those posts' tags are unconfirmed): the mass complaint is one
+          matter (주요 이슈), not a change of shares.
+
+        Empty when nothing drifted. Without ``group_ids`` and ``thresholds`` the notes are the
+        per-VOC rule over all tags.
+
+    Raises
+    ------
+    ValueError
+        ``group_ids`` is not of length N; invalid rule parameters (:func:`share_shifts`).
     """
+    gids: list[str | None] | None = None
+    if group_ids is not None:
+        gids = list(group_ids.to_list() if isinstance(group_ids, pl.Series) else group_ids)
+        if len(gids) != reviewed.height:
+            raise ValueError(f"group_ids has {len(gids)} values for {reviewed.height} rows of the month")
+    rule: dict[str, Any] = dict(threshold=threshold, min_count=min_count, min_vocs=min_vocs, alpha=alpha)
     out: list[str] = []
     for dim in ("subject", "work"):
         name = DIMENSION_NAMES[dim]
@@ -356,20 +526,79 @@ def drift_messages(
         if history is None or history.height == 0 or "yyyymm" not in history.columns:
             continue
         col = f"{dim}_major"
-        current = _major_counts(reviewed, col)
-        if not current:
+        if col not in reviewed.columns:
+            continue
+        majors = [str(v).strip() if v is not None and str(v).strip() else None for v in reviewed[col].to_list()]
+        if not any(majors):
             continue
         previous = [_major_counts(g, col) for _, g in history.group_by("yyyymm", maintain_order=True)]
         previous = [m for m in previous if m]
-        shifts = share_shifts(
-            current, previous, threshold=threshold, min_count=min_count, min_vocs=min_vocs, alpha=alpha
-        )
-        for sh in shifts[:max_items]:
-            verb = "증가" if sh.delta > 0 else "감소"
+        span = f"지난 {len(previous)}개월 평균 대비"
+        confirmed = confirmed_tags(reviewed, dim, thresholds)
+        events = _events(majors, confirmed, gids)
+        counts: dict[str, int] = {}
+        for e in events:
+            counts[e.label] = counts.get(e.label, 0) + 1
+        total = len(events)
+        n_unconfirmed = sum(1 for e in events if not e.confirmed)
+        per_voc = share_shifts(_major_counts(reviewed, col), previous, **rule) if gids is not None else None
+        shifts = share_shifts(counts, previous, **rule)
+        if per_voc is not None:
+            # history is counted per VOC: a move the per-VOC count does not show too is an
+            # artefact of counting a group once (a 30-post campaign is not a "decrease" of its label)
+            both = {(sh.label, sh.delta > 0) for sh in per_voc}
+            shifts = [sh for sh in shifts if (sh.label, sh.delta > 0) in both]
+        alerts, pending = [], []
+        for sh in shifts:
+            mine = [e for e in events if e.label == sh.label]
+            if n_unconfirmed:
+                sure = sum(1 for e in mine if e.confirmed)
+                # an increase must hold with every unconfirmed event elsewhere; a decrease with
+                # every unconfirmed event on this label
+                bound = sure if sh.delta > 0 else sure + n_unconfirmed
+                if not _holds(sh.label, bound, total, previous, sh.delta > 0, rule):
+                    pending.append((sh, mine))
+                    continue
+            alerts.append((sh, mine))
+        verb = {True: "증가", False: "감소"}
+        for sh, mine in alerts[:max_items]:
+            grouped = [e for e in mine if e.rows > 1]
+            note = f" — 집단 민원 {len(grouped)}건 = VOC {sum(e.rows for e in grouped)}건 포함" if grouped else ""
             out.append(
-                f"{name} 비중 {verb}: {sh.label} {sh.previous_share:.0%} → {sh.current_share:.0%} "
-                f"({sh.delta * 100:+.0f}%p, {sh.current_count}건, 지난 {len(previous)}개월 평균 대비)"
+                f"{name} 비중 {verb[sh.delta > 0]}: {sh.label} {sh.previous_share:.0%} → {sh.current_share:.0%} "
+                f"({sh.delta * 100:+.0f}%p, {sh.current_count}건{note}, {span})"
             )
-        if len(shifts) > max_items:
-            out.append(f"{name} 비중이 크게 바뀐 분류가 {len(shifts) - max_items}개 더 있습니다.")
+        if len(alerts) > max_items:
+            out.append(f"{name} 비중이 크게 바뀐 분류가 {len(alerts) - max_items}개 더 있습니다.")
+        for sh, mine in pending[:max_items]:
+            weak = sum(1 for e in mine if not e.confirmed)
+            out.append(
+                f"{PENDING_PREFIX} — {name} 비중 {verb[sh.delta > 0]}?: {sh.label} {sh.previous_share:.0%} → "
+                f"{sh.current_share:.0%} ({sh.delta * 100:+.0f}%p, {sh.current_count}건 중 검수 전 저신뢰·추정 {weak}건, "
+                f"{span}) — 검수 전 분류에 기대는 변화라 알림이 아닙니다."
+            )
+        if gids is None or per_voc is None:
+            continue
+        # what the per-VOC rule would have said: changes made by the groups' posts one by one
+        shown_labels = {(sh.label, sh.delta > 0) for sh in shifts}
+        group_notes = []
+        for sh in per_voc:
+            if (sh.label, sh.delta > 0) in shown_labels:
+                continue
+            in_groups: dict[str, list[int]] = {}
+            for i, (lab, g) in enumerate(zip(majors, gids)):
+                if lab == sh.label and g is not None and str(g).strip():
+                    in_groups.setdefault(str(g).strip(), []).append(i)
+            rows = [i for r in in_groups.values() for i in r]
+            if 2 * len(rows) <= sh.current_count:
+                continue  # not mostly a group's posts: a side effect of another label's group
+            size = sum(1 for g in gids if g is not None and str(g).strip() in in_groups)
+            weak = sum(1 for i in rows if not confirmed[i])
+            tail = " 검수 전 저신뢰·추정 분류이니 검수 후 확인하세요." if 2 * weak > len(rows) else ""
+            group_notes.append(
+                f"{GROUP_PREFIX} {len(in_groups)}건 (VOC {size}건): {name} {sh.label} 비중 "
+                f"{sh.previous_share:.0%} → {sh.current_share:.0%} ({sh.current_count}건 중 묶음 {len(rows)}건)는 "
+                f"비슷한 VOC 묶음을 하나하나 센 값입니다 — 묶음을 1건으로 세면 뚜렷한 변화가 아닙니다 (주요 이슈 참고).{tail}"
+            )
+        out.extend(group_notes[:max_items])
     return out

@@ -18,9 +18,23 @@ fall below the anchor, so the recipe is chosen per customer, at training time
    its test rows; its scores are accuracy and macro-F1 (over the classes present in the truth)
    of the pooled test rows of all folds;
 3. the choice (:func:`choose`): among the candidates **not worse than** ``anchor`` on accuracy
-   **and** macro-F1 (ties allowed; ``anchor`` itself always qualifies), the highest macro-F1,
-   then the highest accuracy, then the earlier position in the candidate list. If no candidate
-   ties or beats ``anchor`` on both, the choice is ``anchor``.
+   **and** macro-F1 (ties allowed; ``anchor`` itself always qualifies) whose **worst test
+   month** is at most :data:`WORST_MONTH_TOLERANCE` below ``anchor``'s worst month, the best is
+   the highest macro-F1, then the highest accuracy; the choice is the **earliest** candidate in
+   the list whose macro-F1 and accuracy are both within one standard error of the best's (the
+   one-standard-error rule: Breiman, Friedman, Olshen & Stone 1984, *Classification and
+   Regression Trees* §3.4.3; Hastie, Tibshirani & Friedman 2009, *The Elements of Statistical
+   Learning* §7.10). The list puts the preferred recipe first, so a candidate replaces it only
+   when it wins by more than the folds' noise. If no candidate qualifies besides ``anchor``, the
+   choice is ``anchor``.
+
+Mass complaints count once: the test rows are weighted by 1 / (size of their near-duplicate
+group) (``groups``, from :func:`voc.groups.near_duplicate_groups`), so a campaign of 118 posts
+in one month weighs as much as one complaint. The folds are whole months and groups never
+cross a building-month, so no group is split between a fold's training and test rows. The
+standard errors come from a cluster bootstrap over the groups of the test rows
+(:data:`BOOTSTRAP_ROUNDS` resamples, seeded; Efron & Tibshirani 1993, *An Introduction to the
+Bootstrap* §6; clusters as Field & Welsh 2007, "Bootstrapping clustered data", JRSS B 69(3)).
 
 Kiwi runs once per text: callers pass the training rows' model tokens, and every recipe and
 fold reads them (the recipes differ after tokenization). Everything is seeded and runs in one
@@ -54,6 +68,10 @@ __all__ = [
     "CANDIDATES",
     "BASELINE",
     "FEW_FOLDS_ABOVE",
+    "WORST_MONTH_TOLERANCE",
+    "MIN_MONTH_WEIGHT",
+    "BOOTSTRAP_ROUNDS",
+    "group_weights",
     "Fold",
     "CandidateScore",
     "Selection",
@@ -68,6 +86,17 @@ __all__ = [
 
 BASELINE = "anchor"
 """The production recipe no selected recipe may be worse than (production-notes.md)."""
+
+WORST_MONTH_TOLERANCE = 0.05
+"""Largest drop (accuracy, 0–1) of a candidate's worst test month below the baseline's worst
+month that the selection accepts. Months count when they hold at least
+:data:`MIN_MONTH_WEIGHT` complaints (a mass complaint counting once)."""
+
+MIN_MONTH_WEIGHT = 5.0
+"""Complaints (group-weighted) a test month needs to count in the worst-month guard."""
+
+BOOTSTRAP_ROUNDS = 200
+"""Cluster-bootstrap resamples for the standard errors of the one-standard-error rule."""
 
 FEW_FOLDS_ABOVE = 2_000
 """Training rows above which :func:`select_recipe` uses two origins instead of three: the test
@@ -115,6 +144,7 @@ def _default(**changes: Any) -> dict[str, Any]:
 
 
 _CHARS = {"char_ngrams": 10_000, "char_ngram_range": (2, 3)}
+_PLACES = {"skip_addresses": True, "place_weight": True}  # docs/model-quality.md, "Place names as evidence"
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
@@ -133,22 +163,33 @@ RECIPES: dict[str, Recipe] = {
         Recipe("default_balanced", "default with class_weight='balanced'", _default(class_weight="balanced")),
         Recipe("no_names_chars", "default without class-name evidence, + character 2–3-grams (10k)",
                _default(name_prior=False, **_CHARS)),
+        Recipe("places", "default; names followed by a digit are addresses, 동/읍/면 class names weighted apart",
+               _default(**_PLACES)),
+        Recipe("places_recent", "places with a one-year recency half-life",
+               _default(recency_half_life_days=365.0, **_PLACES)),
+        Recipe("places_recent_sqrt", "places_recent with class weights (n/n_k)^½",
+               _default(recency_half_life_days=365.0, class_weight="sqrt", **_PLACES)),
     )
 }
 """Every named recipe (:func:`recipe` looks one up)."""
 
 CANDIDATES: tuple[str, ...] = (
+    "places_recent_sqrt",
     "default",
     "anchor",
     "default_no_names",
     "no_names_balanced",
-    "default_recent",
     "no_names_chars",
 )
-"""The recipes :func:`select_recipe` compares by default, in tie-break order: the default, the
-baseline, the default without class-name evidence (with and without balanced class weights),
-the one-year recency half-life that wins on registration-time text, and character n-grams
-(docs/model-quality.md, "Recipe selection", gives each one's reason and what was left out)."""
+"""The recipes :func:`select_recipe` compares by default, in preference order (the
+one-standard-error rule keeps the earliest candidate within the noise of the best): the default
+with addresses and place names read as weaker evidence, a one-year recency half-life and √
+class weights (best on the temporal splits with and without the reply: docs/model-quality.md,
+"Place names as evidence"), the default, the baseline, the default without class-name evidence
+(with and without balanced class weights), and character n-grams (docs/model-quality.md,
+"Recipe selection", gives each one's reason and what was left out). ``default_recent`` left the
+list: with the reply it chose a month-losing recipe on fold noise (docs/model-quality.md,
+"Selection month by month")."""
 
 
 def recipe(name: str) -> Recipe:
@@ -279,21 +320,32 @@ def rolling_origin_folds(
 
 @dataclass(frozen=True)
 class CandidateScore:
-    """A recipe's scores on the pooled test rows of the folds (accuracy, macro-F1 in [0, 1]),
-    per fold (``folds``: ``{origin, until, n_train, n_test, accuracy, macro_f1}``), and the
-    seconds its fits took."""
+    """A recipe's scores on the pooled test rows of the folds (accuracy, macro-F1 in [0, 1],
+    group-weighted: :func:`group_weights`), per fold (``folds``: ``{origin, until, n_train,
+    n_test, accuracy, macro_f1}``), the seconds its fits took, the accuracy of its worst test
+    month (``worst_month``, ``None`` when no month holds :data:`MIN_MONTH_WEIGHT` complaints)
+    and ``worst_month_name`` ("YYYY-MM"), and the cluster-bootstrap standard errors of the two
+    scores (0 when not measured)."""
 
     recipe: str
     accuracy: float
     macro_f1: float
     folds: tuple[dict[str, Any], ...] = ()
     seconds: float = 0.0
+    worst_month: float | None = None
+    worst_month_name: str | None = None
+    se_accuracy: float = 0.0
+    se_macro_f1: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "recipe": self.recipe,
             "accuracy": self.accuracy,
             "macro_f1": self.macro_f1,
+            "worst_month": self.worst_month,
+            "worst_month_name": self.worst_month_name,
+            "se_accuracy": round(self.se_accuracy, 4),
+            "se_macro_f1": round(self.se_macro_f1, 4),
             "folds": [dict(f) for f in self.folds],
             "seconds": round(self.seconds, 1),
         }
@@ -336,22 +388,92 @@ class Selection:
             "chosen": self.chosen,
             "reason": self.reason,
             "baseline": self.baseline,
-            "rule": "highest macro-F1, then accuracy, among recipes not below the baseline on both",
+            "rule": (
+                "earliest candidate within one standard error of the best (highest macro-F1, then accuracy) "
+                "among recipes not below the baseline on both and whose worst month is at most "
+                f"{WORST_MONTH_TOLERANCE:.0%} below the baseline's; mass complaints count once"
+            ),
             "folds": [dict(f) for f in self.folds],
             "candidates": [c.to_dict() for c in self.candidates],
             "seconds": round(self.seconds, 1),
         }
 
 
-def _scores(y_true: Sequence[str], y_pred: Sequence[str]) -> tuple[float, float]:
-    """(accuracy, macro-F1 over the classes present in ``y_true``), as ``voc.metrics``."""
+def group_weights(groups: Sequence[str | None] | None, n: int) -> np.ndarray:
+    """``n`` row weights: 1 / (size of the row's near-duplicate group), 1 for a row alone.
+
+    Parameters
+    ----------
+    groups
+        ``n`` group ids (:func:`voc.groups.near_duplicate_groups`; None = alone) or None (every
+        row alone).
+    n
+        Number of rows.
+
+    Raises
+    ------
+    ValueError
+        ``groups`` not of length ``n``.
+    """
+    if groups is None:
+        return np.ones(n)
+    if len(groups) != n:
+        raise ValueError(f"groups ({len(groups)}) and rows ({n}) differ in length")
+    sizes: dict[str, int] = {}
+    for g in groups:
+        if g is not None:
+            sizes[g] = sizes.get(g, 0) + 1
+    return np.array([1.0 / sizes[g] if g is not None else 1.0 for g in groups])
+
+
+def _scores(y_true: Sequence[str], y_pred: Sequence[str], weights: np.ndarray | None = None) -> tuple[float, float]:
+    """(accuracy, macro-F1 over the classes present in ``y_true``), as ``voc.metrics``, each row
+    counted with its weight (default 1)."""
     from sklearn.metrics import f1_score
 
     if len(y_true) == 0:
         return 0.0, 0.0
     yt, yp = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+    w = np.ones(len(yt)) if weights is None else np.asarray(weights, dtype=float)
     present = sorted(set(yt.tolist()))
-    return float(np.mean(yt == yp)), float(f1_score(yt, yp, labels=present, average="macro", zero_division=0))
+    acc = float(np.sum(w * (yt == yp)) / np.sum(w))
+    return acc, float(f1_score(yt, yp, labels=present, average="macro", sample_weight=w, zero_division=0))
+
+
+def _worst_month(months: np.ndarray, correct: np.ndarray, w: np.ndarray) -> tuple[float | None, str | None]:
+    """(accuracy, "YYYY-MM") of the test month with the lowest weighted accuracy among those
+    with at least :data:`MIN_MONTH_WEIGHT` weight, or (None, None)."""
+    worst: tuple[float | None, str | None] = (None, None)
+    for m in np.unique(months):
+        sel = months == m
+        if w[sel].sum() + 1e-9 < MIN_MONTH_WEIGHT:
+            continue
+        acc = float(np.sum(w[sel] * correct[sel]) / np.sum(w[sel]))
+        if worst[0] is None or acc < worst[0]:
+            worst = (acc, _month_name(int(m)))
+    return worst
+
+
+def _bootstrap_se(
+    truth: Sequence[str], pred: Sequence[str], w: np.ndarray, clusters: Sequence[str], *, seed: int
+) -> tuple[float, float]:
+    """Cluster-bootstrap standard errors of (accuracy, macro-F1): :data:`BOOTSTRAP_ROUNDS`
+    resamples of the clusters (a near-duplicate group, or a row alone) with replacement."""
+    keys = sorted(set(clusters))
+    if len(keys) < 2:
+        return 0.0, 0.0
+    index = {k: i for i, k in enumerate(keys)}
+    cid = np.array([index[c] for c in clusters])
+    members = [np.nonzero(cid == i)[0] for i in range(len(keys))]
+    rng = np.random.default_rng(seed)
+    yt, yp = np.asarray(truth, dtype=object), np.asarray(pred, dtype=object)
+    accs, f1s = [], []
+    for _ in range(BOOTSTRAP_ROUNDS):
+        rows = np.concatenate([members[i] for i in rng.integers(0, len(keys), len(keys))])
+        a, f = _scores(yt[rows].tolist(), yp[rows].tolist(), w[rows])
+        accs.append(a)
+        f1s.append(f)
+    return float(np.std(accs, ddof=1)), float(np.std(f1s, ddof=1))
 
 
 def score_recipes(
@@ -364,6 +486,7 @@ def score_recipes(
     recipes: Sequence[str] = CANDIDATES,
     seed: int = 0,
     progress: Any = None,
+    groups: Sequence[str | None] | None = None,
 ) -> list[CandidateScore]:
     """Fit each recipe on each fold's training rows and score its labels on the test rows.
 
@@ -377,14 +500,18 @@ def score_recipes(
     recipes
         Names in :data:`RECIPES`.
     seed
-        ``random_state`` of every fit.
+        ``random_state`` of every fit (and of the bootstrap).
     progress
         Optional callable receiving one line per recipe.
+    groups
+        N near-duplicate group ids (None = alone), or None: test rows are weighted by
+        :func:`group_weights` and resampled by group for the standard errors.
 
     Returns
     -------
     list[CandidateScore]
-        One per recipe, in ``recipes`` order; scores over the pooled test rows of all folds.
+        One per recipe, in ``recipes`` order; group-weighted scores over the pooled test rows of
+        all folds, the worst test month and the standard errors.
 
     Raises
     ------
@@ -396,6 +523,10 @@ def score_recipes(
         raise ValueError(f"texts ({n}), labels ({len(labels)}), times ({len(times)}) and tokens ({len(tokens)}) differ in length")
     specs = [recipe(r) for r in recipes]
     y = [str(v) for v in labels]
+    weights = group_weights(groups, n)
+    months = np.array([_month_number(t, i) for i, t in enumerate(times)], dtype=np.int64)
+    test_rows = [int(i) for f in folds for i in f.test.tolist()]
+    clusters = [groups[i] if groups is not None and groups[i] is not None else f"row:{i}" for i in test_rows]
     out: list[CandidateScore] = []
     for spec in specs:
         t0 = time.perf_counter()
@@ -412,14 +543,20 @@ def score_recipes(
                         times=[times[i] for i in tr])
                 got = list(clf.predict_tags([texts[i] for i in te], tokens=[tokens[i] for i in te]).labels)
             want = [y[i] for i in te]
-            acc, f1 = _scores(want, got)
+            acc, f1 = _scores(want, got, weights[te])
             per_fold.append({**f.describe(), "accuracy": round(acc, 4), "macro_f1": round(f1, 4)})
             truth += want
             pred += got
-        acc, f1 = _scores(truth, pred)
-        out.append(CandidateScore(spec.name, acc, f1, tuple(per_fold), time.perf_counter() - t0))
+        w = weights[test_rows]
+        acc, f1 = _scores(truth, pred, w)
+        correct = np.asarray(truth, dtype=object) == np.asarray(pred, dtype=object)
+        worst, worst_name = _worst_month(months[test_rows], correct, w)
+        se_acc, se_f1 = _bootstrap_se(truth, pred, w, clusters, seed=seed)
+        out.append(CandidateScore(spec.name, acc, f1, tuple(per_fold), time.perf_counter() - t0,
+                                  worst, worst_name, se_acc, se_f1))
         if progress is not None:
-            progress(f"recipe {spec.name}: accuracy {acc:.3f}, macro-F1 {f1:.3f}")
+            shown = f"; worst month {worst_name} {worst:.3f}" if worst is not None else ""
+            progress(f"recipe {spec.name}: accuracy {acc:.3f}, macro-F1 {f1:.3f}{shown}")
     return out
 
 
@@ -429,6 +566,9 @@ _EPS = 1e-9  # scores closer than this are ties (they come from the same pooled 
 def choose(scores: Sequence[CandidateScore], *, baseline: str = BASELINE) -> tuple[str, str]:
     """The selection rule (module docstring, step 3), as ``(recipe name, reason)``.
 
+    Candidates without a worst month or standard errors (0) are judged on the pooled scores
+    alone, as before those were measured.
+
     Raises
     ------
     ValueError
@@ -437,16 +577,32 @@ def choose(scores: Sequence[CandidateScore], *, baseline: str = BASELINE) -> tup
     base = next((s for s in scores if s.recipe == baseline), None)
     if base is None:
         raise ValueError(f"the baseline recipe {baseline!r} must be among the candidates, got {[s.recipe for s in scores]}")
-    ok = [s for s in scores if s.accuracy >= base.accuracy - _EPS and s.macro_f1 >= base.macro_f1 - _EPS]
+
+    def month_ok(s: CandidateScore) -> bool:
+        if s.worst_month is None or base.worst_month is None:
+            return True
+        return s.worst_month >= base.worst_month - WORST_MONTH_TOLERANCE - _EPS
+
+    ok = [s for s in scores if s.accuracy >= base.accuracy - _EPS and s.macro_f1 >= base.macro_f1 - _EPS and month_ok(s)]
     best = ok[0]
     for s in ok[1:]:  # strictly better only: earlier candidates win ties
         if s.macro_f1 > best.macro_f1 + _EPS or (abs(s.macro_f1 - best.macro_f1) <= _EPS and s.accuracy > best.accuracy + _EPS):
             best = s
-    shown = f"macro-F1 {best.macro_f1:.3f}, accuracy {best.accuracy:.3f}"
-    if best.recipe == baseline:
+    # one-standard-error rule: the earliest candidate within the best's noise
+    chosen = next(
+        s for s in ok
+        if s.macro_f1 >= best.macro_f1 - best.se_macro_f1 - _EPS and s.accuracy >= best.accuracy - best.se_accuracy - _EPS
+    )
+    shown = f"macro-F1 {chosen.macro_f1:.3f}, accuracy {chosen.accuracy:.3f}"
+    if chosen is not best:
+        shown += f"; within one standard error of {best.recipe} ({best.macro_f1:.3f} ± {best.se_macro_f1:.3f}, {best.accuracy:.3f} ± {best.se_accuracy:.3f})"
+    dropped = [s.recipe for s in scores if s not in ok and s.accuracy >= base.accuracy - _EPS and s.macro_f1 >= base.macro_f1 - _EPS]
+    if dropped:
+        shown += f"; worst month too far below {baseline}'s: {', '.join(dropped)}"
+    if chosen.recipe == baseline:
         others = [s.recipe for s in scores if s.recipe != baseline]
         return baseline, f"{baseline} ({shown}): no other candidate ({', '.join(others)}) ties or beats it on both"
-    return best.recipe, f"{best.recipe} ({shown}) vs {baseline} (macro-F1 {base.macro_f1:.3f}, accuracy {base.accuracy:.3f})"
+    return chosen.recipe, f"{chosen.recipe} ({shown}) vs {baseline} (macro-F1 {base.macro_f1:.3f}, accuracy {base.accuracy:.3f})"
 
 
 def select_recipe(
@@ -462,6 +618,7 @@ def select_recipe(
     test_share: float = 0.3,
     seed: int = 0,
     progress: Any = None,
+    groups: Sequence[str | None] | None = None,
 ) -> Selection:
     """Choose the recipe for one dimension on the customer's own labelled training rows.
 
@@ -481,8 +638,9 @@ def select_recipe(
         reason says so.
     n_folds
         Origins; default 3, or 2 above :data:`FEW_FOLDS_ABOVE` rows.
-    test_share, seed, progress
-        As :func:`rolling_origin_folds` and :func:`score_recipes`.
+    test_share, seed, progress, groups
+        As :func:`rolling_origin_folds` and :func:`score_recipes` (``groups``: N near-duplicate
+        group ids of the rows, so a mass complaint counts once).
 
     Returns
     -------
@@ -510,7 +668,8 @@ def select_recipe(
             baseline,
             seconds=time.perf_counter() - t0,
         )
-    scores = score_recipes(texts, labels, times, folds, tokens=tokens, recipes=recipes, seed=seed, progress=progress)
+    scores = score_recipes(texts, labels, times, folds, tokens=tokens, recipes=recipes, seed=seed, progress=progress,
+                           groups=groups)
     chosen, reason = choose(scores, baseline=baseline)
     n_test = sum(len(f.test) for f in folds)
     reason += f"; {len(folds)} temporal folds, {n_test} test VOCs from {folds[0].origin} to {folds[-1].until}"

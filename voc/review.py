@@ -64,13 +64,17 @@ Merge rules (``voc refresh`` / a monthly rerun)
   묶음 적용 = Y passes its labels to the other rows of its 묶음 that the reviewer left alone
   (source ``reviewer_group``). A retired class typed by hand (``국제도시국>기반시설과``) is
   read as its active successor (``voc.taxonomy.Taxonomy.successor``).
+* Reviewer cells are literal values or issues: a formula (read as its formula text by the
+  backends), an error value, a date or a number in a 검수_ cell is reported
+  (:func:`non_literal_kind`) and is neither a label nor a confirmation; sheet rows whose
+  ``voc_id`` no tagged VOC of the month has are reported by :func:`unknown_voc_id_issues`.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -126,6 +130,10 @@ __all__ = [
     "RefreshStats",
     "neutralize_cell",
     "is_formula_like",
+    "ERROR_VALUES",
+    "NON_LITERAL_KINDS",
+    "non_literal_kind",
+    "unknown_voc_id_issues",
     "is_done",
     "review_thresholds_of",
     "review_flags",
@@ -373,7 +381,10 @@ class ReviewIssue:
         ``group_missing`` (묶음 적용 = Y on a row without 묶음); from :func:`merge_reviews`
         only: ``tag_changed`` (a done row's empty cells do not confirm a model tag other than
         the one the sheet showed), ``group_conflict`` (two decisions for one 묶음 disagree: that
-        dimension is not passed on).
+        dimension is not passed on); ``formula``, ``error_value``, ``date_value``,
+        ``number_value`` (a reviewer cell that is no literal text: :func:`validate_reviews`);
+        from :func:`unknown_voc_id_issues`: ``unknown_voc_id`` (a row added to the sheet or a
+        ``voc_id`` changed to one the month's tagged VOCs do not have: the row is ignored).
     """
 
     sheet_row: int
@@ -530,6 +541,65 @@ def is_formula_like(text: str) -> bool:
     """True when ``text`` starts with one of :data:`FORMULA_PREFIXES` (``= + - @ \\t \\r``),
     i.e. a spreadsheet program would read it as a formula if it were typed in."""
     return bool(text) and text[0] in FORMULA_PREFIXES
+
+
+ERROR_VALUES: frozenset[str] = frozenset(
+    {
+        "#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA",
+        "#SPILL!", "#CALC!", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!", "#PYTHON!",
+        "#EXTERNAL!", "#ERROR!",
+    }
+)
+"""Spreadsheet error values: the seven of the Office Open XML formula grammar (ECMA-376 Part 1:
+``#NULL! #DIV/0! #VALUE! #REF! #NAME? #NUM! #N/A``), Excel's ``#GETTING_DATA`` and newer ones
+(Microsoft support, "How to correct a #SPILL! error" and its sibling pages: ``#SPILL! #CALC!
+#FIELD! #BLOCKED! #CONNECT! #BUSY! #UNKNOWN! #PYTHON! #EXTERNAL!``) and Google Sheets'
+``#ERROR!``. Compared after stripping and upper-casing."""
+
+NON_LITERAL_KINDS: dict[str, str] = {
+    "formula": "수식",
+    "error_value": "오류 값",
+    "date_value": "날짜",
+    "number_value": "숫자",
+}
+"""What :func:`non_literal_kind` finds in a reviewer cell (the :class:`ReviewIssue` code) and
+its Korean name in the issue message."""
+
+_DATE_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"  # what neutralize_cell makes of a date
+    r"|\d{4}\. ?\d{1,2}\. ?\d{1,2}\.?|\d{4}/\d{1,2}/\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}"  # Sheets' formatted dates
+    r"|\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?"  # a time
+)
+_NUMBER_RE = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][+-]?\d+)?%?")
+
+
+def non_literal_kind(text: str) -> str | None:
+    """What a reviewer cell holds when it is not a literal text, as read back by a backend.
+
+    The backends read a formula as its formula text (``"=VLOOKUP(B2,…)"``, never its cached
+    value, which a file saved by a program other than Excel may lack), an error as its code
+    (``"#N/A"``), a date as ``YYYY-MM-DD`` (Google Sheets: as formatted, ``2019. 11. 3``) and a
+    number as its text (:func:`neutralize_cell`).
+
+    Returns
+    -------
+    str or None
+        ``"formula"`` (starts with ``=``), ``"error_value"`` (one of :data:`ERROR_VALUES`),
+        ``"date_value"`` (a date or time as above), ``"number_value"`` (``3``, ``-1.5``,
+        ``1,234``, ``50%``, ``1e3``); ``None`` for any other text, the empty one included.
+    """
+    t = text.strip()
+    if not t:
+        return None
+    if t.startswith("="):
+        return "formula"
+    if t.upper() in ERROR_VALUES:
+        return "error_value"
+    if _DATE_RE.fullmatch(t):
+        return "date_value"
+    if any(ch.isdigit() for ch in t) and _NUMBER_RE.fullmatch(t):
+        return "number_value"
+    return None
 
 
 def is_done(value: object) -> bool:
@@ -1135,7 +1205,41 @@ def _check_dimension(
     return None, None, "invalid", False
 
 
-def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFrame, list[ReviewIssue]]:
+def _formula_or_error(text: str) -> str | None:
+    """``"formula"`` / ``"error_value"`` for such a cell (:func:`non_literal_kind`), else None:
+    the cells that take ``Y`` or an id, where a number may be meant (검수완료 ``1``)."""
+    kind = non_literal_kind(text)
+    return kind if kind in ("formula", "error_value") else None
+
+
+def _non_literal_message(column: str, value: str, kind: str, consequence: str) -> str:
+    what = NON_LITERAL_KINDS[kind]
+    hint = " (수식 대신 값을 직접 입력하거나 목록에서 고르세요)" if kind in ("formula", "error_value") else ""
+    return f"{column}에 {what} '{value.strip()}'이(가) 있습니다; {consequence}{hint}"
+
+
+def _non_literal_cells(
+    rules: _DimensionRules, row: Mapping[str, str], cols: tuple[str, str], issue: Callable[[str, str, str, str], None]
+) -> bool:
+    """Report every 검수_ cell of one dimension that holds a formula, an error value, a date or
+    a number (:func:`non_literal_kind`; a date or number that *is* a class name of the dimension
+    is a value); True when there was one: the dimension is then invalid, so its cells are never
+    a label and never confirm the model's tag."""
+    bad = False
+    for col in cols:
+        text = row[col]
+        kind = non_literal_kind(text)
+        if kind in ("date_value", "number_value") and (text.strip() in rules.majors or text.strip() in rules.major_of):
+            kind = None
+        if kind is not None:
+            issue(col, text, _non_literal_message(col, text, kind, "분류로 반영하지 않고, 모델 태그의 확인으로도 보지 않습니다"), kind)
+            bad = True
+    return bad
+
+
+def validate_reviews(
+    sheet: pl.DataFrame, taxonomy: Taxonomy, *, row_numbers: Sequence[int] | None = None
+) -> tuple[pl.DataFrame, list[ReviewIssue]]:
     """Check reviewer cells against the taxonomy's *active* classes and resolve them.
 
     Per dimension (주제, 작업유형) the two 검수_ cells are resolved as follows (cells stripped):
@@ -1152,6 +1256,11 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
       ``minor_missing``;
     * a value carrying the guess marker (a model cell pasted into a 검수_ cell) is not a
       taxonomy value: ``not_in_taxonomy``, with a hint to pick the value from the list;
+    * a cell that is not a literal text (:func:`non_literal_kind`): a formula (read as its
+      formula text, whatever value it shows or lacks), an error value (``#N/A``, ``#REF!``, …),
+      a date or a number (unless that text is a class name of the dimension) → an issue coded
+      ``formula`` / ``error_value`` / ``date_value`` / ``number_value`` naming the cell, and the
+      dimension is ``invalid``: never a label and never a confirmation of the model's tag;
     * a retired name typed by hand (the dropdowns never offer one) is read as its active
       successor (:meth:`voc.taxonomy.Taxonomy.successor`): ``국제도시국`` + ``기반시설과`` →
       ``국제도시건설국>기반시설과``; a retired major alone → its successor major, then as above
@@ -1164,7 +1273,10 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
     검수완료 value that is neither done nor a known "no" (``done_unrecognized``), an empty
     ``voc_id`` on a row with reviewer input and a ``voc_id`` repeated on a later row (the later
     rows are ``ignored``; the first occurrence counts), 묶음 적용 = Y on a row not done
-    (``group_not_done``) or without 묶음 (``group_missing``).
+    (``group_not_done``) or without 묶음 (``group_missing``). A formula or an error value in
+    검수완료 (the row is not done), in 묶음 적용 (no group decision) or in ``voc_id`` (the row
+    is ignored) is reported as ``formula`` / ``error_value``. The 검수 메모 is free text: a
+    formula there is kept as its formula text, not reported.
 
     Parameters
     ----------
@@ -1174,11 +1286,15 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
         sheets written before they existed). Nulls count as empty.
     taxonomy
         Only active rows are accepted.
+    row_numbers
+        ``M`` spreadsheet row numbers of the rows of ``sheet`` when it is a subset of the sheet
+        (one building's rows); default data row ``i`` → ``i + 2``.
 
     Returns
     -------
     tuple[pl.DataFrame, list[ReviewIssue]]
-        ``M`` rows in sheet order with columns ``sheet_row`` (Int64, data row i → i + 2),
+        ``M`` rows in sheet order with columns ``sheet_row`` (Int64, data row i → i + 2, or
+        ``row_numbers``),
         ``voc_id``, ``ignored`` (bool), ``is_done`` (bool), ``review_subject_major``,
         ``review_subject_minor``, ``subject_status``, ``review_work_major``,
         ``review_work_minor``, ``work_status`` (labels null unless status ``valid``; status ∈
@@ -1190,7 +1306,8 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
     Raises
     ------
     ReviewSheetError
-        ``voc_id`` or a reviewer column is missing from ``sheet``.
+        ``voc_id`` or a reviewer column is missing from ``sheet``; ``row_numbers`` has not
+        ``M`` entries.
     """
     needed = [COL_VOC_ID, *(c for c in REVIEWER_COLUMNS if c not in ADDED_COLUMNS)]
     missing = [c for c in needed if c not in sheet.columns]
@@ -1201,17 +1318,23 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
     issues: list[ReviewIssue] = []
     out: dict[str, list[Any]] = {k: [] for k in _VALIDATED_SCHEMA}
     first_row: dict[str, int] = {}
+    if row_numbers is not None and len(row_numbers) != df.height:
+        raise ReviewSheetError(f"row_numbers has {len(row_numbers)} entries for a sheet of {df.height} rows")
     for i, row in enumerate(df.iter_rows(named=True)):
-        sheet_row = i + 2
+        sheet_row = int(row_numbers[i]) if row_numbers is not None else i + 2
         vid = row[COL_VOC_ID].strip()
 
         def issue(column: str, value: str, message: str, code: str, _r: int = sheet_row, _v: str = vid) -> None:
             issues.append(ReviewIssue(_r, _v, column, value, message, code))
 
-        done = is_done(row[COL_DONE])
+        done_kind = _formula_or_error(row[COL_DONE])
+        done = is_done(row[COL_DONE]) and done_kind is None
         has_labels = any(row[c].strip() for c in _REVIEWER_LABEL_CELLS)
         ignored = False
-        if not vid:
+        if (id_kind := _formula_or_error(vid)) is not None:
+            ignored = True
+            issue(COL_VOC_ID, vid, _non_literal_message(COL_VOC_ID, vid, id_kind, "이 행의 검수 내용은 반영되지 않습니다"), id_kind)
+        elif not vid:
             ignored = True
             if has_labels or done:
                 issue(COL_VOC_ID, "", "voc_id가 비어 있어 이 행의 검수 내용은 반영되지 않습니다", "missing_voc_id")
@@ -1226,7 +1349,9 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
         else:
             first_row[vid] = sheet_row
         flag = _norm_flag(row[COL_DONE])
-        if not done and flag not in NOT_DONE_VALUES:
+        if done_kind is not None:
+            issue(COL_DONE, row[COL_DONE], _non_literal_message(COL_DONE, row[COL_DONE], done_kind, "미완료로 봅니다 (완료는 Y)"), done_kind)
+        elif not done and flag not in NOT_DONE_VALUES:
             issue(
                 COL_DONE,
                 row[COL_DONE],
@@ -1236,7 +1361,16 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
         elif not done and has_labels and not ignored:
             issue(COL_DONE, row[COL_DONE], "검수 값이 입력됐지만 검수완료가 Y가 아니어서 반영되지 않습니다", "not_done")
         group, group_apply = row[COL_GROUP].strip(), is_done(row[COL_GROUP_APPLY])
-        if group_apply and not ignored and not group:
+        if (apply_kind := _formula_or_error(row[COL_GROUP_APPLY])) is not None:
+            group_apply = False
+            if not ignored:
+                issue(
+                    COL_GROUP_APPLY,
+                    row[COL_GROUP_APPLY],
+                    _non_literal_message(COL_GROUP_APPLY, row[COL_GROUP_APPLY], apply_kind, "묶음에 반영하지 않습니다"),
+                    apply_kind,
+                )
+        elif group_apply and not ignored and not group:
             issue(COL_GROUP_APPLY, row[COL_GROUP_APPLY], "이 행은 묶음이 없어 묶음 적용을 할 수 없습니다", "group_missing")
         elif group_apply and not ignored and not done and not has_labels:  # else not_done says it
             issue(
@@ -1254,6 +1388,8 @@ def validate_reviews(sheet: pl.DataFrame, taxonomy: Taxonomy) -> tuple[pl.DataFr
             model_minor, model_guess = split_guess(row.get(MODEL_TAG_COLUMNS[dim][1], ""))
             if ignored:
                 a, b, status, mapped = None, None, "empty" if not (row[ca].strip() or row[cb].strip()) else "invalid", False
+            elif _non_literal_cells(rules[dim], row, (ca, cb), issue):
+                a, b, status, mapped = None, None, "invalid", False  # never a label, never a confirmation
             else:
                 a, b, status, mapped = _check_dimension(
                     rules[dim], row[ca], row[cb], model_minor, cols=(ca, cb), issue=issue, model_guess=model_guess
@@ -1278,6 +1414,7 @@ def merge_reviews(
     taxonomy: Taxonomy,
     *,
     reviewed_at: str | None = None,
+    row_numbers: Sequence[int] | None = None,
 ) -> tuple[pl.DataFrame, RefreshStats]:
     """The reviewed frame: the tagged frame with valid reviewer labels applied.
 
@@ -1326,6 +1463,9 @@ def merge_reviews(
     reviewed_at
         Optional timestamp text supplied by the caller (pure code reads no clock); when given, a
         last column ``reviewed_at`` holds it on ``is_reviewed`` rows and null elsewhere.
+    row_numbers
+        Spreadsheet row numbers of ``sheet``'s rows when it is a subset of the month's sheet,
+        for the issues (:func:`validate_reviews`).
 
     Returns
     -------
@@ -1360,7 +1500,7 @@ def merge_reviews(
     sheet_rows: dict[str, dict[str, Any]] = {}
     raw_rows: dict[str, dict[str, str]] = {}
     if sheet is not None and sheet.height:
-        validated, issues = validate_reviews(sheet, taxonomy)
+        validated, issues = validate_reviews(sheet, taxonomy, row_numbers=row_numbers)
         raw = _as_text_frame(sheet)
         for vrow, rrow in zip(validated.iter_rows(named=True), raw.iter_rows(named=True)):
             vid = vrow["voc_id"]
@@ -1489,6 +1629,59 @@ def merge_reviews(
             pl.Series("reviewed_at", [reviewed_at if r else None for r in is_reviewed], dtype=pl.Utf8)
         )
     return out, stats
+
+
+def unknown_voc_id_issues(
+    sheet: pl.DataFrame, known_ids: Collection[str], *, row_numbers: Sequence[int] | None = None
+) -> list[ReviewIssue]:
+    """The sheet rows whose ``voc_id`` is not among the month's tagged VOCs: a row a reviewer
+    added, or a ``voc_id`` changed by hand. Nothing of such a row is applied (no tagged row
+    matches it); this says so instead of dropping it silently.
+
+    Parameters
+    ----------
+    sheet
+        ``M × C`` review sheet as read back (needs ``voc_id``; nulls count as empty).
+    known_ids
+        Every ``voc_id`` of the month's tagged VOCs (all buildings).
+    row_numbers
+        Spreadsheet row numbers of ``sheet``'s rows; default data row ``i`` → ``i + 2``.
+
+    Returns
+    -------
+    list[ReviewIssue]
+        One ``unknown_voc_id`` issue per row with a non-empty ``voc_id`` (stripped) outside
+        ``known_ids``, in sheet order (column ``voc_id``, value the cell). Rows without
+        ``voc_id`` and formulas there are :func:`validate_reviews`' (``missing_voc_id``,
+        ``formula``).
+
+    Raises
+    ------
+    ReviewSheetError
+        ``sheet`` has no ``voc_id`` column.
+    """
+    if COL_VOC_ID not in sheet.columns:
+        raise ReviewSheetError(f"review sheet is missing column(s) {[COL_VOC_ID]}")
+    known = {str(k).strip() for k in known_ids}
+    ids = _as_text_frame(sheet.select(COL_VOC_ID))[COL_VOC_ID].to_list()
+    out: list[ReviewIssue] = []
+    for i, raw in enumerate(ids):
+        vid = raw.strip()
+        if not vid or vid in known or _formula_or_error(vid) is not None:
+            continue
+        row = int(row_numbers[i]) if row_numbers is not None else i + 2
+        out.append(
+            ReviewIssue(
+                row,
+                vid,
+                COL_VOC_ID,
+                raw,
+                f"voc_id '{vid}'은(는) 이번 달 태그된 민원에 없습니다 (새로 추가한 행이거나 voc_id를 바꾼 행); "
+                "이 행의 검수 내용은 반영되지 않습니다",
+                "unknown_voc_id",
+            )
+        )
+    return out
 
 
 def _group_decisions(

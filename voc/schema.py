@@ -30,6 +30,9 @@ What :func:`validate_voc_frame` does with bad input — nothing wrong gets in, n
   are removed from every text column (``building_name``, ``title``, ``request_contents``,
   ``reply``, labels, any other text column) — the text is otherwise kept as it was — and the row
   is flagged ``control`` in ``input_flags`` (hence in the tagged CSV's ``flags``).
+* **duplicate voc_id**: rows of one building with the same ``voc_id`` are one VOC (merged,
+  flagged ``duplicate_merged``); the same ``voc_id`` in two buildings stops the run, naming both
+  rows, the id and both buildings (``voc_id`` is unique in the VOC and classification tables).
 * **created_at** must be a date ``YYYY-MM-DD``, optionally followed by ``T`` or whitespace and a
   time (ignored): ``2019-11-02``, ``2019-11-02 14:30:00``, ``2019-11-02T14:30:00+09:00``. Empty,
   impossible (``2019-02-30``) or run-on (``2019-11-0212``) values stop the run; the message
@@ -50,6 +53,7 @@ from voc.text import C0_CONTROL_RE
 __all__ = [
     "VOCInputError",
     "MAX_ID_CHARS",
+    "MAX_ID_BYTES",
     "id_problem",
     "REQUIRED_COLUMNS",
     "TEXT_COLUMNS",
@@ -98,8 +102,13 @@ TAGGED_COLUMNS: tuple[str, ...] = (
     *TAG_COLUMNS,
     "run_id",
     *REVIEWED_LABEL_COLUMNS,
+    "urgent",
+    "repeat_of",
 )
-"""Column order of the tagged CSV (``tagged_{building_id}_{yyyymm}_{run_id}.csv``)."""
+"""Column order of the tagged CSV (``tagged_{building_id}_{yyyymm}_{run_id}.csv``). The last two
+(:mod:`voc.urgency`): ``urgent`` (bool, a safety/service-critical VOC) and ``repeat_of`` (str or
+null, the earlier VOC of the same building this one repeats within 30 days); CSVs written before
+they existed are read with :func:`voc.urgency.with_alert_columns`."""
 
 
 class VOCInputError(ValueError):
@@ -111,8 +120,14 @@ class VOCInputError(ValueError):
 
 MAX_ID_CHARS = 128
 """Longest ``voc_id``/``building_id`` accepted (characters). A building id is a storage folder name
-and part of file names; 128 characters keep every key far below S3's 1,024-byte limit and the
-usual 255-byte file-name limit (Hangul takes 3 bytes in UTF-8)."""
+and part of file names; see also :data:`MAX_ID_BYTES`."""
+
+MAX_ID_BYTES = 160
+"""Longest ``voc_id``/``building_id`` accepted in UTF-8 bytes (Hangul takes 3 bytes, most emoji 4:
+53 Hangul syllables, 128 ASCII characters). The longest file name built from a building id,
+``dashboard_{id}_{yyyymm}_tagging-only_{yyyymmdd}_{hhmmss}.html`` (51 bytes besides the id) plus
+local storage's temporary suffix ``.{pid}.{thread}.part`` (at most 34 bytes), then stays within
+the 255-byte file-name limit of ext4, XFS and APFS; S3's key limit is 1,024 bytes."""
 
 _ID_FORBIDDEN_CATEGORIES = {
     "Cc": "a control character",
@@ -122,19 +137,26 @@ _ID_FORBIDDEN_CATEGORIES = {
     "Cs": "a surrogate",
 }
 _ASCII_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_RESERVED_ID_RE = re.compile(r"index\.(?:html|json)|review_[0-9]{6}\.xlsx", re.IGNORECASE)
+"""Names of the month folder's own files (``{prefix}/{yyyymm}/index.html``, ``index.json``,
+``review_{yyyymm}.xlsx``): a building folder of that name would collide with them (any letter
+case: local storage on a case-insensitive file system)."""
 
 
 def id_problem(value: object) -> str | None:
     r"""Why ``value`` is not a safe id, or None when it is one.
 
     A *safe id* (``voc_id``, ``building_id``) is a string of 1 to :data:`MAX_ID_CHARS` characters
+    and at most :data:`MAX_ID_BYTES` bytes in UTF-8
 
     * with no ``/`` and no ``\`` (a building id is one folder name in storage),
     * that is not ``.`` or ``..``,
     * with no control character (Unicode category Cc: NUL, tab, newline, DEL, C1), invisible format
       character (Cf: zero-width space/joiner, BOM, soft hyphen, the bidirectional marks and
       overrides such as U+200F and U+202E), line or paragraph separator (Zl, Zp) or surrogate (Cs),
-    * without whitespace at either end.
+    * without whitespace at either end,
+    * that is not the name of a file of the month folder (``index.html``, ``index.json``,
+      ``review_201911.xlsx``, in any letter case).
 
     Everything else is allowed: Korean and other letters, digits, punctuation (``-``, ``_``,
     ``.``, ``#``, …), symbols and emoji, combining marks, and spaces *inside* the id
@@ -148,6 +170,8 @@ def id_problem(value: object) -> str | None:
         return f"is not text ({type(value).__name__})"
     if len(value) > MAX_ID_CHARS:
         return f"is longer than {MAX_ID_CHARS} characters ({len(value)})"
+    if not value.isascii() and len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        return f"is longer than {MAX_ID_BYTES} bytes in UTF-8 ({len(value.encode('utf-8', 'surrogatepass'))}; Hangul takes 3 bytes)"
     if value in (".", ".."):
         return "is a relative path ('.' or '..'), not an id"
     if "/" in value or "\\" in value:
@@ -163,6 +187,8 @@ def id_problem(value: object) -> str | None:
                 return f"contains {what} (U+{ord(ch):04X})"
     if value != value.strip():
         return "has whitespace at its start or end"
+    if _RESERVED_ID_RE.fullmatch(value):
+        return "is the name of a file of the month folder (index.html, index.json, review_{yyyymm}.xlsx)"
     return None
 
 
@@ -187,10 +213,13 @@ def validate_voc_frame(df: pl.DataFrame, *, on_duplicate: str = "merge") -> pl.D
     df
         ``N × C`` frame with at least :data:`REQUIRED_COLUMNS` (any dtypes).
     on_duplicate
-        What to do when a ``voc_id`` occurs on several rows (boards do this when two departments
-        answer one complaint; the shipped sample has 31 such ids): ``"merge"`` keeps one row per
-        ``voc_id`` (first row's fields, the distinct replies joined by a blank line, first
-        non-empty label) and adds ``duplicate_merged`` to ``input_flags``; ``"error"`` raises.
+        What to do when a ``voc_id`` occurs on several rows *of one building* (boards do this
+        when two departments answer one complaint; the shipped sample has 31 such ids):
+        ``"merge"`` keeps one row per ``voc_id`` (first row's fields, the distinct replies joined
+        by a blank line, first non-empty label) and adds ``duplicate_merged`` to
+        ``input_flags``; ``"error"`` raises. A ``voc_id`` in two *different* buildings always
+        raises: merging would silently drop one building's VOC, and ``voc_id`` is the one key of
+        the VOC and classification tables.
 
     Returns
     -------
@@ -210,6 +239,8 @@ def validate_voc_frame(df: pl.DataFrame, *, on_duplicate: str = "merge") -> pl.D
         Missing column; an empty or unsafe ``voc_id`` or ``building_id`` (:func:`id_problem`:
         a path such as ``../x`` or ``a/b``, control or invisible characters, over
         :data:`MAX_ID_CHARS` characters); duplicate ``voc_id`` with ``on_duplicate="error"``;
+        one ``voc_id`` in two buildings (the message names both rows, the id and both
+        ``building_id`` values);
         a ``created_at`` that is not a date ``YYYY-MM-DD`` (optionally followed by ``T`` or a
         space and a time) from :data:`MIN_DATE` on. The message names the first such row
         (1-based, with its ``voc_id`` when that is valid), the field and the value as the user sees
@@ -232,12 +263,20 @@ def validate_voc_frame(df: pl.DataFrame, *, on_duplicate: str = "merge") -> pl.D
     )
     _check_ids(df, out)
     ids = out["voc_id"].to_list()
+    buildings = out["building_id"].to_list()
     seen: dict[str, int] = {}
     dup = False
     for i, v in enumerate(ids):
         if v in seen:
+            j = seen[v]
+            if buildings[i] != buildings[j]:
+                raise VOCInputError(
+                    f"rows {j + 1} and {i + 1}: voc_id {_shown(v)} is in two buildings, "
+                    f"building_id {_shown(buildings[j])} (row {j + 1}) and {_shown(buildings[i])} (row {i + 1}); "
+                    "a voc_id names one VOC of one building: give one of them another id or fix its building_id"
+                )
             if on_duplicate == "error":
-                raise VOCInputError(f"{_row_ref(i, v)}: field 'voc_id' duplicates row {seen[v] + 1}")
+                raise VOCInputError(f"{_row_ref(i, v)}: field 'voc_id' duplicates row {j + 1}")
             dup = True
         else:
             seen[v] = i
@@ -348,5 +387,6 @@ def _parse_dates(s: pl.Series, ids: Sequence[str]) -> pl.Series:
 
 
 def building_sort_key(building_id: str) -> tuple[int, int | str]:
-    """Sort numeric ids numerically (``"2" < "10"``), others after them alphabetically."""
-    return (0, int(building_id)) if building_id.isdigit() else (1, building_id)
+    """Sort numeric ids (ASCII digits) numerically (``"2" < "10"``), others after them
+    alphabetically (``"²"`` and ``"١٢"`` are digits to :meth:`str.isdigit` but not ASCII: text)."""
+    return (0, int(building_id)) if building_id.isascii() and building_id.isdigit() else (1, building_id)

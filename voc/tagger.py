@@ -25,7 +25,7 @@ import hashlib
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -51,6 +51,9 @@ __all__ = [
     "canonical_labels",
     "frame_texts",
     "frame_analyses",
+    "DEFAULT_CHUNK_ROWS",
+    "TaggedChunk",
+    "tag_frame_chunks",
     "tag_frame",
     "train_tagger",
     "evaluate_tags",
@@ -63,6 +66,10 @@ __all__ = [
 ]
 
 KINDS: tuple[str, ...] = ("hybrid", "linear", "anchor", "kobert")
+DEFAULT_CHUNK_ROWS = 2_000
+"""Rows analysed and tagged at a time by :func:`tag_frame_chunks`: the Kiwi analyses (token lists
+of every row, the largest per-row objects of a run) are held for one chunk only, so a month's
+memory does not grow with its size beyond the compact tagged rows."""
 HOLDOUT_PERCENT = 20
 """Share of reviewed rows held out from training (production-notes.md: a fixed 20 % split)."""
 
@@ -266,6 +273,51 @@ class VOCTagger:
             out[dim] = clf.predict_tags(texts, tokens=tokens)
         return out
 
+    def tag_groups(
+        self, texts: Sequence[str], groups: Sequence[str | None], *, tokens: Sequence[Sequence[str]] | None = None
+    ) -> tuple[dict[str, Tags], list[str]]:
+        """As :meth:`tag`, with one answer per near-duplicate group (:mod:`voc.pooling`): a
+        linear model pools its members' probabilities, any other classifier (keyword guesses
+        included) votes with confidences.
+
+        Parameters
+        ----------
+        texts, tokens
+            As :meth:`tag` (N).
+        groups
+            N group ids (:func:`voc.groups.near_duplicate_groups`; None = alone).
+
+        Returns
+        -------
+        (dict[str, Tags], list[str])
+            Tags per dimension (N rows each) and N row flags (``""`` or ``group_dissent`` when a
+            row kept its own tag in some dimension).
+
+        Raises
+        ------
+        ValueError
+            ``tokens`` or ``groups`` not of length N.
+        """
+        from voc.pooling import group_index, vote_tags
+
+        members = group_index(groups, len(texts))
+        if not members:
+            return self.tag(texts, tokens=tokens), [""] * len(texts)
+        if tokens is None and any(not isinstance(c, KeywordClassifier) for c in self.classifiers.values()):
+            tokens = self.tokenizer.model_tokens_batch(texts)
+        out: dict[str, Tags] = {}
+        flags = [""] * len(texts)
+        for dim in self.taxonomy.dimensions():
+            clf = self.classifiers.get(dim)
+            if isinstance(clf, LinearVOCClassifier):
+                out[dim], dim_flags = clf.predict_group_tags(texts, groups, tokens=tokens)
+                flags = [f or g for f, g in zip(flags, dim_flags)]
+                continue
+            if clf is None:
+                clf = KeywordClassifier(self.taxonomy.rows_of(dim)).fit()
+            out[dim] = vote_tags(clf.predict_tags(texts, tokens=tokens), members)
+        return out, flags
+
 
 # --------------------------------------------------------------------------------------------
 # tagging a frame
@@ -278,6 +330,7 @@ def tag_frame(
     run_id: str,
     classify_source: str = "batch",
     analyses: Sequence[Analysis] | None = None,
+    groups: Sequence[str | None] | None = None,
 ) -> pl.DataFrame:
     """Tag every row of a validated VOC frame.
 
@@ -293,6 +346,11 @@ def tag_frame(
         :func:`frame_analyses` of ``df`` with the tagger's ``use_reply`` (N), when the caller
         has them: a :class:`VOCTagger` then reads their model tokens instead of running Kiwi
         again (other taggers do not use Kiwi tokens and ignore them).
+    groups
+        N near-duplicate group ids (:func:`voc.groups.near_duplicate_groups`; None = alone), or
+        None: each group's members get one tag from their pooled evidence
+        (:meth:`VOCTagger.tag_groups`, :mod:`voc.pooling`; other taggers: a confidence vote); a
+        member that kept its own, decisively different tag is flagged ``group_dissent``.
 
     Returns
     -------
@@ -303,19 +361,32 @@ def tag_frame(
     Raises
     ------
     ValueError
-        ``analyses`` not of length N.
+        ``analyses`` or ``groups`` not of length N.
     """
+    from voc.urgency import urgent_flags
+
     texts, flags = frame_texts(df, use_reply=tagger.use_reply)
     if analyses is not None and len(analyses) != df.height:
         raise ValueError(f"analyses ({len(analyses)}) and frame rows ({df.height}) differ in length")
+    if groups is not None and len(groups) != df.height:
+        raise ValueError(f"groups ({len(groups)}) and frame rows ({df.height}) differ in length")
+    group_flags = [""] * df.height
+    tokens = [a.model_tokens for a in analyses] if analyses is not None and isinstance(tagger, VOCTagger) else None
     if not texts:
         tags: dict[str, Tags] = {}
-    elif analyses is not None and isinstance(tagger, VOCTagger):
-        tags = tagger.tag(texts, tokens=[a.model_tokens for a in analyses])
+    elif groups is not None and isinstance(tagger, VOCTagger):
+        tags, group_flags = tagger.tag_groups(texts, groups, tokens=tokens)
     else:
-        tags = tagger.tag(texts)
+        tags = tagger.tag(texts, tokens=tokens) if tokens is not None else tagger.tag(texts)
+        if groups is not None:
+            from voc.pooling import group_index, vote_tags
+
+            members = group_index(groups, df.height)
+            tags = {d: vote_tags(t, members) for d, t in tags.items()}
     input_flags = df["input_flags"].to_list() if "input_flags" in df.columns else [""] * df.height
-    all_flags = [";".join(sorted({*f.split(";"), *g.split(";")} - {""})) for f, g in zip(flags, input_flags)]
+    all_flags = [
+        ";".join(sorted({*f.split(";"), *g.split(";"), h} - {""})) for f, g, h in zip(flags, input_flags, group_flags)
+    ]
     empty = np.array(["empty_text" in f for f in all_flags], dtype=bool)
     cols: dict[str, Any] = {}
     for dim in DIMENSIONS:
@@ -338,8 +409,119 @@ def tag_frame(
         pl.lit(f"{tagger.kind}_{tagger.version}").alias("model_version"),
         pl.Series("flags", all_flags, dtype=pl.Utf8),
         pl.lit(run_id).alias("run_id"),
+        urgent_flags(df),  # voc.urgency; repeat_of needs earlier months: voc.pipeline.tag_building
+        pl.lit(None, dtype=pl.Utf8).alias("repeat_of"),
     )
     return out.select(TAGGED_COLUMNS)
+
+
+@dataclass(frozen=True)
+class TaggedChunk:
+    """One chunk of :func:`tag_frame_chunks`: the frame's rows at positions ``index`` (ints, in
+    the chunk's order; ``start`` = ``index[0]``), their input ``rows``, their Kiwi ``analyses``
+    (:func:`frame_analyses`) and their ``tagged`` rows (:func:`tag_frame`)."""
+
+    start: int
+    rows: pl.DataFrame
+    analyses: list[Analysis]
+    tagged: pl.DataFrame
+    index: np.ndarray
+
+
+def chunk_positions(n: int, chunk_rows: int, groups: Sequence[str | None] | None = None) -> list[np.ndarray]:
+    """Row positions of each chunk: consecutive runs of ``chunk_rows`` rows, or, with ``groups``,
+    chunks that never split a near-duplicate group (each group's members join the chunk of its
+    first member; a chunk closes once it holds ``chunk_rows`` rows or more, so a group larger
+    than ``chunk_rows`` makes one larger chunk).
+
+    Parameters
+    ----------
+    n
+        Rows.
+    chunk_rows
+        Rows per chunk (≥ 1).
+    groups
+        ``n`` group ids (None = alone), or None.
+
+    Returns
+    -------
+    list[numpy.ndarray]
+        Every position 0 … n − 1 exactly once over all chunks.
+
+    Raises
+    ------
+    ValueError
+        ``chunk_rows`` < 1, or ``groups`` not of length ``n``.
+    """
+    if not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
+    if groups is None:
+        return [np.arange(s, min(s + chunk_rows, n)) for s in range(0, n, chunk_rows)]
+    if len(groups) != n:
+        raise ValueError(f"groups ({len(groups)}) and rows ({n}) differ in length")
+    units: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        units.setdefault(("g", g) if g is not None else ("r", i), []).append(i)
+    chunks: list[np.ndarray] = []
+    current: list[int] = []
+    for members in units.values():
+        current.extend(members)
+        if len(current) >= chunk_rows:
+            chunks.append(np.asarray(current, dtype=int))
+            current = []
+    if current:
+        chunks.append(np.asarray(current, dtype=int))
+    return chunks
+
+
+def tag_frame_chunks(
+    df: pl.DataFrame,
+    tagger: Tagger,
+    *,
+    run_id: str,
+    tokenizer: KiwiTokenizer | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    groups: Sequence[str | None] | None = None,
+) -> Iterator[TaggedChunk]:
+    """:func:`frame_analyses` and :func:`tag_frame` of a VOC frame, about ``chunk_rows`` rows at a
+    time (:func:`chunk_positions`).
+
+    A tag depends on its row and, with ``groups``, on its near-duplicate group's other members
+    (:mod:`voc.pooling`), which are always in the same chunk; so the chunks' ``tagged`` frames,
+    put back in ``index`` order, equal :func:`tag_frame` of the whole frame. A caller keeps what
+    it needs of each chunk's analyses (keyword counts, evidence) and drops the rest, and peak
+    memory stays that of one chunk (``voc.pipeline.tag_building``).
+
+    Parameters
+    ----------
+    df
+        ``N × C`` VOC frame (:func:`voc.schema.validate_voc_frame`).
+    tagger, run_id, groups
+        As for :func:`tag_frame`.
+    tokenizer
+        The analyser (default: a new :class:`~voc.tokenize.KiwiTokenizer`); pass the tagger's.
+    chunk_rows
+        Rows per chunk (≥ 1).
+
+    Yields
+    ------
+    TaggedChunk
+        Without ``groups``: ``ceil(N / chunk_rows)`` chunks in row order; none for an empty frame.
+
+    Raises
+    ------
+    ValueError
+        ``chunk_rows`` < 1, or ``groups`` not of length N.
+    """
+    positions = chunk_positions(df.height, chunk_rows, groups)
+    tok = tokenizer or KiwiTokenizer()
+    for idx in positions:
+        contiguous = bool(len(idx)) and bool(np.all(np.diff(idx) == 1))
+        part = df.slice(int(idx[0]), len(idx)) if contiguous else df[idx.tolist()]
+        analyses = frame_analyses(part, use_reply=tagger.use_reply, tokenizer=tok)
+        part_groups = [groups[int(i)] for i in idx] if groups is not None else None
+        tagged = tag_frame(part, tagger, run_id=run_id, analyses=analyses, groups=part_groups)
+        yield TaggedChunk(int(idx[0]), part, analyses, tagged, idx)
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,11 +696,19 @@ def train_tagger(
     def toks(idx: np.ndarray) -> list[list[str]]:
         return [token_of[int(i)] for i in idx]
 
+    tagger.group_vectorizer = _group_vectorizer(df)
+    group_of: list[str | None] | None = None
+    if select and recipe is None and rows:  # mass complaints count once in the selection
+        from voc.groups import near_duplicate_groups
+
+        group_of = near_duplicate_groups(df, vectorizer=tagger.group_vectorizer).to_list()
+
     for dim, sp in splits.items():
         say(f"{dim}: fitting {kind} on {len(sp.train_rows)} VOCs, {len(set(sp.train_labels))} classes")
         clf = make_classifier(kind, taxonomy, dim, tok, seed=seed)
         if select or recipe is not None:
-            clf = _recipe_classifier(dim, sp, texts, dates, toks, report, tok, seed=seed, recipe=recipe, say=say)
+            clf = _recipe_classifier(dim, sp, texts, dates, toks, report, tok, seed=seed, recipe=recipe, say=say,
+                                     groups=group_of)
         if isinstance(clf, HybridClassifier):
             clf.keyword = KeywordClassifier(taxonomy.rows_of(dim))
         with warnings.catch_warnings():
@@ -551,20 +741,32 @@ def _recipe_classifier(
     seed: int,
     recipe: str | None,
     say: Callable[[str], None],
+    groups: Sequence[str | None] | None = None,
 ) -> Any:
     """The unfitted classifier of ``recipe``, or of the recipe chosen on ``sp``'s training rows
-    (recorded in ``report.selection[dim]``)."""
+    (recorded in ``report.selection[dim]``; ``groups``: the near-duplicate group of every row
+    of the frame, so that a mass complaint counts once)."""
     from voc.recipes import recipe as named_recipe, select_recipe
 
     if recipe is None:
         say(f"{dim}: choosing a recipe on temporal folds of {len(sp.train_rows)} training VOCs")
         rows = sp.train_rows
         sel = select_recipe([texts[i] for i in rows], sp.train_labels, [dates[int(i)] for i in rows],
-                            tokens=toks(rows), seed=seed, progress=lambda m: say(f"{dim}: {m}"))
+                            tokens=toks(rows), seed=seed, progress=lambda m: say(f"{dim}: {m}"),
+                            groups=[groups[int(i)] for i in rows] if groups is not None else None)
         report.selection[dim] = sel.to_dict()
         recipe = sel.chosen
         say(f"{dim}: recipe {sel.reason}")
     return named_recipe(recipe).make(tok, seed=seed)
+
+
+def _group_vectorizer(df: pl.DataFrame) -> Any:
+    """The character TF-IDF of :func:`voc.groups.near_duplicate_groups`, fitted on the training
+    frame's texts (None when they are all empty)."""
+    from voc.groups import fit_group_vectorizer, group_texts
+
+    history = group_texts(df)
+    return fit_group_vectorizer(history) if any(t.strip() for t in history) else None
 
 
 def _attach_review_aids(
@@ -577,9 +779,8 @@ def _attach_review_aids(
 ) -> None:
     """Set ``tagger.review_thresholds`` (the held-out ``review_budget`` threshold of each trained
     dimension), ``tagger.evidence_pool`` (the training rows, not the held-out ones, with their
-    labels, in the first linear dimension's feature space) and ``tagger.group_vectorizer``."""
+    labels and replies, in the first linear dimension's feature space)."""
     from voc.evidence import linear_of, pool_from_classifier
-    from voc.groups import fit_group_vectorizer, group_texts
 
     tagger.review_thresholds = {
         d: float(m["review_budget"]["threshold"]) for d, m in report.metrics.items() if "review_budget" in m
@@ -588,6 +789,7 @@ def _attach_review_aids(
     rows = np.array(sorted({int(i) for sp in splits.values() for i in sp.train_rows}), dtype=int)
     if clf is not None and len(rows):
         ids = df["voc_id"].to_list()
+        replies = df["reply"].to_list() if "reply" in df.columns else None
         by_dim = {d: dict(zip((int(i) for i in sp.train_rows), sp.train_labels)) for d, sp in splits.items()}
         tagger.evidence_pool = pool_from_classifier(
             clf,
@@ -595,10 +797,8 @@ def _attach_review_aids(
             [ids[i] for i in rows],
             {d: [lab.get(int(i)) for i in rows] for d, lab in by_dim.items()},
             tokens=toks(rows),
+            replies=[replies[int(i)] for i in rows] if replies is not None else None,  # reply drafts (voc.replies)
         )
-    history = group_texts(df)
-    if any(t.strip() for t in history):
-        tagger.group_vectorizer = fit_group_vectorizer(history)
 
 
 def evaluate_tagger(

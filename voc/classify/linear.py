@@ -20,7 +20,8 @@ From out-of-fold (OOF) SVM decisions d (N × K) of ``calibration_cv`` stratified
 1. scores z = d / T + β · M_minor + β_major · M_major (+ γ · log π with ``prior_correction``),
    where M are the class-name mention matrices (:func:`name_mentions`: does the text contain
    the class's minor / major name — complaints often name the department or the facility) and
-   T, β, β_major, γ minimise the OOF negative log-likelihood of softmax(z) (:func:`fit_scaling`;
+   T, β, β_major, γ (and β_place for place classes with ``place_weight``) minimise the OOF
+   negative log-likelihood of softmax(z) (:func:`fit_scaling`;
    temperature scaling, Guo et al., 2017, "On Calibration of Modern Neural Networks", §4.2,
    extended by a few shared evidence weights). The label is argmax z;
 2. ``"top1"`` then calibrates the *top-1* confidence only (Platt, 1999, "Probabilistic Outputs
@@ -53,6 +54,8 @@ __all__ = [
     "title_of",
     "recency_weights",
     "name_mentions",
+    "is_place_name",
+    "PLACE_NAME_PATTERN",
     "fit_scaling",
     "DEFAULT_PARAMS",
     "CALIBRATIONS",
@@ -196,15 +199,34 @@ def _label_parts(label: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return (_name_parts(minor), _name_parts(major)) if sep else (_name_parts(label), ())
 
 
-def name_mentions(texts: Sequence[str], names: Sequence[Sequence[str]]) -> np.ndarray:
-    """N × K matrix, 1.0 where text i contains a part of class k's name (spaces ignored)."""
+def name_mentions(texts: Sequence[str], names: Sequence[Sequence[str]], *, skip_addresses: bool = False) -> np.ndarray:
+    """N × K matrix, 1.0 where text i contains a part of class k's name (spaces ignored).
+
+    With ``skip_addresses``, an occurrence immediately followed by a digit (spaces ignored) does
+    not count: ``신흥동1가 38-27`` or ``운서동 2850`` is an address in the text, not the office
+    the text is addressed to (a 동 class is named after its 동)."""
     out = np.zeros((len(texts), len(names)))
+    pats = [re.compile("|".join(re.escape(p) for p in parts) + r"(?!\d)") if parts else None for parts in names]
     for i, t in enumerate(texts):
         flat = re.sub(r"\s+", "", t or "")
         for k, parts in enumerate(names):
-            if any(p in flat for p in parts):
+            if skip_addresses:
+                if pats[k] is not None and pats[k].search(flat):
+                    out[i, k] = 1.0
+            elif any(p in flat for p in parts):
                 out[i, k] = 1.0
     return out
+
+
+PLACE_NAME_PATTERN = re.compile(r"\S+(동|읍|면)$")
+"""Class names that are Korean administrative areas (동/읍/면: the community service centre of a
+동 is a handling department named after its area, e.g. 신흥동, 운서동); such a name in a text is
+often an address rather than the department addressed."""
+
+
+def is_place_name(name: str) -> bool:
+    """Whether a class (minor) name is an administrative area (:data:`PLACE_NAME_PATTERN`)."""
+    return bool(PLACE_NAME_PATTERN.fullmatch((name or "").strip()))
 
 
 def _top1_features(p: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -258,6 +280,16 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         Folds for calibration (stratified; classes rarer than the fold count still take part:
         they fall in some folds only). Below 2 or with fewer than 2 rows per fold, calibration
         is skipped (``calibration_`` says ``"none"``).
+    skip_addresses
+        Class-name evidence (``name_prior``) ignores a name immediately followed by a digit
+        (spaces ignored: ``신흥동1가``, ``운서동 2850``), an address rather than the department
+        addressed (:func:`name_mentions`). Default False (as before).
+    place_weight
+        Class-name evidence of *place classes* (minor names matching
+        :data:`PLACE_NAME_PATTERN`: 동/읍/면, e.g. the 신흥동 community centre) gets its own fitted
+        weight β_place instead of sharing β with department names: a 동 named in a complaint is
+        usually where it happened, a 과 named is usually who handles it. Default False.
+        docs/model-quality.md, "Place names as evidence", measured both.
     random_state
         Seed of the SVM and the calibration folds.
 
@@ -276,6 +308,10 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         Softmax temperature (``temperature``/``top1``; 1.0 otherwise).
     top1_calibrator_
         Fitted ``LogisticRegression`` over :func:`_top1_features` (``top1``), or None.
+    name_weight_, major_name_weight_, place_name_weight_ : float
+        Fitted weights β, β_major, β_place of the class-name evidence (0.0 when unused).
+    place_classes_ : ndarray of bool, shape (K,)
+        Which classes count as place classes (all False without ``place_weight``).
     """
 
     def __init__(
@@ -296,6 +332,8 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         name_prior: bool = False,
         recency_half_life_days: float | None = None,
         confidence_folds: str = "shuffled",
+        skip_addresses: bool = False,
+        place_weight: bool = False,
         random_state: int = 0,
     ) -> None:
         self.tokenizer = tokenizer
@@ -313,6 +351,8 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         self.name_prior = name_prior
         self.recency_half_life_days = recency_half_life_days
         self.confidence_folds = confidence_folds
+        self.skip_addresses = skip_addresses
+        self.place_weight = place_weight
         self.random_state = random_state
 
     # ------------------------------------------------------------------------------------
@@ -447,6 +487,9 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         self.class_names_ = [p[0] for p in parts]
         self.major_names_ = [p[1] for p in parts]
         self.major_name_weight_ = 0.0
+        self.place_name_weight_ = 0.0
+        self.place_classes_ = np.array([bool(self.place_weight) and is_place_name(str(c).partition(">")[2] or str(c))
+                                        for c in self.classes_], dtype=bool)
         self.top1_calibrator_ = None
         cv = int(self.calibration_cv)
         method = self.calibration if (cv >= 2 and len(y) >= 2 * cv) else "none"
@@ -502,12 +545,14 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
             if self.prior_correction:
                 extras.append(self.log_prior_[None, :])
             if mentions is not None:
-                extras.extend([mentions[0][fit_t], mentions[1][fit_t]])
+                extras.extend(m[fit_t] for m in mentions)
             self.temperature_, w = fit_scaling(oof[fit_t], y_idx[fit_t], extras)
             if self.prior_correction:
                 self.prior_weight_ = w.pop(0)
             if mentions is not None:
                 self.name_weight_, self.major_name_weight_ = w.pop(0), w.pop(0)
+                if len(mentions) > 2:
+                    self.place_name_weight_ = w.pop(0)
         if self.calibration_ != "top1":
             return
         if self.confidence_folds == "forward" and times is not None:
@@ -517,7 +562,7 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         if done.sum() < 2:
             return
         d = oof[done]
-        p = self._scaled(d, (mentions[0][done], mentions[1][done]) if mentions is not None else None)
+        p = self._scaled(d, tuple(m[done] for m in mentions) if mentions is not None else None)
         correct = p.argmax(axis=1) == y_idx[done]
         if 0 < correct.sum() < len(correct):
             self.top1_calibrator_ = LogisticRegression(C=1.0).fit(_top1_features(p, d), correct)
@@ -554,18 +599,28 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
             X = self._features(texts, tokens, fit=False)
             return self.model_.predict_proba(X), None
         d = self.decision_function(texts, tokens=tokens)
-        mentions = self._mentions(texts) if (self.name_weight_ or self.major_name_weight_) else None
+        mentions = self._mentions(texts) if (self.name_weight_ or self.major_name_weight_ or getattr(self, "place_name_weight_", 0.0)) else None
         return self._scaled(d, mentions), d
 
-    def _mentions(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(minor-name, major-name) mention matrices, N × K each (:func:`name_mentions`)."""
-        return name_mentions(texts, self.class_names_), name_mentions(texts, self.major_names_)
+    def _mentions(self, texts: Sequence[str]) -> tuple[np.ndarray, ...]:
+        """(minor-name, major-name) mention matrices, N × K each (:func:`name_mentions`); with
+        ``place_weight``, a third: the minor-name mentions of place classes
+        (``place_classes_``), which are then zero in the first."""
+        skip = bool(getattr(self, "skip_addresses", False))  # models saved before these options
+        minor = name_mentions(texts, self.class_names_, skip_addresses=skip)
+        major = name_mentions(texts, self.major_names_, skip_addresses=skip)
+        place = getattr(self, "place_classes_", None)
+        if not getattr(self, "place_weight", False) or place is None:
+            return minor, major
+        return minor * ~place, major, minor * place
 
-    def _scaled(self, d: np.ndarray, mentions: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """softmax(d / T + γ · log π + β · M_minor + β_major · M_major), N × K."""
+    def _scaled(self, d: np.ndarray, mentions: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+        """softmax(d / T + γ · log π + β · M_minor + β_major · M_major [+ β_place · M_place]), N × K."""
         z = d / self.temperature_ + self.prior_weight_ * self.log_prior_
         if mentions is not None:
             z = z + self.name_weight_ * mentions[0] + self.major_name_weight_ * mentions[1]
+            if len(mentions) > 2:
+                z = z + self.place_name_weight_ * mentions[2]
         return _softmax(z)
 
     def predict_proba(self, texts: Sequence[str], *, tokens: Sequence[Sequence[str]] | None = None) -> np.ndarray:
@@ -576,11 +631,52 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         """Label (argmax), confidence in [0, 1] (calibrated top-1 probability for ``top1``, else
         the top class probability) and source ``model`` for each of N texts."""
         p, d = self._proba_and_decision(texts, tokens)
+        return self._tags_of(p, d)
+
+    def _tags_of(self, p: np.ndarray, d: np.ndarray | None) -> Tags:
+        """Tags of N rows from their N × K probabilities ``p`` and SVM decisions ``d``."""
         best = p.argmax(axis=1)
         conf = p[np.arange(len(best)), best]
         if self.top1_calibrator_ is not None and len(best):
             conf = self.top1_calibrator_.predict_proba(_top1_features(p, d))[:, 1]
         return Tags([str(self.classes_[b]) for b in best], np.asarray(conf, dtype=float), ["model"] * len(best))
+
+    def predict_group_tags(
+        self, texts: Sequence[str], groups: Sequence[str | None], *, tokens: Sequence[Sequence[str]] | None = None
+    ) -> tuple[Tags, list[str]]:
+        """Tags with one answer per near-duplicate group (:mod:`voc.pooling`).
+
+        Each group's probabilities (and SVM decisions, which the top-1 calibrator reads) are the
+        mean over its members (the linear opinion pool); every member gets the group's label and
+        the calibrated confidence of the pooled evidence, unless its own tag is decisively
+        different (:func:`voc.pooling.merge_pooled`).
+
+        Parameters
+        ----------
+        texts, tokens
+            As :meth:`predict_tags` (N).
+        groups
+            N group ids (:func:`voc.groups.near_duplicate_groups`; None = alone).
+
+        Returns
+        -------
+        (Tags, list[str])
+            N tags and N flags (``""`` or ``group_dissent``).
+
+        Raises
+        ------
+        ValueError
+            ``groups`` not of length N.
+        """
+        from voc.pooling import group_index, merge_pooled, pool_rows
+
+        members = group_index(groups, len(texts))
+        p, d = self._proba_and_decision(texts, tokens)
+        own = self._tags_of(p, d)
+        if not members:
+            return own, [""] * len(texts)
+        pooled = self._tags_of(pool_rows(p, members), None if d is None else pool_rows(d, members))
+        return merge_pooled(own, pooled, members)
 
     def predict(self, texts: Sequence[str], *, tokens: Sequence[Sequence[str]] | None = None) -> np.ndarray:
         """N labels (object array)."""

@@ -1,0 +1,316 @@
+"""Label audit: rank the labelled history's likely label errors, classes that overlap, and a
+label-health score per dimension.
+
+Method (confident learning: Northcutt, Jiang & Chuang 2021, "Confident Learning: Estimating
+Uncertainty in Dataset Labels", JAIR 70, 1373–1411; implemented by ``cleanlab``):
+
+1. **Out-of-fold probabilities.** The labelled rows are cut into ``n_splits`` folds by group
+   (:class:`sklearn.model_selection.GroupKFold`; the callers' groups are building-months, so a
+   month's mass complaint never sits on both sides). Each fold's rows are scored by a recipe of
+   :data:`voc.recipes.RECIPES` (``default`` unless told) fitted on the other folds
+   (:meth:`voc.classify.linear.LinearVOCClassifier.predict_proba`), columns aligned to every
+   class of the dimension (a class the fold's training rows lack gets probability 0).
+2. **Label issues.** :func:`cleanlab.filter.find_label_issues` (``prune_by_noise_rate``) flags
+   the rows whose given label the confident joint says is likely wrong; every row's score is
+   :func:`cleanlab.rank.get_label_quality_scores` (``self_confidence``: the out-of-fold
+   probability of the given label, 0–1, low = likely wrong). The frame is ranked by score,
+   lowest first; ``suggested_label`` is the out-of-fold argmax.
+   A row whose class no other fold holds (a class with all its rows in one fold, e.g. a
+   singleton) cannot be judged: it is kept with ``judged = False`` and ranked last.
+3. **Overlapping classes** (merge candidates): :func:`cleanlab.dataset.find_overlapping_classes`
+   (pairs of classes the model confuses both ways, by estimated joint probability).
+4. **Health**: :func:`cleanlab.dataset.overall_label_health_score` (1 − the estimated share of
+   wrong labels, 0–1).
+
+Pure library code: no I/O, seeded, one thread. ``voc labels audit`` (flows/cli_labels.py) runs it
+on a source's labelled history.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+__all__ = [
+    "DimensionAudit",
+    "out_of_fold_proba",
+    "audit_labels",
+    "building_month_groups",
+    "flip_labels",
+    "top_k_recall",
+]
+
+ISSUE_COLUMNS: tuple[str, ...] = ("rank", "voc_id", "given_label", "suggested_label", "score", "issue", "judged")
+"""Columns of :attr:`DimensionAudit.issues`, in order."""
+
+
+@dataclass(frozen=True)
+class DimensionAudit:
+    """The audit of one dimension.
+
+    Attributes
+    ----------
+    dimension
+        ``"subject"`` or ``"work"``.
+    issues
+        One row per labelled VOC, ranked (``rank`` 1 = most likely wrong): ``voc_id``,
+        ``given_label`` and ``suggested_label`` (``"major>minor"``), ``score`` (label quality
+        0–1, low = likely wrong; null where not judged), ``issue`` (flagged by
+        ``find_label_issues``), ``judged`` (False: the row's class had no training rows in its
+        fold).
+    overlaps
+        Merge candidates: ``class_a``, ``class_b``, ``n_overlapping`` (estimated rows labelled one
+        but belonging to the other, both ways), ``joint_probability``; most overlapping first.
+    health
+        Overall label-health score 0–1 (1 − estimated share of wrong labels).
+    n_rows, n_classes
+        Labelled rows and classes audited.
+    recipe, n_splits
+        The recipe and fold count the probabilities came from.
+    """
+
+    dimension: str
+    issues: pl.DataFrame
+    overlaps: pl.DataFrame
+    health: float
+    n_rows: int
+    n_classes: int
+    recipe: str
+    n_splits: int
+
+    @property
+    def n_issues(self) -> int:
+        """Rows flagged by ``find_label_issues``."""
+        return int(self.issues["issue"].sum())
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready ``{dimension, n_rows, n_classes, n_issues, health, recipe, n_splits, overlaps}``
+        (the five most overlapping pairs)."""
+        return {
+            "dimension": self.dimension,
+            "n_rows": self.n_rows,
+            "n_classes": self.n_classes,
+            "n_issues": self.n_issues,
+            "health": round(self.health, 4),
+            "recipe": self.recipe,
+            "n_splits": self.n_splits,
+            "overlaps": self.overlaps.head(5).to_dicts(),
+        }
+
+
+def building_month_groups(building_ids: Sequence[Any], times: Sequence[Any]) -> list[str]:
+    """``"building|YYYY-MM"`` per row: the fold groups of :func:`audit_labels`.
+
+    Raises
+    ------
+    ValueError
+        Lengths differ, or a time is not a date (names the row and value).
+    """
+    from voc.recipes import _month_name, _month_number
+
+    if len(building_ids) != len(times):
+        raise ValueError(f"building_ids ({len(building_ids)}) and times ({len(times)}) differ in length")
+    return [f"{b}|{_month_name(_month_number(t, i))}" for i, (b, t) in enumerate(zip(building_ids, times))]
+
+
+def out_of_fold_proba(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    times: Sequence[Any],
+    tokens: Sequence[Sequence[str]],
+    groups: Sequence[str],
+    *,
+    recipe: str = "default",
+    n_splits: int = 5,
+    seed: int = 0,
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Out-of-fold class probabilities of ``recipe`` over grouped folds.
+
+    Parameters
+    ----------
+    texts, labels, times, tokens, groups
+        N texts (``all_text``), N labels, N registration dates, the N texts' Kiwi model tokens and
+        N fold groups (rows of a group always share a fold).
+    recipe
+        Name in :data:`voc.recipes.RECIPES`.
+    n_splits
+        Folds (at most the number of distinct groups).
+    seed
+        ``random_state`` of every fit.
+
+    Returns
+    -------
+    (probs, classes, seen)
+        ``probs`` N × K (rows sum to 1 where the fold saw any class), ``classes`` the K sorted
+        labels (column order), ``seen`` N booleans: the row's own class was among its fold's
+        training classes.
+
+    Raises
+    ------
+    ValueError
+        Lengths differ, fewer than two distinct groups or two classes, unknown recipe.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    from voc.recipes import recipe as named_recipe
+
+    n = len(texts)
+    if not (len(labels) == len(times) == len(tokens) == len(groups) == n):
+        raise ValueError(
+            f"texts ({n}), labels ({len(labels)}), times ({len(times)}), tokens ({len(tokens)}) and "
+            f"groups ({len(groups)}) differ in length"
+        )
+    spec = named_recipe(recipe)
+    y = np.asarray([str(v) for v in labels], dtype=object)
+    classes = sorted(set(y.tolist()))
+    if len(classes) < 2:
+        raise ValueError(f"label audit needs at least two classes, got {len(classes)}")
+    k = min(n_splits, len(set(groups)))
+    if k < 2:
+        raise ValueError(f"label audit needs rows from at least two groups (building-months), got {len(set(groups))}")
+    col = {c: j for j, c in enumerate(classes)}
+    probs = np.zeros((n, len(classes)), dtype=float)
+    seen = np.zeros(n, dtype=bool)
+    for tr, te in GroupKFold(n_splits=k).split(np.zeros(n), y, groups=list(groups)):
+        if len(set(y[tr].tolist())) < 2:
+            continue  # nothing to learn: the fold's rows stay unjudged (probability 0)
+        clf = spec.make(None, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit([texts[i] for i in tr], y[tr].tolist(), tokens=[tokens[i] for i in tr],
+                    times=[times[i] for i in tr])
+            p = clf.predict_proba([texts[i] for i in te], tokens=[tokens[i] for i in te])
+        cols = [col[str(c)] for c in clf.classes_]
+        probs[np.ix_(te, cols)] = p
+        known = set(str(c) for c in clf.classes_)
+        seen[te] = [y[i] in known for i in te]
+    return probs, classes, seen
+
+
+def audit_labels(
+    voc_ids: Sequence[Any],
+    texts: Sequence[str],
+    labels: Sequence[str],
+    times: Sequence[Any],
+    tokens: Sequence[Sequence[str]],
+    groups: Sequence[str],
+    *,
+    dimension: str = "subject",
+    recipe: str = "default",
+    n_splits: int = 5,
+    seed: int = 0,
+) -> DimensionAudit:
+    """Audit one dimension's labels (module docstring: method and sources).
+
+    Parameters
+    ----------
+    voc_ids, texts, labels, times, tokens, groups
+        N labelled rows: ids, ``all_text``, ``"major>minor"`` labels, registration dates, Kiwi
+        model tokens and fold groups (:func:`building_month_groups`).
+    dimension
+        Name recorded in the result.
+    recipe, n_splits, seed
+        As :func:`out_of_fold_proba`.
+
+    Returns
+    -------
+    DimensionAudit
+
+    Raises
+    ------
+    ValueError
+        As :func:`out_of_fold_proba`; ``voc_ids`` of another length.
+    """
+    from cleanlab.dataset import find_overlapping_classes, overall_label_health_score
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    if len(voc_ids) != len(texts):
+        raise ValueError(f"voc_ids ({len(voc_ids)}) and texts ({len(texts)}) differ in length")
+    probs, classes, seen = out_of_fold_proba(texts, labels, times, tokens, groups, recipe=recipe,
+                                             n_splits=n_splits, seed=seed)
+    col = {c: j for j, c in enumerate(classes)}
+    y_idx = np.array([col[str(v)] for v in labels], dtype=int)
+    # cleanlab wants rows that sum to 1: a fold that saw none of the classes keeps a uniform row
+    sums = probs.sum(axis=1, keepdims=True)
+    p = np.where(sums > 0, probs / np.where(sums > 0, sums, 1.0), 1.0 / len(classes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flagged = find_label_issues(y_idx, p, filter_by="prune_by_noise_rate", n_jobs=1)
+        quality = get_label_quality_scores(y_idx, p, method="self_confidence")
+        over = find_overlapping_classes(labels=y_idx, pred_probs=p, class_names=classes)
+        health = float(overall_label_health_score(y_idx, p, verbose=False))
+    flagged = np.asarray(flagged, dtype=bool) & seen
+    order = sorted(range(len(y_idx)), key=lambda i: (not seen[i], float(quality[i]), str(voc_ids[i])))
+    best = p.argmax(axis=1)
+    issues = pl.DataFrame(
+        {
+            "rank": list(range(1, len(order) + 1)),
+            "voc_id": [str(voc_ids[i]) for i in order],
+            "given_label": [classes[y_idx[i]] for i in order],
+            "suggested_label": [classes[best[i]] for i in order],
+            "score": [round(float(quality[i]), 4) if seen[i] else None for i in order],
+            "issue": [bool(flagged[i]) for i in order],
+            "judged": [bool(seen[i]) for i in order],
+        },
+        schema={"rank": pl.Int64, "voc_id": pl.String, "given_label": pl.String, "suggested_label": pl.String,
+                "score": pl.Float64, "issue": pl.Boolean, "judged": pl.Boolean},
+    )
+    overlaps = pl.DataFrame(
+        {
+            "class_a": [str(v) for v in over["Class Name A"]],
+            "class_b": [str(v) for v in over["Class Name B"]],
+            "n_overlapping": [int(v) for v in over["Num Overlapping Examples"]],
+            "joint_probability": [round(float(v), 5) for v in over["Joint Probability"]],
+        },
+        schema={"class_a": pl.String, "class_b": pl.String, "n_overlapping": pl.Int64, "joint_probability": pl.Float64},
+    ).filter(pl.col("n_overlapping") > 0)
+    return DimensionAudit(dimension, issues, overlaps, health, len(y_idx), len(classes), recipe, n_splits)
+
+
+def flip_labels(labels: Sequence[str], *, share: float = 0.05, same_major: float = 0.5, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """A seeded noisy copy of ``"major>minor"`` labels, for measuring the audit.
+
+    ``round(share · N)`` rows (chosen at random) get another class of the label set; with
+    probability ``same_major`` one of the same major when it has another class, else any other.
+
+    Returns
+    -------
+    (noisy, flipped)
+        The N noisy labels and the sorted indices of the flipped rows.
+
+    Raises
+    ------
+    ValueError
+        ``share`` or ``same_major`` outside [0, 1], or fewer than two classes.
+    """
+    if not 0 <= share <= 1 or not 0 <= same_major <= 1:
+        raise ValueError(f"share ({share}) and same_major ({same_major}) must lie in [0, 1]")
+    classes = sorted(set(map(str, labels)))
+    if len(classes) < 2:
+        raise ValueError("flipping needs at least two classes")
+    rng = np.random.default_rng(seed)
+    noisy = [str(v) for v in labels]
+    rows = np.sort(rng.choice(len(noisy), size=int(round(share * len(noisy))), replace=False))
+    for i in rows:
+        old = noisy[i]
+        major = old.partition(">")[0]
+        kin = [c for c in classes if c != old and c.partition(">")[0] == major]
+        pool = kin if kin and rng.random() < same_major else [c for c in classes if c != old]
+        noisy[i] = pool[int(rng.integers(len(pool)))]
+    return noisy, rows
+
+
+def top_k_recall(audit: DimensionAudit, flipped_ids: Sequence[Any], *, k: int | None = None) -> float:
+    """Share (0–1) of ``flipped_ids`` among the audit's top ``k`` ranked rows (``k`` defaults
+    to the number flipped)."""
+    want = {str(v) for v in flipped_ids}
+    if not want:
+        return 1.0
+    top = set(audit.issues.head(len(want) if k is None else k)["voc_id"].to_list())
+    return len(want & top) / len(want)

@@ -1,0 +1,291 @@
+"""The portfolio page: what headquarters acts on, across all buildings and months.
+
+``{prefix}/index.html`` (and its data, ``{prefix}/index.json``) is rebuilt by every monthly run
+from the stored month indexes (``{prefix}/{yyyymm}/index.json``) only — nothing is re-tagged. It
+shows
+
+* a **heatmap** of VOC volume, buildings × the last :data:`HEATMAP_MONTHS` months (an HTML
+  table whose cell colour deepens with the count; each cell links that month's dashboard);
+* the **largest rises**: buildings whose share of the portfolio's VOCs in the latest month is
+  significantly above their share in the :data:`BASELINE_MONTHS` months before — the drift
+  alerts' rule (``voc.quality``): pooled two-proportion z-test
+  (:func:`voc.quality.two_proportion_p_value`) at p < :data:`RISE_ALPHA`, at least
+  :data:`RISE_MIN_VOCS` VOCs this month;
+* the **open review backlog** (low-confidence VOCs nobody reviewed, the month index's
+  ``n_low_confidence_unreviewed``) per building and month;
+* **new mass complaints**: near-duplicate groups of at least :data:`MASS_MIN_SIZE` VOCs of the
+  latest month (``mass_issues`` of the month index, :func:`index_extras`), and the month's
+  urgent and repeated VOC counts (:mod:`voc.urgency`);
+* links to every month index and, per cell, dashboard (relative links as stored).
+
+Pure: plain data in, HTML / JSON-native dicts out; texts masked
+(:func:`voc.privacy.mask_personal_details`) and escaped (jinja2 autoescape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from voc.privacy import mask_personal_details
+
+__all__ = [
+    "HEATMAP_MONTHS",
+    "BASELINE_MONTHS",
+    "RISE_ALPHA",
+    "RISE_MIN_VOCS",
+    "MASS_MIN_SIZE",
+    "index_extras",
+    "build_portfolio",
+    "render_portfolio",
+]
+
+HEATMAP_MONTHS = 12
+"""Months shown in the heatmap and backlog tables (issue 24: the last 12 months)."""
+
+BASELINE_MONTHS = 6
+"""Months before the latest one pooled as a building's baseline (issue 24: 6-month baseline)."""
+
+RISE_ALPHA = 0.05
+"""Significance level of a rise (``voc.quality.SHIFT_ALPHA``'s rule: p < 0.05)."""
+
+RISE_MIN_VOCS = 5
+"""Fewest VOCs of a building in the latest month for a rise to be reported."""
+
+MASS_MIN_SIZE = 5
+"""Smallest near-duplicate group listed as a new mass complaint."""
+
+
+def index_extras(frame: pl.DataFrame, issues: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """What a building-month adds to its month index entry for the portfolio (JSON-native).
+
+    Parameters
+    ----------
+    frame
+        ``N × C`` tagged or reviewed frame of one building-month; ``urgent``/``repeat_of`` are
+        counted when present.
+    issues
+        The building-month's 주요 이슈 (``voc.groups.group_summaries``), or None.
+
+    Returns
+    -------
+    dict
+        ``n_urgent`` (int), ``n_repeat`` (int) and ``mass_issues``: per group of at least
+        :data:`MASS_MIN_SIZE` VOCs, ``size``, ``voc_id`` and ``title`` of its representative
+        (masked), ``subject`` (its most frequent ``major>minor`` tag or ``""``).
+    """
+    n_urgent = int(frame["urgent"].cast(pl.Boolean, strict=False).fill_null(False).sum()) if "urgent" in frame.columns else 0
+    n_repeat = int(frame["repeat_of"].is_not_null().sum()) if "repeat_of" in frame.columns else 0
+    mass = []
+    for g in issues or ():
+        if int(g.get("size", 0)) < MASS_MIN_SIZE:
+            continue
+        rep = g.get("representative") or {}
+        top = g.get("top_subject") or []
+        mass.append({
+            "size": int(g["size"]),
+            "voc_id": str(rep.get("voc_id", "")),
+            "title": mask_personal_details(str(rep.get("title") or "")),
+            "subject": str(top[0][0]) if top else "",
+        })
+    return {"n_urgent": n_urgent, "n_repeat": n_repeat, "mass_issues": mass}
+
+
+def _count(entry: Mapping[str, Any], key: str, where: str) -> int:
+    v = entry.get(key, 0)
+    if v is None:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"{where}.{key} must be a non-negative int, got {v!r}")
+    return v
+
+
+def build_portfolio(
+    months: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    *,
+    month_hrefs: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The portfolio's data (what ``index.json`` stores and :func:`render_portfolio` shows).
+
+    Parameters
+    ----------
+    months
+        ``yyyymm`` (``"201911"``) → that month's index (``{prefix}/{yyyymm}/index.json``:
+        ``building_id`` → entry with ``n_vocs``, ``n_low_confidence_unreviewed``, optionally
+        ``building_name``, ``dashboard_href`` (relative to the month folder), ``n_urgent``,
+        ``n_repeat``, ``mass_issues``).
+    month_hrefs
+        ``yyyymm`` → link to that month's index page relative to the portfolio page; default
+        ``"{yyyymm}/index.html"``. A dashboard link is the month link's folder + ``dashboard_href``.
+
+    Returns
+    -------
+    dict
+        ``months`` (all months, ascending, each ``yyyymm``, ``label``, ``href``, ``n_vocs``),
+        ``heatmap_months`` (the last :data:`HEATMAP_MONTHS` ``yyyymm``), ``latest`` (``yyyymm`` or
+        None), ``buildings`` (per building: ``building_id``, ``name`` (masked), ``counts`` and
+        ``backlog`` (lists over ``heatmap_months``, None = no entry), ``hrefs``), ``rises``,
+        ``mass_issues`` and ``alerts`` (urgent/repeat counts) of the latest month; ``max_count``.
+
+    Raises
+    ------
+    ValueError
+        A month is not 6 digits, or an entry's count is not a non-negative int (the message names
+        ``months[yyyymm][building_id]`` and the field).
+    """
+    from voc.quality import two_proportion_p_value
+    from voc.schema import building_sort_key
+
+    for m in months:
+        if not (isinstance(m, str) and len(m) == 6 and m.isdigit()):
+            raise ValueError(f"months: key {m!r} is not a yyyymm month")
+    order = sorted(months)
+    hrefs = {m: (month_hrefs or {}).get(m) or f"{m}/index.html" for m in order}
+    counts: dict[str, dict[str, int]] = {}
+    backlog: dict[str, dict[str, int]] = {}
+    names: dict[str, str] = {}
+    dash: dict[str, dict[str, str]] = {}
+    for m in order:
+        for bid, e in months[m].items():
+            where = f"months[{m}][{bid}]"
+            if not isinstance(e, Mapping):
+                raise ValueError(f"{where} must be a mapping, got {type(e).__name__}")
+            bid = str(bid)
+            counts.setdefault(bid, {})[m] = _count(e, "n_vocs", where)
+            backlog.setdefault(bid, {})[m] = _count(e, "n_low_confidence_unreviewed", where)
+            if e.get("building_name"):
+                names[bid] = mask_personal_details(str(e["building_name"])).strip()
+            if e.get("dashboard_href"):
+                base = hrefs[m].rsplit("/", 1)[0] + "/" if "/" in hrefs[m] else ""
+                dash.setdefault(bid, {})[m] = base + str(e["dashboard_href"])
+    heat = order[-HEATMAP_MONTHS:]
+    latest = order[-1] if order else None
+    bids = sorted(counts, key=building_sort_key)
+    totals = {m: sum(counts[b].get(m, 0) for b in bids) for m in order}
+    buildings = [
+        {
+            "building_id": b,
+            "name": names.get(b, ""),
+            "counts": [counts[b].get(m) for m in heat],
+            "backlog": [backlog[b].get(m) if m in counts[b] else None for m in heat],
+            "hrefs": [dash.get(b, {}).get(m) for m in heat],
+            "total": sum(counts[b].get(m, 0) for m in heat),
+            "open_backlog": sum(backlog[b].get(m, 0) for m in heat),
+        }
+        for b in bids
+    ]
+    rises = []
+    if latest is not None:
+        base_months = [m for m in order if m < latest][-BASELINE_MONTHS:]
+        n1 = totals[latest]
+        n2 = sum(totals[m] for m in base_months)
+        for b in bids:
+            x1 = counts[b].get(latest, 0)
+            x2 = sum(counts[b].get(m, 0) for m in base_months)
+            if x1 < RISE_MIN_VOCS or n1 < 1 or n2 < 1:
+                continue
+            if x1 / n1 <= x2 / n2:
+                continue
+            p = two_proportion_p_value(x1, n1, x2, n2)
+            if p < RISE_ALPHA:
+                mean = x2 / len(base_months)
+                rises.append({
+                    "building_id": b, "name": names.get(b, ""), "n_vocs": x1, "baseline_mean": round(mean, 1),
+                    "ratio": round(x1 / mean, 2) if mean else None, "p_value": p,
+                    "href": dash.get(b, {}).get(latest),
+                })
+        rises.sort(key=lambda r: (r["p_value"], -r["n_vocs"], building_sort_key(r["building_id"])))
+    mass, alerts = [], []
+    if latest is not None:
+        for b in bids:
+            e = months[latest].get(b) or {}
+            for g in e.get("mass_issues") or ():
+                mass.append({
+                    "building_id": b, "name": names.get(b, ""), "size": int(g.get("size", 0)),
+                    "title": mask_personal_details(str(g.get("title") or "")), "subject": str(g.get("subject") or ""),
+                    "href": dash.get(b, {}).get(latest),
+                })
+            nu, nr = _count(e, "n_urgent", f"months[{latest}][{b}]"), _count(e, "n_repeat", f"months[{latest}][{b}]")
+            if nu or nr:
+                alerts.append({"building_id": b, "name": names.get(b, ""), "n_urgent": nu, "n_repeat": nr,
+                               "href": dash.get(b, {}).get(latest)})
+        mass.sort(key=lambda g: (-g["size"], building_sort_key(g["building_id"])))
+        alerts.sort(key=lambda a: (-a["n_urgent"], -a["n_repeat"], building_sort_key(a["building_id"])))
+    return {
+        "months": [{"yyyymm": m, "label": f"{m[:4]}-{m[4:]}", "href": hrefs[m], "n_vocs": totals[m]} for m in order],
+        "heatmap_months": heat,
+        "latest": latest,
+        "baseline_months": [m for m in order if latest and m < latest][-BASELINE_MONTHS:],
+        "buildings": buildings,
+        "max_count": max((c for b in buildings for c in b["counts"] if c), default=0),
+        "rises": rises,
+        "mass_issues": mass,
+        "alerts": alerts,
+    }
+
+
+def _shade(count: int | None, top: int) -> str:
+    """Background colour of a heatmap cell: white → accent blue with ``count / top``."""
+    if not count or top <= 0:
+        return "#ffffff"
+    t = min(1.0, count / top) ** 0.6
+    r, g, b = (int(255 + (c - 255) * t) for c in (37, 99, 235))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def render_portfolio(
+    data: Mapping[str, Any], *, generated_at: str | None = None, run_id: str | None = None, embed_font: bool = True
+) -> str:
+    """The portfolio page (one self-contained HTML5 document: inline CSS and the dashboards'
+    embedded font subset, no script, no external request) from :func:`build_portfolio`'s data.
+
+    Raises
+    ------
+    ValueError
+        A link in ``data`` is not relative (an absolute URL or a scheme would leave the stored pages).
+    """
+    from voc.dashboard import _CSS_FONT_STACK, _jinja_env, _render_with_font
+
+    def rel(h: str | None, where: str) -> str | None:
+        if h is None:
+            return None
+        if ":" in h.split("/", 1)[0] or h.startswith(("/", "\\")):
+            raise ValueError(f"{where}: link {h!r} is not relative")
+        return h
+
+    top = int(data.get("max_count") or 0)
+    heat = list(data.get("heatmap_months") or [])
+    rows = []
+    for b in data.get("buildings") or ():
+        bid = b["building_id"]
+        rows.append({
+            **b,
+            "display": f"{b['name']} ({bid})" if b.get("name") else f"건물 {bid}",
+            "cells": [
+                {"count": c, "bg": _shade(c, top), "dark": bool(c) and top > 0 and c / top > 0.45,
+                 "href": rel(h, f"buildings[{bid}].hrefs")}
+                for c, h in zip(b["counts"], b["hrefs"])
+            ],
+        })
+    ctx = {
+        "page_title": "VOC 포트폴리오 · 전체 건물",
+        "heat_labels": [f"{m[2:4]}.{m[4:]}" for m in heat],
+        "rows": rows,
+        "backlog_rows": [r for r in rows if r["open_backlog"]],
+        "months": [{**m, "href": rel(m["href"], "months")} for m in data.get("months") or ()],
+        "latest": data.get("latest"),
+        "latest_label": f"{data['latest'][:4]}-{data['latest'][4:]}" if data.get("latest") else "",
+        "baseline": data.get("baseline_months") or [],
+        "rises": [{**r, "href": rel(r.get("href"), "rises")} for r in data.get("rises") or ()],
+        "mass": [{**g, "href": rel(g.get("href"), "mass_issues")} for g in data.get("mass_issues") or ()],
+        "alerts": [{**a, "href": rel(a.get("href"), "alerts")} for a in data.get("alerts") or ()],
+        "generated_at": generated_at,
+        "run_id": run_id,
+        "source_credit": None,
+        "font_stack": _CSS_FONT_STACK,
+        "rise_min": RISE_MIN_VOCS,
+        "mass_min": MASS_MIN_SIZE,
+    }
+    return _render_with_font(_jinja_env().get_template("portfolio.html.j2"), ctx, embed_font=embed_font)
