@@ -71,6 +71,7 @@ import polars as pl
 
 from voc.months import month_range, months_before, parse_month
 from voc.privacy import mask_personal_details, remove_personal_details
+from voc.quality import is_alert
 
 __all__ = [
     "ReviewStatus",
@@ -1589,7 +1590,8 @@ def render_month_index(
             raise ValueError(f"{where}.n_reviewed ({n_rev}) exceeds n_vocs ({n_vocs})")
         if n_low > n_vocs - n_rev:
             raise ValueError(f"{where}.n_low_confidence_unreviewed ({n_low}) exceeds the unreviewed VOCs ({n_vocs - n_rev})")
-        n_drift = _count(b, "n_drift", where) if "n_drift" in b else len(b.get("drift") or ())
+        # alerts only: a 검수 후 확인 / 집단 민원 note is not a change to act on (voc.quality.is_alert)
+        n_drift = _count(b, "n_drift", where) if "n_drift" in b else sum(map(is_alert, b.get("drift") or ()))
         n_issues = _count(b, "n_issues", where) if "n_issues" in b else len(b.get("issues") or ())
         n_est = _estimated_counts(b, n_vocs, where)
         bid = str(b["building_id"])

@@ -47,6 +47,7 @@ __all__ = [
     "drift_messages",
     "confirmed_tags",
     "PENDING_PREFIX",
+    "is_alert",
     "GROUP_PREFIX",
     "SHIFT_THRESHOLD",
     "SHIFT_MIN_COUNT",
@@ -77,6 +78,12 @@ keyword guesses nobody reviewed): a change to look at once the month is reviewed
 GROUP_PREFIX = "집단 민원"
 """Start of a note on a share change that exists only when the posts of a near-duplicate group
 (a mass complaint) are counted one by one."""
+
+def is_alert(note: str) -> bool:
+    """Whether a drift note of :func:`drift_messages` is an alert, not a softer note (one starting
+    with :data:`PENDING_PREFIX` or :data:`GROUP_PREFIX`)."""
+    return not str(note).startswith((PENDING_PREFIX, GROUP_PREFIX))
+
 
 _REVIEWER_SOURCES = frozenset({"reviewer", "reviewer_group"})
 _REST = "\x00rest"  # the other labels, in a two-label count (never a real label: labels are stripped text)
