@@ -158,6 +158,11 @@ class ModelSettings(BaseModel):
         description="Also train the registration-time tagger (title + request) that `voc serve` answers "
         "reply-less requests with; false skips it where its training cost matters (doubles KoBERT fine-tuning)",
     )
+    label_audit: bool = Field(
+        True,
+        description="Audit the training labels after fitting (confident learning, voc.label_audit: 30–60 s on "
+        "1,000 VOCs, 2 cores) and write label_audit.csv / label_audit.html into the model version",
+    )
     kobert_base: str = Field(
         "skt/kobert-base-v1",
         description="KoBERT base checkpoint (hub id or local directory); tests use a tiny local base",

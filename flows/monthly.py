@@ -547,12 +547,19 @@ def voc_monthly(
             except Exception as e:
                 review = {"error": f"{type(e).__name__}: {e}"}
                 logger.error("review sheet upload failed: %s", e)
+            try:  # 신규 주제 후보 (voc.new_topics): shown for a person to judge, never a class by itself
+                extra["new_topics"] = month_new_topics(tagger, tagged_all, settings.review.low_confidence_threshold)
+            except Exception as e:  # noqa: BLE001 - a hint only: the run's outputs stand
+                logger.warning("new-topic candidates not computed: %s: %s", type(e).__name__, e)
     if sheet_error and not (review and "error" in review):
         review = {**(review or {}), "error": sheet_error}
 
     if mode in ("full", "refresh") and any(r.status == "ok" for r in results):
         try:
-            extra["index"] = update_month_index(settings, m, [_index_entry(settings.prefix, m, r) for r in results if r.status == "ok"], run_id)
+            extra["index"] = update_month_index(
+                settings, m, [_index_entry(settings.prefix, m, r) for r in results if r.status == "ok"], run_id,
+                new_topics=extra.get("new_topics"),
+            )
         except Exception as e:  # noqa: BLE001 - the buildings' outputs stand; the summary says what is missing
             extra["index_error"] = f"{type(e).__name__}: {e}"
             logger.error("month index not updated: %s", e)
@@ -577,6 +584,22 @@ def voc_monthly(
 
 
 guard_flow_parameters(voc_monthly, "source")  # refused before a flow run (and its parameters) exists
+
+
+def month_new_topics(tagger: Any, tagged: pl.DataFrame, override: float | None = None) -> list[dict[str, Any]]:
+    """The month's new-topic candidates (:func:`voc.new_topics.new_topic_candidates`) from the
+    run's tagged rows of all buildings: low-confidence subject tags (the tagger's review threshold,
+    or ``override``: ``VOC_REVIEW__LOW_CONFIDENCE_THRESHOLD``), the tagger's Kiwi tokenizer and
+    taxonomy. ``[]`` when the subject has no trained model (no confidence)."""
+    from voc.new_topics import new_topic_candidates
+    from voc.review import review_thresholds_of
+    from voc.tokenize import KiwiTokenizer
+
+    tok = getattr(tagger, "tokenizer", None)
+    return new_topic_candidates(
+        tagged, review_thresholds_of(tagger, override=override).get("subject"),
+        taxonomy=getattr(tagger, "taxonomy", None), tokenizer=tok if isinstance(tok, KiwiTokenizer) else None,
+    )
 
 
 def _split_buildings(vocs: pl.DataFrame, wanted: list[str]) -> list[tuple[str, pl.DataFrame]]:
@@ -706,10 +729,16 @@ def _index_entry(prefix: str, month: Month, r: BuildingResult) -> dict[str, Any]
 
 
 @task(name="update-month-index", task_run_name="update-month-index-{month.yyyymm}", **IO_TASK, cache_policy=NO_CACHE)
-def update_month_index(settings: VocSettings, month: Month, entries: list[dict[str, Any]], run_id: str) -> str:
+def update_month_index(
+    settings: VocSettings, month: Month, entries: list[dict[str, Any]], run_id: str, new_topics: list[dict[str, Any]] | None = None
+) -> str:
     """Merge this run's buildings into ``{prefix}/{yyyymm}/index.json`` (compare-and-swap: a
     concurrent run's buildings are kept) and re-render ``index.html`` from it
     (:func:`voc.dashboard.render_month_index`). Returns the page's URI.
+
+    ``new_topics`` (:func:`month_new_topics`), when given, replaces the month's stored list under
+    the key ``new_topics`` (a list, where buildings are mappings; a building whose id is
+    ``new_topics`` keeps its entry and the list is not stored); None keeps the stored one.
 
     The page's links (:mod:`flows.links`): relative locally; on S3 absolute — public-base-URL or
     presigned links, which expire, so each run renders them afresh (``index.json`` keeps the
@@ -724,8 +753,11 @@ def update_month_index(settings: VocSettings, month: Month, entries: list[dict[s
         current = storage.read_versioned(data_key)
         listed = json.loads(current[0].decode("utf-8")) if current else {}
         listed.update({e["building_id"]: e for e in entries})
+        if new_topics is not None and not isinstance(listed.get(NEW_TOPICS_KEY), dict):
+            listed[NEW_TOPICS_KEY] = new_topics
         for bid, e in listed.items():  # links written unencoded by older versions are repaired
-            e["dashboard_href"] = _dashboard_href(settings.prefix, month, bid)
+            if isinstance(e, dict):
+                e["dashboard_href"] = _dashboard_href(settings.prefix, month, bid)
         try:
             storage.write_if(
                 data_key, json.dumps(listed, ensure_ascii=False, indent=1).encode("utf-8"),
@@ -744,7 +776,8 @@ def update_month_index(settings: VocSettings, month: Month, entries: list[dict[s
         logging.getLogger(__name__).warning("month index without the review sheet link: %s: %s", type(e).__name__, e)
     html = render_month_index(
         month,
-        [{**listed[b], "dashboard_url": links.index_dashboard_url(settings, storage, month, b)} for b in sorted(listed, key=building_sort_key)],
+        [{**listed[b], "dashboard_url": links.index_dashboard_url(settings, storage, month, b)}
+         for b in sorted(listed, key=building_sort_key) if isinstance(listed[b], dict)],
         run_id=run_id,
         generated_at=now.strftime("%Y-%m-%d %H:%M KST"),
         source_credit=SAMPLE_CREDIT if "incheon_junggu_minwon" in settings.source else None,
@@ -754,6 +787,9 @@ def update_month_index(settings: VocSettings, month: Month, entries: list[dict[s
     )
     return storage.write_bytes(keys.month_index_key(settings.prefix, month), html.encode("utf-8"), content_type="text/html")
 
+
+NEW_TOPICS_KEY = "new_topics"
+"""Key of the month's new-topic candidates in ``{prefix}/{yyyymm}/index.json`` (beside the buildings)."""
 
 PORTFOLIO_LOOKBACK_MONTHS = 24
 """Months before the run's month (and after it, up to now) whose indexes the portfolio reads."""
@@ -805,6 +841,8 @@ def _publish_artifacts(settings: VocSettings, summary: dict[str, Any], results: 
             "reviewed": r.reviewed,
             "검수": review_state_text(r.rows, r.reviewed, r.low_confidence) if r.status == "ok" else "",
             "추정": estimated_text(r.estimated),
+            "긴급": int(r.review_aids.get("index", {}).get("n_urgent", 0)),  # voc.urgency (voc.portfolio.index_extras)
+            "반복": int(r.review_aids.get("index", {}).get("n_repeat", 0)),
             "review_issues": r.review_issues,
             "error": md_escape(mask_personal_details(r.error)[:300]),
         }
@@ -826,6 +864,10 @@ def _publish_artifacts(settings: VocSettings, summary: dict[str, Any], results: 
             link=md_link_destination(browser_link(settings, storage, keys.month_index_key(settings.prefix, month))),
             link_text=f"{summary['month']} 건물별 대시보드 목록",
         )
+    portfolio_link = None
+    if summary.get("portfolio"):
+        portfolio_link = md_link_destination(browser_link(settings, storage, keys.portfolio_key(settings.prefix)))
+        create_link_artifact(key="voc-portfolio", link=portfolio_link, link_text="VOC 포트폴리오 · 전체 건물")
     if summary.get("review_link"):
         create_link_artifact(
             key=f"review-sheet-{month.yyyymm}",
@@ -846,6 +888,15 @@ def _publish_artifacts(settings: VocSettings, summary: dict[str, Any], results: 
         guessed = estimated_text({d: sum(r.estimated.get(d, 0) for r in ok) for d in ("subject", "work")})
         if guessed:
             lines.append(f"- 키워드 추정 태그 {guessed}: 학습된 모델 없이 짐작한 값, 신뢰도 없음")
+        ix = [r.review_aids.get("index", {}) for r in ok]
+        lines.append(f"- 긴급 VOC {sum(int(i.get('n_urgent', 0)) for i in ix)}건 · 30일 내 반복 {sum(int(i.get('n_repeat', 0)) for i in ix)}건")
+    if portfolio_link:
+        lines.append(f"- [VOC 포트폴리오 · 전체 건물]({portfolio_link})")
+    for t in summary.get("new_topics") or ():  # voc.new_topics: a person decides; never a class by itself
+        examples = " / ".join(_md(e.get("title", "")) for e in t.get("examples") or ())
+        lines.append(f"- 신규 주제 후보 ({int(t.get('size', 0))}건): {_md(', '.join(t.get('keywords') or ()))} — 예: {examples}")
+    if summary.get("new_topics"):
+        lines.append("- 신규 주제 후보: taxonomy에 추가할지 검토하세요 — 자동으로 분류에 추가되지 않습니다")
     if summary["failed"]:
         lines.append(f"- **failed buildings: {', '.join(_md(b) for b in summary['failed'])}** — rerun with `building_ids` set to them")
     for bid, notes in summary.get("drift", {}).items():

@@ -297,6 +297,74 @@ def add_cpu_runtime(
         return {"kept": None, "reason": f"no int8 copy: export failed ({type(e).__name__}: {e})", "runtime": "torch"}
 
 
+def audit_training_labels(
+    local_dir: Path, df: pl.DataFrame, taxonomy: Taxonomy | None, *, use_reply: bool = True, seed: int = 0,
+    n_splits: int = 5, tokenizer: KiwiTokenizer | None = None,
+) -> dict[str, Any]:
+    """The label audit of a training frame (:mod:`voc.label_audit`, confident learning), written
+    into the model version directory ``local_dir`` before it is published: ``label_audit.csv``
+    (every likely label error, columns :data:`voc.label_audit.SUSPECT_COLUMNS`) and
+    ``label_audit.html`` (health score, top suspects, overlapping classes; texts masked).
+
+    ``df`` is the training frame (its ``reviewed_*`` labels, canonicalised by ``taxonomy``);
+    every dimension with at least two labelled classes is audited (``flows.cli_labels.run_audit``).
+
+    Returns
+    -------
+    dict
+        JSON-ready ``{"csv", "html", "dimensions": [{dimension, n_rows, n_classes, n_issues,
+        health, …}]}``; ``{"skipped": reason}`` when no dimension has two classes or too few
+        building-months to fold.
+    """
+    from flows.cli_labels import run_audit
+    from voc.label_audit import write_audit_report
+
+    try:
+        audits = run_audit(df, taxonomy, use_reply=use_reply, n_splits=n_splits, seed=seed, tokenizer=tokenizer)
+    except ValueError as e:  # e.g. one building-month only: nothing to cross-validate
+        return {"skipped": str(e)}
+    if not audits:
+        return {"skipped": "no dimension holds labelled rows of at least two classes"}
+    shown = df.select(pl.concat_str([pl.col("title").fill_null(""), pl.col("request_contents").fill_null("")], separator=" "))
+    # title + request as filed; write_audit_report masks personal details ([전화번호], [이름], …)
+    return write_audit_report(local_dir, audits, dict(zip(df["voc_id"].to_list(), shown.to_series().to_list())),
+                              title=Path(local_dir).name)
+
+
+@task(name="label-audit", task_run_name="label-audit-{local_dir.name}", cache_policy=NO_CACHE)
+def label_audit_task(
+    settings: VocSettings, local_dir: Path, df: pl.DataFrame, taxonomy: Taxonomy | None, tokenizer: KiwiTokenizer | None
+) -> dict[str, Any]:
+    """:func:`audit_training_labels` as a step of ``voc-train``, plus a Prefect table artifact of
+    the top suspects (cells escaped with :mod:`voc.mdtext`). An audit that fails is logged and
+    recorded (``{"skipped": reason}``); it never costs the trained model."""
+    from voc.label_audit import REPORT_TOP
+
+    say = _step_logger("label-audit")
+    say(f"auditing the labels of {df.height} training VOCs (confident learning, 5 grouped folds)")
+    tok = tokenizer if isinstance(tokenizer, KiwiTokenizer) else None
+    try:
+        res = audit_training_labels(local_dir, df, taxonomy, use_reply=settings.model.use_reply,
+                                    seed=settings.model.seed, tokenizer=tok)
+    except Exception as e:  # the audit is advice: a failure must not lose the model
+        get_run_logger().warning("label audit failed: %s: %s", type(e).__name__, e)
+        return {"skipped": f"{type(e).__name__}: {e}"}
+    if "skipped" in res:
+        say(f"skipped: {res['skipped']}")
+        return res
+    sus = pl.read_csv(Path(local_dir) / res["csv"], infer_schema=False)
+    rows = [
+        {k: md_escape(r[k] or "") for k in ("dimension", "rank", "voc_id", "given_label", "suggested_label", "score", "text")}
+        for d in sus["dimension"].unique(maintain_order=True).to_list()
+        for r in sus.filter(pl.col("dimension") == d).head(REPORT_TOP).iter_rows(named=True)
+    ]
+    if rows:
+        create_table_artifact(key="voc-train-label-audit", table=rows,
+                              description="Likely label errors of the training rows (lowest label quality first)")
+    say("; ".join(f"{d['dimension']} health {d['health']:.3f}, {d['n_issues']} suspects" for d in res["dimensions"]))
+    return res
+
+
 @task(name="publish-model", task_run_name="publish-model-{local_dir.name}", **MODEL_IO_TASK, cache_policy=NO_CACHE)
 def publish_model(settings: VocSettings, local_dir: Path, promote: bool, info: dict[str, Any]) -> str:
     storage = open_storage(settings)
@@ -417,6 +485,9 @@ def voc_train(
                     update_meta(vdir, {"warnings": [*vmeta["warnings"], cpu["reason"]]})
                 logger.info("CPU runtime of %s (%s): %s", name, v, cpu.get("reason"))
             meta = read_meta(local)
+        audit: dict[str, Any] | None = None
+        if settings.model.label_audit:
+            audit = label_audit_task(settings, local, df, tagger.taxonomy, getattr(tagger, "tokenizer", None))
         uri = publish_model(
             settings, local, decision.promote, {"kind": kind, "version": version, "name": name, "promoted_reason": decision.reason}
         )
@@ -440,6 +511,11 @@ def voc_train(
     }
     if "cpu_runtime" in meta:
         summary["cpu_runtime"] = meta["cpu_runtime"]
+    if audit is not None:
+        summary["label_audit"] = (
+            {**audit, "csv": f"{uri.rstrip('/')}/{audit['csv']}", "html": f"{uri.rstrip('/')}/{audit['html']}"}
+            if "csv" in audit else audit
+        )
     _publish_train_artifacts(summary, report.metrics)
     logger.info("model %s: %s (%s)", name, meta["status"], decision.reason)
     return summary
@@ -492,6 +568,12 @@ def _publish_train_artifacts(summary: dict[str, Any], metrics: dict[str, dict[st
     if cpu:
         md.append(f"- CPU runtime: {md_escape(cpu.get('runtime'))} ({md_escape(cpu.get('reason'))})")
     md += selection_lines(summary.get("recipes", {}))
+    audit = summary.get("label_audit")
+    if audit and "csv" in audit:
+        md += [f"- label audit ({md_escape(d['dimension'])}): health {d['health']:.3f}, {d['n_issues']} likely label errors "
+               f"→ {md_code(audit['csv'])}" for d in audit["dimensions"]]
+    elif audit:
+        md.append(f"- label audit skipped: {md_escape(audit['skipped'])}")
     md += [f"- note: {md_escape(w)}" for w in summary["warnings"]]
     create_markdown_artifact(key="voc-train-summary", markdown="\n".join(md), description="Training summary")
     # the flow's return value, printed by `voc train --json`: JSON-native or the run fails (no

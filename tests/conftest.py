@@ -18,9 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 # The end-to-end tests run the train flow many times; recipe selection (several fits on temporal
 # folds) and the second, registration-time variant multiply its cost without being what those
-# tests check. Tests of either set the variable back (tests/test_recipes.py, tests/test_serve.py).
+# tests check; so does the label audit. Tests of each set the variable back (tests/test_recipes.py, tests/test_serve.py).
 os.environ.setdefault("VOC_MODEL__SELECT_RECIPE", "false")
 os.environ.setdefault("VOC_MODEL__REGISTRATION_VARIANT", "false")
+os.environ.setdefault("VOC_MODEL__LABEL_AUDIT", "false")  # 30–60 s per training; tests/test_train_label_audit.py
 
 
 @pytest.fixture(scope="session")

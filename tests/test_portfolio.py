@@ -66,3 +66,39 @@ def test_monthly_run_writes_the_portfolio_next_to_the_months(tmp_path: Path) -> 
     assert 'href="201911/a%3Ab/dashboard_a%3Ab_201911.html"' in html and 'href="201910/index.html"' in html
     data = json.loads((tmp_path / keys.portfolio_data_key(settings.prefix)).read_text("utf-8"))
     assert data["latest"] == "201911" and data["alerts"][0]["n_urgent"] == 1
+
+
+def test_artifacts_link_the_portfolio_and_count_alerts_and_new_topics(tmp_path: Path, monkeypatch) -> None:
+    """The run's artifacts: 긴급/반복 per building in the table, totals, the portfolio link and the
+    신규 주제 후보 in the summary; the month index keeps the candidates and the portfolio shows them."""
+    from flows import monthly
+
+    made: list[tuple[str, dict]] = []
+    for name in ("create_table_artifact", "create_link_artifact", "create_markdown_artifact"):
+        monkeypatch.setattr(monthly, name, lambda _n=name, **kw: made.append((_n, kw)))
+    settings = VocSettings(storage=str(tmp_path))
+    m = Month.parse("2019-11")
+    results = [BuildingResult("1", "본청", rows=41), BuildingResult("2", "영종", rows=4)]
+    results[0].review_aids["index"] = {"n_urgent": 2, "n_repeat": 1, "mass_issues": []}
+    results[1].review_aids["index"] = {"n_urgent": 1, "n_repeat": 0, "mass_issues": []}
+    topics = [{"keywords": ["킥보드", "방치", "[x](javascript:1)"], "size": 4, "buildings": ["1", "2"],
+               "examples": [{"voc_id": "p1", "building_id": "1", "title": "킥보드 방치 010-1234-5678"}], "voc_ids": ["p1"]}]
+    update_month_index.fn(settings, m, [_index_entry(settings.prefix, m, r) for r in results], "full_1", new_topics=topics)
+    update_month_index.fn(settings, m, [_index_entry(settings.prefix, m, results[1])], "refresh_2")  # keeps them
+    listed = json.loads((tmp_path / keys.month_index_data_key(settings.prefix, m)).read_text("utf-8"))
+    assert listed["new_topics"][0]["size"] == 4 and sorted(k for k in listed if k != "new_topics") == ["1", "2"]
+    page = update_portfolio.fn(settings, m, "full_1")
+    html = Path(page).read_text("utf-8")
+    assert "신규 주제 후보" in html and "자동으로 분류에 추가되지 않습니다" in html and "킥보드, 방치" in html
+    assert "010-1234-5678" not in html and "javascript:1" not in html.split("신규 주제 후보")[0]
+    summary = {"mode": "full", "month": "2019-11", "run_id": "full_1", "model": "linear_x", "rows": 45, "failed": [],
+               "portfolio": page, "new_topics": topics}
+    monthly._publish_artifacts(settings, summary, results)
+    table = next(kw["table"] for k, kw in made if k == "create_table_artifact")
+    assert [(r["긴급"], r["반복"]) for r in table] == [(2, 1), (1, 0)]
+    link = next(kw for k, kw in made if k == "create_link_artifact" and kw["key"] == "voc-portfolio")
+    assert link["link"] == (tmp_path / keys.portfolio_key(settings.prefix)).resolve().as_uri()
+    md = next(kw["markdown"] for k, kw in made if k == "create_markdown_artifact")
+    assert "- 긴급 VOC 3건 · 30일 내 반복 1건" in md and f"]({link['link']})" in md
+    assert "신규 주제 후보 (4건)" in md and "\\[전화번호\\]" in md and "](javascript" not in md and "010-1234" not in md
+    assert "자동으로 분류에 추가되지 않습니다" in md

@@ -78,7 +78,11 @@ def test_cli_declares_the_encoding(tmp_path: Path, november: pl.DataFrame, prefe
     store = tmp_path / "store"
     base = ["run", "--mode", "tagging-only", "--month", "2019-11", "--storage", str(store), "--source", str(src)]
     res = CliRunner().invoke(app, base)
-    assert isinstance(res.exception, SourceEncodingError) and not store.exists()
+    # refused before any flow starts (flows.cli.preflight), naming the line, the byte and the fix
+    from flows.cli import InputError
+
+    assert isinstance(res.exception, InputError) and not store.exists()
+    assert "is not valid utf-8: line 2" in str(res.exception) and "--encoding cp949" in str(res.exception)
     res = CliRunner().invoke(app, [*base, "--encoding", "cp949"], env={"VOC_MODEL__ALLOW_KEYWORD_ONLY": "true"})
     assert res.exit_code == 0, res.output
     tagged = pl.concat([pl.read_csv(p, infer_schema=False) for p in store.rglob("tagged_*.csv")])

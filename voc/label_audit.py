@@ -22,7 +22,8 @@ Uncertainty in Dataset Labels", JAIR 70, 1373–1411; implemented by ``cleanlab`
 4. **Health**: :func:`cleanlab.dataset.overall_label_health_score` (1 − the estimated share of
    wrong labels, 0–1).
 
-Pure library code: no I/O, seeded, one thread. ``voc labels audit`` (flows/cli_labels.py) runs it
+Pure library code: seeded, one thread; the only I/O is :func:`write_audit_report` (the files
+``voc-train`` writes into a model version directory). ``voc labels audit`` (flows/cli_labels.py) runs it
 on a source's labelled history.
 """
 
@@ -43,6 +44,9 @@ __all__ = [
     "building_month_groups",
     "flip_labels",
     "top_k_recall",
+    "suspects_frame",
+    "audit_report_html",
+    "write_audit_report",
 ]
 
 ISSUE_COLUMNS: tuple[str, ...] = ("rank", "voc_id", "given_label", "suggested_label", "score", "issue", "judged")
@@ -314,3 +318,110 @@ def top_k_recall(audit: DimensionAudit, flipped_ids: Sequence[Any], *, k: int | 
         return 1.0
     top = set(audit.issues.head(len(want) if k is None else k)["voc_id"].to_list())
     return len(want & top) / len(want)
+
+
+SUSPECT_COLUMNS: tuple[str, ...] = ("dimension", *ISSUE_COLUMNS, "text")
+"""Columns of :func:`suspects_frame` and of ``label_audit.csv``, in order."""
+
+REPORT_TOP = 50
+"""Suspects per dimension shown in ``label_audit.html``."""
+
+_REPORT_TEMPLATE = """<!doctype html>
+<html lang="ko"><head><meta charset="utf-8"><title>라벨 점검 {{ title }}</title>
+<style>body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin-bottom:1.5em}
+th,td{border:1px solid #ccc;padding:.25em .5em;font-size:.9em;vertical-align:top}th{background:#f3f3f3}
+td.num{text-align:right}td.text{max-width:40em}</style></head><body>
+<h1>라벨 점검 {{ title }}</h1>
+<p>confident learning (Northcutt et al. 2021, cleanlab): 교차 검증 확률로 본 오라벨 의심 VOC. 점수가 낮을수록 의심이 큽니다.
+개인정보는 가려져 있습니다.</p>
+{% for a in audits %}
+<h2>{{ a.dimension }}: 라벨 건강도 {{ "%.3f"|format(a.health) }}</h2>
+<p>라벨된 VOC {{ a.n_rows }}건, 분류 {{ a.n_classes }}개, 오라벨 의심 {{ a.n_issues }}건 (상위 {{ a.rows|length }}건 표시)</p>
+<table><thead><tr><th>순위</th><th>VOC</th><th>주어진 라벨</th><th>제안 라벨</th><th>점수</th><th>내용</th></tr></thead><tbody>
+{% for r in a.rows %}<tr><td class="num">{{ r.rank }}</td><td>{{ r.voc_id }}</td><td>{{ r.given_label }}</td><td>{{ r.suggested_label }}</td>
+<td class="num">{{ "%.3f"|format(r.score) }}</td><td class="text">{{ r.text }}</td></tr>
+{% endfor %}</tbody></table>
+{% if a.overlaps %}<h3>겹치는 분류 쌍 (병합 후보)</h3>
+<table><thead><tr><th>분류 A</th><th>분류 B</th><th>겹치는 VOC</th><th>결합 확률</th></tr></thead><tbody>
+{% for o in a.overlaps %}<tr><td>{{ o.class_a }}</td><td>{{ o.class_b }}</td><td class="num">{{ o.n_overlapping }}</td>
+<td class="num">{{ "%.4f"|format(o.joint_probability) }}</td></tr>
+{% endfor %}</tbody></table>{% endif %}
+{% endfor %}
+</body></html>
+"""
+
+
+def suspects_frame(audits: Sequence[DimensionAudit], texts_by_id: dict[str, str], *, max_chars: int = 200) -> pl.DataFrame:
+    """The flagged rows (``issue``) of every audit, ranked per dimension, with a masked text.
+
+    Parameters
+    ----------
+    audits
+        One :class:`DimensionAudit` per dimension.
+    texts_by_id
+        ``voc_id`` → display text (title + request); masked here with
+        :func:`voc.privacy.mask_personal_details` and cut to ``max_chars`` characters.
+
+    Returns
+    -------
+    pl.DataFrame
+        Columns :data:`SUSPECT_COLUMNS`; zero rows when nothing is flagged.
+    """
+    from voc.privacy import mask_personal_details
+
+    def shown(voc_id: str) -> str:
+        text = mask_personal_details(str(texts_by_id.get(voc_id) or ""))
+        return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+    frames = [
+        a.issues.filter(pl.col("issue")).select(pl.lit(a.dimension).alias("dimension"), pl.all())
+        for a in audits
+    ]
+    schema = {"dimension": pl.String, **{c: t for c, t in zip(ISSUE_COLUMNS, (pl.Int64, pl.String, pl.String, pl.String,
+                                                                          pl.Float64, pl.Boolean, pl.Boolean))}}
+    out = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=schema)
+    return out.with_columns(pl.Series("text", [shown(v) for v in out["voc_id"].to_list()], dtype=pl.String)).select(SUSPECT_COLUMNS)
+
+
+def audit_report_html(audits: Sequence[DimensionAudit], suspects: pl.DataFrame, *, title: str = "", top: int = REPORT_TOP) -> str:
+    """A small self-contained HTML page (jinja2, autoescape on): per dimension the label-health
+    score, the ``top`` most likely label errors (given / suggested label, score, masked text) and
+    the overlapping class pairs. ``suspects`` is :func:`suspects_frame`'s output."""
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    dims = [
+        {"dimension": a.dimension, "health": a.health, "n_rows": a.n_rows, "n_classes": a.n_classes,
+         "n_issues": a.n_issues,
+         "rows": suspects.filter(pl.col("dimension") == a.dimension).sort("rank").head(top).to_dicts(),
+         "overlaps": a.overlaps.head(10).to_dicts()}
+        for a in audits
+    ]
+    return env.from_string(_REPORT_TEMPLATE).render(title=title, audits=dims)
+
+
+def write_audit_report(directory: Any, audits: Sequence[DimensionAudit], texts_by_id: dict[str, str], *,
+                       title: str = "", top: int = REPORT_TOP) -> dict[str, Any]:
+    """Write ``label_audit.csv`` (:func:`suspects_frame`: every flagged row, columns
+    :data:`SUSPECT_COLUMNS`) and ``label_audit.html`` (:func:`audit_report_html`) into
+    ``directory`` (created if missing).
+
+    Returns
+    -------
+    dict
+        JSON-ready ``{"csv": file name, "html": file name, "dimensions": [summary per audit]}``
+        (:meth:`DimensionAudit.summary`).
+
+    Raises
+    ------
+    OSError
+        The directory cannot be written.
+    """
+    from pathlib import Path
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    suspects = suspects_frame(audits, texts_by_id)
+    suspects.write_csv(d / "label_audit.csv")
+    (d / "label_audit.html").write_text(audit_report_html(audits, suspects, title=title, top=top), "utf-8")
+    return {"csv": "label_audit.csv", "html": "label_audit.html", "dimensions": [a.summary() for a in audits]}

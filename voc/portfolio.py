@@ -16,6 +16,8 @@ shows
 * **new mass complaints**: near-duplicate groups of at least :data:`MASS_MIN_SIZE` VOCs of the
   latest month (``mass_issues`` of the month index, :func:`index_extras`), and the month's
   urgent and repeated VOC counts (:mod:`voc.urgency`);
+* **new-topic candidates** (신규 주제 후보, :mod:`voc.new_topics`) of the latest month: clusters of
+  low-confidence VOCs that fit no class, for a person to judge — never added to the taxonomy;
 * links to every month index and, per cell, dashboard (relative links as stored).
 
 Pure: plain data in, HTML / JSON-native dicts out; texts masked
@@ -127,7 +129,8 @@ def build_portfolio(
         ``heatmap_months`` (the last :data:`HEATMAP_MONTHS` ``yyyymm``), ``latest`` (``yyyymm`` or
         None), ``buildings`` (per building: ``building_id``, ``name`` (masked), ``counts`` and
         ``backlog`` (lists over ``heatmap_months``, None = no entry), ``hrefs``), ``rises``,
-        ``mass_issues`` and ``alerts`` (urgent/repeat counts) of the latest month; ``max_count``.
+        ``mass_issues``, ``alerts`` (urgent/repeat counts) and ``new_topics`` (신규 주제 후보: the
+        month index's ``new_topics`` list, ``voc.new_topics``) of the latest month; ``max_count``.
 
     Raises
     ------
@@ -150,6 +153,8 @@ def build_portfolio(
     for m in order:
         for bid, e in months[m].items():
             where = f"months[{m}][{bid}]"
+            if bid == "new_topics" and isinstance(e, list):  # the month's 신규 주제 후보, not a building
+                continue
             if not isinstance(e, Mapping):
                 raise ValueError(f"{where} must be a mapping, got {type(e).__name__}")
             bid = str(bid)
@@ -223,7 +228,24 @@ def build_portfolio(
         "rises": rises,
         "mass_issues": mass,
         "alerts": alerts,
+        "new_topics": _new_topics(months[latest].get("new_topics")) if latest is not None else [],
     }
+
+
+def _new_topics(value: Any) -> list[dict[str, Any]]:
+    """The latest month's 신규 주제 후보 (``voc.new_topics.new_topic_candidates``, stored in the
+    month index) as shown: ``keywords``, ``size``, ``buildings``, ``examples`` (titles masked)."""
+    if not isinstance(value, list):
+        return []
+    return [
+        {
+            "keywords": [str(k) for k in c.get("keywords") or ()],
+            "size": int(c.get("size", 0)),
+            "buildings": [str(b) for b in c.get("buildings") or ()],
+            "examples": [mask_personal_details(str(e.get("title") or "")) for e in c.get("examples") or ()],
+        }
+        for c in value if isinstance(c, Mapping)
+    ]
 
 
 def _shade(count: int | None, top: int) -> str:
@@ -281,6 +303,7 @@ def render_portfolio(
         "rises": [{**r, "href": rel(r.get("href"), "rises")} for r in data.get("rises") or ()],
         "mass": [{**g, "href": rel(g.get("href"), "mass_issues")} for g in data.get("mass_issues") or ()],
         "alerts": [{**a, "href": rel(a.get("href"), "alerts")} for a in data.get("alerts") or ()],
+        "new_topics": list(data.get("new_topics") or ()),
         "generated_at": generated_at,
         "run_id": run_id,
         "source_credit": None,

@@ -415,15 +415,12 @@ def group_weights(groups: Sequence[str | None] | None, n: int) -> np.ndarray:
     ValueError
         ``groups`` not of length ``n``.
     """
-    if groups is None:
-        return np.ones(n)
-    if len(groups) != n:
-        raise ValueError(f"groups ({len(groups)}) and rows ({n}) differ in length")
-    sizes: dict[str, int] = {}
-    for g in groups:
-        if g is not None:
-            sizes[g] = sizes.get(g, 0) + 1
-    return np.array([1.0 / sizes[g] if g is not None else 1.0 for g in groups])
+    from voc.pooling import group_index
+
+    w = np.ones(n)
+    for rows in group_index(groups, n):
+        w[rows] = 1.0 / len(rows)
+    return w
 
 
 def _scores(y_true: Sequence[str], y_pred: Sequence[str], weights: np.ndarray | None = None) -> tuple[float, float]:

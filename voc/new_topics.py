@@ -1,0 +1,274 @@
+"""New-topic candidates (신규 주제 후보): what the taxonomy may be missing.
+
+A month's VOCs (all buildings) that the model tagged with **low confidence** and that **cluster
+together** are a hint that people write about something no class covers. This module finds such
+clusters and describes them for a person to judge; it never adds a class (the taxonomy changes
+only by hand: the taxonomy CSV, ``VOC_TAXONOMY_PATH``).
+
+Method
+------
+1. **Candidates**: rows whose ``{dimension}_source`` is ``model`` (not a keyword guess, not a
+   reviewer), whose ``{dimension}_confidence`` is below the review threshold, and that no reviewer
+   labelled (``reviewed_{dimension}_major`` empty). At most :data:`MAX_ROWS` of them, the least
+   confident first, are clustered (average linkage needs an N × N matrix).
+2. **Features**: the Kiwi NNG/NNP nouns (``voc.tokenize.KiwiTokenizer.keyword_nouns``) of each
+   row's cleaned title + request (``voc.groups.group_texts``: not the office's reply, whose
+   boilerplate is shared by every post), TF-IDF weighted (sublinear tf, L2 rows) with the IDF of
+   *all* the month's rows, so words every post uses weigh little.
+3. **Clusters**: average linkage on cosine distance (``scipy.cluster.hierarchy``, deterministic),
+   cut at ``1 −`` :data:`CLUSTER_SIMILARITY`; clusters of at least :data:`MIN_CLUSTER_SIZE` rows.
+4. **Keywords**: class-based TF-IDF (c-TF-IDF) as in BERTopic (Grootendorst 2022, "BERTopic:
+   Neural topic modeling with a class-based TF-IDF procedure", arXiv:2203.05794, eq. 1):
+   ``W(t, c) = tf(t, c) · log(1 + A / f(t))`` with ``tf(t, c)`` the frequency of noun ``t`` in
+   class ``c`` (L1-normalised per class), ``f(t)`` its frequency over all classes and ``A`` the
+   average number of nouns per class. The classes are the clusters plus one background class of
+   all the month's other rows, so a cluster's keywords are what sets it apart from the month. Only
+   nouns found in at least two of the cluster's rows are keywords.
+5. **Fits an existing class**: a cluster is dropped when at least half of its top keywords are
+   keywords of one active class of the dimension (``voc.taxonomy.TaxonomyRow.keywords``): the
+   taxonomy already names that topic, and the rows only need review.
+
+Pure: no I/O, no global state; the same frame gives the same candidates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from voc.privacy import mask_personal_details
+
+__all__ = [
+    "CLUSTER_SIMILARITY",
+    "MIN_CLUSTER_SIZE",
+    "N_KEYWORDS",
+    "N_EXAMPLES",
+    "MAX_ROWS",
+    "low_confidence_mask",
+    "c_tf_idf",
+    "new_topic_candidates",
+]
+
+CLUSTER_SIMILARITY = 0.2
+"""Average cosine similarity (noun TF-IDF) of a cluster's rows: the tree is cut at distance
+``1 − 0.2``. On the shipped sample (every row of 2019-09…12 taken as low-confidence, plus four posts
+about one unseen topic) it gives the planted cluster and the month's campaign, and no cluster of
+unrelated posts (``tests/test_new_topics.py``)."""
+
+MIN_CLUSTER_SIZE = 3
+"""Fewest rows of a candidate (issue 24: clusters of 3 or more)."""
+
+N_KEYWORDS = 5
+"""c-TF-IDF keywords listed per candidate."""
+
+N_EXAMPLES = 3
+"""Example titles listed per candidate (masked)."""
+
+MAX_ROWS = 5_000
+"""Most low-confidence rows clustered (the least confident); bounds the N × N distance matrix
+(5,000² float64 = 200 MB, as ``voc.groups.MAX_CELL_ROWS``)."""
+
+
+def _blank(v: Any) -> bool:
+    return v is None or not str(v).strip()
+
+
+def low_confidence_mask(frame: pl.DataFrame, threshold: float, *, dimension: str = "subject") -> pl.Series:
+    """``N`` booleans: rows the model tagged in ``dimension`` (``{dimension}_source == "model"``)
+    with ``{dimension}_confidence`` < ``threshold`` and no reviewer label
+    (``reviewed_{dimension}_major`` empty or absent).
+
+    Raises
+    ------
+    ValueError
+        ``{dimension}_confidence`` or ``{dimension}_source`` missing, or ``threshold`` not in [0, 1].
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    conf, src, rev = f"{dimension}_confidence", f"{dimension}_source", f"reviewed_{dimension}_major"
+    missing = [c for c in (conf, src) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame is missing column(s) {missing}")
+    c = frame[conf].cast(pl.Float64, strict=False)
+    m = (frame[src].cast(pl.Utf8) == "model").fill_null(False) & (c < threshold).fill_null(False)
+    if rev in frame.columns:
+        m = m & pl.Series([_blank(v) for v in frame[rev].to_list()], dtype=pl.Boolean)
+    return m.alias("low_confidence")
+
+
+def c_tf_idf(counts: Any) -> np.ndarray:
+    """Class-based TF-IDF (BERTopic, Grootendorst 2022, arXiv:2203.05794, eq. 1).
+
+    Parameters
+    ----------
+    counts
+        ``K × V`` term counts per class (dense or scipy sparse), K ≥ 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``K × V`` weights ``tf(t, c) · log(1 + A / f(t))``: ``tf`` the class's L1-normalised
+        counts, ``f(t)`` the term's count over all classes, ``A`` the mean count per class. A term
+        that occurs nowhere weighs 0.
+    """
+    X = np.asarray(counts.toarray() if hasattr(counts, "toarray") else counts, dtype=np.float64)
+    per_class = X.sum(axis=1, keepdims=True)
+    tf = np.divide(X, per_class, out=np.zeros_like(X), where=per_class > 0)
+    f = X.sum(axis=0)
+    A = float(per_class.mean()) if X.size else 0.0
+    idf = np.log1p(np.divide(A, f, out=np.zeros_like(f), where=f > 0))
+    return tf * idf[None, :]
+
+
+def _cluster(X: Any, similarity: float) -> np.ndarray:
+    """Average-linkage labels (0..) of the L2 rows of ``X`` cut at cosine distance 1 − similarity;
+    rows without features are singletons."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    n = X.shape[0]
+    if n < 2:
+        return np.arange(n)
+    D = 1.0 - (X @ X.T).toarray()
+    np.clip(D, 0.0, 2.0, out=D)
+    empty = np.asarray(X.getnnz(axis=1) == 0)
+    D[empty, :] = 2.0
+    D[:, empty] = 2.0
+    np.fill_diagonal(D, 0.0)
+    return fcluster(linkage(squareform(D, checks=False), method="average"), t=1.0 - similarity, criterion="distance") - 1
+
+
+def new_topic_candidates(
+    frame: pl.DataFrame,
+    threshold: float | None,
+    *,
+    dimension: str = "subject",
+    taxonomy: Any | None = None,
+    tokenizer: Any | None = None,
+    similarity: float = CLUSTER_SIMILARITY,
+    min_size: int = MIN_CLUSTER_SIZE,
+    n_keywords: int = N_KEYWORDS,
+    n_examples: int = N_EXAMPLES,
+    max_rows: int = MAX_ROWS,
+) -> list[dict[str, Any]]:
+    """New-topic candidates of one month (module docstring).
+
+    Parameters
+    ----------
+    frame
+        ``N × C`` tagged (or reviewed) rows of the month, all buildings: ``voc_id``,
+        ``building_id``, ``title``, ``request_contents``, ``{dimension}_confidence``,
+        ``{dimension}_source``, optionally ``reviewed_{dimension}_major``.
+    threshold
+        The review threshold of ``dimension`` (``voc.review.review_thresholds_of``), in [0, 1];
+        None (no trained model for the dimension: no confidence) → ``[]``.
+    taxonomy
+        ``voc.taxonomy.Taxonomy`` whose active classes' keywords drop clusters that fit one; None
+        keeps every cluster.
+    tokenizer
+        A ``voc.tokenize.KiwiTokenizer`` (the tagger's); None → a new single-threaded one.
+    similarity
+        Average cosine similarity in (0, 1] a cluster's rows must reach.
+    min_size, n_keywords, n_examples, max_rows
+        Smallest cluster (≥ 2), keywords and example titles listed per candidate, most rows
+        clustered.
+
+    Returns
+    -------
+    list of dict
+        Largest first (ties: first row), each JSON-native: ``keywords`` (up to ``n_keywords``
+        nouns, highest c-TF-IDF first), ``size`` (rows), ``mean_confidence`` (rounded to 3),
+        ``buildings`` (distinct ``building_id``, in row order), ``examples`` (up to ``n_examples``
+        of ``voc_id``, ``building_id``, ``title`` masked by ``voc.privacy.mask_personal_details``:
+        the rows most similar to the rest of the cluster) and ``voc_ids`` (all rows, row order).
+
+    Raises
+    ------
+    ValueError
+        A required column is missing, ``threshold`` outside [0, 1], ``similarity`` outside (0, 1]
+        or ``min_size`` < 2.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    from voc.groups import group_texts
+
+    if threshold is None or frame.height == 0:
+        return []
+    if not 0.0 < similarity <= 1.0:
+        raise ValueError(f"similarity must be in (0, 1], got {similarity!r}")
+    if min_size < 2:
+        raise ValueError(f"min_size must be >= 2, got {min_size!r}")
+    missing = [c for c in ("voc_id", "building_id", "title", "request_contents") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame is missing column(s) {missing}")
+    low = np.asarray(low_confidence_mask(frame, threshold, dimension=dimension).to_numpy(), dtype=bool)
+    if low.sum() < min_size:
+        return []
+    conf = frame[f"{dimension}_confidence"].cast(pl.Float64, strict=False).fill_null(1.0).to_numpy()
+    cand = np.flatnonzero(low)
+    if cand.size > max_rows:
+        cand = np.sort(cand[np.argsort(conf[cand], kind="stable")[:max_rows]])
+    if tokenizer is None:
+        from voc.tokenize import KiwiTokenizer
+
+        tokenizer = KiwiTokenizer(num_workers=0)
+    texts = group_texts(frame)
+    nouns = tokenizer.keyword_nouns_batch(texts)
+    docs = [" ".join(n) for n in nouns]
+    if not any(docs[i] for i in cand):
+        return []
+    vec = TfidfVectorizer(analyzer=lambda d: d.split(), sublinear_tf=True, norm=None).fit(docs)
+    X = normalize(vec.transform([docs[i] for i in cand]), norm="l2")
+    labels = _cluster(X, similarity)
+    clusters = [np.flatnonzero(labels == k) for k in np.unique(labels)]
+    clusters = [c for c in clusters if c.size >= min_size and X[c].getnnz() > 0]
+    if not clusters:
+        return []
+    clusters.sort(key=lambda c: (-c.size, int(c[0])))
+    # c-TF-IDF classes: each cluster, then every other row of the month as one background class
+    vocab = {t: j for j, t in enumerate(vec.get_feature_names_out())}
+    counts = np.zeros((len(clusters) + 1, len(vocab)), dtype=np.float64)
+    in_cluster = np.zeros(frame.height, dtype=bool)
+    for k, c in enumerate(clusters):
+        for i in cand[c]:
+            in_cluster[i] = True
+            for t in nouns[i]:
+                counts[k, vocab[t]] += 1
+    for i in np.flatnonzero(~in_cluster):
+        for t in nouns[i]:
+            counts[-1, vocab[t]] += 1
+    W = c_tf_idf(counts)
+    terms = list(vocab)
+    class_keywords = []
+    if taxonomy is not None:
+        class_keywords = [set(r.keywords) for r in taxonomy.rows_of(dimension) if r.keywords]
+    ids = [str(v) for v in frame["voc_id"].to_list()]
+    blds = [str(v) for v in frame["building_id"].to_list()]
+    titles = [str(v) if v is not None else "" for v in frame["title"].to_list()]
+    out = []
+    for k, c in enumerate(clusters):
+        rows = cand[c]
+        doc_freq = Counter(t for i in rows for t in set(nouns[i]))
+        order = np.argsort(-W[k], kind="stable")
+        keywords = [terms[j] for j in order if W[k, j] > 0 and doc_freq[terms[j]] >= 2][:n_keywords]
+        if not keywords:
+            continue
+        if any(len(set(keywords) & kw) >= math.ceil(len(keywords) / 2) for kw in class_keywords):
+            continue  # the taxonomy already names this topic
+        Xc = X[c]
+        central = np.asarray((Xc @ Xc.T).sum(axis=1)).ravel()
+        ex = [int(rows[j]) for j in np.argsort(-central, kind="stable")[:n_examples]]
+        out.append({
+            "keywords": keywords,
+            "size": int(rows.size),
+            "mean_confidence": round(float(conf[rows].mean()), 3),
+            "buildings": list(dict.fromkeys(blds[i] for i in rows)),
+            "examples": [{"voc_id": ids[i], "building_id": blds[i], "title": mask_personal_details(titles[i])} for i in ex],
+            "voc_ids": [ids[i] for i in rows],
+        })
+    return out
