@@ -110,3 +110,39 @@ def test_four_months_full_review_refresh_train(tmp_path: Path, prefect_server, s
         )
         labels = t["labels"]["subject"]
     print("\ncycle figures:\n" + "\n".join(json.dumps(f, ensure_ascii=False) for f in figures))
+    _check_portfolio(root, sample_df)
+
+
+def _check_portfolio(root: Path, sample_df: pl.DataFrame) -> None:
+    """Issue 24: after the cycle the portfolio page (``{prefix}/index.html`` and its JSON) counts
+    every building × month as the stored CSVs do, lists 2019-11's mass complaint, its links open
+    stored files, and it renders offline in headless Chromium with every building and month."""
+    import re
+    import shutil
+    import subprocess
+    from urllib.parse import unquote
+
+    data = json.loads((root / "index.json").read_text("utf-8"))
+    months = [m.replace("-", "") for m in MONTHS]
+    assert [m for m in data["heatmap_months"] if m in months] == months
+    for b in data["buildings"]:
+        for yyyymm, count in zip(data["heatmap_months"], b["counts"]):
+            month_dir = root / yyyymm / b["building_id"]
+            if yyyymm not in months or not month_dir.is_dir():
+                continue
+            assert count == _outputs(root / yyyymm, "tagged").filter(pl.col("building_id") == b["building_id"]).height
+    in_cycle = sample_df.filter(pl.col("created_at").dt.strftime("%Y%m").is_in(months))
+    assert {b["building_id"] for b in data["buildings"]} == set(in_cycle["building_id"].unique().to_list())
+    assert any(i["size"] >= 20 and "신선초" in i["title"] for i in data["mass_issues"]), data["mass_issues"]
+    page = root / "index.html"
+    html = page.read_text("utf-8")
+    hrefs = re.findall(r'<a href="([^"#]+)"', html)
+    assert hrefs and all((root / unquote(h)).is_file() for h in hrefs if "://" not in h), hrefs
+    assert "https://cdn" not in html and "<script src=\"http" not in html
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser:
+        dom = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+            capture_output=True, text=True, timeout=120,
+        ).stdout
+        assert "신선초" in dom and all(b["name"] in dom for b in data["buildings"])

@@ -14,7 +14,7 @@ shows
 * the **open review backlog** (low-confidence VOCs nobody reviewed, the month index's
   ``n_low_confidence_unreviewed``) per building and month;
 * **new mass complaints**: near-duplicate groups of at least :data:`MASS_MIN_SIZE` VOCs of the
-  latest month (``mass_issues`` of the month index, :func:`index_extras`), and the month's
+  latest :data:`MASS_MONTHS` months (``mass_issues`` of the month index, :func:`index_extras`), and the month's
   urgent and repeated VOC counts (:mod:`voc.urgency`);
 * **new-topic candidates** (신규 주제 후보, :mod:`voc.new_topics`) of the latest month: clusters of
   low-confidence VOCs that fit no class, for a person to judge — never added to the taxonomy;
@@ -39,6 +39,7 @@ __all__ = [
     "RISE_ALPHA",
     "RISE_MIN_VOCS",
     "MASS_MIN_SIZE",
+    "MASS_MONTHS",
     "index_extras",
     "build_portfolio",
     "render_portfolio",
@@ -58,6 +59,10 @@ RISE_MIN_VOCS = 5
 
 MASS_MIN_SIZE = 5
 """Smallest near-duplicate group listed as a new mass complaint."""
+
+MASS_MONTHS = 3
+"""Mass complaints are listed from the latest month and the two before it (a campaign at the end
+of one month is still news when the next month's page is read)."""
 
 
 def index_extras(frame: pl.DataFrame, issues: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
@@ -204,19 +209,22 @@ def build_portfolio(
         rises.sort(key=lambda r: (r["p_value"], -r["n_vocs"], building_sort_key(r["building_id"])))
     mass, alerts = [], []
     if latest is not None:
+        for m in [m for m in order if m <= latest][-MASS_MONTHS:]:
+            for b in bids:
+                for g in (months[m].get(b) or {}).get("mass_issues") or ():
+                    mass.append({
+                        "building_id": b, "name": names.get(b, ""), "size": int(g.get("size", 0)), "yyyymm": m,
+                        "label": f"{m[:4]}-{m[4:]}",
+                        "title": mask_personal_details(str(g.get("title") or "")), "subject": str(g.get("subject") or ""),
+                        "href": dash.get(b, {}).get(m),
+                    })
         for b in bids:
             e = months[latest].get(b) or {}
-            for g in e.get("mass_issues") or ():
-                mass.append({
-                    "building_id": b, "name": names.get(b, ""), "size": int(g.get("size", 0)),
-                    "title": mask_personal_details(str(g.get("title") or "")), "subject": str(g.get("subject") or ""),
-                    "href": dash.get(b, {}).get(latest),
-                })
             nu, nr = _count(e, "n_urgent", f"months[{latest}][{b}]"), _count(e, "n_repeat", f"months[{latest}][{b}]")
             if nu or nr:
                 alerts.append({"building_id": b, "name": names.get(b, ""), "n_urgent": nu, "n_repeat": nr,
                                "href": dash.get(b, {}).get(latest)})
-        mass.sort(key=lambda g: (-g["size"], building_sort_key(g["building_id"])))
+        mass.sort(key=lambda g: (-int(g["yyyymm"]), -g["size"], building_sort_key(g["building_id"])))
         alerts.sort(key=lambda a: (-a["n_urgent"], -a["n_repeat"], building_sort_key(a["building_id"])))
     return {
         "months": [{"yyyymm": m, "label": f"{m[:4]}-{m[4:]}", "href": hrefs[m], "n_vocs": totals[m]} for m in order],
@@ -310,5 +318,6 @@ def render_portfolio(
         "font_stack": _CSS_FONT_STACK,
         "rise_min": RISE_MIN_VOCS,
         "mass_min": MASS_MIN_SIZE,
+        "mass_months": MASS_MONTHS,
     }
     return _render_with_font(_jinja_env().get_template("portfolio.html.j2"), ctx, embed_font=embed_font)
