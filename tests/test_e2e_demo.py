@@ -212,7 +212,7 @@ def _check_rerun_keeps_the_reviewed_month(storage, output: str, index_before: di
         assert re.search(rf"검수 진행\D*{n} / {index[b]['n_vocs']}건", re.sub(r"<[^>]+>", " ", html))
         assert all(lab in html for lab in set(reviewed.filter(pl.col("subject_source") == "reviewer")["subject_minor"]))
     page = (_month_dir(storage) / "index.html").read_text("utf-8")
-    total = sum(index[b]["n_reviewed"] for b in index)
+    total = sum(e["n_reviewed"] for e in index.values() if isinstance(e, dict))  # buildings; "new_topics" is a list
     assert f"{total} / 45건" in re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)) and "검수 전" not in page
 
 
