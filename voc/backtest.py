@@ -211,6 +211,9 @@ def backtest_labels(
     if candidates is not None and BASELINE not in candidates:
         raise BacktestError(f"the candidates must include the baseline {BASELINE!r}, got {list(candidates)}")
     tok = tokenizer or KiwiTokenizer()
+    from voc.groups import history_vectorizer
+
+    history = history_vectorizer(train_df)  # groups of the test months (_month_view), fitted once
     out: dict[str, dict[str, Any]] = {}
     fitted: dict[tuple[str, tuple[int, ...], tuple[int, ...]], tuple[Tags, str | None, dict[str, Any] | None]] = {}
     for label in labels:
@@ -263,16 +266,17 @@ def backtest_labels(
             "error_auroc": m["error_auroc"],
             "review_threshold": m["review_threshold"],
             "review_share": m["review_share"],
-            **_month_view(test_df[te_idx], y_test, pred, train_df),
+            **_month_view(test_df[te_idx], y_test, pred, history),
         }
     return out
 
 
-def _month_view(test: pl.DataFrame, y_test: Sequence[str], pred: Sequence[str], train: pl.DataFrame) -> dict[str, Any]:
+def _month_view(test: pl.DataFrame, y_test: Sequence[str], pred: Sequence[str], vectorizer: Any) -> dict[str, Any]:
     """Per test month ``{month: {n, accuracy}}``, the worst month's accuracy and name (months of at
     least :data:`voc.recipes.MIN_MONTH_WEIGHT` VOCs), and the accuracy with every near-duplicate
-    group counted once (``accuracy_groups_once``; :func:`voc.recipes.group_weights`)."""
-    from voc.groups import fit_group_vectorizer, group_texts, near_duplicate_groups
+    group counted once (``accuracy_groups_once``; :func:`voc.recipes.group_weights`; groups
+    found with ``vectorizer``, the training history's :func:`voc.groups.history_vectorizer`)."""
+    from voc.groups import near_duplicate_groups
     from voc.recipes import MIN_MONTH_WEIGHT, group_weights
 
     correct = np.asarray(y_test, dtype=object) == np.asarray(pred, dtype=object)
@@ -283,9 +287,7 @@ def _month_view(test: pl.DataFrame, y_test: Sequence[str], pred: Sequence[str], 
         by_month[m] = {"n": int(sel.sum()), "accuracy": round(float(correct[sel].mean()), 4)}
     counted = {m: v for m, v in by_month.items() if v["n"] >= MIN_MONTH_WEIGHT}
     worst = min(counted, key=lambda m: counted[m]["accuracy"]) if counted else None
-    history = group_texts(train)
-    vec = fit_group_vectorizer(history) if any(t.strip() for t in history) else None
-    w = group_weights(near_duplicate_groups(test, vectorizer=vec).to_list(), test.height)
+    w = group_weights(near_duplicate_groups(test, vectorizer=vectorizer).to_list(), test.height)
     return {
         "by_month": by_month,
         "worst_month": counted[worst]["accuracy"] if worst else None,
@@ -331,10 +333,9 @@ def _fit_and_tag(
         clf = classifier_factory(taxonomy, dim, tokenizer, seed)
     elif recipe is not None or select:
         if select:
-            from voc.groups import fit_group_vectorizer, group_texts, near_duplicate_groups
+            from voc.groups import history_vectorizer, near_duplicate_groups
 
-            history = group_texts(train)
-            vec = fit_group_vectorizer(history) if any(t.strip() for t in history) else None
+            vec = history_vectorizer(train)
             sel = select_recipe(tr_texts, [str(v) for v in fit_labels], dates, tokens=tr_tokens, seed=seed,
                                 recipes=tuple(candidates or CANDIDATES),
                                 groups=near_duplicate_groups(train, vectorizer=vec).to_list())  # a campaign counts once

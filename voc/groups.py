@@ -74,6 +74,7 @@ __all__ = [
     "GROUP_COLUMN",
     "group_texts",
     "fit_group_vectorizer",
+    "history_vectorizer",
     "near_duplicate_groups",
     "group_summaries",
 ]
@@ -153,6 +154,13 @@ def fit_group_vectorizer(texts: Sequence[str], *, max_features: int | None = 100
         analyzer="char_wb", ngram_range=CHAR_NGRAM_RANGE, sublinear_tf=True, lowercase=True, max_features=max_features
     )
     return vec.fit([t or "" for t in texts])
+
+
+def history_vectorizer(frame: pl.DataFrame) -> Any | None:
+    """:func:`fit_group_vectorizer` on the :func:`group_texts` of a reference frame (the training
+    history), or None when every text is empty."""
+    texts = group_texts(frame)
+    return fit_group_vectorizer(texts) if any(t.strip() for t in texts) else None
 
 
 def _cells(frame: pl.DataFrame) -> list[tuple[str, str, list[int]]]:

@@ -696,7 +696,9 @@ def train_tagger(
     def toks(idx: np.ndarray) -> list[list[str]]:
         return [token_of[int(i)] for i in idx]
 
-    tagger.group_vectorizer = _group_vectorizer(df)
+    from voc.groups import history_vectorizer
+
+    tagger.group_vectorizer = history_vectorizer(df)
     group_of: list[str | None] | None = None
     if select and recipe is None and rows:  # mass complaints count once in the selection
         from voc.groups import near_duplicate_groups
@@ -758,15 +760,6 @@ def _recipe_classifier(
         recipe = sel.chosen
         say(f"{dim}: recipe {sel.reason}")
     return named_recipe(recipe).make(tok, seed=seed)
-
-
-def _group_vectorizer(df: pl.DataFrame) -> Any:
-    """The character TF-IDF of :func:`voc.groups.near_duplicate_groups`, fitted on the training
-    frame's texts (None when they are all empty)."""
-    from voc.groups import fit_group_vectorizer, group_texts
-
-    history = group_texts(df)
-    return fit_group_vectorizer(history) if any(t.strip() for t in history) else None
 
 
 def _attach_review_aids(
