@@ -3,7 +3,7 @@
 Every experiment is a classifier recipe run through :func:`voc.backtest.backtest_labels` on the
 same temporal splits, seeds, labels (``subject_minor``, ``subject``) and text variants (with and
 without the reply). Data: the shipped Incheon Jung-gu complaints (Incheon Jung-gu office
-complaint board, via 2hy03/Civil_Complaint), read like ``flows.sources.CsvSource``.
+complaint board, via 2hy03/Civil_Complaint), read like ``flows.adapters.sources.CsvSource``.
 
 Usage::
 

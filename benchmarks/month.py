@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def synthetic_month(buildings: int, per_building: int, month: str, seed: int) -> pl.DataFrame:
     """``buildings × per_building`` real sample rows resampled into fresh buildings and ids."""
     from config.settings import sample_csv_path
-    from flows.sources import CsvSource
+    from flows.adapters.sources import CsvSource
 
     real = CsvSource(sample_csv_path()).frame()
     n = buildings * per_building
@@ -82,7 +82,7 @@ def _tree_rss(pid: int) -> int:
 def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
     """Run ``voc …``; return (wall seconds, peak RSS bytes of its process tree). Raises on failure."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], env=env, cwd=cwd,
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli.main", *args], env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = 0
     stop = threading.Event()

@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 
 from config.settings import sample_csv_path
-from flows.sources import CsvSource
+from flows.adapters.sources import CsvSource
 
 
 def sample_bodies(n: int) -> list[dict[str, str]]:

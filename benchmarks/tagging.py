@@ -39,7 +39,7 @@ from pathlib import Path
 import polars as pl
 
 from config.settings import sample_csv_path
-from flows.sources import CsvSource
+from flows.adapters.sources import CsvSource
 from voc.dashboard import keyword_counts
 from voc.tagger import frame_analyses, frame_texts, resolve_taxonomy, tag_frame, train_tagger
 from voc.taxonomy import default_taxonomy

@@ -18,7 +18,7 @@ service file (``PGSERVICEFILE``) holds is out of scope, as is ``~/.pgpass``; a `
 refused because it names a password file in a string meant to be shown.
 
 Pure functions (no I/O, no parser's error message that could quote the input): used by
-:mod:`config.settings` (``VOC_SOURCE``) and :mod:`flows.params` (command-line options, flow
+:mod:`config.settings` (``VOC_SOURCE``) and :mod:`flows.secrets_guard` (command-line options, flow
 parameters).
 """
 

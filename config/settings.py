@@ -193,7 +193,7 @@ class ModelSettings(BaseModel):
 
 
 class ServeSettings(BaseModel):
-    """The real-time tagging service (``voc serve``, flows/serve.py)."""
+    """The real-time tagging service (``voc serve``, flows/service/app.py)."""
 
     api_keys: list[SecretStr] = Field(
         default_factory=list,

@@ -23,9 +23,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from config.settings import VocSettings
-from flows import keys
+from flows import storage_layout as layout
 from flows.resources import browser_link
-from flows.storage import Storage
+from flows.adapters.storage import Storage
 from voc.months import KST, Month
 
 __all__ = ["absolute_links", "index_dashboard_url", "review_link", "links_valid_until"]
@@ -43,7 +43,7 @@ def index_dashboard_url(settings: VocSettings, storage: Storage, month: Month, b
     ``None`` for local storage, where the index keeps its relative link."""
     if not absolute_links(storage):
         return None
-    return browser_link(settings, storage, keys.latest_dashboard_key(settings.prefix, month, building_id))
+    return browser_link(settings, storage, layout.latest_dashboard_key(settings.prefix, month, building_id))
 
 
 def review_link(
@@ -73,11 +73,11 @@ def review_link(
     if settings.review.backend == "gsheets":
         location = str(backend.location(month)) if backend is not None else ""
         return location if location.startswith("https://") else None
-    key = keys.review_workbook_key(settings.prefix, month)
+    key = layout.review_workbook_key(settings.prefix, month)
     if not storage.exists(key):
         return None
     if in_index and not absolute_links(storage):
-        return keys.relative_href(key, keys.month_dir(settings.prefix, month))
+        return layout.relative_href(key, layout.month_dir(settings.prefix, month))
     return browser_link(settings, storage, key, expires_s=settings.review.link_expiry_s)
 
 

@@ -30,15 +30,15 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NONE as NO_CACHE
 
 from config.settings import VocSettings, get_settings
-from flows import keys
-from flows.models import require_model_or_keyword_opt_in
+from flows import storage_layout as layout
+from flows.adapters.model_store import require_model_or_keyword_opt_in
 from flows.outcome import fail_with_reason
-from flows.params import SourceParam, guard_flow_parameters, refuse_dsn_password
+from flows.secrets_guard import SourceParam, guard_flow_parameters, refuse_dsn_password
 from flows.resources import ModelRef, browser_link, resources
-from flows.retries import IO_TASK, MODEL_IO_TASK, NESTED_IO_TASK
+from flows.adapters.retries import IO_TASK, MODEL_IO_TASK, NESTED_IO_TASK
 from flows.runners import describe_task_runner, make_task_runner
-from flows.sources import buildings_of
-from flows.storage import Storage, StorageError
+from flows.adapters.sources import buildings_of
+from flows.adapters.storage import Storage, StorageError
 from voc import pipeline
 from voc.csvsafe import csv_bytes, read_csv_bytes
 from voc.months import KST, Month, check_not_future, previous_month
@@ -132,8 +132,8 @@ def read_history(settings: VocSettings, month: Month, building_id: str) -> pl.Da
     res = resources(settings)
     frames = []
     for m in month.before(HISTORY_MONTHS):
-        ks = res.storage.list(keys.building_dir(settings.prefix, m, building_id))
-        key = keys.latest_output(ks, "reviewed") or keys.latest_output(ks, "tagged")
+        ks = res.storage.list(layout.building_dir(settings.prefix, m, building_id))
+        key = layout.latest_output(ks, "reviewed") or layout.latest_output(ks, "tagged")
         if key:
             frames.append(read_output_csv(res.storage, key))
             continue
@@ -172,8 +172,8 @@ def _dashboard_context(settings: VocSettings, month: Month, building_id: str, bu
 
 def _store_dashboards(settings: VocSettings, storage: Storage, month: Month, building_id: str, run_id: str, html: bytes) -> dict[str, str]:
     return {
-        "dashboard": _store(building_id, "dashboard")(storage, keys.dashboard_key(settings.prefix, month, building_id, run_id), html, "text/html"),
-        "dashboard_latest": _store(building_id, "dashboard-latest")(storage, keys.latest_dashboard_key(settings.prefix, month, building_id), html, "text/html"),
+        "dashboard": _store(building_id, "dashboard")(storage, layout.dashboard_key(settings.prefix, month, building_id, run_id), html, "text/html"),
+        "dashboard_latest": _store(building_id, "dashboard-latest")(storage, layout.latest_dashboard_key(settings.prefix, month, building_id), html, "text/html"),
     }
 
 
@@ -226,13 +226,13 @@ def tag_building(
         review_aids={"groups": out.groups, "evidence": out.evidence, "index": index_extras(shown.frame, shown.issues)},
     )
     result.outputs["tagged"] = _store(building_id, "tagged")(
-        res.storage, keys.tagged_key(settings.prefix, month, building_id, run_id), _csv_bytes(out.frame), "text/csv"
+        res.storage, layout.tagged_key(settings.prefix, month, building_id, run_id), _csv_bytes(out.frame), "text/csv"
     )
     if hasattr(res.source, "write_tags"):
         res.source.write_tags(out.frame, classify_source="batch", reviewed=False)
     if merged is not None:
         result.outputs["reviewed"] = _store(building_id, "reviewed")(
-            res.storage, keys.reviewed_key(settings.prefix, month, building_id, run_id), _csv_bytes(merged.frame), "text/csv"
+            res.storage, layout.reviewed_key(settings.prefix, month, building_id, run_id), _csv_bytes(merged.frame), "text/csv"
         )
         write_reviewed_tags(res.source, merged.frame)
         result.error = _review_issue_text(merged.review_issues)
@@ -278,7 +278,7 @@ def write_reviewed_tags(source: Any, reviewed: pl.DataFrame) -> int:
     """The refresh's database write: the rows with at least one reviewed dimension, upserted with
     ``classify_source="reviewed"``. Per dimension, ``subject_reviewed`` / ``work_reviewed`` (from
     :func:`voc.review.merge_reviews`) decide what is a human label; the other dimension goes in as
-    a machine value that never replaces a human one (:mod:`flows.db`). No-op for a source without
+    a machine value that never replaces a human one (:mod:`flows.adapters.db`). No-op for a source without
     ``write_tags`` (CSV). Returns the rows written."""
     if not hasattr(source, "write_tags"):
         return 0
@@ -300,8 +300,8 @@ def refresh_building(
     (:func:`voc.pipeline.refresh_building`) → reviewed CSV, database, dashboard (run file + the
     month's dashboard key overwritten)."""
     res = resources(settings)
-    ks = res.storage.list(keys.building_dir(settings.prefix, month, building_id))
-    key = keys.latest_output(ks, "tagged")
+    ks = res.storage.list(layout.building_dir(settings.prefix, month, building_id))
+    key = layout.latest_output(ks, "tagged")
     if key is None:
         raise FileNotFoundError(f"building {building_id}: no tagged CSV for {month}; run mode=full first")
     tagged = read_output_csv(res.storage, key)
@@ -320,7 +320,7 @@ def refresh_building(
         review_aids={"index": index_extras(out.frame, out.issues)},
     )
     result.outputs["reviewed"] = _store(building_id, "reviewed")(
-        res.storage, keys.reviewed_key(settings.prefix, month, building_id, run_id), _csv_bytes(out.frame), "text/csv"
+        res.storage, layout.reviewed_key(settings.prefix, month, building_id, run_id), _csv_bytes(out.frame), "text/csv"
     )
     write_reviewed_tags(res.source, out.frame)
     if out.dashboard_html is not None:  # always rendered in a refresh
@@ -361,12 +361,12 @@ def read_month_voc_ids(settings: VocSettings, month_keys: list[str]) -> list[str
     (the month folder's listing)."""
     per_building: dict[str, list[str]] = {}
     for k in month_keys:
-        if (p := keys.parse_output_key(k)) and p.kind == "tagged":
+        if (p := layout.parse_output_key(k)) and p.kind == "tagged":
             per_building.setdefault(p.building_id, []).append(k)
     storage = resources(settings).storage
     ids: list[str] = []
     for ks in per_building.values():
-        key = keys.latest_output(ks, "tagged")
+        key = layout.latest_output(ks, "tagged")
         if key is not None:
             ids += read_output_csv(storage, key)["voc_id"].drop_nulls().to_list()
     return ids
@@ -429,7 +429,7 @@ def voc_monthly(
     storage, source, source_encoding
         Override ``VOC_STORAGE`` / ``VOC_SOURCE`` / ``VOC_SOURCE_ENCODING`` (a CSV source's
         encoding: utf-8, cp949, euc-kr).
-        A ``source`` DSN with a password is refused (:mod:`flows.params`): the password goes in
+        A ``source`` DSN with a password is refused (:mod:`flows.secrets_guard`): the password goes in
         ``VOC_DB__DSN`` or ``~/.pgpass``, never in a parameter.
 
     Returns
@@ -446,13 +446,13 @@ def voc_monthly(
     """
     refuse_dsn_password(source, where="parameter 'source' of flow voc-monthly")
     logger = get_run_logger()
-    if mode not in keys.MODES:
-        raise ValueError(f"mode must be one of {keys.MODES}, got {mode!r}")
+    if mode not in layout.MODES:
+        raise ValueError(f"mode must be one of {layout.MODES}, got {mode!r}")
     m = check_not_future(month, datetime.now(KST)) if month not in (None, "") else Month(previous_month())
     ids = [str(b) for b in building_ids] if building_ids else None
     settings = get_settings(storage=storage, source=source, source_encoding=source_encoding)
     res = resources(settings)
-    run_id = keys.new_run_id(mode)  # provisional: reserved (unique) once the run will write
+    run_id = layout.new_run_id(mode)  # provisional: reserved (unique) once the run will write
     logger.info(
         "voc-monthly %s %s source=%s storage=%s runner=%s",
         mode, m, res.source.describe(), settings.storage, describe_task_runner(settings),
@@ -500,14 +500,14 @@ def voc_monthly(
             ))
     else:
         sheet = read_review_sheet(settings, m)
-        month_keys = res.storage.list(keys.month_dir(settings.prefix, m))
-        have = sorted({p.building_id for k in month_keys if (p := keys.parse_output_key(k)) and p.kind == "tagged"}, key=building_sort_key)
+        month_keys = res.storage.list(layout.month_dir(settings.prefix, m))
+        have = sorted({p.building_id for k in month_keys if (p := layout.parse_output_key(k)) and p.kind == "tagged"}, key=building_sort_key)
         wanted = ids or have
         if not wanted:
             if read_month(settings, m, ids).height == 0:
                 return _no_vocs(mode, m, run_id, ids, logger)
             raise MonthlyRunError(
-                f"voc-monthly refresh {m}: no tagged CSV under {keys.month_dir(settings.prefix, m)} in {settings.storage}; "
+                f"voc-monthly refresh {m}: no tagged CSV under {layout.month_dir(settings.prefix, m)} in {settings.storage}; "
                 f"run mode=full for {m} first",
                 _summarise(mode, m, run_id, [], None, extra),
             )
@@ -534,7 +534,7 @@ def voc_monthly(
         if ok:
             from voc.review import review_thresholds_of
 
-            tagged_all = pl.concat([read_output_csv(res.storage, keys.tagged_key(settings.prefix, m, r.building_id, run_id)) for r in ok])
+            tagged_all = pl.concat([read_output_csv(res.storage, layout.tagged_key(settings.prefix, m, r.building_id, run_id)) for r in ok])
             groups = [g for r in ok for g in r.review_aids.get("groups") or [None] * r.rows]
             evidence = None
             if all(r.review_aids.get("evidence") is not None for r in ok):
@@ -634,11 +634,11 @@ def _run_buildings(settings: VocSettings, submissions: list[tuple[str, Any, dict
 
 @task(name="reserve-run-id", task_run_name="reserve-run-id-{mode}", **IO_TASK, cache_policy=NO_CACHE)
 def reserve_run_id(settings: VocSettings, mode: str, month: str) -> str:
-    """A run id no other run in this storage has (flows.keys.reserve_run_id: a marker under
+    """A run id no other run in this storage has (flows.storage_layout.reserve_run_id: a marker under
     ``{prefix}/runs/``; a run started in the same second as another takes the next second)."""
     from prefect.runtime import flow_run
 
-    return keys.reserve_run_id(
+    return layout.reserve_run_id(
         resources(settings).storage, settings.prefix, mode, info={"mode": mode, "month": month, "flow_run_id": str(flow_run.id or "")}
     )
 
@@ -650,7 +650,7 @@ def _reserve_run_id(settings: VocSettings, mode: str, month: str, logger: Any) -
         run_id = reserve_run_id(settings, mode, month)
     except StorageError as e:
         logger.error("storage not writable, nothing tagged: %s", e)
-        return keys.new_run_id(mode), f"run id not reserved, storage not writable: {e}"
+        return layout.new_run_id(mode), f"run id not reserved, storage not writable: {e}"
     logger.info("run_id=%s", run_id)
     return run_id, ""
 
@@ -708,8 +708,8 @@ def _summarise(mode: str, month: str, run_id: str, results: list[BuildingResult]
 
 def _dashboard_href(prefix: str, month: Month, building_id: str) -> str:
     """The link from the month index to a building's latest dashboard, relative and
-    percent-encoded (:func:`flows.keys.relative_href`): ``a:b`` links ``a%3Ab/dashboard_a%3Ab_201911.html``."""
-    return keys.relative_href(keys.latest_dashboard_key(prefix, month, building_id), keys.month_dir(prefix, month))
+    percent-encoded (:func:`flows.storage_layout.relative_href`): ``a:b`` links ``a%3Ab/dashboard_a%3Ab_201911.html``."""
+    return layout.relative_href(layout.latest_dashboard_key(prefix, month, building_id), layout.month_dir(prefix, month))
 
 
 def _index_entry(prefix: str, month: Month, r: BuildingResult) -> dict[str, Any]:
@@ -744,11 +744,11 @@ def update_month_index(
     presigned links, which expire, so each run renders them afresh (``index.json`` keeps the
     relative ones) — plus a link to the month's review sheet when there is one."""
     from flows import links
-    from flows.storage import StorageConflict
+    from flows.adapters.storage import StorageConflict
     from voc.dashboard import render_month_index
 
     storage = resources(settings).storage
-    data_key = keys.month_index_data_key(settings.prefix, month)
+    data_key = layout.month_index_data_key(settings.prefix, month)
     for _ in range(5):
         current = storage.read_versioned(data_key)
         listed = json.loads(current[0].decode("utf-8")) if current else {}
@@ -785,7 +785,7 @@ def update_month_index(
         review_label=f"검수 시트 열기 ({month.yyyymm})" if settings.review.backend == "gsheets" else f"검수 시트 내려받기 (review_{month.yyyymm}.xlsx)",
         links_valid_until=links.links_valid_until(settings, storage, now=now),
     )
-    return storage.write_bytes(keys.month_index_key(settings.prefix, month), html.encode("utf-8"), content_type="text/html")
+    return storage.write_bytes(layout.month_index_key(settings.prefix, month), html.encode("utf-8"), content_type="text/html")
 
 
 NEW_TOPICS_KEY = "new_topics"
@@ -813,18 +813,18 @@ def update_portfolio(settings: VocSettings, month: Month, run_id: str) -> str:
     for k in range(PORTFOLIO_LOOKBACK_MONTHS + 1 + (y - int(month[:4])) * 12 + mo - int(month[5:7])):
         yy, mm = divmod(y * 12 + mo - 1 - k, 12)
         ym = parse_month(f"{yy:04d}-{mm + 1:02d}")
-        got = storage.read_versioned(keys.month_index_data_key(settings.prefix, ym))
+        got = storage.read_versioned(layout.month_index_data_key(settings.prefix, ym))
         if got is None:
             continue
         months[ym.replace("-", "")] = json.loads(got[0].decode("utf-8"))
-        hrefs[ym.replace("-", "")] = keys.relative_href(keys.month_index_key(settings.prefix, ym), settings.prefix)
+        hrefs[ym.replace("-", "")] = layout.relative_href(layout.month_index_key(settings.prefix, ym), settings.prefix)
     data = build_portfolio(months, month_hrefs=hrefs)
     storage.write_bytes(
-        keys.portfolio_data_key(settings.prefix), json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8"),
+        layout.portfolio_data_key(settings.prefix), json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8"),
         content_type="application/json",
     )
     html = render_portfolio(data, generated_at=now.strftime("%Y-%m-%d %H:%M KST"), run_id=run_id)
-    return storage.write_bytes(keys.portfolio_key(settings.prefix), html.encode("utf-8"), content_type="text/html")
+    return storage.write_bytes(layout.portfolio_key(settings.prefix), html.encode("utf-8"), content_type="text/html")
 
 
 def _publish_artifacts(settings: VocSettings, summary: dict[str, Any], results: list[BuildingResult]) -> None:
@@ -855,18 +855,18 @@ def _publish_artifacts(settings: VocSettings, summary: dict[str, Any], results: 
         if r.outputs.get("dashboard_latest"):
             create_link_artifact(
                 key=f"dashboard-{month.yyyymm}-{_slug(r.building_id)}",
-                link=md_link_destination(browser_link(settings, storage, keys.latest_dashboard_key(settings.prefix, month, r.building_id))),
+                link=md_link_destination(browser_link(settings, storage, layout.latest_dashboard_key(settings.prefix, month, r.building_id))),
                 link_text=_md(f"대시보드 {r.building_name or r.building_id} {summary['month']}"),  # Prefect writes [text](link)
             )
     if summary.get("index"):
         create_link_artifact(
             key=f"dashboard-index-{month.yyyymm}",
-            link=md_link_destination(browser_link(settings, storage, keys.month_index_key(settings.prefix, month))),
+            link=md_link_destination(browser_link(settings, storage, layout.month_index_key(settings.prefix, month))),
             link_text=f"{summary['month']} 건물별 대시보드 목록",
         )
     portfolio_link = None
     if summary.get("portfolio"):
-        portfolio_link = md_link_destination(browser_link(settings, storage, keys.portfolio_key(settings.prefix)))
+        portfolio_link = md_link_destination(browser_link(settings, storage, layout.portfolio_key(settings.prefix)))
         create_link_artifact(key="voc-portfolio", link=portfolio_link, link_text="VOC 포트폴리오 · 전체 건물")
     if summary.get("review_link"):
         create_link_artifact(

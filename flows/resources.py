@@ -2,8 +2,8 @@
 model, bundled once per run and once per worker process.
 
 This module is the only place that knows which backend a setting names (``postgresql://`` →
-:class:`flows.db.PostgresSource`, ``s3://`` → :class:`flows.s3.S3Storage`, …), so the backend
-modules import only the base interfaces (:mod:`flows.sources`, :mod:`flows.storage`) and never
+:class:`flows.adapters.db.PostgresSource`, ``s3://`` → :class:`flows.adapters.s3.S3Storage`, …), so the backend
+modules import only the base interfaces (:mod:`flows.adapters.sources`, :mod:`flows.adapters.storage`) and never
 each other.
 
 Layering (see ``docs/architecture.md``)::
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.settings import VocSettings
-from flows.params import SOURCE_NOT_FOUND, unknown_source
-from flows.sources import CsvSource, SourceError, VocSource
-from flows.storage import LocalStorage, Storage
+from flows.secrets_guard import SOURCE_NOT_FOUND, unknown_source
+from flows.adapters.sources import CsvSource, SourceError, VocSource
+from flows.adapters.storage import LocalStorage, Storage
 
 __all__ = ["Resources", "ModelRef", "resources", "browser_link", "open_source", "open_storage", "open_review_backend", "close_all"]
 
@@ -47,12 +47,12 @@ def open_source(settings: VocSettings) -> VocSource:
 
     Raises
     ------
-    flows.sources.SourceError
+    flows.adapters.sources.SourceError
         The source is neither an existing file nor a DSN (the message does not repeat the value:
         a mistyped DSN may hold a secret, and the message reaches logs and run states).
     """
     if settings.source_is_postgres:
-        from flows.db import PostgresSource
+        from flows.adapters.db import PostgresSource
 
         return PostgresSource.from_settings(settings)
     if unknown_source(settings.source):
@@ -64,7 +64,7 @@ def open_storage(settings: VocSettings) -> Storage:
     """A new storage for ``settings.storage``: ``s3://bucket[/root]`` → S3, anything else a local
     directory. Keys passed to it are relative to the root and start with ``settings.prefix``."""
     if settings.storage.startswith("s3://"):
-        from flows.s3 import S3Storage
+        from flows.adapters.s3 import S3Storage
 
         return S3Storage.from_settings(settings)
     return LocalStorage(settings.storage)
@@ -72,18 +72,18 @@ def open_storage(settings: VocSettings) -> Storage:
 
 def open_review_backend(settings: VocSettings, storage: Storage | None = None) -> Any:
     """The backend ``settings.review.backend`` names: ``xlsx`` →
-    :class:`flows.review_backends.XlsxReviewBackend` in ``storage`` (default: :func:`open_storage`
-    of ``settings``) under ``settings.prefix`` — :class:`flows.review_backends.PerBuildingXlsxReviewBackend`
+    :class:`flows.adapters.review_backends.XlsxReviewBackend` in ``storage`` (default: :func:`open_storage`
+    of ``settings``) under ``settings.prefix`` — :class:`flows.adapters.review_backends.PerBuildingXlsxReviewBackend`
     (one workbook per building) with ``VOC_REVIEW__PER_BUILDING=true``; ``gsheets`` →
-    :class:`flows.review_backends.GSheetsReviewBackend` (``settings.review``; always one
+    :class:`flows.adapters.review_backends.GSheetsReviewBackend` (``settings.review``; always one
     spreadsheet per month).
 
     Raises
     ------
-    flows.review_backends.ReviewBackendError
+    flows.adapters.review_backends.ReviewBackendError
         ``gsheets`` without usable credentials (see ``make_gspread_client``).
     """
-    from flows.review_backends import GSheetsReviewBackend, PerBuildingXlsxReviewBackend, XlsxReviewBackend
+    from flows.adapters.review_backends import GSheetsReviewBackend, PerBuildingXlsxReviewBackend, XlsxReviewBackend
 
     if settings.review.backend == "gsheets":
         return GSheetsReviewBackend(settings.review)
@@ -168,8 +168,8 @@ class Resources:
 
     def champion(self) -> ModelRef:
         """The current champion as a :class:`ModelRef` (reads ``models/champion.json``; a
-        keyword-only reference when none was trained). Raises :class:`flows.storage.StorageError`."""
-        from flows.models import champion_name, read_champion
+        keyword-only reference when none was trained). Raises :class:`flows.adapters.storage.StorageError`."""
+        from flows.adapters.model_store import champion_name, read_champion
 
         info = read_champion(self.storage, self.settings.prefix)
         if info is None:
@@ -178,12 +178,12 @@ class Resources:
 
     def tagger(self, ref: ModelRef) -> Any:
         """The tagger ``ref`` names, downloaded (once, into ``model.cache_dir``) and loaded once
-        per process. Raises :class:`flows.storage.StorageError` when the version is missing."""
+        per process. Raises :class:`flows.adapters.storage.StorageError` when the version is missing."""
         with self._lock:
             hit = self._taggers.get(ref)
         if hit is not None:
             return hit
-        from flows.models import keyword_only_tagger, load_model_version
+        from flows.adapters.model_store import keyword_only_tagger, load_model_version
 
         tagger = keyword_only_tagger() if ref.name is None else load_model_version(self.settings, self.storage, ref.name)
         tok = getattr(tagger, "tokenizer", None)

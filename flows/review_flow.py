@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from config.settings import get_settings
-from flows.models import load_champion
+from flows.adapters.model_store import load_champion
 from flows.resources import open_source
 from flows.resources import open_storage
 
@@ -49,7 +49,7 @@ def simulate_month_review(
         reviewed = simulate_review(sheet, truth, fraction=fraction, seed=seed, taxonomy=tagger.taxonomy)
         return reviewed, (sheet, reviewed)
 
-    # read-change-write with a version check, like a run's sync (flows.review_backends.update_month)
+    # read-change-write with a version check, like a run's sync (flows.adapters.review_backends.update_month)
     where, (sheet, reviewed) = backend.update_month(month, review, tagger.taxonomy)
     done_before = _done(sheet)
     done_after = _done(reviewed)

@@ -34,14 +34,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE as NO_CACHE
 
 from config.settings import VocSettings, get_settings
-from flows.keys import latest_output, parse_output_key
-from flows.models import champion_name, fetch_model, read_champion, upload_model, write_champion
+from flows.storage_layout import latest_output, parse_output_key
+from flows.adapters.model_store import champion_name, fetch_model, read_champion, upload_model, write_champion
 from flows.outcome import fail_with_reason
-from flows.params import SourceParam, guard_flow_parameters, refuse_dsn_password
-from flows.retries import MODEL_IO_TASK
+from flows.secrets_guard import SourceParam, guard_flow_parameters, refuse_dsn_password
+from flows.adapters.retries import MODEL_IO_TASK
 from flows.resources import open_source, open_storage
-from flows.sources import VocSource
-from flows.storage import Storage
+from flows.adapters.sources import VocSource
+from flows.adapters.storage import Storage
 from voc.modelstore import (
     decide_pair_promotion,
     load_variants,
@@ -307,7 +307,7 @@ def audit_training_labels(
     ``label_audit.html`` (health score, top suspects, overlapping classes; texts masked).
 
     ``df`` is the training frame (its ``reviewed_*`` labels, canonicalised by ``taxonomy``);
-    every dimension with at least two labelled classes is audited (``flows.cli_labels.run_audit``).
+    every dimension with at least two labelled classes is audited (``flows.cli.labels.run_audit``).
 
     Returns
     -------
@@ -316,7 +316,7 @@ def audit_training_labels(
         health, …}]}``; ``{"skipped": reason}`` when no dimension has two classes or too few
         building-months to fold.
     """
-    from flows.cli_labels import run_audit
+    from flows.cli.labels import run_audit
     from voc.label_audit import write_audit_report
 
     try:
@@ -388,7 +388,7 @@ def voc_train(
     registered before ``until`` ("YYYY-MM"; default: everything) and promote it to champion when
     neither variant's held-out macro-F1 is below the champion's on the same held-out rows. ``storage``, ``source``, ``source_encoding`` override
     ``VOC_STORAGE``, ``VOC_SOURCE``, ``VOC_SOURCE_ENCODING``; a ``source`` DSN with a password is
-    refused (:mod:`flows.params`: the password goes in ``VOC_DB__DSN`` or ``~/.pgpass``).
+    refused (:mod:`flows.secrets_guard`: the password goes in ``VOC_DB__DSN`` or ``~/.pgpass``).
 
     Returns the summary dict (also published as Prefect artifacts).
     """

@@ -2,7 +2,7 @@
 
 **This is not Google.** It is an in-memory HTTP server on ``127.0.0.1`` (random port, one
 thread per request) that answers the requests the *real* ``gspread`` client makes for
-``flows.review_backends.GSheetsReviewBackend``, so tests exercise gspread's actual URLs, query
+``flows.adapters.review_backends.GSheetsReviewBackend``, so tests exercise gspread's actual URLs, query
 parameters, JSON bodies and error handling without network access. It implements just enough
 behaviour to be checked against:
 

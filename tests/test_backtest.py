@@ -106,7 +106,7 @@ def split_csvs(sample_raw, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app():
-    from flows.cli import app as voc_app
+    from flows.cli.main import app as voc_app
 
     return voc_app
 
@@ -123,7 +123,7 @@ def check_against_csvs(res: dict, split_csvs, label: str) -> float:
     labels the training CSV has, and accuracy / macro-F1 must equal their recomputation from the
     per-class table (TP_c = recall_c · support_c; macro over classes present in the truth).
     """
-    from flows.sources import CsvSource
+    from flows.adapters.sources import CsvSource
 
     a, b = split_csvs
     y_train = {y for y in truth_labels(CsvSource(a).frame(), label) if y}
@@ -177,7 +177,7 @@ def test_cli_backtest_json_only_anchor_no_reply(app, split_csvs):
 def test_cli_backtest_errors(split_csvs, tmp_path):
     a, b = split_csvs
     app = typer.Typer()
-    from flows.cli_backtest import register
+    from flows.cli.backtest import register
 
     register(app)
     runner = CliRunner()

@@ -18,7 +18,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli.main import app
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def test_every_help_renders(path: list[str]) -> None:
 
 
 def _voc(*args: str, env: dict[str, str] | None = None, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
-    """The real console entry point (``python -m flows.cli`` runs ``main()``) in a subprocess with
+    """The real console entry point (``python -m flows.cli.main`` runs ``main()``) in a subprocess with
     its own Prefect home: an ephemeral API server started from scratch, as for a new user."""
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s
@@ -222,7 +222,7 @@ def test_building_id_that_is_a_path_is_a_usage_error(bad: str, tmp_path: Path) -
 
 def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """``voc ARGV`` through the console entry point ``main()``, in-process: (exit code, stdout, stderr)."""
-    from flows.cli import main
+    from flows.cli.main import main
 
     monkeypatch.setattr(sys, "argv", ["voc", *argv])
     with pytest.raises(SystemExit) as exc:
@@ -285,7 +285,7 @@ def test_help_still_prints_and_exits_0(monkeypatch: pytest.MonkeyPatch, capsys: 
 
 
 def test_preflight_passes_the_shipped_sample(tmp_path: Path) -> None:
-    from flows.cli import preflight
+    from flows.cli.main import preflight
 
     preflight(source=None, encoding=None, storage=str(tmp_path / "new" / "root"))  # to be created: fine
     preflight(source=None, encoding="UTF8", storage=None)

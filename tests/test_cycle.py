@@ -20,8 +20,8 @@ from cycle_support import INVALID, next_month, review_month_partially
 from typer.testing import CliRunner
 
 from config.settings import get_settings
-from flows.cli import app
-from flows.models import load_champion
+from flows.cli.main import app
+from flows.adapters.model_store import load_champion
 from flows.resources import open_review_backend
 from flows.resources import open_storage
 

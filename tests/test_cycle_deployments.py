@@ -8,7 +8,7 @@ The worker's environment carries the configuration, as on the production host (s
 ``Environment=``): ``VOC_SOURCE=postgres`` + ``VOC_DB__DSN`` (so the DSN never is a flow-run
 parameter), ``VOC_STORAGE=s3://…``, ``VOC_S3__*``; no ``VOC_ENV``, so the prefix is the default
 ``stat/voc-dev``. The reviewer works from this process on the same S3 workbook
-(``flows.review_backends.open_review_backend``).
+(``flows.adapters.review_backends.open_review_backend``).
 
 To keep CI time down the source holds only the VOCs registered from 2019-01 on (229 VOCs, 134
 subject labels before 2019-09, 35 classes) instead of the whole sample (996 VOCs from 2012):
@@ -57,10 +57,10 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from config.settings import VocSettings
-from flows import keys
-from flows.cli import app
+from flows import storage_layout as layout
+from flows.cli.main import app
 from flows.resources import open_review_backend
-from flows.s3 import S3Storage
+from flows.adapters.s3 import S3Storage
 from voc.mdtext import md_escape
 from voc.taxonomy import Taxonomy
 
@@ -86,14 +86,14 @@ def _voc(*args: str, env: dict[str, str]) -> str:
 def _outputs(storage: S3Storage, month: str, kind: str) -> tuple[pl.DataFrame, list[str]]:
     """The newest ``{kind}_*.csv`` of every building of the month in S3, concatenated; and the
     building ids."""
-    ks = storage.list(keys.month_dir(PREFIX, month) + "/")
-    buildings = sorted({k.split("/")[-2] for k in ks if k.count("/") == keys.month_dir(PREFIX, month).count("/") + 2})
+    ks = storage.list(layout.month_dir(PREFIX, month) + "/")
+    buildings = sorted({k.split("/")[-2] for k in ks if k.count("/") == layout.month_dir(PREFIX, month).count("/") + 2})
     frames = []
     for b in buildings:
-        key = keys.latest_output([k for k in ks if k.split("/")[-2] == b], kind)
-        assert key, f"building {b}: no {kind} CSV in {storage.uri(keys.building_dir(PREFIX, month, b))}"
+        key = layout.latest_output([k for k in ks if k.split("/")[-2] == b], kind)
+        assert key, f"building {b}: no {kind} CSV in {storage.uri(layout.building_dir(PREFIX, month, b))}"
         frames.append(pl.read_csv(io.BytesIO(storage.read_bytes(key)), infer_schema=False))
-    assert frames, f"no {kind} CSV under {storage.uri(keys.month_dir(PREFIX, month))}"
+    assert frames, f"no {kind} CSV under {storage.uri(layout.month_dir(PREFIX, month))}"
     return pl.concat(frames, how="diagonal"), buildings
 
 
@@ -203,23 +203,23 @@ def test_four_months_through_deployments(stack: dict[str, Any], tmp_path: Path, 
 
     def models() -> set[str]:
         # a model version's own meta.json, not its variants' (registration/meta.json)
-        root = keys.models_dir(PREFIX) + "/"
+        root = layout.models_dir(PREFIX) + "/"
         return {k[len(root):].split("/")[0] for k in storage.list(root)
                 if k.endswith("/meta.json") and k[len(root):].count("/") == 1}
 
     def champion_taxonomy() -> Taxonomy:
-        name = json.loads(storage.read_bytes(keys.champion_key(PREFIX)))["name"]
-        meta = json.loads(storage.read_bytes(f"{keys.models_dir(PREFIX)}/{name}/meta.json"))
+        name = json.loads(storage.read_bytes(layout.champion_key(PREFIX)))["name"]
+        meta = json.loads(storage.read_bytes(f"{layout.models_dir(PREFIX)}/{name}/meta.json"))
         return Taxonomy.from_records(meta["taxonomy"])
 
     def train(until: str) -> dict[str, Any]:
         before = models()
         fr = deploy_run("voc-train/train", {"until": until})
         (name,) = models() - before
-        meta = json.loads(storage.read_bytes(f"{keys.models_dir(PREFIX)}/{name}/meta.json"))
+        meta = json.loads(storage.read_bytes(f"{layout.models_dir(PREFIX)}/{name}/meta.json"))
         md = _artifacts(env, fr["id"])["voc-train-summary"]
         assert f"`{name}` → **{meta['status']}**" in md and md_escape(meta["decision"]) in md, md
-        champion = json.loads(storage.read_bytes(keys.champion_key(PREFIX)))
+        champion = json.loads(storage.read_bytes(layout.champion_key(PREFIX)))
         assert (champion["name"] == name) == (meta["status"] == "champion")
         assert meta["until"] == until and meta["source"].startswith("postgresql://")
         return meta
@@ -238,7 +238,7 @@ def test_four_months_through_deployments(stack: dict[str, Any], tmp_path: Path, 
             table = _artifacts(env, fr["id"])["voc-full-buildings"]
             assert sorted(r["building_id"] for r in table) == buildings and sum(r["rows"] for r in table) == len(month_ids)
             for b in buildings:
-                assert storage.exists(keys.latest_dashboard_key(PREFIX, month, b)), f"no dashboard of building {b}"
+                assert storage.exists(layout.latest_dashboard_key(PREFIX, month, b)), f"no dashboard of building {b}"
             db_rows = _classifications(dsn, month_ids)
             assert sorted(db_rows) == month_ids and all(
                 r["classify_source"] == "batch" and not r["subject_reviewed"] and not r["work_reviewed"]
@@ -264,7 +264,7 @@ def test_four_months_through_deployments(stack: dict[str, Any], tmp_path: Path, 
             assert (reviewed["work_reviewed"] == "false").all(), "keyword guesses of the work type are never confirmed"
             assert INVALID not in reviewed["subject_minor"].to_list() + reviewed["reviewed_subject_minor"].to_list()
             for b in buildings:
-                assert storage.exists(keys.latest_dashboard_key(PREFIX, month, b))
+                assert storage.exists(layout.latest_dashboard_key(PREFIX, month, b))
 
             # PostgreSQL: the committed subjects as human-reviewed rows, the rest of the month
             # machine (batch) rows; no work type became a label; the invalid value nowhere

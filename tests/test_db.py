@@ -18,7 +18,7 @@ from infra import PG_ADMIN_DSN, free_port, pg_available, temp_database
 from typer.testing import CliRunner
 
 from config.settings import DbSettings, VocSettings, sample_csv_path
-from flows.db import (
+from flows.adapters.db import (
     CLASSIFY_SOURCES,
     PostgresSource,
     applied_versions,
@@ -29,7 +29,7 @@ from flows.db import (
     may_overwrite,
 )
 from flows.resources import open_source
-from flows.sources import CsvSource, SourceError
+from flows.adapters.sources import CsvSource, SourceError
 from voc.schema import REVIEWED_LABEL_COLUMNS
 from voc.taxonomy import Taxonomy, TaxonomyRow, default_taxonomy
 
@@ -459,7 +459,7 @@ def test_describe_from_settings_and_pickle(db: str) -> None:
 
 
 def _app() -> typer.Typer:
-    from flows.cli_db import register
+    from flows.cli.db import register
 
     app = typer.Typer()
 
@@ -536,7 +536,7 @@ def test_migration_0003_fills_the_flags_from_is_reviewed(tmp_path: Path) -> None
     reviewed before counts as reviewed in both dimensions, and the file is idempotent."""
     import shutil
 
-    from flows.db import list_migrations
+    from flows.adapters.db import list_migrations
 
     old = tmp_path / "v2"
     old.mkdir()
@@ -613,9 +613,9 @@ def test_refresh_writes_only_human_dimensions(fresh_db: str, sample_df: pl.DataF
     changes nothing; a later batch replaces machine dimensions only."""
     from test_review import make_tagged
 
-    from flows.keys import reviewed_key
+    from flows.storage_layout import reviewed_key
     from flows.monthly import write_reviewed_tags
-    from flows.storage import LocalStorage
+    from flows.adapters.storage import LocalStorage
     from flows.train import training_frame
     from voc.review import COL_DONE, COL_VOC_ID, REVIEWER_LABEL_COLUMNS, build_review_rows, merge_reviews
 

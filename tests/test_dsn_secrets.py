@@ -24,8 +24,8 @@ import pytest
 from infra import PG_ADMIN_DSN, free_port, pg_available, temp_database
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.params import NO_PASSWORD_PATTERN, DsnPasswordError, SourceParam, dsn_has_password, refuse_dsn_password
+from flows.cli.main import app
+from flows.secrets_guard import NO_PASSWORD_PATTERN, DsnPasswordError, SourceParam, dsn_has_password, refuse_dsn_password
 
 PASSWORD = f"pw-{secrets.token_hex(6)}"
 WITH_PW = f"postgresql://voc:{PASSWORD}@127.0.0.1:{free_port()}/vocdb"
@@ -198,9 +198,9 @@ def test_a_source_that_is_neither_a_file_nor_a_dsn_is_refused_unseen(monkeypatch
     the error (and so in logs and run states): now refused, the value never shown."""
     from config.settings import VocSettings
     from flows.monthly import voc_monthly
-    from flows.params import SOURCE_NOT_FOUND
+    from flows.secrets_guard import SOURCE_NOT_FOUND
     from flows.resources import open_source
-    from flows.sources import SourceError
+    from flows.adapters.sources import SourceError
 
     typo = f"host=db user=voc passwrd {PASSWORD}"
     assert not dsn_has_password(typo)
@@ -222,7 +222,7 @@ def test_a_source_that_is_neither_a_file_nor_a_dsn_is_refused_unseen(monkeypatch
 
 def test_a_keyword_dsn_without_password_is_a_postgres_source() -> None:
     from config.settings import VocSettings
-    from flows.db import PostgresSource
+    from flows.adapters.db import PostgresSource
     from flows.resources import open_source
 
     s = VocSettings(source="host=127.0.0.1 port=1 user=voc dbname=vocdb")
@@ -341,7 +341,7 @@ def test_postgres_run_leaves_no_password_in_prefect_or_outputs(
     if pg_available() is not None:
         pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {pg_available()}")
     from config.settings import sample_csv_path
-    from flows.db import apply_migrations, load_csv
+    from flows.adapters.db import apply_migrations, load_csv
     from flows.monthly import voc_monthly
     from flows.train import voc_train
 

@@ -23,7 +23,7 @@ MONTH = "2019-11"
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, prefect_server):
-    from flows.cli import app
+    from flows.cli.main import app
 
     storage = tmp_path_factory.mktemp("voc-data")
     res = CliRunner().invoke(app, ["demo", "--month", MONTH, "--storage", str(storage)], catch_exceptions=False)
@@ -163,7 +163,7 @@ def test_dashboards_exist_and_reflect_reviewed_labels(demo_run, sample_df):
 def test_full_rerun_keeps_every_reviewer_cell(demo_run, prefect_server):
     from openpyxl import load_workbook
 
-    from flows.cli import app
+    from flows.cli.main import app
 
     storage, _ = demo_run
     wb_path = _month_dir(storage) / "review_201911.xlsx"
@@ -221,7 +221,7 @@ def test_refresh_follows_a_reviewers_later_edits(demo_run, prefect_server):
     refresh must give the reopened row back the machine's tag (unreviewed) and take the new label."""
     from openpyxl import load_workbook
 
-    from flows.cli import app
+    from flows.cli.main import app
 
     storage, _ = demo_run
     sheet = _sheet_rows(storage)

@@ -31,7 +31,7 @@ MONTH = "2019-11"
 def dsn() -> Iterator[str]:
     if pg_available() is not None:
         pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {pg_available()}")
-    from flows.db import apply_migrations, load_csv
+    from flows.adapters.db import apply_migrations, load_csv
     from config.settings import sample_csv_path
 
     with temp_database(prefix="voc_flows") as url:

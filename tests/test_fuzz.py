@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from flows import keys
+from flows import storage_layout as layout
 from voc.schema import REQUIRED_COLUMNS, TEXT_COLUMNS, VOCInputError, id_problem, validate_voc_frame
 from voc.text import C0_CONTROL_RE, remove_c0_controls
 
@@ -204,8 +204,8 @@ def test_key_builders_refuse_a_path_as_building_id():
         for build in _key_builders():
             with pytest.raises(ValueError, match="building_id .* cannot be part of a storage key"):
                 build(bad)
-    assert keys.tagged_key(PREFIX, MONTH, "본관 A-1", RUN_ID) == f"{PREFIX}/201911/본관 A-1/tagged_본관 A-1_201911_{RUN_ID}.csv"
-    assert keys.safe_segment("1", "building_id") == "1"
+    assert layout.tagged_key(PREFIX, MONTH, "본관 A-1", RUN_ID) == f"{PREFIX}/201911/본관 A-1/tagged_본관 A-1_201911_{RUN_ID}.csv"
+    assert layout.safe_segment("1", "building_id") == "1"
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -213,24 +213,24 @@ def test_key_builders_refuse_a_path_as_building_id():
 
 @pytest.fixture(scope="module")
 def keyword_tagger():
-    from flows.models import keyword_only_tagger
+    from flows.adapters.model_store import keyword_only_tagger
 
     return keyword_only_tagger()
 
 
 def _key_builders():
     return [
-        lambda b: keys.building_dir(PREFIX, MONTH, b),
-        lambda b: keys.tagged_key(PREFIX, MONTH, b, RUN_ID),
-        lambda b: keys.reviewed_key(PREFIX, MONTH, b, RUN_ID),
-        lambda b: keys.dashboard_key(PREFIX, MONTH, b, RUN_ID),
-        lambda b: keys.latest_dashboard_key(PREFIX, MONTH, b),
+        lambda b: layout.building_dir(PREFIX, MONTH, b),
+        lambda b: layout.tagged_key(PREFIX, MONTH, b, RUN_ID),
+        lambda b: layout.reviewed_key(PREFIX, MONTH, b, RUN_ID),
+        lambda b: layout.dashboard_key(PREFIX, MONTH, b, RUN_ID),
+        lambda b: layout.latest_dashboard_key(PREFIX, MONTH, b),
     ]
 
 
 def _check_keys(bid: str) -> None:
     folder = f"{PREFIX}/201911/{bid}"
-    assert keys.building_dir(PREFIX, MONTH, bid) == folder
+    assert layout.building_dir(PREFIX, MONTH, bid) == folder
     assert posixpath.normpath(folder) == folder
     for build in _key_builders()[1:]:
         key = build(bid)

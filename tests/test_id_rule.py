@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config.settings import VocSettings
-from flows import keys
+from flows import storage_layout as layout
 from flows.monthly import BuildingResult, _index_entry, _md, _slug, update_month_index
-from flows.storage import LocalStorage
+from flows.adapters.storage import LocalStorage
 from flows.train import reviewed_overlay
 from voc.months import KST, Month
 from voc.schema import MAX_ID_BYTES, REQUIRED_COLUMNS, building_sort_key, id_problem
@@ -80,12 +80,12 @@ def test_month_index_updates_and_every_link_opens_its_dashboard(bids: list[str])
         s = VocSettings(storage=str(root))
         storage = LocalStorage(root)
         for bid in bids:
-            storage.write_bytes(keys.latest_dashboard_key(s.prefix, M, bid), f"dashboard of {bid}".encode())
+            storage.write_bytes(layout.latest_dashboard_key(s.prefix, M, bid), f"dashboard of {bid}".encode())
         # one run per building, as refresh of single buildings does: each keeps the others
         for bid in bids:
             page = update_month_index.fn(s, M, [_index_entry(s.prefix, M, BuildingResult(bid, "", rows=3))], "full_20191201_020000")
         index_file = Path(page)
-        listed = json.loads((root / keys.month_index_data_key(s.prefix, M)).read_text("utf-8"))
+        listed = json.loads((root / layout.month_index_data_key(s.prefix, M)).read_text("utf-8"))
         assert sorted(listed) == sorted(bids)  # nothing lost
         p = _Links()
         p.feed(index_file.read_text("utf-8"))
@@ -101,8 +101,8 @@ def test_an_index_written_with_raw_links_is_repaired(tmp_path: Path) -> None:
     s = VocSettings(storage=str(tmp_path))
     old = {"building_id": "a:b", "building_name": "", "n_vocs": 1, "n_reviewed": 0, "n_low_confidence_unreviewed": 0,
            "dashboard_href": "a:b/dashboard_a:b_201911.html"}
-    (tmp_path / keys.month_index_data_key(s.prefix, M)).parent.mkdir(parents=True)
-    (tmp_path / keys.month_index_data_key(s.prefix, M)).write_text(json.dumps({"a:b": old}), "utf-8")
+    (tmp_path / layout.month_index_data_key(s.prefix, M)).parent.mkdir(parents=True)
+    (tmp_path / layout.month_index_data_key(s.prefix, M)).write_text(json.dumps({"a:b": old}), "utf-8")
     page = update_month_index.fn(s, M, [_index_entry(s.prefix, M, BuildingResult("1", "", rows=2))], "refresh_1")
     html = Path(page).read_text("utf-8")
     assert 'href="a%3Ab/dashboard_a%3Ab_201911.html"' in html and 'href="1/dashboard_1_201911.html"' in html
@@ -114,18 +114,18 @@ def test_an_index_written_with_raw_links_is_repaired(tmp_path: Path) -> None:
 def test_the_newest_output_is_picked_whatever_the_building_id(bid: str, seconds: list[int], mode: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         storage = LocalStorage(tmp)
-        run_ids = [keys.new_run_id(mode, datetime(2019, 12, 1, tzinfo=KST) + timedelta(seconds=s)) for s in seconds]
+        run_ids = [layout.new_run_id(mode, datetime(2019, 12, 1, tzinfo=KST) + timedelta(seconds=s)) for s in seconds]
         for rid in run_ids:
-            for key in (keys.tagged_key(PREFIX, M, bid, rid), keys.reviewed_key(PREFIX, M, bid, rid), keys.dashboard_key(PREFIX, M, bid, rid)):
+            for key in (layout.tagged_key(PREFIX, M, bid, rid), layout.reviewed_key(PREFIX, M, bid, rid), layout.dashboard_key(PREFIX, M, bid, rid)):
                 storage.write_bytes(key, rid.encode())
-        storage.write_bytes(keys.latest_dashboard_key(PREFIX, M, bid), b"latest")
-        listed = storage.list(keys.building_dir(PREFIX, M, bid))
+        storage.write_bytes(layout.latest_dashboard_key(PREFIX, M, bid), b"latest")
+        listed = storage.list(layout.building_dir(PREFIX, M, bid))
         newest = max(run_ids, key=lambda r: r.split("_", 1)[1])
         for kind in ("tagged", "reviewed"):
-            key = keys.latest_output(listed, kind)
+            key = layout.latest_output(listed, kind)
             assert key is not None and storage.read_bytes(key) == newest.encode(), (kind, key)
         # every output parses back to its own building, kind and run (nothing lost, nothing borrowed)
-        parsed = [keys.parse_output_key(k) for k in listed]
+        parsed = [layout.parse_output_key(k) for k in listed]
         assert sum(p is None for p in parsed) == 1  # the latest dashboard has no run id
         assert {(p.building_id, p.yyyymm, p.prefix) for p in parsed if p} == {(bid, "201911", PREFIX)}
         assert sorted(p.run_id for p in parsed if p and p.kind == "tagged") == sorted(run_ids)
@@ -133,14 +133,14 @@ def test_the_newest_output_is_picked_whatever_the_building_id(bid: str, seconds:
 
 def test_a_building_id_that_looks_like_a_newer_stamp_does_not_win() -> None:
     for bid in ("full_20990101_000000", "x_full_20991231_235959.y", "full_20990101_000000.csv"):
-        old, new = keys.tagged_key(PREFIX, M, bid, "full_20191122_020000"), keys.tagged_key(PREFIX, M, bid, "refresh_20191123_020000")
-        assert keys.latest_output([new, old], "tagged") == new and keys.latest_output([old, new], "tagged") == new
-        assert keys.run_stamp(old) == "20191122_020000"
+        old, new = layout.tagged_key(PREFIX, M, bid, "full_20191122_020000"), layout.tagged_key(PREFIX, M, bid, "refresh_20191123_020000")
+        assert layout.latest_output([new, old], "tagged") == new and layout.latest_output([old, new], "tagged") == new
+        assert layout.run_stamp(old) == "20191122_020000"
 
 
 def _reviewed_csv(bid: str, label: str) -> bytes:
     row = {c: "" for c in REQUIRED_COLUMNS} | {
-        "voc_id": f"v-{bid}", "building_id": bid, "created_at": "2019-11-02", "title": "누수",
+        "voc_id": bid, "building_id": bid, "created_at": "2019-11-02", "title": "누수",  # any valid id, even 160 bytes
         "is_reviewed": "true", "subject_reviewed": "true", "reviewed_subject_major": "시설", "reviewed_subject_minor": label,
     }
     buf = io.BytesIO()
@@ -154,8 +154,8 @@ def test_training_reads_the_newest_review_of_every_building(bids: list[str]) -> 
     with tempfile.TemporaryDirectory() as tmp:
         storage = LocalStorage(tmp)
         for bid in bids:
-            storage.write_bytes(keys.reviewed_key(PREFIX, M, bid, "refresh_20191202_020000"), _reviewed_csv(bid, "새"))
-            storage.write_bytes(keys.reviewed_key(PREFIX, M, bid, "refresh_20191201_020000"), _reviewed_csv(bid, "옛"))
+            storage.write_bytes(layout.reviewed_key(PREFIX, M, bid, "refresh_20191202_020000"), _reviewed_csv(bid, "새"))
+            storage.write_bytes(layout.reviewed_key(PREFIX, M, bid, "refresh_20191201_020000"), _reviewed_csv(bid, "옛"))
         out = reviewed_overlay(storage, PREFIX)
         assert out is not None
         assert sorted(out["building_id"].to_list()) == sorted(bids)  # a building named "models" is kept
@@ -177,6 +177,6 @@ def test_artifact_keys_sorting_and_markdown_take_any_id(bids: list[str]) -> None
 def test_the_longest_ids_fit_a_file_name(bid: str, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     for rid in ("tagging-only_20191231_235959", "refresh_20191231_235959"):
-        for key in (keys.dashboard_key(PREFIX, M, bid, rid), keys.reviewed_key(PREFIX, M, bid, rid)):
+        for key in (layout.dashboard_key(PREFIX, M, bid, rid), layout.reviewed_key(PREFIX, M, bid, rid)):
             storage.write_bytes(key, b"x")
     assert id_problem("가" * (MAX_ID_BYTES // 3 + 1)) is not None

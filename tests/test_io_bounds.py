@@ -1,6 +1,6 @@
-"""Retries only where they help, and bounded time (flows/retries.py, flows/s3.py).
+"""Retries only where they help, and bounded time (flows/adapters/retries.py, flows/adapters/s3.py).
 
-* :func:`flows.retries.retry_on_io_errors` retries transient I/O errors (connection, timeout,
+* :func:`flows.adapters.retries.retry_on_io_errors` retries transient I/O errors (connection, timeout,
   throttling, 5xx, PostgreSQL connection loss, the project's wrappers of them) and nothing
   deterministic — checked directly and through real Prefect task runs that count attempts;
 * every I/O task of the flows uses that one policy;
@@ -27,7 +27,7 @@ import requests
 from prefect import flow, task
 
 from config.settings import S3Settings
-from flows.retries import (
+from flows.adapters.retries import (
     IO_TASK,
     MODEL_IO_TASK,
     NESTED_IO_TASK,
@@ -37,8 +37,8 @@ from flows.retries import (
     retry_on_io_errors,
     s3_operation_budget_s,
 )
-from flows.sources import SourceError
-from flows.storage import StorageError
+from flows.adapters.sources import SourceError
+from flows.adapters.storage import StorageError
 
 BUCKET = "bucket"
 
@@ -157,7 +157,7 @@ def _client_error(status: int, code: str) -> bce.ClientError:
 
 def _raised(exc: BaseException, *, wrapper: BaseException | None = None, hide: bool = False) -> BaseException:
     """``exc`` as really raised; with ``wrapper``, the wrapper raised ``from exc`` (or ``from None``
-    while handling it, the way flows/db.py keeps a DSN out of messages)."""
+    while handling it, the way flows/adapters/db.py keeps a DSN out of messages)."""
     try:
         try:
             raise exc
@@ -231,7 +231,7 @@ def test_transient_errors_are_retried() -> None:
 def test_deterministic_errors_are_not_retried() -> None:
     import psycopg
 
-    from flows.review_backends import ReviewBackendError
+    from flows.adapters.review_backends import ReviewBackendError
     from voc.review import ReviewError, ReviewSheetError
     from voc.schema import VOCInputError
     from voc.taxonomy import TaxonomyError
@@ -294,7 +294,8 @@ def test_retry_condition_fn_reads_the_state() -> None:
 
 
 def test_every_io_task_of_the_flows_uses_the_shared_policy() -> None:
-    from flows import monthly, train
+    from flows import monthly
+    from flows import train
 
     tasks = {
         monthly.store_object: NESTED_IO_TASK,
@@ -382,7 +383,7 @@ def test_default_budget_is_well_under_five_minutes() -> None:
 
 
 def test_hung_endpoint_fails_a_write_within_the_budget(aws_test_env: None) -> None:
-    from flows.s3 import S3Storage
+    from flows.adapters.s3 import S3Storage
 
     s3 = S3Settings(connect_timeout_s=1.0, read_timeout_s=1.0, botocore_attempts=2, retry_window_s=0.5)
     budget = s3_operation_budget_s(s3)  # 0.5 + 2 × 3 + 1 = 7.5 s
@@ -439,7 +440,7 @@ def test_monthly_run_against_a_hung_endpoint_fails_its_buildings_in_bounded_time
 
 def test_google_sheets_requests_time_out(aws_test_env: None) -> None:
     from config.settings import ReviewSettings
-    from flows.review_backends import GSheetsReviewBackend, make_gspread_client
+    from flows.adapters.review_backends import GSheetsReviewBackend, make_gspread_client
 
     with HungEndpoint() as hung:
         settings = ReviewSettings(backend="gsheets", sheets_api_url=hung.endpoint_url, spreadsheet_key="abc", timeout_s=1.0)
@@ -455,7 +456,7 @@ def test_google_sheets_requests_time_out(aws_test_env: None) -> None:
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    from flows.retries import exception_chain
+    from flows.adapters.retries import exception_chain
 
     return list(exception_chain(exc))
 
@@ -467,7 +468,7 @@ def test_postgres_statement_timeout_applies_to_every_pooled_connection() -> None
     if reason:
         pytest.skip(reason)
     from config.settings import DbSettings
-    from flows.db import PostgresSource
+    from flows.adapters.db import PostgresSource
 
     with temp_database() as dsn, PostgresSource(dsn, DbSettings(statement_timeout_s=0.5, pool_max=2)) as src:
         with src.connection() as conn:

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.kobert]
 
 
 def test_kobert_train_then_full(tmp_path, prefect_server, monkeypatch):
-    from flows.cli import app
+    from flows.cli.main import app
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("VOC_MODEL__KOBERT_EPOCHS", "1")

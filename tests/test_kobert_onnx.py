@@ -174,7 +174,7 @@ def test_meta_records_the_check_through_the_cli(saved, tmp_path, sample_csv):
     check in meta.json."""
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from flows.cli.main import app
 
     model_dir = _copy(saved, tmp_path)
     r = CliRunner().invoke(

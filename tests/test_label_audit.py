@@ -73,7 +73,7 @@ def test_building_month_groups_names_the_bad_row() -> None:
 
 @pytest.mark.slow
 def test_voc_labels_audit_writes_ranked_issues_and_overlaps(tmp_path) -> None:
-    from flows.cli import app
+    from flows.cli.main import app
 
     out = tmp_path / "audit.csv"
     res = CliRunner().invoke(app, ["labels", "audit", "--until", "2020-01", "--out", str(out), "--json", "--folds", "3"])
@@ -89,7 +89,7 @@ def test_voc_labels_audit_writes_ranked_issues_and_overlaps(tmp_path) -> None:
 
 
 def test_voc_labels_audit_refuses_a_bad_month(tmp_path) -> None:
-    from flows.cli import app
+    from flows.cli.main import app
 
     res = CliRunner().invoke(app, ["labels", "audit", "--until", "2020-13", "--out", str(tmp_path / "a.csv")])
     assert res.exit_code == 2

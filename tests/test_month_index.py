@@ -7,10 +7,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from config.settings import S3Settings, VocSettings
-from flows import keys
+from flows import storage_layout as layout
 from flows.monthly import BuildingResult, _index_entry, update_month_index
 from flows.resources import browser_link
-from flows.storage import LocalStorage
+from flows.adapters.storage import LocalStorage
 from voc.months import Month
 
 M = Month.parse("2019-11")
@@ -26,7 +26,7 @@ def test_each_run_updates_its_buildings_and_keeps_the_others(tmp_path: Path) -> 
     page = update_month_index.fn(settings, M, [_index_entry(prefix, M, _result("1", "본청", 41, low=32)), _index_entry(prefix, M, _result("2", "영종", 4))], "full_1")
     # a rerun of building 2 alone (refresh) replaces its line and keeps building 1's
     update_month_index.fn(settings, M, [_index_entry(prefix, M, _result("2", "영종", 4, reviewed=4))], "refresh_2")
-    listed = json.loads((tmp_path / keys.month_index_data_key(prefix, M)).read_text("utf-8"))
+    listed = json.loads((tmp_path / layout.month_index_data_key(prefix, M)).read_text("utf-8"))
     assert sorted(listed) == ["1", "2"]
     assert listed["1"]["n_low_confidence_unreviewed"] == 32 and listed["2"]["n_reviewed"] == 4
     assert listed["1"]["dashboard_href"] == "1/dashboard_1_201911.html"
@@ -92,7 +92,7 @@ def test_artifacts_say_pre_review_and_mark_guesses(tmp_path: Path, monkeypatch) 
 
 
 def test_links_open_in_a_browser(tmp_path: Path) -> None:
-    key = keys.latest_dashboard_key("stat/voc-dev", M, "1")
+    key = layout.latest_dashboard_key("stat/voc-dev", M, "1")
     local = LocalStorage(tmp_path)
     assert browser_link(VocSettings(storage=str(tmp_path)), local, key) == (tmp_path / key).resolve().as_uri()
     public = VocSettings(storage=str(tmp_path), public_base_url="https://voc.internal/files/")
@@ -100,7 +100,7 @@ def test_links_open_in_a_browser(tmp_path: Path) -> None:
 
 
 def test_s3_links_are_presigned_https_urls(aws_test_env) -> None:
-    from flows.s3 import S3Storage
+    from flows.adapters.s3 import S3Storage
 
     settings = VocSettings(
         storage="s3://voc-bucket/tenant-a",

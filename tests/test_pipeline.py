@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from config.settings import VocSettings
-from flows.models import keyword_only_tagger
+from flows.adapters.model_store import keyword_only_tagger
 from voc import pipeline
 from voc.months import Month
 from voc.review import COL_DONE, COL_VOC_ID, build_review_rows, simulate_review
@@ -115,7 +115,7 @@ def test_month_is_parsed_once_and_stays_a_plain_string() -> None:
 
 
 def test_resources_are_opened_once_per_process_and_settings(tmp_path, monkeypatch) -> None:
-    import flows.models
+    import flows.adapters.model_store
     from flows.resources import ModelRef, close_all, resources
 
     a = VocSettings(storage=str(tmp_path / "a"))
@@ -123,7 +123,7 @@ def test_resources_are_opened_once_per_process_and_settings(tmp_path, monkeypatc
     assert resources(a) is not resources(VocSettings(storage=str(tmp_path / "b")))
     assert resources(a).source is resources(a).source and resources(a).storage is resources(a).storage
     loads: list[str] = []
-    monkeypatch.setattr(flows.models, "load_model_version", lambda s, st, name: loads.append(name) or object())
+    monkeypatch.setattr(flows.adapters.model_store, "load_model_version", lambda s, st, name: loads.append(name) or object())
     ref = ModelRef("linear_1", kind="linear", version="1")
     assert resources(a).tagger(ref) is resources(a).tagger(ModelRef("linear_1", kind="linear", version="1"))
     assert loads == ["linear_1"]

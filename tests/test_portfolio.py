@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from config.settings import VocSettings
-from flows import keys
+from flows import storage_layout as layout
 from flows.monthly import BuildingResult, _index_entry, update_month_index, update_portfolio
 from voc.months import Month
 from voc.portfolio import build_portfolio, index_extras, render_portfolio
@@ -62,9 +62,9 @@ def test_monthly_run_writes_the_portfolio_next_to_the_months(tmp_path: Path) -> 
         update_month_index.fn(settings, m, [_index_entry(settings.prefix, m, r)], "full_1")
     page = update_portfolio.fn(settings, Month.parse("2019-11"), "full_1")
     html = Path(page).read_text("utf-8")
-    assert Path(page) == tmp_path / keys.portfolio_key(settings.prefix)
+    assert Path(page) == tmp_path / layout.portfolio_key(settings.prefix)
     assert 'href="201911/a%3Ab/dashboard_a%3Ab_201911.html"' in html and 'href="201910/index.html"' in html
-    data = json.loads((tmp_path / keys.portfolio_data_key(settings.prefix)).read_text("utf-8"))
+    data = json.loads((tmp_path / layout.portfolio_data_key(settings.prefix)).read_text("utf-8"))
     assert data["latest"] == "201911" and data["alerts"][0]["n_urgent"] == 1
 
 
@@ -85,7 +85,7 @@ def test_artifacts_link_the_portfolio_and_count_alerts_and_new_topics(tmp_path: 
                "examples": [{"voc_id": "p1", "building_id": "1", "title": "킥보드 방치 010-1234-5678"}], "voc_ids": ["p1"]}]
     update_month_index.fn(settings, m, [_index_entry(settings.prefix, m, r) for r in results], "full_1", new_topics=topics)
     update_month_index.fn(settings, m, [_index_entry(settings.prefix, m, results[1])], "refresh_2")  # keeps them
-    listed = json.loads((tmp_path / keys.month_index_data_key(settings.prefix, m)).read_text("utf-8"))
+    listed = json.loads((tmp_path / layout.month_index_data_key(settings.prefix, m)).read_text("utf-8"))
     assert listed["new_topics"][0]["size"] == 4 and sorted(k for k in listed if k != "new_topics") == ["1", "2"]
     page = update_portfolio.fn(settings, m, "full_1")
     html = Path(page).read_text("utf-8")
@@ -97,7 +97,7 @@ def test_artifacts_link_the_portfolio_and_count_alerts_and_new_topics(tmp_path: 
     table = next(kw["table"] for k, kw in made if k == "create_table_artifact")
     assert [(r["긴급"], r["반복"]) for r in table] == [(2, 1), (1, 0)]
     link = next(kw for k, kw in made if k == "create_link_artifact" and kw["key"] == "voc-portfolio")
-    assert link["link"] == (tmp_path / keys.portfolio_key(settings.prefix)).resolve().as_uri()
+    assert link["link"] == (tmp_path / layout.portfolio_key(settings.prefix)).resolve().as_uri()
     md = next(kw["markdown"] for k, kw in made if k == "create_markdown_artifact")
     assert "- 긴급 VOC 3건 · 30일 내 반복 1건" in md and f"]({link['link']})" in md
     assert "신규 주제 후보 (4건)" in md and "\\[전화번호\\]" in md and "](javascript" not in md and "010-1234" not in md

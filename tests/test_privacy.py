@@ -15,7 +15,7 @@ import pytest
 import voc.dashboard as dashboard
 from config.settings import VocSettings
 from flows import monthly
-from flows.models import keyword_only_tagger
+from flows.adapters.model_store import keyword_only_tagger
 from voc import pipeline
 from voc.months import Month
 from voc.privacy import EMAIL_MASK, PHONE_MASK, RRN_MASK, mask_personal_details, remove_personal_details

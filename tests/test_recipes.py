@@ -282,7 +282,7 @@ def test_train_tagger_selects_on_training_rows_only():
 
 
 def test_cli_backtest_shows_the_selection_on_the_sample(sample_raw, tmp_path):
-    from flows.cli import app
+    from flows.cli.main import app
 
     train = sample_raw.filter((pl.col("created_at") >= "2016-07-01") & (pl.col("created_at") < "2018-08-01"))
     test = sample_raw.filter((pl.col("created_at") >= "2018-09-01") & (pl.col("created_at") < "2019-01-01"))

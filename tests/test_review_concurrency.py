@@ -4,7 +4,7 @@ the review sheet and its write is merged, never overwritten.
 * XLSX in local storage and in S3 (moto over HTTP): the run's ``sync-review-sheet`` task reads
   the workbook, a reviewer uploads an edited copy right after that read (a hook on the storage
   read), the run's write is a compare-and-swap that fails, and the run merges again on top of
-  the upload (``flows.review_backends.XlsxReviewBackend.update_month``);
+  the upload (``flows.adapters.review_backends.XlsxReviewBackend.update_month``);
 * Google Sheets (the local stand-in): a reviewer types after the first read, and after the last
   read before the write; only changed cells are written, so both edits stay.
 """
@@ -26,14 +26,14 @@ from test_review import make_tagged, row_of, set_cells
 
 import flows.monthly
 from config.settings import ReviewSettings, S3Settings, VocSettings
-from flows.review_backends import (
+from flows.adapters.review_backends import (
     GSheetsReviewBackend,
     ReviewConflictError,
     XlsxReviewBackend,
     build_workbook,
 )
-from flows.s3 import S3Storage
-from flows.storage import LocalStorage
+from flows.adapters.s3 import S3Storage
+from flows.adapters.storage import LocalStorage
 from voc.review import (
     COL_DONE,
     COL_MEMO,

@@ -19,12 +19,13 @@ from test_review import make_tagged
 from typer.testing import CliRunner
 
 from config.settings import ReviewSettings, S3Settings, VocSettings
-from flows import keys, links
-from flows.cli import app
+from flows import storage_layout as layout
+from flows import links
+from flows.cli.main import app
 from flows.monthly import BuildingResult, _index_entry, _publish_artifacts, update_month_index
-from flows.review_backends import XlsxReviewBackend
-from flows.review_exchange import PULL_SHEET, push_review
-from flows.storage import LocalStorage
+from flows.adapters.review_backends import XlsxReviewBackend
+from flows.adapters.review_exchange import PULL_SHEET, push_review
+from flows.adapters.storage import LocalStorage
 from voc import dashboard as d
 from voc.months import Month
 from voc.review import (
@@ -172,7 +173,7 @@ def test_pull_one_building_and_push_it_back(store, tmp_path: Path) -> None:
 
 def stored_sheet_before(rows: pl.DataFrame) -> pl.DataFrame:
     """The sheet frame the store fixture wrote, as the backend reads it back."""
-    from flows.review_backends import _check_frame
+    from flows.adapters.review_backends import _check_frame
 
     return _check_frame(rows)
 
@@ -259,7 +260,7 @@ def test_local_index_links_are_relative_and_link_the_workbook(store) -> None:
     assert (Path(page).parent / "review_201911.xlsx").is_file()  # the relative link resolves
     assert "links-expiry" not in html  # local links do not expire
     link = links.review_link(settings, LocalStorage(root), M)
-    assert link == (root / keys.review_workbook_key(PREFIX, M)).resolve().as_uri()
+    assert link == (root / layout.review_workbook_key(PREFIX, M)).resolve().as_uri()
 
 
 def test_artifacts_and_summary_link_the_review_workbook(store, monkeypatch) -> None:
@@ -309,10 +310,10 @@ def test_s3_index_links_are_signed_and_open(aws_test_env, store) -> None:
     import boto3
     from infra import moto_s3_server
 
-    from flows.s3 import S3Storage
+    from flows.adapters.s3 import S3Storage
 
     root, _, _ = store
-    workbook = (root / keys.review_workbook_key(PREFIX, M)).read_bytes()
+    workbook = (root / layout.review_workbook_key(PREFIX, M)).read_bytes()
     with moto_s3_server() as moto:
         boto3.client("s3", endpoint_url=moto.endpoint_url, region_name="us-east-1").create_bucket(Bucket="voc-links")
         settings = VocSettings(
@@ -320,17 +321,17 @@ def test_s3_index_links_are_signed_and_open(aws_test_env, store) -> None:
             review=ReviewSettings(link_expiry_s=7200),
         )
         storage = S3Storage.from_settings(settings)
-        stored = {keys.review_workbook_key(PREFIX, M): workbook}
+        stored = {layout.review_workbook_key(PREFIX, M): workbook}
         for bid in ("1", "2"):
-            stored[keys.latest_dashboard_key(PREFIX, M, bid)] = f"<html><body>대시보드 {bid}</body></html>".encode()
+            stored[layout.latest_dashboard_key(PREFIX, M, bid)] = f"<html><body>대시보드 {bid}</body></html>".encode()
         for k, v in stored.items():
             storage.write_bytes(k, v)
         update_month_index.fn(settings, M, _entries(), "full_1")
-        html = storage.read_bytes(keys.month_index_key(PREFIX, M)).decode("utf-8")
+        html = storage.read_bytes(layout.month_index_key(PREFIX, M)).decode("utf-8")
         got = hrefs(html)
         assert len(got) == 3 and "까지 유효합니다" in html
-        expected = [stored[keys.review_workbook_key(PREFIX, M)], stored[keys.latest_dashboard_key(PREFIX, M, "1")],
-                    stored[keys.latest_dashboard_key(PREFIX, M, "2")]]
+        expected = [stored[layout.review_workbook_key(PREFIX, M)], stored[layout.latest_dashboard_key(PREFIX, M, "1")],
+                    stored[layout.latest_dashboard_key(PREFIX, M, "2")]]
         for url, body in zip(got, expected):
             u = urlparse(url)
             q = parse_qs(u.query)

@@ -1,7 +1,7 @@
 """GSheetsReviewBackend with the REAL gspread client against a LOCAL STAND-IN (not Google).
 
 ``tests/sheets_standin.py`` serves the few Sheets v4 / Drive v3 endpoints gspread calls, in
-memory on 127.0.0.1; :func:`flows.review_backends.routed_http_client` points gspread's requests
+memory on 127.0.0.1; :func:`flows.adapters.review_backends.routed_http_client` points gspread's requests
 at it. What is checked here is our use of the API (requests, bodies, RAW input, retries), not
 Google's own behaviour.
 """
@@ -23,7 +23,7 @@ from sheets_standin import SheetsStandIn
 from test_review import HOSTILE, make_tagged, set_cells
 
 from config.settings import ReviewSettings, VocSettings
-from flows.review_backends import (
+from flows.adapters.review_backends import (
     DONE_CHOICES,
     GUIDE_SHEET,
     PROTECTION_NOTE,

@@ -1,5 +1,5 @@
 """One review workbook per building (``VOC_REVIEW__PER_BUILDING=true``,
-:class:`flows.review_backends.PerBuildingXlsxReviewBackend`, issue 22): ``full`` writes
+:class:`flows.adapters.review_backends.PerBuildingXlsxReviewBackend`, issue 22): ``full`` writes
 ``{prefix}/{yyyymm}/{building_id}/review_{building_id}_{yyyymm}.xlsx``, ``refresh`` reads them all,
 pull/push of one building touch its workbook only. Local storage, the real sample's November
 2019 VOCs (``test_review.make_tagged``: buildings 1 (41 VOCs) and 2 (4 VOCs))."""
@@ -16,9 +16,9 @@ from test_review import make_tagged
 
 from config.settings import VocSettings
 from flows.resources import open_review_backend
-from flows.review_backends import PerBuildingXlsxReviewBackend, XlsxReviewBackend, _check_frame
-from flows.review_exchange import pull_review_bytes, push_review_bytes
-from flows.storage import LocalStorage
+from flows.adapters.review_backends import PerBuildingXlsxReviewBackend, XlsxReviewBackend, _check_frame
+from flows.adapters.review_exchange import pull_review_bytes, push_review_bytes
+from flows.adapters.storage import LocalStorage
 from voc.review import COL_BUILDING_ID, COL_DONE, COL_MEMO, COL_VOC_ID, build_review_rows, merge_into_sheet, merge_reviews
 from voc.taxonomy import default_taxonomy
 
@@ -96,7 +96,7 @@ def test_pull_and_push_one_building_then_refresh_applies_it(setup) -> None:
 
 
 def test_a_row_without_building_has_no_workbook(tmp_path: Path, sample_df: pl.DataFrame) -> None:
-    from flows.review_backends import ReviewBackendError
+    from flows.adapters.review_backends import ReviewBackendError
 
     rows = build_review_rows(make_tagged(sample_df), threshold=0.5)
     bad = rows.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("")).otherwise(pl.col(COL_BUILDING_ID)).alias(COL_BUILDING_ID))

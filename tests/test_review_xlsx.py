@@ -14,7 +14,7 @@ import pytest
 from openpyxl.utils import get_column_letter
 from test_review import HOSTILE, make_tagged, reorg_taxonomy, set_cells
 
-from flows.review_backends import (
+from flows.adapters.review_backends import (
     COLUMN_WIDTHS,
     DONE_CHOICES,
     GUIDE_SHEET,
@@ -30,7 +30,7 @@ from flows.review_backends import (
 )
 from flows.resources import open_review_backend
 from config.settings import VocSettings
-from flows.storage import LocalStorage
+from flows.adapters.storage import LocalStorage
 from voc.review import (
     COL_DONE,
     COL_MEMO,
@@ -387,7 +387,7 @@ def test_layout_fits_one_screen_frozen_at_the_first_reviewer_column(backend, row
     on_screen = header[: header.index(COL_DONE) + 1]
     assert sum(width[c] for c in on_screen) <= SCREEN_WIDTH, sum(width[c] for c in on_screen)
     for name in header:  # headers wrap between words, never inside one
-        from flows.review_backends import _display_width
+        from flows.adapters.review_backends import _display_width
 
         assert all(_display_width(w) <= width[name] - 1 for w in name.split()), name
     assert ws.sheet_view.zoomScale == SHEET_ZOOM

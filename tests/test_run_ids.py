@@ -1,6 +1,6 @@
 """Run ids keep the layout's ``{mode}_{yyyymmdd}_{hhmmss}`` and never collide: two runs started
 in the same second get different ids (the second takes the next second), reserved by an
-exclusive marker in storage (``flows.keys.reserve_run_id``), so neither overwrites the other's
+exclusive marker in storage (``flows.storage_layout.reserve_run_id``), so neither overwrites the other's
 run-scoped files."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import polars as pl
 import pytest
 from infra import MotoS3, moto_s3_server
 
-import flows.keys
+import flows.storage_layout
 from config.settings import S3Settings
-from flows.keys import RunIdError, new_run_id, reserve_run_id, run_marker_key
-from flows.s3 import S3Storage
-from flows.storage import LocalStorage
+from flows.storage_layout import RunIdError, new_run_id, reserve_run_id, run_marker_key
+from flows.adapters.s3 import S3Storage
+from flows.adapters.storage import LocalStorage
 from voc.months import KST
 
 PREFIX = "stat/voc-dev"
@@ -99,7 +99,7 @@ def test_two_monthly_runs_in_the_same_second_keep_their_own_files(
         def now(cls, tz=None):  # noqa: ANN001, ANN206 - datetime's signature
             return T0 if tz is None else T0.astimezone(tz)
 
-    monkeypatch.setattr(flows.keys, "datetime", Frozen)
+    monkeypatch.setattr(flows.storage_layout, "datetime", Frozen)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VOC_MODEL__ALLOW_KEYWORD_ONLY", "true")
     monkeypatch.setenv("VOC_MODEL__CACHE_DIR", str(tmp_path / "model-cache"))

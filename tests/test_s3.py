@@ -13,9 +13,9 @@ from infra import MotoS3, moto_s3_server
 from pydantic import SecretStr
 
 from config.settings import S3Settings, VocSettings
-from flows.s3 import S3Storage, content_type_for, parse_s3_uri
+from flows.adapters.s3 import S3Storage, content_type_for, parse_s3_uri
 from flows.resources import open_storage
-from flows.storage import Storage, StorageError
+from flows.adapters.storage import Storage, StorageError
 
 BUCKET = "voc-test"
 

@@ -170,7 +170,7 @@ def test_id_rule():
 
 
 def test_csv_source_with_a_path_as_building_id_stops_the_run(tmp_path):
-    from flows.sources import CsvSource
+    from flows.adapters.sources import CsvSource
 
     p = tmp_path / "vocs.csv"
     _frame(building_id=["1", "../x"]).write_csv(p)
@@ -204,7 +204,7 @@ def test_control_flag_survives_merging_duplicates():
 
 
 def test_nul_only_change_reaches_the_tagged_flags_and_no_output():
-    from flows.models import keyword_only_tagger
+    from flows.adapters.model_store import keyword_only_tagger
     from voc.tagger import tag_frame
 
     vocs = validate_voc_frame(_frame(title=["누수\x00", "소음"], reply=["조치했습니다", "\x00"]))

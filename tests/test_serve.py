@@ -1,8 +1,8 @@
-"""The real-time tagging service (``voc serve``, flows/serve.py).
+"""The real-time tagging service (``voc serve``, flows/service/app.py).
 
 Fast tests run the app in-process (FastAPI's TestClient) against a tiny linear model trained here
 on the shipped sample's 2012-2014 rows (both variants, cached for the session). Slow tests start
-the real command (``python -m flows.cli serve`` → uvicorn) on a free port: endpoints, keys, logs,
+the real command (``python -m flows.cli.main serve`` → uvicorn) on a free port: endpoints, keys, logs,
 a champion swap under traffic, 3,000 requests at concurrency 32, and write-through into a
 throwaway PostgreSQL database.
 """
@@ -32,9 +32,9 @@ from infra import free_port, pg_available, temp_database
 from pydantic import SecretStr
 
 from config.settings import ServeSettings, VocSettings
-from flows.models import load_champion, write_champion
-from flows.serve import REPLY_FALLBACK, ServeConfigError, TagRequest, choose_variant, create_app
-from flows.storage import LocalStorage
+from flows.adapters.model_store import load_champion, write_champion
+from flows.service.app import REPLY_FALLBACK, ServeConfigError, TagRequest, choose_variant, create_app
+from flows.adapters.storage import LocalStorage
 from voc.modelstore import save_tagger, save_variants
 from voc.schema import validate_voc_frame
 from voc.tagger import resolve_taxonomy, tag_frame, train_tagger
@@ -329,7 +329,7 @@ def test_bearer_credentials_of_rfc_6750(client: TestClient, value: str) -> None:
 
 
 def test_a_key_that_no_header_can_carry_is_refused_at_start(store: Store, tmp_path: Path) -> None:
-    from flows.serve import BEARER_CREDENTIALS, check_settings
+    from flows.service.app import BEARER_CREDENTIALS, check_settings
 
     assert BEARER_CREDENTIALS.fullmatch(b"Bearer abc-._~+/09==") and not BEARER_CREDENTIALS.fullmatch(b"Bearer ab=c")
     for bad in (" lead", "has space", "ключ", "semi;colon"):
@@ -347,11 +347,11 @@ def test_access_log_never_shows_the_query_string(client: TestClient) -> None:
 
     from uvicorn.logging import AccessFormatter
 
-    from flows.serve import PathOnlyAccessLog, log_config
+    from flows.service.app import PathOnlyAccessLog, log_config
 
     conf = log_config()
     assert conf["handlers"]["access"]["filters"] == ["path_only"]
-    assert conf["filters"]["path_only"]["()"] == "flows.serve.PathOnlyAccessLog"
+    assert conf["filters"]["path_only"]["()"] == "flows.service.app.PathOnlyAccessLog"
     access = logging.getLogger("uvicorn.access")
     assert any(isinstance(f, PathOnlyAccessLog) for f in access.filters)
     out = io.StringIO()
@@ -444,7 +444,7 @@ def test_a_bad_champion_keeps_the_served_version(client: TestClient, store: Stor
 
 
 def test_champion_reads_retry_transient_errors_only() -> None:
-    from flows.models import read_champion_retrying
+    from flows.adapters.model_store import read_champion_retrying
 
     class Flaky:
         def __init__(self, errors: list[BaseException]) -> None:
@@ -514,7 +514,7 @@ def test_choose_variant() -> None:
 
 @contextmanager
 def running_server(store: Store, tmp: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    """``python -m flows.cli serve`` on a free port (champion polled every second); yields the
+    """``python -m flows.cli.main serve`` on a free port (champion polled every second); yields the
     base URL, the process and its log file; stops it (SIGTERM) afterwards."""
     port = free_port()
     log = tmp / f"serve-{port}.log"
@@ -669,7 +669,7 @@ def test_write_through_respects_the_priority_rule(store: Store, tmp_path: Path) 
     """With a PostgreSQL source: a registration-time tag is stored as ``realtime``, a reply-aware
     one as ``realtime_reply``; neither replaces a batch or reviewed row, and ``realtime`` does not
     replace ``realtime_reply``."""
-    from flows.db import PostgresSource, apply_migrations
+    from flows.adapters.db import PostgresSource, apply_migrations
 
     with temp_database() as dsn:
         apply_migrations(dsn)
@@ -723,7 +723,7 @@ def test_train_flow_stores_both_variants_and_gates_the_pair(store: Store, tmp_pa
     tagger given no reply), and the status is the pair rule applied to those measurements."""
     import shutil
 
-    from flows.models import read_champion
+    from flows.adapters.model_store import read_champion
     from flows.train import voc_train
     from voc.modelstore import REGISTRATION_DIR, decide_pair_promotion, read_meta
 

@@ -1,4 +1,4 @@
-"""The reviewers' upload page of ``voc serve`` (flows/serve_review.py, issue 22): HTTP Basic with
+"""The reviewers' upload page of ``voc serve`` (flows/service/review_upload.py, issue 22): HTTP Basic with
 reviewer keys per building, download of a building's workbook, upload of the filled one through
 ``review_exchange``'s push (same checks and compare-and-swap), other buildings' rows rejected,
 401 / 403 / 404 / 413. In-process (TestClient), on the real sample's November 2019 VOCs
@@ -26,10 +26,10 @@ from pydantic import SecretStr
 from test_review import make_tagged
 
 from config.settings import ServeSettings, VocSettings
-from flows.review_backends import XlsxReviewBackend
-from flows.review_exchange import PULL_SHEET, pull_review_bytes
-from flows.serve import create_app
-from flows.storage import LocalStorage
+from flows.adapters.review_backends import XlsxReviewBackend
+from flows.adapters.review_exchange import PULL_SHEET, pull_review_bytes
+from flows.service.app import create_app
+from flows.adapters.storage import LocalStorage
 from voc.months import Month
 from voc.review import COL_BUILDING_ID, COL_DONE, COL_MEMO, COL_VOC_ID, build_review_rows
 from voc.taxonomy import default_taxonomy

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.sources import CsvSource, SourceEncodingError, decode_csv_bytes
+from flows.cli.main import app
+from flows.adapters.sources import CsvSource, SourceEncodingError, decode_csv_bytes
 
 
 def _encodable(df: pl.DataFrame, encoding: str) -> pl.DataFrame:
@@ -78,8 +78,8 @@ def test_cli_declares_the_encoding(tmp_path: Path, november: pl.DataFrame, prefe
     store = tmp_path / "store"
     base = ["run", "--mode", "tagging-only", "--month", "2019-11", "--storage", str(store), "--source", str(src)]
     res = CliRunner().invoke(app, base)
-    # refused before any flow starts (flows.cli.preflight), naming the line, the byte and the fix
-    from flows.cli import InputError
+    # refused before any flow starts (flows.cli.main.preflight), naming the line, the byte and the fix
+    from flows.cli.main import InputError
 
     assert isinstance(res.exception, InputError) and not store.exists()
     assert "is not valid utf-8: line 2" in str(res.exception) and "--encoding cp949" in str(res.exception)

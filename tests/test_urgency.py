@@ -95,7 +95,7 @@ def test_dashboard_lists_urgent_vocs_at_the_top_masked(sample: pl.DataFrame) -> 
 
 
 def test_realtime_api_declares_the_urgent_field() -> None:
-    from flows.serve import TagResult
+    from flows.service.app import TagResult
 
     assert TagResult.model_fields["urgent"].annotation is bool
 

@@ -1542,7 +1542,7 @@ def render_month_index(
         ``n_vocs``), ``n_low_confidence_unreviewed`` (≤ ``n_vocs − n_reviewed``), all
         non-negative ints, and ``dashboard_href`` (a link relative to the index file, e.g.
         ``"1/dashboard_1_201911.html"``, each segment percent-encoded —
-        ``urllib.parse.quote(segment, safe="")``, :func:`flows.keys.relative_href` — so that an
+        ``urllib.parse.quote(segment, safe="")``, :func:`flows.storage_layout.relative_href` — so that an
         id such as ``a:b`` or ``#3`` is a path). Building names are shown with their personal
         details masked (:func:`voc.privacy.mask_personal_details`). Optional: ``reviewed`` (bool, the dashboard shows
         reviewed labels; default ``n_reviewed > 0``), ``dashboard_url`` (an absolute ``https://``

@@ -23,7 +23,7 @@ Uncertainty in Dataset Labels", JAIR 70, 1373–1411; implemented by ``cleanlab`
    wrong labels, 0–1).
 
 Pure library code: seeded, one thread; the only I/O is :func:`write_audit_report` (the files
-``voc-train`` writes into a model version directory). ``voc labels audit`` (flows/cli_labels.py) runs it
+``voc-train`` writes into a model version directory). ``voc labels audit`` (flows/cli/labels.py) runs it
 on a source's labelled history.
 """
 

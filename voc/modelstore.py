@@ -13,7 +13,7 @@ Variants. A version trained since the real-time service exists holds two taggers
 kind, trained on the same rows with the same held-out split:
 
 * ``reply`` (the directory itself): reads title + request + reply (``use_reply``), what batch
-  tagging of a past month uses (:func:`load_tagger`, ``flows.models.load_champion``);
+  tagging of a past month uses (:func:`load_tagger`, ``flows.adapters.model_store.load_champion``);
 * ``registration`` (subdirectory :data:`REGISTRATION_DIR`, a complete model directory of its
   own): reads title + request, all that exists when a VOC is registered (``voc serve``).
 

@@ -1,7 +1,7 @@
 """Human-in-the-loop review: the review sheet, its merge rules and reviewer-input validation.
 
 Pure code: no I/O, no clocks, no Prefect. The backends that store the sheet (XLSX in storage,
-Google Sheets) live in ``flows/review_backends.py``.
+Google Sheets) live in ``flows/adapters/review_backends.py``.
 
 The review sheet
 ----------------

@@ -8,10 +8,10 @@ Enabled by ``VOC_SERVE__REVIEWER_KEYS`` (a JSON map key → list of building ids
   reviewer's buildings with a download link each, and an upload form for the month (default:
   the previous month, KST).
 * ``GET /review/{yyyymm}/{building_id}.xlsx``: the building's rows of the month as a workbook
-  with a pull record (:func:`flows.review_exchange.pull_review_bytes`, what ``voc review pull
+  with a pull record (:func:`flows.adapters.review_exchange.pull_review_bytes`, what ``voc review pull
   --building-id`` writes).
 * ``POST /review/{yyyymm}`` (``multipart/form-data``, field ``file``): the filled workbook,
-  merged by :func:`flows.review_exchange.push_review_bytes` — the same per-row checks and
+  merged by :func:`flows.adapters.review_exchange.push_review_bytes` — the same per-row checks and
   compare-and-swap as ``voc review push`` — with the reviewer's buildings only: rows of other
   buildings are rejected (``other_building``). Answers an HTML page listing the accepted rows and
   the rejected ones with their reasons (JSON, :meth:`PushResult.to_dict`, when the request
@@ -49,7 +49,7 @@ from voc.schema import id_problem
 
 __all__ = ["REALM", "review_router", "authorised_buildings", "render_page", "render_result"]
 
-log = logging.getLogger("flows.serve")
+log = logging.getLogger("flows.service.app")
 
 REALM = 'Basic realm="voc review", charset="UTF-8"'
 """``WWW-Authenticate`` of a 401 (RFC 7617 §2, §2.1: the browser sends the password as UTF-8)."""
@@ -121,7 +121,7 @@ def render_page(month: str, buildings: frozenset[str], *, message: str | None = 
 def render_result(result: Any, filename: str) -> str:
     """The answer page of an upload: accepted, unchanged and rejected rows with reasons.
 
-    ``result`` is a :class:`flows.review_exchange.PushResult`."""
+    ``result`` is a :class:`flows.adapters.review_exchange.PushResult`."""
     e = html.escape
     acc = "".join(f"<tr><td>{r}</td><td>{e(v)}</td></tr>" for r, v in result.accepted)
     rej = "".join(
@@ -206,7 +206,7 @@ def review_router(settings: VocSettings) -> APIRouter:
     @router.get("/review/{ym}/{filename}")
     async def review_download(ym: str, filename: str, buildings: frozenset[str] = Depends(reviewer)) -> Response:
         """The building's review workbook of the month (with a pull record)."""
-        from flows.review_exchange import ReviewExchangeError, pull_review_bytes
+        from flows.adapters.review_exchange import ReviewExchangeError, pull_review_bytes
 
         m = _month_of(ym)
         if not filename.endswith(".xlsx"):
@@ -230,8 +230,8 @@ def review_router(settings: VocSettings) -> APIRouter:
     @router.post("/review/{ym}")
     async def review_upload(ym: str, request: Request, buildings: frozenset[str] = Depends(reviewer)) -> Response:
         """Merge an uploaded workbook (multipart field ``file``) into the month's review sheet."""
-        from flows.review_backends import ReviewConflictError
-        from flows.review_exchange import ReviewExchangeError, push_review_bytes
+        from flows.adapters.review_backends import ReviewConflictError
+        from flows.adapters.review_exchange import ReviewExchangeError, push_review_bytes
 
         m = _month_of(ym)
         if not _same_origin(request):

@@ -1,6 +1,6 @@
 """``voc db …``: create the schema and load data into PostgreSQL.
 
-``register(app)`` adds the sub-app to the main ``voc`` Typer app (``flows/cli.py``)::
+``register(app)`` adds the sub-app to the main ``voc`` Typer app (``flows/cli/main.py``)::
 
     voc db init [--dsn DSN]                       apply pending migrations
     voc db load-csv [PATH] [--dsn DSN]            load a VOC CSV (default: the shipped sample)
@@ -28,8 +28,8 @@ db_app = typer.Typer(help="PostgreSQL: schema migrations and data loading.", no_
 
 def _dsn_without_password(value: str | None) -> str | None:
     """``--dsn`` callback: a DSN with a password is refused (exit 2): command lines are visible in
-    ``ps``. The password goes in ``VOC_DB__DSN`` or ``~/.pgpass`` (flows/params.py)."""
-    from flows.params import DsnPasswordError, refuse_dsn_password
+    ``ps``. The password goes in ``VOC_DB__DSN`` or ``~/.pgpass`` (flows/secrets_guard.py)."""
+    from flows.secrets_guard import DsnPasswordError, refuse_dsn_password
 
     try:
         refuse_dsn_password(value, where="--dsn")
@@ -72,8 +72,8 @@ def _fail(e: Exception) -> typer.Exit:
 @db_app.command("init")
 def init_cmd(dsn: DsnOption = None) -> None:
     """Apply pending schema migrations (idempotent; safe to run on every deploy)."""
-    from flows.db import applied_versions, apply_migrations, describe_dsn
-    from flows.sources import SourceError
+    from flows.adapters.db import applied_versions, apply_migrations, describe_dsn
+    from flows.adapters.sources import SourceError
 
     secret = _dsn(dsn)
     try:
@@ -99,8 +99,8 @@ def load_csv_cmd(
 ) -> None:
     """Load VOCs (upsert on voc_id) and their labels (as reviewed tags) from a CSV."""
     from config.settings import get_settings, sample_csv_path
-    from flows.db import describe_dsn, load_csv
-    from flows.sources import SourceError
+    from flows.adapters.db import describe_dsn, load_csv
+    from flows.adapters.sources import SourceError
     from voc.schema import VOCInputError
 
     secret = _dsn(dsn)
@@ -120,8 +120,8 @@ def load_taxonomy_cmd(
 ) -> None:
     """Upsert a taxonomy CSV into the taxonomy table (rows missing from the file stay)."""
     from config.settings import get_settings
-    from flows.db import describe_dsn, load_taxonomy
-    from flows.sources import SourceError
+    from flows.adapters.db import describe_dsn, load_taxonomy
+    from flows.adapters.sources import SourceError
     from voc.taxonomy import Taxonomy, TaxonomyError
 
     secret = _dsn(dsn)

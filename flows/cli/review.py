@@ -1,12 +1,12 @@
 """``voc review pull`` / ``voc review push``: the review workbook where reviewers are.
 
-``register(review_app)`` adds the commands to the ``voc review`` sub-app (``flows/cli.py``)::
+``register(review_app)`` adds the commands to the ``voc review`` sub-app (``flows/cli/main.py``)::
 
     voc review pull --month YYYY-MM [--building-id B] [-o FILE] [--force] [--storage …]
     voc review push FILE [--month YYYY-MM] [--storage …] [--json]
 
 The logic (pull record, per-row acceptance, compare-and-swap) is in
-:mod:`flows.review_exchange`. Exit status: ``pull`` 0, or 2 when there is nothing to pull or the
+:mod:`flows.adapters.review_exchange`. Exit status: ``pull`` 0, or 2 when there is nothing to pull or the
 target file exists; ``push`` 0 when every changed row was accepted, 1 when a row was rejected
 (the accepted rows are stored all the same) or the workbook kept changing under it, 2 for a file
 it cannot use.
@@ -50,7 +50,7 @@ def review_pull(
 ) -> None:
     """Download the month's review workbook (검수 시트) to edit in Excel; `voc review push` sends it back."""
     from config.settings import get_settings
-    from flows.review_exchange import ReviewExchangeError, pull_review
+    from flows.adapters.review_exchange import ReviewExchangeError, pull_review
     from voc.schema import id_problem
 
     m = _month(month, required=True)
@@ -75,8 +75,8 @@ def review_push(
     """Upload an edited review workbook: only the reviewer columns of its rows are merged into the
     stored one (compare-and-swap); prints the rows accepted and the rows rejected with the reason."""
     from config.settings import get_settings
-    from flows.review_backends import ReviewConflictError
-    from flows.review_exchange import ReviewExchangeError, push_review
+    from flows.adapters.review_backends import ReviewConflictError
+    from flows.adapters.review_exchange import ReviewExchangeError, push_review
 
     m = _month(month, required=False)
     try:

@@ -35,7 +35,7 @@ reviewer cells are kept) and writes the result only if nobody wrote in between, 
 re-applies and tries again (``attempts``, then :class:`ReviewConflictError`; nothing is
 overwritten):
 
-* XLSX: compare-and-swap on the workbook's storage key (:meth:`flows.storage.Storage.write_if`):
+* XLSX: compare-and-swap on the workbook's storage key (:meth:`flows.adapters.storage.Storage.write_if`):
   locally a SHA-256 check and ``os.replace`` under a directory ``flock``; on S3 a conditional
   ``PutObject`` on the ETag that was read (``If-Match``; ``If-None-Match: *`` for a new one). A
   reviewer's upload landing between the run's read and its write makes the write fail, and the
@@ -64,7 +64,7 @@ from typing import Any, Optional, Protocol, TypeVar, runtime_checkable
 import polars as pl
 
 from config.settings import ReviewSettings
-from flows.storage import Storage, StorageConflict, StorageError, join_key
+from flows.adapters.storage import Storage, StorageConflict, StorageError, join_key
 from voc.months import parse_month, yyyymm
 from voc.review import (
     ADDED_COLUMNS,
@@ -452,7 +452,7 @@ class XlsxReviewBackend:
     Parameters
     ----------
     storage
-        Any :class:`flows.storage.Storage`.
+        Any :class:`flows.adapters.storage.Storage`.
     prefix
         The environment prefix (``VocSettings.prefix``, e.g. ``stat/voc-dev``).
     """
@@ -549,8 +549,8 @@ class XlsxReviewBackend:
         self, month: str, change: Change[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS
     ) -> tuple[str, R]:
         """Compare-and-swap of the workbook: read it with its version, apply ``change``, write
-        with :meth:`flows.storage.Storage.write_if` on that version; on
-        :class:`flows.storage.StorageConflict` (a reviewer uploaded meanwhile) start again from
+        with :meth:`flows.adapters.storage.Storage.write_if` on that version; on
+        :class:`flows.adapters.storage.StorageConflict` (a reviewer uploaded meanwhile) start again from
         the new workbook.
 
         Raises
@@ -595,7 +595,7 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
       workbook would give;
     * :meth:`update_month` reads every building's workbook with its storage version, applies
       ``change`` to the concatenation, and writes back only the buildings whose rows changed,
-      each with :meth:`flows.storage.Storage.write_if` on the version it read. A concurrent
+      each with :meth:`flows.adapters.storage.Storage.write_if` on the version it read. A concurrent
       write makes it start again from a fresh read; the changes (merges) are idempotent, so a
       building written before the conflict is simply read back. A push of one building's rows
       writes that building's workbook only.
@@ -609,7 +609,7 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
 
     def building_key(self, month: str, building_id: str) -> str:
         """Storage key of building ``building_id``'s workbook of ``month``."""
-        from flows.keys import safe_segment
+        from flows.storage_layout import safe_segment
 
         ym = yyyymm(month)
         bid = safe_segment(building_id, "building_id")
@@ -982,7 +982,7 @@ def make_gspread_client(settings: ReviewSettings) -> Any:
 
     Every HTTP request of the client waits at most ``settings.timeout_s`` seconds to connect and
     as long for each read of the answer (``Client.set_timeout``); a timeout raises
-    ``requests.Timeout``, which the Prefect task retries (:mod:`flows.retries`).
+    ``requests.Timeout``, which the Prefect task retries (:mod:`flows.adapters.retries`).
 
     Raises
     ------

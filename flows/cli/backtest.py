@@ -1,13 +1,13 @@
 """``voc backtest``: train on one VOC CSV, tag another, print the metrics.
 
-``register(app)`` adds the command to the main ``voc`` Typer app (``flows/cli.py``)::
+``register(app)`` adds the command to the main ``voc`` Typer app (``flows/cli/main.py``)::
 
     voc backtest --train A.csv --test B.csv [--label subject_minor|subject|work]
                  [--reply/--no-reply] [--model linear|hybrid|kobert|anchor] [--seed N] [--json]
                  [--select/--no-select] [--recipe NAME] [--candidates A,B,...]
                  [--kobert-base NAME_OR_DIR] [--kobert-epochs N]
 
-Both CSVs are in the VOC schema and are read like ``flows.sources.CsvSource`` (every column as
+Both CSVs are in the VOC schema and are read like ``flows.adapters.sources.CsvSource`` (every column as
 text, :func:`voc.schema.validate_voc_frame`). The last line of the output is always one JSON
 object (:func:`voc.backtest.backtest`); without ``--json`` a readable summary comes first.
 ``--model linear`` trains as ``voc train`` does: the recipe is chosen on the training CSV's own
@@ -101,7 +101,7 @@ def backtest_command(
     ] = None,
 ) -> None:
     """Train on --train, tag --test, print accuracy, macro-F1, ECE and review capture (JSON last)."""
-    from flows.sources import CsvSource, SourceError
+    from flows.adapters.sources import CsvSource, SourceError
     from voc.backtest import LABELS, MODELS, BacktestError, backtest
     from voc.recipes import RECIPES
     from voc.schema import VOCInputError

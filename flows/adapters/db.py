@@ -1,6 +1,6 @@
 """PostgreSQL: schema migrations, the VOC source, tag upserts and data loading (psycopg 3).
 
-Three tables (``flows/migrations/*.sql``):
+Three tables (``flows/adapters/migrations/*.sql``):
 
 * ``voc``: the VOC source rows (one per ``voc_id``); a customer's existing table or view can be
   read instead through :class:`config.settings.DbSettings` (``voc_table`` and ``voc_columns``,
@@ -69,7 +69,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import SecretStr
 
 from config.settings import DbSettings, VocSettings
-from flows.sources import CsvSource, SourceError
+from flows.adapters.sources import CsvSource, SourceError
 from voc.months import month_range, parse_month
 from voc.schema import REQUIRED_COLUMNS, REVIEWED_LABEL_COLUMNS, validate_voc_frame
 from voc.taxonomy import Taxonomy
@@ -274,7 +274,7 @@ def _ident(name: str) -> sql.Identifier:
 
 @dataclass(frozen=True)
 class Migration:
-    """One numbered SQL file of ``flows/migrations``."""
+    """One numbered SQL file of ``flows/adapters/migrations``."""
 
     version: int
     name: str
@@ -282,7 +282,7 @@ class Migration:
 
 
 def list_migrations(directory: Path | None = None) -> list[Migration]:
-    """Migrations in ``directory`` (default: the packaged ``flows/migrations``), by version.
+    """Migrations in ``directory`` (default: the packaged ``flows/adapters/migrations``), by version.
 
     Files are named ``NNNN_description.sql``; other files are ignored.
 
@@ -292,7 +292,7 @@ def list_migrations(directory: Path | None = None) -> list[Migration]:
         Two files with the same version number.
     """
     if directory is None:
-        root: Any = resources.files("flows").joinpath("migrations")
+        root: Any = resources.files("flows.adapters").joinpath("migrations")
     else:
         root = Path(directory)
     found: dict[int, Migration] = {}
@@ -330,7 +330,7 @@ def apply_migrations(dsn: str | SecretStr, *, directory: Path | None = None, con
     dsn
         PostgreSQL DSN (``postgresql://…`` or ``key=value``); never logged.
     directory
-        Folder of ``NNNN_*.sql`` files; default the packaged ``flows/migrations``.
+        Folder of ``NNNN_*.sql`` files; default the packaged ``flows/adapters/migrations``.
     connect_timeout_s
         Seconds before the connection attempt fails.
 
@@ -450,7 +450,7 @@ def open_pool(dsn: SecretStr, s: DbSettings) -> ConnectionPool:
 
 
 class PostgresSource:
-    """VOCs, taxonomy and tags in PostgreSQL (implements :class:`flows.sources.VocSource`).
+    """VOCs, taxonomy and tags in PostgreSQL (implements :class:`flows.adapters.sources.VocSource`).
 
     Connections come from the source's own :class:`psycopg_pool.ConnectionPool`, opened on first
     use (``pool_min``..``pool_max`` connections, checked before each use) and closed by
@@ -1070,7 +1070,7 @@ def _upsert_tags(
 def load_csv(dsn: str | SecretStr, path: str | Path, *, db_settings: DbSettings | None = None) -> tuple[int, int]:
     """Load a CSV in the VOC schema into the VOC table, and its labels as reviewed tags.
 
-    The file is read and validated by :class:`flows.sources.CsvSource` (duplicate ``voc_id``
+    The file is read and validated by :class:`flows.adapters.sources.CsvSource` (duplicate ``voc_id``
     rows merged). VOC rows are upserted on ``voc_id``; each row with an input label becomes a
     classification row with ``classify_source = 'reviewed'`` and, per dimension that has a
     label, the ``reviewed_*`` values with ``{d}_reviewed = true`` (confidences null;

@@ -1,7 +1,7 @@
 """``voc labels audit``: rank the labelled history's likely label errors (confident learning,
 :mod:`voc.label_audit`).
 
-``register(app)`` adds the ``labels`` group to the main ``voc`` Typer app (``flows/cli.py``)::
+``register(app)`` adds the ``labels`` group to the main ``voc`` Typer app (``flows/cli/main.py``)::
 
     voc labels audit [--source CSV|DSN] [--until YYYY-MM] --out FILE.csv
                      [--recipe NAME] [--folds N] [--all] [--reply/--no-reply] [--seed N] [--json]
@@ -75,9 +75,9 @@ def audit_command(
     import polars as pl
 
     from config.settings import get_settings
-    from flows.params import DsnPasswordError, refuse_dsn_password
+    from flows.secrets_guard import DsnPasswordError, refuse_dsn_password
     from flows.resources import open_source
-    from flows.sources import SourceError
+    from flows.adapters.sources import SourceError
     from voc.months import parse_month
     from voc.recipes import recipe as named_recipe
     from voc.schema import VOCInputError

@@ -1,5 +1,5 @@
 """S3 (or S3-compatible: MinIO, moto) storage for ``s3://bucket[/root]`` (implements
-:class:`flows.storage.Storage`).
+:class:`flows.adapters.storage.Storage`).
 
 Why boto3 directly and not ``prefect_aws.S3Bucket``: the storage is used outside Prefect as well
 (CLI, tests, the model store), and a Block needs a Prefect API to be saved/loaded; boto3 gives
@@ -18,24 +18,24 @@ Configuration (:class:`config.settings.S3Settings`, env ``VOC_S3__*``):
   timeout (``VOC_S3__READ_TIMEOUT_S``, 20 s: per socket read); botocore makes
   ``VOC_S3__BOTOCORE_ATTEMPTS`` attempts (standard retry mode, default 1: no botocore retry);
 * retries: an explicit loop around each operation retries *fast* transient failures (5xx,
-  throttling, connection refused/reset: :func:`flows.retries.is_transient`) with exponential
+  throttling, connection refused/reset: :func:`flows.adapters.retries.is_transient`) with exponential
   backoff (``backoff_s * 2**i``, ``VOC_S3__RETRIES`` extra attempts), but starts a new attempt
   only within ``VOC_S3__RETRY_WINDOW_S`` (5 s) of the first one. A slow failure — a timeout
   against a hung endpoint — is therefore not multiplied here: it is raised at once and the
-  Prefect task's retries (:data:`flows.retries.IO_TASK`) own it. One operation fails within
-  :func:`flows.retries.s3_operation_budget_s` (31 s with the defaults). s3transfer's own
+  Prefect task's retries (:data:`flows.adapters.retries.IO_TASK`) own it. One operation fails within
+  :func:`flows.adapters.retries.s3_operation_budget_s` (31 s with the defaults). s3transfer's own
   download retries are off (``num_download_attempts=1``) for the same reason.
 
 Compare-and-swap (:meth:`S3Storage.read_versioned`, :meth:`S3Storage.write_if`): the version is
 the object's ETag as read, and the write is a conditional ``PutObject`` with ``If-Match: <ETag>``
 (or ``If-None-Match: *`` for a key that must not exist yet). S3 answers 412 when the object
 changed, 409 when a concurrent conditional write is in flight, 404 when it was deleted: each
-raises :class:`flows.storage.StorageConflict` (not retried here: the caller re-reads). AWS S3
+raises :class:`flows.adapters.storage.StorageConflict` (not retried here: the caller re-reads). AWS S3
 supports both headers on ``PutObject`` since 2024-11 (MinIO and moto too); a store that ignores
 them gives no protection.
 
 When the attempts are exhausted, or on a permanent error (403, missing bucket), a
-:class:`flows.storage.StorageError` naming the ``s3://`` URI of the key and the endpoint is
+:class:`flows.adapters.storage.StorageError` naming the ``s3://`` URI of the key and the endpoint is
 raised (chained to the botocore error, which decides whether Prefect retries), so the Prefect
 task of that building retries or fails and the other buildings of the run go on.
 """
@@ -59,8 +59,8 @@ from botocore.config import Config
 from pydantic import SecretStr
 
 from config.settings import S3Settings, VocSettings
-from flows.retries import is_transient
-from flows.storage import StorageConflict, StorageError, join_key
+from flows.adapters.retries import is_transient
+from flows.adapters.storage import StorageConflict, StorageError, join_key
 
 __all__ = ["S3Storage", "CONTENT_TYPES", "content_type_for", "parse_s3_uri"]
 
@@ -112,7 +112,7 @@ def _status(e: bce.ClientError) -> tuple[int, str]:
 
 
 def _is_transient(e: BaseException) -> bool:
-    """Worth another attempt: :func:`flows.retries.is_transient` (botocore connection errors and
+    """Worth another attempt: :func:`flows.adapters.retries.is_transient` (botocore connection errors and
     timeouts, 5xx/408/429/throttling answers, also behind boto3's ``S3UploadFailedError``, which
     keeps the ``ClientError`` as its context); a boto3 transfer error with no cause at all counts
     as transient."""

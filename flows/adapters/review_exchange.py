@@ -1,9 +1,9 @@
 """Reviewers' round trip of the XLSX review workbook (``voc review pull`` / ``voc review push``).
 
 **pull** copies the month's stored workbook (``{prefix}/{yyyymm}/review_{yyyymm}.xlsx``,
-:class:`flows.review_backends.XlsxReviewBackend`) to a local file, or — with a building id — a
+:class:`flows.adapters.review_backends.XlsxReviewBackend`) to a local file, or — with a building id — a
 workbook of that building's rows only, laid out like the stored one (dropdowns, protection,
-guide: :func:`flows.review_backends.build_workbook`). Either file gets one more, hidden sheet
+guide: :func:`flows.adapters.review_backends.build_workbook`). Either file gets one more, hidden sheet
 :data:`PULL_SHEET`, the *pull record*: the month, the storage version read, and per row the
 ``voc_id`` with a fingerprint (SHA-256, 16 hex digits) of its reviewer cells as pulled.
 
@@ -33,10 +33,10 @@ shows up as ``conflict`` rows, never as a lost edit. A file without a pull recor
 through the link in the month index) is merged without the ``conflict`` check: its changed rows
 replace the stored reviewer cells.
 
-With ``VOC_REVIEW__PER_BUILDING=true`` (:class:`flows.review_backends.PerBuildingXlsxReviewBackend`)
+With ``VOC_REVIEW__PER_BUILDING=true`` (:class:`flows.adapters.review_backends.PerBuildingXlsxReviewBackend`)
 a building's pull is its own stored workbook, and a push rewrites only the workbooks of the
 buildings whose rows it changed. :func:`pull_review_bytes` / :func:`push_review_bytes` are the same
-in memory, for the upload page of ``voc serve`` (:mod:`flows.serve_review`), whose push accepts
+in memory, for the upload page of ``voc serve`` (:mod:`flows.service.review_upload`), whose push accepts
 only the reviewer's buildings (others: ``other_building``).
 """
 
@@ -56,8 +56,8 @@ from typing import Any
 import polars as pl
 
 from config.settings import VocSettings
-from flows import keys
-from flows.review_backends import (
+from flows import storage_layout as layout
+from flows.adapters.review_backends import (
     GUIDE_SHEET,
     TAXONOMY_SHEET,
     PerBuildingXlsxReviewBackend,
@@ -66,7 +66,7 @@ from flows.review_backends import (
     _check_frame,
     build_workbook,
 )
-from flows.storage import Storage, join_key
+from flows.adapters.storage import Storage, join_key
 from voc.months import KST, parse_month, yyyymm
 from voc.review import (
     COL_BUILDING_ID,
@@ -225,16 +225,16 @@ def review_taxonomy(settings: VocSettings, storage: Storage) -> Taxonomy:
 
     Raises
     ------
-    flows.storage.StorageError
+    flows.adapters.storage.StorageError
         ``champion.json`` names a model whose ``meta.json`` is missing.
     """
-    from flows.models import champion_name, read_champion
+    from flows.adapters.model_store import champion_name, read_champion
     from voc.modelstore import META_FILE
 
     info = read_champion(storage, settings.prefix)
     if info is None:
         return default_taxonomy()
-    meta = json.loads(storage.read_bytes(join_key(keys.models_dir(settings.prefix), champion_name(info), META_FILE)))
+    meta = json.loads(storage.read_bytes(join_key(layout.models_dir(settings.prefix), champion_name(info), META_FILE)))
     records = meta.get("taxonomy")
     return Taxonomy.from_records(records) if records else default_taxonomy()
 
@@ -354,7 +354,7 @@ def pull_review(
     ReviewExchangeError
         Google Sheets backend; no workbook for the month; no row of ``building_id``; ``out``
         exists without ``force``; the stored workbook is unreadable.
-    flows.storage.StorageError
+    flows.adapters.storage.StorageError
         The storage cannot be read.
     """
     got = pull_review_bytes(settings, month, building_id=building_id)
@@ -399,7 +399,7 @@ def pull_review_bytes(settings: VocSettings, month: str, *, building_id: str | N
     ReviewExchangeError
         Google Sheets backend; no workbook for the month; no row of ``building_id``; the stored
         workbook is unreadable.
-    flows.storage.StorageError
+    flows.adapters.storage.StorageError
         The storage cannot be read.
     """
     m = parse_month(month)
@@ -442,7 +442,7 @@ def pull_review_bytes(settings: VocSettings, month: str, *, building_id: str | N
                 rebuilt = True
     except ReviewBackendError as e:
         raise ReviewExchangeError(str(e)) from e
-    except ValueError as e:  # an unsafe building id (flows.keys.safe_segment)
+    except ValueError as e:  # an unsafe building id (flows.storage_layout.safe_segment)
         raise ReviewExchangeError(f"--building-id: {e}") from e
     if rebuilt:
         data = build_workbook(_check_frame(frame), review_taxonomy(settings, storage), title=yyyymm(m))
@@ -571,9 +571,9 @@ def push_review(settings: VocSettings, path: Path, *, month: str | None = None) 
     ReviewExchangeError
         Google Sheets backend; unreadable file; no month; a file of another month; no stored
         workbook; the file lacks ``voc_id`` or a reviewer column.
-    flows.review_backends.ReviewConflictError
+    flows.adapters.review_backends.ReviewConflictError
         The stored workbook changed under each of the compare-and-swap rounds (nothing written).
-    flows.storage.StorageError
+    flows.adapters.storage.StorageError
         The storage cannot be read or written.
     """
     path = Path(path)
@@ -615,7 +615,7 @@ def push_review_bytes(
 
     Raises
     ------
-    ReviewExchangeError, flows.review_backends.ReviewConflictError, flows.storage.StorageError
+    ReviewExchangeError, flows.adapters.review_backends.ReviewConflictError, flows.adapters.storage.StorageError
         As :func:`push_review`.
     """
     path = Path(source)

@@ -3,8 +3,8 @@
 Prefect retries a task only when :func:`retry_on_io_errors` says the failure was a *transient
 I/O error*: a connection refused, reset or timed out, an S3 5xx / 429 / ``SlowDown`` /
 throttling answer, a PostgreSQL connection failure, a Google Sheets 429 / 5xx, and the project's
-own wrappers of those (:class:`flows.storage.StorageError`, :class:`flows.sources.SourceError`,
-:class:`flows.review_backends.ReviewBackendError` whose cause or context is one of them).
+own wrappers of those (:class:`flows.adapters.storage.StorageError`, :class:`flows.adapters.sources.SourceError`,
+:class:`flows.adapters.review_backends.ReviewBackendError` whose cause or context is one of them).
 Everything else — bad input (``ValueError``, :class:`voc.schema.VOCInputError`, taxonomy and
 review-sheet errors), a polars error, a ``KeyError``, a missing key or file, a permission or
 authentication error — fails on the first attempt: running it again gives the same answer.
@@ -17,7 +17,7 @@ Layers and time against a hung S3 endpoint (accepts TCP, never answers; see
 
 1. botocore: ``VOC_S3__BOTOCORE_ATTEMPTS`` HTTP attempts (default 1), each at most
    ``connect_timeout_s`` (5 s) + ``read_timeout_s`` (20 s);
-2. :class:`flows.s3.S3Storage`: another attempt only while the operation is younger than
+2. :class:`flows.adapters.s3.S3Storage`: another attempt only while the operation is younger than
    ``retry_window_s`` (5 s): fast failures (5xx, throttling, refused) are retried there, a
    timeout is not;
 3. Prefect: :data:`IO_TASK` = 3 retries after 2, 5 and 15 s, each attempt also capped by the
@@ -376,8 +376,8 @@ read the whole training history (``load-training-data``): 30 minutes per attempt
 
 
 def s3_operation_budget_s(s3: S3Settings) -> float:
-    """Worst-case seconds one :class:`flows.s3.S3Storage` operation (one upload, download, list,
-    head) takes before it raises :class:`flows.storage.StorageError` when the endpoint accepts
+    """Worst-case seconds one :class:`flows.adapters.s3.S3Storage` operation (one upload, download, list,
+    head) takes before it raises :class:`flows.adapters.storage.StorageError` when the endpoint accepts
     connections and never answers, or answers errors as slowly as it can.
 
     ``retry_window_s`` (the last code-level attempt starts within it) + ``botocore_attempts`` ×

@@ -19,12 +19,12 @@ Endpoints (JSON; every ``/v1/…`` path needs ``Authorization: Bearer <key>``):
   need no key (probes and scrapers).
 * ``GET /review``, ``GET /review/{yyyymm}/{building_id}.xlsx``, ``POST /review/{yyyymm}``: the
   reviewers' upload page, only with ``VOC_SERVE__REVIEWER_KEYS`` (HTTP Basic, the reviewer key as
-  password; :mod:`flows.serve_review`).
+  password; :mod:`flows.service.review_upload`).
 * ``POST /v1/admin/reload`` (admin key): read ``models/champion.json`` now and swap in the version
   it names.
 
 Model reload: a thread reads ``{prefix}/models/champion.json`` every
-``VOC_SERVE__RELOAD_INTERVAL_S`` seconds (:func:`flows.models.read_champion_retrying`: transient
+``VOC_SERVE__RELOAD_INTERVAL_S`` seconds (:func:`flows.adapters.model_store.read_champion_retrying`: transient
 storage errors retried within ``VOC_SERVE__CHAMPION_READ_DEADLINE_S``); when it names another
 version, that version is downloaded, loaded and warmed up beside the one serving, then swapped in
 by replacing one reference (:class:`ModelHolder`); it shares the served version's Kiwi analyser,
@@ -43,9 +43,9 @@ an unsafe ``voc_id``/``building_id`` (a path, control characters: :func:`voc.sch
 → 422; no model loaded yet → 503.
 
 Write-through (``VOC_SERVE__WRITE_THROUGH=true`` with a PostgreSQL source): every tag with a
-``voc_id`` is upserted into ``voc_classification`` by :meth:`flows.db.PostgresSource.write_tags`
+``voc_id`` is upserted into ``voc_classification`` by :meth:`flows.adapters.db.PostgresSource.write_tags`
 with ``classify_source = realtime`` (registration-time tag) or ``realtime_reply`` (tagged with the
-reply), so the priority rule keeps batch and reviewed rows (flows/db.py). A failed write does not
+reply), so the priority rule keeps batch and reviewed rows (flows/adapters/db.py). A failed write does not
 fail the request: the answer says ``write_through: "error"`` and the metric counts it.
 
 Tagging runs on one worker thread per process (the CPU taggers are single-threaded; Kiwi and
@@ -84,10 +84,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from config.settings import VocSettings, get_settings
-from flows.keys import new_run_id
-from flows.models import ModelVersion, champion_name, load_version_variants, read_champion_retrying
+from flows.storage_layout import new_run_id
+from flows.adapters.model_store import ModelVersion, champion_name, load_version_variants, read_champion_retrying
 from flows.resources import open_storage
-from flows.storage import Storage
+from flows.adapters.storage import Storage
 from voc.months import KST
 from voc.schema import id_problem, validate_voc_frame
 from voc.replies import tagger_reply_suggestions
@@ -119,14 +119,14 @@ __all__ = [
     "PathOnlyAccessLog",
 ]
 
-log = logging.getLogger("flows.serve")
+log = logging.getLogger("flows.service.app")
 
 REPLY_FALLBACK = "reply_fallback"
 """``variant`` of an answer without a reply from a version that has no registration tagger: its
 reply-aware tagger read title + request with an empty reply."""
 
 CLASSIFY_SOURCE: dict[str, str] = {"reply": "realtime_reply", "registration": "realtime", REPLY_FALLBACK: "realtime"}
-"""``voc_classification.classify_source`` of a write-through row, by variant (flows/db.py rule)."""
+"""``voc_classification.classify_source`` of a write-through row, by variant (flows/adapters/db.py rule)."""
 
 Variant = Literal["reply", "registration", "reply_fallback"]
 
@@ -644,11 +644,11 @@ class ServeMetrics:
 
 
 class WriteThrough:
-    """Upserts real-time tags into PostgreSQL (:meth:`flows.db.PostgresSource.write_tags`), with
+    """Upserts real-time tags into PostgreSQL (:meth:`flows.adapters.db.PostgresSource.write_tags`), with
     the service's shorter statement timeout. The DSN stays a secret (the source never shows it)."""
 
     def __init__(self, settings: VocSettings) -> None:
-        from flows.db import PostgresSource
+        from flows.adapters.db import PostgresSource
 
         db = settings.db.model_copy(
             update={
@@ -1042,8 +1042,8 @@ def create_app(settings: VocSettings, *, storage: Storage | None = None) -> Fast
         """Prometheus text exposition."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    if conf.reviewer_buildings():  # the reviewers' upload page (flows/serve_review.py); absent (404) without keys
-        from flows.serve_review import review_router
+    if conf.reviewer_buildings():  # the reviewers' upload page (flows/service/review_upload.py); absent (404) without keys
+        from flows.service.review_upload import review_router
 
         app.include_router(review_router(settings))
 
@@ -1060,7 +1060,7 @@ def create_app(settings: VocSettings, *, storage: Storage | None = None) -> Fast
 
 def create_app_from_env() -> FastAPI:
     """:func:`create_app` with settings from the environment (uvicorn's ``--factory`` entry:
-    ``flows.serve:create_app_from_env``, one call per worker process)."""
+    ``flows.service.app:create_app_from_env``, one call per worker process)."""
     return create_app(get_settings())
 
 
@@ -1160,7 +1160,7 @@ def serve_forever(
         metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="voc-serve-metrics-")
     try:
         uvicorn.run(
-            "flows.serve:create_app_from_env",
+            "flows.service.app:create_app_from_env",
             factory=True,
             host=host or conf.host,
             port=port if port is not None else conf.port,

@@ -7,11 +7,11 @@ Commands (names are a contract)::
     voc run --mode full|refresh|tagging-only --month YYYY-MM [--building-id N ...] [--storage PATH] [--source ...]
     voc demo [--month 2019-11] [--storage ./voc-data] [--source ...]
     voc review simulate --month YYYY-MM --from-labels [--fraction F] --storage PATH
-    voc review pull --month YYYY-MM [--building-id B] [-o FILE] | push FILE   (flows/cli_review.py)
+    voc review pull --month YYYY-MM [--building-id B] [-o FILE] | push FILE   (flows/cli/review.py)
     voc kobert build-tiny-base DIR | export-onnx MODEL_DIR
     voc serve [--host H] [--port P] [--storage PATH] [--workers N] [--reload-interval S]
-    voc db init|load-csv|load-taxonomy ...      (flows/cli_db.py)
-    voc backtest --train A.csv --test B.csv ... (flows/cli_backtest.py)
+    voc db init|load-csv|load-taxonomy ...      (flows/cli/db.py)
+    voc backtest --train A.csv --test B.csv ... (flows/cli/backtest.py)
 """
 
 from __future__ import annotations
@@ -120,9 +120,9 @@ StorageOpt = Annotated[Optional[str], typer.Option("--storage", help="Output roo
 def _source_without_password(value: Optional[str]) -> Optional[str]:
     """``--source`` callback: a DSN with a secret (any form, :mod:`config.dsn`) is refused (exit 2)
     before anything runs; it would be visible in ``ps`` and stored in Prefect's flow-run
-    parameters (flows/params.py). So is a value that is neither an existing file nor a DSN nor
+    parameters (flows/secrets_guard.py). So is a value that is neither an existing file nor a DSN nor
     ``postgres``, without repeating it (a mistyped DSN may hold a secret)."""
-    from flows.params import SOURCE_NOT_FOUND, DsnPasswordError, refuse_dsn_password, unknown_source
+    from flows.secrets_guard import SOURCE_NOT_FOUND, DsnPasswordError, refuse_dsn_password, unknown_source
 
     try:
         refuse_dsn_password(value, where="--source")
@@ -216,10 +216,10 @@ def preflight(*, source: Optional[str], encoding: Optional[str], storage: Option
     Prefect's API: 10-20 s on a busy machine), so that a wrong input costs a second and one
     ``error:`` line (exit 2) instead of a started run.
 
-    Checked: ``--encoding`` is one of :data:`flows.sources.SOURCE_ENCODINGS`; the settings the
+    Checked: ``--encoding`` is one of :data:`flows.adapters.sources.SOURCE_ENCODINGS`; the settings the
     flags and ``VOC_*`` variables make are valid; a local storage root is, or can be created as,
     a writable directory; a CSV source (``--source``, ``VOC_SOURCE`` or the shipped sample) exists,
-    decodes strictly in its encoding (the whole file: :func:`flows.sources.decode_csv_bytes`),
+    decodes strictly in its encoding (the whole file: :func:`flows.adapters.sources.decode_csv_bytes`),
     parses as CSV and its first :data:`PREFLIGHT_ROWS` rows pass
     :func:`voc.schema.validate_voc_frame`. A PostgreSQL source and an ``s3://`` storage are left
     to the flow (they need the network).
@@ -236,8 +236,8 @@ def preflight(*, source: Optional[str], encoding: Optional[str], storage: Option
     from pydantic import ValidationError
 
     from config.settings import get_settings
-    from flows.params import SOURCE_NOT_FOUND, unknown_source
-    from flows.sources import SourceEncodingError, decode_csv_bytes
+    from flows.secrets_guard import SOURCE_NOT_FOUND, unknown_source
+    from flows.adapters.sources import SourceEncodingError, decode_csv_bytes
 
     if encoding is not None:
         try:
@@ -492,7 +492,7 @@ def serve(
     """Real-time tagging API (FastAPI under uvicorn): POST /v1/tag and /v1/tag:batch with
     Authorization: Bearer KEY (keys: VOC_SERVE__API_KEYS, a JSON list); GET /healthz, /readyz,
     /metrics. Swaps in each new champion model without dropping requests."""
-    from flows.serve import ServeConfigError, serve_forever
+    from flows.service.app import ServeConfigError, serve_forever
 
     try:
         serve_forever(host=host, port=port, storage=storage, workers=workers, reload_interval_s=reload_interval)
@@ -502,14 +502,14 @@ def serve(
 
 
 # commands contributed by the infrastructure and model-quality modules
-for _mod in ("flows.cli_db", "flows.cli_backtest", "flows.cli_labels"):
+for _mod in ("flows.cli.db", "flows.cli.backtest", "flows.cli.labels"):
     importlib.import_module(_mod).register(app)
-importlib.import_module("flows.cli_review").register(review_app)  # voc review pull | push
+importlib.import_module("flows.cli.review").register(review_app)  # voc review pull | push
 
 
 def _input_errors() -> tuple[type[BaseException], ...]:
     """Errors that rerunning cannot fix: the input or the request is wrong (exit 2)."""
-    from flows.sources import SourceEncodingError
+    from flows.adapters.sources import SourceEncodingError
     from voc.months import FutureMonthError
     from voc.schema import VOCInputError
 

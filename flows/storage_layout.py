@@ -78,7 +78,7 @@ def reserve_run_id(
     Parameters
     ----------
     storage
-        A :class:`flows.storage.Storage`.
+        A :class:`flows.adapters.storage.Storage`.
     prefix
         The environment prefix (``VocSettings.prefix``).
     mode
@@ -95,10 +95,10 @@ def reserve_run_id(
     ------
     RunIdError
         ``attempts`` consecutive seconds were all taken.
-    flows.storage.StorageError
+    flows.adapters.storage.StorageError
         Storage failed (other than the id being taken).
     """
-    from flows.storage import StorageConflict
+    from flows.adapters.storage import StorageConflict
 
     now = clock or (lambda: datetime.now(KST))
     t = now().astimezone(KST)

@@ -1,7 +1,7 @@
 """Model versions in storage: champion pointer, upload, download-once cache.
 
 Batch tagging loads the champion's reply-aware tagger (:func:`load_champion`); the real-time
-service (``flows/serve.py``) loads every variant of a version (:func:`load_version_variants`) and
+service (``flows/service/app.py``) loads every variant of a version (:func:`load_version_variants`) and
 polls the pointer with :func:`read_champion_retrying`.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 import polars as pl
 
 from config.settings import VocSettings
-from flows.keys import champion_key, models_dir
-from flows.storage import Storage, StorageError
+from flows.storage_layout import champion_key, models_dir
+from flows.adapters.storage import Storage, StorageError
 from voc.modelstore import load_tagger, load_variants, model_dir_name, read_meta
 from voc.taxonomy import Taxonomy, default_taxonomy
 from voc.tagger import VOCTagger
@@ -69,11 +69,11 @@ def champion_name(info: dict[str, Any]) -> str:
 def read_champion_retrying(
     storage: Storage, prefix: str, *, attempts: int = 3, deadline_s: float = 60.0, first_wait_s: float = 0.5
 ) -> dict[str, Any] | None:
-    """:func:`read_champion` retried on transient I/O errors (:func:`flows.retries.is_transient`:
+    """:func:`read_champion` retried on transient I/O errors (:func:`flows.adapters.retries.is_transient`:
     refused, reset, timed out, S3 5xx / throttling) up to ``attempts`` times, waiting
     ``first_wait_s`` then doubling (at most 4 s), and starting no attempt after ``deadline_s``
     seconds. Each attempt is itself bounded by the storage's timeouts (S3: connect + read
-    timeouts, :func:`flows.retries.s3_operation_budget_s`). Other errors (malformed JSON, access
+    timeouts, :func:`flows.adapters.retries.s3_operation_budget_s`). Other errors (malformed JSON, access
     denied) are raised at once.
 
     Raises
@@ -85,7 +85,7 @@ def read_champion_retrying(
     """
     from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
-    from flows.retries import is_transient
+    from flows.adapters.retries import is_transient
 
     for attempt in Retrying(
         retry=retry_if_exception(is_transient),

@@ -1,0 +1,1 @@
+"""The real-time tagging service (``voc serve``): the FastAPI app and the reviewers' upload page."""
