@@ -34,14 +34,14 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from config.settings import sample_csv_path  # noqa: E402
-from voc.backtest import backtest_labels  # noqa: E402
-from voc.classify.hybrid import HybridClassifier  # noqa: E402
-from voc.classify.keyword import KeywordClassifier  # noqa: E402
-from voc.classify.linear import DEFAULT_PARAMS, LinearVOCClassifier  # noqa: E402
-from voc.schema import validate_voc_frame  # noqa: E402
-from voc.tagger import frame_texts, make_classifier  # noqa: E402
-from voc.tokenize import KiwiTokenizer  # noqa: E402
+from config.settings import sample_csv_path
+from voc.backtest import backtest_labels
+from voc.classify.hybrid import HybridClassifier
+from voc.classify.keyword import KeywordClassifier
+from voc.classify.linear import DEFAULT_PARAMS, LinearVOCClassifier
+from voc.schema import validate_voc_frame
+from voc.tagger import frame_texts, make_classifier
+from voc.tokenize import KiwiTokenizer
 
 DOC = REPO / "docs" / "model-quality.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -104,8 +104,9 @@ def kind(name: str) -> Factory:
 class SelfTraining:
     """Self-training around a base recipe (experiment): pseudo-label the unlabelled texts whose
     confidence is at least ``threshold``, refit on labelled + pseudo-labelled rows, at most
-    ``rounds`` rounds, stopping when the pseudo-labels stop changing (production-notes.md). The
-    held-out check: a seeded 20 % of the labelled rows is kept out of the self-training run and
+    ``rounds`` rounds, stopping when the pseudo-labels stop changing (self-training as in Yarowsky,
+    ACL 1995, https://aclanthology.org/P95-1026). The held-out check: a seeded 20 % of the
+    labelled rows is kept out of the self-training run and
     the self-trained model is used only if its accuracy there is not below the base model's
     (both then refit on all labelled rows + the final pseudo-labels).
 
@@ -145,11 +146,17 @@ class SelfTraining:
         hold = rng.random(len(texts)) < 0.2
         tr = [i for i in range(len(texts)) if not hold[i]]
         te = [i for i in range(len(texts)) if hold[i]]
-        sub = lambda seq, idx: None if seq is None else [seq[i] for i in idx]  # noqa: E731
+
+        def sub(seq: Sequence[Any] | None, idx: list[int]) -> list[Any] | None:
+            return None if seq is None else [seq[i] for i in idx]
+
         base = self._new().fit(sub(texts, tr), sub(labels, tr), tokens=self.tok.model_tokens_batch(sub(texts, tr)), times=sub(times, tr))
         st, _ = self._self_train(sub(texts, tr), sub(labels, tr), sub(times, tr))
         ht = sub(texts, te)
-        acc = lambda m: np.mean(np.array(m.predict(ht, tokens=self.tok.model_tokens_batch(ht))) == np.array(sub(labels, te)))  # noqa: E731
+
+        def acc(m: Any) -> float:
+            return float(np.mean(np.array(m.predict(ht, tokens=self.tok.model_tokens_batch(ht))) == np.array(sub(labels, te))))
+
         self.base_holdout_acc_, self.self_holdout_acc_ = float(acc(base)), float(acc(st))
         self.used_ = self.self_holdout_acc_ >= self.base_holdout_acc_
         if self.used_:
@@ -327,8 +334,11 @@ def markdown(rows: list[dict]) -> str:
         sub = df.filter(pl.col("experiment") == name)
         out.append(f"\n#### {name}: {EXPERIMENTS[name][0]}\n")
         out.append(fmt_table(
-            sub, ["experiment", "split", "reply", "label", "seed", "n_train", "n_test", "unseen", "accuracy", "macro_f1", "ece", "capture20"],
-            ["model", "split", "reply", "label", "seed", "n train", "n test", "unseen labels", "accuracy", "macro-F1", "ECE", "capture@20%"],
+            sub,
+            ["experiment", "split", "reply", "label", "seed", "n_train", "n_test", "unseen", "accuracy", "macro_f1", "ece",
+             "capture20"],
+            ["model", "split", "reply", "label", "seed", "n train", "n test", "unseen labels", "accuracy", "macro-F1", "ECE",
+             "capture@20%"],
         ))
     return "\n".join(out)
 

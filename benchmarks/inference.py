@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         max_length=args.max_length, batch_size=args.batch_size, device=device, precision="fp32",
     )
     seed_models = []
-    for d, labs in labels.items():
+    for labs in labels.values():
         m = BertForSequenceClassification(BertConfig(**kb.KOBERT_BASE_SHAPE, pad_token_id=tok.pad_token_id, num_labels=len(labs)))
         seed_models.append((m.to(device).eval(), labs))
     print(f"models: KoBERT-base shape {kb.KOBERT_BASE_SHAPE}, random weights, device {device}")
@@ -280,9 +280,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 result["int8_export_s"] = round(export_s, 1)
                 result["int8_file_mb"] = round(size_mb, 1)
                 result["int8_vs_fp32"] = cmp
+                agreement = ", ".join(
+                    f"{d} arg-max agreement {c['agreement']:.1%}, max |Δp| {c['max_abs_prob_diff']:.4f}" for d, c in cmp.items()
+                )
                 print(f"ours, int8 ONNX Runtime: {n / int8_s:.1f} texts/s (export + quantize {export_s:.1f} s, {size_mb:.0f} MB); "
-                      f"vs fp32 on these texts: " + ", ".join(f"{d} arg-max agreement {c['agreement']:.1%}, max |Δp| {c['max_abs_prob_diff']:.4f}" for d, c in cmp.items())
-                      + " (random weights: near-uniform probabilities, so agreement here understates a trained model's)")
+                      f"vs fp32 on these texts: {agreement}"
+                      " (random weights: near-uniform probabilities, so agreement here understates a trained model's)")
             tagger.onnx = None
     if device.startswith("cuda"):
         tagger.precision = "auto"
@@ -315,9 +318,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             torch.manual_seed(0)
             model = kb.MultiHeadClassifier(BertModel(cfg), {"subject": len(classes), "work": 2})
             hist = kb.fine_tune(
-                model, tseqs, {"subject": y, "work": np.full(len(y), -100)}, pad_id=tok.pad_token_id, epochs=1,
-                batch_size=32, weights={"subject": kb.class_weights(y, len(classes))}, seed=0, device=device,
-                precision=prec, progress=False,
+                model, tseqs, {"subject": y, "work": np.full(len(y), -100)}, pad_id=tok.pad_token_id,
+                options=kb.KoBertTrainingOptions(epochs=1, batch_size=32, seed=0, device=device, precision=prec, progress=False),
+                weights={"subject": kb.class_weights(y, len(classes))},
             )
             result[f"train_epoch_s_{prec}"] = hist[0]["seconds"]
             print(f"one epoch, {len(idx)} rows, max_length {args.train_max_length}, {prec}: {hist[0]['seconds']:.1f} s")

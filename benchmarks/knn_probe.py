@@ -46,13 +46,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from experiments import SPLITS, CachingTokenizer, fmt_table, load_sample, split  # noqa: E402
-from recipes import REGIMES, NeighbourVote, mask_names  # noqa: E402
+from experiments import SPLITS, CachingTokenizer, fmt_table, load_sample, split
+from recipes import REGIMES, NeighbourVote, mask_names
 
-from voc.backtest import _fit_and_tag, truth_labels  # noqa: E402
-from voc.groups import near_duplicate_groups  # noqa: E402
-from voc.recipes import RECIPES, _scores  # noqa: E402
-from voc.taxonomy import split_label  # noqa: E402
+from voc.backtest import _fit_and_tag, truth_labels
+from voc.groups import near_duplicate_groups
+from voc.recipes import RECIPES, _scores
+from voc.taxonomy import split_label
 
 DOC = REPO / "docs" / "model-quality.md"
 START, END = "<!-- places:start -->", "<!-- places:end -->"

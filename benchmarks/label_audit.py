@@ -33,13 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import polars as pl  # noqa: E402
+import polars as pl
 
-from voc.label_audit import audit_labels, building_month_groups, flip_labels, top_k_recall  # noqa: E402
-from voc.schema import validate_voc_frame  # noqa: E402
-from voc.tagger import canonical_labels, frame_texts, labels_of, resolve_taxonomy  # noqa: E402
-from voc.taxonomy import default_taxonomy  # noqa: E402
-from voc.tokenize import KiwiTokenizer  # noqa: E402
+from voc.label_audit import audit_labels, building_month_groups, flip_labels, top_k_recall
+from voc.schema import validate_voc_frame
+from voc.tagger import canonical_labels, frame_texts, labels_of, resolve_taxonomy
+from voc.taxonomy import default_taxonomy
+from voc.tokenize import KiwiTokenizer
 
 SAMPLE = ROOT / "voc" / "datasets" / "incheon_junggu_minwon" / "voc.csv"
 

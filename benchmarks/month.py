@@ -29,6 +29,7 @@ vocs_per_s, peak_rss_mb, …}`` (``ratio`` = thread_s / dask_s; ``vocs_per_s`` o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -72,10 +73,8 @@ def _tree_rss(pid: int) -> int:
         return 0
     total = 0
     for q in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):  # exited since it was listed
             total += q.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total
 
 

@@ -37,7 +37,9 @@ def synthetic_months(n_buildings: int, n_months: int, seed: int = 24) -> dict[st
                 "n_low_confidence_unreviewed": int(rng.integers(0, n // 3 + 1)), "n_estimated": {},
                 "dashboard_href": f"{bid}/dashboard_{bid}_{ym}.html", "drift": [],
                 "n_urgent": int(rng.poisson(1)), "n_repeat": int(rng.poisson(2)),
-                "mass_issues": [{"size": 12, "voc_id": f"{bid}-1", "title": "주차장 누수 민원", "subject": "시설>누수"}] if b % 10 == 0 else [],
+                "mass_issues": (
+                    [{"size": 12, "voc_id": f"{bid}-1", "title": "주차장 누수 민원", "subject": "시설>누수"}] if b % 10 == 0 else []
+                ),
             }
         out[ym] = month
     return out

@@ -46,11 +46,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from experiments import SPLITS, CachingTokenizer, SelfTraining, fmt_table, load_sample, split  # noqa: E402
+from experiments import SPLITS, CachingTokenizer, SelfTraining, fmt_table, load_sample, split
 
-from voc.backtest import backtest_labels  # noqa: E402
-from voc.classify.base import Tags  # noqa: E402
-from voc.recipes import CANDIDATES, RECIPES, CandidateScore, choose  # noqa: E402
+from voc.backtest import backtest_labels
+from voc.classify.base import Tags
+from voc.recipes import CANDIDATES, RECIPES, CandidateScore, choose
 
 DOC = REPO / "docs" / "model-quality.md"
 START, END = "<!-- recipes:start -->", "<!-- recipes:end -->"
@@ -83,7 +83,10 @@ def mask_names(df: pl.DataFrame) -> pl.DataFrame:
         if c in df.columns:
             names |= set(df[c].drop_nulls().to_list())
     pat = name_pattern(names)
-    sub = lambda s: None if s is None else pat.sub(PLACEHOLDER, s)  # noqa: E731
+
+    def sub(s: str | None) -> str | None:
+        return None if s is None else pat.sub(PLACEHOLDER, s)
+
     return df.with_columns(
         [pl.col(c).map_elements(sub, return_dtype=pl.Utf8) for c in ("title", "request_contents", "reply")]
     )
@@ -156,7 +159,10 @@ def probes(df: pl.DataFrame, test: pl.DataFrame, use_reply: bool) -> dict[str, C
     texts, _ = frame_texts(df, use_reply=use_reply)
     building_of = dict(zip(texts, df["building_id"].to_list()))
     unl, _ = frame_texts(test, use_reply=use_reply)
-    rec = lambda name: lambda tx, dim, tok, seed: RECIPES[name].make(tok, seed=seed)  # noqa: E731
+
+    def rec(name: str) -> Callable[..., Any]:
+        return lambda tx, dim, tok, seed: RECIPES[name].make(tok, seed=seed)
+
     return {
         "knn5": lambda tx, dim, tok, seed: NeighbourVote(RECIPES["default"].make(tok, seed=seed), weight=1.0),
         "default+knn5": lambda tx, dim, tok, seed: NeighbourVote(RECIPES["default"].make(tok, seed=seed)),
@@ -328,7 +334,7 @@ def timing(n: int) -> dict[str, Any]:
     for variant, use_reply in (("reply", True), ("registration", False)):
         lines: list[str] = []
         t0, c0 = time.perf_counter(), time.process_time()
-        tagger, report = train_tagger(df, tax, kind="linear", version="timing", use_reply=use_reply, tokenizer=tok,
+        _, report = train_tagger(df, tax, kind="linear", version="timing", use_reply=use_reply, tokenizer=tok,
                                       select=True, progress=lines.append)
         out[variant] = {
             "wall_s": round(time.perf_counter() - t0, 1),
@@ -391,7 +397,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, ensure_ascii=False, indent=1, default=str), "utf-8")
     rows = derive_selected(merge_runs(rows))
-    text = markdown([r for r in rows if r["model"] == "selected" or r["model"] in RECIPES or r["model"] in probe_names]) + "\n##### What the selection saw (subject models, pooled rolling-origin folds of each split's training part)\n\n" + selection_folds_table(rows)
+    shown = [r for r in rows if r["model"] == "selected" or r["model"] in RECIPES or r["model"] in probe_names]
+    text = (
+        markdown(shown)
+        + "\n##### What the selection saw (subject models, pooled rolling-origin folds of each split's training part)\n\n"
+        + selection_folds_table(rows)
+    )
     print(text)
     if args.write_doc:
         doc = DOC.read_text("utf-8")

@@ -24,14 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+import numpy as np
+import polars as pl
 
-from voc.replies import tagger_reply_suggestions  # noqa: E402
-from voc.schema import validate_voc_frame  # noqa: E402
-from voc.tagger import frame_texts, labels_of, resolve_taxonomy, train_tagger  # noqa: E402
-from voc.taxonomy import default_taxonomy  # noqa: E402
-from voc.tokenize import KiwiTokenizer  # noqa: E402
+from voc.replies import tagger_reply_suggestions
+from voc.schema import validate_voc_frame
+from voc.tagger import frame_texts, labels_of, resolve_taxonomy, train_tagger
+from voc.taxonomy import default_taxonomy
+from voc.tokenize import KiwiTokenizer
 
 SAMPLE = ROOT / "voc" / "datasets" / "incheon_junggu_minwon" / "voc.csv"
 THRESHOLDS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)

@@ -48,14 +48,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from experiments import SPLITS, CachingTokenizer, load_sample, split  # noqa: E402
+from experiments import SPLITS, CachingTokenizer, load_sample, split
 
-from voc.evidence import neighbour_agreement, tagger_evidence  # noqa: E402
-from voc.groups import fit_group_vectorizer, group_texts, near_duplicate_groups  # noqa: E402
-from voc.metrics import error_detection_auroc, review_capture  # noqa: E402
-from voc.review import COL_FLAG, COL_GROUP, COL_VOC_ID, build_review_rows, review_thresholds_of  # noqa: E402
-from voc.tagger import canonical_labels, frame_texts, labels_of, resolve_taxonomy, tag_frame, train_tagger  # noqa: E402
-from voc.taxonomy import default_taxonomy  # noqa: E402
+from voc.evidence import neighbour_agreement, tagger_evidence
+from voc.groups import fit_group_vectorizer, group_texts, near_duplicate_groups
+from voc.metrics import error_detection_auroc, review_capture
+from voc.review import COL_FLAG, COL_GROUP, COL_VOC_ID, build_review_rows, review_thresholds_of
+from voc.tagger import canonical_labels, frame_texts, labels_of, resolve_taxonomy, tag_frame, train_tagger
+from voc.taxonomy import default_taxonomy
 
 BLOCKS: dict[str, tuple[str, str, str]] = {"demo <2019-11 → 2019-11": ("2019-11", "2019-11", "2019-11"), **SPLITS}
 GROUP_THRESHOLDS = (0.08, 0.10, 0.12, 0.15, 0.18, 0.20)
@@ -127,7 +127,8 @@ def _sheet(tagger: Any, test: pl.DataFrame, old_threshold: float) -> dict[str, A
 
     def covered(rows: pl.DataFrame) -> tuple[int, int]:
         flagged = set(rows.filter(pl.col(COL_FLAG) == "Y")[COL_VOC_ID].to_list())
-        decided = set(rows.filter(pl.col(COL_GROUP).is_in(rows.filter(pl.col(COL_FLAG) == "Y")[COL_GROUP].to_list()) & (pl.col(COL_GROUP) != ""))[COL_VOC_ID].to_list())
+        flagged_groups = rows.filter(pl.col(COL_FLAG) == "Y")[COL_GROUP].to_list()
+        decided = set(rows.filter(pl.col(COL_GROUP).is_in(flagged_groups) & (pl.col(COL_GROUP) != ""))[COL_VOC_ID].to_list())
         return len(flagged), len(wrong & (flagged | decided))
 
     out: dict[str, Any] = {"rows": tagged.height, "errors": len(wrong), "groups": groups.drop_nulls().n_unique(),
@@ -164,8 +165,10 @@ def run_block(name: str, spec: tuple[str, str, str], df: pl.DataFrame, tok: Cach
         "holdout_accuracy": m["accuracy"],
         "threshold": t,
         "holdout": {**m["review_budget"], "recomputed": _flagged(hs, t)},
-        "later": {**_flagged(ls, t), "accuracy": float(ls["correct"].mean()), "capture20": review_capture(ls["correct"], ls["conf"], shares=(0.2,))["0.2"]},
-        "old_rule_later": {"threshold": old_t, "share": float(old_flag.mean()), "capture": float((old_flag & ~ls["correct"]).sum() / max(1, (~ls["correct"]).sum()))},
+        "later": {**_flagged(ls, t), "accuracy": float(ls["correct"].mean()),
+                  "capture20": review_capture(ls["correct"], ls["conf"], shares=(0.2,))["0.2"]},
+        "old_rule_later": {"threshold": old_t, "share": float(old_flag.mean()),
+                           "capture": float((old_flag & ~ls["correct"]).sum() / max(1, (~ls["correct"]).sum()))},
         "sheet_later": sheet,
         "evidence_holdout": _evidence(hs),
         "evidence_later": _evidence(ls),

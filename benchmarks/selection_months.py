@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from experiments import SPLITS, CachingTokenizer, load_sample, split  # noqa: E402
+from experiments import SPLITS, CachingTokenizer, load_sample, split
 
-from voc.backtest import backtest_labels  # noqa: E402
+from voc.backtest import backtest_labels
 
 LABEL = "subject_minor"
 MODELS = ("default", "anchor", "selected")
@@ -71,7 +71,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         for model in MODELS:
             m = [r for r in sub if r["model"] == model]
             if m:
-                mean = lambda k: sum(x[k] for x in m) / len(m)  # noqa: E731
+                def mean(k: str, m: list[dict[str, Any]] = m) -> float:
+                    return sum(x[k] for x in m) / len(m)
+
                 worst = min(x["worst_month"] for x in m if x["worst_month"] is not None)
                 out.append(f"| mean S1–S4 | {model} | {mean('accuracy'):.3f} | {mean('macro_f1'):.3f} | min {worst:.3f} "
                            f"| {mean('accuracy_groups_once'):.3f} |")

@@ -121,7 +121,7 @@ def _uri_secret_parts(v: str) -> list[str]:
     found: list[str] = []
     cut = next((i for i, ch in enumerate(rest) if ch in "@/"), None)
     if cut is not None and rest[cut] == "@":
-        user, colon, password = rest[:cut].partition(":")
+        _, colon, password = rest[:cut].partition(":")
         if colon and password:
             found.append("password (in the user info)")
     if "?" in rest:
@@ -136,8 +136,9 @@ def _uri_secret_parts(v: str) -> list[str]:
 def dsn_secret_parts(value: Any) -> list[str]:
     """Names of the secret-bearing parts of ``value`` (never their values), in order: ``"password
     (in the user info)"`` for ``postgresql://u:pw@h``, else the keys ``password``,
-    ``sslpassword``, ``passfile`` (any other such key only as "a key containing 'password'"). Empty for anything without a secret (a CSV path,
-    ``postgres``, None, a DSN without password, ``postgresql://u:@h``, ``password=''``).
+    ``sslpassword``, ``passfile`` (any other such key only as "a key containing 'password'").
+    Empty for anything without a secret (a CSV path, ``postgres``, None, a DSN without password,
+    ``postgresql://u:@h``, ``password=''``).
 
     A string in neither libpq form is judged by its text: a ``…password…=``/``…passfile…=``
     followed by a value counts (``"password"``), so an unparsable DSN is never waved through.

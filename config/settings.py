@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,7 +32,8 @@ __all__ = [
 ]
 
 ENV_PREFIXES: dict[str, str] = {"dev": "stat/voc-dev", "stg": "stat/voc-stg", "prd": "stat/voc"}
-"""Storage prefix per environment (production layout, production-notes.md)."""
+"""Storage prefix per environment: every key of an environment lives under its prefix (the
+layout of the production buckets; :mod:`flows.storage_layout` builds the keys below it)."""
 
 
 def sample_csv_path() -> Path:
@@ -72,18 +73,6 @@ class S3Settings(BaseModel):
     region_name: str | None = Field(None, description="AWS region")
     aws_access_key_id: SecretStr | None = Field(None, description="Access key; default AWS chain when unset")
     aws_secret_access_key: SecretStr | None = Field(None, description="Secret key")
-    retries: int = Field(
-        3,
-        ge=0,
-        description="Code-level retries of one upload/download/list after a fast transient failure "
-        "(5xx, throttling, refused), backoff 0.5, 1, 2 … s, only within retry_window_s",
-    )
-    retry_window_s: float = Field(
-        5.0,
-        ge=0,
-        description="Seconds from an operation's first attempt within which a code-level retry may start; "
-        "a slow failure (a timeout) is left to the Prefect task's retries",
-    )
     connect_timeout_s: float = Field(5.0, gt=0, description="Seconds to open a connection to the endpoint")
     read_timeout_s: float = Field(
         20.0, gt=0, description="Seconds to wait for the endpoint's answer (each socket read)"
@@ -95,18 +84,23 @@ class S3Settings(BaseModel):
         description="Lifetime of the presigned HTTPS links to dashboards in Prefect artifacts (SigV4 allows at most 7 days)",
     )
     botocore_attempts: int = Field(
-        1,
+        2,
         ge=1,
-        description="HTTP attempts botocore makes per request (standard retry mode, first one included); "
-        "raise to 2-3 for multipart model uploads over flaky links (the hung-endpoint budget grows by "
-        "connect + read timeout per attempt)",
+        description="HTTP attempts botocore makes per request, the first included (standard retry mode: "
+        "connection errors, timeouts, 5xx and throttling are retried with jittered backoff); each attempt "
+        "adds connect + read timeout to the hung-endpoint bound (flows.adapters.retries: 2 keeps a monthly "
+        "run under 5 minutes with the default timeouts)",
     )
 
 
 class ReviewSettings(BaseModel):
     """Where reviewers work: XLSX workbooks in storage (default) or Google Sheets."""
 
-    backend: Literal["xlsx", "gsheets"] = Field("xlsx", description="Review backend")
+    backend: str = Field(
+        "xlsx",
+        description="Review backend, a name registered in flows/resources.py (xlsx: workbooks in storage; gsheets: "
+        "Google Sheets); an unknown name stops a run before it reads anything",
+    )
     service_account_json: SecretStr | None = Field(
         None, description="Google service-account JSON (the file's content); secret"
     )
@@ -141,10 +135,11 @@ class ReviewSettings(BaseModel):
 class ModelSettings(BaseModel):
     """Which classifier the flows train and tag with."""
 
-    kind: Literal["hybrid", "linear", "anchor", "kobert"] = Field(
+    kind: str = Field(
         "linear",
-        description="Classifier kind; linear measured best on the real sample (docs/model-quality.md), "
-        "hybrid adds taxonomy keywords (hand-curated taxonomies), anchor = the production recipe",
+        description="Classifier kind, one of the kinds registered in voc.model_kinds (hybrid, linear, anchor, "
+        "kobert); linear measured best on the real sample (docs/model-quality.md), hybrid adds taxonomy "
+        "keywords (hand-curated taxonomies), anchor = the production recipe",
     )
     use_reply: bool = Field(True, description="Read the reply (batch tagging of a past month has it)")
     select_recipe: bool = Field(
@@ -190,6 +185,15 @@ class ModelSettings(BaseModel):
     )
     seed: int = Field(42, description="Random seed for splits and training")
     cache_dir: Path = Field(Path.home() / ".cache" / "voc" / "models", description="Local copy of model versions")
+
+    @field_validator("kind", mode="after")
+    @classmethod
+    def _registered_kind(cls, v: str) -> str:
+        from voc.model_kinds import kind_names  # the registry (no scikit-learn, no torch imported)
+
+        if v not in kind_names():
+            raise ValueError(f"unknown model kind {v!r}; expected one of {', '.join(kind_names())}")
+        return v
 
 
 class ServeSettings(BaseModel):
@@ -276,8 +280,12 @@ def reviewer_key_map(value: SecretStr) -> dict[str, frozenset[str]]:
     for i, (key, ids) in enumerate(raw.items()):
         if not key.strip():
             raise ValueError(f"VOC_SERVE__REVIEWER_KEYS entry {i}: blank key")
-        if not isinstance(ids, list) or not ids or not all(isinstance(b, (str, int)) and not isinstance(b, bool) and str(b).strip() for b in ids):
-            raise ValueError(f"VOC_SERVE__REVIEWER_KEYS entry {i} (key not shown): the value must be a non-empty list of building ids")
+        if not isinstance(ids, list) or not ids or not all(
+            isinstance(b, (str, int)) and not isinstance(b, bool) and str(b).strip() for b in ids
+        ):
+            raise ValueError(
+                f"VOC_SERVE__REVIEWER_KEYS entry {i} (key not shown): the value must be a non-empty list of building ids"
+            )
         out[key] = frozenset(str(b).strip() for b in ids)
     return out
 
@@ -320,7 +328,10 @@ class VocSettings(BaseSettings):
         None, description="Taxonomy CSV; default: the DB table (postgres source) or the shipped/derived one"
     )
     building_workers: int = Field(
-        4, ge=1, description="Buildings in flight at once with the thread runner (I/O overlaps; the CPU part runs one building at a time per process)"
+        4,
+        ge=1,
+        description="Buildings in flight at once with the thread runner "
+        "(I/O overlaps; the CPU part runs one building at a time per process)",
     )
     task_runner: str = Field(
         "thread",
@@ -385,5 +396,5 @@ class VocSettings(BaseSettings):
 
 def get_settings(**overrides: object) -> VocSettings:
     """Settings from env/.env with explicit overrides (CLI flags) applied on top."""
-    clean = {k: v for k, v in overrides.items() if v is not None}
+    clean: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}  # pydantic validates each value
     return VocSettings(**clean)

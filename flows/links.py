@@ -24,8 +24,8 @@ from typing import Any
 
 from config.settings import VocSettings
 from flows import storage_layout as layout
+from flows.adapters.storage import PresigningStorage, Storage
 from flows.resources import browser_link
-from flows.adapters.storage import Storage
 from voc.months import KST, Month
 
 __all__ = ["absolute_links", "index_dashboard_url", "review_link", "links_valid_until"]
@@ -34,7 +34,7 @@ __all__ = ["absolute_links", "index_dashboard_url", "review_link", "links_valid_
 def absolute_links(storage: Storage) -> bool:
     """Whether the month index must link absolutely: storage that presigns (S3), where a relative
     link from a presigned page would be an unsigned, refused request."""
-    return getattr(storage, "presigned_url", None) is not None
+    return isinstance(storage, PresigningStorage)
 
 
 def index_dashboard_url(settings: VocSettings, storage: Storage, month: Month, building_id: str) -> str | None:

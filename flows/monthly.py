@@ -9,8 +9,9 @@ leaves the others' outputs. Each building task only reads its inputs, calls the 
 ``VOC_TASK_RUNNER`` names (:mod:`flows.runners`: threads, a local Dask cluster, or a remote one)
 and receive plain data only — settings, frames, a :class:`flows.resources.ModelRef` — opening
 their adapters and loading the model once per process (:mod:`flows.resources`). Every I/O step
-retries with backoff; the month is parsed once (:class:`voc.months.Month`). The run ends with a table artifact (rows and failures per building), link artifacts to the
-dashboards and a markdown summary; if a building failed the flow run ends Failed and names it —
+retries with backoff; the month is parsed once (:class:`voc.months.Month`). The run ends with a
+table artifact (rows and failures per building), link artifacts to the dashboards and a markdown
+summary; if a building failed the flow run ends Failed and names it —
 rerun with only those ``building_ids`` to complete the month.
 """
 
@@ -20,7 +21,7 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,23 +33,24 @@ from prefect.cache_policies import NONE as NO_CACHE
 from config.settings import VocSettings, get_settings
 from flows import storage_layout as layout
 from flows.adapters.model_store import require_model_or_keyword_opt_in
-from flows.outcome import fail_with_reason
-from flows.secrets_guard import SourceParam, guard_flow_parameters, refuse_dsn_password
-from flows.resources import ModelRef, browser_link, resources
 from flows.adapters.retries import IO_TASK, MODEL_IO_TASK, NESTED_IO_TASK
-from flows.runners import describe_task_runner, make_task_runner
-from flows.adapters.sources import buildings_of
+from flows.adapters.sources import TagSink, VocSource, buildings_of
 from flows.adapters.storage import Storage, StorageError
+from flows.outcome import fail_with_reason
+from flows.resources import ModelRef, browser_link, resources
+from flows.runners import describe_task_runner, make_task_runner
+from flows.secrets_guard import SourceParam, guard_flow_parameters, refuse_dsn_password
 from voc import pipeline
 from voc.csvsafe import csv_bytes, read_csv_bytes
+from voc.mdtext import md_code, md_escape, md_link_destination
 from voc.months import KST, Month, check_not_future, previous_month
 from voc.pipeline import DashboardContext, combine_history, history_from_source_rows
 from voc.portfolio import index_extras
-from voc.mdtext import md_code, md_escape, md_link_destination
 from voc.privacy import mask_personal_details
 from voc.schema import building_sort_key
+from voc.tagger import KiwiTagger, ReportsRuntime, Tagger
 
-__all__ = ["voc_monthly", "BuildingResult", "MonthlyRunError", "SAMPLE_CREDIT"]
+__all__ = ["voc_monthly", "tag_month", "refresh_month", "BuildingResult", "MonthlyRunError", "SAMPLE_CREDIT"]
 
 HISTORY_MONTHS = 6
 SAMPLE_CREDIT = "데이터 출처: 인천광역시 중구청 민원 게시판 (Incheon Jung-gu office complaint board, via 2hy03/Civil_Complaint)"
@@ -110,7 +112,7 @@ def resolve_model(settings: VocSettings) -> ModelRef:
     return resources(settings).champion()
 
 
-def _load_model(settings: VocSettings, model: ModelRef) -> Any:
+def _load_model(settings: VocSettings, model: ModelRef) -> Tagger:
     """The tagger of ``model``, downloaded and loaded once per process (flow process, worker)."""
     return resources(settings).tagger(model)
 
@@ -171,9 +173,11 @@ def _dashboard_context(settings: VocSettings, month: Month, building_id: str, bu
 
 
 def _store_dashboards(settings: VocSettings, storage: Storage, month: Month, building_id: str, run_id: str, html: bytes) -> dict[str, str]:
+    run_key = layout.dashboard_key(settings.prefix, month, building_id, run_id)
+    latest_key = layout.latest_dashboard_key(settings.prefix, month, building_id)
     return {
-        "dashboard": _store(building_id, "dashboard")(storage, layout.dashboard_key(settings.prefix, month, building_id, run_id), html, "text/html"),
-        "dashboard_latest": _store(building_id, "dashboard-latest")(storage, layout.latest_dashboard_key(settings.prefix, month, building_id), html, "text/html"),
+        "dashboard": _store(building_id, "dashboard")(storage, run_key, html, "text/html"),
+        "dashboard_latest": _store(building_id, "dashboard-latest")(storage, latest_key, html, "text/html"),
     }
 
 
@@ -223,12 +227,15 @@ def tag_building(
         reviewed=shown.reviewed, review_issues=len(shown.review_issues), group_applied=shown.group_applied,
         retired_mapped=shown.retired_mapped, issue_groups=len(shown.issues) if ctx is not None else 0,
         estimated=estimated_counts(shown.frame), drift=shown.drift,
-        review_aids={"groups": out.groups, "evidence": out.evidence, "index": index_extras(shown.frame, shown.issues)},
+        review_aids={
+            "groups": out.groups, "evidence": out.evidence, "reply_drafts": out.reply_drafts,
+            "index": index_extras(shown.frame, shown.issues),
+        },
     )
     result.outputs["tagged"] = _store(building_id, "tagged")(
         res.storage, layout.tagged_key(settings.prefix, month, building_id, run_id), _csv_bytes(out.frame), "text/csv"
     )
-    if hasattr(res.source, "write_tags"):
+    if isinstance(res.source, TagSink):  # PostgreSQL: the tags go back to voc_classification
         res.source.write_tags(out.frame, classify_source="batch", reviewed=False)
     if merged is not None:
         result.outputs["reviewed"] = _store(building_id, "reviewed")(
@@ -274,13 +281,13 @@ def _review_issue_text(issues: list[dict[str, Any]]) -> str:
     return "; ".join(f"row {i['sheet_row']} {i['column']}={i['value']!r}: {i['message']}" for i in issues[:20])
 
 
-def write_reviewed_tags(source: Any, reviewed: pl.DataFrame) -> int:
+def write_reviewed_tags(source: VocSource, reviewed: pl.DataFrame) -> int:
     """The refresh's database write: the rows with at least one reviewed dimension, upserted with
     ``classify_source="reviewed"``. Per dimension, ``subject_reviewed`` / ``work_reviewed`` (from
     :func:`voc.review.merge_reviews`) decide what is a human label; the other dimension goes in as
-    a machine value that never replaces a human one (:mod:`flows.adapters.db`). No-op for a source without
-    ``write_tags`` (CSV). Returns the rows written."""
-    if not hasattr(source, "write_tags"):
+    a machine value that never replaces a human one (:mod:`flows.adapters.db`). No-op for a source that
+    is no :class:`flows.adapters.sources.TagSink` (CSV). Returns the rows written."""
+    if not isinstance(source, TagSink):
         return 0
     done = reviewed.filter(pl.col("is_reviewed"))
     return int(source.write_tags(done, classify_source="reviewed")) if done.height else 0
@@ -338,13 +345,16 @@ def sync_review_sheet(
     thresholds: dict[str, float],
     groups: list[str | None] | None = None,
     evidence: list[Any] | None = None,
+    reply_drafts: list[str] | None = None,
 ) -> dict[str, Any]:
     """Upsert the month's rows into the review sheet (검토 우선 by ``thresholds`` per dimension,
-    묶음 ``groups`` and ``evidence``: N entries each, row order of ``tagged``); reviewers'
-    cells are never overwritten."""
+    묶음 ``groups``, ``evidence`` and 답변 초안 ``reply_drafts``: N entries each, row order of
+    ``tagged``; 긴급/반복 from its ``urgent``/``repeat_of``); reviewers' cells are never overwritten."""
     from voc.review import build_review_rows, merge_into_sheet
 
-    rows = build_review_rows(tagged, threshold=None, thresholds=thresholds, groups=groups, evidence=evidence)
+    rows = build_review_rows(
+        tagged, threshold=None, thresholds=thresholds, groups=groups, evidence=evidence, reply_drafts=reply_drafts
+    )
     # compare-and-swap: a reviewer's upload between the read and the write is merged, not lost
     where, stats = resources(settings).review_backend.update_month(month, lambda existing: merge_into_sheet(existing, rows), taxonomy)
     return {"location": where, **asdict(stats)}
@@ -353,6 +363,23 @@ def sync_review_sheet(
 @task(name="read-review-sheet", task_run_name="read-review-sheet-{month.yyyymm}", **IO_TASK, cache_policy=NO_CACHE)
 def read_review_sheet(settings: VocSettings, month: Month) -> pl.DataFrame | None:
     return resources(settings).review_backend.read_month(month)
+
+
+@task(name="label-audit-sheet", task_run_name="label-audit-sheet-{mode}-{month.yyyymm}", **IO_TASK, cache_policy=NO_CACHE)
+def label_audit_sheet(
+    settings: VocSettings, month: Month, mode: str, model_name: str | None, taxonomy: Any, run_id: str
+) -> dict[str, Any]:
+    """The workbook's 이전 라벨 점검 sheet (:mod:`flows.adapters.label_review`): ``full`` puts the champion's
+    undecided label-audit suspects there; ``refresh`` records the reviewers' decisions there as
+    the month's label fixes (``{prefix}/label_fixes/{yyyymm}.csv``)."""
+    from flows.adapters import label_review
+
+    res = resources(settings)
+    if mode == "full":
+        return label_review.sync_audit_sheet(res.storage, res.review_backend, settings.prefix, month, model_name, taxonomy)
+    return label_review.apply_audit_sheet(
+        res.storage, res.review_backend, settings.prefix, month, taxonomy, recorded_by=f"refresh {run_id}"
+    )
 
 
 @task(name="read-month-voc-ids", task_run_name="read-month-voc-ids", **IO_TASK, cache_policy=NO_CACHE)
@@ -412,7 +439,7 @@ def voc_monthly(
     source: SourceParam = None,
     source_encoding: str | None = None,
 ) -> dict[str, Any]:
-    """Run one month.
+    """Run one month: :func:`tag_month` (``full``, ``tagging-only``) or :func:`refresh_month`.
 
     Parameters
     ----------
@@ -457,103 +484,210 @@ def voc_monthly(
         "voc-monthly %s %s source=%s storage=%s runner=%s",
         mode, m, res.source.describe(), settings.storage, describe_task_runner(settings),
     )
-    vocs = read_month(settings, m, ids) if mode in ("full", "tagging-only") else None
-    if vocs is not None and vocs.height == 0:
-        return _no_vocs(mode, m, run_id, ids, logger)
+    if mode == "refresh":
+        return refresh_month(settings, m, ids, run_id, logger)
+    return tag_month(settings, mode, m, ids, run_id, logger)
+
+
+guard_flow_parameters(voc_monthly, "source")  # refused before a flow run (and its parameters) exists
+
+
+@dataclass(frozen=True)
+class _RunModel:
+    """The model of a run: its reference (sent to the building tasks), the tagger loaded in the
+    flow process (taxonomy, thresholds) and the summary fields that describe it."""
+
+    ref: ModelRef
+    tagger: Tagger
+    extra: dict[str, Any]
+
+
+def _run_model(settings: VocSettings, mode: str, logger: Any) -> _RunModel:
+    """``resolve-model`` and ``load-model`` in the flow process (a missing model fails here); a
+    tagging run without a trained model needs the keyword-only opt-in
+    (:func:`flows.adapters.model_store.require_model_or_keyword_opt_in`)."""
     model = resolve_model(settings)
     tagger = load_model(settings, model)  # in this process too: taxonomy, threshold, and a missing model fails here
     if model.name is None and mode != "refresh":
-        require_model_or_keyword_opt_in(settings, res.source)
-    results: list[BuildingResult] = []
+        require_model_or_keyword_opt_in(settings, resources(settings).source)
     extra: dict[str, Any] = {"model": f"{tagger.kind}_{tagger.version}", "task_runner": describe_task_runner(settings)}
-    if hasattr(tagger, "active_runtime"):  # KoBERT: onnx-int8 on CPU workers, torch-bf16 … on GPU
+    if isinstance(tagger, ReportsRuntime):  # KoBERT: onnx-int8 on CPU workers, torch-bf16 … on GPU
         extra["model_runtime"] = tagger.active_runtime
         logger.info("model %s runs as %s", extra["model"], extra["model_runtime"])
     if model.name is None:
-        extra["model_note"] = "no trained model: tagged by taxonomy keywords only (no labelled history, or VOC_MODEL__ALLOW_KEYWORD_ONLY=true)"
+        extra["model_note"] = (
+            "no trained model: tagged by taxonomy keywords only (no labelled history, or VOC_MODEL__ALLOW_KEYWORD_ONLY=true)"
+        )
+    return _RunModel(model, tagger, extra)
 
+
+def tag_month(
+    settings: VocSettings, mode: str, m: Month, ids: list[str] | None, run_id: str, logger: Any
+) -> dict[str, Any]:
+    """Modes ``full`` and ``tagging-only`` of :func:`voc_monthly`: read the month, tag each building
+    (``tag-building-{id}``; a building a reviewer already worked on also merges the review sheet),
+    sync the review sheet, then :func:`_finish_month`. ``run_id`` is the provisional id (the
+    summary of an empty month); the run reserves its own once it will write.
+
+    Raises
+    ------
+    MonthlyRunError
+        A building failed, or the review sheet was not read or not updated.
+    """
+    vocs = read_month(settings, m, ids)
+    if vocs.height == 0:
+        return _no_vocs(mode, m, run_id, ids, logger)
+    run = _run_model(settings, mode, logger)
+    results: list[BuildingResult] = []
     submissions: list[tuple[str, Any, dict[str, Any]]] = []  # (building_id, task, parameters)
     sheet: pl.DataFrame | None = None  # the month's review sheet (a rerun keeps its reviews)
     sheet_error = ""
-    month_keys: list[str] = []
-    if vocs is not None:
-        run_id, unwritable = _reserve_run_id(settings, mode, m, logger)
-        present = buildings_of(vocs)
-        wanted = ids or [b for b, _ in present]
-        names = dict(present)
-        if not unwritable:
-            try:  # a rerun of a reviewed month: the buildings merge the reviews as refresh does
-                sheet = read_review_sheet(settings, m)
-            except Exception as e:  # noqa: BLE001 - tag anyway; the run ends failed and says so
-                sheet_error = f"review sheet not read ({type(e).__name__}: {e}): reviewed labels not shown; rerun"
-                logger.error("%s", sheet_error)
-        for bid, rows in _split_buildings(vocs, wanted):
-            if unwritable:
-                results.append(BuildingResult(bid, names.get(bid, ""), rows=rows.height, status="failed", error=unwritable))
-                continue
-            submissions.append((
-                bid,
-                tag_building.with_options(task_run_name=f"tag-building-{bid}"),
-                {"settings": settings, "rows": rows, "model": model, "mode": mode, "month": m,
-                 "building_id": bid, "building_name": names.get(bid, ""), "run_id": run_id,
-                 "sheet": sheet if has_done_reviews(sheet, rows["voc_id"]) else None},
-            ))
-    else:
-        sheet = read_review_sheet(settings, m)
-        month_keys = res.storage.list(layout.month_dir(settings.prefix, m))
-        have = sorted({p.building_id for k in month_keys if (p := layout.parse_output_key(k)) and p.kind == "tagged"}, key=building_sort_key)
-        wanted = ids or have
-        if not wanted:
-            if read_month(settings, m, ids).height == 0:
-                return _no_vocs(mode, m, run_id, ids, logger)
-            raise MonthlyRunError(
-                f"voc-monthly refresh {m}: no tagged CSV under {layout.month_dir(settings.prefix, m)} in {settings.storage}; "
-                f"run mode=full for {m} first",
-                _summarise(mode, m, run_id, [], None, extra),
-            )
-        run_id, unwritable = _reserve_run_id(settings, mode, m, logger)
-        for bid in wanted:
-            if unwritable:
-                results.append(BuildingResult(bid, status="failed", error=unwritable))
-                continue
-            submissions.append((
-                bid,
-                refresh_building.with_options(task_run_name=f"refresh-building-{bid}"),
-                {"settings": settings, "sheet": sheet, "model": model, "month": m, "building_id": bid, "run_id": run_id},
-            ))
+    run_id, unwritable = _reserve_run_id(settings, mode, m, logger)
+    present = buildings_of(vocs)
+    wanted = ids or [b for b, _ in present]
+    names = dict(present)
+    if not unwritable:
+        try:  # a rerun of a reviewed month: the buildings merge the reviews as refresh does
+            sheet = read_review_sheet(settings, m)
+        except Exception as e:  # noqa: BLE001 - tag anyway; the run ends failed and says so
+            sheet_error = f"review sheet not read ({type(e).__name__}: {e}): reviewed labels not shown; rerun"
+            logger.error("%s", sheet_error)
+    for bid, rows in _split_buildings(vocs, wanted):
+        if unwritable:
+            results.append(BuildingResult(bid, names.get(bid, ""), rows=rows.height, status="failed", error=unwritable))
+            continue
+        submissions.append((
+            bid,
+            tag_building.with_options(task_run_name=f"tag-building-{bid}"),
+            {"settings": settings, "rows": rows, "model": run.ref, "mode": mode, "month": m,
+             "building_id": bid, "building_name": names.get(bid, ""), "run_id": run_id,
+             "sheet": sheet if has_done_reviews(sheet, rows["voc_id"]) else None},
+        ))
     results += _run_buildings(settings, submissions)
-    if mode == "refresh" and sheet is not None and sheet.height:
-        orphans = attach_unknown_rows(sheet, read_month_voc_ids(settings, month_keys), results)
-        if orphans:
-            extra["review_sheet_issues"] = orphans
-            logger.warning("review sheet: %d row(s) with a voc_id no tagged VOC of %s has: %s", len(orphans), m, "; ".join(orphans[:5]))
-
-    review: dict[str, Any] | None = None
-    if mode in ("full", "tagging-only"):
-        ok = [r for r in results if r.status == "ok"]
-        if ok:
-            from voc.review import review_thresholds_of
-
-            tagged_all = pl.concat([read_output_csv(res.storage, layout.tagged_key(settings.prefix, m, r.building_id, run_id)) for r in ok])
-            groups = [g for r in ok for g in r.review_aids.get("groups") or [None] * r.rows]
-            evidence = None
-            if all(r.review_aids.get("evidence") is not None for r in ok):
-                evidence = [e for r in ok for e in r.review_aids["evidence"]]
-            try:
-                review = sync_review_sheet(
-                    settings, m, tagged_all, tagger.taxonomy,
-                    review_thresholds_of(tagger, override=settings.review.low_confidence_threshold), groups, evidence,
-                )
-            except Exception as e:
-                review = {"error": f"{type(e).__name__}: {e}"}
-                logger.error("review sheet upload failed: %s", e)
-            try:  # 신규 주제 후보 (voc.new_topics): shown for a person to judge, never a class by itself
-                extra["new_topics"] = month_new_topics(tagger, tagged_all, settings.review.low_confidence_threshold)
-            except Exception as e:  # noqa: BLE001 - a hint only: the run's outputs stand
-                logger.warning("new-topic candidates not computed: %s: %s", type(e).__name__, e)
+    review = _sync_month_review(settings, m, run_id, results, run, logger)
     if sheet_error and not (review and "error" in review):
         review = {**(review or {}), "error": sheet_error}
+    if mode == "full" and review and "error" not in review:
+        _label_audit_step(settings, mode, m, run, run_id, logger)
+    return _finish_month(settings, mode, m, run_id, results, review, run.extra, logger)
 
+
+def _label_audit_step(settings: VocSettings, mode: str, m: Month, run: _RunModel, run_id: str, logger: Any) -> None:
+    """``label-audit-sheet`` (the workbook's 이전 라벨 점검 sheet: suspects in ``full``, label fixes
+    in ``refresh``) into ``run.extra["label_audit"]``; issues are logged, and a failure is reported
+    there without failing the run (the sheet is advice; its decisions are read again next time)."""
+    try:
+        run.extra["label_audit"] = label_audit_sheet(settings, m, mode, run.ref.name, run.tagger.taxonomy, run_id)
+        for issue in run.extra["label_audit"].get("issues", []):
+            logger.warning("이전 라벨 점검: %s", issue)
+    except Exception as e:  # noqa: BLE001 - the sheet is advice: the run's outputs stand
+        run.extra["label_audit"] = {"error": f"{type(e).__name__}: {e}"}
+        logger.error("이전 라벨 점검 sheet: %s", run.extra["label_audit"]["error"])
+
+
+def _sync_month_review(
+    settings: VocSettings, m: Month, run_id: str, results: list[BuildingResult], run: _RunModel, logger: Any
+) -> dict[str, Any] | None:
+    """After tagging: the month's review sheet (``sync-review-sheet``, from the run's tagged CSVs
+    and the buildings' review aids) and the new-topic candidates (``run.extra["new_topics"]``).
+    Returns the sheet's stats, ``{"error": …}`` when the upload failed, None when no building
+    completed."""
+    ok = [r for r in results if r.status == "ok"]
+    if not ok:
+        return None
+    from voc.review import review_thresholds_of
+
+    storage = resources(settings).storage
+    tagged_all = pl.concat([read_output_csv(storage, layout.tagged_key(settings.prefix, m, r.building_id, run_id)) for r in ok])
+    groups = [g for r in ok for g in r.review_aids.get("groups") or [None] * r.rows]
+    evidence = None
+    if all(r.review_aids.get("evidence") is not None for r in ok):
+        evidence = [e for r in ok for e in r.review_aids["evidence"]]
+    # 답변 초안: from the neighbour search the tagging made (the model's reviewed, replied VOCs)
+    drafts = [d for r in ok for d in r.review_aids.get("reply_drafts") or [""] * r.rows]
+    review: dict[str, Any] | None
+    try:
+        review = sync_review_sheet(
+            settings, m, tagged_all, run.tagger.taxonomy,
+            review_thresholds_of(run.tagger, override=settings.review.low_confidence_threshold), groups, evidence,
+            drafts,
+        )
+    except Exception as e:  # noqa: BLE001 - the tagged outputs stand; the summary reports the failed upload
+        review = {"error": f"{type(e).__name__}: {e}"}
+        logger.error("review sheet upload failed: %s", e)
+    try:  # 신규 주제 후보 (voc.new_topics): shown for a person to judge, never a class by itself
+        run.extra["new_topics"] = month_new_topics(run.tagger, tagged_all, settings.review.low_confidence_threshold)
+    except Exception as e:  # noqa: BLE001 - a hint only: the run's outputs stand
+        logger.warning("new-topic candidates not computed: %s: %s", type(e).__name__, e)
+    return review
+
+
+def refresh_month(settings: VocSettings, m: Month, ids: list[str] | None, run_id: str, logger: Any) -> dict[str, Any]:
+    """Mode ``refresh`` of :func:`voc_monthly`: fold the review sheet into each building's newest
+    tagged CSV (``refresh-building-{id}``; every building with one, or ``ids``), report sheet rows
+    no tagged VOC has, then :func:`_finish_month`.
+
+    Raises
+    ------
+    MonthlyRunError
+        No tagged CSV for a month that has VOCs (run ``full`` first), or a building failed.
+    """
+    mode = "refresh"
+    run = _run_model(settings, mode, logger)
+    storage = resources(settings).storage
+    sheet = read_review_sheet(settings, m)
+    month_keys = storage.list(layout.month_dir(settings.prefix, m))
+    have = sorted({p.building_id for k in month_keys if (p := layout.parse_output_key(k)) and p.kind == "tagged"}, key=building_sort_key)
+    wanted = ids or have
+    if not wanted:
+        if read_month(settings, m, ids).height == 0:
+            return _no_vocs(mode, m, run_id, ids, logger)
+        raise MonthlyRunError(
+            f"voc-monthly refresh {m}: no tagged CSV under {layout.month_dir(settings.prefix, m)} in {settings.storage}; "
+            f"run mode=full for {m} first",
+            _summarise(mode, m, run_id, [], None, run.extra),
+        )
+    run_id, unwritable = _reserve_run_id(settings, mode, m, logger)
+    results: list[BuildingResult] = []
+    submissions: list[tuple[str, Any, dict[str, Any]]] = []  # (building_id, task, parameters)
+    for bid in wanted:
+        if unwritable:
+            results.append(BuildingResult(bid, status="failed", error=unwritable))
+            continue
+        submissions.append((
+            bid,
+            refresh_building.with_options(task_run_name=f"refresh-building-{bid}"),
+            {"settings": settings, "sheet": sheet, "model": run.ref, "month": m, "building_id": bid, "run_id": run_id},
+        ))
+    results += _run_buildings(settings, submissions)
+    if sheet is not None and sheet.height:
+        orphans = attach_unknown_rows(sheet, read_month_voc_ids(settings, month_keys), results)
+        if orphans:
+            run.extra["review_sheet_issues"] = orphans
+            logger.warning("review sheet: %d row(s) with a voc_id no tagged VOC of %s has: %s", len(orphans), m, "; ".join(orphans[:5]))
+    if not unwritable:
+        _label_audit_step(settings, mode, m, run, run_id, logger)
+    return _finish_month(settings, mode, m, run_id, results, None, run.extra, logger)
+
+
+def _finish_month(
+    settings: VocSettings,
+    mode: str,
+    m: Month,
+    run_id: str,
+    results: list[BuildingResult],
+    review: dict[str, Any] | None,
+    extra: dict[str, Any],
+    logger: Any,
+) -> dict[str, Any]:
+    """The end of every mode: the month index and the portfolio (``full``, ``refresh``), the review
+    sheet's link, the summary and its artifacts.
+
+    Raises
+    ------
+    MonthlyRunError
+        A building failed or ``review`` holds an error (the summary is attached).
+    """
     if mode in ("full", "refresh") and any(r.status == "ok" for r in results):
         try:
             extra["index"] = update_month_index(
@@ -571,6 +705,7 @@ def voc_monthly(
     try:  # where reviewers get the sheet: presigned (S3, VOC_REVIEW__LINK_EXPIRY_S), file:// or the Sheets URL
         from flows.links import review_link
 
+        res = resources(settings)
         if link := review_link(settings, res.storage, m, backend=res.review_backend):
             extra["review_link"] = link
     except Exception as e:  # noqa: BLE001 - a missing link must not fail the run
@@ -583,22 +718,17 @@ def voc_monthly(
     return summary
 
 
-guard_flow_parameters(voc_monthly, "source")  # refused before a flow run (and its parameters) exists
-
-
-def month_new_topics(tagger: Any, tagged: pl.DataFrame, override: float | None = None) -> list[dict[str, Any]]:
+def month_new_topics(tagger: Tagger, tagged: pl.DataFrame, override: float | None = None) -> list[dict[str, Any]]:
     """The month's new-topic candidates (:func:`voc.new_topics.new_topic_candidates`) from the
     run's tagged rows of all buildings: low-confidence subject tags (the tagger's review threshold,
     or ``override``: ``VOC_REVIEW__LOW_CONFIDENCE_THRESHOLD``), the tagger's Kiwi tokenizer and
     taxonomy. ``[]`` when the subject has no trained model (no confidence)."""
     from voc.new_topics import new_topic_candidates
     from voc.review import review_thresholds_of
-    from voc.tokenize import KiwiTokenizer
 
-    tok = getattr(tagger, "tokenizer", None)
     return new_topic_candidates(
         tagged, review_thresholds_of(tagger, override=override).get("subject"),
-        taxonomy=getattr(tagger, "taxonomy", None), tokenizer=tok if isinstance(tok, KiwiTokenizer) else None,
+        taxonomy=tagger.taxonomy, tokenizer=tagger.kiwi_tokenizer if isinstance(tagger, KiwiTagger) else None,
     )
 
 
@@ -679,7 +809,8 @@ def _no_vocs(mode: str, month: str, run_id: str, ids: list[str] | None, logger: 
     logger.warning("%s: nothing tagged, nothing written", note)
     summary = _summarise(mode, month, run_id, [], None, {"model": None, "note": note})
     create_markdown_artifact(
-        key=f"voc-{mode}-summary", markdown=f"# voc-monthly {md_code(mode)} {_md(month)}\n- run_id: {md_code(run_id)}\n- **{_md(note)}**: nothing written",
+        key=f"voc-{mode}-summary",
+        markdown=f"# voc-monthly {md_code(mode)} {_md(month)}\n- run_id: {md_code(run_id)}\n- **{_md(note)}**: nothing written",
         description="Run summary",
     )
     return summary
@@ -687,8 +818,8 @@ def _no_vocs(mode: str, month: str, run_id: str, ids: list[str] | None, logger: 
 
 def _result_dict(r: BuildingResult) -> dict[str, Any]:
     """A building's line of the run summary (JSON-native; the review aids stay out)."""
-    return {f.name: (list(v) if isinstance(v := getattr(r, f.name), list) else dict(v) if isinstance(v, dict) else v)
-            for f in fields(r) if f.name != "review_aids"}
+    return {name: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
+            for name, v in vars(r).items() if name != "review_aids"}  # a dataclass: its fields, in order
 
 
 def _summarise(mode: str, month: str, run_id: str, results: list[BuildingResult], review: dict | None, extra: dict) -> dict[str, Any]:
@@ -744,30 +875,24 @@ def update_month_index(
     presigned links, which expire, so each run renders them afresh (``index.json`` keeps the
     relative ones) — plus a link to the month's review sheet when there is one."""
     from flows import links
-    from flows.adapters.storage import StorageConflict
+    from flows.adapters.storage import update_with_cas
     from voc.dashboard import render_month_index
 
     storage = resources(settings).storage
-    data_key = layout.month_index_data_key(settings.prefix, month)
-    for _ in range(5):
-        current = storage.read_versioned(data_key)
-        listed = json.loads(current[0].decode("utf-8")) if current else {}
+
+    def merge(current: bytes | None) -> tuple[bytes, dict[str, Any]]:
+        listed = json.loads(current.decode("utf-8")) if current is not None else {}
         listed.update({e["building_id"]: e for e in entries})
         if new_topics is not None and not isinstance(listed.get(NEW_TOPICS_KEY), dict):
             listed[NEW_TOPICS_KEY] = new_topics
         for bid, e in listed.items():  # links written unencoded by older versions are repaired
             if isinstance(e, dict):
                 e["dashboard_href"] = _dashboard_href(settings.prefix, month, bid)
-        try:
-            storage.write_if(
-                data_key, json.dumps(listed, ensure_ascii=False, indent=1).encode("utf-8"),
-                version=current[1] if current else None, content_type="application/json",
-            )
-            break
-        except StorageConflict:
-            continue
-    else:
-        raise StorageConflict(f"{data_key} kept changing under five attempts to update it")
+        return json.dumps(listed, ensure_ascii=False, indent=1).encode("utf-8"), listed
+
+    _, listed = update_with_cas(
+        storage, layout.month_index_data_key(settings.prefix, month), merge, content_type="application/json"
+    )
     now = datetime.now(KST)
     try:
         review_href = links.review_link(settings, storage, month, backend=resources(settings).review_backend, in_index=True)
@@ -782,7 +907,10 @@ def update_month_index(
         generated_at=now.strftime("%Y-%m-%d %H:%M KST"),
         source_credit=SAMPLE_CREDIT if "incheon_junggu_minwon" in settings.source else None,
         review_href=review_href,
-        review_label=f"검수 시트 열기 ({month.yyyymm})" if settings.review.backend == "gsheets" else f"검수 시트 내려받기 (review_{month.yyyymm}.xlsx)",
+        review_label=(
+            f"검수 시트 열기 ({month.yyyymm})" if settings.review.backend == "gsheets"
+            else f"검수 시트 내려받기 (review_{month.yyyymm}.xlsx)"
+        ),
         links_valid_until=links.links_valid_until(settings, storage, now=now),
     )
     return storage.write_bytes(layout.month_index_key(settings.prefix, month), html.encode("utf-8"), content_type="text/html")
@@ -828,6 +956,8 @@ def update_portfolio(settings: VocSettings, month: Month, run_id: str) -> str:
 
 
 def _publish_artifacts(settings: VocSettings, summary: dict[str, Any], results: list[BuildingResult]) -> None:
+    """The run's Prefect artifacts: the per-building table, the dashboard / index / portfolio /
+    review-sheet links and the markdown summary (every string escaped as Markdown)."""
     from voc.dashboard import estimated_text, review_state_text
 
     table = [
@@ -849,13 +979,22 @@ def _publish_artifacts(settings: VocSettings, summary: dict[str, Any], results: 
         for r in sorted(results, key=lambda r: building_sort_key(r.building_id))
     ]
     create_table_artifact(key=f"voc-{summary['mode']}-buildings", table=table, description=f"VOCs per building, {summary['month']}")
+    portfolio_link = _publish_link_artifacts(settings, summary, results)
+    lines = _summary_lines(summary, results, portfolio_link)
+    create_markdown_artifact(key=f"voc-{summary['mode']}-summary", markdown="\n".join(lines), description="Run summary")
+
+
+def _publish_link_artifacts(settings: VocSettings, summary: dict[str, Any], results: list[BuildingResult]) -> str | None:
+    """Link artifacts to each building's latest dashboard, the month index, the portfolio and the
+    review sheet (those the run wrote); returns the portfolio's Markdown link destination, if any."""
     storage = resources(settings).storage
     month = Month.parse(summary["month"])
     for r in results:
         if r.outputs.get("dashboard_latest"):
+            latest = layout.latest_dashboard_key(settings.prefix, month, r.building_id)
             create_link_artifact(
                 key=f"dashboard-{month.yyyymm}-{_slug(r.building_id)}",
-                link=md_link_destination(browser_link(settings, storage, layout.latest_dashboard_key(settings.prefix, month, r.building_id))),
+                link=md_link_destination(browser_link(settings, storage, latest)),
                 link_text=_md(f"대시보드 {r.building_name or r.building_id} {summary['month']}"),  # Prefect writes [text](link)
             )
     if summary.get("index"):
@@ -874,6 +1013,14 @@ def _publish_artifacts(settings: VocSettings, summary: dict[str, Any], results: 
             link=md_link_destination(summary["review_link"]),
             link_text=f"{summary['month']} 검수 시트",
         )
+    return portfolio_link
+
+
+def _summary_lines(summary: dict[str, Any], results: list[BuildingResult], portfolio_link: str | None) -> list[str]:
+    """The markdown summary artifact's lines: run, model, VOC counts, review state, urgent and
+    repeated VOCs, new-topic candidates, failures, drift and the review sheet's state."""
+    from voc.dashboard import estimated_text, review_state_text
+
     lines = [
         f"# voc-monthly {md_code(summary['mode'])} {_md(summary['month'])}",
         f"- run_id: {md_code(summary['run_id'])}",
@@ -889,7 +1036,9 @@ def _publish_artifacts(settings: VocSettings, summary: dict[str, Any], results: 
         if guessed:
             lines.append(f"- 키워드 추정 태그 {guessed}: 학습된 모델 없이 짐작한 값, 신뢰도 없음")
         ix = [r.review_aids.get("index", {}) for r in ok]
-        lines.append(f"- 긴급 VOC {sum(int(i.get('n_urgent', 0)) for i in ix)}건 · 30일 내 반복 {sum(int(i.get('n_repeat', 0)) for i in ix)}건")
+        n_urgent = sum(int(i.get("n_urgent", 0)) for i in ix)
+        n_repeat = sum(int(i.get("n_repeat", 0)) for i in ix)
+        lines.append(f"- 긴급 VOC {n_urgent}건 · 30일 내 반복 {n_repeat}건")
     if portfolio_link:
         lines.append(f"- [VOC 포트폴리오 · 전체 건물]({portfolio_link})")
     for t in summary.get("new_topics") or ():  # voc.new_topics: a person decides; never a class by itself
@@ -909,7 +1058,7 @@ def _publish_artifacts(settings: VocSettings, summary: dict[str, Any], results: 
     if summary.get("review_link"):
         lines.append(f"- [검수 시트 열기/내려받기]({md_link_destination(summary['review_link'])}) (`voc review pull`/`push`)")
     lines += [f"- review sheet row not applied: {_md(line)}" for line in summary.get("review_sheet_issues", [])[:20]]
-    create_markdown_artifact(key=f"voc-{summary['mode']}-summary", markdown="\n".join(lines), description="Run summary")
+    return lines
 
 
 def _md(text: object) -> str:

@@ -61,7 +61,7 @@ def fail_with_reason(*, plain: tuple[type[BaseException], ...] = ()) -> Callable
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except Exception as e:  # noqa: BLE001 - every failure becomes the run's Failed state
+            except Exception as e:
                 from prefect import get_run_logger
                 from prefect.context import FlowRunContext
                 from prefect.states import Failed
@@ -75,7 +75,7 @@ def fail_with_reason(*, plain: tuple[type[BaseException], ...] = ()) -> Callable
         # Prefect validates parameters against the annotations in the *wrapper's* module
         # (``__globals__``): hand it the flow function's annotations already resolved
         wrapper.__annotations__ = typing.get_type_hints(fn, include_extras=True)
-        wrapper.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
+        wrapper.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]  # typeshed lacks __signature__
+        return wrapper  # type: ignore[return-value]  # wraps(fn) keeps fn's signature; mypy sees Callable[..., Any]
 
     return decorate

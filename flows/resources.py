@@ -4,7 +4,19 @@ model, bundled once per run and once per worker process.
 This module is the only place that knows which backend a setting names (``postgresql://`` →
 :class:`flows.adapters.db.PostgresSource`, ``s3://`` → :class:`flows.adapters.s3.S3Storage`, …), so the backend
 modules import only the base interfaces (:mod:`flows.adapters.sources`, :mod:`flows.adapters.storage`) and never
-each other.
+each other. It keeps three registries, filled at the end of the section "registries":
+
+* sources (:func:`register_source`): a name, ``claims(settings)`` and ``open(settings)``; the
+  first registered kind that claims ``settings.source`` opens it (``postgresql``, then ``csv``);
+* storages (:func:`register_storage`): URI scheme of ``settings.storage`` → factory (``s3``; ``""``
+  = a local directory);
+* review backends (:func:`register_review_backend`): ``settings.review.backend`` → factory
+  (``xlsx``, ``gsheets``).
+
+A new backend = its module under ``flows/adapters/`` plus one ``register_*`` line there.
+Optional capabilities are protocols checked with ``isinstance``:
+:class:`flows.adapters.sources.TagSink` (a source that takes tags back),
+:class:`flows.adapters.sources.TrainingRowSource`, :class:`flows.adapters.storage.PresigningStorage`.
 
 Layering (see ``docs/architecture.md``)::
 
@@ -26,51 +38,134 @@ import atexit
 import hashlib
 import logging
 import pickle
+import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from config.settings import VocSettings
-from flows.secrets_guard import SOURCE_NOT_FOUND, unknown_source
 from flows.adapters.sources import CsvSource, SourceError, VocSource
-from flows.adapters.storage import LocalStorage, Storage
+from flows.adapters.storage import LocalStorage, PresigningStorage, Storage
+from flows.secrets_guard import SOURCE_NOT_FOUND
 
-__all__ = ["Resources", "ModelRef", "resources", "browser_link", "open_source", "open_storage", "open_review_backend", "close_all"]
+if TYPE_CHECKING:  # imported where used: the review backends load openpyxl/gspread, voc.tagger scikit-learn
+    from flows.adapters.review_backends import ReviewBackend
+    from voc.tagger import Tagger
+
+__all__ = [
+    "Resources",
+    "ModelRef",
+    "resources",
+    "browser_link",
+    "open_source",
+    "open_storage",
+    "open_review_backend",
+    "close_all",
+    "SourceKind",
+    "register_source",
+    "register_storage",
+    "register_review_backend",
+    "storage_scheme",
+]
 
 log = logging.getLogger(__name__)
 
 
+# --------------------------------------------------------------------------------------------
+# registries: which adapter a setting names (one registration per backend)
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """A registered VOC source: ``claims(settings)`` says whether ``settings.source`` names one of
+    its kind, ``open(settings)`` opens it."""
+
+    name: str
+    claims: Callable[[VocSettings], bool]
+    open: Callable[[VocSettings], VocSource]
+
+
+ReviewBackendFactory = Callable[[VocSettings, Callable[[], Storage]], "ReviewBackend"]
+"""``(settings, storage) -> backend``; ``storage()`` opens the run's storage when the backend keeps
+its sheets there (called at most once)."""
+
+_SOURCES: dict[str, SourceKind] = {}
+_STORAGES: dict[str, Callable[[VocSettings], Storage]] = {}
+_REVIEW_BACKENDS: dict[str, ReviewBackendFactory] = {}
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def register_source(name: str, claims: Callable[[VocSettings], bool], open: Callable[[VocSettings], VocSource]) -> None:
+    """Register a VOC source kind (replacing one of that name). :func:`open_source` asks the
+    registered kinds in registration order; the first whose ``claims`` is true opens the source."""
+    _SOURCES[name] = SourceKind(name, claims, open)
+
+
+def register_storage(scheme: str, factory: Callable[[VocSettings], Storage]) -> None:
+    """Register the storage of URI scheme ``scheme`` (``s3`` for ``s3://bucket``; ``""`` for a
+    local path, a value without ``scheme://``)."""
+    _STORAGES[scheme] = factory
+
+
+def register_review_backend(name: str, factory: ReviewBackendFactory) -> None:
+    """Register the review backend ``VOC_REVIEW__BACKEND=name`` selects."""
+    _REVIEW_BACKENDS[name] = factory
+
+
+def storage_scheme(uri: str) -> str:
+    """The scheme of a storage URI (``s3`` for ``s3://bucket/root``), ``""`` for a local path."""
+    m = _SCHEME.match(uri)
+    return m.group(1).lower() if m else ""
+
+
+def _review_backend_factory(name: str) -> ReviewBackendFactory:
+    try:
+        return _REVIEW_BACKENDS[name]
+    except KeyError:
+        raise ValueError(
+            f"VOC_REVIEW__BACKEND={name!r} is not a review backend; registered: {', '.join(_REVIEW_BACKENDS)}"
+        ) from None
+
+
 def open_source(settings: VocSettings) -> VocSource:
-    """A new source for ``settings.source``: PostgreSQL for a DSN (``postgresql://`` URL, libpq
-    keywords) or ``postgres`` (+ ``VOC_DB__DSN``), else a CSV file in the VOC schema
-    (``source_encoding``). Prefer :func:`resources` in flows: it opens each source once per process.
+    """A new source for ``settings.source``: the first registered kind that claims it — PostgreSQL
+    for a DSN (``postgresql://`` URL, libpq keywords) or ``postgres`` (+ ``VOC_DB__DSN``), a CSV
+    file in the VOC schema (``source_encoding``) for an existing file. Prefer :func:`resources`
+    in flows: it opens each source once per process.
 
     Raises
     ------
     flows.adapters.sources.SourceError
-        The source is neither an existing file nor a DSN (the message does not repeat the value:
-        a mistyped DSN may hold a secret, and the message reaches logs and run states).
+        No kind claims the value (neither an existing file nor a DSN; the message does not repeat
+        the value: a mistyped DSN may hold a secret, and the message reaches logs and run states).
     """
-    if settings.source_is_postgres:
-        from flows.adapters.db import PostgresSource
-
-        return PostgresSource.from_settings(settings)
-    if unknown_source(settings.source):
-        raise SourceError(SOURCE_NOT_FOUND)
-    return CsvSource(settings.source, encoding=settings.source_encoding)
+    for kind in _SOURCES.values():
+        if kind.claims(settings):
+            return kind.open(settings)
+    raise SourceError(SOURCE_NOT_FOUND)
 
 
 def open_storage(settings: VocSettings) -> Storage:
-    """A new storage for ``settings.storage``: ``s3://bucket[/root]`` → S3, anything else a local
-    directory. Keys passed to it are relative to the root and start with ``settings.prefix``."""
-    if settings.storage.startswith("s3://"):
-        from flows.adapters.s3 import S3Storage
+    """A new storage for ``settings.storage``, by its URI scheme: ``s3://bucket[/root]`` → S3, a
+    path without scheme → a local directory. Keys passed to it are relative to the root and start
+    with ``settings.prefix``.
 
-        return S3Storage.from_settings(settings)
-    return LocalStorage(settings.storage)
+    Raises
+    ------
+    ValueError
+        A ``scheme://`` no storage is registered for (the message names the registered ones).
+    """
+    scheme = storage_scheme(settings.storage)
+    factory = _STORAGES.get(scheme)
+    if factory is None:
+        known = ", ".join(f"{s}://" if s else "a local path" for s in _STORAGES)
+        raise ValueError(f"VOC_STORAGE: no storage for {scheme}:// URIs; use {known}")
+    return factory(settings)
 
 
-def open_review_backend(settings: VocSettings, storage: Storage | None = None) -> Any:
+def open_review_backend(settings: VocSettings, storage: Storage | None = None) -> ReviewBackend:
     """The backend ``settings.review.backend`` names: ``xlsx`` →
     :class:`flows.adapters.review_backends.XlsxReviewBackend` in ``storage`` (default: :func:`open_storage`
     of ``settings``) under ``settings.prefix`` — :class:`flows.adapters.review_backends.PerBuildingXlsxReviewBackend`
@@ -80,15 +175,50 @@ def open_review_backend(settings: VocSettings, storage: Storage | None = None) -
 
     Raises
     ------
+    ValueError
+        The name is not a registered backend.
     flows.adapters.review_backends.ReviewBackendError
         ``gsheets`` without usable credentials (see ``make_gspread_client``).
     """
-    from flows.adapters.review_backends import GSheetsReviewBackend, PerBuildingXlsxReviewBackend, XlsxReviewBackend
+    factory = _review_backend_factory(settings.review.backend)
+    return factory(settings, lambda: storage if storage is not None else open_storage(settings))
 
-    if settings.review.backend == "gsheets":
-        return GSheetsReviewBackend(settings.review)
+
+def _postgres(settings: VocSettings) -> VocSource:
+    from flows.adapters.db import PostgresSource
+
+    return PostgresSource.from_settings(settings)
+
+
+def _csv(settings: VocSettings) -> VocSource:
+    return CsvSource(settings.source, encoding=settings.source_encoding)
+
+
+def _s3(settings: VocSettings) -> Storage:
+    from flows.adapters.s3 import S3Storage
+
+    return S3Storage.from_settings(settings)
+
+
+def _xlsx(settings: VocSettings, storage: Callable[[], Storage]) -> ReviewBackend:
+    from flows.adapters.review_backends import PerBuildingXlsxReviewBackend, XlsxReviewBackend
+
     cls = PerBuildingXlsxReviewBackend if settings.review.per_building else XlsxReviewBackend
-    return cls(storage if storage is not None else open_storage(settings), settings.prefix)
+    return cls(storage(), settings.prefix)
+
+
+def _gsheets(settings: VocSettings, storage: Callable[[], Storage]) -> ReviewBackend:
+    from flows.adapters.review_backends import GSheetsReviewBackend
+
+    return GSheetsReviewBackend(settings.review)
+
+
+register_source("postgresql", lambda s: s.source_is_postgres, _postgres)
+register_source("csv", lambda s: Path(s.source).is_file(), _csv)
+register_storage("", lambda s: LocalStorage(s.storage))
+register_storage("s3", _s3)
+register_review_backend("xlsx", _xlsx)
+register_review_backend("gsheets", _gsheets)
 
 
 @dataclass(frozen=True)
@@ -118,9 +248,8 @@ def browser_link(settings: VocSettings, storage: Storage, key: str, *, expires_s
         from urllib.parse import quote
 
         return f"{settings.public_base_url.rstrip('/')}/{quote(key)}"
-    presign = getattr(storage, "presigned_url", None)
-    if presign is not None:
-        return str(presign(key, expires_s=settings.s3.presign_expiry_s if expires_s is None else expires_s))
+    if isinstance(storage, PresigningStorage):
+        return str(storage.presigned_url(key, expires_s=settings.s3.presign_expiry_s if expires_s is None else expires_s))
     from pathlib import Path
 
     return Path(storage.uri(key)).as_uri()
@@ -141,8 +270,9 @@ class Resources:
         self._lock = threading.Lock()
         self._source: VocSource | None = None
         self._storage: Storage | None = None
-        self._review: Any = None
-        self._taggers: dict[ModelRef, Any] = {}
+        self._review: ReviewBackend | None = None
+        self._taggers: dict[ModelRef, Tagger] = {}
+        _review_backend_factory(settings.review.backend)  # an unknown name fails here, before a run reads anything
 
     @property
     def source(self) -> VocSource:
@@ -159,7 +289,7 @@ class Resources:
             return self._storage
 
     @property
-    def review_backend(self) -> Any:
+    def review_backend(self) -> ReviewBackend:
         storage = self.storage
         with self._lock:
             if self._review is None:
@@ -176,7 +306,7 @@ class Resources:
             return ModelRef(None, meta={"kind": "keyword", "version": "default", "fallback": True})
         return ModelRef(champion_name(info), kind=str(info.get("kind", "")), version=str(info.get("version", "")), meta=dict(info))
 
-    def tagger(self, ref: ModelRef) -> Any:
+    def tagger(self, ref: ModelRef) -> Tagger:
         """The tagger ``ref`` names, downloaded (once, into ``model.cache_dir``) and loaded once
         per process. Raises :class:`flows.adapters.storage.StorageError` when the version is missing."""
         with self._lock:
@@ -184,13 +314,13 @@ class Resources:
         if hit is not None:
             return hit
         from flows.adapters.model_store import keyword_only_tagger, load_model_version
+        from voc.tagger import KiwiTagger
 
         tagger = keyword_only_tagger() if ref.name is None else load_model_version(self.settings, self.storage, ref.name)
-        tok = getattr(tagger, "tokenizer", None)
-        if self.settings.task_runner != "thread" and tok is not None and hasattr(tok, "num_workers"):
+        if self.settings.task_runner != "thread" and isinstance(tagger, KiwiTagger):
             # Dask: one worker process per core, so each Kiwi analyser gets one thread (its
             # default, one thread per core, would put cores² threads on the machine)
-            tok.num_workers = 1
+            tagger.kiwi_tokenizer.num_workers = 1
         with self._lock:
             return self._taggers.setdefault(ref, tagger)
 
@@ -198,9 +328,8 @@ class Resources:
         """Release the source's connections (a later use reopens them)."""
         with self._lock:
             src, self._source = self._source, None
-        close = getattr(src, "close", None)
-        if close is not None:
-            close()
+        if src is not None:
+            src.close()
 
 
 _BUNDLES: dict[str, Resources] = {}

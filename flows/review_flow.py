@@ -9,8 +9,7 @@ import polars as pl
 
 from config.settings import get_settings
 from flows.adapters.model_store import load_champion
-from flows.resources import open_source
-from flows.resources import open_storage
+from flows.resources import open_source, open_storage
 
 __all__ = ["simulate_month_review"]
 

@@ -25,7 +25,7 @@ still fails on its first line (``refuse_dsn_password`` in the flow body) without
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 from pydantic import WithJsonSchema
 
@@ -127,7 +127,7 @@ def guard_flow_parameters(flow_obj: Any, *names: str) -> Any:
 
 
 SourceParam = Annotated[
-    Optional[str],
+    str | None,
     WithJsonSchema(
         {
             "anyOf": [{"type": "string", "pattern": NO_PASSWORD_PATTERN}, {"type": "null"}],

@@ -27,6 +27,8 @@ __all__ = [
     "review_workbook_key",
     "models_dir",
     "champion_key",
+    "label_fixes_dir",
+    "label_fixes_key",
     "run_stamp",
     "latest_output",
     "OutputKey",
@@ -71,7 +73,8 @@ def reserve_run_id(
 
     The id stays ``{mode}_{yyyymmdd}_{hhmmss}`` (KST, the layout's contract) and is reserved by
     creating :func:`run_marker_key` exclusively (``Storage.write_if(..., version=None)``: an
-    ``flock``-guarded create locally, ``If-None-Match: *`` on S3). When a run started in the same
+    exclusive create under the directory's ``filelock.FileLock`` (``{root}/.locks/``) locally,
+    ``If-None-Match: *`` on S3). When a run started in the same
     second holds it, this run waits for the next second and tries that one, so ids stay in start
     order and never collide; two runs therefore never write each other's run-scoped keys.
 
@@ -179,6 +182,7 @@ def portfolio_data_key(prefix: str) -> str:
 
 
 def review_workbook_key(prefix: str, month: str) -> str:
+    """The month's XLSX review workbook (:meth:`flows.adapters.review_backends.XlsxReviewBackend.key`)."""
     return f"{month_dir(prefix, month)}/review_{yyyymm(month)}.xlsx"
 
 
@@ -188,6 +192,16 @@ def models_dir(prefix: str) -> str:
 
 def champion_key(prefix: str) -> str:
     return f"{models_dir(prefix)}/champion.json"
+
+
+def label_fixes_dir(prefix: str) -> str:
+    """Where reviewers' decisions on the label audit's suspects live (``flows/adapters/label_review.py``)."""
+    return f"{prefix}/label_fixes"
+
+
+def label_fixes_key(prefix: str, month: str) -> str:
+    """The label-fix table of one review month (``voc.label_fixes.FIX_COLUMNS``)."""
+    return f"{label_fixes_dir(prefix)}/{yyyymm(month)}.csv"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,9 @@
-"""Flow ``voc-train``: fit a candidate on every reviewed VOC, compare it with the champion on the
-same held-out rows, promote it or keep it as a candidate.
+"""Flow ``voc-train``: fit a challenger on every reviewed VOC, compare it with the champion on
+the same held-out rows, promote it or keep it as a candidate.
+
+The flow orchestrates (load the data and the champion, store the model version, log, publish
+artifacts); what is trained and whether it is promoted is decided by the pure training core
+:mod:`voc.training`.
 
 Training data = all reviewed rows ever (no date filter except ``until``): labels that arrive
 with the source (reviewed history), rows marked reviewed in PostgreSQL, and every ``reviewed_*``
@@ -11,39 +15,39 @@ monthly batch tags with) and ``registration`` (title + request, what ``voc serve
 registered VOC with). With ``VOC_MODEL__USE_REPLY=false`` the one tagger trained is the
 registration-time one.
 
-Promotion applies to the pair (:func:`voc.modelstore.decide_pair_promotion`): each variant is
-compared with the champion measured on that variant's held-out rows reading the same fields (a
-champion without a registration variant is measured through its reply-aware tagger given no
-reply, as the service would use it), and the candidate becomes champion only when **neither
-variant is worse**; otherwise it is stored as a candidate.
+Promotion applies to the pair (:func:`voc.training.decide`): each variant is compared with the
+champion measured on that variant's held-out rows reading the same fields (a champion without a
+registration variant is measured through its reply-aware tagger given no reply, as the service
+would use it, :func:`voc.training.champion_as`), and the challenger becomes champion only when
+**neither variant is worse**; otherwise it is stored with status ``candidate``.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE as NO_CACHE
 
 from config.settings import VocSettings, get_settings
-from flows.storage_layout import latest_output, parse_output_key
 from flows.adapters.model_store import champion_name, fetch_model, read_champion, upload_model, write_champion
-from flows.outcome import fail_with_reason
-from flows.secrets_guard import SourceParam, guard_flow_parameters, refuse_dsn_password
 from flows.adapters.retries import MODEL_IO_TASK
-from flows.resources import open_source, open_storage
-from flows.adapters.sources import VocSource
+from flows.adapters.sources import TrainingRowSource, VocSource
 from flows.adapters.storage import Storage
+from flows.outcome import fail_with_reason
+from flows.resources import open_source, open_storage
+from flows.secrets_guard import SourceParam, guard_flow_parameters, refuse_dsn_password
+from flows.storage_layout import latest_output, parse_output_key
+from voc.csvsafe import read_csv_bytes
+from voc.mdtext import md_code, md_escape
+from voc.model_kinds import model_kind
 from voc.modelstore import (
-    decide_pair_promotion,
     load_variants,
     model_dir_name,
     new_version,
@@ -52,14 +56,20 @@ from voc.modelstore import (
     update_meta,
     variant_paths,
 )
-from voc.csvsafe import read_csv_bytes
-from voc.mdtext import md_code, md_escape
 from voc.months import month_range, parse_month
 from voc.recipes import selection_lines, selection_summary
 from voc.schema import LABEL_COLUMNS, validate_voc_frame
-from voc.tagger import evaluate_tagger, frame_texts, labels_of, resolve_taxonomy, train_tagger
+from voc.tagger import KiwiTagger, Tagger, frame_texts
 from voc.taxonomy import Taxonomy, default_taxonomy
 from voc.tokenize import KiwiTokenizer
+from voc.training import (
+    ChallengerRecipe,
+    TrainingDecision,
+    challenger_taxonomy,
+    decide,
+    measure_champion,
+    train_challenger,
+)
 
 __all__ = ["voc_train", "training_frame", "reviewed_overlay", "label_counts"]
 
@@ -128,11 +138,14 @@ def training_frame(source: VocSource, storage: Storage, prefix: str, *, until: s
     storage's reviewed CSVs override them per ``voc_id`` *and dimension*: a dimension with a
     human label in the later frame replaces the earlier one, a dimension without one (null
     ``reviewed_{dim}_*``: not reviewed there) keeps the earlier label. Both readers return a
-    dimension's label only where that dimension is flagged human-reviewed.
+    dimension's label only where that dimension is flagged human-reviewed. Last, the reviewers'
+    fixes of audited labels (``{prefix}/label_fixes/*.csv``, :mod:`flows.adapters.label_review`): the
+    newest decision per VOC and dimension, where it is a ``fix``, sets that label
+    (:func:`voc.label_fixes.apply_label_fixes`).
     """
     frames = [source.read_history(before=until)]
-    if hasattr(source, "read_training_rows"):
-        frames.append(source.read_training_rows())  # type: ignore[attr-defined]
+    if isinstance(source, TrainingRowSource):
+        frames.append(source.read_training_rows())
     overlay = reviewed_overlay(storage, prefix)
     if overlay is not None:
         frames.append(overlay)
@@ -162,7 +175,17 @@ def training_frame(source: VocSource, storage: Storage, prefix: str, *, until: s
             ]
         has = has.with_columns(merged).select(base.columns)
         base = pl.concat([base.filter(~pl.col("voc_id").is_in(has["voc_id"].implode())), has], how="vertical")
-    return base
+    return _with_label_fixes(base, storage, prefix)
+
+
+def _with_label_fixes(base: pl.DataFrame, storage: Storage, prefix: str) -> pl.DataFrame:
+    """``base`` with the reviewers' label fixes applied (newest decision wins; a ``confirm``
+    changes nothing, a machine suggestion alone never reaches here)."""
+    from flows.adapters.label_review import read_label_fixes
+    from voc.label_fixes import apply_label_fixes
+
+    fixes = read_label_fixes(storage, prefix)
+    return apply_label_fixes(base, fixes)[0] if fixes.height else base
 
 
 def _conform(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
@@ -201,30 +224,12 @@ def load_training_data(settings: VocSettings, until: str | None) -> tuple[pl.Dat
     return df, everything, tax
 
 
-def _fit_tagger(
-    settings: VocSettings, df: pl.DataFrame, taxonomy: Taxonomy, kind: str, version: str, *, use_reply: bool, tok: KiwiTokenizer
-) -> tuple[Any, Any]:
-    """One tagger of ``kind`` on the reviewed rows of ``df`` (reading the reply or not) and its report."""
-    if kind == "kobert":
-        from voc.classify.kobert import train_kobert_tagger
-
-        m = settings.model
-        return train_kobert_tagger(
-            df,
-            taxonomy,
-            version=version,
-            base=m.kobert_base,
-            use_reply=use_reply,
-            epochs=m.kobert_epochs,
-            batch_size=m.kobert_batch_size,
-            max_length=m.kobert_max_length,
-            seed=m.seed,
-        )
-    return train_tagger(
-        df, taxonomy, kind=kind, version=version, use_reply=use_reply, seed=settings.model.seed, tokenizer=tok,
-        progress=get_run_logger().info,
-        select=kind == "linear" and settings.model.select_recipe,  # recipe chosen on the customer's history
-    )
+def _recipe(settings: VocSettings, kind: str) -> ChallengerRecipe:
+    """What ``voc-train`` trains for ``kind``: its seed, recipe selection and the trainer options
+    the kind reads from ``VOC_MODEL__*`` (:attr:`voc.model_kinds.ModelKind.settings_options`)."""
+    m = settings.model
+    options = {opt: getattr(m, name) for opt, name in model_kind(kind).settings_options.items()}
+    return ChallengerRecipe(kind=kind, seed=m.seed, select=m.select_recipe, options=options)
 
 
 def _step_logger(step: str) -> Any:
@@ -238,35 +243,39 @@ def _step_logger(step: str) -> Any:
     return say
 
 
-@task(name="fit-candidate", task_run_name="fit-candidate-{kind}-{version}", cache_policy=NO_CACHE)
-def fit_candidate(
+@task(name="fit-challenger", task_run_name="fit-challenger-{kind}-{version}", cache_policy=NO_CACHE)
+def fit_challenger(
     settings: VocSettings, df: pl.DataFrame, everything: pl.DataFrame, base_tax: Taxonomy | None, kind: str, version: str
 ) -> tuple[Any, Any, Taxonomy, list[str]]:
-    say = _step_logger("fit-candidate")
+    """The challenger's main tagger (:func:`voc.training.train_challenger`), its report, the
+    taxonomy it was trained with (:func:`voc.training.challenger_taxonomy`) and notes."""
+    say = _step_logger("fit-challenger")
     tok = KiwiTokenizer(cache_size=200_000)  # Kiwi's analyser loads on first use, in the next step
-    labelled_all = pl.concat([df, everything.filter(~pl.col("voc_id").is_in(df["voc_id"].implode()))], how="vertical")
-    in_train = np.array(labelled_all["voc_id"].is_in(df["voc_id"].implode()).to_list(), dtype=bool)
-    say(f"resolving the taxonomy on {labelled_all.height} VOCs (loads Kiwi; Kiwi nouns of {int(in_train.sum())} "
-        "training VOCs when their labels are not the configured taxonomy's: about a minute on 1,000 VOCs, 2 cores)")
-    taxonomy, notes = resolve_taxonomy(
-        base_tax or default_taxonomy(), labelled_all, keyword_rows=in_train, tokenizer=tok, use_reply=settings.model.use_reply
+    n_all = df.height + everything.filter(~pl.col("voc_id").is_in(df["voc_id"].implode())).height
+    say(f"resolving the taxonomy on {n_all} VOCs (loads Kiwi; Kiwi nouns of {df.height} training VOCs when their "
+        "labels are not the configured taxonomy's: about a minute on 1,000 VOCs, 2 cores)")
+    taxonomy, notes = challenger_taxonomy(
+        df, everything, base_tax or default_taxonomy(), use_reply=settings.model.use_reply, tokenizer=tok
     )
     say(f"taxonomy: {', '.join(f'{d} {len(taxonomy.rows_of(d))} classes' for d in taxonomy.dimensions())}; fitting {kind}")
-    if kind == "kobert" and not any(len({x for x in labels_of(df, d) if x}) >= 2 for d in taxonomy.dimensions()):
-        notes.append("kobert: no dimension has two labelled classes; trained the hybrid CPU model instead")
-        kind = "hybrid"
-    tagger, report = _fit_tagger(settings, df, taxonomy, kind, version, use_reply=settings.model.use_reply, tok=tok)
-    return tagger, report, taxonomy, notes
+    tagger, report, more = train_challenger(
+        df, taxonomy, _recipe(settings, kind), version=version, use_reply=settings.model.use_reply, tokenizer=tok,
+        progress=get_run_logger().info,
+    )
+    return tagger, report, taxonomy, notes + more
 
 
 @task(name="fit-registration-variant", task_run_name="fit-registration-variant-{kind}-{version}", cache_policy=NO_CACHE)
 def fit_registration_variant(
     settings: VocSettings, df: pl.DataFrame, taxonomy: Taxonomy, kind: str, version: str, tokenizer: KiwiTokenizer | None
 ) -> tuple[Any, Any]:
-    """The registration-time tagger of the candidate: same kind, taxonomy, rows and held-out split
-    as the reply-aware one, reading title + request only (what exists when a VOC is filed)."""
+    """The registration-time tagger of the challenger: same kind, taxonomy, rows and held-out
+    split as the reply-aware one, reading title + request only (what exists when a VOC is filed)."""
     tok = tokenizer if isinstance(tokenizer, KiwiTokenizer) else KiwiTokenizer(cache_size=200_000)
-    return _fit_tagger(settings, df, taxonomy, kind, version, use_reply=False, tok=tok)
+    tagger, report, _ = train_challenger(
+        df, taxonomy, _recipe(settings, kind), version=version, use_reply=False, tokenizer=tok, progress=get_run_logger().info
+    )
+    return tagger, report
 
 
 @task(name="add-cpu-runtime", task_run_name="add-cpu-runtime-{local.name}", cache_policy=NO_CACHE)
@@ -289,7 +298,7 @@ def add_cpu_runtime(
     texts, _ = frame_texts(rows, use_reply=tagger.use_reply)
     try:
         return kobert_onnx.add_int8_runtime(tagger, local, texts, min_agreement=settings.model.kobert_int8_min_agreement)
-    except Exception as e:  # the trained model must not be lost to a failed export; CPU workers use fp32
+    except Exception as e:  # noqa: BLE001 - the trained model must not be lost to a failed export; CPU workers use fp32
         import shutil
 
         shutil.rmtree(local / kobert_onnx.ONNX_DIR, ignore_errors=True)
@@ -299,7 +308,7 @@ def add_cpu_runtime(
 
 def audit_training_labels(
     local_dir: Path, df: pl.DataFrame, taxonomy: Taxonomy | None, *, use_reply: bool = True, seed: int = 0,
-    n_splits: int = 5, tokenizer: KiwiTokenizer | None = None,
+    n_splits: int = 5, tokenizer: KiwiTokenizer | None = None, settled: Any = (),
 ) -> dict[str, Any]:
     """The label audit of a training frame (:mod:`voc.label_audit`, confident learning), written
     into the model version directory ``local_dir`` before it is published: ``label_audit.csv``
@@ -307,7 +316,11 @@ def audit_training_labels(
     ``label_audit.html`` (health score, top suspects, overlapping classes; texts masked).
 
     ``df`` is the training frame (its ``reviewed_*`` labels, canonicalised by ``taxonomy``);
-    every dimension with at least two labelled classes is audited (``flows.cli.labels.run_audit``).
+    every dimension with at least two labelled classes is audited (``voc.label_audit.audit_frame``).
+    Rows a reviewer settled (``settled``: ``(voc_id, dimension, label)``,
+    :func:`voc.label_fixes.decided_labels`) are left out of the suspects
+    (:func:`voc.label_fixes.drop_decided`); the CSV carries each suspect's building, date and
+    masked title for the review workbook's 이전 라벨 점검 sheet.
 
     Returns
     -------
@@ -316,19 +329,22 @@ def audit_training_labels(
         health, …}]}``; ``{"skipped": reason}`` when no dimension has two classes or too few
         building-months to fold.
     """
-    from flows.cli.labels import run_audit
-    from voc.label_audit import write_audit_report
+    from voc.label_audit import audit_frame, write_audit_report
 
     try:
-        audits = run_audit(df, taxonomy, use_reply=use_reply, n_splits=n_splits, seed=seed, tokenizer=tokenizer)
+        audits = audit_frame(df, taxonomy, use_reply=use_reply, n_splits=n_splits, seed=seed, tokenizer=tokenizer)
     except ValueError as e:  # e.g. one building-month only: nothing to cross-validate
         return {"skipped": str(e)}
     if not audits:
         return {"skipped": "no dimension holds labelled rows of at least two classes"}
+    from voc.label_fixes import drop_decided
+
+    audits = [drop_decided(a, settled) for a in audits]
     shown = df.select(pl.concat_str([pl.col("title").fill_null(""), pl.col("request_contents").fill_null("")], separator=" "))
+    details = {r["voc_id"]: r for r in df.select("voc_id", "building_id", "created_at", "title").iter_rows(named=True)}
     # title + request as filed; write_audit_report masks personal details ([전화번호], [이름], …)
     return write_audit_report(local_dir, audits, dict(zip(df["voc_id"].to_list(), shown.to_series().to_list())),
-                              title=Path(local_dir).name)
+                              title=Path(local_dir).name, details=details)
 
 
 @task(name="label-audit", task_run_name="label-audit-{local_dir.name}", cache_policy=NO_CACHE)
@@ -344,9 +360,13 @@ def label_audit_task(
     say(f"auditing the labels of {df.height} training VOCs (confident learning, 5 grouped folds)")
     tok = tokenizer if isinstance(tokenizer, KiwiTokenizer) else None
     try:
+        from flows.adapters.label_review import read_label_fixes
+        from voc.label_fixes import decided_labels
+
+        settled = decided_labels(read_label_fixes(open_storage(settings), settings.prefix))  # reviewers decided these
         res = audit_training_labels(local_dir, df, taxonomy, use_reply=settings.model.use_reply,
-                                    seed=settings.model.seed, tokenizer=tok)
-    except Exception as e:  # the audit is advice: a failure must not lose the model
+                                    seed=settings.model.seed, tokenizer=tok, settled=settled)
+    except Exception as e:  # noqa: BLE001 - the audit is advice: a failure must not lose the model
         get_run_logger().warning("label audit failed: %s: %s", type(e).__name__, e)
         return {"skipped": f"{type(e).__name__}: {e}"}
     if "skipped" in res:
@@ -384,9 +404,10 @@ def voc_train(
     kobert_base: str | None = None,
     source_encoding: str | None = None,
 ) -> dict[str, Any]:
-    """Train a candidate (reply-aware and registration-time variants) on all reviewed VOCs
+    """Train a challenger (reply-aware and registration-time variants) on all reviewed VOCs
     registered before ``until`` ("YYYY-MM"; default: everything) and promote it to champion when
-    neither variant's held-out macro-F1 is below the champion's on the same held-out rows. ``storage``, ``source``, ``source_encoding`` override
+    neither variant's held-out macro-F1 is below the champion's on the same held-out rows
+    (:func:`voc.training.decide`). ``storage``, ``source``, ``source_encoding`` override
     ``VOC_STORAGE``, ``VOC_SOURCE``, ``VOC_SOURCE_ENCODING``; a ``source`` DSN with a password is
     refused (:mod:`flows.secrets_guard`: the password goes in ``VOC_DB__DSN`` or ``~/.pgpass``).
 
@@ -394,52 +415,94 @@ def voc_train(
     """
     refuse_dsn_password(source, where="parameter 'source' of flow voc-train")
     logger = get_run_logger()
-    overrides: dict[str, Any] = {"storage": storage, "source": source, "source_encoding": source_encoding}
-    settings = get_settings(**overrides)
-    if model or kobert_base:
-        settings = settings.model_copy(
-            update={"model": settings.model.model_copy(update={k: v for k, v in {"kind": model, "kobert_base": kobert_base}.items() if v})}
-        )
+    settings = _train_settings(model=model, storage=storage, source=source, kobert_base=kobert_base,
+                               source_encoding=source_encoding)
     until_m = parse_month(until) if until not in (None, "") else None
-    kind = settings.model.kind
     version = new_version()
-    logger.info("voc-train %s %s: loading the training data (reviewed VOCs before %s)", kind, version, until_m or "now")
+    logger.info("voc-train %s %s: loading the training data (reviewed VOCs before %s)", settings.model.kind, version, until_m or "now")
     df, everything, base_tax = load_training_data(settings, until_m)
     labels = label_counts(df)
     logger.info(
         "training %s on %d VOCs (labels: %s) before %s",
-        kind, df.height, ", ".join(f"{d} {n}" for d, n in labels.items()), until_m or "now",
+        settings.model.kind, df.height, ", ".join(f"{d} {n}" for d, n in labels.items()), until_m or "now",
     )
-    tagger, report, taxonomy, notes = fit_candidate(settings, df, everything, base_tax, kind, version)
-    kind = tagger.kind
-    # the variants of this version: the main tagger is reply-aware unless VOC_MODEL__USE_REPLY=false
-    # (then it already is the registration-time one); a reply-aware main gets a registration twin
+    variants, taxonomy, notes = _fit_variants(settings, df, everything, base_tax, version)
+    champ_info, decision = _decide_promotion(settings, df, taxonomy, variants)
+    tagger, report = next(iter(variants.values()))  # the main variant
+    name = model_dir_name(tagger.kind, version)
+    meta, variant_meta = _version_meta(settings, name, until_m, df, variants, notes, decision, champ_info)
+    uri, meta, audit = _store_version(settings, name, version, variants, meta, variant_meta, df, decision)
+    summary = _summary(name, uri, meta, decision, variants, audit)
+    _publish_train_artifacts(summary, report.metrics)
+    logger.info("model %s: %s (%s)", name, meta["status"], decision.reason)
+    return summary
+
+
+def _train_settings(**given: str | None) -> VocSettings:
+    """Settings of a ``voc-train`` run: the environment's, with the flow's parameters applied
+    (``storage``, ``source``, ``source_encoding``; ``model`` and ``kobert_base`` into ``model``)."""
+    settings = get_settings(storage=given["storage"], source=given["source"], source_encoding=given["source_encoding"])
+    update = {k: v for k, v in {"kind": given["model"], "kobert_base": given["kobert_base"]}.items() if v}
+    if update:
+        settings = settings.model_copy(update={"model": settings.model.model_copy(update=update)})
+    return settings
+
+
+def _fit_variants(
+    settings: VocSettings, df: pl.DataFrame, everything: pl.DataFrame, base_tax: Taxonomy | None, version: str
+) -> tuple[dict[str, tuple[Any, Any]], Taxonomy, list[str]]:
+    """The challenger's taggers by variant, main first: reply-aware unless
+    ``VOC_MODEL__USE_REPLY=false`` (then the main one is the registration-time one); a reply-aware
+    main gets a registration-time twin (``VOC_MODEL__REGISTRATION_VARIANT``). Also the taxonomy
+    they were trained with and the notes for the model's warnings."""
+    tagger, report, taxonomy, notes = fit_challenger(settings, df, everything, base_tax, settings.model.kind, version)
     main = "reply" if tagger.use_reply else "registration"
     variants: dict[str, tuple[Any, Any]] = {main: (tagger, report)}
     if main == "reply" and settings.model.registration_variant:
-        logger.info("training the registration-time variant (title + request) of %s", kind)
+        get_run_logger().info("training the registration-time variant (title + request) of %s", tagger.kind)
         variants["registration"] = fit_registration_variant(
-            settings, df, tagger.taxonomy, kind, version, getattr(tagger, "tokenizer", None)
+            settings, df, tagger.taxonomy, tagger.kind, version, _kiwi_of(tagger)
         )
+    return variants, taxonomy, notes
 
+
+def _kiwi_of(tagger: Tagger) -> KiwiTokenizer | None:
+    """The Kiwi analyser a Kiwi-token tagger already holds (shared by the next fits), else None."""
+    return tagger.kiwi_tokenizer if isinstance(tagger, KiwiTagger) else None
+
+def _decide_promotion(
+    settings: VocSettings, df: pl.DataFrame, taxonomy: Taxonomy, variants: dict[str, tuple[Any, Any]]
+) -> tuple[dict[str, Any] | None, TrainingDecision]:
+    """The champion's pointer (None when there is none) and the decision
+    (:func:`voc.training.decide`) after measuring the champion on each variant's held-out rows
+    (:func:`voc.training.measure_champion`). A champion that cannot be fetched, loaded or
+    measured is logged and treated as absent: it must not block a new model."""
     store = open_storage(settings)
     champ_info = read_champion(store, settings.prefix)
-    champ_measured: dict[str, dict[str, Any] | None] | None = None
+    measured = None
     if champ_info is not None:
         try:
             champ_dir = fetch_model(store, settings.prefix, champion_name(champ_info), settings.model.cache_dir)
-            champs = load_variants(champ_dir, kobert_runtime="torch")  # compared as trained, in full precision
-            champ_measured = {
-                v: evaluate_tagger(_champion_as(v, champs), df, taxonomy, rep.holdout_ids) for v, (_, rep) in variants.items()
-            }
-        except Exception as e:  # an unreadable champion must not block a new model
-            logger.warning("champion %s could not be evaluated (%s); treating as absent", champ_info.get("name"), e)
-    decision = decide_pair_promotion({v: rep.metrics for v, (_, rep) in variants.items()}, champ_measured)
-    champ_metrics = (champ_measured or {}).get(main)
-    name = model_dir_name(kind, version)
-    status = "champion" if decision.promote else "candidate"
-    thresholds = {v: _review_threshold(rep) for v, (_, rep) in variants.items()}
-    threshold = thresholds[main]
+            champions = load_variants(champ_dir, kobert_runtime="torch")  # compared as trained, in full precision
+            measured = measure_champion(champions, df, taxonomy, {v: rep.holdout_ids for v, (_, rep) in variants.items()})
+        except Exception as e:  # noqa: BLE001 - an unreadable champion must not block a new model
+            get_run_logger().warning("champion %s could not be evaluated (%s); treating as absent", champ_info.get("name"), e)
+    return champ_info, decide({v: rep for v, (_, rep) in variants.items()}, measured, n_rows=df.height)
+
+
+def _version_meta(
+    settings: VocSettings,
+    name: str,
+    until: str | None,
+    df: pl.DataFrame,
+    variants: dict[str, tuple[Any, Any]],
+    notes: list[str],
+    decision: TrainingDecision,
+    champ_info: dict[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``meta.json`` fields of the version and of each variant (:func:`voc.modelstore.save_variants`).
+    Keys as stored since the first versions (``status``, ``decision``, ``champion_metrics_same_rows``)."""
+    champ = decision.champion_metrics or {}
     variant_meta = {
         v: {
             "n_train": rep.n_train,
@@ -447,57 +510,88 @@ def voc_train(
             "metrics": rep.metrics,
             "fallback_dimensions": rep.fallback_dimensions,
             "warnings": rep.warnings,
-            "review_threshold": thresholds[v],
-            "champion_metrics_same_rows": (champ_measured or {}).get(v),
+            "review_threshold": _review_threshold(rep),
+            "champion_metrics_same_rows": champ.get(v),
             "decision": decision.variants[v].reason,
-            "recipe_selection": getattr(rep, "selection", {}),
+            "recipe_selection": rep.selection,
         }
         for v, (_, rep) in variants.items()
     }
+    main, (_, report) = next(iter(variants.items()))
     meta = {
         "name": name,
-        "until": until_m,
-        "n_rows": df.height,
-        "labels": labels,
+        "until": until,
+        "n_rows": decision.n_rows,
+        "labels": label_counts(df),
         "n_train": report.n_train,
         "n_holdout": report.n_holdout,
         "metrics": report.metrics,
         "fallback_dimensions": report.fallback_dimensions,
         "warnings": report.warnings + notes,
-        "review_threshold": threshold,
-        "status": status,
+        "review_threshold": variant_meta[main]["review_threshold"],
+        "status": decision.status,
         "decision": decision.reason,
         "champion_before": champ_info.get("name") if champ_info else None,
-        "champion_metrics_same_rows": champ_metrics,
+        "champion_metrics_same_rows": champ.get(main),
         "source": open_source(settings).describe(),
     }
+    return meta, variant_meta
+
+
+def _store_version(
+    settings: VocSettings,
+    name: str,
+    version: str,
+    variants: dict[str, tuple[Any, Any]],
+    meta: dict[str, Any],
+    variant_meta: dict[str, dict[str, Any]],
+    df: pl.DataFrame,
+    decision: TrainingDecision,
+) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """Save the version locally (its taggers with their review thresholds, the int8 CPU copy of
+    kinds that have one, the label audit), upload it and, when promoted, point the champion at
+    it. Returns the uploaded URI, the final ``meta.json`` and the audit (None when off)."""
     for v, (t, _) in variants.items():
-        if getattr(t, "low_confidence_threshold", None) is None and thresholds[v] is not None:
-            t.low_confidence_threshold = thresholds[v]
+        if t.low_confidence_threshold is None and variant_meta[v]["review_threshold"] is not None:
+            t.low_confidence_threshold = variant_meta[v]["review_threshold"]
+    tagger = next(iter(variants.values()))[0]
     with tempfile.TemporaryDirectory() as tmp:
         local = save_variants(Path(tmp) / name, {v: t for v, (t, _) in variants.items()}, meta, variant_meta)
-        if kind == "kobert":
+        if model_kind(tagger.kind).cpu_runtime:
             for v, (t, rep) in variants.items():
                 vdir = variant_paths(local)[v]
                 cpu = add_cpu_runtime(settings, t, vdir, df, rep.holdout_ids)
                 vmeta = update_meta(vdir, {"cpu_runtime": cpu})
                 if cpu.get("kept") is False:
                     update_meta(vdir, {"warnings": [*vmeta["warnings"], cpu["reason"]]})
-                logger.info("CPU runtime of %s (%s): %s", name, v, cpu.get("reason"))
+                get_run_logger().info("CPU runtime of %s (%s): %s", name, v, cpu.get("reason"))
             meta = read_meta(local)
         audit: dict[str, Any] | None = None
         if settings.model.label_audit:
-            audit = label_audit_task(settings, local, df, tagger.taxonomy, getattr(tagger, "tokenizer", None))
-        uri = publish_model(
-            settings, local, decision.promote, {"kind": kind, "version": version, "name": name, "promoted_reason": decision.reason}
-        )
-    summary = {
+            audit = label_audit_task(settings, local, df, tagger.taxonomy, _kiwi_of(tagger))
+        info = {"kind": tagger.kind, "version": version, "name": name, "promoted_reason": decision.reason}
+        uri = publish_model(settings, local, decision.promote, info)
+    return uri, meta, audit
+
+
+def _summary(
+    name: str,
+    uri: str,
+    meta: dict[str, Any],
+    decision: TrainingDecision,
+    variants: dict[str, tuple[Any, Any]],
+    audit: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The flow's return value (printed by ``voc train --json``; JSON-native). Keys as before:
+    ``status`` is ``champion`` or ``candidate`` (:data:`voc.training.NOT_PROMOTED`)."""
+    report = next(iter(variants.values()))[1]
+    summary: dict[str, Any] = {
         "model": name,
         "uri": uri,
         "status": meta["status"],
         "decision": decision.reason,
-        "n_rows": df.height,
-        "labels": labels,
+        "n_rows": decision.n_rows,
+        "labels": meta["labels"],
         "n_train": report.n_train,
         "n_holdout": report.n_holdout,
         "fallback_dimensions": report.fallback_dimensions,
@@ -507,7 +601,7 @@ def voc_train(
             v: {"metrics": _summary_metrics(rep.metrics), "n_holdout": rep.n_holdout, "decision": decision.variants[v].reason}
             for v, (_, rep) in variants.items()
         },
-        "recipes": {v: selection_summary(getattr(rep, "selection", {})) for v, (_, rep) in variants.items()},
+        "recipes": {v: selection_summary(rep.selection) for v, (_, rep) in variants.items()},
     }
     if "cpu_runtime" in meta:
         summary["cpu_runtime"] = meta["cpu_runtime"]
@@ -516,8 +610,6 @@ def voc_train(
             {**audit, "csv": f"{uri.rstrip('/')}/{audit['csv']}", "html": f"{uri.rstrip('/')}/{audit['html']}"}
             if "csv" in audit else audit
         )
-    _publish_train_artifacts(summary, report.metrics)
-    logger.info("model %s: %s (%s)", name, meta["status"], decision.reason)
     return summary
 
 
@@ -532,19 +624,6 @@ def _review_threshold(report: Any) -> float | None:
     return sub.get("review_threshold") if sub else None
 
 
-def _champion_as(variant: str, champs: dict[str, Any]) -> Any:
-    """The champion's tagger that ``voc serve`` answers ``variant``'s requests with: its own
-    tagger of that variant; for ``registration`` without one, its reply-aware tagger given no
-    reply (a copy reading title + request); for ``reply`` without one, its registration tagger."""
-    if variant in champs:
-        return champs[variant]
-    if variant == "registration" and "reply" in champs:
-        twin = copy.copy(champs["reply"])
-        twin.use_reply = False
-        return twin
-    return next(iter(champs.values()))
-
-
 guard_flow_parameters(voc_train, "source")  # refused before a flow run (and its parameters) exists
 
 
@@ -557,7 +636,8 @@ def _publish_train_artifacts(summary: dict[str, Any], metrics: dict[str, dict[st
     if rows:
         create_table_artifact(key="voc-train-per-class", table=rows, description="Held-out precision/recall/F1 per class")
     # every interpolated string escaped (voc.mdtext): warnings and decisions quote labels and names
-    md = [f"# voc-train: {md_code(summary['model'])} → **{md_escape(summary['status'])}**", "", f"- decision: {md_escape(summary['decision'])}",
+    md = [f"# voc-train: {md_code(summary['model'])} → **{md_escape(summary['status'])}**", "",
+          f"- decision: {md_escape(summary['decision'])}",
           f"- rows: {summary['n_rows']} (train {summary['n_train']}, held-out {summary['n_holdout']})",
           "- labelled VOCs: " + ", ".join(f"{md_escape(d)} {n}" for d, n in summary["labels"].items())]
     for dim, m in summary["metrics"].items():

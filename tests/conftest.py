@@ -11,8 +11,8 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-from config.settings import sample_csv_path  # noqa: E402
-from voc.schema import validate_voc_frame  # noqa: E402
+from config.settings import sample_csv_path
+from voc.schema import validate_voc_frame
 
 REPO = Path(__file__).resolve().parents[1]
 

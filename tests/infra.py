@@ -391,7 +391,9 @@ def wait_for_flow_run(env: dict[str, str], run_id: str, *, timeout_s: float = 60
         time.sleep(1.0)
 
 
-def filter_flow_runs(env: dict[str, str], flow_runs: dict[str, Any], *, limit: int = 200, sort: str = "EXPECTED_START_TIME_ASC") -> list[dict[str, Any]]:
+def filter_flow_runs(
+    env: dict[str, str], flow_runs: dict[str, Any], *, limit: int = 200, sort: str = "EXPECTED_START_TIME_ASC"
+) -> list[dict[str, Any]]:
     """``POST /flow_runs/filter`` with ``{"flow_runs": flow_runs}`` (e.g.
     ``{"deployment_id": {"any_": [...]}, "state": {"type": {"any_": ["SCHEDULED"]}}}``)."""
     import httpx

@@ -223,7 +223,7 @@ class SheetsStandIn:
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body are separate writes: avoid 40 ms stalls
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def _handle(self) -> None:
@@ -237,7 +237,7 @@ class SheetsStandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -306,10 +306,7 @@ class SheetsStandIn:
         body: Any = None
         if raw:
             ctype = headers.get("Content-Type", "")
-            if "json" in ctype:
-                body = json.loads(raw)
-            else:
-                body = parse_qs(raw.decode("utf-8"))
+            body = json.loads(raw) if "json" in ctype else parse_qs(raw.decode("utf-8"))
         with self._lock:
             self.log.append(RecordedRequest(method, parts.path, query, body, headers.get("Authorization")))
             try:
@@ -392,7 +389,7 @@ class SheetsStandIn:
         return ss
 
     # -- batchUpdate -----------------------------------------------------------------------------
-    def _batch_update(self, sid: str, body: dict[str, Any]) -> Any:
+    def _batch_update(self, sid: str, body: dict[str, Any]) -> Any:  # noqa: C901 - one flat branch per request kind of the API
         ss = self._get(sid)
         work = copy.deepcopy(ss)  # atomic, like Google: all requests or none
         requests = body.get("requests", [])

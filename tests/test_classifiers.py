@@ -156,7 +156,7 @@ def test_bad_input_raises():
 @pytest.mark.parametrize("calibration", ["sigmoid", "isotonic", "temperature", "none"])
 def test_every_calibration_handles_a_singleton_class(calibration):
     texts, labels = synthetic(12)
-    texts, labels = texts + ["독특한 민원\n독특한 내용"], labels + ["기타>기타"]  # one row only
+    texts, labels = [*texts, "독특한 민원\n독특한 내용"], [*labels, "기타>기타"]  # one row only
     est = make(calibration=calibration, calibration_cv=3).fit(texts, labels, tokens=ws(texts))
     p = est.predict_proba(texts[:5], tokens=ws(texts[:5]))
     assert p.shape == (5, 4) and np.allclose(p.sum(axis=1), 1)
@@ -250,7 +250,7 @@ def test_hybrid_fits_with_times_and_keywords():
     assert h.alpha_ in h.cv_accuracy_
     t = h.predict_tags(texts[:4], tokens=ws(texts[:4]))
     assert len(t) == 4 and set(t.source) <= {"model", "keyword"}
-    assert not hasattr(h.keyword, "classes_")  # the parameter was not fitted in place
+    assert h.keyword.classes_ is None and h.keyword_.classes_ is not None  # the parameter was not fitted in place
 
 
 def test_name_mentions_skip_addresses_and_place_names():

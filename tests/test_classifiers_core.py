@@ -7,9 +7,9 @@ import pytest
 from voc.classify.base import NotFittedError, Tags
 from voc.classify.hybrid import combine
 from voc.classify.keyword import KeywordClassifier, segment_weights
+from voc.schema import TAGGED_COLUMNS
 from voc.tagger import VOCTagger, holdout_mask, tag_frame, train_tagger
 from voc.taxonomy import TaxonomyRow, default_taxonomy
-from voc.schema import TAGGED_COLUMNS
 
 
 def test_keyword_score_formula_by_hand():
@@ -62,7 +62,7 @@ def small_trained(sample_df, tokenizer):
 
 
 def test_training_reports_holdout_metrics_and_keyword_fallback(small_trained):
-    df, tax, notes, tagger, report = small_trained
+    _, _, notes, tagger, report = small_trained
     assert any("derived from labelled history" in n for n in notes)
     assert report.fallback_dimensions == ["work"]  # the sample has no work-type labels
     assert report.n_holdout["subject"] > 40

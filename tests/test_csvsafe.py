@@ -67,8 +67,8 @@ def test_no_cell_of_the_written_file_starts_like_a_formula():
 def test_tagged_csv_round_trips_through_the_monthly_writer_and_reader(sample_df, tmp_path):
     """The real sample month with hostile titles and memos: what refresh and history read is
     what tagging wrote; training's reader too."""
-    from flows.monthly import _csv_bytes, read_output_csv
     from flows.adapters.storage import LocalStorage
+    from flows.monthly import _csv_bytes, read_output_csv
 
     month = sample_df.filter(pl.col("created_at").dt.strftime("%Y%m") == "201911")
     hostile = (PAYLOADS * (month.height // len(PAYLOADS) + 1))[: month.height]

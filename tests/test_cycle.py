@@ -20,10 +20,9 @@ from cycle_support import INVALID, next_month, review_month_partially
 from typer.testing import CliRunner
 
 from config.settings import get_settings
-from flows.cli.main import app
 from flows.adapters.model_store import load_champion
-from flows.resources import open_review_backend
-from flows.resources import open_storage
+from flows.cli.main import app
+from flows.resources import open_review_backend, open_storage
 
 MONTHS = ["2019-09", "2019-10", "2019-11", "2019-12"]
 

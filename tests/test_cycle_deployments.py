@@ -58,9 +58,9 @@ from typer.testing import CliRunner
 
 from config.settings import VocSettings
 from flows import storage_layout as layout
+from flows.adapters.s3 import S3Storage
 from flows.cli.main import app
 from flows.resources import open_review_backend
-from flows.adapters.s3 import S3Storage
 from voc.mdtext import md_escape
 from voc.taxonomy import Taxonomy
 

@@ -5,6 +5,7 @@ honest low-confidence counts after review, the compact page of small buildings, 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -12,11 +13,12 @@ from collections import Counter
 from datetime import date
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from markupsafe import escape
 import polars as pl
 import pytest
+from markupsafe import escape
 
 from voc import dashboard as d
 from voc.schema import TAGGED_COLUMNS
@@ -149,6 +151,18 @@ def page_text(page: str) -> str:
     return " ".join(" ".join(parse(page).text).split())
 
 
+_CONTEXT_FIELDS = frozenset(f.name for f in dataclasses.fields(d.DashboardContext))
+_OPTION_FIELDS = frozenset(f.name for f in dataclasses.fields(d.DashboardOptions))
+
+
+def render(frame: pl.DataFrame, **fields: Any) -> str:
+    """``d.render_dashboard`` with every field as a keyword, each handed to the object that holds
+    it (:class:`voc.dashboard.DashboardContext`, ``DashboardOptions``, else ``DashboardContent``)."""
+    context = d.DashboardContext(**{k: fields.pop(k) for k in list(fields) if k in _CONTEXT_FIELDS})
+    options = d.DashboardOptions(**{k: fields.pop(k) for k in list(fields) if k in _OPTION_FIELDS})
+    return d.render_dashboard(frame, context, d.DashboardContent(**fields), options)
+
+
 def issues_of(month: pl.DataFrame) -> list[dict]:
     """주요 이슈 entries in the shape of voc.groups.group_summaries, from the month's real VOCs:
     the complaints about the construction next to the elementary school, and one single VOC."""
@@ -167,7 +181,7 @@ def issues_of(month: pl.DataFrame) -> list[dict]:
 
 
 class _Collector(HTMLParser):
-    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+    VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -232,17 +246,14 @@ def wordcloud_png(keywords) -> bytes:
 def page(month, tagged, keywords, wordcloud_png) -> str:
     return d.render_dashboard(
         month,
-        building_id=BUILDING,
-        building_name="본청",
-        month=MONTH,
-        history=tagged,  # all buildings and months: the renderer picks its window
-        keywords=keywords,
-        wordcloud_png=wordcloud_png,
-        run_id=RUN_ID,
-        generated_at=GENERATED_AT,
-        review_status=d.ReviewStatus(n_total=41, n_reviewed=12, n_low_confidence_unreviewed=5),
-        drift=["새 분류: 시설>승강기"],
-        source_credit=d.SAMPLE_SOURCE_CREDIT,
+        d.DashboardContext(BUILDING, "본청", MONTH, RUN_ID, GENERATED_AT, source_credit=d.SAMPLE_SOURCE_CREDIT),
+        d.DashboardContent(
+            history=tagged,  # all buildings and months: the renderer picks its window
+            keywords=keywords,
+            wordcloud_png=wordcloud_png,
+            review_status=d.ReviewStatus(n_total=41, n_reviewed=12, n_low_confidence_unreviewed=5),
+            drift=["새 분류: 시설>승강기"],
+        ),
     )
 
 
@@ -291,7 +302,7 @@ def test_wordcloud_is_deterministic_png(wordcloud_png, keywords):
 
     im = Image.open(io.BytesIO(wordcloud_png))
     assert im.format == "PNG" and im.size == (600, 300)
-    assert len(set(im.convert("RGB").getdata())) > 20  # coloured words on white, anti-aliased
+    assert len(set(im.convert("RGB").get_flattened_data())) > 20  # coloured words on white, anti-aliased
     assert d.render_wordcloud_png(dict(keywords), width=600, height=300) == wordcloud_png
     assert d.render_wordcloud_png(dict(keywords), width=600, height=300, random_state=1) != wordcloud_png
 
@@ -467,8 +478,34 @@ def test_table_rows_sorted_by_date_with_full_text(page, month):
     assert str(escape(long["request_contents"].strip().splitlines()[0]))[:40] in page
 
 
+def test_reply_draft_is_collapsed_escaped_and_only_where_one_exists(month):
+    """Issue 25: a ``reply_draft`` column (voc.replies.format_reply_draft) shows as a collapsed
+    답변 초안 under the title of each VOC that has one — escaped, contact details masked — and
+    nowhere else; a frame without the column shows none."""
+    ids = month.sort(["created_at", "voc_id"])["voc_id"].to_list()
+    drafts = {
+        ids[0]: "[유사 0.72 · voc_id 69001]\n<script>alert('draft')</script> 010-1234-5678로 연락 주세요",
+        ids[2]: "[유사 0.55 · voc_id 7]\n[날짜]까지 조치하겠습니다.",
+    }
+    frame = month.with_columns(pl.Series("reply_draft", [drafts.get(v, "") for v in month["voc_id"].to_list()]))
+    where = d.DashboardContext(BUILDING, "본청", MONTH, RUN_ID, GENERATED_AT)
+    html = d.render_dashboard(frame, where, options=d.DashboardOptions(embed_font=False))
+    p = parse(html)
+    assert not p.errors
+    rows = re.findall(r'<td class="id">([^<]+)</td>(.*?)</tr>', html, re.S)
+    assert [vid for vid, _ in rows] == ids
+    assert [vid for vid, body in rows if '<details class="draft"><summary>답변 초안</summary>' in body] == [ids[0], ids[2]]
+    rest = strip_plotlyjs(html)
+    assert "<script>alert('draft')" not in rest and "&lt;script&gt;alert(" in html
+    assert "010-1234-5678" not in html
+    text = "".join(p.text)
+    assert "[유사 0.72 · voc_id 69001]" in text and "[날짜]까지 조치하겠습니다." in text
+    plain = d.render_dashboard(month, where, options=d.DashboardOptions(embed_font=False))
+    assert 'class="draft"' not in plain and "답변 초안" not in plain
+
+
 def test_reviewed_badge_and_optional_sections_absent(month):
-    html = d.render_dashboard(
+    html = render(
         month, building_id=BUILDING, building_name="본청", month=MONTH,
         run_id=RUN_ID, generated_at=GENERATED_AT, reviewed=True, embed_font=False,
     )
@@ -482,7 +519,7 @@ def test_reviewed_badge_and_optional_sections_absent(month):
 
 def test_escaping_of_hostile_text(month, keywords):
     hostile = with_hostile_rows(month)
-    html = d.render_dashboard(
+    html = render(
         hostile,
         building_id=BUILDING,
         building_name="<i>본청</i>",
@@ -522,7 +559,7 @@ def test_escaping_of_hostile_text(month, keywords):
 
 def test_empty_month(tagged):
     empty = month_rows(tagged).clear()
-    html = d.render_dashboard(
+    html = render(
         empty, building_id=BUILDING, building_name="본청", month=MONTH,
         run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False,
     )
@@ -532,7 +569,7 @@ def test_empty_month(tagged):
     assert "이번 달 VOC 없음" in text and "총 VOC 0건" in text
     assert figures_of(html) == {} and 'id="voc-table"' not in html
 
-    with_hist = d.render_dashboard(
+    with_hist = render(
         empty, building_id=BUILDING, building_name="", month=MONTH, history=tagged,
         run_id=RUN_ID, generated_at=GENERATED_AT, review_status=d.ReviewStatus(0, 0, 0),
         embed_font=False,
@@ -556,7 +593,7 @@ def test_nulls_render_as_unclassified(month):
         pl.lit(None, dtype=pl.Utf8).alias("flags"),
         pl.lit(None, dtype=pl.Utf8).alias("reply"),
     )
-    html = d.render_dashboard(
+    html = render(
         nulls, building_id=BUILDING, building_name="본청", month=MONTH,
         run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False,
     )
@@ -572,10 +609,10 @@ def test_nulls_render_as_unclassified(month):
 
 def test_created_at_as_string_is_accepted(month):
     as_text = month.with_columns(pl.col("created_at").dt.strftime("%Y-%m-%d"))
-    a = d.render_dashboard(as_text, building_id="1", building_name="본청", month=MONTH,
-                           run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
-    b = d.render_dashboard(month, building_id="1", building_name="본청", month=MONTH,
-                           run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
+    a = render(as_text, building_id="1", building_name="본청", month=MONTH,
+               run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
+    b = render(month, building_id="1", building_name="본청", month=MONTH,
+               run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
     assert a == b
 
 
@@ -583,17 +620,17 @@ def test_input_errors(month, tagged):
     kw = dict(building_id=BUILDING, building_name="본청", month=MONTH, run_id=RUN_ID,
               generated_at=GENERATED_AT, embed_font=False)
     with pytest.raises(ValueError, match="work_confidence"):
-        d.render_dashboard(month.drop("work_confidence"), **kw)
+        render(month.drop("work_confidence"), **kw)
     with pytest.raises(ValueError, match="outside 2019-11"):
-        d.render_dashboard(month_rows(tagged, "2019-10"), **kw)
+        render(month_rows(tagged, "2019-10"), **kw)
     with pytest.raises(ValueError, match="another building"):
-        d.render_dashboard(month_rows(tagged, building="2"), **kw)
+        render(month_rows(tagged, building="2"), **kw)
     with pytest.raises(ValueError, match="not a date"):
-        d.render_dashboard(month.with_columns(pl.lit("어제").alias("created_at")), **kw)
+        render(month.with_columns(pl.lit("어제").alias("created_at")), **kw)
     with pytest.raises(ValueError, match="month"):
-        d.render_dashboard(month, **{**kw, "month": "2019-13"})
+        render(month, **{**kw, "month": "2019-13"})
     with pytest.raises(ValueError, match="low_confidence"):
-        d.render_dashboard(month, **kw, low_confidence=1.5)
+        render(month, **kw, low_confidence=1.5)
     with pytest.raises(ValueError, match="n_reviewed"):
         d.ReviewStatus(n_total=3, n_reviewed=4, n_low_confidence_unreviewed=0)
     with pytest.raises(ValueError, match="n_low_confidence_unreviewed"):
@@ -629,13 +666,13 @@ def test_low_confidence_kpi_counts_only_unreviewed_rows(month):
               generated_at=GENERATED_AT, embed_font=False)
     n_low = month.filter(_low(month)).height
     assert n_low > 10  # the model's confidences alone: many rows to check
-    auto = page_text(d.render_dashboard(month, **kw))
+    auto = page_text(render(month, **kw))
     assert f"저신뢰 미검수 {n_low}건" in auto
 
     # every row reviewed: nothing is low any more (the measured defect showed "저신뢰 VOC 39건")
     done = _reviewed_month(month, 1.0)
     assert done["is_reviewed"].all() and done.filter(_low(done)).height == n_low  # confidences unchanged
-    html = d.render_dashboard(done, **kw, reviewed=True)
+    html = render(done, **kw, reviewed=True)
     assert "저신뢰 미검수 0건" in page_text(html)
     assert '<tr class="low">' not in html and '<span class="low">' not in html
     assert 'class="card kpi warn"' not in html
@@ -644,16 +681,16 @@ def test_low_confidence_kpi_counts_only_unreviewed_rows(month):
     half = _reviewed_month(month, 0.5)
     pending_low = half.filter(_low(half) & ~pl.col("is_reviewed")).height
     assert 0 < pending_low < n_low
-    html = d.render_dashboard(half, **kw, reviewed=True)
+    html = render(half, **kw, reviewed=True)
     assert f"저신뢰 미검수 {pending_low}건" in page_text(html)
     assert html.count('<tr class="low">') == pending_low
 
     # is_reviewed as read back from a CSV (text) counts the same; other text is refused
     as_text = half.with_columns(pl.col("is_reviewed").cast(pl.Utf8).str.to_lowercase())
-    assert d.render_dashboard(as_text, **kw, reviewed=True) == html
+    assert render(as_text, **kw, reviewed=True) == html
     bad = half.with_columns(pl.when(pl.int_range(half.height) == 2).then(pl.lit("아마")).otherwise(pl.lit("true")).alias("is_reviewed"))
     with pytest.raises(ValueError, match=r"row 3: is_reviewed is not a boolean.*'아마'"):
-        d.render_dashboard(bad, **kw)
+        render(bad, **kw)
 
 
 # --------------------------------------------------------------------------------------------
@@ -672,7 +709,7 @@ def test_compact_page_for_a_four_voc_building(small_month, tagged, tokenizer):
     assert kws and max(c for _, c in kws) <= 2  # keyword "counts" of 1–2: noise
     kw = dict(building_id="2", building_name="", month=MONTH, history=tagged, run_id=RUN_ID,
               generated_at=GENERATED_AT, keywords=kws, wordcloud_png=d.render_wordcloud_png(dict(kws)))
-    html = d.render_dashboard(small_month, **kw)
+    html = render(small_month, **kw)
     p = parse(html)
     assert not p.errors and not p.stack
     text = page_text(html)
@@ -691,20 +728,20 @@ def test_compact_page_for_a_four_voc_building(small_month, tagged, tokenizer):
     assert re.findall(r'<td class="id">([^<]+)</td>', html) == small_month.sort(["created_at", "voc_id"])["voc_id"].to_list()
     assert len(html.encode()) < 200_000  # no plotly.js: font subset + table
 
-    full = d.render_dashboard(small_month, **kw, compact_below=0)
+    full = render(small_month, **kw, compact_below=0)
     assert set(figures_of(full)) >= {"fig-subject-major", "fig-daily", "fig-keywords"}
     assert "일평균 0.1건" in page_text(full)  # what the compact page spares the reader
     with pytest.raises(ValueError, match="compact_below"):
-        d.render_dashboard(small_month, **kw, compact_below=-1)
+        render(small_month, **kw, compact_below=-1)
 
 
 def test_ten_vocs_get_the_full_page(month):
     ten = month.sort("voc_id").head(d.COMPACT_BELOW)
-    html = d.render_dashboard(ten, building_id=BUILDING, building_name="", month=MONTH,
-                              run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
+    html = render(ten, building_id=BUILDING, building_name="", month=MONTH,
+                  run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
     assert "fig-daily" in figures_of(html) and 'id="compact-note"' not in html
-    nine = d.render_dashboard(ten.head(9), building_id=BUILDING, building_name="", month=MONTH,
-                              run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
+    nine = render(ten.head(9), building_id=BUILDING, building_name="", month=MONTH,
+                  run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
     assert figures_of(nine) == {} and 'id="compact-note"' in nine
 
 
@@ -718,12 +755,12 @@ def test_ten_vocs_get_the_full_page(month):
     "  데이터 출처 ：인천광역시 중구청 민원 게시판 (via 2hy03/Civil_Complaint) ",
 ])
 def test_source_credit_reads_once(small_month, credit):
-    html = d.render_dashboard(small_month, building_id="2", building_name="", month=MONTH, run_id=RUN_ID,
-                              generated_at=GENERATED_AT, source_credit=credit, embed_font=False)
+    html = render(small_month, building_id="2", building_name="", month=MONTH, run_id=RUN_ID,
+                  generated_at=GENERATED_AT, source_credit=credit, embed_font=False)
     footer = re.search(r'<div id="source-credit">(.*?)</div>', html).group(1)
     assert footer == "데이터 출처: 인천광역시 중구청 민원 게시판 (via 2hy03/Civil_Complaint)"
-    blank = d.render_dashboard(small_month, building_id="2", building_name="", month=MONTH, run_id=RUN_ID,
-                               generated_at=GENERATED_AT, source_credit="데이터 출처:", embed_font=False)
+    blank = render(small_month, building_id="2", building_name="", month=MONTH, run_id=RUN_ID,
+                   generated_at=GENERATED_AT, source_credit="데이터 출처:", embed_font=False)
     assert 'id="source-credit"' not in blank
 
 
@@ -741,11 +778,12 @@ def test_demo_month_page_is_at_most_2_mb(page):
 
 
 def test_bold_face_covers_labels_regular_face_the_whole_text(month):
-    from fontTools.ttLib import TTFont
     import base64
 
-    html = d.render_dashboard(month, building_id=BUILDING, building_name="본청", month=MONTH,
-                              run_id=RUN_ID, generated_at=GENERATED_AT, issues=issues_of(month))
+    from fontTools.ttLib import TTFont
+
+    html = render(month, building_id=BUILDING, building_name="본청", month=MONTH,
+                  run_id=RUN_ID, generated_at=GENERATED_AT, issues=issues_of(month))
     faces = re.findall(r"font-weight:(\d+);[^}]*?(?:unicode-range:([^;]+);)?src:url\(data:font/woff;base64,([A-Za-z0-9+/=]+)\)", html)
     assert [w for w, _, _ in faces] == ["400", "700"]
     cmaps = {w: set(TTFont(io.BytesIO(base64.b64decode(b))).getBestCmap()) for w, _, b in faces}
@@ -790,8 +828,8 @@ def test_charts_only_use_traces_of_the_basic_bundle(page):
 def test_issues_section(month):
     issues = issues_of(month)
     assert issues[0]["size"] >= 20  # the construction complaints of the month
-    html = d.render_dashboard(month, building_id=BUILDING, building_name="본청", month=MONTH,
-                              run_id=RUN_ID, generated_at=GENERATED_AT, issues=issues, embed_font=False)
+    html = render(month, building_id=BUILDING, building_name="본청", month=MONTH,
+                  run_id=RUN_ID, generated_at=GENERATED_AT, issues=issues, embed_font=False)
     p = parse(html)
     assert not p.errors
     block = re.search(r'<section class="card" id="issues".*?</section>', html, re.S).group(0)
@@ -804,17 +842,17 @@ def test_issues_section(month):
     excerpt = " ".join(g["request"].split())
     assert excerpt[:60] in text and (len(excerpt) <= 160 or excerpt[:200] not in text)
     single = issues[1]
-    assert f"1건" in text and f"{single['first_date']} · 대표 VOC {single['voc_id']}" in text
+    assert "1건" in text and f"{single['first_date']} · 대표 VOC {single['voc_id']}" in text
     assert block.count("<li>") == 2 and "작업 None" not in text
     # none given: no section
-    assert 'id="issues"' not in d.render_dashboard(month, building_id=BUILDING, building_name="", month=MONTH,
-                                                   run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
+    assert 'id="issues"' not in render(month, building_id=BUILDING, building_name="", month=MONTH,
+                                       run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
 
 
 def test_issues_escaped_and_validated(small_month, month):
     kw = dict(building_id="2", building_name="", month=MONTH, run_id=RUN_ID, generated_at=GENERATED_AT, embed_font=False)
     hostile = {**issues_of(month)[1], "title": HOSTILE_TITLES[1], "request": HOSTILE_TITLES[2], "subject": "<b>주제</b>"}
-    html = d.render_dashboard(small_month, **kw, issues=[hostile])  # compact pages list issues too
+    html = render(small_month, **kw, issues=[hostile])  # compact pages list issues too
     assert 'id="issues"' in html and "<script>window.__pwned" not in html and "<img src=x" not in html
     assert "<b>주제" not in html and HOSTILE_TITLES[1] in "".join(parse(html).text)
     good = issues_of(month)[0]
@@ -828,9 +866,9 @@ def test_issues_escaped_and_validated(small_month, month):
         ({**good, "voc_ids": "69204"}, r"issues\[0\]\.voc_ids must be a list of VOC ids, got '69204'"),
     ):
         with pytest.raises(ValueError, match=match):
-            d.render_dashboard(small_month, **kw, issues=[bad])
+            render(small_month, **kw, issues=[bad])
     with pytest.raises(ValueError, match=r"issues\[1\] must be a mapping"):
-        d.render_dashboard(small_month, **kw, issues=[good, "공사"])
+        render(small_month, **kw, issues=[good, "공사"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -951,8 +989,8 @@ def test_issues_from_group_summaries(month, tagged):
     vec = groups.fit_group_vectorizer(groups.group_texts(tagged.filter(pl.col("yyyymm") < "201911")))
     summaries = groups.group_summaries(month, groups.near_duplicate_groups(month, vectorizer=vec), vectorizer=vec)
     assert summaries and summaries[0]["size"] >= 20
-    html = d.render_dashboard(month, building_id=BUILDING, building_name="본청", month=MONTH,
-                              run_id=RUN_ID, generated_at=GENERATED_AT, issues=summaries, embed_font=False)
+    html = render(month, building_id=BUILDING, building_name="본청", month=MONTH,
+                  run_id=RUN_ID, generated_at=GENERATED_AT, issues=summaries, embed_font=False)
     block = re.search(r'<section class="card" id="issues".*?</section>', html, re.S).group(0)
     text = " ".join(" ".join(parse(block).text).split())
     top = summaries[0]
@@ -987,8 +1025,8 @@ def test_demo_month_before_review_says_what_is_a_guess_and_what_is_pending(demo)
     confidences ("작업 0.74"), "추정" 0 times, no word that nothing was reviewed, 최다 주제
     "신흥동 27건 (66%)" as a fact, and the alert "주제 비중 증가: 신흥동 0% → 66%"."""
     from voc import groups
+    from voc.drift import drift_messages
     from voc.pipeline import review_flag_mask
-    from voc.quality import drift_messages
 
     month, gids, history = demo
     assert (month["work_source"] == "keyword").all()
@@ -996,7 +1034,7 @@ def test_demo_month_before_review_says_what_is_a_guess_and_what_is_pending(demo)
     issues = groups.group_summaries(month, gids)
     drift = drift_messages(reviewed=month, model_labels={"subject": []}, history=history,
                            group_ids=gids, thresholds=DEMO_THRESHOLDS)
-    html = d.render_dashboard(
+    html = render(
         month, building_id=BUILDING, building_name="본청", month=MONTH, history=history,
         run_id=RUN_ID, generated_at=GENERATED_AT, review_status=d.ReviewStatus(41, 0, n_low),
         drift=drift, low_confidence=DEMO_THRESHOLDS["subject"], issues=issues, embed_font=False,
@@ -1031,9 +1069,9 @@ def test_demo_month_before_review_says_what_is_a_guess_and_what_is_pending(demo)
 def test_reviewed_tags_show_as_reviewed_and_guesses_stay_guesses(month):
     done = _reviewed_month(month, 1.0)
     assert (done["subject_source"] == "reviewer").all() and (done["work_source"] == "keyword").all()
-    html = d.render_dashboard(done, building_id=BUILDING, building_name="본청", month=MONTH, run_id=RUN_ID,
-                              generated_at=GENERATED_AT, reviewed=True, embed_font=False,
-                              review_status=d.ReviewStatus(41, 41, 0))
+    html = render(done, building_id=BUILDING, building_name="본청", month=MONTH, run_id=RUN_ID,
+                  generated_at=GENERATED_AT, reviewed=True, embed_font=False,
+                  review_status=d.ReviewStatus(41, 41, 0))
     cells = _conf_cells(html)
     assert cells and all(c == {"주제": "검수", "작업": "추정"} for c in cells)  # no model number by a reviewer's label
     text = page_text(html)
@@ -1043,20 +1081,20 @@ def test_reviewed_tags_show_as_reviewed_and_guesses_stay_guesses(month):
 
 
 def test_unreviewed_page_without_review_status_says_before_review(month):
-    html = d.render_dashboard(month, building_id=BUILDING, building_name="본청", month=MONTH, run_id=RUN_ID,
-                              generated_at=GENERATED_AT, embed_font=False)
+    html = render(month, building_id=BUILDING, building_name="본청", month=MONTH, run_id=RUN_ID,
+                  generated_at=GENERATED_AT, embed_font=False)
     n_low = month.filter(_low(month)).height
     text = page_text(html)
     assert 'id="pre-review"' in html and f"{n_low}건 ({n_low / 41 * 100:.0f}%) 이 검수를 기다립니다" in text
     half = _reviewed_month(month, 0.5)
-    assert 'id="pre-review"' not in d.render_dashboard(
+    assert 'id="pre-review"' not in render(
         half, building_id=BUILDING, building_name="본청", month=MONTH, run_id=RUN_ID,
         generated_at=GENERATED_AT, embed_font=False, reviewed=True)
 
 
 def test_compact_page_marks_keyword_guesses(small_month):
-    html = d.render_dashboard(small_month, building_id="2", building_name="", month=MONTH, run_id=RUN_ID,
-                              generated_at=GENERATED_AT, embed_font=False)
+    html = render(small_month, building_id="2", building_name="", month=MONTH, run_id=RUN_ID,
+                  generated_at=GENERATED_AT, embed_font=False)
     text = page_text(html)
     assert "작업유형별 건수 (추정)" in text and "주제별 건수 (추정)" not in text
     assert all(c["작업"] == "추정" for c in _conf_cells(html)) and "검수 전" in text

@@ -9,10 +9,7 @@ import io
 from pathlib import Path
 
 import pytest
-
-from voc import dashboard as d
-
-from test_dashboard import (  # noqa: E402  (tests/ is on sys.path under pytest's default import mode)
+from test_dashboard import (
     BUILDING,
     GENERATED_AT,
     HOSTILE_TITLES,
@@ -23,6 +20,8 @@ from test_dashboard import (  # noqa: E402  (tests/ is on sys.path under pytest'
     month_rows,
     with_hostile_rows,
 )
+
+from voc import dashboard as d
 
 pytestmark = pytest.mark.slow
 
@@ -63,20 +62,22 @@ def pages_dir(sample_df, tokenizer, tmp_path_factory) -> Path:
     (out / "1").mkdir()
     (out / "2").mkdir()
     full = d.render_dashboard(
-        month, building_id=BUILDING, building_name="본청", month=MONTH, history=tagged,
-        keywords=kw, wordcloud_png=d.render_wordcloud_png(dict(kw)), run_id=RUN_ID,
-        generated_at=GENERATED_AT, review_status=d.ReviewStatus(41, 12, 5),
-        drift=["새 분류: 시설>승강기"], source_credit=d.SAMPLE_SOURCE_CREDIT, reviewed=True,
-        issues=issues_of(month),
+        month,
+        d.DashboardContext(BUILDING, "본청", MONTH, RUN_ID, GENERATED_AT, source_credit=d.SAMPLE_SOURCE_CREDIT),
+        d.DashboardContent(
+            history=tagged, keywords=kw, wordcloud_png=d.render_wordcloud_png(dict(kw)),
+            review_status=d.ReviewStatus(41, 12, 5), drift=["새 분류: 시설>승강기"], reviewed=True,
+            issues=issues_of(month),
+        ),
     )
     (out / "full.html").write_text(full, encoding="utf-8")
     (out / "1" / "dashboard_1_201911.html").write_text(full, encoding="utf-8")
     small = month_rows(tagged, building="2")
     (out / "2" / "dashboard_2_201911.html").write_text(
         d.render_dashboard(
-            small, building_id="2", building_name="", month=MONTH, history=tagged, run_id=RUN_ID,
-            generated_at=GENERATED_AT, issues=issues_of(month)[1:],
-            source_credit="데이터 출처: " + d.SAMPLE_SOURCE_CREDIT,
+            small,
+            d.DashboardContext("2", "", MONTH, RUN_ID, GENERATED_AT, source_credit="데이터 출처: " + d.SAMPLE_SOURCE_CREDIT),
+            d.DashboardContent(history=tagged, issues=issues_of(month)[1:]),
         ),
         encoding="utf-8",
     )
@@ -95,8 +96,8 @@ def pages_dir(sample_df, tokenizer, tmp_path_factory) -> Path:
     )
     (out / "empty.html").write_text(
         d.render_dashboard(
-            month.clear(), building_id=BUILDING, building_name="본청", month=MONTH,
-            history=tagged, run_id=RUN_ID, generated_at=GENERATED_AT,
+            month.clear(), d.DashboardContext(BUILDING, "본청", MONTH, RUN_ID, GENERATED_AT),
+            d.DashboardContent(history=tagged),
         ),
         encoding="utf-8",
     )
@@ -233,7 +234,7 @@ def _check_screenshot(path: Path, *, min_height: int, min_bytes: int = 50_000, m
     im = Image.open(io.BytesIO(data)).convert("RGB")
     assert im.width == 1280 and im.height >= min_height
     small = im.resize((im.width // 4, im.height // 4))
-    assert len(set(small.getdata())) > min_colors
+    assert len(set(small.get_flattened_data())) > min_colors
 
 
 def test_compact_page_of_a_small_building(browser, pages_dir, tmp_path):

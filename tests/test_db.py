@@ -28,13 +28,14 @@ from flows.adapters.db import (
     load_taxonomy,
     may_overwrite,
 )
-from flows.resources import open_source
 from flows.adapters.sources import CsvSource, SourceError
+from flows.resources import open_source
 from voc.schema import REVIEWED_LABEL_COLUMNS
 from voc.taxonomy import Taxonomy, TaxonomyRow, default_taxonomy
 
 _reason = pg_available()
-pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
+# A real PostgreSQL server: the slow tier (README, "Run the tests").
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(_reason is not None, reason=_reason or "")]
 
 N_SAMPLE = 996  # VOCs in the sample after merging the 31 duplicated voc_ids
 N_LABELLED = 977  # of which carry a subject label (the rest lost theirs to the scraper)
@@ -96,7 +97,7 @@ def test_concurrent_migrations_apply_each_version_once() -> None:
         def run() -> None:
             try:
                 results.append(apply_migrations(dsn))
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:  # noqa: BLE001 - the thread's failure is asserted on below
                 errors.append(e)
 
         threads = [threading.Thread(target=run) for _ in range(3)]
@@ -114,7 +115,7 @@ def test_failing_migration_rolls_back_and_names_the_file(tmp_path: Path) -> None
     (tmp_path / "0002_broken.sql").write_text("CREATE TABLE t_bad (x nosuchtype);")
     (tmp_path / "README.txt").write_text("ignored")
     with temp_database() as dsn:
-        with pytest.raises(SourceError, match="0002_broken.sql"):
+        with pytest.raises(SourceError, match=r"0002_broken\.sql"):
             apply_migrations(dsn, directory=tmp_path)
         assert applied_versions(dsn) == []
         assert _scalar(dsn, "SELECT to_regclass('t_ok') IS NULL") is True
@@ -208,8 +209,8 @@ def test_taxonomy_roundtrip(fresh_db: str) -> None:
         assert load_taxonomy(fresh_db, changed) == 2
         got = s.read_taxonomy()
         assert got is not None and len(got.rows) == len(tax.rows) + 1
-        assert got.get(old.dimension, old.label).active is False  # type: ignore[union-attr]
-        assert got.get("subject", "신규>신규과").keywords == ("신규",)  # type: ignore[union-attr]
+        assert got.get(old.dimension, old.label).active is False  # type: ignore[union-attr]  # the row exists
+        assert got.get("subject", "신규>신규과").keywords == ("신규",)  # type: ignore[union-attr]  # as above
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,28 +380,38 @@ def test_customer_table_mapping(fresh_db: str) -> None:
         assert df["voc_id"].to_list() == ["7"]
         assert df["created_at"].to_list()[0].isoformat() == "2019-11-30"
     bad = dict(mapping, title="subject_line")
-    with PostgresSource(fresh_db, DbSettings(voc_table="crm.minwon", voc_columns=bad)) as s:
-        with pytest.raises(SourceError, match=r"'subject_line' \(mapped from 'title'\)"):
-            s.read_month("2019-11")
-    with PostgresSource(fresh_db, DbSettings(voc_table="crm.minwon")) as s:
-        with pytest.raises(SourceError, match="no column .*'voc_id'.*'building_id'"):
-            s.read_month("2019-11")
+    with (
+        PostgresSource(fresh_db, DbSettings(voc_table="crm.minwon", voc_columns=bad)) as s,
+        pytest.raises(SourceError, match=r"'subject_line' \(mapped from 'title'\)"),
+    ):
+        s.read_month("2019-11")
+    with (
+        PostgresSource(fresh_db, DbSettings(voc_table="crm.minwon")) as s,
+        pytest.raises(SourceError, match=r"no column .*'voc_id'.*'building_id'"),
+    ):
+        s.read_month("2019-11")
     with pytest.raises(SourceError, match="unknown column"):
         PostgresSource(fresh_db, DbSettings(voc_columns={"titel": "x"}))
 
 
 def test_missing_tables_are_named(fresh_db: str) -> None:
-    with PostgresSource(fresh_db, DbSettings(voc_table="no_such_voc")) as s:
-        with pytest.raises(SourceError, match="no_such_voc"):
-            s.read_month("2019-11")
-    with PostgresSource(fresh_db, DbSettings(taxonomy_table="no_such_taxonomy")) as s:
-        with pytest.raises(SourceError, match="no_such_taxonomy"):
-            s.read_taxonomy()
-    with PostgresSource(fresh_db, DbSettings(classification_table="no_such_tags")) as s:
-        with pytest.raises(SourceError, match="no_such_tags"):
-            s.write_tags(_tags(["a"], "v"))
+    with (
+        PostgresSource(fresh_db, DbSettings(voc_table="no_such_voc")) as s,
+        pytest.raises(SourceError, match="no_such_voc"),
+    ):
+        s.read_month("2019-11")
+    with (
+        PostgresSource(fresh_db, DbSettings(taxonomy_table="no_such_taxonomy")) as s,
+        pytest.raises(SourceError, match="no_such_taxonomy"),
+    ):
+        s.read_taxonomy()
+    with (
+        PostgresSource(fresh_db, DbSettings(classification_table="no_such_tags")) as s,
+        pytest.raises(SourceError, match="no_such_tags"),
+    ):
+        s.write_tags(_tags(["a"], "v"))
     with temp_database() as empty:  # never migrated
-        with pytest.raises(SourceError, match="'voc' does not exist.*voc db init"):
+        with pytest.raises(SourceError, match=r"'voc' does not exist.*voc db init"):
             PostgresSource(empty).read_history()
         with pytest.raises(SourceError, match="'voc' does not exist"):
             load_csv(empty, sample_csv_path())
@@ -515,10 +526,10 @@ def test_building_tasks_of_one_process_share_one_source_and_pool(db: str) -> Non
     assert all(s is sources[0] for s in sources)
     assert resources(VocSettings(source=db, db=DbSettings(pool_max=3))).source is not sources[0]
     assert sources[0].read_month("2019-11", ["2"]).height == 4
-    pool = sources[0]._pool  # type: ignore[attr-defined]
+    pool = sources[0]._pool  # type: ignore[attr-defined]  # a PostgresSource: its private pool
     assert pool is not None and not pool.closed
     own = open_source(settings)  # a source opened directly has its own pool
-    assert own.read_month("2019-11", ["1"]).height == 41 and own._pool is not pool  # type: ignore[attr-defined]
+    assert own.read_month("2019-11", ["1"]).height == 41 and own._pool is not pool  # type: ignore[attr-defined]  # as above
     own.close()
     assert not pool.closed
     close_all()
@@ -587,10 +598,8 @@ def test_priority_per_dimension_matrix_sql_matches_python(fresh_db: str) -> None
         assert (r["work_major"] == "W-NEW") == ww, case
         assert (r["subject_reviewed"], r["work_reviewed"]) == (o_s or n_s, o_w or n_w), case
         assert r["is_reviewed"] == ((o_s or n_s) and (o_w or n_w)), case
-        if not (ws or ww):  # the row is not touched
-            want_src = o_src
-        else:  # a row with a human dimension is stored as a reviewed row
-            want_src = "reviewed" if (o_s or n_s or o_w or n_w) else eff
+        # an untouched row keeps its source; a row with a human dimension is stored as a reviewed row
+        want_src = o_src if not (ws or ww) else ("reviewed" if (o_s or n_s or o_w or n_w) else eff)
         assert r["classify_source"] == want_src, case
 
 
@@ -613,9 +622,9 @@ def test_refresh_writes_only_human_dimensions(fresh_db: str, sample_df: pl.DataF
     changes nothing; a later batch replaces machine dimensions only."""
     from test_review import make_tagged
 
-    from flows.storage_layout import reviewed_key
-    from flows.monthly import write_reviewed_tags
     from flows.adapters.storage import LocalStorage
+    from flows.monthly import write_reviewed_tags
+    from flows.storage_layout import reviewed_key
     from flows.train import training_frame
     from voc.review import COL_DONE, COL_VOC_ID, REVIEWER_LABEL_COLUMNS, build_review_rows, merge_reviews
 

@@ -25,7 +25,13 @@ from infra import PG_ADMIN_DSN, free_port, pg_available, temp_database
 from typer.testing import CliRunner
 
 from flows.cli.main import app
-from flows.secrets_guard import NO_PASSWORD_PATTERN, DsnPasswordError, SourceParam, dsn_has_password, refuse_dsn_password
+from flows.secrets_guard import (
+    NO_PASSWORD_PATTERN,
+    DsnPasswordError,
+    SourceParam,
+    dsn_has_password,
+    refuse_dsn_password,
+)
 
 PASSWORD = f"pw-{secrets.token_hex(6)}"
 WITH_PW = f"postgresql://voc:{PASSWORD}@127.0.0.1:{free_port()}/vocdb"
@@ -197,10 +203,10 @@ def test_a_source_that_is_neither_a_file_nor_a_dsn_is_refused_unseen(monkeypatch
     """A mistyped keyword DSN (``passwrd`` without ``=``) was read as a CSV path and printed in
     the error (and so in logs and run states): now refused, the value never shown."""
     from config.settings import VocSettings
-    from flows.monthly import voc_monthly
-    from flows.secrets_guard import SOURCE_NOT_FOUND
-    from flows.resources import open_source
     from flows.adapters.sources import SourceError
+    from flows.monthly import voc_monthly
+    from flows.resources import open_source
+    from flows.secrets_guard import SOURCE_NOT_FOUND
 
     typo = f"host=db user=voc passwrd {PASSWORD}"
     assert not dsn_has_password(typo)
@@ -313,7 +319,22 @@ def test_deployment_schema_refuses_a_password_before_the_run_exists(prefect_serv
     assert status == 409
     assert accepted == WITHOUT_PW
     assert PASSWORD not in _prefect_dump()
-    assert SourceParam  # the flows' annotation
+
+
+def test_both_flows_declare_source_with_the_no_password_schema() -> None:
+    """What the server enforces above comes from the flows' own annotation: ``source`` of both
+    flows is :data:`SourceParam`, whose schema is :data:`NO_PASSWORD_PATTERN` (or null)."""
+    import typing
+
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.monthly import voc_monthly
+    from flows.train import voc_train
+
+    for flow in (voc_monthly, voc_train):
+        assert typing.get_type_hints(flow.fn, include_extras=True)["source"] == SourceParam, flow.name
+        source = parameter_schema(flow).model_dump_for_openapi()["properties"]["source"]
+        assert source["anyOf"] == [{"type": "string", "pattern": NO_PASSWORD_PATTERN}, {"type": "null"}], flow.name
 
 
 # --------------------------------------------------------------------------------------------

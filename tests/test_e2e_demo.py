@@ -43,7 +43,7 @@ def _csvs(storage, kind):
 
 
 def test_demo_prints_where_outputs_are(demo_run):
-    storage, out = demo_run
+    _, out = demo_run
     assert "Review workbook" in out and "review_201911.xlsx" in out
     assert out.count("Dashboard       :") == 2 and out.count("Reviewed CSV    :") == 2
 

@@ -202,7 +202,7 @@ def test_keys_stay_in_their_folder_or_are_refused(bid):
 def test_key_builders_refuse_a_path_as_building_id():
     for bad in ("../x", "a/b", "..", ".", "a\\b", "1\x00", ""):
         for build in _key_builders():
-            with pytest.raises(ValueError, match="building_id .* cannot be part of a storage key"):
+            with pytest.raises(ValueError, match=r"building_id .* cannot be part of a storage key"):
                 build(bad)
     assert layout.tagged_key(PREFIX, MONTH, "본관 A-1", RUN_ID) == f"{PREFIX}/201911/본관 A-1/tagged_본관 A-1_201911_{RUN_ID}.csv"
     assert layout.safe_segment("1", "building_id") == "1"

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from config.settings import VocSettings
 from flows import storage_layout as layout
-from flows.monthly import BuildingResult, _index_entry, _md, _slug, update_month_index
 from flows.adapters.storage import LocalStorage
+from flows.monthly import BuildingResult, _index_entry, _md, _slug, update_month_index
 from flows.train import reviewed_overlay
 from voc.months import KST, Month
 from voc.schema import MAX_ID_BYTES, REQUIRED_COLUMNS, building_sort_key, id_problem
@@ -35,7 +35,8 @@ PROPS = settings(derandomize=True, database=None, deadline=None, max_examples=40
 HOSTILE = [
     "javascript:x", "a:b", "JAVASCRIPT:alert(1)", "http:", "mailto:x@y.z", "data:text", "full_20990101_000000",
     "x_full_20991231_235959.y", "a_20991231_235959", "refresh_20991231_235959.csv", "full_20990101_000000.csv",
-    "#3", "a?b=1", "100%", "%2F", "%", "a b", "..x", "x..", "models", "reviewed_x", "tagged_1", "runs", "index", "index.htm", "review_2019.xlsx",
+    "#3", "a?b=1", "100%", "%2F", "%", "a b", "..x", "x..", "models", "reviewed_x", "tagged_1", "runs", "index", "index.htm",
+    "review_2019.xlsx",
     "²", "١٢", "본관 A-1", "😀", "e\u0301", "<b>", "[x](javascript:y)", "a&b", "'\"", "~", "C:",
     "가" * (MAX_ID_BYTES // 3),
 ]
@@ -116,7 +117,8 @@ def test_the_newest_output_is_picked_whatever_the_building_id(bid: str, seconds:
         storage = LocalStorage(tmp)
         run_ids = [layout.new_run_id(mode, datetime(2019, 12, 1, tzinfo=KST) + timedelta(seconds=s)) for s in seconds]
         for rid in run_ids:
-            for key in (layout.tagged_key(PREFIX, M, bid, rid), layout.reviewed_key(PREFIX, M, bid, rid), layout.dashboard_key(PREFIX, M, bid, rid)):
+            for key_of in (layout.tagged_key, layout.reviewed_key, layout.dashboard_key):
+                key = key_of(PREFIX, M, bid, rid)
                 storage.write_bytes(key, rid.encode())
         storage.write_bytes(layout.latest_dashboard_key(PREFIX, M, bid), b"latest")
         listed = storage.list(layout.building_dir(PREFIX, M, bid))

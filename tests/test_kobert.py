@@ -17,18 +17,19 @@ from collections import Counter
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 pytest.importorskip("kobert_transformers")
 
-from voc.classify import kobert as kb  # noqa: E402
-from voc.classify.keyword import KeywordClassifier  # noqa: E402
-from voc.tagger import Tagger, holdout_mask, training_rows  # noqa: E402
-from voc.taxonomy import default_taxonomy  # noqa: E402
+from voc.classify import kobert as kb
+from voc.classify.keyword import KeywordClassifier
+from voc.kobert_training import train_kobert_tagger
+from voc.tagger import Tagger, holdout_mask, training_rows
+from voc.taxonomy import default_taxonomy
 
 pytestmark = [pytest.mark.kobert, pytest.mark.usefixtures("torch_one_thread")]
 
@@ -58,7 +59,7 @@ def train_df(sample_df):
 
 @pytest.fixture(scope="module")
 def trained(train_df, tiny_base):
-    return kb.train_kobert_tagger(train_df, default_taxonomy(), version="t1", base=str(tiny_base), seed=7, **TRAIN)
+    return train_kobert_tagger(train_df, default_taxonomy(), version="t1", base=str(tiny_base), seed=7, **TRAIN)
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,7 +90,7 @@ def test_encode_texts_equals_the_tokenizer_call(tok, texts):
     for max_length in (16, 128):
         want = tok(sample, truncation=True, max_length=max_length)["input_ids"]
         assert kb.encode_texts(tok, sample, max_length=max_length) == want
-    assert kb.encode_texts(tok, ["", None], max_length=8) == [[2, 3], [2, 3]]  # type: ignore[list-item]
+    assert kb.encode_texts(tok, ["", None], max_length=8) == [[2, 3], [2, 3]]  # type: ignore[list-item]  # None on purpose
     with pytest.raises(ValueError, match="no room"):
         kb.encode_texts(tok, ["x"], max_length=2)
 
@@ -156,7 +157,7 @@ def test_train_report_and_split_match_train_tagger(trained, train_df):
     assert report.fallback_dimensions == ["work"] and "work" not in report.metrics
     assert set(report.to_dict()) >= {"kind", "version", "metrics", "n_train", "n_holdout", "fallback_dimensions"}
     assert 1 <= len(tagger.history) <= TRAIN["epochs"] and sum(h["best"] for h in tagger.history) == 1
-    # the champion/candidate comparison re-measures a tagger on these ids: same numbers
+    # the champion/challenger comparison re-measures a tagger on these ids: same numbers
     from voc.tagger import evaluate_tagger
 
     again = evaluate_tagger(tagger, train_df, tagger.taxonomy, report.holdout_ids)["subject"]
@@ -173,11 +174,40 @@ def test_heads_and_label_maps(trained, tmp_path):
     assert tagger.model_labels("work") == []
     tagger.save(tmp_path)
     info = json.loads((tmp_path / kb.HEADS_JSON).read_text("utf-8"))
-    h = info["heads"]["subject"]
+    assert info["format"] == 2 and info["heads"] == ["subject"]
+    # the label maps are in the encoder's config.json (save_pretrained), not in a separate file
+    h = json.loads((tmp_path / "config.json").read_text("utf-8"))[kb.LABELS_CONFIG_KEY]["subject"]
     assert [h["id2label"][str(i)] for i in range(len(labels))] == labels
     assert all(labels[i] == lab and h["label2id"][lab] == i for i, lab in h["id2label"].items() for i in [int(i)])
+    assert not (tmp_path / kb.LEGACY_LABEL_MAPPING).exists()
     for f in ("config.json", "model.safetensors", kb.HEADS_WEIGHTS, kb.KOBERT_SP_FILE, "vocab.txt", "tokenizer_config.json"):
         assert (tmp_path / f).is_file(), f
+
+
+@pytest.mark.parametrize("layout", ["heads.json", "label_mapping.json"])
+def test_loads_a_model_saved_before_the_labels_moved_to_config(trained, texts, tmp_path, layout):
+    """A format-1 directory (label maps in heads.json, or only in the label_mapping.json that
+    voc.modelstore wrote beside it; none in config.json) loads with the same labels and tags."""
+    tagger, _ = trained
+    d = tagger.save(tmp_path / "old")
+    cfg = json.loads((d / "config.json").read_text("utf-8"))
+    maps = cfg.pop(kb.LABELS_CONFIG_KEY)
+    (d / "config.json").write_text(json.dumps(cfg), "utf-8")
+    info = json.loads((d / kb.HEADS_JSON).read_text("utf-8"))
+    info["format"] = 1
+    info["heads"] = maps if layout == "heads.json" else {}
+    (d / kb.HEADS_JSON).write_text(json.dumps(info, ensure_ascii=False), "utf-8")
+    if layout == "label_mapping.json":
+        (d / kb.LEGACY_LABEL_MAPPING).write_text(json.dumps(maps, ensure_ascii=False), "utf-8")
+    old = kb.KoBERTTagger.load(d, runtime="torch")
+    assert old.labels == tagger.labels
+    sample = texts[:20]
+    assert old.tag(sample)["subject"].labels == tagger.tag(sample)["subject"].labels
+    (d / kb.LEGACY_LABEL_MAPPING).unlink(missing_ok=True)
+    info["heads"] = {}
+    (d / kb.HEADS_JSON).write_text(json.dumps(info, ensure_ascii=False), "utf-8")
+    with pytest.raises(ValueError, match="no label maps"):
+        kb.KoBERTTagger.load(d, runtime="torch")
 
 
 def test_tag_shapes_sources_and_keyword_fallback(trained, texts):
@@ -237,44 +267,92 @@ def test_save_load_round_trip_through_modelstore(trained, texts, tmp_path):
 def test_same_seed_same_predictions(train_df, tiny_base, texts):
     df = train_df.head(120)
     kw = dict(TRAIN, epochs=1)
-    t1, r1 = kb.train_kobert_tagger(df, default_taxonomy(), version="a", base=str(tiny_base), seed=3, **kw)
-    t2, r2 = kb.train_kobert_tagger(df, default_taxonomy(), version="b", base=str(tiny_base), seed=3, **kw)
+    t1, r1 = train_kobert_tagger(df, default_taxonomy(), version="a", base=str(tiny_base), seed=3, **kw)
+    t2, r2 = train_kobert_tagger(df, default_taxonomy(), version="b", base=str(tiny_base), seed=3, **kw)
     sample = texts[:30]
     p1, p2 = t1.predict_proba(sample)["subject"], t2.predict_proba(sample)["subject"]
     assert np.array_equal(p1, p2)
     assert r1.metrics == r2.metrics and t1.history[0]["train_loss"] == t2.history[0]["train_loss"]
-    t3, _ = kb.train_kobert_tagger(df, default_taxonomy(), version="c", base=str(tiny_base), seed=4, **kw)
+    t3, _ = train_kobert_tagger(df, default_taxonomy(), version="c", base=str(tiny_base), seed=4, **kw)
     assert not np.array_equal(p1, t3.predict_proba(sample)["subject"])
 
 
-def test_fine_tune_learns_and_ignores_missing_labels(tiny_base, tok):
+def _toy_rows(tok, n: int, seed: int) -> tuple[list[list[int]], np.ndarray]:
+    """``n`` short texts of three separable classes (four words each) and their class ids."""
+    words = [["주차", "단속", "차량", "견인"], ["도로", "공사", "보수", "포장"], ["민원", "답변", "감사", "안내"]]
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    return kb.encode_texts(tok, [" ".join(rng.choice(words[c], 4)) for c in y], max_length=16), y
+
+
+def _toy_model(tiny_base):
     from transformers import AutoModel
 
-    words = [["주차", "단속", "차량", "견인"], ["도로", "공사", "보수", "포장"], ["민원", "답변", "감사", "안내"]]
-    rng = np.random.default_rng(0)
-    y = np.arange(24) % 3
-    texts = [" ".join(rng.choice(words[c], 4)) for c in y]
-    seqs = kb.encode_texts(tok, texts, max_length=16)
-    w = np.full(24, -100)
-    w[:6] = y[:6] % 2  # "work" labelled on 6 rows only: most batches of 4 have none (no NaN loss)
     torch.manual_seed(0)
     # "cls" pooling: a random 32-wide tanh pooler with two heads trains erratically; KoBERT's is pretrained
-    model = kb.MultiHeadClassifier(
+    return kb.MultiHeadClassifier(
         AutoModel.from_pretrained(str(tiny_base)), {"subject": 3, "work": 2}, dropout=0.0, pooling="cls"
     )
-    state = torch.get_rng_state()
-    hist = kb.fine_tune(
-        model, seqs, {"subject": y, "work": w}, pad_id=1, epochs=30, batch_size=4, lr=3e-3, warmup_ratio=0.0,
-        weights={"subject": kb.class_weights(y, 3), "work": kb.class_weights(w, 2)}, seed=0, device="cpu",
-        precision="fp32", progress=False,
-    )
-    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is left alone
+
+
+def test_fine_tune_learns_and_ignores_missing_labels(tiny_base, tok):
+    import random
+
+    seqs, y = _toy_rows(tok, 24, seed=0)
+    w = np.full(24, -100)
+    w[:6] = y[:6] % 2  # "work" labelled on 6 rows only: most batches of 4 have none (no NaN loss)
+    model = _toy_model(tiny_base)
+    state, py_state, np_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
+    opts = kb.KoBertTrainingOptions(epochs=30, batch_size=4, lr=3e-3, warmup_ratio=0.0, seed=0, device="cpu",
+                                    precision="fp32", progress=False)
+    hist = kb.fine_tune(model, seqs, {"subject": y, "work": w}, pad_id=1, options=opts,
+                        weights={"subject": kb.class_weights(y, 3), "work": kb.class_weights(w, 2)})
+    # Trainer reseeds every global generator (transformers.set_seed): the caller's are restored
+    assert torch.equal(torch.get_rng_state(), state) and random.getstate() == py_state
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state()[1:3], np_state[1:3]))
+    assert [h["epoch"] for h in hist] == list(range(1, 31)) and all(h["seconds"] > 0 for h in hist)
     losses = [h["train_loss"] for h in hist]
     assert np.all(np.isfinite(losses)) and losses[-1] < 0.25 * losses[0]
-    assert hist[-1]["best"] and all(h["holdout_macro_f1"] is None for h in hist)
-    probs = kb._predict(model, seqs, pad_id=1, batch_size=8, device="cpu", precision="fp32")
+    assert hist[-1]["best"] and sum(h["best"] for h in hist) == 1
+    assert all(h["holdout_macro_f1"] is None for h in hist)
+    probs = kb.predict_probabilities(model, seqs, pad_id=1, batch_size=8, device="cpu", precision="fp32")
     assert (probs["subject"].argmax(axis=1) == y).all()
     assert (probs["work"].argmax(axis=1)[:6] == w[:6]).all()
+
+
+def test_fine_tune_keeps_the_best_epoch_by_held_out_macro_f1(tiny_base, tok):
+    """With held-out rows, Trainer evaluates every epoch, keeps the checkpoint with the highest
+    macro-F1 (compute_metrics) and stops after ``patience`` epochs without a better one: the model
+    returned scores exactly the best recorded macro-F1 on those rows, whichever epoch it was."""
+    from sklearn.metrics import f1_score
+
+    seqs, y = _toy_rows(tok, 24, seed=0)
+    hseqs, hy = _toy_rows(tok, 12, seed=1)
+    hy = hy.copy()
+    hy[0] = 3  # a held-out class the head cannot predict: counted in the score, not in the loss
+    model = _toy_model(tiny_base)
+    opts = kb.KoBertTrainingOptions(epochs=8, batch_size=4, lr=3e-3, warmup_ratio=0.0, seed=0, device="cpu",
+                                    precision="fp32", progress=False, patience=2, eval_batch_size=5)
+    none = np.full(len(y), -100)
+    hist = kb.fine_tune(model, seqs, {"subject": y, "work": none}, pad_id=1, options=opts,
+                        holdout=(hseqs, {"subject": hy, "work": np.full(len(hy), -100)}))
+    scores = [h["holdout_macro_f1"] for h in hist]
+    assert all(s is not None for s in scores) and 1 <= len(hist) <= 8
+    best = [h for h in hist if h["best"]]
+    assert len(best) == 1 and best[0]["holdout_macro_f1"] == max(scores)
+    assert best[0]["epoch"] == scores.index(max(scores)) + 1  # the first of equal scores
+    if len(hist) < 8:  # stopped early: the last `patience` epochs did not beat the best
+        assert len(hist) - best[0]["epoch"] == opts.patience
+    pred = kb.predict_probabilities(model, hseqs, pad_id=1, batch_size=8, device="cpu", precision="fp32")["subject"].argmax(axis=1)
+    assert f1_score(hy, pred, labels=np.unique(hy), average="macro", zero_division=0) == pytest.approx(max(scores))
+    assert max(scores) <= 0.75 + 1e-9  # class 3 is never predicted: at most 3 of 4 classes score
+
+
+def test_training_options_name_their_fields():
+    opts = kb.KoBertTrainingOptions()
+    assert opts.replace(epochs=1, seed=3) == kb.KoBertTrainingOptions(epochs=1, seed=3)
+    with pytest.raises(TypeError, match="epoch"):
+        opts.replace(epoch=1)
 
 
 def test_class_weights_inverse_frequency_clipped():
@@ -297,7 +375,7 @@ def test_precision_and_device_resolution():
 def test_train_without_any_labelled_dimension_raises(sample_df, tiny_base):
     df = sample_df.head(20).with_columns(sample_df.head(20)["reviewed_subject_minor"].clear(20))
     with pytest.raises(ValueError, match="nothing to fine-tune"):
-        kb.train_kobert_tagger(df, default_taxonomy(), version="x", base=str(tiny_base), **TRAIN)
+        train_kobert_tagger(df, default_taxonomy(), version="x", base=str(tiny_base), **TRAIN)
 
 
 def test_module_imports_without_torch():

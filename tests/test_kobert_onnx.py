@@ -13,19 +13,20 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("kobert_transformers")
 pytest.importorskip("onnxruntime")
 
-from voc.classify import kobert as kb  # noqa: E402
-from voc.classify import kobert_onnx as ko  # noqa: E402
-from voc.modelstore import load_tagger, read_meta, save_tagger  # noqa: E402
-from voc.tagger import holdout_mask  # noqa: E402
-from voc.taxonomy import default_taxonomy  # noqa: E402
+from voc.classify import kobert as kb
+from voc.classify import kobert_onnx as ko
+from voc.kobert_training import train_kobert_tagger
+from voc.modelstore import load_tagger, read_meta, save_tagger
+from voc.tagger import holdout_mask
+from voc.taxonomy import default_taxonomy
 
 # slow tier: trains a small BERT (≈ 15–40 s) before exporting it
 pytestmark = [pytest.mark.kobert, pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
@@ -50,7 +51,7 @@ def heldout_texts(sample_df, texts) -> list[str]:
 @pytest.fixture(scope="module")
 def trained(sample_df, texts, tmp_path_factory):
     base = kb.build_tiny_base(texts, tmp_path_factory.mktemp("kobert-onnx") / "base", seed=0, **SHAPE)
-    tagger, _ = kb.train_kobert_tagger(sample_df, default_taxonomy(), version="q1", base=str(base), seed=3, **TRAIN)
+    tagger, _ = train_kobert_tagger(sample_df, default_taxonomy(), version="q1", base=str(base), seed=3, **TRAIN)
     return tagger
 
 
@@ -77,7 +78,7 @@ def test_fp32_export_equals_pytorch_on_padded_batches(trained, texts, tmp_path):
     sample = texts[:40] + [t[:20] for t in texts[40:60]]  # 20 short texts → padded batches
     seqs = kb.encode_texts(trained.tokenizer, sample, max_length=trained.max_length)
     assert len({len(s) for s in seqs}) > 5
-    ref = kb._predict(trained.model, seqs, pad_id=trained._pad_id, batch_size=16, device="cpu", precision="fp32")
+    ref = kb.predict_probabilities(trained.model, seqs, pad_id=trained._pad_id, batch_size=16, device="cpu", precision="fp32")
     got = ko.OnnxRunner(folder / ko.ONNX_MODEL, info["heads"]).predict(seqs, pad_id=trained._pad_id, batch_size=7)
     assert got["subject"].shape == ref["subject"].shape == (60, len(trained.labels["subject"]))
     np.testing.assert_allclose(got["subject"], ref["subject"], atol=1e-5)
@@ -150,7 +151,7 @@ def test_int8_export_is_preprocessed_and_leaves_process_logging_alone(trained, t
 
 
 def test_runtime_errors_name_the_problem(saved, trained):
-    with pytest.raises(ValueError, match="no onnx/model.int8.onnx"):
+    with pytest.raises(ValueError, match=r"no onnx/model\.int8\.onnx"):
         kb.KoBERTTagger.load(saved, runtime="onnx")
     with pytest.raises(ValueError, match="runtime must be"):
         kb.KoBERTTagger.load(saved, runtime="tensorrt")

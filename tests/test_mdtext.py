@@ -87,8 +87,7 @@ def test_monthly_and_train_artifacts_escape_names_ids_and_labels(
     """The artifacts of a monthly run and of a training run, built from a real building of the
     shipped sample and hostile names: every string renders as the text, none as markup."""
     from config.settings import VocSettings
-    from flows import monthly
-    from flows import train
+    from flows import monthly, train
 
     real_id, real_name = sample_df.select("building_id", "building_name").row(0)
     results = [

@@ -9,7 +9,9 @@ from voc.taxonomy import default_taxonomy
 
 
 def test_champion_candidate_rule():
-    m = lambda f: {"subject": {"macro_f1": f}}  # noqa: E731
+    def m(f: float) -> dict[str, dict[str, float]]:
+        return {"subject": {"macro_f1": f}}
+
     assert decide_promotion(m(0.5), None).promote
     assert decide_promotion(m(0.5), m(0.5)).promote  # not below → promoted
     d = decide_promotion(m(0.49), m(0.5))
@@ -49,7 +51,9 @@ def test_save_load_round_trip(tmp_path, sample_df, trained):
 def test_pair_rule_promotes_only_when_neither_variant_is_worse():
     from voc.modelstore import decide_pair_promotion
 
-    m = lambda f: {"subject": {"macro_f1": f}}  # noqa: E731
+    def m(f: float) -> dict[str, dict[str, float]]:
+        return {"subject": {"macro_f1": f}}
+
     cand = {"reply": m(0.60), "registration": m(0.50)}
     assert decide_pair_promotion(cand, None).promote  # no champion yet
     assert decide_pair_promotion(cand, {"reply": m(0.60), "registration": m(0.50)}).promote  # ties promote

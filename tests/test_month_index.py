@@ -8,22 +8,24 @@ from urllib.parse import parse_qs, urlparse
 
 from config.settings import S3Settings, VocSettings
 from flows import storage_layout as layout
+from flows.adapters.storage import LocalStorage
 from flows.monthly import BuildingResult, _index_entry, update_month_index
 from flows.resources import browser_link
-from flows.adapters.storage import LocalStorage
 from voc.months import Month
 
 M = Month.parse("2019-11")
 
 
 def _result(bid: str, name: str, rows: int, reviewed: int = 0, low: int = 0) -> BuildingResult:
-    return BuildingResult(bid, name, rows=rows, reviewed=reviewed, low_confidence=low, drift=["주제 비중 증가: 도시재생국"] if bid == "1" else [])
+    drift = ["주제 비중 증가: 도시재생국"] if bid == "1" else []
+    return BuildingResult(bid, name, rows=rows, reviewed=reviewed, low_confidence=low, drift=drift)
 
 
 def test_each_run_updates_its_buildings_and_keeps_the_others(tmp_path: Path) -> None:
     settings = VocSettings(storage=str(tmp_path))
     prefix = settings.prefix
-    page = update_month_index.fn(settings, M, [_index_entry(prefix, M, _result("1", "본청", 41, low=32)), _index_entry(prefix, M, _result("2", "영종", 4))], "full_1")
+    entries = [_index_entry(prefix, M, _result("1", "본청", 41, low=32)), _index_entry(prefix, M, _result("2", "영종", 4))]
+    page = update_month_index.fn(settings, M, entries, "full_1")
     # a rerun of building 2 alone (refresh) replaces its line and keeps building 1's
     update_month_index.fn(settings, M, [_index_entry(prefix, M, _result("2", "영종", 4, reviewed=4))], "refresh_2")
     listed = json.loads((tmp_path / layout.month_index_data_key(prefix, M)).read_text("utf-8"))

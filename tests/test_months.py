@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -21,9 +21,9 @@ def test_parse_month_rejects_with_value_in_message(bad):
 
 def test_previous_month_uses_korean_time():
     # 2026-01-31 16:30 UTC is already 2026-02-01 01:30 in Seoul → previous month is January
-    now = datetime(2026, 1, 31, 16, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 31, 16, 30, tzinfo=UTC)
     assert previous_month(now) == "2026-01"
-    assert previous_month(datetime(2026, 1, 1, 2, 0, tzinfo=timezone.utc)) == "2025-12"
+    assert previous_month(datetime(2026, 1, 1, 2, 0, tzinfo=UTC)) == "2025-12"
 
 
 def test_ranges_and_history():

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 
-from voc.new_topics import c_tf_idf, low_confidence_mask, new_topic_candidates
+from voc.new_topics import TopicOptions, c_tf_idf, low_confidence_mask, new_topic_candidates
 from voc.taxonomy import default_taxonomy
 
 _SCOOTERS = [  # an unseen topic: no class of the taxonomy names shared e-scooters
-    ("p1", "1", "공유 전동킥보드 인도 방치 신고", "아파트 앞 인도에 공유 전동킥보드가 며칠째 쓰러져 방치되어 보행이 어렵습니다. 킥보드 수거 부탁드립니다. 010-1234-5678"),
-    ("p2", "2", "전동킥보드 무단 방치", "버스정류장 옆에 전동킥보드 여러 대가 무단으로 방치되어 있어요. 업체에 킥보드 수거 요청해주세요."),
-    ("p3", "1", "킥보드 주차 문제", "공유 킥보드가 횡단보도 앞에 방치돼 있어 휠체어가 지나갈 수 없습니다. 전동킥보드 주차 구역을 지정해주세요."),
-    ("p4", "2", "길거리 전동킥보드 방치 민원 010-1234-5678", "학교 앞 보도에 전동킥보드가 방치되어 아이들이 걸려 넘어질 뻔했습니다. 킥보드 견인 바랍니다."),
+    ("p1", "1", "공유 전동킥보드 인도 방치 신고",
+     "아파트 앞 인도에 공유 전동킥보드가 며칠째 쓰러져 방치되어 보행이 어렵습니다. 킥보드 수거 부탁드립니다. 010-1234-5678"),
+    ("p2", "2", "전동킥보드 무단 방치",
+     "버스정류장 옆에 전동킥보드 여러 대가 무단으로 방치되어 있어요. 업체에 킥보드 수거 요청해주세요."),
+    ("p3", "1", "킥보드 주차 문제",
+     "공유 킥보드가 횡단보도 앞에 방치돼 있어 휠체어가 지나갈 수 없습니다. 전동킥보드 주차 구역을 지정해주세요."),
+    ("p4", "2", "길거리 전동킥보드 방치 민원 010-1234-5678",
+     "학교 앞 보도에 전동킥보드가 방치되어 아이들이 걸려 넘어질 뻔했습니다. 킥보드 견인 바랍니다."),
 ]
 
 
@@ -21,7 +26,10 @@ def _month(sample_df: pl.DataFrame) -> pl.DataFrame:
     four low-confidence ones, one confident and one reviewed on the same topic."""
     real = sample_df.filter(pl.col("created_at").dt.strftime("%Y%m") == "201911").select(
         "voc_id", "building_id", "title", "request_contents", "reviewed_subject_major"
-    ).with_columns(pl.lit("model").alias("subject_source"), pl.lit(0.3).alias("subject_confidence"), pl.lit(None, dtype=pl.Utf8).alias("reviewed_subject_major"))
+    ).with_columns(
+        pl.lit("model").alias("subject_source"), pl.lit(0.3).alias("subject_confidence"),
+        pl.lit(None, dtype=pl.Utf8).alias("reviewed_subject_major"),
+    )
     rows = [*_SCOOTERS, ("c1", "1", "전동킥보드 방치 건", "상가 앞 전동킥보드 방치, 킥보드 수거 요청합니다."),
             ("r1", "2", "킥보드 방치", "공유 전동킥보드가 인도에 방치되어 있습니다. 킥보드 수거 바랍니다.")]
     planted = pl.DataFrame({
@@ -46,6 +54,14 @@ def test_planted_low_confidence_topic_is_found_with_its_keywords(sample_df) -> N
     # all confident: nothing to propose; no threshold (keyword-only subject): nothing
     assert new_topic_candidates(frame.with_columns(pl.lit(0.9).alias("subject_confidence")), 0.6) == []
     assert new_topic_candidates(frame, None) == []
+    # options: a smallest cluster of 5 leaves the four planted posts out; bad options are refused
+    bigger = new_topic_candidates(frame, 0.6, taxonomy=default_taxonomy(), options=TopicOptions(min_size=5, n_examples=1))
+    assert bigger and not {v for c in bigger for v in c["voc_ids"]} & {"p1", "p2", "p3", "p4"}
+    assert all(c["size"] >= 5 and len(c["examples"]) == 1 for c in bigger)
+    with pytest.raises(ValueError, match="similarity"):
+        TopicOptions(similarity=0.0)
+    with pytest.raises(ValueError, match="min_size"):
+        TopicOptions(min_size=1)
 
 
 def test_low_confidence_mask_and_c_tf_idf() -> None:

@@ -129,8 +129,11 @@ def test_resources_are_opened_once_per_process_and_settings(tmp_path, monkeypatc
     assert loads == ["linear_1"]
     assert resources(a).champion().name is None  # nothing trained in this storage: keyword-only
     assert pickle.loads(pickle.dumps(ref)) == ref
+    before = resources(a)
     close_all()
-    assert resources(a) is not None
+    after = resources(a)  # the closed bundle is dropped: the next call opens a new one
+    assert after is not before and after is resources(a)
+    assert after.tagger(ref) is not before.tagger(ref) and loads == ["linear_1", "linear_1"]
 
 
 def test_a_month_tagged_in_chunks_equals_it_tagged_at_once(sample_df, tokenizer) -> None:
@@ -138,8 +141,8 @@ def test_a_month_tagged_in_chunks_equals_it_tagged_at_once(sample_df, tokenizer)
     progress line per chunk; tags, keywords (on the dashboard), groups and evidence are those of
     one chunk — here building 1's 41 VOCs of 2019-11 in chunks of 7, with a linear model trained
     on 2012–2013 (it has an evidence pool)."""
-    from voc.taxonomy import default_taxonomy
     from voc.tagger import resolve_taxonomy, train_tagger
+    from voc.taxonomy import default_taxonomy
 
     train = sample_df.filter(pl.col("created_at") < pl.date(2014, 1, 1))
     tax, _ = resolve_taxonomy(default_taxonomy(), train, tokenizer=tokenizer)
@@ -153,6 +156,25 @@ def test_a_month_tagged_in_chunks_equals_it_tagged_at_once(sample_df, tokenizer)
     chunked = pipeline.tag_building(rows, model, run_id="full_c", dashboard=ctx, chunk_rows=7, progress=lines.append)
     assert chunked.frame.equals(whole.frame) and chunked.groups == whole.groups
     assert whole.evidence is not None and chunked.evidence == whole.evidence and len(whole.evidence) == 41
+    # 답변 초안 (issue 25): from the same neighbour search, the best reply the API offers; evidence stays 3
+    from voc.replies import format_reply_draft, tagger_reply_suggestions
+    from voc.tagger import frame_texts
+
+    best = tagger_reply_suggestions(model, frame_texts(rows, use_reply=model.use_reply)[0], ids=rows["voc_id"].to_list())
+    assert whole.reply_drafts == chunked.reply_drafts == [format_reply_draft(s[0] if s else None) for s in best]
+    assert max(map(len, whole.evidence)) == 3  # (no 2019 VOC is that close to a 2012–2013 one)
+    # two replied VOCs of the model's evidence pool registered again in 2019-11: their replies are the drafts
+    pooled = pl.col("voc_id").is_in(list(model.evidence_pool.ids))
+    again = train.filter(pooled & (pl.col("reply").str.len_chars() > 20)).head(2).with_columns(
+        pl.format("9{}", pl.col("voc_id")).alias("voc_id"), pl.lit("1").alias("building_id"),
+        pl.date(2019, 11, 20).alias("created_at"),
+    )
+    out = pipeline.tag_building(pl.concat([rows, again]), model, run_id="full_c", dashboard=ctx)
+    texts = frame_texts(again, use_reply=model.use_reply)[0]
+    best = tagger_reply_suggestions(model, texts, ids=again["voc_id"].to_list())
+    assert out.reply_drafts[:41] == whole.reply_drafts and out.reply_drafts[41:] == [format_reply_draft(s[0]) for s in best]
+    assert all(d.startswith("[유사 1.00 · voc_id ") for d in out.reply_drafts[41:])
+    assert out.dashboard_html.decode("utf-8").count('<details class="draft">') == sum(map(bool, out.reply_drafts)) >= 2
     def page(out: pipeline.BuildingOutput) -> list[str]:  # the embedded font subset is not byte-stable
         return [ln for ln in out.dashboard_html.decode("utf-8").splitlines() if not ln.startswith("@font-face")]
 

@@ -83,7 +83,10 @@ def planted(sample_df: pl.DataFrame) -> pl.DataFrame:
     forms = list(PLANTED)
     target = rows["voc_id"][5]
     rows = rows.with_columns(
-        pl.when(pl.col("voc_id") == target).then(pl.lit(f"주차 문의 {forms[0]} {forms[1]} {forms[6]}")).otherwise(pl.col("title")).alias("title"),
+        pl.when(pl.col("voc_id") == target)
+        .then(pl.lit(f"주차 문의 {forms[0]} {forms[1]} {forms[6]}"))
+        .otherwise(pl.col("title"))
+        .alias("title"),
         pl.when(pl.col("voc_id") == target).then(pl.concat_str([pl.lit(" 연락: ".join(forms) + "\n"), pl.col("request_contents")]))
         .otherwise(pl.col("request_contents")).alias("request_contents"),
         pl.when(pl.col("voc_id") == target).then(pl.lit(f"담당자 {forms[3]}, {forms[4]}")).otherwise(pl.col("reply")).alias("reply"),
@@ -109,7 +112,7 @@ def test_dashboard_index_and_artifacts_show_masks_and_the_csv_keeps_the_text(
     ctx = pipeline.DashboardContext("1", planted["building_name"][0], MONTH, "full_20191201_020000", "2019-12-01 02:00 KST")
     out = pipeline.tag_building(planted, tagger, run_id="full_20191201_020000", dashboard=ctx)
     html = out.dashboard_html.decode("utf-8")
-    assert any(list(PLANTED)[0] in g["representative"]["title"] for g in out.issues)  # the data keeps it
+    assert any(next(iter(PLANTED)) in g["representative"]["title"] for g in out.issues)  # the data keeps it
     _absent_and_masked(html, "the dashboard")
     issues_html = html.split('id="issues"', 1)[1].split("</section>", 1)[0]  # 주요 이슈: title and excerpt
     assert "[이메일]" in issues_html and "[주민번호]" in issues_html and "[전화번호]" in issues_html
@@ -123,7 +126,7 @@ def test_dashboard_index_and_artifacts_show_masks_and_the_csv_keeps_the_text(
 
     # the month index, through the flow's own task
     s = VocSettings(storage=str(tmp_path))
-    r = monthly.BuildingResult("1", planted["building_name"][0], rows=planted.height, error=f"mail {list(PLANTED)[0]}",
+    r = monthly.BuildingResult("1", planted["building_name"][0], rows=planted.height, error=f"mail {next(iter(PLANTED))}",
                                drift=[f"note {list(PLANTED)[1]}"], outputs={"dashboard_latest": "x"})
     page = monthly.update_month_index.fn(s, MONTH, [monthly._index_entry(s.prefix, MONTH, r)], "full_20191201_020000")
     index_html = Path(page).read_text("utf-8")

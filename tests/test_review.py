@@ -11,8 +11,6 @@ import polars as pl
 import pytest
 
 from voc.review import (
-    GUESS_MARK,
-    GUESS_SUFFIX,
     COL_CONFIDENCE,
     COL_DONE,
     COL_EVIDENCE,
@@ -24,6 +22,8 @@ from voc.review import (
     COL_REQUEST,
     COL_TITLE,
     COL_VOC_ID,
+    GUESS_MARK,
+    GUESS_SUFFIX,
     MODEL_COLUMNS,
     REVIEW_COLUMNS,
     REVIEWED_EXTRA_COLUMNS,
@@ -43,8 +43,8 @@ from voc.review import (
     validate_reviews,
 )
 from voc.schema import TAGGED_COLUMNS
-from voc.urgency import with_alert_columns
 from voc.taxonomy import Taxonomy, TaxonomyRow, default_taxonomy, split_label
+from voc.urgency import with_alert_columns
 
 S_MAJ, S_MIN = REVIEWER_LABEL_COLUMNS["subject"]
 W_MAJ, W_MIN = REVIEWER_LABEL_COLUMNS["work"]
@@ -365,7 +365,7 @@ def test_validate_major_only_uses_model_minor_when_it_fits(rows, tax):
 
 def test_validate_rejects_inactive_labels_and_duplicate_ids(rows):
     tax = Taxonomy(
-        default_taxonomy().rows + (TaxonomyRow("subject", "구분류", "옛승강기", active=False),)
+        (*default_taxonomy().rows, TaxonomyRow("subject", "구분류", "옛승강기", active=False))
     )
     ids = rows[COL_VOC_ID].to_list()
     sheet = set_cells(rows, {ids[0]: {S_MAJ: "구분류", S_MIN: "옛승강기", COL_DONE: "Y"}})
@@ -730,7 +730,8 @@ def test_only_trained_model_dimensions_drive_the_priority(tagged):
         assert (r[COL_FLAG], r[COL_REASON]) == ("Y" if why else "", "; ".join(why))
     # a dimension without a threshold never flags; the old single threshold still works
     assert set(build_review_rows(tagged, threshold=None, thresholds={})[COL_FLAG].to_list()) == {""}
-    assert build_review_rows(tagged, threshold=0.5).equals(build_review_rows(tagged, threshold=None, thresholds={"subject": 0.5, "work": 0.5}))
+    both = build_review_rows(tagged, threshold=None, thresholds={"subject": 0.5, "work": 0.5})
+    assert build_review_rows(tagged, threshold=0.5).equals(both)
 
 
 def shown(value: float, limit: float) -> str:
@@ -776,7 +777,10 @@ def test_groups_sit_together_and_evidence_fills_its_column(tagged):
     ids = tagged["voc_id"].to_list()
     members = [ids[3], ids[10], ids[20]]
     groups = ["1-G" if v in members else None for v in ids]
-    nb = [Neighbour("777", 0.8123, {"subject": "시설>승강기", "work": None}), Neighbour("778", 0.5, {"subject": "기타>기타", "work": "작업>교체"})]
+    nb = [
+        Neighbour("777", 0.8123, {"subject": "시설>승강기", "work": None}),
+        Neighbour("778", 0.5, {"subject": "기타>기타", "work": "작업>교체"}),
+    ]
     evidence = [nb if v == ids[3] else ("12 시설>승강기 (0.50)" if v == ids[4] else None) for v in ids]
     out = build_review_rows(tagged, threshold=0.5, groups=groups, evidence=evidence)
     order = out[COL_VOC_ID].to_list()
@@ -788,7 +792,8 @@ def test_groups_sit_together_and_evidence_fills_its_column(tagged):
     k = sum(own[m][0] == "Y" for m in members)
     assert k == 3 and out[COL_GROUP].to_list().count("1-G") == 3
     # one review item: the first row is flagged and says how to decide, the others point to it
-    assert first[COL_FLAG] == "Y" and first[COL_REASON] == f"{own[first[COL_VOC_ID]][1]}; 묶음 1-G: 3건 중 3건 검토 우선, 이 행에서 결정하고 묶음 적용=Y"
+    assert first[COL_FLAG] == "Y"
+    assert first[COL_REASON] == f"{own[first[COL_VOC_ID]][1]}; 묶음 1-G: 3건 중 3건 검토 우선, 이 행에서 결정하고 묶음 적용=Y"
     for p in pos[1:]:
         r = out.row(p, named=True)
         assert (r[COL_FLAG], r[COL_REASON]) == ("", f"묶음 1-G의 첫 행에서 결정 ({own[r[COL_VOC_ID]][1]})")

@@ -75,7 +75,7 @@ def test_budget_on_real_held_out_rows(demo):
 
 
 def test_evidence_cites_training_rows_only(demo, sample_df):
-    history, tagger, report, held = demo
+    history, tagger, report, _ = demo
     pool: ReviewedPool = tagger.evidence_pool
     assert len(pool) == report.n_train["subject"] and not set(pool.ids) & set(report.holdout_ids["subject"])
     nov = sample_df.filter(pl.col("created_at").dt.strftime("%Y%m") == "201911")

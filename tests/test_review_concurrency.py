@@ -199,7 +199,7 @@ def s3(moto: MotoS3, aws_test_env: None, monkeypatch: pytest.MonkeyPatch) -> S3S
     if BUCKET not in [b["Name"] for b in raw.list_buckets().get("Buckets", [])]:
         raw.create_bucket(Bucket=BUCKET)
     root = f"t{threading.get_ident() % 10_000}-{id(monkeypatch) % 10_000}"
-    return S3Storage.from_uri(f"s3://{BUCKET}/{root}", S3Settings(endpoint_url=moto.endpoint_url), backoff_s=0.01)
+    return S3Storage.from_uri(f"s3://{BUCKET}/{root}", S3Settings(endpoint_url=moto.endpoint_url))
 
 
 def test_s3_upload_between_read_and_write_is_merged(s3, monkeypatch, tax, first_rows, rerun_tagged):
@@ -324,3 +324,68 @@ def test_gsheets_update_of_a_month_without_sheet_writes_it_whole(standin, tax, f
     b.update_month(MONTH, change, tax)
     assert seen == [None]
     assert b.read_month(MONTH).equals(first_rows)
+
+
+# --------------------------------------------------------------------------------------------
+# the storage-level pieces: update_with_cas and the local directory lock
+
+
+def test_update_with_cas_redoes_the_change_on_a_fresh_read_and_gives_up_without_overwriting(tmp_path):
+    from flows.adapters.storage import StorageConflict, update_with_cas
+
+    storage = LocalStorage(tmp_path)
+    seen: list[bytes | None] = []
+
+    def append_after_a_rival(current: bytes | None) -> tuple[bytes, int]:
+        seen.append(current)
+        if len(seen) == 1:  # another writer lands between this read and the write
+            storage.write_bytes("m/index.json", b"rival;")
+        return (current or b"") + b"mine;", len(seen)
+
+    uri, rounds = update_with_cas(storage, "m/index.json", append_after_a_rival)
+    assert (uri, rounds) == (str(tmp_path / "m/index.json"), 2)
+    assert seen == [None, b"rival;"] and storage.read_bytes("m/index.json") == b"rival;mine;"
+
+    rivals: list[bytes] = []
+
+    def always_beaten(current: bytes | None) -> tuple[bytes, None]:
+        rivals.append(f"theirs {len(rivals)}".encode())
+        storage.write_bytes("m/index.json", rivals[-1])
+        return b"mine", None
+
+    with pytest.raises(StorageConflict, match="changed during each of 3 attempts"):
+        update_with_cas(storage, "m/index.json", always_beaten, attempts=3)
+    assert len(rivals) == 3 and storage.read_bytes("m/index.json") == b"theirs 2"
+
+
+def test_local_lock_times_out_into_a_transient_storage_error(tmp_path, monkeypatch):
+    from filelock import Timeout
+
+    import flows.adapters.storage as storage_module
+    from flows.adapters.retries import is_transient
+    from flows.adapters.storage import StorageError
+
+    storage = LocalStorage(tmp_path)
+    monkeypatch.setattr(storage_module, "LOCK_TIMEOUT_S", 0.3)
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with storage._locked(tmp_path / "m" / "a.json"):
+            held.set()
+            release.wait(timeout=30)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    try:
+        assert held.wait(timeout=30)
+        with pytest.raises(StorageError, match=r"m/b.json: its directory is still locked after 0.3 s") as e:
+            storage.write_bytes("m/b.json", b"x")  # same directory: same lock
+        assert isinstance(e.value.__cause__, Timeout) and is_transient(e.value)
+        assert storage.write_bytes("other/c.json", b"y")  # another directory is not blocked
+    finally:
+        release.set()
+        t.join(timeout=30)
+    storage.write_bytes("m/b.json", b"x")
+    assert storage.list("") == ["m/b.json", "other/c.json"]  # the lock files are no keys
+    with pytest.raises(StorageError, match="lock directory"):
+        storage.read_bytes(".locks/anything.lock")

@@ -19,13 +19,13 @@ from test_review import make_tagged
 from typer.testing import CliRunner
 
 from config.settings import ReviewSettings, S3Settings, VocSettings
-from flows import storage_layout as layout
 from flows import links
+from flows import storage_layout as layout
+from flows.adapters.review_backends import XlsxReviewBackend
+from flows.adapters.storage import LocalStorage
 from flows.cli.main import app
 from flows.monthly import BuildingResult, _index_entry, _publish_artifacts, update_month_index
-from flows.adapters.review_backends import XlsxReviewBackend
-from flows.adapters.review_exchange import PULL_SHEET, push_review
-from flows.adapters.storage import LocalStorage
+from flows.review_exchange import PULL_SHEET, push_review
 from voc import dashboard as d
 from voc.months import Month
 from voc.review import (
@@ -284,7 +284,8 @@ def test_month_index_link_rules() -> None:
            "dashboard_href": "1/dashboard_1_201911.html"}
     signed = "https://b.s3.amazonaws.com/stat/voc-dev/201911/1/dashboard_1_201911.html?X-Amz-Signature=ab&X-Amz-Expires=60"
     html = d.render_month_index(MONTH, [{**row, "dashboard_url": signed}], embed_font=False,
-                                review_href="https://b.s3.amazonaws.com/r.xlsx?X-Amz-Signature=cd", links_valid_until="2019-12-08 02:00 KST")
+                                review_href="https://b.s3.amazonaws.com/r.xlsx?X-Amz-Signature=cd",
+                                links_valid_until="2019-12-08 02:00 KST")
     assert hrefs(html) == ["https://b.s3.amazonaws.com/r.xlsx?X-Amz-Signature=cd", signed]
     assert "2019-12-08 02:00 KST까지 유효" in html
     for bad in ("javascript:alert(1)", "file:///etc/passwd", "//host/x", "https:///nohost"):

@@ -21,6 +21,7 @@ from gspread.exceptions import APIError
 from pydantic import SecretStr
 from sheets_standin import SheetsStandIn
 from test_review import HOSTILE, make_tagged, set_cells
+from test_review_xlsx import DRAFT_CELL, alert_case, filled
 
 from config.settings import ReviewSettings, VocSettings
 from flows.adapters.review_backends import (
@@ -36,10 +37,15 @@ from flows.adapters.review_backends import (
 )
 from flows.resources import open_review_backend
 from voc.review import (
+    AID_COLUMNS,
     COL_DONE,
     COL_MEMO,
+    COL_REPEAT,
+    COL_REPLY_DRAFT,
     COL_TITLE,
+    COL_URGENT,
     COL_VOC_ID,
+    MODEL_COLUMNS,
     MODEL_TAG_COLUMNS,
     REVIEW_COLUMNS,
     REVIEWER_COLUMNS,
@@ -119,7 +125,7 @@ def test_write_read_round_trip_with_layout_requests(standin, rows, tax):
     props = requests[0]["updateSheetProperties"]["properties"]
     assert props["title"] == "201911" and props["gridProperties"]["frozenRowCount"] == 1
     # issue 22: the columns left of the first 검수_ column stay put (voc_id, 제목, the model's tags)
-    assert props["gridProperties"]["frozenColumnCount"] == REVIEW_COLUMNS.index(REVIEWER_COLUMNS[0]) == 18
+    assert props["gridProperties"]["frozenColumnCount"] == REVIEW_COLUMNS.index(REVIEWER_COLUMNS[0]) == 21
     assert props["gridProperties"]["rowCount"] == rows.height + 1
     assert props["gridProperties"]["columnCount"] == len(REVIEW_COLUMNS)
     lists = dropdown_lists(tax)
@@ -441,3 +447,96 @@ def test_formula_in_a_reviewer_cell_is_read_as_its_formula_and_reported(standin,
     assert not out.filter(pl.col("voc_id") == back[COL_VOC_ID][1])["is_reviewed"][0]
     b.update_month(MONTH, lambda existing: merge_into_sheet(existing, rows), tax)
     assert standin.values(sid, "201911")[1][col[S_MIN]] == {"formula": formula}, "the reviewer's formula was overwritten"
+
+
+URGENT_RGB = {"red": 0xF8 / 255, "green": 0xCB / 255, "blue": 0xAD / 255}
+
+
+def urgent_paint(requests: list) -> tuple[set[int], set[int], set[int]]:
+    """Grid rows painted light red, the columns painted, and grid rows whose fill was cleared
+    first, by a layout's ``repeatCell`` requests."""
+    red_rows: set[int] = set()
+    red_cols: set[int] = set()
+    cleared: set[int] = set()
+    for r in requests:
+        rc = r.get("repeatCell")
+        if not rc or rc["fields"] != "userEnteredFormat.backgroundColor":
+            continue
+        g, fmt = rc["range"], rc["cell"]["userEnteredFormat"]
+        rows = set(range(g["startRowIndex"], g["endRowIndex"]))
+        if fmt == {}:
+            assert not red_rows, "cleared after painting"
+            cleared |= rows
+        elif fmt["backgroundColor"] == pytest.approx(URGENT_RGB):
+            red_rows |= rows
+            red_cols |= set(range(g["startColumnIndex"], g["endColumnIndex"]))
+    return red_rows, red_cols, cleared
+
+
+def test_urgent_rows_painted_aid_columns_protected_and_repainted_after_a_rerun(standin, tax, sample_df):
+    """Issues 24–25 in Sheets: 긴급/반복/답변 초안 round trip; the urgent row's machine cells are
+    painted light red after every data row's fill is cleared (so a rerun, or a reviewer's
+    re-sorting, leaves no stale red); the three columns are under the warning-only protection and
+    the filter; the draft wraps."""
+    _, rows, who = alert_case(sample_df)
+    b = make_backend(standin, spreadsheet_title_template="VOC 검수 {yyyymm} alerts")
+    standin.reset_log()
+    b.write_month(MONTH, rows, tax)
+    assert b.read_month(MONTH).equals(rows)
+    (_, requests), = standin.batch_updates
+    col = {c: j for j, c in enumerate(REVIEW_COLUMNS)}
+    at = {vid: i + 1 for i, vid in enumerate(rows[COL_VOC_ID].to_list())}
+    red_rows, red_cols, cleared = urgent_paint(requests)
+    assert red_rows == {at[who["urgent"]]} and cleared == set(range(1, rows.height + 1))
+    assert {col[c] for c in (COL_URGENT, COL_REPEAT, COL_VOC_ID, COL_TITLE, COL_REPLY_DRAFT)} <= red_cols
+    assert not red_cols & {col[c] for c in (*MODEL_COLUMNS, *REVIEWER_COLUMNS)}
+    sid = b._ids["VOC 검수 201911 alerts"]
+    meta = standin.spreadsheets[sid].sheet(title="201911").protected
+    open_cols = {j for g in meta[0]["unprotectedRanges"] for j in range(g["startColumnIndex"], g["endColumnIndex"])}
+    assert not open_cols & {col[c] for c in AID_COLUMNS}
+    (filt,) = [r["setBasicFilter"]["filter"]["range"] for r in requests if "setBasicFilter" in r]
+    assert (filt["startColumnIndex"], filt["endColumnIndex"]) == (0, len(REVIEW_COLUMNS))
+    wrapped = [r["repeatCell"]["range"] for r in requests
+               if r.get("repeatCell", {}).get("cell", {}).get("userEnteredFormat", {}).get("wrapStrategy") == "WRAP"]
+    assert any(g["startColumnIndex"] <= col[COL_REPLY_DRAFT] < g["endColumnIndex"] and g["startRowIndex"] == 1 for g in wrapped)
+
+    # a rerun in which another VOC is the urgent one: only that row is red now
+    _, rows2, who2 = alert_case(sample_df, urgent_at=9)
+    standin.reset_log()
+    b.update_month(MONTH, lambda old: merge_into_sheet(old, rows2), tax)
+    (_, requests), = standin.batch_updates
+    final = b.read_month(MONTH)
+    at = {vid: i + 1 for i, vid in enumerate(final[COL_VOC_ID].to_list())}
+    red_rows, _, cleared = urgent_paint(requests)
+    assert red_rows == {at[who2["urgent"]]} != {at[who["urgent"]]} and cleared >= set(range(1, final.height + 1))
+    assert filled(final, COL_URGENT) == {who2["urgent"]: "긴급"}
+
+
+def test_old_worksheet_without_aid_columns_reads_and_a_rerun_adds_them(standin, tax, sample_df):
+    """A worksheet written before 긴급/반복/답변 초안 reads as it is; refresh ignores the columns;
+    the next run's merge adds them (the reviewed row gets them too) and keeps the reviewer's cells."""
+    tagged, rows, who = alert_case(sample_df)
+    old_rows = set_cells(rows.drop(list(AID_COLUMNS)), {who["drafted"]: {S_MIN: "승강기", COL_DONE: "Y"}})
+    sid = standin.create_spreadsheet("VOC 검수 201911 old")
+    client = gspread.Client(None, session=requests.Session(), http_client=routed_http_client(standin.url))
+    sh = client.open_by_key(sid)
+    ws = sh.sheet1
+    grid = {"rowCount": old_rows.height + 1, "columnCount": len(old_rows.columns)}
+    sh.batch_update({"requests": [{"updateSheetProperties": {
+        "properties": {"sheetId": ws.id, "gridProperties": grid},
+        "fields": "gridProperties.rowCount,gridProperties.columnCount",
+    }}]})
+    ws.update([old_rows.columns, *old_rows.rows()], "A1", raw=True)
+    b = make_backend(standin, spreadsheet_title_template="VOC 검수 {yyyymm} old")
+    old = b.read_month(MONTH)
+    assert old.equals(old_rows)
+    from voc.review import merge_reviews
+
+    reviewed, _ = merge_reviews(tagged, old, tax)
+    assert reviewed.filter(pl.col("urgent"))["voc_id"].to_list() == [who["urgent"]]
+    b.update_month(MONTH, lambda sheet: merge_into_sheet(sheet, rows), tax)
+    final = b.read_month(MONTH)
+    assert final.columns == list(REVIEW_COLUMNS)
+    assert filled(final, COL_URGENT) == {who["urgent"]: "긴급"} and filled(final, COL_REPEAT) == {who["repeat"]: who["earlier"]}
+    assert filled(final, COL_REPLY_DRAFT) == {who["drafted"]: DRAFT_CELL}
+    assert final.filter(pl.col(COL_VOC_ID) == who["drafted"]).select(S_MIN, COL_DONE).row(0) == ("승강기", "Y")

@@ -15,11 +15,19 @@ import pytest
 from test_review import make_tagged
 
 from config.settings import VocSettings
-from flows.resources import open_review_backend
 from flows.adapters.review_backends import PerBuildingXlsxReviewBackend, XlsxReviewBackend, _check_frame
-from flows.adapters.review_exchange import pull_review_bytes, push_review_bytes
 from flows.adapters.storage import LocalStorage
-from voc.review import COL_BUILDING_ID, COL_DONE, COL_MEMO, COL_VOC_ID, build_review_rows, merge_into_sheet, merge_reviews
+from flows.resources import open_review_backend
+from flows.review_exchange import pull_review_bytes, push_review_bytes
+from voc.review import (
+    COL_BUILDING_ID,
+    COL_DONE,
+    COL_MEMO,
+    COL_VOC_ID,
+    build_review_rows,
+    merge_into_sheet,
+    merge_reviews,
+)
 from voc.taxonomy import default_taxonomy
 
 MONTH = "2019-11"
@@ -44,7 +52,7 @@ def by_id(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def test_full_writes_one_workbook_per_building_and_refresh_reads_them_all(setup) -> None:
-    root, settings, backend, tagged, rows = setup
+    root, _, backend, _, rows = setup
     assert isinstance(backend, PerBuildingXlsxReviewBackend)
     month_dir = root / PREFIX / "201911"
     assert sorted(p.relative_to(month_dir).as_posix() for p in month_dir.rglob("*.xlsx")) == [
@@ -62,7 +70,7 @@ def test_full_writes_one_workbook_per_building_and_refresh_reads_them_all(setup)
 
 
 def test_rerun_keeps_reviews_and_rewrites_nothing_unchanged(setup) -> None:
-    root, settings, backend, tagged, rows = setup
+    root, _, backend, _, rows = setup
     f1 = root / PREFIX / "201911" / "1" / "review_1_201911.xlsx"
     before = f1.read_bytes()
     backend.update_month(MONTH, lambda existing: merge_into_sheet(existing, rows), default_taxonomy())
@@ -70,7 +78,7 @@ def test_rerun_keeps_reviews_and_rewrites_nothing_unchanged(setup) -> None:
 
 
 def test_pull_and_push_one_building_then_refresh_applies_it(setup) -> None:
-    root, settings, backend, tagged, rows = setup
+    root, settings, backend, tagged, _ = setup
     f1 = root / PREFIX / "201911" / "1" / "review_1_201911.xlsx"
     before1 = f1.read_bytes()
     got = pull_review_bytes(settings, MONTH, building_id="2")
@@ -89,7 +97,7 @@ def test_pull_and_push_one_building_then_refresh_applies_it(setup) -> None:
     sheet = backend.read_month(MONTH)
     hit = sheet.filter(pl.col(COL_VOC_ID) == vid).row(0, named=True)
     assert (hit[COL_DONE], hit[COL_MEMO]) == ("Y", "건물별")
-    reviewed, stats = merge_reviews(tagged, sheet, default_taxonomy())
+    _, stats = merge_reviews(tagged, sheet, default_taxonomy())
     assert stats.n_reviewed == 1
     with pytest.raises(Exception, match="77"):
         pull_review_bytes(settings, MONTH, building_id="77")

@@ -14,6 +14,7 @@ import pytest
 from openpyxl.utils import get_column_letter
 from test_review import HOSTILE, make_tagged, reorg_taxonomy, set_cells
 
+from config.settings import VocSettings
 from flows.adapters.review_backends import (
     COLUMN_WIDTHS,
     DONE_CHOICES,
@@ -24,17 +25,23 @@ from flows.adapters.review_backends import (
     ReviewBackend,
     ReviewBackendError,
     XlsxReviewBackend,
+    build_workbook,
     dropdown_lists,
     frozen_columns,
     list_name,
 )
-from flows.resources import open_review_backend
-from config.settings import VocSettings
 from flows.adapters.storage import LocalStorage
+from flows.resources import open_review_backend
+from voc.replies import SuggestedReply
 from voc.review import (
+    AID_COLUMNS,
     COL_DONE,
+    COL_EVIDENCE,
     COL_MEMO,
+    COL_REPEAT,
+    COL_REPLY_DRAFT,
     COL_TITLE,
+    COL_URGENT,
     COL_VOC_ID,
     MODEL_COLUMNS,
     REVIEW_COLUMNS,
@@ -123,7 +130,7 @@ def test_frozen_header_styling_and_flat_lists(backend, rows, tax):
     ws = wb["201911"]
     assert wb.sheetnames == ["201911", GUIDE_SHEET, TAXONOMY_SHEET]
     assert wb[TAXONOMY_SHEET].sheet_state == "hidden"
-    assert ws.freeze_panes == f"{get_column_letter(REVIEW_COLUMNS.index(S_MAJ) + 1)}2" == "S2"
+    assert ws.freeze_panes == f"{get_column_letter(REVIEW_COLUMNS.index(S_MAJ) + 1)}2" == "V2"
     assert ws.auto_filter.ref == f"A1:{get_column_letter(len(REVIEW_COLUMNS))}{rows.height + 1}"
     header = [c.value for c in ws[1]]
     assert header == list(REVIEW_COLUMNS)
@@ -196,7 +203,7 @@ def test_reviewer_edits_in_excel_survive_a_rerun(backend, rows, tax, sample_df):
 
 def test_unreadable_workbook_raises(backend, tax):
     backend.storage.write_bytes(backend.key(MONTH), b"not a zip")
-    with pytest.raises(ReviewBackendError, match="review_201911.xlsx"):
+    with pytest.raises(ReviewBackendError, match=r"review_201911\.xlsx"):
         backend.read_month(MONTH)
 
 
@@ -497,3 +504,109 @@ def test_workbook_renders_in_libreoffice_with_id_title_and_review_headers_on_pag
     n_listed = int(float((tmp_path / "probe.csv").read_text(encoding="utf-8").splitlines()[0].strip('"')))
     bare = ws[f"{get_column_letter(header.index('작업유형 대분류') + 1)}2"].value.split(" (")[0]
     assert n_listed == len(tax.minors("work", bare)) < len(dropdown_lists(tax)[W_MIN])
+
+
+# --------------------------------------------------------------------------------------------
+# 긴급, 반복, 답변 초안 (issues 24–25)
+
+DRAFT = SuggestedReply("69001", 0.7234, "도시재생국>건축과", "[날짜]까지 [담당자] 주무관이 현장을 확인하겠습니다.")
+DRAFT_CELL = "[유사 0.72 · voc_id 69001]\n[날짜]까지 [담당자] 주무관이 현장을 확인하겠습니다."
+URGENT_FILL = "FFF8CBAD"
+
+
+def alert_case(sample_df: pl.DataFrame, *, urgent_at: int = 3) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, str]]:
+    """The month's tagged frame with exactly one urgent VOC, one repeat of an earlier VOC and one
+    drafted reply; its review rows; and those ``voc_id`` values (``urgent``, ``repeat``,
+    ``earlier``, ``drafted``)."""
+    tagged = make_tagged(sample_df)
+    ids = tagged["voc_id"].to_list()
+    who = {"urgent": ids[urgent_at], "repeat": ids[5], "earlier": ids[4], "drafted": ids[7]}
+    tagged = tagged.with_columns(
+        (pl.col("voc_id") == who["urgent"]).alias("urgent"),
+        pl.when(pl.col("voc_id") == who["repeat"]).then(pl.lit(who["earlier"])).otherwise(None).alias("repeat_of"),
+    )
+    rows = build_review_rows(tagged, threshold=0.5, reply_drafts=[DRAFT if v == who["drafted"] else None for v in ids])
+    return tagged, rows, who
+
+
+def filled(frame: pl.DataFrame, column: str) -> dict[str, str]:
+    return {r[COL_VOC_ID]: r[column] for r in frame.iter_rows(named=True) if r[column]}
+
+
+def test_urgent_repeat_and_reply_draft_columns(backend, tax, sample_df):
+    """Issues 24–25: 긴급 and 반복 right after 검토 우선, 답변 초안 right after 유사 검수 VOC, with
+    the tagged frame's values and the best draft; locked machine cells under the filter; the
+    urgent row's machine cells light red (grey model and yellow reviewer cells keep their colour)."""
+    _, rows, who = alert_case(sample_df)
+    assert list(REVIEW_COLUMNS[1:3]) == [COL_URGENT, COL_REPEAT]
+    assert REVIEW_COLUMNS[REVIEW_COLUMNS.index(COL_EVIDENCE) + 1] == COL_REPLY_DRAFT
+    backend.write_month(MONTH, rows, tax)
+    back = backend.read_month(MONTH)
+    assert back.equals(rows)
+    assert filled(back, COL_URGENT) == {who["urgent"]: "긴급"}
+    assert filled(back, COL_REPEAT) == {who["repeat"]: who["earlier"]}
+    assert filled(back, COL_REPLY_DRAFT) == {who["drafted"]: DRAFT_CELL}
+
+    ws = load(backend)["201911"]
+    header = [c.value for c in ws[1]]
+    letter = {name: get_column_letter(j + 1) for j, name in enumerate(header)}
+    at = {vid: i + 2 for i, vid in enumerate(back[COL_VOC_ID].to_list())}
+    assert ws.protection.sheet and ws.auto_filter.ref == f"A1:{get_column_letter(len(header))}{rows.height + 1}"
+    for name in AID_COLUMNS:
+        assert all(ws[f"{letter[name]}{r}"].protection.locked for r in at.values()), name
+    assert ws[f"{letter[COL_REPLY_DRAFT]}{at[who['drafted']]}"].alignment.wrap_text
+    u = at[who["urgent"]]
+    assert [r for r in at.values() if ws[f"{letter[COL_VOC_ID]}{r}"].fill.fgColor.rgb == URGENT_FILL] == [u]
+    for name in (COL_URGENT, COL_REPEAT, COL_VOC_ID, COL_TITLE, COL_REPLY_DRAFT):
+        assert ws[f"{letter[name]}{u}"].fill.fgColor.rgb == URGENT_FILL, name
+    assert ws[f"{letter[MODEL_COLUMNS[0]]}{u}"].fill.fgColor.rgb == "FFE7E6E6"
+    assert ws[f"{letter[S_MAJ]}{u}"].fill.fgColor.rgb == "FFFFF2CC" and not ws[f"{letter[S_MAJ]}{u}"].protection.locked
+    assert ws[f"{letter[COL_URGENT]}{u}"].font.bold and ws[f"{letter[COL_URGENT]}{u}"].font.color.rgb == "FFC00000"
+
+
+def test_aid_columns_are_never_labels_and_old_workbooks_still_work(backend, tax, sample_df):
+    """긴급, 반복 and 답변 초안 are read by nobody: refresh (merge_reviews) and push take nothing
+    from them, typed over or not; a workbook written before them reads, takes a push, and a
+    rerun's merge fills them in — on reviewed rows too."""
+    from flows.review_exchange import push_review_bytes
+
+    tagged, rows, who = alert_case(sample_df)
+    label = tax.labels("subject")[0].split(">")
+    done = {who["drafted"]: {S_MAJ: label[0], S_MIN: label[1], COL_DONE: "Y"}}
+    tampered = {who["urgent"]: {COL_URGENT: "", COL_REPEAT: who["drafted"]},
+                who["drafted"]: {COL_REPLY_DRAFT: f"{label[0]}>{label[1]}"}}
+    sheet = set_cells(rows, done)
+    want, _ = merge_reviews(tagged, sheet, tax)
+    got, _ = merge_reviews(tagged, set_cells(sheet, tampered), tax)
+    assert got.equals(want)
+    assert got.filter(pl.col("urgent"))["voc_id"].to_list() == [who["urgent"]]  # from the tagged frame
+    assert got.filter(pl.col("voc_id") == who["repeat"])["repeat_of"].to_list() == [who["earlier"]]
+
+    # an old workbook (before the three columns) reads as it is, and refresh reads it
+    old_rows = rows.drop(list(AID_COLUMNS))
+    backend.storage.write_bytes(backend.key(MONTH), build_workbook(old_rows, tax, title="201911"))
+    old = backend.read_month(MONTH)
+    assert old.equals(old_rows)
+    assert merge_reviews(tagged, set_cells(old, done), tax)[0].equals(want)
+    # push of an old-format file into the old workbook: the reviewer cells, nothing else
+    settings = VocSettings(storage=str(backend.storage.root), env="dev")
+    upload = build_workbook(set_cells(old_rows, done), tax, title="201911")
+    res = push_review_bytes(settings, upload, source="old.xlsx", month=MONTH)
+    assert [vid for _, vid in res.accepted] == [who["drafted"]] and not res.rejected
+    stored = backend.read_month(MONTH)
+    assert stored.select(old_rows.columns).equals(set_cells(old_rows, done))
+    # a rerun merges the new rows in: every row gets 긴급/반복/답변 초안, the reviewed one too
+    merged, stats = merge_into_sheet(stored, rows)
+    assert merged.columns == list(REVIEW_COLUMNS) and stats.kept_reviewed == 1
+    assert filled(merged, COL_URGENT) == {who["urgent"]: "긴급"}
+    assert filled(merged, COL_REPEAT) == {who["repeat"]: who["earlier"]}
+    assert filled(merged, COL_REPLY_DRAFT) == {who["drafted"]: DRAFT_CELL}
+    assert merged.filter(pl.col(COL_VOC_ID) == who["drafted"])[COL_DONE].to_list() == ["Y"]
+    backend.write_month(MONTH, merged, tax)
+    # a push with the machine cells typed over takes only its reviewer cells
+    file = set_cells(merged, {**tampered, who["urgent"]: {**tampered[who["urgent"]], COL_MEMO: "확인"}})
+    res = push_review_bytes(settings, build_workbook(file, tax, title="201911"), source="new.xlsx", month=MONTH)
+    assert [vid for _, vid in res.accepted] == [who["urgent"]] and not res.rejected
+    after = backend.read_month(MONTH)
+    assert after.drop(COL_MEMO).equals(merged.drop(COL_MEMO))
+    assert filled(after, COL_MEMO) == {who["urgent"]: "확인"}

@@ -17,9 +17,9 @@ from infra import MotoS3, moto_s3_server
 
 import flows.storage_layout
 from config.settings import S3Settings
-from flows.storage_layout import RunIdError, new_run_id, reserve_run_id, run_marker_key
 from flows.adapters.s3 import S3Storage
 from flows.adapters.storage import LocalStorage
+from flows.storage_layout import RunIdError, new_run_id, reserve_run_id, run_marker_key
 from voc.months import KST
 
 PREFIX = "stat/voc-dev"
@@ -80,7 +80,7 @@ def moto() -> Iterator[MotoS3]:
 
 def test_same_second_s3_runs_get_distinct_ids(moto: MotoS3, aws_test_env: None) -> None:
     boto3.client("s3", endpoint_url=moto.endpoint_url).create_bucket(Bucket="voc-run-ids")
-    storage = S3Storage.from_uri("s3://voc-run-ids/t", S3Settings(endpoint_url=moto.endpoint_url), backoff_s=0.01)
+    storage = S3Storage.from_uri("s3://voc-run-ids/t", S3Settings(endpoint_url=moto.endpoint_url))
     ids = _reserve_concurrently(storage)
     assert sorted(ids) == [f"full_20261201_02000{i}" for i in range(4)]
     assert sorted(k for k in storage.list(f"{PREFIX}/runs")) == sorted(run_marker_key(PREFIX, i) for i in ids)
@@ -96,7 +96,7 @@ def test_two_monthly_runs_in_the_same_second_keep_their_own_files(
 
     class Frozen(datetime):
         @classmethod
-        def now(cls, tz=None):  # noqa: ANN001, ANN206 - datetime's signature
+        def now(cls, tz=None):
             return T0 if tz is None else T0.astimezone(tz)
 
     monkeypatch.setattr(flows.storage_layout, "datetime", Frozen)

@@ -1,5 +1,6 @@
 """S3Storage against a moto S3 server over real HTTP (``tests/infra.py``), faults injected in
-front of it: transient 500s are retried, permanent failures raise StorageError naming the key."""
+front of it: transient 500s are retried by botocore's standard retry mode (no loop of ours),
+permanent failures raise StorageError naming the key."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import botocore.exceptions as bce
 import pytest
 from infra import MotoS3, moto_s3_server
 from pydantic import SecretStr
 
 from config.settings import S3Settings, VocSettings
+from flows.adapters.retries import is_transient
 from flows.adapters.s3 import S3Storage, content_type_for, parse_s3_uri
-from flows.resources import open_storage
 from flows.adapters.storage import Storage, StorageError
+from flows.resources import open_storage
 
 BUCKET = "voc-test"
 
@@ -44,7 +47,7 @@ def bucket(moto: MotoS3) -> str:
 
 
 def _storage(moto: MotoS3, root: str, **kw: object) -> S3Storage:
-    params: dict[str, object] = {"retries": 3, "backoff_s": 0.01, "botocore_attempts": 1}
+    params: dict[str, object] = {"botocore_attempts": 1}
     params.update(kw)
     return S3Storage.from_uri(f"s3://{BUCKET}/{root}", S3Settings(endpoint_url=moto.endpoint_url), **params)
 
@@ -108,7 +111,7 @@ def test_upload_and_download_dir(moto: MotoS3, bucket: str, tmp_path: Path) -> N
 
 
 def test_transient_put_failures_are_retried(moto: MotoS3, bucket: str) -> None:
-    st = _storage(moto, "retry", retries=3, backoff_s=0.01, botocore_attempts=1)
+    st = _storage(moto, "retry", botocore_attempts=3)
     key = "stat/voc-dev/201911/1/dashboard_1_201911.html"
     moto.faults.fail("PUT", key, times=2, status=500)
     assert st.write_bytes(key, b"<html></html>") == f"s3://{BUCKET}/retry/{key}"
@@ -117,25 +120,31 @@ def test_transient_put_failures_are_retried(moto: MotoS3, bucket: str) -> None:
     # 503 SlowDown on a download, retried too
     moto.faults.fail("GET", key, times=1, status=503, code="SlowDown")
     assert st.read_bytes(key) == b"<html></html>"
+    assert moto.faults.count("GET", key) == 3  # the first read, the 503, its retry
 
 
-def test_botocore_retries_alone_recover_one_failure(moto: MotoS3, bucket: str) -> None:
-    """With botocore's standard mode (2 attempts) a single 500 never reaches our loop."""
-    st = _storage(moto, "botocore", retries=0, botocore_attempts=2)
+def test_default_settings_recover_one_failure_and_give_up_on_two(moto: MotoS3, bucket: str) -> None:
+    """The default (``VOC_S3__BOTOCORE_ATTEMPTS`` = 2): one 500 is absorbed, two are raised (for
+    the Prefect task's retries) after exactly two requests."""
+    st = S3Storage.from_uri(f"s3://{BUCKET}/botocore", S3Settings(endpoint_url=moto.endpoint_url))
     moto.faults.fail("PUT", "one-500.csv", times=1)
     st.write_bytes("one-500.csv", b"x")
     assert moto.faults.count("PUT", "one-500.csv") == 2
+    moto.faults.fail("PUT", "two-500.csv", times=2)
+    with pytest.raises(StorageError, match=f"upload s3://{BUCKET}/botocore/two-500.csv failed"):
+        st.write_bytes("two-500.csv", b"x")
+    assert moto.faults.count("PUT", "two-500.csv") == 2
 
 
 def test_permanent_failure_raises_storage_error_naming_key(moto: MotoS3, bucket: str, tmp_path: Path) -> None:
-    st = _storage(moto, "perm", retries=2, backoff_s=0.01, botocore_attempts=1)
+    st = _storage(moto, "perm", botocore_attempts=3)
     key = "stat/voc-dev/201911/2/tagged_2_201911_full.csv"
     moto.faults.fail("PUT", key, times=None, status=500)
     t0 = time.monotonic()
-    with pytest.raises(StorageError, match=f"upload s3://{BUCKET}/perm/{key} failed after 3 attempts"):
+    with pytest.raises(StorageError, match=rf"upload s3://{BUCKET}/perm/{key} failed \(endpoint http://127.0.0.1:\d+\)"):
         st.write_bytes(key, b"x")
     assert moto.faults.count("PUT", key) == 3
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 5  # botocore's backoff: under 1 + 2 s
     # a non-transient error (403) is not retried
     moto.faults.clear()
     moto.faults.fail("PUT", "denied.csv", times=None, status=403, code="AccessDenied")
@@ -146,8 +155,9 @@ def test_permanent_failure_raises_storage_error_naming_key(moto: MotoS3, bucket:
     moto.faults.clear()
     moto.faults.fail("PUT", "bad-dir/f.json", times=None)
     (tmp_path / "f.json").write_text("{}")
-    with pytest.raises(StorageError, match=f"upload s3://{BUCKET}/perm/bad-dir/f.json failed after 3 attempts"):
+    with pytest.raises(StorageError, match=f"upload s3://{BUCKET}/perm/bad-dir/f.json failed"):
         st.upload_dir(tmp_path, "bad-dir")
+    assert moto.faults.count("PUT", "bad-dir/f.json") == 3
     with pytest.raises(StorageError, match=r"^not a directory"):
         st.upload_dir(tmp_path / "none", "bad-dir")
 
@@ -159,13 +169,13 @@ def test_unreachable_endpoint_raises_storage_error(monkeypatch: pytest.MonkeyPat
         BUCKET,
         "x",
         endpoint_url=f"http://127.0.0.1:{free_port()}",
-        retries=1,
-        backoff_s=0.01,
-        botocore_attempts=1,
+        botocore_attempts=2,
         connect_timeout_s=1,
     )
-    with pytest.raises(StorageError, match=f"upload s3://{BUCKET}/x/k.html failed after 2 attempts"):
+    with pytest.raises(StorageError, match=f"upload s3://{BUCKET}/x/k.html failed") as e:
         st.write_bytes("k.html", b"x")
+    assert isinstance(e.value.__cause__, bce.EndpointConnectionError)
+    assert is_transient(e.value)  # the Prefect task's retries own it
 
 
 def test_from_settings_and_env_endpoint(moto: MotoS3, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:

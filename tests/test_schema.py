@@ -1,3 +1,6 @@
+import re
+from datetime import date
+
 import polars as pl
 import pytest
 
@@ -47,7 +50,7 @@ def test_one_voc_id_in_two_buildings_is_refused_naming_rows_id_and_buildings(sam
 
 
 def test_missing_column_is_named(sample_raw):
-    with pytest.raises(VOCInputError, match="missing column.*'reply'"):
+    with pytest.raises(VOCInputError, match=r"missing column.*'reply'"):
         validate_voc_frame(sample_raw.drop("reply"))
 
 
@@ -76,9 +79,6 @@ def test_nulls_in_text_become_empty_and_rows_are_kept():
 
 
 # --- "Nothing wrong gets in, nothing right gets lost" -------------------------------------------
-
-import re  # noqa: E402
-from datetime import date  # noqa: E402
 
 MAX_ID_CHARS = 128  # voc.schema.MAX_ID_CHARS (imported inside the tests: new in this change)
 
@@ -156,7 +156,8 @@ def test_safe_ids_are_kept_exactly(good):
 
 
 def test_id_rule():
-    from voc.schema import MAX_ID_CHARS as limit, id_problem
+    from voc.schema import MAX_ID_CHARS as limit
+    from voc.schema import id_problem
 
     assert limit == MAX_ID_CHARS
     assert [id_problem(v) for v in ("1", "본관 A-1")] == [None, None]

@@ -33,8 +33,8 @@ from pydantic import SecretStr
 
 from config.settings import ServeSettings, VocSettings
 from flows.adapters.model_store import load_champion, write_champion
-from flows.service.app import REPLY_FALLBACK, ServeConfigError, TagRequest, choose_variant, create_app
 from flows.adapters.storage import LocalStorage
+from flows.service.app import REPLY_FALLBACK, ServeConfigError, TagRequest, choose_variant, create_app
 from voc.modelstore import save_tagger, save_variants
 from voc.schema import validate_voc_frame
 from voc.tagger import resolve_taxonomy, tag_frame, train_tagger
@@ -81,7 +81,10 @@ def store(tmp_path_factory: pytest.TempPathFactory, sample_df: pl.DataFrame, tok
     reply, rr = train_tagger(train, tax, kind="linear", version="20260101_000000", tokenizer=tokenizer)
     reg, rg = train_tagger(train, reply.taxonomy, kind="linear", version="20260101_000000", use_reply=False, tokenizer=tokenizer)
     models = root / PREFIX / "models"
-    save_variants(models / PAIR, {"reply": reply, "registration": reg}, {"name": PAIR}, {"reply": {"metrics": rr.metrics}, "registration": {"metrics": rg.metrics}})
+    save_variants(
+        models / PAIR, {"reply": reply, "registration": reg}, {"name": PAIR},
+        {"reply": {"metrics": rr.metrics}, "registration": {"metrics": rg.metrics}},
+    )
     old = copy.copy(reply)  # the same fitted classifiers under another version
     old.version = "20250101_000000"
     save_tagger(old, models / SINGLE, {"name": SINGLE})
@@ -216,7 +219,9 @@ def test_empty_and_dirty_texts_are_tagged_and_flagged(client: TestClient) -> Non
     assert body["work_confidence"] is None and body["work_estimated"]  # a keyword guess: no number at all
     assert body["subject_major"] and body["work_minor"]  # still tagged (fallback class), as in batch
     dirty = client.post(
-        "/v1/tag", json={"title": "<b>주차장</b> 조명\x07 고장 😀", "request_contents": "지하 2층 조명이 꺼졌습니다 010-1234-5678"}, headers=AUTH
+        "/v1/tag",
+        json={"title": "<b>주차장</b> 조명\x07 고장 😀", "request_contents": "지하 2층 조명이 꺼졌습니다 010-1234-5678"},
+        headers=AUTH,
     ).json()
     assert set(dirty["flags"]) == {"control", "emoji", "html"}
 
@@ -274,7 +279,8 @@ def test_text_that_is_not_unicode_is_422_naming_the_field(client: TestClient, ra
 def test_a_batch_names_the_item_that_is_not_unicode(client: TestClient) -> None:
     one = '{"title": "가로등 고장", "request_contents": "꺼져 있습니다"}'
     items = [one] * 3 + ['{"title": "\\ud800", "request_contents": "x"}', one, '{"title": "x", "request_contents": "a\\u0000"}']
-    r = client.post("/v1/tag:batch", content=('{"items": [' + ", ".join(items) + "]}").encode(), headers={**AUTH, "content-type": "application/json"})
+    body = ('{"items": [' + ", ".join(items) + "]}").encode()
+    r = client.post("/v1/tag:batch", content=body, headers={**AUTH, "content-type": "application/json"})
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert [e["loc"] for e in detail] == [["body", "items", 3, "title"], ["body", "items", 5, "request_contents"]]
@@ -282,7 +288,8 @@ def test_a_batch_names_the_item_that_is_not_unicode(client: TestClient) -> None:
     # a BOM before the body is still fine, and a bad byte outside any string is a JSON error
     ok = client.post("/v1/tag", content=b"\xef\xbb\xbf" + one.encode(), headers={**AUTH, "content-type": "application/json"})
     assert ok.status_code == 200
-    r = client.post("/v1/tag", content=b'{"title": "x", \xff "request_contents": "y"}', headers={**AUTH, "content-type": "application/json"})
+    bad_utf8 = b'{"title": "x", \xff "request_contents": "y"}'
+    r = client.post("/v1/tag", content=bad_utf8, headers={**AUTH, "content-type": "application/json"})
     assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
 
 
@@ -293,7 +300,8 @@ def test_body_over_the_limit_is_413(client: TestClient) -> None:
     assert r.status_code == 413
     assert client.post("/v1/tag", json={"title": "x", "request_contents": "가" * 20_000}, headers=AUTH).status_code == 200
     # the batch endpoint has its own (larger) limit: several such VOCs fit
-    assert client.post("/v1/tag:batch", json={"items": [{"title": "x", "request_contents": "가" * 20_000}] * 3}, headers=AUTH).status_code == 200
+    big = {"items": [{"title": "x", "request_contents": "가" * 20_000}] * 3}
+    assert client.post("/v1/tag:batch", json=big, headers=AUTH).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -366,7 +374,9 @@ def test_access_log_never_shows_the_query_string(client: TestClient) -> None:
         access.removeHandler(handler)
         access.setLevel(old_level)
     assert out.getvalue().strip() == 'INFO:     10.0.0.1:5000 - "POST /v1/tag HTTP/1.1" 200 OK'
-    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', ("c", "GET", "/healthz?k=1", "1.1", 200), None)
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', ("c", "GET", "/healthz?k=1", "1.1", 200), None
+    )
     assert PathOnlyAccessLog().filter(record) and record.getMessage() == 'c - "GET /healthz HTTP/1.1" 200'
 
 
@@ -415,7 +425,8 @@ def test_admin_reload_swaps_to_an_old_single_variant_model(store: Store, tmp_pat
             }))
             expected = _as_answered(tag_frame(frame, tagger, run_id="t").select(TAG_FIELDS).to_dicts()[0])
             assert {k: no_reply[k] for k in expected} == expected
-            assert 'voc_serve_model_info{model_version="linear_20260101_000000",variants="reply,registration"} 0.0' in c.get("/metrics").text
+            info = 'voc_serve_model_info{model_version="linear_20260101_000000",variants="reply,registration"} 0.0'
+            assert info in c.get("/metrics").text
         finally:
             write_champion(LocalStorage(store.root), PREFIX, {"kind": "linear", "version": "20260101_000000", "name": PAIR})
         assert c.post("/v1/admin/reload", headers=admin).json()["model_version"] == PAIR
@@ -554,7 +565,7 @@ def _bodies(sample_df: pl.DataFrame, n: int, *, max_chars: int | None = None) ->
     """``n`` request bodies cycling over the sample's real texts (each field cut to ``max_chars``
     when given); every fourth with its reply."""
     rows = sample_df.select("title", "request_contents", "reply").to_dicts()
-    cut = (lambda t: t[:max_chars]) if max_chars else (lambda t: t)  # noqa: E731
+    cut = (lambda t: t[:max_chars]) if max_chars else (lambda t: t)
     out = []
     for i in range(n):
         r = rows[i % len(rows)]
@@ -591,52 +602,51 @@ async def _hammer(url: str, bodies: list[dict], concurrency: int) -> Counter:
 def test_real_server_keys_logs_and_swap_under_traffic(store: Store, tmp_path: Path, sample_df: pl.DataFrame) -> None:
     """Against uvicorn: probes, a tag, 401 for a wrong key with neither key in the log, then a new
     champion picked up by the poller while requests keep flowing: none fails, both versions answer."""
-    with running_server(store, tmp_path) as (url, proc, log):
-        with httpx.Client(base_url=url, timeout=30) as c:
-            assert c.get("/healthz").status_code == 200
-            assert c.get("/readyz").json()["model_version"] == PAIR
-            assert c.get("/healthz", params={"api_key": KEY}).status_code == 200  # a key in the query: not logged
-            wrong = "wrong-key-9b8c7d"
-            r = c.post("/v1/tag", json={"title": "x", "request_contents": "y"}, headers={"Authorization": f"Bearer {wrong}"})
-            assert r.status_code == 401
-            ok = c.post("/v1/tag", json={"title": "가로등 고장", "request_contents": "꺼졌어요", "voc_id": "V1"}, headers=AUTH)
-            assert ok.status_code == 200 and ok.json()["variant"] == "registration"
+    with running_server(store, tmp_path) as (url, _, log), httpx.Client(base_url=url, timeout=30) as c:
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/readyz").json()["model_version"] == PAIR
+        assert c.get("/healthz", params={"api_key": KEY}).status_code == 200  # a key in the query: not logged
+        wrong = "wrong-key-9b8c7d"
+        r = c.post("/v1/tag", json={"title": "x", "request_contents": "y"}, headers={"Authorization": f"Bearer {wrong}"})
+        assert r.status_code == 401
+        ok = c.post("/v1/tag", json={"title": "가로등 고장", "request_contents": "꺼졌어요", "voc_id": "V1"}, headers=AUTH)
+        assert ok.status_code == 200 and ok.json()["variant"] == "registration"
 
-            versions: Counter = Counter()
-            errors: list[str] = []
-            stop = threading.Event()
+        versions: Counter = Counter()
+        errors: list[str] = []
+        stop = threading.Event()
 
-            def traffic() -> None:
-                with httpx.Client(base_url=url, timeout=30, headers=AUTH) as t:
-                    body = _bodies(sample_df, 1)[0]
-                    while not stop.is_set():
-                        try:
-                            resp = t.post("/v1/tag", json=body)
-                            if resp.status_code != 200:
-                                errors.append(f"{resp.status_code} {resp.text[:200]}")
-                            else:
-                                versions[resp.json()["model_version"]] += 1
-                        except httpx.HTTPError as e:
-                            errors.append(repr(e))
+        def traffic() -> None:
+            with httpx.Client(base_url=url, timeout=30, headers=AUTH) as t:
+                body = _bodies(sample_df, 1)[0]
+                while not stop.is_set():
+                    try:
+                        resp = t.post("/v1/tag", json=body)
+                        if resp.status_code != 200:
+                            errors.append(f"{resp.status_code} {resp.text[:200]}")
+                        else:
+                            versions[resp.json()["model_version"]] += 1
+                    except httpx.HTTPError as e:
+                        errors.append(repr(e))
 
-            threads = [threading.Thread(target=traffic) for _ in range(4)]
+        threads = [threading.Thread(target=traffic) for _ in range(4)]
+        for th in threads:
+            th.start()
+        try:
+            time.sleep(2)
+            write_champion(LocalStorage(store.root), PREFIX, {"kind": "linear", "version": "20250101_000000", "name": SINGLE})
+            deadline = time.monotonic() + 120
+            while c.get("/readyz").json()["model_version"] != SINGLE and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(2)
+        finally:
+            stop.set()
             for th in threads:
-                th.start()
-            try:
-                time.sleep(2)
-                write_champion(LocalStorage(store.root), PREFIX, {"kind": "linear", "version": "20250101_000000", "name": SINGLE})
-                deadline = time.monotonic() + 120
-                while c.get("/readyz").json()["model_version"] != SINGLE and time.monotonic() < deadline:
-                    time.sleep(0.5)
-                time.sleep(2)
-            finally:
-                stop.set()
-                for th in threads:
-                    th.join()
-                write_champion(LocalStorage(store.root), PREFIX, {"kind": "linear", "version": "20260101_000000", "name": PAIR})
-            assert errors == []
-            assert versions[PAIR] > 0 and versions[SINGLE] > 0, versions
-            assert 'voc_serve_model_checks_total{result="swapped"} 2.0' in c.get("/metrics").text
+                th.join()
+            write_champion(LocalStorage(store.root), PREFIX, {"kind": "linear", "version": "20260101_000000", "name": PAIR})
+        assert errors == []
+        assert versions[PAIR] > 0 and versions[SINGLE] > 0, versions
+        assert 'voc_serve_model_checks_total{result="swapped"} 2.0' in c.get("/metrics").text
     text = log.read_text(errors="replace")
     assert "401" in text and "wrong key" in text and f"serving model {SINGLE}" in text
     assert '"GET /healthz HTTP/1.1" 200' in text  # the access log is on, path only
@@ -683,26 +693,29 @@ def test_write_through_respects_the_priority_rule(store: Store, tmp_path: Path) 
             src.write_tags(seed.tail(1), classify_source="reviewed", reviewed=True)
         env = {"VOC_SOURCE": "postgres", "VOC_DB__DSN": dsn, "VOC_SERVE__WRITE_THROUGH": "true"}
         text = {"title": "가로등이 고장났어요", "request_contents": "공원 앞 가로등 세 개가 밤새 꺼져 있습니다"}
-        with running_server(store, tmp_path, **env) as (url, _, log):
-            with httpx.Client(base_url=url, timeout=30, headers=AUTH) as c:
+        with (
+            running_server(store, tmp_path, **env) as (url, _, log),
+            httpx.Client(base_url=url, timeout=30, headers=AUTH) as c,
+        ):
 
-                def tag(voc_id: str | None, reply: str | None = None) -> dict:
-                    r = c.post("/v1/tag", json={**text, "voc_id": voc_id, **({"reply": reply} if reply else {})})
-                    assert r.status_code == 200, r.text
-                    return r.json()
+            def tag(voc_id: str | None, reply: str | None = None) -> dict:
+                r = c.post("/v1/tag", json={**text, "voc_id": voc_id, **({"reply": reply} if reply else {})})
+                assert r.status_code == 200, r.text
+                return r.json()
 
-                assert tag("BATCH")["write_through"] == "kept_existing"
-                assert tag("REVIEWED", reply="교체했습니다")["write_through"] == "kept_existing"
-                assert tag(None)["write_through"] == "no_voc_id"
-                first = tag("NEW")
-                assert first["write_through"] == "written" and first["variant"] == "registration"
-                with_reply = tag("NEW", reply="가로등 전구를 교체했습니다")
-                assert with_reply["write_through"] == "written" and with_reply["variant"] == "reply"
-                assert tag("NEW")["write_through"] == "kept_existing"  # realtime never replaces realtime_reply
-                batch = c.post("/v1/tag:batch", json={"items": [{**text, "voc_id": "B1"}, {**text, "voc_id": "B2", "reply": "점검 완료"}, text]}).json()
-                assert batch["rows_written"] == 2
-                assert [r["write_through"] for r in batch["results"]] == ["submitted", "submitted", "no_voc_id"]
-                assert re.search(r'voc_serve_write_through_total\{result="written"\} 4.0', c.get("/metrics").text)
+            assert tag("BATCH")["write_through"] == "kept_existing"
+            assert tag("REVIEWED", reply="교체했습니다")["write_through"] == "kept_existing"
+            assert tag(None)["write_through"] == "no_voc_id"
+            first = tag("NEW")
+            assert first["write_through"] == "written" and first["variant"] == "registration"
+            with_reply = tag("NEW", reply="가로등 전구를 교체했습니다")
+            assert with_reply["write_through"] == "written" and with_reply["variant"] == "reply"
+            assert tag("NEW")["write_through"] == "kept_existing"  # realtime never replaces realtime_reply
+            items = [{**text, "voc_id": "B1"}, {**text, "voc_id": "B2", "reply": "점검 완료"}, text]
+            batch = c.post("/v1/tag:batch", json={"items": items}).json()
+            assert batch["rows_written"] == 2
+            assert [r["write_through"] for r in batch["results"]] == ["submitted", "submitted", "no_voc_id"]
+            assert re.search(r'voc_serve_write_through_total\{result="written"\} 4.0', c.get("/metrics").text)
         with PostgresSource(dsn) as src:
             rows = {r["voc_id"]: r for r in src.read_tags().iter_rows(named=True)}
         assert rows["BATCH"]["classify_source"] == "batch" and rows["BATCH"]["subject_major"] == "S0"

@@ -27,9 +27,9 @@ from test_review import make_tagged
 
 from config.settings import ServeSettings, VocSettings
 from flows.adapters.review_backends import XlsxReviewBackend
-from flows.adapters.review_exchange import PULL_SHEET, pull_review_bytes
-from flows.service.app import create_app
 from flows.adapters.storage import LocalStorage
+from flows.review_exchange import PULL_SHEET, pull_review_bytes
+from flows.service.app import create_app
 from voc.months import Month
 from voc.review import COL_BUILDING_ID, COL_DONE, COL_MEMO, COL_VOC_ID, build_review_rows
 from voc.taxonomy import default_taxonomy

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli.main import app
 from flows.adapters.sources import CsvSource, SourceEncodingError, decode_csv_bytes
+from flows.cli.main import app
 
 
 def _encodable(df: pl.DataFrame, encoding: str) -> pl.DataFrame:

@@ -1,7 +1,15 @@
 import pytest
 
-from voc.taxonomy import Taxonomy, TaxonomyError, TaxonomyRow, default_taxonomy, derive_taxonomy, join_label, split_label
 from voc.tagger import frame_texts, labels_of
+from voc.taxonomy import (
+    Taxonomy,
+    TaxonomyError,
+    TaxonomyRow,
+    default_taxonomy,
+    derive_taxonomy,
+    join_label,
+    split_label,
+)
 
 
 def test_default_taxonomy_shape():

@@ -40,7 +40,7 @@ def spy(tok: KiwiTokenizer) -> list[list[str]]:
     """Record the texts of every Kiwi call ``tok`` makes."""
     calls: list[list[str]] = []
     real_run = tok._run_kiwi
-    tok._run_kiwi = lambda texts: calls.append(list(texts)) or real_run(texts)  # type: ignore[method-assign]
+    tok._run_kiwi = lambda texts: calls.append(list(texts)) or real_run(texts)  # type: ignore[method-assign]  # a spy on the Kiwi call
     return calls
 
 

@@ -50,6 +50,19 @@ def test_audit_training_labels_writes_csv_and_masked_html(sample_df: pl.DataFram
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "010-1234-5678" not in html and "[전화번호]" in html
     assert "010-1234-5678" not in (tmp_path / "label_audit.csv").read_text("utf-8")
+    # where each suspect is, for the review workbook's 이전 라벨 점검 sheet (title masked too)
+    first = sub.row(0, named=True)
+    src = df.filter(pl.col("voc_id").cast(pl.String) == str(first["voc_id"])).row(0, named=True)
+    assert (str(first["building_id"]), first["created_at"]) == (src["building_id"], src["created_at"].isoformat())
+    assert "[전화번호]" in first["title"] and "010-1234-5678" not in first["title"]
+    # a suspect a reviewer settled (confirmed its label) is not listed again
+    again = audit_training_labels(tmp_path / "again", df, None, use_reply=True, n_splits=3, tokenizer=tokenizer,
+                                  settled={(str(first["voc_id"]), "subject", first["given_label"])})
+    resub = pl.read_csv(tmp_path / "again" / "label_audit.csv").filter(pl.col("dimension") == "subject")
+    assert resub.height == sub.height - 1 and str(first["voc_id"]) not in resub["voc_id"].cast(pl.String).to_list()
+    assert resub["voc_id"].to_list() == sub["voc_id"].to_list()[1:]  # the others, in the same order, re-ranked
+    assert resub["rank"].to_list() == [r - 1 for r in sub["rank"].to_list()[1:]]
+    assert {d["dimension"]: d for d in again["dimensions"]}["subject"]["n_issues"] == resub.height
 
 
 def test_audit_training_labels_skips_a_single_class(sample_df: pl.DataFrame, tokenizer, tmp_path) -> None:

@@ -71,7 +71,7 @@ def test_older_csvs_get_the_new_columns_and_the_tagged_order_ends_with_them(samp
 
 
 def test_dashboard_lists_urgent_vocs_at_the_top_masked(sample: pl.DataFrame) -> None:
-    from voc.dashboard import render_dashboard
+    from voc.dashboard import DashboardContent, DashboardContext, DashboardOptions, render_dashboard
 
     month = sample.filter((pl.col("created_at").dt.strftime("%Y%m") == "201911") & (pl.col("building_id") == "1"))
     urgent_row = month.head(1).with_columns(
@@ -84,14 +84,14 @@ def test_dashboard_lists_urgent_vocs_at_the_top_masked(sample: pl.DataFrame) -> 
         pl.lit(0.9).alias("work_confidence"), pl.lit("model").alias("work_source"), pl.lit("batch").alias("classify_source"),
         pl.lit("hybrid_x").alias("model_version"), pl.lit("").alias("flags"), pl.lit("full_1").alias("run_id"),
     ).pipe(with_alert_columns).select(TAGGED_COLUMNS)
-    page = render_dashboard(frame, building_id="1", building_name="본청", month="2019-11", run_id="full_1",
-                            generated_at="2019-12-01 02:00 KST", embed_font=False)
+    where = DashboardContext("1", "본청", "2019-11", "full_1", "2019-12-01 02:00 KST")
+    page = render_dashboard(frame, where, DashboardContent(), DashboardOptions(embed_font=False))
     box = page[page.index('id="urgent"'):]
     assert "누수" in box[:2000] and "u-1" in box[:4000] and "010-1234-5678" not in page
     assert page.index('id="urgent"') < page.index('id="pre-review"') if 'id="pre-review"' in page else True
     # a frame without the column (an older CSV) renders without the box
-    assert 'id="urgent"' not in render_dashboard(frame.drop("urgent", "repeat_of"), building_id="1", building_name="본청",
-                                                 month="2019-11", run_id="full_1", generated_at="x", embed_font=False)
+    older = frame.drop("urgent", "repeat_of")
+    assert 'id="urgent"' not in render_dashboard(older, where, options=DashboardOptions(embed_font=False))
 
 
 def test_realtime_api_declares_the_urgent_field() -> None:

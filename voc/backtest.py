@@ -30,7 +30,6 @@ selection, every candidate's fold scores.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -40,6 +39,7 @@ import polars as pl
 
 from voc.classify.base import Tags
 from voc.metrics import classification_metrics
+from voc.model_kinds import ModelKind, TrainRequest, UnknownKindError, kind_names, model_kind
 from voc.recipes import BASELINE, CANDIDATES, RECIPES, select_recipe
 from voc.taxonomy import Taxonomy, derive_taxonomy, split_label
 from voc.tokenize import KiwiTokenizer
@@ -47,7 +47,8 @@ from voc.tokenize import KiwiTokenizer
 __all__ = ["LABELS", "MODELS", "truth_labels", "backtest", "backtest_labels", "BacktestError"]
 
 LABELS: tuple[str, ...] = ("subject_minor", "subject", "work")
-MODELS: tuple[str, ...] = ("linear", "hybrid", "anchor", "kobert")
+MODELS: tuple[str, ...] = kind_names()
+"""The model kinds a backtest accepts: the registered ones (:mod:`voc.model_kinds`)."""
 
 
 class BacktestError(ValueError):
@@ -117,7 +118,7 @@ def backtest(
         ``subject_minor`` | ``subject`` | ``work`` (module docstring).
     model
         ``linear`` (default CPU model), ``hybrid`` (keywords vs linear), ``anchor`` (the
-        production recipe), ``kobert`` (``voc.classify.kobert.train_kobert_tagger``).
+        production recipe), ``kobert`` (``voc.kobert_training.train_kobert_tagger``).
     use_reply
         Whether ``all_text`` includes the reply (False: registration-time text).
     seed
@@ -198,13 +199,16 @@ def backtest_labels(
 
     Returns ``{label: backtest result}``; parameters and errors as :func:`backtest`.
     """
-    if model not in MODELS:
-        raise BacktestError(f"model must be one of {MODELS}, got {model!r}")
+    try:
+        kind = model_kind(model)
+    except UnknownKindError:
+        raise BacktestError(f"model must be one of {kind_names()}, got {model!r}") from None
     for lab in labels:
         if lab not in LABELS:
             raise BacktestError(f"label must be one of {LABELS}, got {lab!r}")
-    if (select or recipe is not None) and (model != "linear" or classifier_factory is not None):
-        raise BacktestError(f"recipe selection and --recipe apply to model 'linear', got model {model!r}")
+    if (select or recipe is not None) and (not kind.recipes or classifier_factory is not None):
+        with_recipes = " or ".join(repr(k) for k in kind_names() if model_kind(k).recipes)
+        raise BacktestError(f"recipe selection and --recipe apply to model {with_recipes}, got model {model!r}")
     for r in (recipe, *(candidates or ())):
         if r is not None and r not in RECIPES:
             raise BacktestError(f"recipe must be one of {', '.join(RECIPES)}, got {r!r}")
@@ -233,7 +237,7 @@ def backtest_labels(
         key = (dim, tuple(tr_idx), tuple(te_idx))
         if key not in fitted:
             fitted[key] = _fit_and_tag(
-                train_df[tr_idx], test_df[te_idx], dim, model=model, use_reply=use_reply, seed=seed,
+                train_df[tr_idx], test_df[te_idx], dim, model=kind, use_reply=use_reply, seed=seed,
                 tokenizer=tok, classifier_factory=classifier_factory, canonicalise=canonicalise,
                 kobert_options=kobert_options, select=select, recipe=recipe, candidates=candidates,
             )
@@ -301,7 +305,7 @@ def _fit_and_tag(
     test: pl.DataFrame,
     dim: str,
     *,
-    model: str,
+    model: ModelKind | str,
     use_reply: bool,
     seed: int,
     tokenizer: KiwiTokenizer,
@@ -313,21 +317,24 @@ def _fit_and_tag(
     candidates: Sequence[str] | None = None,
 ) -> tuple[Tags, str | None, dict[str, Any] | None]:
     """Fit on all rows of ``train`` (all labelled); return the tags of ``test`` (N_B rows), the
-    recipe trained (None when not a named recipe) and the selection record (None without one)."""
-    from voc.tagger import canonical_labels, frame_texts, labels_of, make_classifier
+    recipe trained (None when not a named recipe) and the selection record (None without one).
+    ``model``: the kind (:class:`voc.model_kinds.ModelKind` or its name); a kind without a
+    per-dimension classifier (``kobert``) is trained whole (:func:`_tagger_tags`)."""
+    from voc.tagger import canonical_labels, frame_texts, labels_of
 
+    kind = model_kind(model) if isinstance(model, str) else model
     tr_texts, _ = frame_texts(train, use_reply=use_reply)
     te_texts, _ = frame_texts(test, use_reply=use_reply)
-    if model == "kobert" and classifier_factory is None:
-        return _kobert_tags(train, te_texts, dim, use_reply=use_reply, seed=seed, options=kobert_options or {}), None, None
+    if kind.classifier is None and classifier_factory is None:
+        return _tagger_tags(kind, train, te_texts, dim, use_reply=use_reply, seed=seed, options=kobert_options or {}), None, None
     pair_labels = [str(lab) for lab in labels_of(train, dim)]
-    nouns = tokenizer.keyword_nouns_batch(tr_texts) if model == "hybrid" else [[] for _ in tr_texts]
+    nouns = tokenizer.keyword_nouns_batch(tr_texts) if kind.taxonomy_keywords else [[] for _ in tr_texts]
     rows = derive_taxonomy(dim, pair_labels, nouns, dates=train["created_at"].to_list())
     taxonomy = Taxonomy(tuple(rows))
     fit_labels = canonical_labels(pair_labels, taxonomy, dim) if canonicalise else pair_labels
     tr_tokens = tokenizer.model_tokens_batch(tr_texts)  # one Kiwi pass for the selection and the fit
     dates = train["created_at"].to_list()
-    used = {"linear": "default", "anchor": "anchor"}.get(model) if classifier_factory is None else None
+    used = kind.default_recipe if classifier_factory is None else None
     selection: dict[str, Any] | None = None
     if classifier_factory is not None:
         clf = classifier_factory(taxonomy, dim, tokenizer, seed)
@@ -343,33 +350,36 @@ def _fit_and_tag(
         used = recipe
         clf = RECIPES[str(recipe)].make(tokenizer, seed=seed)
     else:
-        clf = make_classifier(model, taxonomy, dim, tokenizer, seed=seed)
+        clf = kind.classifier(taxonomy, dim, tokenizer, seed)  # type: ignore[misc]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        extra: dict[str, Any] = {}
-        if "times" in inspect.signature(clf.fit).parameters:
-            extra["times"] = dates
-        clf.fit(tr_texts, fit_labels, tokens=tr_tokens, **extra)
+        # every DimensionClassifier's fit takes times= (recency weights; others ignore them)
+        clf.fit(tr_texts, fit_labels, tokens=tr_tokens, times=dates)
         return clf.predict_tags(te_texts, tokens=tokenizer.model_tokens_batch(te_texts)), used, selection
 
 
-def _kobert_tags(
-    train: pl.DataFrame, texts: list[str], dim: str, *, use_reply: bool, seed: int, options: Mapping[str, Any]
+def _tagger_tags(
+    kind: ModelKind, train: pl.DataFrame, texts: list[str], dim: str, *, use_reply: bool, seed: int, options: Mapping[str, Any]
 ) -> Tags:
-    try:
-        from voc.classify.kobert import train_kobert_tagger  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise BacktestError(
-            "model 'kobert' needs voc.classify.kobert.train_kobert_tagger and the 'kobert' extra "
-            f"(pip install -e '.[kobert]'): {e}"
-        ) from e
+    """Tags of ``texts`` for ``dim`` by a whole tagger of ``kind`` (its ``train``) fitted on
+    ``train``, with ``dim``'s classes derived from the training labels (``options``: the kind's
+    trainer options, e.g. KoBERT's ``epochs``).
+
+    Raises
+    ------
+    BacktestError
+        The kind's trainer is not installed (its ``requirement``).
+    """
     from voc.tagger import labels_of
     from voc.taxonomy import default_taxonomy
 
     rows = derive_taxonomy(dim, labels_of(train, dim), [[] for _ in range(train.height)],
-                           dates=train["created_at"].to_list())  # type: ignore[arg-type]
+                           dates=train["created_at"].to_list())
     taxonomy = default_taxonomy().replace_dimension(dim, rows)
-    tagger, _report = train_kobert_tagger(
-        train, taxonomy, version="backtest", use_reply=use_reply, seed=seed, **dict(options)
-    )
+    try:
+        tagger, _report = kind.train(
+            TrainRequest(train, taxonomy, version="backtest", use_reply=use_reply, seed=seed, options=dict(options))
+        )
+    except ImportError as e:
+        raise BacktestError(f"model {kind.name!r} needs {kind.requirement or 'an optional dependency'}: {e}") from e
     return tagger.tag(texts)[dim]

@@ -29,7 +29,7 @@ What the page claims says how sure it is: a keyword-guessed dimension (``{dim}_s
 "keyword"``) is marked 추정 on its tags, charts, tables and 주요 이슈 tags and shows no confidence
 (a keyword score is none), a reviewer's label shows 검수; a month nobody has reviewed says 검수 전
 at the top with its 검토 우선 rows; the 최다 주제 card names a mass complaint or low-confidence
-tags behind its count; drift notes that are no alert (``voc.quality.PENDING_PREFIX``,
+tags behind its count; drift notes that are no alert (``voc.drift.PENDING_PREFIX``,
 ``GROUP_PREFIX``) are listed apart from the alerts.
 
 Buildings with fewer than :data:`COMPACT_BELOW` VOCs in the month get a **compact** page: KPI
@@ -44,7 +44,7 @@ Keyword pipeline::
     nouns = KiwiTokenizer().keyword_nouns_batch(texts)   # NNG/NNP nouns per VOC
     kw = keyword_counts(nouns, top_k=50)                 # [(noun, n_vocs), ...]
     png = render_wordcloud_png(dict(kw))
-    html = render_dashboard(tagged, ..., keywords=kw, wordcloud_png=png)
+    html = render_dashboard(tagged, DashboardContext(...), DashboardContent(keywords=kw, wordcloud_png=png))
 
 Everything here is pure: no network, no files written, no global state (the Hangul font is read
 from the installed ``koreanize-matplotlib`` package, which is *not* imported).
@@ -65,16 +65,22 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from voc.drift import is_alert
 from voc.months import month_range, months_before, parse_month
 from voc.privacy import mask_personal_details, remove_personal_details
-from voc.quality import is_alert
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = [
     "ReviewStatus",
+    "DashboardContext",
+    "DashboardContent",
+    "DashboardOptions",
     "DEFAULT_STOPWORDS",
     "SAMPLE_SOURCE_CREDIT",
     "UNCLASSIFIED",
@@ -226,6 +232,123 @@ class ReviewStatus:
     def reviewed_percent(self) -> float:
         """Share of reviewed rows in percent (0 when there are no rows)."""
         return 100.0 * self.n_reviewed / self.n_total if self.n_total else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# what a dashboard is rendered from
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardContext:
+    """Who and when a dashboard is for: the building, the month and the run (plain data).
+
+    Attributes
+    ----------
+    building_id, building_name
+        Shown in the title (``building_name`` may be empty; its personal details are masked,
+        :func:`voc.privacy.mask_personal_details`).
+    month
+        ``"YYYY-MM"``: a :class:`voc.months.Month`, or any form :func:`voc.months.parse_month`
+        accepts.
+    run_id, generated_at
+        Shown in the header, e.g. ``"full_20191201_020000"`` and ``"2019-12-01 02:00 KST"``
+        (the caller's clock, formatted: nothing here reads a clock).
+    source_credit
+        Data-source line of the footer (plain text; :data:`SAMPLE_SOURCE_CREDIT` for the shipped
+        sample), or None. Shown as ``데이터 출처: …`` once, whether or not the text already starts
+        with ``데이터 출처:``.
+    """
+
+    building_id: str
+    building_name: str
+    month: str
+    run_id: str
+    generated_at: str
+    source_credit: str | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DashboardContent:
+    """What a dashboard shows besides the month's rows; every part is optional.
+
+    Attributes
+    ----------
+    history
+        Earlier tagged rows (the month's columns), any number of months and buildings, or None.
+        Only rows of the context's building (when the column exists) dated in the
+        :data:`_HISTORY_MONTHS` (6) months before its month are used: monthly totals and
+        subject-major shares from the oldest such month to the month (charts, full page only)
+        and the previous month's total (전월 대비 card, both layouts).
+    keywords
+        ``(noun, number of VOCs)`` pairs, most frequent first (:func:`keyword_counts`); the
+        first ``DashboardOptions.top_keywords`` are charted (full page only).
+    wordcloud_png
+        PNG bytes (:func:`render_wordcloud_png`), embedded as a ``data:`` URI (full page only).
+    review_status
+        When given, review progress and the number of low-confidence rows nobody reviewed are
+        shown at the top (the caller's numbers), and the 저신뢰 미검수 KPI card is left out (one
+        number, not two).
+    drift
+        Notes such as ``"새 분류: 시설>승강기"`` (:func:`voc.drift.drift_messages`), listed under
+        분류 변화 알림; those starting with ``검수 후 확인`` or ``집단 민원``
+        (:data:`voc.drift.PENDING_PREFIX`, :data:`voc.drift.GROUP_PREFIX`: no alert,
+        :func:`voc.drift.is_alert`) under 검수 후 확인할 변화.
+    reviewed
+        Labels come from review: shows the 검수 반영 badge.
+    issues
+        주요 이슈 entries (:data:`ISSUE_FIELDS`, e.g. ``voc.groups.group_summaries``), shown in the
+        given order in both layouts; None or empty: no section.
+    """
+
+    history: pl.DataFrame | None = None
+    keywords: Sequence[tuple[str, int]] = ()
+    wordcloud_png: bytes | None = None
+    review_status: ReviewStatus | None = None
+    drift: Sequence[str] = ()
+    reviewed: bool = False
+    issues: Sequence[Mapping[str, Any]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardOptions:
+    """How a dashboard is drawn.
+
+    Attributes
+    ----------
+    low_confidence
+        Confidence threshold in [0, 1] (default 0.5, the review threshold of a model that
+        carries none, ``voc.pipeline.DEFAULT_LOW_CONFIDENCE``): rows nobody reviewed with a
+        subject or work confidence below it are highlighted and counted as 저신뢰 미검수;
+        reviewed rows and keyword guesses (``{dim}_source == "keyword"``, shown as 추정 without a
+        number) never are. With no row reviewed (``review_status.n_reviewed == 0``, or no
+        reviewed row in the frame when ``review_status`` is None) the page says 검수 전 at the
+        top with that count and share.
+    embed_font
+        Embed a NanumGothic subset (only the characters of the page, ~100–400 kB) so that Hangul
+        renders without a Korean system font.
+    top_keywords
+        Keywords shown in the bar chart (default 20).
+    compact_below
+        With fewer than this many VOCs (default :data:`COMPACT_BELOW` = 10) the page is compact:
+        KPI cards without daily mean and top subject, count tables, the VOC table; no charts,
+        keywords, word cloud or plotly.js. ``0`` always renders the full page.
+
+    Raises
+    ------
+    ValueError
+        ``low_confidence`` outside [0, 1] or ``compact_below`` < 0.
+    """
+
+    low_confidence: float = 0.5
+    embed_font: bool = True
+    top_keywords: int = 20
+    compact_below: int = COMPACT_BELOW
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low_confidence <= 1.0:
+            raise ValueError(f"low_confidence must be in [0, 1], got {self.low_confidence!r}")
+        if self.compact_below < 0:
+            raise ValueError(f"compact_below must be >= 0, got {self.compact_below!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -776,7 +899,8 @@ def _share_fig(both: pl.DataFrame, months: Sequence[str]) -> Any:
 
 def _fig_json(fig: Any) -> str:
     """Plotly's serializer: escapes ``<``, ``>`` and ``/`` as ``\\u003c``… (no ``</script>``)."""
-    return fig.to_json(validate=True, remove_uids=True)
+    out: str = fig.to_json(validate=True, remove_uids=True)  # plotly ships no type information
+    return out
 
 
 def _json_strings(obj: Any) -> Iterable[str]:
@@ -907,6 +1031,8 @@ def _table_rows(df: pl.DataFrame, low_confidence: float) -> list[dict[str, Any]]
                 "title_short": _truncate(title, _TABLE_TITLE_CHARS) if title.strip() else "(제목 없음)",
                 "request": mask_personal_details(r.get("request_contents") or ""),
                 "reply": mask_personal_details(r.get("reply") or ""),
+                # 답변 초안 (voc.replies.format_reply_draft; a ``reply_draft`` column of the frame), masked again
+                "reply_draft": mask_personal_details(r.get("reply_draft") or ""),
                 "subject_major": r["subject_major"],
                 "subject_minor": r["subject_minor"],
                 "work_major": r["work_major"],
@@ -1101,7 +1227,7 @@ def _urgent_items(df: pl.DataFrame) -> list[dict[str, Any]]:
     return [{**u, "title": mask_personal_details(u["title"])} for u in urgent_rows(df, limit=URGENT_SHOWN)]
 
 
-def _jinja_env() -> Any:
+def _jinja_env() -> jinja2.Environment:
     import jinja2
 
     return jinja2.Environment(
@@ -1114,7 +1240,7 @@ def _jinja_env() -> Any:
     )
 
 
-def _render_with_font(template: Any, ctx: Mapping[str, Any], *, embed_font: bool,
+def _render_with_font(template: jinja2.Template, ctx: Mapping[str, Any], *, embed_font: bool,
                       extra_texts: Iterable[str] = (), plain_ctx: Mapping[str, Any] | None = None,
                       **late: Any) -> str:
     """Render ``template``; with ``embed_font``, first without the font and the ``late`` values
@@ -1135,120 +1261,22 @@ def _render_with_font(template: Any, ctx: Mapping[str, Any], *, embed_font: bool
     return template.render(**ctx, **late, font_css=font_css)
 
 
-def render_dashboard(
-    tagged: pl.DataFrame,
-    *,
-    building_id: str,
-    building_name: str,
-    month: str,
-    history: pl.DataFrame | None = None,
-    keywords: Sequence[tuple[str, int]] = (),
-    wordcloud_png: bytes | None = None,
-    run_id: str,
-    generated_at: str,
-    review_status: ReviewStatus | None = None,
-    drift: Sequence[str] = (),
-    source_credit: str | None = None,
-    reviewed: bool = False,
-    low_confidence: float = 0.5,
-    embed_font: bool = True,
-    top_keywords: int = 20,
-    issues: Sequence[Mapping[str, Any]] | None = None,
-    compact_below: int = COMPACT_BELOW,
-) -> str:
-    """Render the monthly dashboard of one building as one self-contained HTML page.
+@dataclass(frozen=True, slots=True, eq=False)
+class _Month:
+    """A dashboard's checked month: what every part of the page is drawn from."""
 
-    Parameters
-    ----------
-    tagged
-        ``N × C`` tagged frame (:data:`voc.schema.TAGGED_COLUMNS`) of this building and month,
-        ``N ≥ 0``, or the reviewed frame (plus ``is_reviewed``, :func:`voc.review.merge_reviews`).
-        Needs :data:`REQUIRED_DASHBOARD_COLUMNS`; uses ``request_contents``, ``reply``,
-        ``flags``, ``subject_source``/``work_source`` (``reviewer`` marks a reviewed tag),
-        ``is_reviewed`` (bool, or ``true``/``false`` text as read back from CSV),
-        ``model_version`` and ``building_id`` when present. ``created_at`` is a ``pl.Date``
-        (``Datetime`` and ISO strings are converted). Null or empty labels are shown as
-        ``미분류``; null confidences as ``–``.
-    building_id, building_name
-        Shown in the title (``building_name`` may be empty).
-    month
-        ``"YYYY-MM"`` (or any form :func:`voc.months.parse_month` accepts).
-    history
-        Earlier tagged rows (same columns), any number of months and buildings, or ``None``.
-        Only rows of ``building_id`` (when the column exists) dated in the
-        6 months before ``month`` are used: monthly totals and subject-major shares from the
-        oldest such month to ``month`` (charts, full page only) and the previous month's total
-        (전월 대비 card, both layouts).
-    keywords
-        ``(noun, number of VOCs)`` pairs, most frequent first (:func:`keyword_counts`); the
-        first ``top_keywords`` are charted (full page only).
-    wordcloud_png
-        PNG bytes (:func:`render_wordcloud_png`), embedded as a ``data:`` URI (full page only).
-    run_id, generated_at
-        Shown in the header (e.g. ``"full_20191201_020000"``, ``"2019-12-01 02:00 KST"``).
-    review_status
-        When given, review progress and the number of low-confidence rows nobody reviewed are
-        shown at the top (the caller's numbers), and the 저신뢰 미검수 KPI card is left out
-        (one number, not two).
-    drift
-        Notes such as ``"새 분류: 시설>승강기"`` (:func:`voc.quality.drift_messages`), listed
-        under 분류 변화 알림 when non-empty; those starting with ``검수 후 확인`` or ``집단 민원``
-        (:data:`voc.quality.PENDING_PREFIX`, :data:`voc.quality.GROUP_PREFIX`: no alert) under
-        검수 후 확인할 변화.
-    source_credit
-        Data-source line in the footer (plain text; :data:`SAMPLE_SOURCE_CREDIT` for the
-        shipped sample). Shown as ``데이터 출처: …`` once, whether or not the text already
-        starts with ``데이터 출처:``.
-    reviewed
-        Labels come from review: shows the 검수 반영 badge.
-    low_confidence
-        Confidence threshold in [0, 1]: rows nobody reviewed with a subject or work confidence
-        below it are highlighted and counted as 저신뢰 미검수; reviewed rows and keyword guesses
-        (``{dim}_source == "keyword"``, shown as 추정 without a number) never are. With no row
-        reviewed (``review_status.n_reviewed == 0``, or no reviewed row in ``tagged`` when
-        ``review_status`` is None) the page says 검수 전 at the top with that count and share.
-    embed_font
-        Embed a NanumGothic subset (only the characters of the page, ~100–400 kB) so that Hangul
-        renders without a Korean system font.
-    top_keywords
-        Keywords shown in the bar chart.
-    issues
-        주요 이슈 entries (:data:`ISSUE_FIELDS`, e.g. ``voc.groups.group_summaries``), shown in
-        the given order in both layouts; None or empty: no section.
-    compact_below
-        With fewer than this many VOCs (default :data:`COMPACT_BELOW` = 10) the page is compact:
-        KPI cards without daily mean and top subject, count tables, the VOC table; no charts,
-        keywords, word cloud or plotly.js. ``0`` always renders the full page.
+    df: pl.DataFrame  # the N rows, normalised (_normalise), with the ``_reviewed`` flag
+    month: str  # "YYYY-MM"
+    hist: pl.DataFrame | None  # the building's rows of the history window, or None
+    compact: bool  # fewer rows than DashboardOptions.compact_below
+    prov: dict[str, dict[str, int]]  # keyword guesses and reviewer labels per dimension (_dim_provenance)
+    subj_major: list[tuple[tuple[str, ...], int]]  # subject-major counts, largest first
+    issues: list[dict[str, Any]]  # 주요 이슈 template items, guessed tags marked 추정
 
-    Returns
-    -------
-    str
-        A complete HTML5 document (UTF-8 text; about 1.6 MB for the sample's 41-VOC month, of
-        which 1.19 MB is plotly.js; a compact page about 0.2 MB). All VOC text is HTML-escaped
-        and its personal details masked (titles, requests, replies, 주요 이슈, keywords, the
-        building name: :func:`voc.privacy.mask_personal_details`);
-        figure data is plotly JSON; no external resource is referenced.
 
-    Raises
-    ------
-    ValueError
-        A required column is missing; ``month`` is not a month; a ``created_at`` is not a date;
-        an ``is_reviewed`` value is not a boolean; ``tagged`` holds rows of another building
-        (``building_id`` column) or dated outside ``month`` (the message gives the count and an
-        example ``voc_id``); ``low_confidence`` outside [0, 1]; ``compact_below`` < 0; an
-        ``issues`` entry lacks a field or has a bad size, date or ``voc_ids`` (the message names
-        the entry).
-    FileNotFoundError
-        ``embed_font`` and the NanumGothic font is missing (:func:`hangul_font_path`), or the
-        vendored plotly.js is missing (:func:`plotly_js_bundle`).
-    """
-    month = parse_month(month)
-    if not 0.0 <= low_confidence <= 1.0:
-        raise ValueError(f"low_confidence must be in [0, 1], got {low_confidence!r}")
-    if compact_below < 0:
-        raise ValueError(f"compact_below must be >= 0, got {compact_below!r}")
-    issue_items = _issue_items(issues or ())
-    building_id = str(building_id)
+def _month_rows(tagged: pl.DataFrame, building_id: str, month: str) -> pl.DataFrame:
+    """``tagged`` normalised, with ``_reviewed``; ``ValueError`` for a row of another building or
+    dated outside ``month`` (the count and an example ``voc_id``)."""
     df = _normalise(tagged, "tagged")
     df = df.with_columns(_reviewed_rows(df).alias("_reviewed"))
     start, end = month_range(month)
@@ -1265,139 +1293,193 @@ def render_dashboard(
             f"tagged holds {outside.height} row(s) dated outside {month}, "
             f"e.g. voc_id={outside['voc_id'][0]!r} (created_at={outside['created_at'][0]})"
         )
+    return df
 
-    # ---- history window
-    hist = None
-    if history is not None and history.height:
-        h = _normalise(history, "history")
-        window = months_before(month, _HISTORY_MONTHS)
-        w_start = month_range(window[0])[0]
-        h = h.filter((pl.col("created_at") >= w_start) & (pl.col("created_at") < start))
-        if "building_id" in h.columns:
-            h = h.filter(pl.col("building_id") == building_id)
-        hist = h if h.height else None
 
-    n = df.height
-    compact = n < compact_below
-    figures: list[dict[str, Any]] = []
+def _history_window(history: pl.DataFrame | None, month: str, building_id: str) -> pl.DataFrame | None:
+    """The building's rows of ``history`` dated in the :data:`_HISTORY_MONTHS` months before
+    ``month``, normalised; None when there are none."""
+    if history is None or not history.height:
+        return None
+    h = _normalise(history, "history")
+    w_start = month_range(months_before(month, _HISTORY_MONTHS)[0])[0]
+    h = h.filter((pl.col("created_at") >= w_start) & (pl.col("created_at") < month_range(month)[0]))
+    if "building_id" in h.columns:
+        h = h.filter(pl.col("building_id") == building_id)
+    return h if h.height else None
 
-    def add(fig_id: str, title: str, fig: Any, *, wide: bool = False, note: str = "") -> None:
-        if not compact:
-            figures.append({"id": fig_id, "title": title, "json": _fig_json(fig), "wide": wide,
-                            "note": note, "height": int(fig.layout.height)})
 
-    subj_major = _counts(df, ["subject_major"])
-    work_major = _counts(df, ["work_major"])
+def _dashboard_month(tagged: pl.DataFrame, context: DashboardContext, content: DashboardContent,
+                     options: DashboardOptions) -> _Month:
+    """Check the month's rows, 주요 이슈 and history (:func:`render_dashboard` raises)."""
+    month = parse_month(context.month)
+    issue_items = _issue_items(content.issues or ())
+    building_id = str(context.building_id)
+    df = _month_rows(tagged, building_id, month)
+    hist = _history_window(content.history, month, building_id)
     prov = _dim_provenance(df)  # keyword guesses are charted as 추정, never as model output
-    sp, wp = prov["subject"], prov["work"]
     for item in issue_items:
         for dim in ("subject", "work"):
             if prov[dim]["guess"]:
                 item[dim] = [f"{t} ({_GUESS})" for t in item[dim]]
-    if n and not compact:
-        add("fig-subject-major", _guess_title("주제 대분류별 건수", sp),
-            _hbar([k[0] for k, _ in subj_major], [c for _, c in subj_major], color=_PALETTE[0]), note=_guess_note(sp))
-        add("fig-work-major", _guess_title("작업유형 대분류별 건수", wp),
-            _hbar([k[0] for k, _ in work_major], [c for _, c in work_major], color=_PALETTE[1]), note=_guess_note(wp))
-        lab, hov, val = _minor_labels(_counts(df, ["subject_major", "subject_minor"]))
-        add("fig-subject-minor", _guess_title("주제 중분류별 건수", sp), _hbar(lab, val, color="#5b8fd0", hover=hov),
-            note=_notes(f"상위 {_MINOR_TOP}개" if len(val) > _MINOR_TOP else "", _guess_note(sp)))
-        lab, hov, val = _minor_labels(_counts(df, ["work_major", "work_minor"]))
-        add("fig-work-minor", _guess_title("작업유형 중분류별 건수", wp), _hbar(lab, val, color="#eba46f", hover=hov),
-            note=_notes(f"상위 {_MINOR_TOP}개" if len(val) > _MINOR_TOP else "", _guess_note(wp)))
-        add("fig-daily", "일별 VOC 추이", _daily_fig(df, month), wide=True, note="토요일 파랑, 일요일 빨강")
+    return _Month(df=df, month=month, hist=hist, compact=df.height < options.compact_below, prov=prov,
+                  subj_major=_counts(df, ["subject_major"]), issues=issue_items)
 
-    prev_total: int | None = None
-    if hist is not None:
-        months = _history_months(hist, month)
-        per_month = Counter(_month_key(d) for d in hist["created_at"].to_list())
-        per_month[month] = n
-        if not compact:
-            month_counts = [(m, int(per_month.get(m, 0))) for m in months]
-            add("fig-monthly", f"월별 VOC 건수 (최근 {len(months) - 1}개월 비교)", _monthly_fig(month_counts, month))
-            both = pl.concat(
-                [hist.select("created_at", "subject_major"), df.select("created_at", "subject_major")],
-                how="vertical_relaxed",
-            ).with_columns(pl.col("created_at").dt.strftime("%Y-%m").alias("_month"))
-            add("fig-subject-share", _guess_title("월별 주제 대분류 비중", sp), _share_fig(both, months),
-                note=_guess_note(sp) and f"이번 달: {_guess_note(sp)}")
-        prev = months_before(month, 1)[0]
-        if prev in months:
-            prev_total = int(per_month.get(prev, 0))
 
-    kw = [] if compact else [(mask_personal_details(str(w)), int(c)) for w, c in keywords][: max(0, top_keywords)]
+def _figure(fig_id: str, title: str, fig: Any, *, wide: bool = False, note: str = "") -> dict[str, Any]:
+    """One chart of the page as the template takes it (id, title, plotly JSON, width, subtitle)."""
+    return {"id": fig_id, "title": title, "json": _fig_json(fig), "wide": wide, "note": note,
+            "height": int(fig.layout.height)}
+
+
+def _tag_figures(m: _Month) -> list[dict[str, Any]]:
+    """The month's counts by subject and work type (대분류, 중분류) and its daily trend."""
+    df, sp, wp = m.df, m.prov["subject"], m.prov["work"]
+    work_major = _counts(df, ["work_major"])
+    s_lab, s_hov, s_val = _minor_labels(_counts(df, ["subject_major", "subject_minor"]))
+    w_lab, w_hov, w_val = _minor_labels(_counts(df, ["work_major", "work_minor"]))
+    return [
+        _figure("fig-subject-major", _guess_title("주제 대분류별 건수", sp),
+                _hbar([k[0] for k, _ in m.subj_major], [c for _, c in m.subj_major], color=_PALETTE[0]),
+                note=_guess_note(sp)),
+        _figure("fig-work-major", _guess_title("작업유형 대분류별 건수", wp),
+                _hbar([k[0] for k, _ in work_major], [c for _, c in work_major], color=_PALETTE[1]), note=_guess_note(wp)),
+        _figure("fig-subject-minor", _guess_title("주제 중분류별 건수", sp), _hbar(s_lab, s_val, color="#5b8fd0", hover=s_hov),
+                note=_notes(f"상위 {_MINOR_TOP}개" if len(s_val) > _MINOR_TOP else "", _guess_note(sp))),
+        _figure("fig-work-minor", _guess_title("작업유형 중분류별 건수", wp), _hbar(w_lab, w_val, color="#eba46f", hover=w_hov),
+                note=_notes(f"상위 {_MINOR_TOP}개" if len(w_val) > _MINOR_TOP else "", _guess_note(wp))),
+        _figure("fig-daily", "일별 VOC 추이", _daily_fig(df, m.month), wide=True, note="토요일 파랑, 일요일 빨강"),
+    ]
+
+
+def _month_totals(m: _Month) -> tuple[list[str], Counter[str]] | None:
+    """The history window's months up to this one and VOCs per month (this month: its N rows);
+    None without history."""
+    if m.hist is None:
+        return None
+    per_month = Counter(_month_key(d) for d in m.hist["created_at"].to_list())
+    per_month[m.month] = m.df.height
+    return _history_months(m.hist, m.month), per_month
+
+
+def _history_figures(m: _Month, months: list[str], per_month: Counter[str]) -> list[dict[str, Any]]:
+    """The monthly totals and subject-major shares of ``months`` (the history window and this month)."""
+    assert m.hist is not None  # only drawn with history
+    sp = m.prov["subject"]
+    month_counts = [(x, int(per_month.get(x, 0))) for x in months]
+    both = pl.concat(
+        [m.hist.select("created_at", "subject_major"), m.df.select("created_at", "subject_major")],
+        how="vertical_relaxed",
+    ).with_columns(pl.col("created_at").dt.strftime("%Y-%m").alias("_month"))
+    return [
+        _figure("fig-monthly", f"월별 VOC 건수 (최근 {len(months) - 1}개월 비교)", _monthly_fig(month_counts, m.month)),
+        _figure("fig-subject-share", _guess_title("월별 주제 대분류 비중", sp), _share_fig(both, months),
+                note=_guess_note(sp) and f"이번 달: {_guess_note(sp)}"),
+    ]
+
+
+def _figures(m: _Month, totals: tuple[list[str], Counter[str]] | None, kw: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
+    """The full page's charts in page order: counts and daily trend (when the month has VOCs),
+    monthly trends (with history), keywords (when given)."""
+    figures = _tag_figures(m) if m.df.height else []
+    if totals is not None:
+        figures += _history_figures(m, *totals)
     if kw:
-        add("fig-keywords", f"주요 키워드 (상위 {len(kw)}개, VOC 건수 기준)",
-            _hbar([w for w, _ in kw], [c for _, c in kw], color=_PALETTE[2]))
+        figures.append(_figure("fig-keywords", f"주요 키워드 (상위 {len(kw)}개, VOC 건수 기준)",
+                               _hbar([w for w, _ in kw], [c for _, c in kw], color=_PALETTE[2])))
+    return figures
 
-    # ---- KPI cards
-    n_low = int(_is_low(df, low_confidence).sum()) if n else 0
+
+def _previous_total(month: str, totals: tuple[list[str], Counter[str]] | None) -> int | None:
+    """VOCs of the month before ``month`` when the history window holds it, else None."""
+    if totals is None:
+        return None
+    months, per_month = totals
+    prev = months_before(month, 1)[0]
+    return int(per_month.get(prev, 0)) if prev in months else None
+
+
+def _kpi_cards(m: _Month, prev_total: int | None, n_low: int, options: DashboardOptions,
+               low_card: bool) -> list[dict[str, str]]:
+    """The KPI cards: 총 VOC; 전월 대비 (``prev_total`` known); 일평균 and 최다 주제 (full page);
+    저신뢰 미검수 (``low_card``, when the month has VOCs)."""
+    n = m.df.height
+    start, end = month_range(m.month)
     days_in_month = (end - start).days
     kpis: list[dict[str, str]] = [
-        {"label": "총 VOC", "value": f"{n:,}건", "sub": _month_label(month), "cls": ""},
+        {"label": "총 VOC", "value": f"{n:,}건", "sub": _month_label(m.month), "cls": ""},
     ]
     if prev_total is not None:
         diff = n - prev_total
         pct = f" ({diff / prev_total * 100:+.0f}%)" if prev_total else ""
         kpis.append({"label": "전월 대비", "value": f"{diff:+,}건", "sub": f"전월 {prev_total:,}건{pct}",
                      "cls": "up" if diff > 0 else "down" if diff < 0 else ""})
-    if not compact:
+    if not m.compact:
         kpis.append({"label": "일평균", "value": f"{n / days_in_month:.1f}건", "sub": f"{days_in_month}일 기준", "cls": ""})
         if n:
-            kpis.append(_top_subject_kpi(df, subj_major[0][0][0], subj_major[0][1], issue_items, low_confidence))
-    if n and review_status is None:
+            kpis.append(_top_subject_kpi(m.df, m.subj_major[0][0][0], m.subj_major[0][1], m.issues, options.low_confidence))
+    if n and low_card:
         kpis.append({"label": "저신뢰 미검수", "value": f"{n_low:,}건",
-                     "sub": f"검수 전, 신뢰도 {low_confidence:.2f} 미만 ({n_low / n * 100:.0f}%)",
+                     "sub": f"검수 전, 신뢰도 {options.low_confidence:.2f} 미만 ({n_low / n * 100:.0f}%)",
                      "cls": "warn" if n_low else ""})
+    return kpis
 
-    # ---- before any review: say so at the top, with the 검토 우선 rows still waiting
-    n_reviewed_rows = review_status.n_reviewed if review_status is not None else int(df["_reviewed"].sum()) if n else 0
+
+def _pre_review(m: _Month, review_status: ReviewStatus | None, n_low: int) -> dict[str, Any] | None:
+    """The 검수 전 box when no row is reviewed yet: the 검토 우선 rows still waiting (count and
+    share) and the dimensions that are keyword guesses; None once a row is reviewed."""
+    n = m.df.height
+    n_reviewed_rows = review_status.n_reviewed if review_status is not None else int(m.df["_reviewed"].sum()) if n else 0
     pending_low = review_status.n_low_confidence_unreviewed if review_status is not None else n_low
-    pre_review = {
+    return {
         "n_low": pending_low, "percent": f"{pending_low / n * 100:.0f}",
-        "guess_dims": [_DIM_NAMES[d] for d in ("subject", "work") if prov[d]["guess"]],
+        "guess_dims": [_DIM_NAMES[d] for d in ("subject", "work") if m.prov[d]["guess"]],
     } if n and n_reviewed_rows == 0 else None
-    from voc.quality import GROUP_PREFIX, PENDING_PREFIX
 
-    notes = [str(x) for x in drift if str(x).strip()]
-    soft = [x for x in notes if x.startswith((PENDING_PREFIX, GROUP_PREFIX))]
 
+def _template_context(m: _Month, context: DashboardContext, content: DashboardContent, options: DashboardOptions,
+                      figures: list[dict[str, Any]], kw: list[tuple[str, int]], prev_total: int | None) -> dict[str, Any]:
+    """Everything ``dashboard.html.j2`` shows, escaped by jinja2 (texts masked here)."""
+    df, n, month = m.df, m.df.height, m.month
+    n_low = int(_is_low(df, options.low_confidence).sum()) if n else 0
+    notes = [str(x) for x in content.drift if str(x).strip()]
     model_versions = (
         sorted({v for v in df["model_version"].to_list() if v}) if "model_version" in df.columns else []
     )
     wordcloud_uri = (
-        "data:image/png;base64," + base64.b64encode(wordcloud_png).decode("ascii")
-        if wordcloud_png and not compact else None
+        "data:image/png;base64," + base64.b64encode(content.wordcloud_png).decode("ascii")
+        if content.wordcloud_png and not m.compact else None
     )
-    name = mask_personal_details(building_name).strip() if building_name else ""
+    building_id = str(context.building_id)
+    name = mask_personal_details(context.building_name).strip() if context.building_name else ""
     display_name = f"{name} ({building_id})" if name else f"건물 {building_id}"
-    ctx: dict[str, Any] = {
+    return {
         "page_title": f"{display_name} VOC 월간 대시보드 · {_month_label(month)}",
         "display_name": display_name,
         "building_id": building_id,
         "month": month,
         "month_label": _month_label(month),
         "n_total": n,
-        "compact": compact,
-        "compact_below": compact_below,
-        "kpis": kpis,
+        "compact": m.compact,
+        "compact_below": options.compact_below,
+        "kpis": _kpi_cards(m, prev_total, n_low, options, low_card=content.review_status is None),
         "figures": figures,
-        "count_tables": _count_tables(df, prov) if compact and n else [],
-        "issues": issue_items,
+        "count_tables": _count_tables(df, m.prov) if m.compact and n else [],
+        "issues": m.issues,
         "urgent": _urgent_items(df),
         "keywords": kw,
         "wordcloud_uri": wordcloud_uri,
-        "table": _table_rows(df, low_confidence),
-        "low_confidence": f"{low_confidence:.2f}",
-        "review_status": review_status,
-        "drift": [x for x in notes if x not in soft],
-        "drift_notes": soft,
-        "has_guess": any(prov[d]["guess"] for d in prov),
-        "pre_review": pre_review,
-        "source_credit": _credit_text(source_credit),
-        "reviewed": reviewed,
-        "run_id": run_id,
-        "generated_at": generated_at,
+        "table": _table_rows(df, options.low_confidence),
+        "low_confidence": f"{options.low_confidence:.2f}",
+        "review_status": content.review_status,
+        "drift": [x for x in notes if is_alert(x)],
+        "drift_notes": [x for x in notes if not is_alert(x)],  # 검수 후 확인 / 집단 민원: no alert
+        "has_guess": any(m.prov[d]["guess"] for d in m.prov),
+        "pre_review": _pre_review(m, content.review_status, n_low),
+        "source_credit": _credit_text(context.source_credit),
+        "reviewed": content.reviewed,
+        "run_id": context.run_id,
+        "generated_at": context.generated_at,
         "model_versions": model_versions,
         "font_stack": _CSS_FONT_STACK,
         "plotly_config": json.dumps(
@@ -1406,10 +1488,16 @@ def render_dashboard(
         ),
         "font_family": _FONT_FAMILY,
     }
+
+
+def _render_page(ctx: Mapping[str, Any], embed_font: bool) -> str:
+    """``dashboard.html.j2`` rendered with the font subset of its characters (the charts' too) and
+    plotly.js when it has charts; the bold face covers the page without the VOCs' own words."""
+    figures = ctx["figures"]
     chart_texts = [t for f in figures for t in _json_strings(json.loads(f["json"]))]
     plain = {  # the page with the VOCs' own words removed: what can be bold
-        "table": [{**r, "title": "", "title_short": "", "request": "", "reply": ""} for r in ctx["table"]],
-        "issues": [{**g, "excerpt": ""} for g in issue_items],
+        "table": [{**r, "title": "", "title_short": "", "request": "", "reply": "", "reply_draft": ""} for r in ctx["table"]],
+        "issues": [{**g, "excerpt": ""} for g in ctx["issues"]],
         "urgent": [{**u, "title": ""} for u in ctx["urgent"]],
         "keywords": [],
     }
@@ -1417,6 +1505,67 @@ def render_dashboard(
         _jinja_env().get_template("dashboard.html.j2"), ctx, embed_font=embed_font,
         extra_texts=chart_texts, plain_ctx=plain, plotly_js=plotly_js_bundle() if figures else "",
     )
+
+
+def render_dashboard(
+    tagged: pl.DataFrame,
+    context: DashboardContext,
+    content: DashboardContent = DashboardContent(),
+    options: DashboardOptions = DashboardOptions(),
+) -> str:
+    """Render the monthly dashboard of one building as one self-contained HTML page.
+
+    Parameters
+    ----------
+    tagged
+        ``N × C`` tagged frame (:data:`voc.schema.TAGGED_COLUMNS`) of this building and month,
+        ``N ≥ 0``, or the reviewed frame (plus ``is_reviewed``, :func:`voc.review.merge_reviews`).
+        Needs :data:`REQUIRED_DASHBOARD_COLUMNS`; uses ``request_contents``, ``reply``,
+        ``flags``, ``subject_source``/``work_source`` (``reviewer`` marks a reviewed tag),
+        ``is_reviewed`` (bool, or ``true``/``false`` text as read back from CSV),
+        ``model_version``, ``building_id`` and ``reply_draft`` (the 답변 초안 text,
+        ``voc.replies.format_reply_draft``: a collapsed 답변 초안 under the VOC's title) when
+        present. ``created_at`` is a ``pl.Date`` (``Datetime`` and ISO strings are converted).
+        Null or empty labels are shown as ``미분류``; null confidences as ``–``. Only rows of
+        ``context.building_id`` dated in ``context.month``.
+    context
+        The building, month and run shown in the header and footer (:class:`DashboardContext`).
+    content
+        History, keywords, word cloud, review progress, drift notes, 주요 이슈 and the 검수 반영
+        badge (:class:`DashboardContent`; default: none of them).
+    options
+        Low-confidence threshold, font embedding, keywords charted and the compact-page size
+        (:class:`DashboardOptions`; its defaults by default).
+
+    Returns
+    -------
+    str
+        A complete HTML5 document (UTF-8 text; about 1.6 MB for the sample's 41-VOC month, of
+        which 1.19 MB is plotly.js; a compact page about 0.2 MB). All VOC text is HTML-escaped
+        and its personal details masked (titles, requests, replies, 주요 이슈, keywords, the
+        building name: :func:`voc.privacy.mask_personal_details`);
+        figure data is plotly JSON; no external resource is referenced.
+
+    Raises
+    ------
+    ValueError
+        A required column is missing; ``context.month`` is not a month; a ``created_at`` is not
+        a date; an ``is_reviewed`` value is not a boolean; ``tagged`` holds rows of another
+        building (``building_id`` column) or dated outside the month (the message gives the count and an
+        example ``voc_id``); an ``issues`` entry lacks a field or has a bad size, date or
+        ``voc_ids`` (the message names the entry). Bad options are refused when
+        :class:`DashboardOptions` is made.
+    FileNotFoundError
+        ``options.embed_font`` and the NanumGothic font is missing (:func:`hangul_font_path`), or
+        the vendored plotly.js is missing (:func:`plotly_js_bundle`).
+    """
+    m = _dashboard_month(tagged, context, content, options)
+    kw = [] if m.compact else [(mask_personal_details(str(w)), int(c)) for w, c in content.keywords]
+    kw = kw[: max(0, options.top_keywords)]
+    totals = _month_totals(m)
+    figures = [] if m.compact else _figures(m, totals, kw)
+    ctx = _template_context(m, context, content, options, figures, kw, _previous_total(m.month, totals))
+    return _render_page(ctx, options.embed_font)
 
 
 def _count(b: Mapping[str, Any], key: str, where: str) -> int:
@@ -1504,7 +1653,7 @@ def _estimated_counts(b: Mapping[str, Any], n_vocs: int, where: str) -> dict[str
     if not isinstance(raw, Mapping):
         raise ValueError(f"{where}.n_estimated must be a mapping {{dimension: count}}, got {raw!r}")
     out = {}
-    for d, v in raw.items():
+    for d in raw:
         if d not in _DIM_NAMES:
             raise ValueError(f"{where}.n_estimated has unknown dimension {d!r}; known: {list(_DIM_NAMES)}")
         n = _count(raw, d, f"{where}.n_estimated")
@@ -1512,6 +1661,40 @@ def _estimated_counts(b: Mapping[str, Any], n_vocs: int, where: str) -> dict[str
             raise ValueError(f"{where}.n_estimated.{d} ({n}) exceeds n_vocs ({n_vocs})")
         out[d] = n
     return out
+
+
+def _index_row(b: Any, where: str) -> dict[str, Any]:
+    """One building of the month index, checked (:func:`render_month_index`, raises
+    ``ValueError`` naming ``where``), as the template shows it."""
+    if not isinstance(b, Mapping):
+        raise ValueError(f"{where} must be a mapping with {list(INDEX_FIELDS)}, got {type(b).__name__}")
+    missing = [k for k in INDEX_FIELDS if k not in b]
+    if missing:
+        raise ValueError(f"{where} is missing field(s) {missing}; required: {list(INDEX_FIELDS)}")
+    n_vocs, n_rev, n_low = (_count(b, k, where) for k in ("n_vocs", "n_reviewed", "n_low_confidence_unreviewed"))
+    if n_rev > n_vocs:
+        raise ValueError(f"{where}.n_reviewed ({n_rev}) exceeds n_vocs ({n_vocs})")
+    if n_low > n_vocs - n_rev:
+        raise ValueError(f"{where}.n_low_confidence_unreviewed ({n_low}) exceeds the unreviewed VOCs ({n_vocs - n_rev})")
+    # alerts only: a 검수 후 확인 / 집단 민원 note is not a change to act on (voc.drift.is_alert)
+    n_drift = _count(b, "n_drift", where) if "n_drift" in b else sum(map(is_alert, b.get("drift") or ()))
+    n_issues = _count(b, "n_issues", where) if "n_issues" in b else len(b.get("issues") or ())
+    n_est = _estimated_counts(b, n_vocs, where)
+    bid = str(b["building_id"])
+    name = mask_personal_details(str(b["building_name"] or "")).strip()
+    return {
+        "display_name": f"{name} ({bid})" if name else f"건물 {bid}",
+        "href": (
+            _absolute_url(b["dashboard_url"], f"{where}.dashboard_url")
+            if b.get("dashboard_url") else _relative_href(b["dashboard_href"], where)
+        ),
+        "n_vocs": n_vocs, "n_reviewed": n_rev, "n_low": n_low, "n_drift": n_drift, "n_issues": n_issues,
+        "percent": 100.0 * n_rev / n_vocs if n_vocs else 0.0,
+        "low_percent": 100.0 * n_low / n_vocs if n_vocs else 0.0,
+        "reviewed": bool(b.get("reviewed", n_rev > 0)),
+        "n_estimated": n_est,
+        "estimated": estimated_text(n_est),
+    }
 
 
 def render_month_index(
@@ -1577,38 +1760,7 @@ def render_month_index(
         ``buildings[i]`` and the field).
     """
     month = parse_month(month)
-    rows = []
-    for i, b in enumerate(buildings):
-        where = f"buildings[{i}]"
-        if not isinstance(b, Mapping):
-            raise ValueError(f"{where} must be a mapping with {list(INDEX_FIELDS)}, got {type(b).__name__}")
-        missing = [k for k in INDEX_FIELDS if k not in b]
-        if missing:
-            raise ValueError(f"{where} is missing field(s) {missing}; required: {list(INDEX_FIELDS)}")
-        n_vocs, n_rev, n_low = (_count(b, k, where) for k in ("n_vocs", "n_reviewed", "n_low_confidence_unreviewed"))
-        if n_rev > n_vocs:
-            raise ValueError(f"{where}.n_reviewed ({n_rev}) exceeds n_vocs ({n_vocs})")
-        if n_low > n_vocs - n_rev:
-            raise ValueError(f"{where}.n_low_confidence_unreviewed ({n_low}) exceeds the unreviewed VOCs ({n_vocs - n_rev})")
-        # alerts only: a 검수 후 확인 / 집단 민원 note is not a change to act on (voc.quality.is_alert)
-        n_drift = _count(b, "n_drift", where) if "n_drift" in b else sum(map(is_alert, b.get("drift") or ()))
-        n_issues = _count(b, "n_issues", where) if "n_issues" in b else len(b.get("issues") or ())
-        n_est = _estimated_counts(b, n_vocs, where)
-        bid = str(b["building_id"])
-        name = mask_personal_details(str(b["building_name"] or "")).strip()
-        rows.append({
-            "display_name": f"{name} ({bid})" if name else f"건물 {bid}",
-            "href": (
-                _absolute_url(b["dashboard_url"], f"{where}.dashboard_url")
-                if b.get("dashboard_url") else _relative_href(b["dashboard_href"], where)
-            ),
-            "n_vocs": n_vocs, "n_reviewed": n_rev, "n_low": n_low, "n_drift": n_drift, "n_issues": n_issues,
-            "percent": 100.0 * n_rev / n_vocs if n_vocs else 0.0,
-            "low_percent": 100.0 * n_low / n_vocs if n_vocs else 0.0,
-            "reviewed": bool(b.get("reviewed", n_rev > 0)),
-            "n_estimated": n_est,
-            "estimated": estimated_text(n_est),
-        })
+    rows = [_index_row(b, f"buildings[{i}]") for i, b in enumerate(buildings)]
     total = {k: sum(r[k] for r in rows) for k in ("n_vocs", "n_reviewed", "n_low", "n_drift", "n_issues")}
     total["percent"] = 100.0 * total["n_reviewed"] / total["n_vocs"] if total["n_vocs"] else 0.0
     total["estimated"] = estimated_text({d: sum(r["n_estimated"].get(d, 0) for r in rows) for d in _DIM_NAMES})

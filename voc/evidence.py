@@ -148,6 +148,7 @@ def linear_of(classifier: Any) -> Any | None:
     from voc.classify.linear import LinearVOCClassifier
 
     if isinstance(classifier, LinearVOCClassifier):
+        # hasattr: an unfitted classifier has no TF-IDF vocabulary (set by fit) and gives no evidence
         return classifier if hasattr(classifier, "vectorizer_") else None
     inner = getattr(classifier, "model_", None)
     if isinstance(inner, LinearVOCClassifier) and hasattr(inner, "vectorizer_"):
@@ -279,6 +280,7 @@ def tagger_evidence(
     list[list[Neighbour]] | None
         N lists, or None when the tagger has no pool.
     """
+    # getattr: taggers without a pool (KoBERT, keyword-only, models pickled before issue 14) = no evidence
     pool: ReviewedPool | None = getattr(tagger, "evidence_pool", None)
     if pool is None or pool.classifier is None:
         return None

@@ -24,13 +24,13 @@ history: ``voc.tagger.train_tagger`` stores one with the model as ``group_vector
 :data:`GROUP_THRESHOLD` is the cut for such a vectorizer. Without one the vectorizer is fitted
 on the frame itself and the cut is :data:`NEAR_COPY_THRESHOLD`, which only groups near copies.
 
-Thresholds, measured on the shipped sample (``python benchmarks/review_groups.py``; see
-docs/model-quality.md "Mass complaints"):
+Thresholds, measured on the shipped sample (``python benchmarks/review_budget.py``, its ``groups``
+lines; see docs/model-quality.md "Mass complaints (묶음)"):
 
-* with IDF from history, 0.12: building 1 in 2019-11 forms one group of 27 of the 28 posts
-  against the 신선초등학교 construction (plus one group of 3 posts about one demolition next to
-  the writer's house), building 2 in 2018-08 one group of 118 posts against the 골든튤립 licence;
-  0.10–0.15 give the same large groups (26–28, 115–118);
+* with IDF from history, 0.12: building 1 in 2019-11 (41 posts) forms one group of the 28 posts
+  against the 신선초등학교 construction plus one group of 3 posts about one demolition next to
+  the writers' houses, building 2 in 2018-08 (127 posts) one group of the 120 posts against the
+  골든튤립 licence plus a pair; 0.10–0.18 give the same groups, 0.20 shrinks them to 27 and 118;
 * without reference IDF, 0.30: groups are near copies (the same post twice, "… 2", "… 3").
 
 Large cells
@@ -210,7 +210,8 @@ def _cluster(X: Any, threshold: float) -> np.ndarray:
     D[:, empty] = 2.0
     np.fill_diagonal(D, 0.0)
     Z = linkage(squareform(D, checks=False), method="average")
-    return fcluster(Z, t=1.0 - threshold, criterion="distance") - 1
+    clusters: np.ndarray = fcluster(Z, t=1.0 - threshold, criterion="distance")  # 1-based cluster ids
+    return clusters - 1
 
 
 def _lsh_components(texts: Sequence[str], *, jaccard: float = LARGE_CELL_JACCARD) -> np.ndarray:
@@ -255,7 +256,8 @@ def _lsh_components(texts: Sequence[str], *, jaccard: float = LARGE_CELL_JACCARD
         dst.append(lead[keep])
     a, b = (np.concatenate(src), np.concatenate(dst)) if src else (np.array([], int), np.array([], int))
     graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
+    components: np.ndarray = connected_components(graph, directed=False)[1]  # (n_components, labels)
+    return components
 
 
 def near_duplicate_groups(

@@ -39,12 +39,15 @@ import polars as pl
 
 __all__ = [
     "DimensionAudit",
+    "audit_frame",
     "out_of_fold_proba",
     "audit_labels",
     "building_month_groups",
     "flip_labels",
     "top_k_recall",
     "suspects_frame",
+    "SUSPECT_COLUMNS",
+    "SUSPECT_DETAIL_COLUMNS",
     "audit_report_html",
     "write_audit_report",
 ]
@@ -300,7 +303,7 @@ def flip_labels(labels: Sequence[str], *, share: float = 0.05, same_major: float
         raise ValueError("flipping needs at least two classes")
     rng = np.random.default_rng(seed)
     noisy = [str(v) for v in labels]
-    rows = np.sort(rng.choice(len(noisy), size=int(round(share * len(noisy))), replace=False))
+    rows = np.sort(rng.choice(len(noisy), size=round(share * len(noisy)), replace=False))
     for i in rows:
         old = noisy[i]
         major = old.partition(">")[0]
@@ -320,7 +323,11 @@ def top_k_recall(audit: DimensionAudit, flipped_ids: Sequence[Any], *, k: int | 
     return len(want & top) / len(want)
 
 
-SUSPECT_COLUMNS: tuple[str, ...] = ("dimension", *ISSUE_COLUMNS, "text")
+SUSPECT_DETAIL_COLUMNS: tuple[str, ...] = ("building_id", "created_at", "title")
+"""Where a suspect is, for the reviewers' sheet (``voc.label_fixes``): building, registration
+date (``YYYY-MM-DD``) and masked title; empty when not given."""
+
+SUSPECT_COLUMNS: tuple[str, ...] = ("dimension", *ISSUE_COLUMNS, "text", *SUSPECT_DETAIL_COLUMNS)
 """Columns of :func:`suspects_frame` and of ``label_audit.csv``, in order."""
 
 REPORT_TOP = 50
@@ -338,8 +345,8 @@ td.num{text-align:right}td.text{max-width:40em}</style></head><body>
 <h2>{{ a.dimension }}: 라벨 건강도 {{ "%.3f"|format(a.health) }}</h2>
 <p>라벨된 VOC {{ a.n_rows }}건, 분류 {{ a.n_classes }}개, 오라벨 의심 {{ a.n_issues }}건 (상위 {{ a.rows|length }}건 표시)</p>
 <table><thead><tr><th>순위</th><th>VOC</th><th>주어진 라벨</th><th>제안 라벨</th><th>점수</th><th>내용</th></tr></thead><tbody>
-{% for r in a.rows %}<tr><td class="num">{{ r.rank }}</td><td>{{ r.voc_id }}</td><td>{{ r.given_label }}</td><td>{{ r.suggested_label }}</td>
-<td class="num">{{ "%.3f"|format(r.score) }}</td><td class="text">{{ r.text }}</td></tr>
+{% for r in a.rows %}<tr><td class="num">{{ r.rank }}</td><td>{{ r.voc_id }}</td><td>{{ r.given_label }}</td>
+<td>{{ r.suggested_label }}</td><td class="num">{{ "%.3f"|format(r.score) }}</td><td class="text">{{ r.text }}</td></tr>
 {% endfor %}</tbody></table>
 {% if a.overlaps %}<h3>겹치는 분류 쌍 (병합 후보)</h3>
 <table><thead><tr><th>분류 A</th><th>분류 B</th><th>겹치는 VOC</th><th>결합 확률</th></tr></thead><tbody>
@@ -351,7 +358,8 @@ td.num{text-align:right}td.text{max-width:40em}</style></head><body>
 """
 
 
-def suspects_frame(audits: Sequence[DimensionAudit], texts_by_id: dict[str, str], *, max_chars: int = 200) -> pl.DataFrame:
+def suspects_frame(audits: Sequence[DimensionAudit], texts_by_id: dict[str, str], *, max_chars: int = 200,
+                   details: dict[str, dict[str, Any]] | None = None) -> pl.DataFrame:
     """The flagged rows (``issue``) of every audit, ranked per dimension, with a masked text.
 
     Parameters
@@ -361,6 +369,9 @@ def suspects_frame(audits: Sequence[DimensionAudit], texts_by_id: dict[str, str]
     texts_by_id
         ``voc_id`` → display text (title + request); masked here with
         :func:`voc.privacy.mask_personal_details` and cut to ``max_chars`` characters.
+    details
+        ``voc_id`` → ``{"building_id", "created_at", "title"}`` (:data:`SUSPECT_DETAIL_COLUMNS`;
+        the title masked here too, dates written ``YYYY-MM-DD``); missing ones are empty.
 
     Returns
     -------
@@ -380,7 +391,18 @@ def suspects_frame(audits: Sequence[DimensionAudit], texts_by_id: dict[str, str]
     schema = {"dimension": pl.String, **{c: t for c, t in zip(ISSUE_COLUMNS, (pl.Int64, pl.String, pl.String, pl.String,
                                                                           pl.Float64, pl.Boolean, pl.Boolean))}}
     out = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=schema)
-    return out.with_columns(pl.Series("text", [shown(v) for v in out["voc_id"].to_list()], dtype=pl.String)).select(SUSPECT_COLUMNS)
+    ids = out["voc_id"].to_list()
+    info = details or {}
+
+    def detail(voc_id: str, col: str) -> str:
+        v = (info.get(voc_id) or {}).get(col)
+        v = "" if v is None else str(v)[:10] if col == "created_at" else str(v)
+        return mask_personal_details(v) if col == "title" else v
+
+    return out.with_columns(
+        pl.Series("text", [shown(v) for v in ids], dtype=pl.String),
+        *[pl.Series(c, [detail(v, c) for v in ids], dtype=pl.String) for c in SUSPECT_DETAIL_COLUMNS],
+    ).select(SUSPECT_COLUMNS)
 
 
 def audit_report_html(audits: Sequence[DimensionAudit], suspects: pl.DataFrame, *, title: str = "", top: int = REPORT_TOP) -> str:
@@ -401,10 +423,10 @@ def audit_report_html(audits: Sequence[DimensionAudit], suspects: pl.DataFrame, 
 
 
 def write_audit_report(directory: Any, audits: Sequence[DimensionAudit], texts_by_id: dict[str, str], *,
-                       title: str = "", top: int = REPORT_TOP) -> dict[str, Any]:
+                       title: str = "", top: int = REPORT_TOP, details: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write ``label_audit.csv`` (:func:`suspects_frame`: every flagged row, columns
-    :data:`SUSPECT_COLUMNS`) and ``label_audit.html`` (:func:`audit_report_html`) into
-    ``directory`` (created if missing).
+    :data:`SUSPECT_COLUMNS`, ``details`` as there) and ``label_audit.html``
+    (:func:`audit_report_html`) into ``directory`` (created if missing).
 
     Returns
     -------
@@ -421,7 +443,59 @@ def write_audit_report(directory: Any, audits: Sequence[DimensionAudit], texts_b
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    suspects = suspects_frame(audits, texts_by_id)
+    suspects = suspects_frame(audits, texts_by_id, details=details)
     suspects.write_csv(d / "label_audit.csv")
     (d / "label_audit.html").write_text(audit_report_html(audits, suspects, title=title, top=top), "utf-8")
     return {"csv": "label_audit.csv", "html": "label_audit.html", "dimensions": [a.summary() for a in audits]}
+
+
+def audit_frame(
+    df: pl.DataFrame, taxonomy: Any, *, use_reply: bool = True, recipe: str = "default", n_splits: int = 5,
+    seed: int = 0, tokenizer: Any = None,
+) -> list[DimensionAudit]:
+    """Audit every dimension of a labelled VOC frame: :func:`audit_labels` per dimension.
+
+    Parameters
+    ----------
+    df
+        A validated VOC frame (:func:`voc.schema.validate_voc_frame`), ``n`` rows with
+        ``reviewed_*`` labels (empty where unlabelled).
+    taxonomy
+        A :class:`voc.taxonomy.Taxonomy` to canonicalise labels with (as training does), or None.
+    use_reply, recipe, n_splits, seed
+        As :func:`audit_labels`; ``use_reply`` adds the reply to each text.
+    tokenizer
+        A :class:`voc.tokenize.KiwiTokenizer` to reuse (one is made otherwise); Kiwi runs once per text.
+
+    Returns
+    -------
+    list of DimensionAudit
+        One per dimension (``subject``, ``work``) holding labelled rows of at least two classes.
+
+    Raises
+    ------
+    ValueError
+        From :func:`audit_labels`, e.g. when the rows span too few building-months to fold.
+    """
+    from voc.tagger import canonical_labels, frame_texts, labels_of
+    from voc.tokenize import KiwiTokenizer
+
+    tok = tokenizer or KiwiTokenizer()
+    texts, _ = frame_texts(df, use_reply=use_reply)
+    labs = {d: labels_of(df, d) for d in ("subject", "work")}
+    if taxonomy is not None:
+        labs = {d: canonical_labels(v, taxonomy, d) for d, v in labs.items()}
+    rows = sorted({i for v in labs.values() for i, lab in enumerate(v) if lab})
+    token_of = dict(zip(rows, tok.model_tokens_batch([texts[i] for i in rows])))
+    ids, times = df["voc_id"].to_list(), df["created_at"].to_list()
+    groups = building_month_groups(df["building_id"].to_list(), times)
+    out = []
+    for dim, v in labs.items():
+        idx = [i for i, lab in enumerate(v) if lab]
+        given = [lab for lab in v if lab]  # the labels of idx, in its order
+        if len(set(given)) < 2:
+            continue
+        out.append(audit_labels([ids[i] for i in idx], [texts[i] for i in idx], given,
+                                [times[i] for i in idx], [token_of[i] for i in idx], [groups[i] for i in idx],
+                                dimension=dim, recipe=recipe, n_splits=n_splits, seed=seed))
+    return out

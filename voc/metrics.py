@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "classification_metrics",
@@ -35,6 +36,12 @@ __all__ = [
     "REVIEW_MAX_SHARE",
 ]
 
+BoolVector = Sequence[bool] | npt.NDArray[Any]
+"""N booleans: a list or a 1-D array."""
+
+FloatVector = Sequence[float] | npt.NDArray[Any]
+"""N numbers: a list or a 1-D array."""
+
 CAPTURE_SHARES: tuple[float, ...] = (0.1, 0.2, 0.3)
 """Review budgets reported by default: the lowest-confidence 10 / 20 / 30 % of rows."""
 
@@ -47,7 +54,7 @@ REVIEW_MAX_SHARE = 0.3
 reviewer's hour; the 30 % cap of the same issue)."""
 
 
-def _correct_conf(correct: Sequence[bool], confidence: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _correct_conf(correct: BoolVector, confidence: FloatVector) -> tuple[np.ndarray, np.ndarray]:
     c = np.asarray(correct, dtype=bool)
     p = np.asarray(confidence, dtype=float)
     if c.shape != p.shape or c.ndim != 1:
@@ -58,7 +65,7 @@ def _correct_conf(correct: Sequence[bool], confidence: Sequence[float]) -> tuple
     return c, p
 
 
-def expected_calibration_error(correct: Sequence[bool], confidence: Sequence[float], *, n_bins: int = 15) -> float:
+def expected_calibration_error(correct: BoolVector, confidence: FloatVector, *, n_bins: int = 15) -> float:
     """Expected calibration error of top-1 confidences.
 
     ECE = Σ_b |B_b| / N · |acc(B_b) − conf(B_b)| over ``n_bins`` equal-width bins of [0, 1]
@@ -100,7 +107,7 @@ def expected_calibration_error(correct: Sequence[bool], confidence: Sequence[flo
 
 
 def review_capture(
-    correct: Sequence[bool], confidence: Sequence[float], *, shares: Sequence[float] = CAPTURE_SHARES
+    correct: BoolVector, confidence: FloatVector, *, shares: Sequence[float] = CAPTURE_SHARES
 ) -> dict[str, float]:
     """Share of all errors that lie in the lowest-confidence ``share`` of rows.
 
@@ -143,7 +150,7 @@ def review_capture(
     return out
 
 
-def review_capture_bound(correct: Sequence[bool], *, shares: Sequence[float] = CAPTURE_SHARES) -> dict[str, float]:
+def review_capture_bound(correct: BoolVector, *, shares: Sequence[float] = CAPTURE_SHARES) -> dict[str, float]:
     """The best :func:`review_capture` any confidence could reach: min(1, ceil(share × N) /
     errors). With accuracy a and budget s the bound is s / (1 − a), so a capture of 0.22 at
     20 % is near-perfect when 80 % of the tags are wrong. Same keys and conventions as
@@ -161,12 +168,13 @@ def review_capture_bound(correct: Sequence[bool], *, shares: Sequence[float] = C
     return out
 
 
-def error_detection_auroc(correct: Sequence[bool], confidence: Sequence[float]) -> float | None:
+def error_detection_auroc(correct: BoolVector, confidence: FloatVector) -> float | None:
     """Area under the ROC curve of "low confidence ⇒ error": the probability that a random wrong
     tag has lower confidence than a random right one (ties count ½); 0.5 is a random order, 1.0
     puts every error first (the AUROC of misclassification detection, Hendrycks & Gimpel, 2017,
     "A Baseline for Detecting Misclassified and Out-of-Distribution Examples"). None when all
-    tags are right or all wrong.
+    tags are right or all wrong (or there are none). Computed by
+    ``sklearn.metrics.roc_auc_score`` with "right" as the positive class.
 
     Raises
     ------
@@ -174,19 +182,16 @@ def error_detection_auroc(correct: Sequence[bool], confidence: Sequence[float]) 
         Lengths differ or a confidence outside [0, 1].
     """
     c, p = _correct_conf(correct, confidence)
-    if c.all() or (~c).all():
+    if c.all() or (~c).all():  # one class (or no rows): roc_auc_score is undefined there
         return None
-    from scipy.stats import rankdata
+    from sklearn.metrics import roc_auc_score
 
-    r = rankdata(p)  # average ranks: ties count 1/2 (Mann–Whitney U)
-    n_pos, n_neg = int(c.sum()), int((~c).sum())
-    u = r[c].sum() - n_pos * (n_pos + 1) / 2
-    return float(u / (n_pos * n_neg))
+    return float(roc_auc_score(c, p))  # "correct" is the positive class, scored by confidence
 
 
 def choose_review_threshold(
-    correct: Sequence[bool],
-    confidence: Sequence[float],
+    correct: BoolVector,
+    confidence: FloatVector,
     *,
     target_capture: float = 0.8,
     max_review_share: float | None = None,
@@ -238,8 +243,8 @@ def choose_review_threshold(
 
 
 def review_budget(
-    correct: Sequence[bool],
-    confidence: Sequence[float],
+    correct: BoolVector,
+    confidence: FloatVector,
     *,
     target_capture: float = REVIEW_TARGET_CAPTURE,
     max_share: float = REVIEW_MAX_SHARE,
@@ -303,7 +308,7 @@ def unseen_label_share(y_true: Sequence[str], train_labels: Sequence[str]) -> fl
 def classification_metrics(
     y_true: Sequence[str],
     y_pred: Sequence[str],
-    confidence: Sequence[float] | None = None,
+    confidence: FloatVector | None = None,
     *,
     train_labels: Sequence[str] | None = None,
 ) -> dict[str, Any]:

@@ -1,13 +1,14 @@
-"""Model versions as directories, and the champion/candidate rule.
+"""Model versions as directories, and the champion/challenger rule.
 
 A model version is a directory named ``{kind}_{version}`` holding:
 
 * ``meta.json``: kind, version, created_at (ISO, KST), training rows and months, held-out
   metrics per dimension, alpha (hybrid), use_reply, label sets, fallback dimensions, library
   versions, and ``status`` (``champion`` or ``candidate``) with the reason;
-* ``label_mapping.json``: per dimension ``{"label2id": …, "id2label": …}``;
-* the fitted model: ``model.joblib`` for CPU kinds; transformers files for ``kobert``
-  (written by :meth:`voc.classify.kobert.KoBERTTagger.save`).
+* ``label_mapping.json``: per dimension ``{"label2id": …, "id2label": …}`` (kinds saved in
+  transformers format keep these maps in ``config.json`` instead);
+* the fitted model, as its kind's ``save`` writes it (:mod:`voc.model_kinds`): ``model.joblib``
+  for CPU kinds; transformers files for ``kobert`` (:meth:`voc.classify.kobert.KoBERTTagger.save`).
 
 Variants. A version trained since the real-time service exists holds two taggers of the same
 kind, trained on the same rows with the same held-out split:
@@ -21,12 +22,14 @@ The top ``meta.json`` lists them under ``variants`` (:func:`variant_paths`), eac
 metrics. Older versions have no ``variants``: their one tagger is ``reply`` (``registration`` when
 it was trained without the reply); :func:`load_variants` then returns that one alone.
 
-Loading dispatches on ``meta.json``'s ``kind``; no training code is needed to load.
+Loading dispatches on ``meta.json``'s ``kind`` through the registry (:func:`voc.model_kinds.model_kind`:
+its ``load``); no training code is needed to load.
 ``joblib`` files are pickles: load only model directories your own pipeline wrote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 from collections.abc import Mapping
@@ -34,9 +37,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from voc.model_kinds import model_kind
 from voc.months import KST
+
+if TYPE_CHECKING:
+    from voc.tagger import Tagger
 
 __all__ = [
     "META_FILE",
@@ -80,14 +87,12 @@ def library_versions() -> dict[str, str]:
     """Installed versions of the libraries a model depends on (absent ones omitted)."""
     out = {"python": platform.python_version()}
     for lib in _LIBS:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 
-def _label_mapping(tagger: Any) -> dict[str, dict[str, Any]]:
+def _label_mapping(tagger: Tagger) -> dict[str, dict[str, Any]]:
     out = {}
     for dim in tagger.taxonomy.dimensions():
         labels = tagger.model_labels(dim)
@@ -99,19 +104,22 @@ def _label_mapping(tagger: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def save_tagger(tagger: Any, directory: Path, meta: Mapping[str, Any]) -> Path:
-    """Write ``tagger`` and ``meta`` (merged with kind, version, label sets, library versions)
-    into ``directory`` (created). Returns ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    if tagger.kind == "kobert":
-        tagger.save(directory)
-    else:
-        import joblib
+def save_tagger(tagger: Tagger, directory: Path, meta: Mapping[str, Any]) -> Path:
+    """Write ``tagger`` (its kind's ``save``, :mod:`voc.model_kinds`) and ``meta`` (merged with
+    kind, version, label sets, library versions) into ``directory`` (created). Returns ``directory``.
 
-        joblib.dump(tagger, directory / "model.joblib", compress=3)
-    mapping = _label_mapping(tagger)
-    (directory / "label_mapping.json").write_text(json.dumps(mapping, ensure_ascii=False, indent=2), "utf-8")
+    Raises
+    ------
+    voc.model_kinds.UnknownKindError
+        ``tagger.kind`` is not a registered kind.
+    """
+    directory = Path(directory)
+    save = model_kind(tagger.kind).save
+    directory.mkdir(parents=True, exist_ok=True)
+    save(tagger, directory)
+    if not (directory / "config.json").exists():  # transformers kinds keep id2label/label2id in config.json
+        mapping = _label_mapping(tagger)
+        (directory / "label_mapping.json").write_text(json.dumps(mapping, ensure_ascii=False, indent=2), "utf-8")
     full = {
         "kind": tagger.kind,
         "version": tagger.version,
@@ -127,7 +135,7 @@ def save_tagger(tagger: Any, directory: Path, meta: Mapping[str, Any]) -> Path:
 
 def save_variants(
     directory: Path,
-    taggers: Mapping[str, Any],
+    taggers: Mapping[str, Tagger],
     meta: Mapping[str, Any],
     variant_meta: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
@@ -187,7 +195,8 @@ def read_meta(directory: Path) -> dict[str, Any]:
     p = Path(directory) / META_FILE
     if not p.is_file():
         raise FileNotFoundError(f"{directory} is not a model version (no {META_FILE})")
-    return json.loads(p.read_text("utf-8"))
+    meta: dict[str, Any] = json.loads(p.read_text("utf-8"))
+    return meta
 
 
 def update_meta(directory: Path, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,21 +212,22 @@ def update_meta(directory: Path, fields: Mapping[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def load_tagger(directory: Path, *, kobert_runtime: str = "auto") -> Any:
-    """Load a tagger saved by :func:`save_tagger` (CPU kinds with joblib; ``kobert`` through
-    ``voc.classify.kobert``, which needs the ``kobert`` extra installed; ``kobert_runtime`` is
-    its ``runtime``: auto | torch | onnx, see :meth:`voc.classify.kobert.KoBERTTagger.load`)."""
+def load_tagger(directory: Path, *, kobert_runtime: str = "auto") -> Tagger:
+    """Load a tagger saved by :func:`save_tagger`: the ``load`` of ``meta.json``'s kind
+    (:mod:`voc.model_kinds`; CPU kinds with joblib, their review threshold from ``meta.json``;
+    ``kobert`` through ``voc.classify.kobert``, which needs the ``kobert`` extra installed).
+    ``kobert_runtime`` is the inference runtime asked for: auto | torch | onnx, see
+    :meth:`voc.classify.kobert.KoBERTTagger.load` (kinds with one runtime ignore it).
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``meta.json`` in ``directory``.
+    voc.model_kinds.UnknownKindError
+        ``meta.json`` names a kind no module registered.
+    """
     meta = read_meta(directory)
-    if meta["kind"] == "kobert":
-        from voc.classify.kobert import KoBERTTagger
-
-        return KoBERTTagger.load(Path(directory), runtime=kobert_runtime)
-    import joblib
-
-    tagger = joblib.load(Path(directory) / "model.joblib")
-    if meta.get("review_threshold") is not None:
-        tagger.low_confidence_threshold = meta["review_threshold"]
-    return tagger
+    return model_kind(str(meta["kind"])).load(Path(directory), meta, kobert_runtime)
 
 
 def variant_paths(directory: Path) -> dict[str, Path]:
@@ -261,7 +271,7 @@ def variant_paths(directory: Path) -> dict[str, Path]:
     return out
 
 
-def load_variants(directory: Path, *, kobert_runtime: str = "auto") -> dict[str, Any]:
+def load_variants(directory: Path, *, kobert_runtime: str = "auto") -> dict[str, Tagger]:
     """Every tagger variant of a saved model version, by name (:func:`variant_paths`), each
     loaded by :func:`load_tagger`. Raises what those raise."""
     return {name: load_tagger(path, kobert_runtime=kobert_runtime) for name, path in variant_paths(directory).items()}

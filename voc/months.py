@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta, timezone
 
-__all__ = ["Month", "parse_month", "yyyymm", "previous_month", "month_range", "months_before", "check_not_future", "FutureMonthError", "KST"]
+__all__ = [
+    "Month", "parse_month", "yyyymm", "previous_month", "month_range", "months_before", "check_not_future",
+    "FutureMonthError", "KST",
+]
 
 KST = timezone(timedelta(hours=9), name="Asia/Seoul")
 """Korea Standard Time (UTC+9, no daylight saving since 1988)."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,7 @@ __all__ = [
     "N_KEYWORDS",
     "N_EXAMPLES",
     "MAX_ROWS",
+    "TopicOptions",
     "low_confidence_mask",
     "c_tf_idf",
     "new_topic_candidates",
@@ -121,7 +123,8 @@ def c_tf_idf(counts: Any) -> np.ndarray:
     f = X.sum(axis=0)
     A = float(per_class.mean()) if X.size else 0.0
     idf = np.log1p(np.divide(A, f, out=np.zeros_like(f), where=f > 0))
-    return tf * idf[None, :]
+    weights: np.ndarray = tf * idf[None, :]
+    return weights
 
 
 def _cluster(X: Any, similarity: float) -> np.ndarray:
@@ -139,7 +142,122 @@ def _cluster(X: Any, similarity: float) -> np.ndarray:
     D[empty, :] = 2.0
     D[:, empty] = 2.0
     np.fill_diagonal(D, 0.0)
-    return fcluster(linkage(squareform(D, checks=False), method="average"), t=1.0 - similarity, criterion="distance") - 1
+    labels: np.ndarray = fcluster(linkage(squareform(D, checks=False), method="average"), t=1.0 - similarity, criterion="distance")
+    return labels - 1
+
+
+@dataclass(frozen=True, slots=True)
+class TopicOptions:
+    """How :func:`new_topic_candidates` clusters the low-confidence rows and lists a candidate.
+
+    Attributes
+    ----------
+    similarity
+        Average cosine similarity (noun TF-IDF) in (0, 1] a cluster's rows must reach; default
+        :data:`CLUSTER_SIMILARITY`.
+    min_size
+        Smallest cluster, rows (≥ 2); default :data:`MIN_CLUSTER_SIZE`.
+    n_keywords, n_examples
+        Keywords and example titles listed per candidate; defaults :data:`N_KEYWORDS`,
+        :data:`N_EXAMPLES`.
+    max_rows
+        Most low-confidence rows clustered (the least confident); default :data:`MAX_ROWS`.
+
+    Raises
+    ------
+    ValueError
+        ``similarity`` outside (0, 1] or ``min_size`` < 2.
+    """
+
+    similarity: float = CLUSTER_SIMILARITY
+    min_size: int = MIN_CLUSTER_SIZE
+    n_keywords: int = N_KEYWORDS
+    n_examples: int = N_EXAMPLES
+    max_rows: int = MAX_ROWS
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.similarity <= 1.0:
+            raise ValueError(f"similarity must be in (0, 1], got {self.similarity!r}")
+        if self.min_size < 2:
+            raise ValueError(f"min_size must be >= 2, got {self.min_size!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _MonthRows:
+    """The month's rows as :func:`new_topic_candidates` lists them: ids, buildings, titles,
+    confidences (null → 1.0) and Kiwi nouns, N each, in row order."""
+
+    ids: list[str]
+    buildings: list[str]
+    titles: list[str]
+    conf: np.ndarray
+    nouns: list[list[str]]
+
+
+def _month_rows(frame: pl.DataFrame, dimension: str, tokenizer: Any | None) -> _MonthRows:
+    """Read the month's rows and the nouns of their cleaned title + request (a new
+    single-threaded Kiwi tokenizer when ``tokenizer`` is None)."""
+    from voc.groups import group_texts
+
+    if tokenizer is None:
+        from voc.tokenize import KiwiTokenizer
+
+        tokenizer = KiwiTokenizer(num_workers=0)
+    return _MonthRows(
+        ids=[str(v) for v in frame["voc_id"].to_list()],
+        buildings=[str(v) for v in frame["building_id"].to_list()],
+        titles=[str(v) if v is not None else "" for v in frame["title"].to_list()],
+        conf=frame[f"{dimension}_confidence"].cast(pl.Float64, strict=False).fill_null(1.0).to_numpy(),
+        nouns=tokenizer.keyword_nouns_batch(group_texts(frame)),
+    )
+
+
+def _least_confident(cand: np.ndarray, conf: np.ndarray, max_rows: int) -> np.ndarray:
+    """The at most ``max_rows`` least confident of the row indices ``cand``, in row order."""
+    if cand.size > max_rows:
+        cand = np.sort(cand[np.argsort(conf[cand], kind="stable")[:max_rows]])
+    return cand
+
+
+def _class_counts(clusters: list[np.ndarray], cand: np.ndarray, nouns: list[list[str]], terms: list[str]) -> np.ndarray:
+    """``(K + 1) × V`` noun counts of the c-TF-IDF classes: each of the K clusters, then every
+    other row of the month as one background class."""
+    vocab = {t: j for j, t in enumerate(terms)}
+    counts = np.zeros((len(clusters) + 1, len(vocab)), dtype=np.float64)
+    in_cluster = np.zeros(len(nouns), dtype=bool)
+    for k, c in enumerate(clusters):
+        for i in cand[c]:
+            in_cluster[i] = True
+            for t in nouns[i]:
+                counts[k, vocab[t]] += 1
+    for i in np.flatnonzero(~in_cluster):
+        for t in nouns[i]:
+            counts[-1, vocab[t]] += 1
+    return counts
+
+
+def _cluster_keywords(weights: np.ndarray, terms: list[str], nouns: list[list[str]], rows: np.ndarray, n: int) -> list[str]:
+    """Up to ``n`` nouns of a cluster, highest c-TF-IDF ``weights`` first, each found in at least
+    two of its ``rows``."""
+    doc_freq = Counter(t for i in rows for t in set(nouns[i]))
+    order = np.argsort(-weights, kind="stable")
+    return [terms[j] for j in order if weights[j] > 0 and doc_freq[terms[j]] >= 2][:n]
+
+
+def _candidate(month: _MonthRows, rows: np.ndarray, Xc: Any, keywords: list[str], n_examples: int) -> dict[str, Any]:
+    """One candidate's JSON-native dict (:func:`new_topic_candidates`); the examples are the rows
+    most similar to the rest of the cluster (``Xc``: its L2 TF-IDF rows)."""
+    central = np.asarray((Xc @ Xc.T).sum(axis=1)).ravel()
+    ex = [int(rows[j]) for j in np.argsort(-central, kind="stable")[:n_examples]]
+    blds = month.buildings
+    return {
+        "keywords": keywords,
+        "size": int(rows.size),
+        "mean_confidence": round(float(month.conf[rows].mean()), 3),
+        "buildings": list(dict.fromkeys(blds[i] for i in rows)),
+        "examples": [{"voc_id": month.ids[i], "building_id": blds[i], "title": mask_personal_details(month.titles[i])} for i in ex],
+        "voc_ids": [month.ids[i] for i in rows],
+    }
 
 
 def new_topic_candidates(
@@ -149,11 +267,7 @@ def new_topic_candidates(
     dimension: str = "subject",
     taxonomy: Any | None = None,
     tokenizer: Any | None = None,
-    similarity: float = CLUSTER_SIMILARITY,
-    min_size: int = MIN_CLUSTER_SIZE,
-    n_keywords: int = N_KEYWORDS,
-    n_examples: int = N_EXAMPLES,
-    max_rows: int = MAX_ROWS,
+    options: TopicOptions = TopicOptions(),
 ) -> list[dict[str, Any]]:
     """New-topic candidates of one month (module docstring).
 
@@ -171,104 +285,60 @@ def new_topic_candidates(
         keeps every cluster.
     tokenizer
         A ``voc.tokenize.KiwiTokenizer`` (the tagger's); None → a new single-threaded one.
-    similarity
-        Average cosine similarity in (0, 1] a cluster's rows must reach.
-    min_size, n_keywords, n_examples, max_rows
-        Smallest cluster (≥ 2), keywords and example titles listed per candidate, most rows
-        clustered.
+    options
+        Cluster similarity, smallest cluster, keywords and example titles listed per candidate,
+        most rows clustered (:class:`TopicOptions`; the module's constants by default).
 
     Returns
     -------
     list of dict
-        Largest first (ties: first row), each JSON-native: ``keywords`` (up to ``n_keywords``
+        Largest first (ties: first row), each JSON-native: ``keywords`` (up to ``options.n_keywords``
         nouns, highest c-TF-IDF first), ``size`` (rows), ``mean_confidence`` (rounded to 3),
-        ``buildings`` (distinct ``building_id``, in row order), ``examples`` (up to ``n_examples``
+        ``buildings`` (distinct ``building_id``, in row order), ``examples`` (up to ``options.n_examples``
         of ``voc_id``, ``building_id``, ``title`` masked by ``voc.privacy.mask_personal_details``:
         the rows most similar to the rest of the cluster) and ``voc_ids`` (all rows, row order).
 
     Raises
     ------
     ValueError
-        A required column is missing, ``threshold`` outside [0, 1], ``similarity`` outside (0, 1]
-        or ``min_size`` < 2.
+        A required column is missing or ``threshold`` outside [0, 1] (bad options are refused
+        when :class:`TopicOptions` is made).
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.preprocessing import normalize
 
-    from voc.groups import group_texts
-
     if threshold is None or frame.height == 0:
         return []
-    if not 0.0 < similarity <= 1.0:
-        raise ValueError(f"similarity must be in (0, 1], got {similarity!r}")
-    if min_size < 2:
-        raise ValueError(f"min_size must be >= 2, got {min_size!r}")
     missing = [c for c in ("voc_id", "building_id", "title", "request_contents") if c not in frame.columns]
     if missing:
         raise ValueError(f"frame is missing column(s) {missing}")
     low = np.asarray(low_confidence_mask(frame, threshold, dimension=dimension).to_numpy(), dtype=bool)
-    if low.sum() < min_size:
+    if low.sum() < options.min_size:
         return []
-    conf = frame[f"{dimension}_confidence"].cast(pl.Float64, strict=False).fill_null(1.0).to_numpy()
-    cand = np.flatnonzero(low)
-    if cand.size > max_rows:
-        cand = np.sort(cand[np.argsort(conf[cand], kind="stable")[:max_rows]])
-    if tokenizer is None:
-        from voc.tokenize import KiwiTokenizer
-
-        tokenizer = KiwiTokenizer(num_workers=0)
-    texts = group_texts(frame)
-    nouns = tokenizer.keyword_nouns_batch(texts)
-    docs = [" ".join(n) for n in nouns]
+    month = _month_rows(frame, dimension, tokenizer)
+    cand = _least_confident(np.flatnonzero(low), month.conf, options.max_rows)
+    docs = [" ".join(n) for n in month.nouns]
     if not any(docs[i] for i in cand):
         return []
     vec = TfidfVectorizer(analyzer=lambda d: d.split(), sublinear_tf=True, norm=None).fit(docs)
     X = normalize(vec.transform([docs[i] for i in cand]), norm="l2")
-    labels = _cluster(X, similarity)
+    labels = _cluster(X, options.similarity)
     clusters = [np.flatnonzero(labels == k) for k in np.unique(labels)]
-    clusters = [c for c in clusters if c.size >= min_size and X[c].getnnz() > 0]
+    clusters = [c for c in clusters if c.size >= options.min_size and X[c].getnnz() > 0]
     if not clusters:
         return []
     clusters.sort(key=lambda c: (-c.size, int(c[0])))
-    # c-TF-IDF classes: each cluster, then every other row of the month as one background class
-    vocab = {t: j for j, t in enumerate(vec.get_feature_names_out())}
-    counts = np.zeros((len(clusters) + 1, len(vocab)), dtype=np.float64)
-    in_cluster = np.zeros(frame.height, dtype=bool)
-    for k, c in enumerate(clusters):
-        for i in cand[c]:
-            in_cluster[i] = True
-            for t in nouns[i]:
-                counts[k, vocab[t]] += 1
-    for i in np.flatnonzero(~in_cluster):
-        for t in nouns[i]:
-            counts[-1, vocab[t]] += 1
-    W = c_tf_idf(counts)
-    terms = list(vocab)
+    terms = list(vec.get_feature_names_out())
+    W = c_tf_idf(_class_counts(clusters, cand, month.nouns, terms))
     class_keywords = []
     if taxonomy is not None:
         class_keywords = [set(r.keywords) for r in taxonomy.rows_of(dimension) if r.keywords]
-    ids = [str(v) for v in frame["voc_id"].to_list()]
-    blds = [str(v) for v in frame["building_id"].to_list()]
-    titles = [str(v) if v is not None else "" for v in frame["title"].to_list()]
     out = []
     for k, c in enumerate(clusters):
-        rows = cand[c]
-        doc_freq = Counter(t for i in rows for t in set(nouns[i]))
-        order = np.argsort(-W[k], kind="stable")
-        keywords = [terms[j] for j in order if W[k, j] > 0 and doc_freq[terms[j]] >= 2][:n_keywords]
+        keywords = _cluster_keywords(W[k], terms, month.nouns, cand[c], options.n_keywords)
         if not keywords:
             continue
         if any(len(set(keywords) & kw) >= math.ceil(len(keywords) / 2) for kw in class_keywords):
             continue  # the taxonomy already names this topic
-        Xc = X[c]
-        central = np.asarray((Xc @ Xc.T).sum(axis=1)).ravel()
-        ex = [int(rows[j]) for j in np.argsort(-central, kind="stable")[:n_examples]]
-        out.append({
-            "keywords": keywords,
-            "size": int(rows.size),
-            "mean_confidence": round(float(conf[rows].mean()), 3),
-            "buildings": list(dict.fromkeys(blds[i] for i in rows)),
-            "examples": [{"voc_id": ids[i], "building_id": blds[i], "title": mask_personal_details(titles[i])} for i in ex],
-            "voc_ids": [ids[i] for i in rows],
-        })
+        out.append(_candidate(month, cand[c], X[c], keywords, options.n_examples))
     return out

@@ -15,12 +15,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
+from voc.dashboard import DashboardContext  # the building, month and run a dashboard is for
 from voc.months import Month
+
+if TYPE_CHECKING:
+    from voc.tagger import Tagger
+    from voc.tokenize import KiwiTokenizer
 
 __all__ = [
     "DEFAULT_LOW_CONFIDENCE",
@@ -58,22 +63,6 @@ HISTORY_COLUMNS: dict[str, Any] = {
 _LABELS = ("subject_major", "subject_minor", "work_major", "work_minor")
 
 
-@dataclass(frozen=True)
-class DashboardContext:
-    """What a building's dashboard shows besides its rows (plain data).
-
-    ``generated_at`` is the caller's clock, formatted (``"2026-12-01 02:00 KST"``); the
-    pipeline reads no clock. ``source_credit`` is the data-source line of the footer, or None.
-    """
-
-    building_id: str
-    building_name: str
-    month: Month
-    run_id: str
-    generated_at: str
-    source_credit: str | None = None
-
-
 @dataclass
 class BuildingOutput:
     """What one building's month produced.
@@ -86,6 +75,9 @@ class BuildingOutput:
     ``groups`` / ``evidence``: N entries each for the review sheet (tagging only): the 묶음 id
     (``voc.groups.near_duplicate_groups``, None alone) and the similar reviewed VOCs
     (``voc.evidence.tagger_evidence``; None for a model without an evidence pool).
+    ``reply_drafts``: N 답변 초안 texts for the review sheet and the dashboard
+    (``voc.replies.format_reply_draft`` of the best ``voc.replies.suggest_replies``; ``""`` below
+    the similarity threshold), None for a model whose evidence pool has no replies.
     ``group_applied`` / ``retired_mapped``: refresh rows labelled through a 묶음 decision, and
     reviewer values that named a retired class (read as its successor).
     """
@@ -99,6 +91,7 @@ class BuildingOutput:
     drift: list[str] = field(default_factory=list)
     groups: list[str | None] = field(default_factory=list)
     evidence: list[Any] | None = None
+    reply_drafts: list[str] | None = None
     issues: list[dict[str, Any]] = field(default_factory=list)
     group_applied: int = 0
     retired_mapped: int = 0
@@ -147,7 +140,7 @@ def _render(
     frame: pl.DataFrame,
     *,
     keyword_nouns: Sequence[Sequence[str]] | Mapping[str, int] | None,
-    tokenizer: Any,
+    tokenizer: KiwiTokenizer,
     use_reply: bool,
     ctx: DashboardContext,
     history: pl.DataFrame | None,
@@ -157,8 +150,15 @@ def _render(
     low_confidence: float | None,
     issues: list[dict[str, Any]],
 ) -> bytes:
-    from voc.dashboard import COMPACT_BELOW, keyword_counts, render_dashboard, render_wordcloud_png
-    from voc.dashboard import keyword_doc_freq
+    from voc.dashboard import (
+        COMPACT_BELOW,
+        DashboardContent,
+        DashboardOptions,
+        keyword_counts,
+        keyword_doc_freq,
+        render_dashboard,
+        render_wordcloud_png,
+    )
     from voc.tagger import DEFAULT_CHUNK_ROWS, frame_analyses
 
     kws: list[tuple[str, int]] = []
@@ -172,63 +172,98 @@ def _render(
     png = render_wordcloud_png(dict(kws)) if kws else None
     html = render_dashboard(
         frame,
-        building_id=ctx.building_id,
-        building_name=ctx.building_name,
-        month=ctx.month,
-        history=history,
-        keywords=kws,
-        wordcloud_png=png,
-        run_id=ctx.run_id,
-        generated_at=ctx.generated_at,
-        review_status=review_status,
-        drift=drift,
-        source_credit=ctx.source_credit,
-        reviewed=reviewed,
-        low_confidence=low_confidence if low_confidence is not None else DEFAULT_LOW_CONFIDENCE,
-        issues=issues,
+        ctx,
+        DashboardContent(
+            history=history,
+            keywords=kws,
+            wordcloud_png=png,
+            review_status=review_status,
+            drift=drift,
+            reviewed=reviewed,
+            issues=issues,
+        ),
+        DashboardOptions(low_confidence=low_confidence if low_confidence is not None else DEFAULT_LOW_CONFIDENCE),
     )
     return html.encode("utf-8")
 
 
-def _group_ids(frame: pl.DataFrame, tagger: Any) -> list[str | None]:
+def _group_ids(frame: pl.DataFrame, tagger: Tagger) -> list[str | None]:
     """묶음 ids of the building-month's N rows (:func:`voc.groups.near_duplicate_groups`, with the
-    tagger's reference vectorizer when it has one)."""
+    tagger's reference vectorizer when it has one: :func:`voc.tagger.group_vectorizer_of`)."""
     from voc.groups import near_duplicate_groups
+    from voc.tagger import group_vectorizer_of
 
-    return near_duplicate_groups(frame, vectorizer=getattr(tagger, "group_vectorizer", None)).to_list()
+    return near_duplicate_groups(frame, vectorizer=group_vectorizer_of(tagger)).to_list()
 
 
 def _groups(
-    frame: pl.DataFrame, tagger: Any, ids: list[str | None] | None = None
+    frame: pl.DataFrame, tagger: Tagger, ids: list[str | None] | None = None
 ) -> tuple[list[str | None], list[dict[str, Any]]]:
     """묶음 ids of the building-month (``ids`` when already known) and the 주요 이슈 summaries of
     groups of 3 or more."""
     from voc.groups import group_summaries
+    from voc.tagger import group_vectorizer_of
 
     if ids is None:
         ids = _group_ids(frame, tagger)
-    vec = getattr(tagger, "group_vectorizer", None)
-    return ids, group_summaries(frame, ids, min_size=3, vectorizer=vec)
+    return ids, group_summaries(frame, ids, min_size=3, vectorizer=group_vectorizer_of(tagger))
 
 
-def _with_repeats(tagged: pl.DataFrame, tagger: Any, history: pl.DataFrame | None) -> pl.DataFrame:
+def _with_repeats(tagged: pl.DataFrame, tagger: Tagger, history: pl.DataFrame | None) -> pl.DataFrame:
     """``repeat_of`` filled (:func:`voc.urgency.repeat_of`): against the month itself and, in mode
     ``full``, the earlier months' VOCs of the building within 30 days."""
+    from voc.tagger import group_vectorizer_of
     from voc.urgency import repeat_of
 
     if not tagged.height:
         return tagged
-    return tagged.with_columns(repeat_of(tagged, history, vectorizer=getattr(tagger, "group_vectorizer", None)))
+    return tagged.with_columns(repeat_of(tagged, history, vectorizer=group_vectorizer_of(tagger)))
 
 
-def _tokenizer_of(tagger: Any) -> Any:
+_REPLY_NEIGHBOURS = 10
+"""Neighbours searched for a replied one when the pool has replies (as ``voc.replies.tagger_reply_suggestions``)."""
+
+
+def _pool_replies(tagger: Tagger) -> dict[str, str | None] | None:
+    """``voc_id`` → reply of the tagger's evidence pool (:class:`voc.tagger.ReviewAids`), None when
+    it has none or no replies (``ReviewedPool.replies`` defaults to None on pools pickled before it)."""
+    from voc.tagger import ReviewAids
+
+    pool = tagger.evidence_pool if isinstance(tagger, ReviewAids) else None
+    replies = pool.replies if pool is not None else None
+    return dict(zip(pool.ids, replies)) if pool is not None and replies else None
+
+
+def _best_drafts(neighbours: Sequence[Sequence[Any]], replies: Mapping[str, str | None]) -> list[str]:
+    """The 답변 초안 of N rows from their neighbours: the best reply above
+    ``voc.replies.MIN_SIMILARITY``, formatted (``""`` where none)."""
+    from voc.replies import format_reply_draft, suggest_replies
+
+    return [format_reply_draft(s[0] if s else None) for s in suggest_replies(neighbours, dict(replies), max_suggestions=1)]
+
+
+def _with_drafts(frame: pl.DataFrame, voc_ids: Sequence[Any], drafts: Sequence[str] | None) -> pl.DataFrame:
+    """``frame`` with a ``reply_draft`` column (what the dashboard shows) taken from ``drafts`` by
+    ``voc_id`` (the first for a repeated id, ``""`` for the others); ``frame`` itself without drafts."""
+    if drafts is None:
+        return frame
+    by_id: dict[str, str] = {}
+    for v, d in zip(voc_ids, drafts):
+        by_id.setdefault(str(v).strip(), d or "")
+    ids = frame["voc_id"].cast(pl.Utf8).to_list()
+    return frame.with_columns(pl.Series("reply_draft", [by_id.get(str(v).strip(), "") for v in ids], dtype=pl.Utf8))
+
+
+def _tokenizer_of(tagger: Tagger) -> KiwiTokenizer:
+    """The tagger's Kiwi analyser (:class:`voc.tagger.KiwiTagger`), else a new one (the
+    dashboard's keywords are Kiwi nouns whatever the model reads)."""
+    from voc.tagger import KiwiTagger
     from voc.tokenize import KiwiTokenizer
 
-    tok = getattr(tagger, "tokenizer", None)
-    return tok if isinstance(tok, KiwiTokenizer) else KiwiTokenizer()
+    return tagger.kiwi_tokenizer if isinstance(tagger, KiwiTagger) else KiwiTokenizer()
 
 
-def model_labels_of(tagger: Any) -> dict[str, list[str]]:
+def model_labels_of(tagger: Tagger) -> dict[str, list[str]]:
     """Per dimension, the labels ``tagger`` can predict (drift checks name the others)."""
     return {d: tagger.model_labels(d) for d in tagger.taxonomy.dimensions()}
 
@@ -240,8 +275,8 @@ def _drift(
     group_ids: Sequence[str | None] | None = None,
     thresholds: Mapping[str, float] | None = None,
 ) -> list[str]:
-    """Drift notes: a 묶음 counts as one event, unconfirmed tags carry no alert (voc.quality)."""
-    from voc.quality import drift_messages
+    """Drift notes: a 묶음 counts as one event, unconfirmed tags carry no alert (voc.drift)."""
+    from voc.drift import drift_messages
 
     return drift_messages(
         reviewed=frame, model_labels=dict(model_labels), history=history, group_ids=group_ids, thresholds=thresholds
@@ -250,27 +285,30 @@ def _drift(
 
 def _tag_in_chunks(
     rows: pl.DataFrame,
-    tagger: Any,
+    tagger: Tagger,
     *,
     run_id: str,
-    tokenizer: Any,
+    tokenizer: KiwiTokenizer,
     chunk_rows: int,
     progress: Callable[[str], None] | None,
     groups: Sequence[str | None] | None = None,
-) -> tuple[pl.DataFrame, Counter[str], list[Any] | None]:
+) -> tuple[pl.DataFrame, Counter[str], list[Any] | None, list[str] | None]:
     """Tagged rows (input order), keyword document frequencies
-    (:func:`voc.dashboard.keyword_doc_freq`) and evidence (:func:`voc.evidence.tagger_evidence`)
-    of a month, from one Kiwi analysis per VOC held one chunk at a time
+    (:func:`voc.dashboard.keyword_doc_freq`), evidence (:func:`voc.evidence.tagger_evidence`) and
+    reply drafts (:func:`_best_drafts`, from the same neighbour search) of a month, from one Kiwi
+    analysis per VOC held one chunk at a time
     (:func:`voc.tagger.tag_frame_chunks`; ``groups``: one tag per near-duplicate group);
     ``progress`` gets one line per chunk."""
     from voc.dashboard import keyword_doc_freq
-    from voc.evidence import tagger_evidence
+    from voc.evidence import DEFAULT_K, tagger_evidence
     from voc.tagger import chunk_positions, frame_texts, tag_frame, tag_frame_chunks
 
     parts: list[pl.DataFrame] = []
     order: list[np.ndarray] = []
     freq: Counter[str] = Counter()
     evidence: list[Any] | None = []
+    replies = _pool_replies(tagger)
+    drafts: list[str] | None = [] if replies is not None else None
     n_chunks = len(chunk_positions(rows.height, chunk_rows, groups))
     done = 0
     chunks = tag_frame_chunks(rows, tagger, run_id=run_id, tokenizer=tokenizer, chunk_rows=chunk_rows, groups=groups)
@@ -281,28 +319,33 @@ def _tag_in_chunks(
         keyword_doc_freq((a.keyword_nouns for a in chunk.analyses), into=freq)
         texts, _ = frame_texts(chunk.rows, use_reply=tagger.use_reply)
         ev = tagger_evidence(
-            tagger, texts, ids=chunk.tagged["voc_id"].to_list(), tokens=[a.model_tokens for a in chunk.analyses]
+            tagger, texts, ids=chunk.tagged["voc_id"].to_list(), tokens=[a.model_tokens for a in chunk.analyses],
+            k=_REPLY_NEIGHBOURS if replies is not None else DEFAULT_K,
         )
         if ev is None:  # a tagger without an evidence pool
-            evidence = None
+            evidence = drafts = None
         elif evidence is not None:
-            evidence.extend(ev)
+            evidence.extend(nbs[:DEFAULT_K] for nbs in ev)
+            if drafts is not None and replies is not None:
+                drafts.extend(_best_drafts(ev, replies))
         if progress is not None:
             progress(f"chunk {i + 1}/{n_chunks}: {done:,} of {rows.height:,} VOCs tagged")
     if not parts:  # an empty month: the tagged frame's columns, no rows
-        return tag_frame(rows, tagger, run_id=run_id), freq, tagger_evidence(tagger, [], ids=[], tokens=[])
+        empty = tagger_evidence(tagger, [], ids=[], tokens=[])
+        return tag_frame(rows, tagger, run_id=run_id), freq, empty, [] if empty is not None and replies is not None else None
     tagged = pl.concat(parts, rechunk=True)
     positions = np.concatenate(order)
     if not np.array_equal(positions, np.arange(rows.height)):  # chunks kept groups together: back to input order
         back = np.argsort(positions, kind="stable")
         tagged = tagged[back.tolist()]
         evidence = [evidence[int(j)] for j in back] if evidence is not None else None
-    return tagged, freq, evidence
+        drafts = [drafts[int(j)] for j in back] if drafts is not None else None
+    return tagged, freq, evidence, drafts
 
 
 def tag_building(
     rows: pl.DataFrame,
-    tagger: Any,
+    tagger: Tagger,
     *,
     run_id: str,
     history: pl.DataFrame | None = None,
@@ -342,7 +385,8 @@ def tag_building(
     -------
     BuildingOutput
         ``frame`` = the ``N`` tagged rows; ``flagged`` = rows with an input/text flag;
-        ``low_confidence`` = rows 검토 우선 flags; ``groups``/``evidence`` for the review sheet;
+        ``low_confidence`` = rows 검토 우선 flags; ``groups``/``evidence``/``reply_drafts`` for the
+        review sheet (the drafts also in the dashboard's VOC list);
         ``issues`` and ``drift`` only when a dashboard is rendered.
 
     Raises
@@ -356,7 +400,7 @@ def tag_building(
 
     tok = _tokenizer_of(tagger)
     group_ids = _group_ids(rows, tagger)  # one tag per mass complaint (voc.pooling)
-    tagged, keyword_freq, evidence = _tag_in_chunks(
+    tagged, keyword_freq, evidence, drafts = _tag_in_chunks(
         rows, tagger, run_id=run_id, tokenizer=tok, chunk_rows=DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows,
         progress=progress, groups=group_ids,
     )
@@ -369,12 +413,13 @@ def tag_building(
         low_confidence=int(review_flag_mask(tagged, thresholds).sum()),
         groups=groups,
         evidence=evidence,
+        reply_drafts=drafts,
     )
     if dashboard is not None:
         out.issues = issues
         out.drift = _drift(tagged, model_labels_of(tagger), history, groups, thresholds)
         out.dashboard_html = _render(
-            tagged,
+            _with_drafts(tagged, tagged["voc_id"].to_list(), drafts),  # 답변 초안 on demand in the VOC list
             keyword_nouns=keyword_freq,
             tokenizer=tok,
             use_reply=tagger.use_reply,
@@ -392,7 +437,7 @@ def tag_building(
 def refresh_building(
     tagged: pl.DataFrame,
     sheet: pl.DataFrame | None,
-    tagger: Any,
+    tagger: Tagger,
     *,
     history: pl.DataFrame | None,
     dashboard: DashboardContext | None,
@@ -400,7 +445,8 @@ def refresh_building(
 ) -> BuildingOutput:
     """Fold the review sheet into one building's newest tagged frame and render the reviewed
     dashboard (mode ``refresh``, and a ``full``/``tagging-only`` rerun of a month with reviews:
-    :mod:`flows.monthly`).
+    :mod:`flows.monthly`). The dashboard's 답변 초안 are the sheet's (its 답변 초안 column, when it
+    has one): no new neighbour search.
 
     Parameters
     ----------
@@ -441,18 +487,23 @@ def refresh_building(
     out = BuildingOutput(
         reviewed,
         reviewed=int(stats.n_reviewed),
-        review_issues=[asdict(i) if hasattr(i, "__dataclass_fields__") else dict(i) for i in stats.issues],
+        review_issues=[asdict(i) for i in stats.issues],  # voc.review.ReviewIssue
         # what the dashboard calls low confidence: flagged rows that no reviewer handled
         low_confidence=int((review_flag_mask(reviewed, thresholds) & ~reviewed["is_reviewed"]).sum()),
         issues=issues,
-        group_applied=int(getattr(stats, "n_group_applied", 0)),
-        retired_mapped=int(getattr(stats, "n_retired_mapped", 0)),
+        group_applied=int(stats.n_group_applied),
+        retired_mapped=int(stats.n_retired_mapped),
     )
     if dashboard is None:
         return out
     out.drift = _drift(reviewed, model_labels_of(tagger), history, group_ids, thresholds)
+    from voc.review import COL_REPLY_DRAFT
+
+    shown = reviewed
+    if own is not None and COL_REPLY_DRAFT in own.columns:  # the sheet's 답변 초안: no new search
+        shown = _with_drafts(reviewed, own["voc_id"].to_list(), own[COL_REPLY_DRAFT].to_list())
     out.dashboard_html = _render(
-        reviewed,
+        shown,
         keyword_nouns=None,
         tokenizer=_tokenizer_of(tagger),
         use_reply=tagger.use_reply,

@@ -8,8 +8,8 @@ shows
   table whose cell colour deepens with the count; each cell links that month's dashboard);
 * the **largest rises**: buildings whose share of the portfolio's VOCs in the latest month is
   significantly above their share in the :data:`BASELINE_MONTHS` months before — the drift
-  alerts' rule (``voc.quality``): pooled two-proportion z-test
-  (:func:`voc.quality.two_proportion_p_value`) at p < :data:`RISE_ALPHA`, at least
+  alerts' rule (``voc.drift``): pooled two-proportion z-test
+  (:func:`voc.drift.two_proportion_p_value`) at p < :data:`RISE_ALPHA`, at least
   :data:`RISE_MIN_VOCS` VOCs this month;
 * the **open review backlog** (low-confidence VOCs nobody reviewed, the month index's
   ``n_low_confidence_unreviewed``) per building and month;
@@ -27,6 +27,7 @@ Pure: plain data in, HTML / JSON-native dicts out; texts masked
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -52,7 +53,7 @@ BASELINE_MONTHS = 6
 """Months before the latest one pooled as a building's baseline (issue 24: 6-month baseline)."""
 
 RISE_ALPHA = 0.05
-"""Significance level of a rise (``voc.quality.SHIFT_ALPHA``'s rule: p < 0.05)."""
+"""Significance level of a rise (``voc.drift.SHIFT_ALPHA``'s rule: p < 0.05)."""
 
 RISE_MIN_VOCS = 5
 """Fewest VOCs of a building in the latest month for a rise to be reported."""
@@ -109,6 +110,126 @@ def _count(entry: Mapping[str, Any], key: str, where: str) -> int:
     return v
 
 
+@dataclass(frozen=True, slots=True)
+class _MonthIndexes:
+    """The stored month indexes read once: months ascending, month page links, and per building
+    its VOC counts, open backlog, masked name and dashboard links by ``yyyymm``."""
+
+    order: list[str]
+    hrefs: dict[str, str]
+    counts: dict[str, dict[str, int]]
+    backlog: dict[str, dict[str, int]]
+    names: dict[str, str]
+    dash: dict[str, dict[str, str]]
+
+
+def _read_month_indexes(months: Mapping[str, Mapping[str, Any]],
+                        month_hrefs: Mapping[str, str] | None) -> _MonthIndexes:
+    """Check the ``yyyymm`` keys and each building entry's counts (:func:`build_portfolio`) and
+    collect them; raises ``ValueError`` naming the entry."""
+    for m in months:
+        if not (isinstance(m, str) and len(m) == 6 and m.isdigit()):
+            raise ValueError(f"months: key {m!r} is not a yyyymm month")
+    order = sorted(months)
+    idx = _MonthIndexes(order, {m: (month_hrefs or {}).get(m) or f"{m}/index.html" for m in order}, {}, {}, {}, {})
+    for m in order:
+        for bid, e in months[m].items():
+            where = f"months[{m}][{bid}]"
+            if bid == "new_topics" and isinstance(e, list):  # the month's 신규 주제 후보, not a building
+                continue
+            if not isinstance(e, Mapping):
+                raise ValueError(f"{where} must be a mapping, got {type(e).__name__}")
+            bid = str(bid)
+            idx.counts.setdefault(bid, {})[m] = _count(e, "n_vocs", where)
+            idx.backlog.setdefault(bid, {})[m] = _count(e, "n_low_confidence_unreviewed", where)
+            if e.get("building_name"):
+                idx.names[bid] = mask_personal_details(str(e["building_name"])).strip()
+            if e.get("dashboard_href"):
+                href = idx.hrefs[m]
+                base = href.rsplit("/", 1)[0] + "/" if "/" in href else ""
+                idx.dash.setdefault(bid, {})[m] = base + str(e["dashboard_href"])
+    return idx
+
+
+def _heatmap_rows(idx: _MonthIndexes, bids: list[str], heat: list[str]) -> list[dict[str, Any]]:
+    """Per building, its counts, backlog and dashboard links over the ``heat`` months and their sums."""
+    return [
+        {
+            "building_id": b,
+            "name": idx.names.get(b, ""),
+            "counts": [idx.counts[b].get(m) for m in heat],
+            "backlog": [idx.backlog[b].get(m) if m in idx.counts[b] else None for m in heat],
+            "hrefs": [idx.dash.get(b, {}).get(m) for m in heat],
+            "total": sum(idx.counts[b].get(m, 0) for m in heat),
+            "open_backlog": sum(idx.backlog[b].get(m, 0) for m in heat),
+        }
+        for b in bids
+    ]
+
+
+def _rises(idx: _MonthIndexes, bids: list[str], totals: Mapping[str, int], latest: str) -> list[dict[str, Any]]:
+    """Buildings whose share of the ``latest`` month's VOCs is significantly above their share of
+    the :data:`BASELINE_MONTHS` months before (most significant first)."""
+    from voc.drift import two_proportion_p_value
+    from voc.schema import building_sort_key
+
+    base_months = [m for m in idx.order if m < latest][-BASELINE_MONTHS:]
+    n1 = totals[latest]
+    n2 = sum(totals[m] for m in base_months)
+    rises: list[dict[str, Any]] = []
+    for b in bids:
+        x1 = idx.counts[b].get(latest, 0)
+        x2 = sum(idx.counts[b].get(m, 0) for m in base_months)
+        if x1 < RISE_MIN_VOCS or n1 < 1 or n2 < 1:
+            continue
+        if x1 / n1 <= x2 / n2:
+            continue
+        p = two_proportion_p_value(x1, n1, x2, n2)
+        if p < RISE_ALPHA:
+            mean = x2 / len(base_months)
+            rises.append({
+                "building_id": b, "name": idx.names.get(b, ""), "n_vocs": x1, "baseline_mean": round(mean, 1),
+                "ratio": round(x1 / mean, 2) if mean else None, "p_value": p,
+                "href": idx.dash.get(b, {}).get(latest),
+            })
+    rises.sort(key=lambda r: (r["p_value"], -r["n_vocs"], building_sort_key(r["building_id"])))
+    return rises
+
+
+def _mass_issues(months: Mapping[str, Mapping[str, Any]], idx: _MonthIndexes, bids: list[str], latest: str) -> list[dict[str, Any]]:
+    """The stored mass complaints of the :data:`MASS_MONTHS` months up to ``latest`` (newest month,
+    then largest, first)."""
+    from voc.schema import building_sort_key
+
+    mass: list[dict[str, Any]] = []
+    for m in [m for m in idx.order if m <= latest][-MASS_MONTHS:]:
+        for b in bids:
+            for g in (months[m].get(b) or {}).get("mass_issues") or ():
+                mass.append({
+                    "building_id": b, "name": idx.names.get(b, ""), "size": int(g.get("size", 0)), "yyyymm": m,
+                    "label": f"{m[:4]}-{m[4:]}",
+                    "title": mask_personal_details(str(g.get("title") or "")), "subject": str(g.get("subject") or ""),
+                    "href": idx.dash.get(b, {}).get(m),
+                })
+    mass.sort(key=lambda g: (-int(g["yyyymm"]), -g["size"], building_sort_key(g["building_id"])))
+    return mass
+
+
+def _alerts(months: Mapping[str, Mapping[str, Any]], idx: _MonthIndexes, bids: list[str], latest: str) -> list[dict[str, Any]]:
+    """Buildings with urgent or repeated VOCs in the ``latest`` month (most urgent first)."""
+    from voc.schema import building_sort_key
+
+    alerts: list[dict[str, Any]] = []
+    for b in bids:
+        e = months[latest].get(b) or {}
+        nu, nr = _count(e, "n_urgent", f"months[{latest}][{b}]"), _count(e, "n_repeat", f"months[{latest}][{b}]")
+        if nu or nr:
+            alerts.append({"building_id": b, "name": idx.names.get(b, ""), "n_urgent": nu, "n_repeat": nr,
+                           "href": idx.dash.get(b, {}).get(latest)})
+    alerts.sort(key=lambda a: (-a["n_urgent"], -a["n_repeat"], building_sort_key(a["building_id"])))
+    return alerts
+
+
 def build_portfolio(
     months: Mapping[str, Mapping[str, Mapping[str, Any]]],
     *,
@@ -143,91 +264,24 @@ def build_portfolio(
         A month is not 6 digits, or an entry's count is not a non-negative int (the message names
         ``months[yyyymm][building_id]`` and the field).
     """
-    from voc.quality import two_proportion_p_value
     from voc.schema import building_sort_key
 
-    for m in months:
-        if not (isinstance(m, str) and len(m) == 6 and m.isdigit()):
-            raise ValueError(f"months: key {m!r} is not a yyyymm month")
-    order = sorted(months)
-    hrefs = {m: (month_hrefs or {}).get(m) or f"{m}/index.html" for m in order}
-    counts: dict[str, dict[str, int]] = {}
-    backlog: dict[str, dict[str, int]] = {}
-    names: dict[str, str] = {}
-    dash: dict[str, dict[str, str]] = {}
-    for m in order:
-        for bid, e in months[m].items():
-            where = f"months[{m}][{bid}]"
-            if bid == "new_topics" and isinstance(e, list):  # the month's 신규 주제 후보, not a building
-                continue
-            if not isinstance(e, Mapping):
-                raise ValueError(f"{where} must be a mapping, got {type(e).__name__}")
-            bid = str(bid)
-            counts.setdefault(bid, {})[m] = _count(e, "n_vocs", where)
-            backlog.setdefault(bid, {})[m] = _count(e, "n_low_confidence_unreviewed", where)
-            if e.get("building_name"):
-                names[bid] = mask_personal_details(str(e["building_name"])).strip()
-            if e.get("dashboard_href"):
-                base = hrefs[m].rsplit("/", 1)[0] + "/" if "/" in hrefs[m] else ""
-                dash.setdefault(bid, {})[m] = base + str(e["dashboard_href"])
+    idx = _read_month_indexes(months, month_hrefs)
+    order = idx.order
     heat = order[-HEATMAP_MONTHS:]
     latest = order[-1] if order else None
-    bids = sorted(counts, key=building_sort_key)
-    totals = {m: sum(counts[b].get(m, 0) for b in bids) for m in order}
-    buildings = [
-        {
-            "building_id": b,
-            "name": names.get(b, ""),
-            "counts": [counts[b].get(m) for m in heat],
-            "backlog": [backlog[b].get(m) if m in counts[b] else None for m in heat],
-            "hrefs": [dash.get(b, {}).get(m) for m in heat],
-            "total": sum(counts[b].get(m, 0) for m in heat),
-            "open_backlog": sum(backlog[b].get(m, 0) for m in heat),
-        }
-        for b in bids
-    ]
-    rises = []
+    bids = sorted(idx.counts, key=building_sort_key)
+    totals = {m: sum(idx.counts[b].get(m, 0) for b in bids) for m in order}
+    buildings = _heatmap_rows(idx, bids, heat)
+    rises: list[dict[str, Any]] = []
+    mass: list[dict[str, Any]] = []
+    alerts: list[dict[str, Any]] = []
     if latest is not None:
-        base_months = [m for m in order if m < latest][-BASELINE_MONTHS:]
-        n1 = totals[latest]
-        n2 = sum(totals[m] for m in base_months)
-        for b in bids:
-            x1 = counts[b].get(latest, 0)
-            x2 = sum(counts[b].get(m, 0) for m in base_months)
-            if x1 < RISE_MIN_VOCS or n1 < 1 or n2 < 1:
-                continue
-            if x1 / n1 <= x2 / n2:
-                continue
-            p = two_proportion_p_value(x1, n1, x2, n2)
-            if p < RISE_ALPHA:
-                mean = x2 / len(base_months)
-                rises.append({
-                    "building_id": b, "name": names.get(b, ""), "n_vocs": x1, "baseline_mean": round(mean, 1),
-                    "ratio": round(x1 / mean, 2) if mean else None, "p_value": p,
-                    "href": dash.get(b, {}).get(latest),
-                })
-        rises.sort(key=lambda r: (r["p_value"], -r["n_vocs"], building_sort_key(r["building_id"])))
-    mass, alerts = [], []
-    if latest is not None:
-        for m in [m for m in order if m <= latest][-MASS_MONTHS:]:
-            for b in bids:
-                for g in (months[m].get(b) or {}).get("mass_issues") or ():
-                    mass.append({
-                        "building_id": b, "name": names.get(b, ""), "size": int(g.get("size", 0)), "yyyymm": m,
-                        "label": f"{m[:4]}-{m[4:]}",
-                        "title": mask_personal_details(str(g.get("title") or "")), "subject": str(g.get("subject") or ""),
-                        "href": dash.get(b, {}).get(m),
-                    })
-        for b in bids:
-            e = months[latest].get(b) or {}
-            nu, nr = _count(e, "n_urgent", f"months[{latest}][{b}]"), _count(e, "n_repeat", f"months[{latest}][{b}]")
-            if nu or nr:
-                alerts.append({"building_id": b, "name": names.get(b, ""), "n_urgent": nu, "n_repeat": nr,
-                               "href": dash.get(b, {}).get(latest)})
-        mass.sort(key=lambda g: (-int(g["yyyymm"]), -g["size"], building_sort_key(g["building_id"])))
-        alerts.sort(key=lambda a: (-a["n_urgent"], -a["n_repeat"], building_sort_key(a["building_id"])))
+        rises = _rises(idx, bids, totals, latest)
+        mass = _mass_issues(months, idx, bids, latest)
+        alerts = _alerts(months, idx, bids, latest)
     return {
-        "months": [{"yyyymm": m, "label": f"{m[:4]}-{m[4:]}", "href": hrefs[m], "n_vocs": totals[m]} for m in order],
+        "months": [{"yyyymm": m, "label": f"{m[:4]}-{m[4:]}", "href": idx.hrefs[m], "n_vocs": totals[m]} for m in order],
         "heatmap_months": heat,
         "latest": latest,
         "baseline_months": [m for m in order if latest and m < latest][-BASELINE_MONTHS:],
@@ -238,7 +292,6 @@ def build_portfolio(
         "alerts": alerts,
         "new_topics": _new_topics(months[latest].get("new_topics")) if latest is not None else [],
     }
-
 
 def _new_topics(value: Any) -> list[dict[str, Any]]:
     """The latest month's 신규 주제 후보 (``voc.new_topics.new_topic_candidates``, stored in the

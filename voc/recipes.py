@@ -1,7 +1,7 @@
 """Named CPU-model recipes, and the choice of one on the customer's own history.
 
 A *recipe* is a named parameter set of :class:`voc.classify.linear.LinearVOCClassifier`
-(:data:`RECIPES`). ``anchor`` is the production baseline (production-notes.md: TF-IDF word
+(:data:`RECIPES`). ``anchor`` is the production baseline (the model the production system runs: TF-IDF word
 1–2-grams over Kiwi tokens, 10,000 features, sublinear tf, ``LinearSVC(C=1, balanced)`` in
 ``CalibratedClassifierCV(cv=3)``), ``default`` is :data:`voc.classify.linear.DEFAULT_PARAMS`
 (chosen on the shipped sample, docs/model-quality.md). The default leans on *class-name
@@ -29,7 +29,7 @@ fall below the anchor, so the recipe is chosen per customer, at training time
    choice is ``anchor``.
 
 Mass complaints count once: the test rows are weighted by 1 / (size of their near-duplicate
-group) (``groups``, from :func:`voc.groups.near_duplicate_groups`), so a campaign of 118 posts
+group) (``groups``, from :func:`voc.groups.near_duplicate_groups`), so a campaign of 120 posts
 in one month weighs as much as one complaint. The folds are whole months and groups never
 cross a building-month, so no group is split between a fold's training and test rows. The
 standard errors come from a cluster bootstrap over the groups of the test rows
@@ -85,7 +85,8 @@ __all__ = [
 ]
 
 BASELINE = "anchor"
-"""The production recipe no selected recipe may be worse than (production-notes.md)."""
+"""The production recipe (the model the production system runs), which no selected recipe may be
+worse than."""
 
 WORST_MONTH_TOLERANCE = 0.05
 """Largest drop (accuracy, 0–1) of a candidate's worst test month below the baseline's worst
@@ -523,7 +524,7 @@ def score_recipes(
     weights = group_weights(groups, n)
     months = np.array([_month_number(t, i) for i, t in enumerate(times)], dtype=np.int64)
     test_rows = [int(i) for f in folds for i in f.test.tolist()]
-    clusters = [groups[i] if groups is not None and groups[i] is not None else f"row:{i}" for i in test_rows]
+    clusters = [f"row:{i}" if groups is None or groups[i] is None else str(groups[i]) for i in test_rows]
     out: list[CandidateScore] = []
     for spec in specs:
         t0 = time.perf_counter()
@@ -592,7 +593,10 @@ def choose(scores: Sequence[CandidateScore], *, baseline: str = BASELINE) -> tup
     )
     shown = f"macro-F1 {chosen.macro_f1:.3f}, accuracy {chosen.accuracy:.3f}"
     if chosen is not best:
-        shown += f"; within one standard error of {best.recipe} ({best.macro_f1:.3f} ± {best.se_macro_f1:.3f}, {best.accuracy:.3f} ± {best.se_accuracy:.3f})"
+        shown += (
+            f"; within one standard error of {best.recipe} ({best.macro_f1:.3f} ± {best.se_macro_f1:.3f}, "
+            f"{best.accuracy:.3f} ± {best.se_accuracy:.3f})"
+        )
     dropped = [s.recipe for s in scores if s not in ok and s.accuracy >= base.accuracy - _EPS and s.macro_f1 >= base.macro_f1 - _EPS]
     if dropped:
         shown += f"; worst month too far below {baseline}'s: {', '.join(dropped)}"
@@ -701,5 +705,6 @@ def selection_lines(by_variant: Mapping[str, Mapping[str, Mapping[str, Any]]]) -
     for variant, dims in by_variant.items():
         for dim, s in dims.items():
             scores = ", ".join(f"{n} {v['macro_f1']:.3f}/{v['accuracy']:.3f}" for n, v in s["candidates"].items())
-            lines.append(f"- recipe ({variant}, {dim}): **{s['recipe']}**" + (f" — macro-F1/accuracy on temporal folds: {scores}" if scores else f" — {s['reason']}"))
+            detail = f"macro-F1/accuracy on temporal folds: {scores}" if scores else s["reason"]
+            lines.append(f"- recipe ({variant}, {dim}): **{s['recipe']}** — {detail}")
     return lines

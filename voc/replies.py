@@ -29,6 +29,7 @@ __all__ = [
     "TIME_MASK",
     "NAME_MASK",
     "SuggestedReply",
+    "format_reply_draft",
     "mask_reply",
     "suggest_replies",
     "tagger_reply_suggestions",
@@ -86,6 +87,15 @@ class SuggestedReply:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (similarity rounded to 3 decimals)."""
         return {"voc_id": self.voc_id, "similarity": round(self.similarity, 3), "subject": self.subject, "draft": self.draft}
+
+
+def format_reply_draft(suggestion: SuggestedReply | None) -> str:
+    """The 답변 초안 text of one VOC (the review sheet's cell, the dashboard's draft): a first line
+    naming the source, ``"[유사 0.72 · voc_id 123]"`` (cosine similarity, 2 decimals, and the
+    reviewed VOC the reply was written for), then the masked draft; ``""`` for None."""
+    if suggestion is None:
+        return ""
+    return f"[유사 {suggestion.similarity:.2f} · voc_id {suggestion.voc_id}]\n{suggestion.draft}"
 
 
 def mask_reply(text: str) -> str:
@@ -167,6 +177,8 @@ def tagger_reply_suggestions(
     keyword-only)."""
     from voc.evidence import tagger_evidence
 
+    # getattr: taggers without a pool (KoBERT, keyword-only, older pickles) and pools saved before
+    # reply drafts (no ``replies``) both mean no draft
     pool = getattr(tagger, "evidence_pool", None)
     pool_replies = getattr(pool, "replies", None)
     if pool is None or not pool_replies:

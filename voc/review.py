@@ -12,6 +12,9 @@ column                who        content
 ====================  =========  ================================================================
 검토 우선             model      ``"Y"`` when a dimension tagged by a trained model has a
                                  confidence below that dimension's threshold (:func:`review_flags`)
+긴급                  model      :data:`URGENT_MARK` for an urgent VOC (the tagged frame's
+                                 ``urgent``, :mod:`voc.urgency`), ``""`` otherwise
+반복                  model      the earlier ``voc_id`` this VOC repeats (``repeat_of``), or ``""``
 검토 사유             model      why: ``"주제 신뢰도 0.31 < 기준 0.65"`` per such dimension; the
                                  first row of a 묶음 also ``"묶음 1-69204: 28건"`` (a 묶음 is one
                                  review item: only its first row is flagged)
@@ -30,6 +33,9 @@ building_id           data
 작업유형 신뢰도       model
 유사 검수 VOC         model      the most similar reviewed VOCs and their labels
                                  (``voc.evidence.format_evidence``), one per line
+답변 초안             model      the reply given to the most similar reviewed, replied VOC, masked
+                                 (``voc.replies.format_reply_draft``: ``"[유사 0.72 · voc_id
+                                 123]"`` then the draft), ``""`` below the similarity threshold
 검수_주제 대분류      reviewer   the reviewer's subject major (empty = accept the model's)
 검수_주제 중분류      reviewer   the reviewer's subject minor (may be filled alone)
 검수_작업유형 대분류  reviewer
@@ -46,6 +52,8 @@ As a frame every column is ``Utf8`` and an empty cell is ``""`` (never null); th
 :func:`build_review_rows` produces and what both backends read back. Extra columns a reviewer
 added to the sheet are kept by :func:`merge_into_sheet` after these. Sheets written before
 :data:`ADDED_COLUMNS` existed lack them: readers treat them as empty and a merge adds them.
+긴급, 반복 and 답변 초안 (:data:`AID_COLUMNS`) are read by nobody: :func:`merge_reviews` never
+takes a label or anything else from them.
 
 Rows are sorted 검토 우선 first, then by ascending 신뢰도 (rows without any confidence first),
 ties by ``voc_id`` (numeric ids numerically); the rows of one 묶음 follow each other from the
@@ -98,6 +106,11 @@ __all__ = [
     "COL_REPLY",
     "COL_GROUP",
     "COL_EVIDENCE",
+    "COL_URGENT",
+    "COL_REPEAT",
+    "COL_REPLY_DRAFT",
+    "URGENT_MARK",
+    "AID_COLUMNS",
     "COL_GROUP_APPLY",
     "COL_DONE",
     "COL_MEMO",
@@ -159,6 +172,9 @@ COL_REQUEST = "요청내용"
 COL_REPLY = "답변"
 COL_GROUP = "묶음"
 COL_EVIDENCE = "유사 검수 VOC"
+COL_URGENT = "긴급"
+COL_REPEAT = "반복"
+COL_REPLY_DRAFT = "답변 초안"
 COL_GROUP_APPLY = "묶음 적용"
 COL_DONE = "검수완료"
 COL_MEMO = "검수 메모"
@@ -198,6 +214,8 @@ CONFIDENCE_COLUMNS: tuple[str, ...] = (
 
 REVIEW_COLUMNS: tuple[str, ...] = (
     COL_FLAG,
+    COL_URGENT,
+    COL_REPEAT,
     COL_REASON,
     COL_CONFIDENCE,
     COL_VOC_ID,
@@ -210,17 +228,27 @@ REVIEW_COLUMNS: tuple[str, ...] = (
     COL_REPLY,
     *MODEL_COLUMNS,
     COL_EVIDENCE,
+    COL_REPLY_DRAFT,
     *REVIEWER_COLUMNS,
     COL_MODEL_VERSION,
     COL_RUN_ID,
 )
 """The review sheet's columns, in sheet order (see the module docstring)."""
 
-ADDED_COLUMNS: tuple[str, ...] = (COL_REASON, COL_GROUP, COL_EVIDENCE, COL_GROUP_APPLY)
-"""Columns added by issue 14 ("review worth a reviewer's hour"): a sheet written before lacks
-them; every reader treats a missing one as empty."""
+URGENT_MARK = "긴급"
+"""The 긴급 cell of an urgent VOC (``""`` otherwise)."""
 
-TEXT_COLUMNS: tuple[str, ...] = (COL_REASON, COL_TITLE, COL_REQUEST, COL_REPLY, COL_EVIDENCE, COL_MEMO)
+AID_COLUMNS: tuple[str, ...] = (COL_URGENT, COL_REPEAT, COL_REPLY_DRAFT)
+"""Machine columns for the reader (issues 24–25): urgency, the VOC it repeats, a reply draft.
+Nobody's judgement depends on them, so :func:`merge_into_sheet` brings them up to date on every
+row, reviewed or not, and :func:`merge_reviews` ignores them."""
+
+ADDED_COLUMNS: tuple[str, ...] = (COL_REASON, COL_GROUP, COL_EVIDENCE, COL_GROUP_APPLY, *AID_COLUMNS)
+"""Columns added by issue 14 ("review worth a reviewer's hour") and issues 24–25
+(:data:`AID_COLUMNS`): a sheet written before lacks them; every reader treats a missing one as
+empty."""
+
+TEXT_COLUMNS: tuple[str, ...] = (COL_REASON, COL_TITLE, COL_REQUEST, COL_REPLY, COL_EVIDENCE, COL_REPLY_DRAFT, COL_MEMO)
 """Columns holding running text: the backends wrap them."""
 
 SOURCE_GROUP = "reviewer_group"
@@ -228,6 +256,11 @@ SOURCE_GROUP = "reviewer_group"
 (:func:`merge_reviews`); ``"reviewer"`` marks a row's own label."""
 
 COLUMN_GUIDE: dict[str, str] = {
+    COL_URGENT: "긴급이면 누수·화재·가스·정전·단수·승강기 갇힘·구조 위험·보안 같은 긴급 상황을 알리는 민원입니다"
+    "(제목과 요청내용의 표현으로 찾음). 필터로 긴급만 볼 수 있습니다. 분류 검수와는 관계없습니다.",
+    COL_REPEAT: "같은 건물에서 30일 안에 들어온 거의 같은 민원이 있으면 그 이전 민원의 번호입니다. 비어 있으면 반복이 아닙니다.",
+    COL_REPLY_DRAFT: "가장 비슷한 검수된 민원에 했던 답변(날짜·이름·연락처는 [날짜] 등으로 가림)입니다. 첫 줄은 "
+    "[유사도 · 그 민원 번호]. 비슷한 민원이 없으면 비어 있습니다. 답변 작성의 출발점일 뿐 검수에는 쓰이지 않습니다.",
     COL_FLAG: "Y면 먼저 검수할 행입니다. 학습된 모델이 붙인 태그의 신뢰도가 기준보다 낮은 행으로, 지난 검수 "
     "결과로 재면 모델 오류의 대부분이 이 행들에 있습니다. 키워드 추정 태그는 기준에 쓰지 않습니다.",
     COL_REASON: "검토 우선인 이유(예: 주제 신뢰도 0.31 < 기준 0.65). 묶음의 첫 행에는 묶음 번호와 건수가 붙습니다.",
@@ -272,6 +305,8 @@ REVIEW_GUIDE_INTRO: tuple[str, ...] = (
     "3. '묶음'이 같은 행은 한 가지 일에 대한 대량 민원입니다. 한 행에서 분류를 정하고 검수완료=Y, "
     "묶음 적용=Y로 두면 묶음 전체에 반영됩니다(따로 검수한 행은 제외).",
     "4. '유사 검수 VOC'는 비슷한 과거 민원과 그 검수 결과입니다. 판단에 참고하세요.",
+    "'긴급' 행은 붉게 표시됩니다. '반복'은 같은 민원이 30일 안에 먼저 들어온 경우, '답변 초안'은 비슷한 과거 "
+    "민원의 답변입니다(참고용, 검수에 쓰이지 않음).",
     "목록에 없는 옛 부서명(개편 전 이름)을 직접 적으면 현재 부서로 바꾸어 반영합니다.",
 )
 """The 검수 안내 sheet's opening lines (Korean), above the column table."""
@@ -296,7 +331,8 @@ is)."""
 
 DONE_VALUES: frozenset[str] = frozenset({"y", "예", "o", "true", "1", "✓"})
 """검수완료 values meaning *done*, compared after NFKC normalisation, stripping and
-case-folding: ``Y y 예 O o TRUE true True 1 ✓`` (and full-width ``Ｙ``, ``１``)."""
+case-folding: ``Y y 예 O o TRUE true True 1 ✓`` (and their full-width forms, e.g. U+FF39 for ``Y``,
+U+FF11 for ``1``)."""
 
 NOT_DONE_VALUES: frozenset[str] = frozenset({"", "n", "아니오", "아니요", "x", "false", "0"})
 """검수완료 values meaning *not done* without comment; anything else is not done either but
@@ -395,6 +431,7 @@ class ReviewIssue:
     code: str = ""
 
     def __str__(self) -> str:
+        """``row {sheet_row} (voc_id=…) {column}='value': message``."""
         return f"row {self.sheet_row} (voc_id={self.voc_id}) {self.column}={self.value!r}: {self.message}"
 
 
@@ -410,7 +447,8 @@ class MergeStats:
     updated
         Untouched rows whose model columns (tags, confidences, texts, flag, version) changed.
     kept_reviewed
-        Rows with a reviewer label cell filled or marked done: kept exactly as they were.
+        Rows with a reviewer label cell filled or marked done: kept exactly as they were (but
+        for the :data:`AID_COLUMNS`, always brought up to date).
     unchanged
         Untouched rows whose model columns were already current, rows whose ``voc_id`` is not
         among the new rows (kept), rows without ``voc_id`` and later duplicates of a ``voc_id``
@@ -429,6 +467,12 @@ class MergeStats:
     dropped_blank: int = 0
 
     def to_dict(self) -> dict[str, int]:
+        """The counts by field name (the run summary's ``review_merge``).
+
+        Returns
+        -------
+        dict[str, int]
+        """
         return {
             "appended": self.appended,
             "updated": self.updated,
@@ -477,6 +521,13 @@ class RefreshStats:
     issues: list[ReviewIssue] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The counts by field name, ``n_sheet_only`` (how many sheet-only ids) and the issues
+        as text (:meth:`ReviewIssue.__str__`).
+
+        Returns
+        -------
+        dict[str, Any]
+        """
         return {
             "n_rows": self.n_rows,
             "n_reviewed": self.n_reviewed,
@@ -538,8 +589,18 @@ def neutralize_cell(value: object) -> str:
 
 
 def is_formula_like(text: str) -> bool:
-    """True when ``text`` starts with one of :data:`FORMULA_PREFIXES` (``= + - @ \\t \\r``),
-    i.e. a spreadsheet program would read it as a formula if it were typed in."""
+    """Whether a spreadsheet program would read ``text`` as a formula if it were typed in.
+
+    Parameters
+    ----------
+    text
+        A cell's text.
+
+    Returns
+    -------
+    bool
+        True when ``text`` starts with one of :data:`FORMULA_PREFIXES` (``= + - @ \\t \\r``).
+    """
     return bool(text) and text[0] in FORMULA_PREFIXES
 
 
@@ -581,6 +642,11 @@ def non_literal_kind(text: str) -> str | None:
     (``"#N/A"``), a date as ``YYYY-MM-DD`` (Google Sheets: as formatted, ``2019. 11. 3``) and a
     number as its text (:func:`neutralize_cell`).
 
+    Parameters
+    ----------
+    text
+        A reviewer cell's text as read (surrounding spaces are ignored).
+
     Returns
     -------
     str or None
@@ -609,6 +675,15 @@ def is_done(value: object) -> bool:
     ``o``, ``TRUE``/``true`` (any case), ``1``, ``✓`` (see :data:`DONE_VALUES`); also the
     boolean ``True`` and the number ``1``. Anything else — empty, ``N``, ``X``, ``완료``,
     ``2`` — is not done.
+
+    Parameters
+    ----------
+    value
+        The cell as read: text, bool, number or None.
+
+    Returns
+    -------
+    bool
     """
     if value is None:
         return False
@@ -620,10 +695,12 @@ def is_done(value: object) -> bool:
 
 
 def _norm_flag(text: str) -> str:
+    """A 검수완료 text NFKC-normalised, stripped and case-folded (as :data:`DONE_VALUES`)."""
     return unicodedata.normalize("NFKC", text).strip().casefold()
 
 
 def _text_cell(value: object, *, limit: int | None = None) -> str:
+    """:func:`neutralize_cell` of ``value``, cut to ``limit`` characters (ending in ``" …[잘림]"``)."""
     text = neutralize_cell(value)
     if limit is not None and len(text) > limit:
         text = text[: limit - len(_TRUNCATED_MARK)] + _TRUNCATED_MARK
@@ -631,16 +708,40 @@ def _text_cell(value: object, *, limit: int | None = None) -> str:
 
 
 def mark_guess(text: str) -> str:
-    """``text`` + :data:`GUESS_SUFFIX` (``""`` stays ``""``; an already marked text is kept)."""
+    """Mark a model tag cell as a keyword guess.
+
+    Parameters
+    ----------
+    text
+        A tag cell's text (``"승강기"``).
+
+    Returns
+    -------
+    str
+        ``text`` + :data:`GUESS_SUFFIX` (``"승강기 (추정)"``); ``""`` stays ``""`` and an already
+        marked text is returned as it is.
+    """
     if not text or split_guess(text)[1]:
         return text
     return text + GUESS_SUFFIX
 
 
 def split_guess(text: str) -> tuple[str, bool]:
-    """``(text without the guess marker, whether it had one)``: ``"승강기 (추정)"`` →
-    ``("승강기", True)``; ``"승강기"`` → ``("승강기", False)``. Surrounding spaces are stripped and
-    the marker is recognised after NFKC normalisation (a full-width ``（추정）`` too)."""
+    """Split the keyword-guess marker (:data:`GUESS_SUFFIX`) off a model tag cell.
+
+    Parameters
+    ----------
+    text
+        A tag cell's text; ``None`` counts as ``""``.
+
+    Returns
+    -------
+    tuple[str, bool]
+        ``(text without the marker, whether it had one)``: ``"승강기 (추정)"`` →
+        ``("승강기", True)``; ``"승강기"`` → ``("승강기", False)``. Surrounding spaces are
+        stripped and the marker is recognised after NFKC normalisation (a full-width
+        ``（추정）`` too).
+    """
     t = unicodedata.normalize("NFKC", text or "").strip()
     mark = f"({GUESS_MARK})"
     if t.endswith(mark):
@@ -649,6 +750,7 @@ def split_guess(text: str) -> tuple[str, bool]:
 
 
 def _fmt_conf(value: float | None) -> str:
+    """A confidence as the sheet shows it (``"0.00"``; ``""`` for None)."""
     return "" if value is None else f"{float(value):.2f}"
 
 
@@ -666,6 +768,7 @@ def _with_added_columns(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _natural_key(v: str) -> tuple[int, int | str]:
+    """Sort key of a ``voc_id``: numeric ids numerically, then others, empty last."""
     return building_sort_key(v) if v else (2, "")
 
 
@@ -699,6 +802,7 @@ def review_thresholds_of(tagger: Any, *, override: float | None = None) -> dict[
     trained = [d for d in DIMENSIONS if _model_labels(tagger, d)]
     if override is not None:
         return {d: float(override) for d in trained}
+    # getattr: taggers pickled before review thresholds (issue 14) lack the attribute; absent = none chosen
     own = getattr(tagger, "review_thresholds", None) or {}
     if own:
         return {d: float(own[d]) for d in trained if own.get(d) is not None}
@@ -707,6 +811,7 @@ def review_thresholds_of(tagger: Any, *, override: float | None = None) -> dict[
 
 
 def _model_labels(tagger: Any, dim: str) -> list[str]:
+    """The labels a tagger's trained model gives ``dim`` (``[]``: keyword-only or no such API)."""
     try:
         return list(tagger.model_labels(dim))
     except (AttributeError, KeyError):
@@ -788,6 +893,7 @@ def build_review_rows(
     thresholds: Mapping[str, float] | None = None,
     groups: Sequence[str | None] | pl.Series | None = None,
     evidence: Sequence[Any] | None = None,
+    reply_drafts: Sequence[Any] | None = None,
 ) -> pl.DataFrame:
     """Review-sheet rows for a tagged frame.
 
@@ -800,7 +906,8 @@ def build_review_rows(
         ``{subject,work}_source`` is optional: where it is ``"keyword"`` the dimension's tag
         cells end in :data:`GUESS_SUFFIX` (a keyword guess, shown as such to the reviewer) and
         the dimension never drives 검토 우선; without the column every dimension counts as a
-        trained model's.
+        trained model's. ``urgent`` / ``repeat_of`` (:mod:`voc.urgency`) fill 긴급 and 반복;
+        a frame without them gets them from ``voc.urgency.with_alert_columns``.
     threshold
         One threshold for every dimension (the old single ``low_confidence_threshold``); used
         when ``thresholds`` is None. ``None`` and no ``thresholds``: no row is flagged.
@@ -813,6 +920,9 @@ def build_review_rows(
     evidence
         N cells of 유사 검수 VOC: text, or a list of ``voc.evidence.Neighbour``
         (``voc.evidence.tagger_evidence``), formatted by ``voc.evidence.format_evidence``.
+    reply_drafts
+        N cells of 답변 초안: text, None, or a ``voc.replies.SuggestedReply`` (the best one,
+        formatted by ``voc.replies.format_reply_draft``).
 
     Returns
     -------
@@ -830,86 +940,137 @@ def build_review_rows(
     Raises
     ------
     ReviewError
-        A required column is missing, a ``voc_id`` is empty or duplicated, ``groups`` or
-        ``evidence`` is not of length N.
+        A required column is missing, a ``voc_id`` is empty or duplicated, ``groups``,
+        ``evidence`` or ``reply_drafts`` is not of length N.
     """
+    ids = _checked_tagged_ids(tagged, {"groups": groups, "evidence": evidence, "reply_drafts": reply_drafts})
+    n = tagged.height
+    conf_by_dim = _dimension_confidences(tagged)
+    sources = _dimension_sources(tagged)
+    limits = dict(thresholds) if thresholds is not None else ({d: threshold for d in DIMENSIONS} if threshold is not None else {})
+    flags, reasons, conf = review_flags(conf_by_dim, sources or None, limits)
+    group_of = [neutralize_cell(g).strip() for g in (list(groups) if groups is not None else [""] * n)]
+    order = sorted(range(n), key=lambda i: (not flags[i], -1.0 if conf[i] is None else conf[i], _natural_key(ids[i])))
+    order, firsts = _group_blocks(order, group_of)
+    _collapse_group_flags(firsts, group_of, flags, reasons)
+    data: dict[str, list[str]] = {
+        COL_FLAG: ["Y" if f else "" for f in flags],
+        **_aid_cells(tagged, evidence, reply_drafts),
+        COL_REASON: reasons,
+        COL_CONFIDENCE: [_fmt_conf(c) for c in conf],
+        COL_VOC_ID: ids,
+        COL_GROUP: group_of,
+        **_data_cells(tagged),
+        **_model_tag_cells(tagged, sources, conf_by_dim),
+        **_fresh_reviewer_cells(n),
+    }
+    return pl.DataFrame(
+        {c: [data[c][i] for i in order] for c in REVIEW_COLUMNS},
+        schema={c: pl.Utf8 for c in REVIEW_COLUMNS},
+    )
+
+
+def _checked_tagged_ids(tagged: pl.DataFrame, per_row: Mapping[str, Sequence[Any] | pl.Series | None]) -> list[str]:
+    """The stripped ``voc_id`` cells of a tagged frame, once its columns, its ids and the length
+    of each per-row input (``{name: N values or None}``) are checked (:class:`ReviewError`)."""
     missing = [c for c in _TAGGED_NEEDED if c not in tagged.columns]
     if missing:
         raise ReviewError(f"tagged frame is missing column(s) {missing}")
     ids = [neutralize_cell(v).strip() for v in tagged["voc_id"].to_list()]
     _check_unique_ids(ids, what="tagged frame")
     n = tagged.height
-    for name, seq in (("groups", groups), ("evidence", evidence)):
+    for name, seq in per_row.items():
         if seq is not None and len(seq) != n:
             raise ReviewError(f"{name} has {len(seq)} values for {n} tagged rows")
-    conf_by_dim = {
+    return ids
+
+
+def _dimension_confidences(tagged: pl.DataFrame) -> dict[str, list[float | None]]:
+    """Per dimension, the N confidences of a tagged frame (None where null or NaN)."""
+    return {
         d: [None if x is None or np.isnan(x) else float(x) for x in tagged[f"{d}_confidence"].cast(pl.Float64, strict=False).to_list()]
         for d in DIMENSIONS
     }
-    sources = {
+
+
+def _dimension_sources(tagged: pl.DataFrame) -> dict[str, list[str]]:
+    """Per dimension with a ``{dim}_source`` column, its N cells as stripped text."""
+    return {
         d: [neutralize_cell(v).strip() for v in tagged[f"{d}_source"].to_list()]
         for d in DIMENSIONS
         if f"{d}_source" in tagged.columns
     }
-    limits = dict(thresholds) if thresholds is not None else ({d: threshold for d in DIMENSIONS} if threshold is not None else {})
-    flags, reasons, conf = review_flags(conf_by_dim, sources or None, limits)
+
+
+def _text_cells(tagged: pl.DataFrame, col: str, *, limit: int | None = None) -> list[str]:
+    """One column of ``tagged`` as N sheet cells (:func:`_text_cell`)."""
+    return [_text_cell(v, limit=limit) for v in tagged[col].to_list()]
+
+
+def _data_cells(tagged: pl.DataFrame) -> dict[str, list[str]]:
+    """The VOC's own cells of the N rows (building, 등록일 ``YYYY-MM-DD``, texts cut at
+    :data:`MAX_CELL_CHARS`, model version, run), in row order."""
     if tagged["created_at"].dtype in (pl.Date, pl.Datetime):
         created = [d.isoformat()[:10] if d is not None else "" for d in tagged["created_at"].to_list()]
     else:
         created = [neutralize_cell(d)[:10] for d in tagged["created_at"].to_list()]
-
-    def texts(col: str, *, limit: int | None = None) -> list[str]:
-        return [_text_cell(v, limit=limit) for v in tagged[col].to_list()]
-
-    def tag_texts(dim: str, part: str) -> list[str]:
-        """The model's tag cells; a keyword guess gets :data:`GUESS_SUFFIX`."""
-        vals = texts(f"{dim}_{part}")
-        if dim not in sources:
-            return vals
-        return [mark_guess(v) if s == "keyword" else v for v, s in zip(vals, sources[dim])]
-
-    group_of = [neutralize_cell(g).strip() for g in (list(groups) if groups is not None else [""] * n)]
-    evidence_cells = [""] * n
-    if evidence is not None:
-        from voc.evidence import format_evidence
-
-        evidence_cells = [
-            _text_cell(e if isinstance(e, str) or e is None else format_evidence(e), limit=MAX_CELL_CHARS) for e in evidence
-        ]
-    order = sorted(range(n), key=lambda i: (not flags[i], -1.0 if conf[i] is None else conf[i], _natural_key(ids[i])))
-    order, firsts = _group_blocks(order, group_of)
-    _collapse_group_flags(firsts, group_of, flags, reasons)
-    sm, sn = MODEL_TAG_COLUMNS["subject"][:2], MODEL_TAG_COLUMNS["work"][:2]
-    data: dict[str, list[str]] = {
-        COL_FLAG: ["Y" if f else "" for f in flags],
-        COL_REASON: reasons,
-        COL_CONFIDENCE: [_fmt_conf(c) for c in conf],
-        COL_VOC_ID: ids,
-        COL_BUILDING_ID: texts("building_id"),
-        COL_BUILDING_NAME: texts("building_name"),
+    return {
+        COL_BUILDING_ID: _text_cells(tagged, "building_id"),
+        COL_BUILDING_NAME: _text_cells(tagged, "building_name"),
         COL_CREATED: created,
-        COL_GROUP: group_of,
-        COL_TITLE: texts("title", limit=MAX_CELL_CHARS),
-        COL_REQUEST: texts("request_contents", limit=MAX_CELL_CHARS),
-        COL_REPLY: texts("reply", limit=MAX_CELL_CHARS),
-        sm[0]: tag_texts("subject", "major"),
-        sm[1]: tag_texts("subject", "minor"),
-        MODEL_TAG_COLUMNS["subject"][2]: [_fmt_conf(c) for c in conf_by_dim["subject"]],
-        sn[0]: tag_texts("work", "major"),
-        sn[1]: tag_texts("work", "minor"),
-        MODEL_TAG_COLUMNS["work"][2]: [_fmt_conf(c) for c in conf_by_dim["work"]],
-        COL_EVIDENCE: evidence_cells,
+        COL_TITLE: _text_cells(tagged, "title", limit=MAX_CELL_CHARS),
+        COL_REQUEST: _text_cells(tagged, "request_contents", limit=MAX_CELL_CHARS),
+        COL_REPLY: _text_cells(tagged, "reply", limit=MAX_CELL_CHARS),
+        COL_MODEL_VERSION: _text_cells(tagged, "model_version"),
+        COL_RUN_ID: _text_cells(tagged, "run_id"),
+    }
+
+
+def _model_tag_cells(
+    tagged: pl.DataFrame, sources: Mapping[str, Sequence[str]], conf_by_dim: Mapping[str, Sequence[float | None]]
+) -> dict[str, list[str]]:
+    """The model's tag and confidence cells of the N rows (:data:`MODEL_TAG_COLUMNS`); a keyword
+    guess (source ``"keyword"``) gets :data:`GUESS_SUFFIX`."""
+    out: dict[str, list[str]] = {}
+    for dim, (col_major, col_minor, col_conf) in MODEL_TAG_COLUMNS.items():
+        for col, part in ((col_major, "major"), (col_minor, "minor")):
+            vals = _text_cells(tagged, f"{dim}_{part}")
+            if dim in sources:
+                vals = [mark_guess(v) if s == "keyword" else v for v, s in zip(vals, sources[dim])]
+            out[col] = vals
+        out[col_conf] = [_fmt_conf(c) for c in conf_by_dim[dim]]
+    return out
+
+
+def _fresh_reviewer_cells(n: int) -> dict[str, list[str]]:
+    """The reviewer cells of N new rows: empty, 검수완료 ``"N"``."""
+    return {
         **{c: [""] * n for c in _REVIEWER_LABEL_CELLS},
         COL_GROUP_APPLY: [""] * n,
         COL_DONE: ["N"] * n,
         COL_MEMO: [""] * n,
-        COL_MODEL_VERSION: texts("model_version"),
-        COL_RUN_ID: texts("run_id"),
     }
-    return pl.DataFrame(
-        {c: [data[c][i] for i in order] for c in REVIEW_COLUMNS},
-        schema={c: pl.Utf8 for c in REVIEW_COLUMNS},
-    )
+
+
+def _aid_cells(tagged: pl.DataFrame, evidence: Sequence[Any] | None, reply_drafts: Sequence[Any] | None) -> dict[str, list[str]]:
+    """유사 검수 VOC, 긴급, 반복 and 답변 초안 of the N rows of ``tagged`` (row order), as text."""
+    from voc.evidence import format_evidence
+    from voc.replies import format_reply_draft
+    from voc.urgency import with_alert_columns
+
+    def cells(values: Sequence[Any] | None, fmt: Callable[[Any], str]) -> list[str]:
+        """N cells of text, a formatted value (``fmt``) or empty."""
+        if values is None:
+            return [""] * tagged.height
+        return [_text_cell(v if isinstance(v, str) or v is None else fmt(v), limit=MAX_CELL_CHARS) for v in values]
+
+    alerts = with_alert_columns(tagged.select([c for c in ("title", "request_contents", "urgent", "repeat_of") if c in tagged.columns]))
+    return {
+        COL_URGENT: [URGENT_MARK if u else "" for u in alerts["urgent"].to_list()],
+        COL_REPEAT: [neutralize_cell(r).strip() for r in alerts["repeat_of"].to_list()],
+        COL_EVIDENCE: cells(evidence, format_evidence),
+        COL_REPLY_DRAFT: cells(reply_drafts, format_reply_draft),
+    }
 
 
 def _collapse_group_flags(firsts: Mapping[int, int], group_of: Sequence[str], flags: list[bool], reasons: list[str]) -> None:
@@ -957,6 +1118,7 @@ def _group_blocks(order: list[int], group_of: Sequence[str]) -> tuple[list[int],
 
 
 def _check_unique_ids(ids: Sequence[str], *, what: str) -> None:
+    """Raise :class:`ReviewSheetError` for an empty or repeated id (``what`` names the frame)."""
     seen: dict[str, int] = {}
     for i, v in enumerate(ids):
         if not v:
@@ -979,6 +1141,11 @@ def _touched(row: Mapping[str, str]) -> bool:
     )
 
 
+def _fresh_aids(fresh: Mapping[str, str] | None) -> dict[str, str]:
+    """The :data:`AID_COLUMNS` cells of a new row (none without one)."""
+    return {c: fresh[c] for c in AID_COLUMNS} if fresh is not None else {}
+
+
 def merge_into_sheet(
     existing: pl.DataFrame | None, new_rows: pl.DataFrame
 ) -> tuple[pl.DataFrame, MergeStats]:
@@ -991,7 +1158,8 @@ def merge_into_sheet(
     * an existing row the reviewer has not touched (검수완료 and 묶음 적용 not done *and* all four
       검수_ label cells empty; a memo alone does not count) gets the new row's model-side cells
       (flag and reason, confidences, 묶음, texts, tags, evidence, model_version, run_id);
-    * a touched row keeps every cell, so the reviewer still sees what they judged;
+    * a touched row keeps every cell, so the reviewer still sees what they judged — except the
+      :data:`AID_COLUMNS` (긴급, 반복, 답변 초안), which nobody judges: every row gets the new ones;
     * new ``voc_id`` values are appended at the end, in ``new_rows`` order;
     * no row is deleted: rows whose ``voc_id`` is no longer in ``new_rows``, rows without a
       ``voc_id`` and later duplicates of a ``voc_id`` are kept verbatim. Only rows whose every
@@ -1054,20 +1222,7 @@ def merge_into_sheet(
             if vid not in new_by_id:
                 stats.not_in_new += 1
             seen.add(vid)
-        if _touched(merged) and vid:
-            stats.kept_reviewed += 1
-        elif fresh is None:
-            stats.unchanged += 1
-        else:
-            changed = False
-            for c in _MODEL_SIDE:
-                if merged[c] != fresh[c]:
-                    merged[c] = fresh[c]
-                    changed = True
-            if changed:
-                stats.updated += 1
-            else:
-                stats.unchanged += 1
+        _upsert_row(merged, fresh, stats, reviewed=_touched(merged) and bool(vid))
         out_rows.append(merged)
     for vid, row in new_by_id.items():
         if vid not in seen:
@@ -1077,6 +1232,27 @@ def merge_into_sheet(
         {c: [r[c] for r in out_rows] for c in columns}, schema={c: pl.Utf8 for c in columns}
     )
     return out, stats
+
+
+def _upsert_row(merged: dict[str, str], fresh: Mapping[str, str] | None, stats: MergeStats, *, reviewed: bool) -> None:
+    """Bring one existing sheet row up to date in place by :func:`merge_into_sheet`'s rules
+    (``fresh``: the run's row of its ``voc_id``, or None) and count it in ``stats``."""
+    if reviewed:
+        stats.kept_reviewed += 1
+        merged.update(_fresh_aids(fresh))  # judged by nobody: always the run's latest
+        return
+    if fresh is None:
+        stats.unchanged += 1
+        return
+    changed = False
+    for c in _MODEL_SIDE:
+        if merged[c] != fresh[c]:
+            merged[c] = fresh[c]
+            changed = True
+    if changed:
+        stats.updated += 1
+    else:
+        stats.unchanged += 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -1104,6 +1280,7 @@ class _DimensionRules:
     their successors (:meth:`voc.taxonomy.Taxonomy.successor`)."""
 
     def __init__(self, taxonomy: Taxonomy, dimension: str) -> None:
+        """The active rows of ``dimension`` in ``taxonomy``, indexed."""
         rows = taxonomy.rows_of(dimension)
         self.taxonomy = taxonomy
         self.dimension = dimension
@@ -1117,6 +1294,7 @@ class _DimensionRules:
         self.ko = _DIM_KO.get(dimension, dimension)
 
     def successor(self, major: str, minor: str) -> tuple[str, str] | None:
+        """The active (major, minor) a retired pair became, or None."""
         row = self.taxonomy.successor(self.dimension, major, minor)
         return (row.major, row.minor) if row is not None else None
 
@@ -1131,6 +1309,21 @@ def _unknown(value: str, what: str) -> str:
     return msg
 
 
+_Resolved = tuple[str | None, str | None, str, bool]
+"""One dimension's reviewer cells resolved: (major, minor, status, a retired name was mapped)."""
+
+_INVALID: _Resolved = (None, None, "invalid", False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cells:
+    """One dimension's two reviewer cells of a row, as typed, and their columns (major, minor)."""
+
+    major: str
+    minor: str
+    cols: tuple[str, str]
+
+
 def _check_dimension(
     rules: _DimensionRules,
     major: str,
@@ -1140,7 +1333,7 @@ def _check_dimension(
     cols: tuple[str, str],
     issue: Callable[[str, str, str, str], None],
     model_guess: bool = False,
-) -> tuple[str | None, str | None, str, bool]:
+) -> _Resolved:
     """Resolve one dimension's reviewer cells → (major, minor, status, retired name mapped).
     ``model_minor`` is the model's minor without the guess marker; ``model_guess``: it was a
     keyword guess (never used to complete a major-only entry)."""
@@ -1153,46 +1346,70 @@ def _check_dimension(
         a2, b2 = a2.strip(), b2.strip()
         if a and a != a2:
             issue(col_b, minor, f"중분류 '{b}'의 대분류 '{a2}'가 {col_a} '{a}'와 다릅니다", "minor_not_under_major")
-            return None, None, "invalid", False
+            return _INVALID
         a, b = a2, b2
-    ko = rules.ko
+    cells = _Cells(major, minor, cols)
     if b:
-        if a and (a, b) not in rules.labels and (succ := rules.successor(a, b)) is not None:
-            return succ[0], succ[1], "valid", True  # a retired class typed by hand
-        bad = False
-        if a and a not in rules.majors:
-            issue(col_a, major, _unknown(a, f"{ko} 대분류"), "not_in_taxonomy")
-            bad = True
-        if b not in rules.major_of:
-            issue(col_b, minor, _unknown(b, f"{ko} 중분류"), "not_in_taxonomy")
-            return None, None, "invalid", False
-        if bad:
-            return None, None, "invalid", False
-        if not a:
-            return rules.major_of[b], b, "valid", False
-        if (a, b) not in rules.labels:
-            issue(
-                col_b,
-                minor,
-                f"중분류 '{b}'은(는) 대분류 '{a}'에 속하지 않습니다 ('{rules.major_of[b]}'의 중분류)",
-                "minor_not_under_major",
-            )
-            return None, None, "invalid", False
-        return a, b, "valid", False
-    # major only; a retired major stands for its successor
-    mapped = False
-    if a in rules.retired and rules.retired[a] is not None:
-        a, mapped = rules.retired[a], True  # type: ignore[assignment]
+        return _check_minor(rules, a, b, cells, issue)
+    return _check_major_only(rules, a, cells, model_minor, issue=issue, model_guess=model_guess)
+
+
+def _check_minor(
+    rules: _DimensionRules, a: str, b: str, cells: _Cells, issue: Callable[[str, str, str, str], None]
+) -> _Resolved:
+    """A filled minor ``b`` (with major ``a`` or ``""``): an active pair, a minor whose major is
+    inferred, or a retired pair typed by hand (read as its successor)."""
+    col_a, col_b = cells.cols
+    if a and (a, b) not in rules.labels and (succ := rules.successor(a, b)) is not None:
+        return succ[0], succ[1], "valid", True  # a retired class typed by hand
+    bad = False
+    if a and a not in rules.majors:
+        issue(col_a, cells.major, _unknown(a, f"{rules.ko} 대분류"), "not_in_taxonomy")
+        bad = True
+    if b not in rules.major_of:
+        issue(col_b, cells.minor, _unknown(b, f"{rules.ko} 중분류"), "not_in_taxonomy")
+        return _INVALID
+    if bad:
+        return _INVALID
+    if not a:
+        return rules.major_of[b], b, "valid", False
+    if (a, b) not in rules.labels:
+        issue(
+            col_b,
+            cells.minor,
+            f"중분류 '{b}'은(는) 대분류 '{a}'에 속하지 않습니다 ('{rules.major_of[b]}'의 중분류)",
+            "minor_not_under_major",
+        )
+        return _INVALID
+    return a, b, "valid", False
+
+
+def _check_major_only(
+    rules: _DimensionRules,
+    a: str,
+    cells: _Cells,
+    model_minor: str,
+    *,
+    issue: Callable[[str, str, str, str], None],
+    model_guess: bool,
+) -> _Resolved:
+    """A major ``a`` without a minor: its only minor, or the model's minor under it (not a
+    keyword guess); a retired major stands for its successor."""
+    col_a, col_b = cells.cols
+    successor = rules.retired.get(a)
+    mapped = successor is not None
+    if successor is not None:
+        a = successor
     if a not in rules.majors:
-        issue(col_a, major, _unknown(a, f"{ko} 대분류"), "not_in_taxonomy")
-        return None, None, "invalid", False
+        issue(col_a, cells.major, _unknown(a, f"{rules.ko} 대분류"), "not_in_taxonomy")
+        return _INVALID
     minors = rules.minors_of.get(a, [])
     if len(minors) == 1:
         return a, minors[0], "valid", mapped
     model_minor = model_minor.strip()
     model_label = (a, model_minor) if (a, model_minor) in rules.labels else None
     if model_label is None and mapped and model_minor:
-        model_label = rules.successor(major.strip(), model_minor)
+        model_label = rules.successor(cells.major.strip(), model_minor)
         model_label = model_label if model_label is not None and model_label[0] == a else None
     if not model_guess and model_label is not None:
         return model_label[0], model_label[1], "valid", mapped
@@ -1201,8 +1418,8 @@ def _check_dimension(
         if model_guess and model_label is not None
         else f"대분류 '{a}'에는 중분류가 여럿입니다 ({', '.join(minors)})"
     )
-    issue(col_b, minor, f"{why}; {col_b}을(를) 선택하세요", "minor_missing")
-    return None, None, "invalid", False
+    issue(col_b, cells.minor, f"{why}; {col_b}을(를) 선택하세요", "minor_missing")
+    return _INVALID
 
 
 def _formula_or_error(text: str) -> str | None:
@@ -1213,6 +1430,7 @@ def _formula_or_error(text: str) -> str | None:
 
 
 def _non_literal_message(column: str, value: str, kind: str, consequence: str) -> str:
+    """Korean issue message for a non-literal cell (:data:`NON_LITERAL_KINDS`) and its ``consequence``."""
     what = NON_LITERAL_KINDS[kind]
     hint = " (수식 대신 값을 직접 입력하거나 목록에서 고르세요)" if kind in ("formula", "error_value") else ""
     return f"{column}에 {what} '{value.strip()}'이(가) 있습니다; {consequence}{hint}"
@@ -1322,86 +1540,101 @@ def validate_reviews(
         raise ReviewSheetError(f"row_numbers has {len(row_numbers)} entries for a sheet of {df.height} rows")
     for i, row in enumerate(df.iter_rows(named=True)):
         sheet_row = int(row_numbers[i]) if row_numbers is not None else i + 2
-        vid = row[COL_VOC_ID].strip()
-
-        def issue(column: str, value: str, message: str, code: str, _r: int = sheet_row, _v: str = vid) -> None:
-            issues.append(ReviewIssue(_r, _v, column, value, message, code))
-
-        done_kind = _formula_or_error(row[COL_DONE])
-        done = is_done(row[COL_DONE]) and done_kind is None
-        has_labels = any(row[c].strip() for c in _REVIEWER_LABEL_CELLS)
-        ignored = False
-        if (id_kind := _formula_or_error(vid)) is not None:
-            ignored = True
-            issue(COL_VOC_ID, vid, _non_literal_message(COL_VOC_ID, vid, id_kind, "이 행의 검수 내용은 반영되지 않습니다"), id_kind)
-        elif not vid:
-            ignored = True
-            if has_labels or done:
-                issue(COL_VOC_ID, "", "voc_id가 비어 있어 이 행의 검수 내용은 반영되지 않습니다", "missing_voc_id")
-        elif vid in first_row:
-            ignored = True
-            issue(
-                COL_VOC_ID,
-                vid,
-                f"voc_id가 {first_row[vid]}행과 중복됩니다; 이 행은 반영되지 않습니다",
-                "duplicate_voc_id",
-            )
-        else:
-            first_row[vid] = sheet_row
-        flag = _norm_flag(row[COL_DONE])
-        if done_kind is not None:
-            issue(COL_DONE, row[COL_DONE], _non_literal_message(COL_DONE, row[COL_DONE], done_kind, "미완료로 봅니다 (완료는 Y)"), done_kind)
-        elif not done and flag not in NOT_DONE_VALUES:
-            issue(
-                COL_DONE,
-                row[COL_DONE],
-                f"검수완료 값 '{row[COL_DONE]}'을(를) 인식할 수 없어 미완료로 봅니다 (완료는 Y)",
-                "done_unrecognized",
-            )
-        elif not done and has_labels and not ignored:
-            issue(COL_DONE, row[COL_DONE], "검수 값이 입력됐지만 검수완료가 Y가 아니어서 반영되지 않습니다", "not_done")
-        group, group_apply = row[COL_GROUP].strip(), is_done(row[COL_GROUP_APPLY])
-        if (apply_kind := _formula_or_error(row[COL_GROUP_APPLY])) is not None:
-            group_apply = False
-            if not ignored:
-                issue(
-                    COL_GROUP_APPLY,
-                    row[COL_GROUP_APPLY],
-                    _non_literal_message(COL_GROUP_APPLY, row[COL_GROUP_APPLY], apply_kind, "묶음에 반영하지 않습니다"),
-                    apply_kind,
-                )
-        elif group_apply and not ignored and not group:
-            issue(COL_GROUP_APPLY, row[COL_GROUP_APPLY], "이 행은 묶음이 없어 묶음 적용을 할 수 없습니다", "group_missing")
-        elif group_apply and not ignored and not done and not has_labels:  # else not_done says it
-            issue(
-                COL_GROUP_APPLY,
-                row[COL_GROUP_APPLY],
-                f"묶음 적용이 Y이지만 검수완료가 Y가 아니어서 묶음 {group}에 반영되지 않습니다",
-                "group_not_done",
-            )
-        out["sheet_row"].append(sheet_row)
-        out["voc_id"].append(vid)
-        out["ignored"].append(ignored)
-        out["is_done"].append(done)
-        for dim in DIMENSIONS:
-            ca, cb = REVIEWER_LABEL_COLUMNS[dim]
-            model_minor, model_guess = split_guess(row.get(MODEL_TAG_COLUMNS[dim][1], ""))
-            if ignored:
-                a, b, status, mapped = None, None, "empty" if not (row[ca].strip() or row[cb].strip()) else "invalid", False
-            elif _non_literal_cells(rules[dim], row, (ca, cb), issue):
-                a, b, status, mapped = None, None, "invalid", False  # never a label, never a confirmation
-            else:
-                a, b, status, mapped = _check_dimension(
-                    rules[dim], row[ca], row[cb], model_minor, cols=(ca, cb), issue=issue, model_guess=model_guess
-                )
-            out[f"review_{dim}_major"].append(a)
-            out[f"review_{dim}_minor"].append(b)
-            out[f"{dim}_status"].append(status)
-            out[f"{dim}_mapped"].append(mapped)
-        out["review_memo"].append(row[COL_MEMO])
-        out["group"].append(group)
-        out["group_apply"].append(group_apply and done and bool(group) and not ignored)
+        issue = _RowIssues(issues, sheet_row, row[COL_VOC_ID].strip())
+        for k, v in _validate_row(row, issue, rules, first_row).items():
+            out[k].append(v)
     return pl.DataFrame(out, schema=_VALIDATED_SCHEMA), issues
+
+
+@dataclass(frozen=True, slots=True)
+class _RowIssues:
+    """Collects the :class:`ReviewIssue` of one sheet row (its number and ``voc_id`` fixed)."""
+
+    issues: list[ReviewIssue]
+    sheet_row: int
+    voc_id: str
+
+    def __call__(self, column: str, value: str, message: str, code: str) -> None:
+        """Record one issue of the row."""
+        self.issues.append(ReviewIssue(self.sheet_row, self.voc_id, column, value, message, code))
+
+
+def _validate_row(
+    row: Mapping[str, str], issue: _RowIssues, rules: Mapping[str, _DimensionRules], first_row: dict[str, int]
+) -> dict[str, Any]:
+    """One text row of :func:`validate_reviews` → its output cells (:data:`_VALIDATED_SCHEMA`);
+    its issues go to ``issue``, a first ``voc_id``'s row number to ``first_row``."""
+    vid = issue.voc_id
+    done_kind = _formula_or_error(row[COL_DONE])
+    done = is_done(row[COL_DONE]) and done_kind is None
+    has_labels = any(row[c].strip() for c in _REVIEWER_LABEL_CELLS)
+    ignored = _check_voc_id(vid, issue, first_row, has_input=has_labels or done)
+    _check_done(row, issue, done_kind=done_kind, done=done, pending=has_labels and not ignored)
+    group = row[COL_GROUP].strip()
+    group_apply = _check_group_apply(row, issue, ignored=ignored, done=done, has_labels=has_labels)
+    out: dict[str, Any] = {"sheet_row": issue.sheet_row, "voc_id": vid, "ignored": ignored, "is_done": done}
+    for dim in DIMENSIONS:
+        a, b, status, mapped = _resolve_dimension(rules[dim], row, issue, ignored=ignored)
+        out |= {f"review_{dim}_major": a, f"review_{dim}_minor": b, f"{dim}_status": status, f"{dim}_mapped": mapped}
+    out |= {"review_memo": row[COL_MEMO], "group": group, "group_apply": group_apply and done and bool(group) and not ignored}
+    return out
+
+
+def _check_voc_id(vid: str, issue: _RowIssues, first_row: dict[str, int], *, has_input: bool) -> bool:
+    """Whether the row is ignored (a formula or error value, an empty or a repeated ``voc_id``),
+    reporting why (an empty one only when the row ``has_input``); a first ``voc_id`` is recorded."""
+    if (id_kind := _formula_or_error(vid)) is not None:
+        issue(COL_VOC_ID, vid, _non_literal_message(COL_VOC_ID, vid, id_kind, "이 행의 검수 내용은 반영되지 않습니다"), id_kind)
+        return True
+    if not vid:
+        if has_input:
+            issue(COL_VOC_ID, "", "voc_id가 비어 있어 이 행의 검수 내용은 반영되지 않습니다", "missing_voc_id")
+        return True
+    if vid in first_row:
+        issue(COL_VOC_ID, vid, f"voc_id가 {first_row[vid]}행과 중복됩니다; 이 행은 반영되지 않습니다", "duplicate_voc_id")
+        return True
+    first_row[vid] = issue.sheet_row
+    return False
+
+
+def _check_done(row: Mapping[str, str], issue: _RowIssues, *, done_kind: str | None, done: bool, pending: bool) -> None:
+    """Report a 검수완료 cell holding a formula or error value, an unrecognised value, or not done
+    under filled label cells of a row that counts (``pending``)."""
+    value = row[COL_DONE]
+    if done_kind is not None:
+        issue(COL_DONE, value, _non_literal_message(COL_DONE, value, done_kind, "미완료로 봅니다 (완료는 Y)"), done_kind)
+    elif not done and _norm_flag(value) not in NOT_DONE_VALUES:
+        issue(COL_DONE, value, f"검수완료 값 '{value}'을(를) 인식할 수 없어 미완료로 봅니다 (완료는 Y)", "done_unrecognized")
+    elif not done and pending:
+        issue(COL_DONE, value, "검수 값이 입력됐지만 검수완료가 Y가 아니어서 반영되지 않습니다", "not_done")
+
+
+def _check_group_apply(row: Mapping[str, str], issue: _RowIssues, *, ignored: bool, done: bool, has_labels: bool) -> bool:
+    """Whether 묶음 적용 is set (never for a formula or error value), reporting a setting that
+    cannot apply: no 묶음, or a row neither done nor filled (else ``not_done`` says it)."""
+    value, group = row[COL_GROUP_APPLY], row[COL_GROUP].strip()
+    if (apply_kind := _formula_or_error(value)) is not None:
+        if not ignored:
+            issue(COL_GROUP_APPLY, value, _non_literal_message(COL_GROUP_APPLY, value, apply_kind, "묶음에 반영하지 않습니다"), apply_kind)
+        return False
+    group_apply = is_done(value)
+    if group_apply and not ignored and not group:
+        issue(COL_GROUP_APPLY, value, "이 행은 묶음이 없어 묶음 적용을 할 수 없습니다", "group_missing")
+    elif group_apply and not ignored and not done and not has_labels:
+        issue(COL_GROUP_APPLY, value, f"묶음 적용이 Y이지만 검수완료가 Y가 아니어서 묶음 {group}에 반영되지 않습니다", "group_not_done")
+    return group_apply
+
+
+def _resolve_dimension(rules: _DimensionRules, row: Mapping[str, str], issue: _RowIssues, *, ignored: bool) -> _Resolved:
+    """One dimension's 검수_ cells of a row → (major, minor, status, mapped): an ignored row's
+    are never resolved; a non-literal cell makes them invalid (:func:`_non_literal_cells`)."""
+    ca, cb = REVIEWER_LABEL_COLUMNS[rules.dimension]
+    model_minor, model_guess = split_guess(row.get(MODEL_TAG_COLUMNS[rules.dimension][1], ""))
+    if ignored:
+        return None, None, "empty" if not (row[ca].strip() or row[cb].strip()) else "invalid", False
+    if _non_literal_cells(rules, row, (ca, cb), issue):
+        return _INVALID  # never a label, never a confirmation
+    return _check_dimension(rules, row[ca], row[cb], model_minor, cols=(ca, cb), issue=issue, model_guess=model_guess)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1486,6 +1719,28 @@ def merge_reviews(
     ReviewSheetError
         ``sheet`` lacks ``voc_id`` or a reviewer column (:func:`validate_reviews`).
     """
+    ids = _checked_merge_ids(tagged)
+    n = tagged.height
+    stats = RefreshStats(n_rows=n)
+    sheet_rows, raw_rows = _match_sheet_rows(sheet, taxonomy, ids, row_numbers=row_numbers, stats=stats)
+    members, decisions, own_edit = _group_decisions(ids, sheet_rows, raw_rows)
+    ctx = _MergeContext(ids, sheet_rows, raw_rows, members, decisions, own_edit, stats, [], [False] * n)
+    cols: dict[str, list[Any]] = {}
+    dim_reviewed: dict[str, list[bool]] = {}
+    for dim in DIMENSIONS:
+        labels = _merge_dimension(tagged, dim, ctx)
+        dim_reviewed[dim] = labels.applied
+        cols.update(labels.columns())
+        if dim == "subject":
+            stats.n_changed_subject = labels.changed
+        else:
+            stats.n_changed_work = labels.changed
+    return _reviewed_frame(tagged, ctx, cols, dim_reviewed, reviewed_at=reviewed_at), stats
+
+
+def _checked_merge_ids(tagged: pl.DataFrame) -> list[str]:
+    """The stripped ``voc_id`` cells of a tagged frame :func:`merge_reviews` can fold reviews
+    into (its tag, source and ``reviewed_*`` columns present, ids unique; else :class:`ReviewError`)."""
     need = ["voc_id", "classify_source"] + [
         f"{p}{d}_{k}" for d in DIMENSIONS for p in ("", "reviewed_") for k in ("major", "minor")
     ] + [f"{d}_source" for d in DIMENSIONS]
@@ -1494,123 +1749,204 @@ def merge_reviews(
         raise ReviewError(f"tagged frame is missing column(s) {missing}")
     ids = [neutralize_cell(v).strip() for v in tagged["voc_id"].to_list()]
     _check_unique_ids(ids, what="tagged frame")
-    n = tagged.height
-    stats = RefreshStats(n_rows=n)
-    id_set = set(ids)
+    return ids
+
+
+def _match_sheet_rows(
+    sheet: pl.DataFrame | None,
+    taxonomy: Taxonomy,
+    ids: Sequence[str],
+    *,
+    row_numbers: Sequence[int] | None,
+    stats: RefreshStats,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
+    """The validated (:func:`validate_reviews`) and the raw text row of the sheet for each tagged
+    ``voc_id`` it has (the first one; ignored rows skipped); sheet-only ids, the issues of the
+    tagged VOCs and ``n_not_applied`` go to ``stats``."""
     sheet_rows: dict[str, dict[str, Any]] = {}
     raw_rows: dict[str, dict[str, str]] = {}
-    if sheet is not None and sheet.height:
-        validated, issues = validate_reviews(sheet, taxonomy, row_numbers=row_numbers)
-        raw = _as_text_frame(sheet)
-        for vrow, rrow in zip(validated.iter_rows(named=True), raw.iter_rows(named=True)):
-            vid = vrow["voc_id"]
-            if vrow["ignored"] or not vid:
-                continue
-            if vid not in id_set:
-                stats.sheet_only_ids.append(vid)
-                continue
-            sheet_rows[vid] = vrow
-            raw_rows[vid] = rrow
-        stats.issues = [i for i in issues if i.voc_id in id_set]
-        stats.n_not_applied = sum(1 for i in stats.issues if i.code == "not_done")
+    if sheet is None or not sheet.height:
+        return sheet_rows, raw_rows
+    id_set = set(ids)
+    validated, issues = validate_reviews(sheet, taxonomy, row_numbers=row_numbers)
+    raw = _as_text_frame(sheet)
+    for vrow, rrow in zip(validated.iter_rows(named=True), raw.iter_rows(named=True)):
+        vid = vrow["voc_id"]
+        if vrow["ignored"] or not vid:
+            continue
+        if vid not in id_set:
+            stats.sheet_only_ids.append(vid)
+            continue
+        sheet_rows[vid] = vrow
+        raw_rows[vid] = rrow
+    stats.issues = [i for i in issues if i.voc_id in id_set]
+    stats.n_not_applied = sum(1 for i in stats.issues if i.code == "not_done")
+    return sheet_rows, raw_rows
 
-    members, decisions, own_edit = _group_decisions(ids, sheet_rows, raw_rows)
-    group_applied = [False] * n
-    cols: dict[str, list[Any]] = {}
-    dim_reviewed: dict[str, list[bool]] = {}
-    tag_issues: list[ReviewIssue] = []
-    for dim in DIMENSIONS:
-        ma = tagged[f"{dim}_major"].cast(pl.Utf8, strict=False).to_list()
-        mi = tagged[f"{dim}_minor"].cast(pl.Utf8, strict=False).to_list()
-        src = tagged[f"{dim}_source"].cast(pl.Utf8, strict=False).to_list()
-        rma = tagged[f"reviewed_{dim}_major"].cast(pl.Utf8, strict=False).to_list()
-        rmi = tagged[f"reviewed_{dim}_minor"].cast(pl.Utf8, strict=False).to_list()
-        fa, fi, fs, ra, ri = list(ma), list(mi), list(src), list(rma), list(rmi)
-        applied = [False] * n
-        col_ma, col_mi = MODEL_TAG_COLUMNS[dim][:2]
-        changed = 0
-        for i, vid in enumerate(ids):
-            v = sheet_rows.get(vid)
-            if v is None or not v["is_done"]:
-                continue
-            status = v[f"{dim}_status"]
-            if status == "valid":
-                a, b = v[f"review_{dim}_major"], v[f"review_{dim}_minor"]
-                stats.n_retired_mapped += bool(v[f"{dim}_mapped"])
-            elif status == "empty" and mi[i] and src[i] == "model":
-                # confirms a trained model's tag, never a keyword guess, and only the tag the
-                # reviewer saw: the sheet's model cells (when present) must show it, unmarked
-                raw = raw_rows[vid]
-                seen_a, guess_a = split_guess(raw.get(col_ma, ""))
-                seen_b, guess_b = split_guess(raw.get(col_mi, ""))
-                if guess_a or guess_b:
-                    continue
-                if (seen_a or seen_b) and (seen_a, seen_b) != ((ma[i] or "").strip(), mi[i].strip()):
-                    tag_issues.append(
-                        ReviewIssue(
-                            v["sheet_row"],
-                            vid,
-                            col_mi,
-                            raw.get(col_mi, ""),
-                            f"검수 후 모델의 {_DIM_KO[dim]} 태그가 '{ma[i] or ''}>{mi[i]}'(으)로 바뀌어 빈 칸 확인을"
-                            f" 반영하지 않습니다; 맞다면 검수_ 칸에서 값을 선택하세요",
-                            "tag_changed",
-                        )
-                    )
-                    continue
-                a, b = ma[i] or mi[i], mi[i]
-            else:
-                continue
-            if (a, b) != (ma[i], mi[i]):
-                changed += 1
-            fa[i], fi[i], fs[i], ra[i], ri[i] = a, b, "reviewer", a, b
-            applied[i] = True
-        for g, rows in decisions.items():  # a decision passes its own applied label to its 묶음
-            labels = sorted({(fa[i], fi[i]) for i in rows if applied[i]})
-            if len(labels) > 1:
-                first = sheet_rows[ids[rows[0]]]
-                shown = ", ".join(f"{x}>{y}" for x, y in labels)
-                tag_issues.append(
-                    ReviewIssue(
-                        first["sheet_row"],
-                        ids[rows[0]],
-                        COL_GROUP_APPLY,
-                        raw_rows[ids[rows[0]]].get(COL_GROUP_APPLY, ""),
-                        f"묶음 {g}의 결정이 {_DIM_KO[dim]}에서 서로 다릅니다 ({shown}); 묶음에 반영하지 않습니다",
-                        "group_conflict",
-                    )
-                )
-                continue
-            if not labels:
-                continue
-            a, b = labels[0]
-            for i in members[g]:
-                if applied[i] or own_edit[i]:
-                    continue  # the member's own outcome wins
-                if (a, b) != (ma[i], mi[i]):
-                    changed += 1
-                fa[i], fi[i], fs[i], ra[i], ri[i] = a, b, SOURCE_GROUP, a, b
-                applied[i] = group_applied[i] = True
-        dim_reviewed[dim] = applied
-        cols.update(
-            {
-                f"{dim}_major": fa,
-                f"{dim}_minor": fi,
-                f"{dim}_source": fs,
-                f"reviewed_{dim}_major": ra,
-                f"reviewed_{dim}_minor": ri,
-                f"model_{dim}_major": ma,
-                f"model_{dim}_minor": mi,
-            }
+
+@dataclass(frozen=True, slots=True)
+class _MergeContext:
+    """What :func:`merge_reviews` knows of the sheet while it applies each dimension: the tagged
+    ``ids`` (N), their sheet rows, 묶음 members and decisions (:func:`_group_decisions`), and
+    where the results go (``stats``, ``tag_issues``, ``group_applied`` per row)."""
+
+    ids: list[str]
+    sheet_rows: dict[str, dict[str, Any]]
+    raw_rows: dict[str, dict[str, str]]
+    members: dict[str, list[int]]
+    decisions: dict[str, list[int]]
+    own_edit: list[bool]
+    stats: RefreshStats
+    tag_issues: list[ReviewIssue]
+    group_applied: list[bool]
+
+
+@dataclass
+class _DimensionLabels:
+    """One dimension's label columns of the tagged frame (N each) while reviews are applied."""
+
+    dim: str
+    model_major: list[Any]
+    model_minor: list[Any]
+    model_source: list[Any]
+    major: list[Any]
+    minor: list[Any]
+    source: list[Any]
+    reviewed_major: list[Any]
+    reviewed_minor: list[Any]
+    applied: list[bool]
+    changed: int = 0
+
+    @classmethod
+    def of(cls, tagged: pl.DataFrame, dim: str) -> _DimensionLabels:
+        """The tagged frame's current values of ``dim`` (the model's, and copies to change)."""
+
+        def text(col: str) -> list[Any]:
+            """One column of ``tagged`` as text (nulls kept)."""
+            return tagged[col].cast(pl.Utf8, strict=False).to_list()
+
+        ma, mi, src = text(f"{dim}_major"), text(f"{dim}_minor"), text(f"{dim}_source")
+        rma, rmi = text(f"reviewed_{dim}_major"), text(f"reviewed_{dim}_minor")
+        return cls(dim, ma, mi, src, list(ma), list(mi), list(src), list(rma), list(rmi), [False] * tagged.height)
+
+    def apply(self, i: int, major: str, minor: str, source: str) -> None:
+        """Row ``i`` takes the label (``major``, ``minor``) from ``source`` (a change when it
+        differs from the model's tag)."""
+        if (major, minor) != (self.model_major[i], self.model_minor[i]):
+            self.changed += 1
+        self.major[i], self.minor[i], self.source[i] = major, minor, source
+        self.reviewed_major[i], self.reviewed_minor[i] = major, minor
+        self.applied[i] = True
+
+    def columns(self) -> dict[str, list[Any]]:
+        """The dimension's output columns of :func:`merge_reviews` (text)."""
+        d = self.dim
+        return {
+            f"{d}_major": self.major,
+            f"{d}_minor": self.minor,
+            f"{d}_source": self.source,
+            f"reviewed_{d}_major": self.reviewed_major,
+            f"reviewed_{d}_minor": self.reviewed_minor,
+            f"model_{d}_major": self.model_major,
+            f"model_{d}_minor": self.model_minor,
+        }
+
+
+def _merge_dimension(tagged: pl.DataFrame, dim: str, ctx: _MergeContext) -> _DimensionLabels:
+    """One dimension of :func:`merge_reviews`: each done row's own label, then the 묶음 decisions."""
+    labels = _DimensionLabels.of(tagged, dim)
+    for i, vid in enumerate(ctx.ids):
+        v = ctx.sheet_rows.get(vid)
+        if v is None or not v["is_done"]:
+            continue
+        own = _own_label(ctx, labels, i)
+        if own is not None:
+            labels.apply(i, own[0], own[1], "reviewer")
+    _pass_group_decisions(ctx, labels)
+    return labels
+
+
+def _own_label(ctx: _MergeContext, labels: _DimensionLabels, i: int) -> tuple[str, str] | None:
+    """The label the done sheet row of tagged row ``i`` gives it in ``labels``' dimension: its
+    valid cells, or a trained model's tag its empty cells confirm; None for neither."""
+    dim, vid = labels.dim, ctx.ids[i]
+    v = ctx.sheet_rows[vid]
+    status = v[f"{dim}_status"]
+    if status == "valid":
+        ctx.stats.n_retired_mapped += bool(v[f"{dim}_mapped"])
+        return v[f"review_{dim}_major"], v[f"review_{dim}_minor"]
+    ma, mi = labels.model_major[i], labels.model_minor[i]
+    if status != "empty" or not mi or labels.model_source[i] != "model":
+        return None
+    # confirms a trained model's tag, never a keyword guess, and only the tag the reviewer saw:
+    # the sheet's model cells (when present) must show it, unmarked
+    raw = ctx.raw_rows[vid]
+    col_ma, col_mi = MODEL_TAG_COLUMNS[dim][:2]
+    seen_a, guess_a = split_guess(raw.get(col_ma, ""))
+    seen_b, guess_b = split_guess(raw.get(col_mi, ""))
+    if guess_a or guess_b:
+        return None
+    if (seen_a or seen_b) and (seen_a, seen_b) != ((ma or "").strip(), mi.strip()):
+        ctx.tag_issues.append(
+            ReviewIssue(
+                v["sheet_row"],
+                vid,
+                col_mi,
+                raw.get(col_mi, ""),
+                f"검수 후 모델의 {_DIM_KO[dim]} 태그가 '{ma or ''}>{mi}'(으)로 바뀌어 빈 칸 확인을"
+                f" 반영하지 않습니다; 맞다면 검수_ 칸에서 값을 선택하세요",
+                "tag_changed",
+            )
         )
-        if dim == "subject":
-            stats.n_changed_subject = changed
-        else:
-            stats.n_changed_work = changed
+        return None
+    return ma or mi, mi
+
+
+def _pass_group_decisions(ctx: _MergeContext, labels: _DimensionLabels) -> None:
+    """Each 묶음's decisions pass the label applied to their own rows in ``labels``' dimension to
+    the members the reviewer left alone; decisions that disagree pass nothing (``group_conflict``)."""
+    for g, rows in ctx.decisions.items():
+        found = sorted({(labels.major[i], labels.minor[i]) for i in rows if labels.applied[i]})
+        if len(found) > 1:
+            first = ctx.ids[rows[0]]
+            shown = ", ".join(f"{x}>{y}" for x, y in found)
+            ctx.tag_issues.append(
+                ReviewIssue(
+                    ctx.sheet_rows[first]["sheet_row"],
+                    first,
+                    COL_GROUP_APPLY,
+                    ctx.raw_rows[first].get(COL_GROUP_APPLY, ""),
+                    f"묶음 {g}의 결정이 {_DIM_KO[labels.dim]}에서 서로 다릅니다 ({shown}); 묶음에 반영하지 않습니다",
+                    "group_conflict",
+                )
+            )
+            continue
+        if not found:
+            continue
+        a, b = found[0]
+        for i in ctx.members[g]:
+            if labels.applied[i] or ctx.own_edit[i]:
+                continue  # the member's own outcome wins
+            labels.apply(i, a, b, SOURCE_GROUP)
+            ctx.group_applied[i] = True
+
+
+def _reviewed_frame(
+    tagged: pl.DataFrame,
+    ctx: _MergeContext,
+    cols: dict[str, list[Any]],
+    dim_reviewed: Mapping[str, list[bool]],
+    *,
+    reviewed_at: str | None,
+) -> pl.DataFrame:
+    """:func:`merge_reviews`' output from the dimensions' label columns ``cols`` and applied
+    flags: the review flags, memo and raw 검수_ cells added, the counts and the sorted issues
+    written to ``ctx.stats``."""
+    n, ids, raw_rows, stats = tagged.height, ctx.ids, ctx.raw_rows, ctx.stats
     is_reviewed = [any(dim_reviewed[d][i] for d in DIMENSIONS) for i in range(n)]
     stats.n_reviewed = sum(is_reviewed)
-    stats.n_group_applied = sum(group_applied)
-    stats.issues = sorted([*stats.issues, *tag_issues], key=lambda x: x.sheet_row)
+    stats.n_group_applied = sum(ctx.group_applied)
+    stats.issues = sorted([*stats.issues, *ctx.tag_issues], key=lambda x: x.sheet_row)
     csrc = tagged["classify_source"].cast(pl.Utf8, strict=False).to_list()
     cols["classify_source"] = ["reviewed" if r else c for r, c in zip(is_reviewed, csrc)]
     cols["is_reviewed"] = is_reviewed
@@ -1628,7 +1964,7 @@ def merge_reviews(
         out = out.with_columns(
             pl.Series("reviewed_at", [reviewed_at if r else None for r in is_reviewed], dtype=pl.Utf8)
         )
-    return out, stats
+    return out
 
 
 def unknown_voc_id_issues(
@@ -1782,7 +2118,7 @@ def simulate_review(
     candidates = [
         i for i, r in enumerate(rows) if not is_done(r[COL_DONE]) and r[COL_VOC_ID].strip() in true
     ]
-    k = int(round(fraction * len(candidates)))
+    k = round(fraction * len(candidates))
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(len(candidates), size=k, replace=False).tolist()) if k else []
     for j in chosen:

@@ -6,12 +6,19 @@ hybrid or anchor per dimension); the KoBERT tagger (``voc.classify.kobert``) imp
 protocol. Where a dimension has no labelled rows, the tagger uses the taxonomy's keyword scorer
 and says so (``fallback_dimensions``, ``*_source = keyword``).
 
+Optional capabilities are small protocols of their own, checked with ``isinstance``:
+:class:`KiwiTagger` (reads Kiwi model tokens: accepts them precomputed, shares its analyser),
+:class:`GroupTagger` (one tag per near-duplicate group from pooled evidence),
+:class:`ReviewAids` (review thresholds, evidence pool, near-duplicate vectorizer chosen at
+training time) and :class:`ReportsRuntime` (the inference runtime it runs on). Model kinds
+(``linear``, ``hybrid``, ``anchor``, ``kobert``) are registered in :mod:`voc.model_kinds`.
+
 :func:`tag_frame` applies a tagger to a VOC frame and returns the tagged frame
 (``voc.schema.TAGGED_COLUMNS``). :func:`frame_analyses` runs Kiwi once per row and gives both the
 model tokens and the keyword nouns (title + request) of each VOC, so a caller that tags a month
 and draws its keywords analyses each text once::
 
-    analyses = frame_analyses(rows, use_reply=tagger.use_reply, tokenizer=tagger.tokenizer)
+    analyses = frame_analyses(rows, use_reply=tagger.use_reply, tokenizer=tagger.kiwi_tokenizer)
     tagged = tag_frame(rows, tagger, run_id=run_id, analyses=analyses)  # no second Kiwi pass
     keywords = keyword_counts([a.keyword_nouns for a in analyses])      # voc.dashboard
 
@@ -32,10 +39,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import polars as pl
 
-from voc.classify.base import Tags
+from voc.classify.base import DimensionClassifier, GroupPoolingClassifier, Tags
 from voc.classify.hybrid import HybridClassifier
 from voc.classify.keyword import KeywordClassifier
-from voc.classify.linear import LinearVOCClassifier
+from voc.model_kinds import cpu_kind_names, kind_names, model_kind
 from voc.schema import TAGGED_COLUMNS
 from voc.taxonomy import DIMENSIONS, Taxonomy, join_label, split_label
 from voc.text import build_all_texts
@@ -43,6 +50,10 @@ from voc.tokenize import Analysis, KiwiTokenizer
 
 __all__ = [
     "Tagger",
+    "KiwiTagger",
+    "GroupTagger",
+    "ReviewAids",
+    "ReportsRuntime",
     "VOCTagger",
     "TrainReport",
     "KINDS",
@@ -60,32 +71,102 @@ __all__ = [
     "evaluate_tagger",
     "training_rows",
     "make_classifier",
+    "group_vectorizer_of",
     "resolve_taxonomy",
     "DimensionSplit",
     "split_dimensions",
 ]
 
-KINDS: tuple[str, ...] = ("hybrid", "linear", "anchor", "kobert")
+KINDS: tuple[str, ...] = kind_names()
+"""Model kinds registered when this module was imported (:func:`voc.model_kinds.kind_names`)."""
 DEFAULT_CHUNK_ROWS = 2_000
 """Rows analysed and tagged at a time by :func:`tag_frame_chunks`: the Kiwi analyses (token lists
 of every row, the largest per-row objects of a run) are held for one chunk only, so a month's
 memory does not grow with its size beyond the compact tagged rows."""
 HOLDOUT_PERCENT = 20
-"""Share of reviewed rows held out from training (production-notes.md: a fixed 20 % split)."""
+"""Share of reviewed rows held out from training (a fixed 20 % split, as the production system
+holds out)."""
 
 
 @runtime_checkable
 class Tagger(Protocol):
+    """What every tagger offers (:class:`VOCTagger`, ``voc.classify.kobert.KoBERTTagger``):
+    ``kind``/``version`` name the model (``model_version`` = ``{kind}_{version}``), ``taxonomy``
+    the classes, ``use_reply`` whether ``all_text`` includes the reply, ``low_confidence_threshold``
+    one review threshold set at training time (None: per-dimension thresholds or the default)."""
+
     kind: str
     version: str
     taxonomy: Taxonomy
     use_reply: bool
+    low_confidence_threshold: float | None
 
     def tag(self, texts: Sequence[str]) -> dict[str, Tags]:
         """Tags for each dimension in ``self.taxonomy.dimensions()``, N rows each."""
+        ...
 
     def model_labels(self, dimension: str) -> list[str]:
         """Labels the dimension's model was trained on (``[]`` for a keyword-only dimension)."""
+        ...
+
+
+@runtime_checkable
+class KiwiTagger(Tagger, Protocol):
+    """A tagger whose features are Kiwi model tokens (:class:`VOCTagger`): :func:`tag_frame`
+    hands it the tokens of :func:`frame_analyses` instead of analysing twice, and callers share
+    or tune its analyser (``kiwi_tokenizer``)."""
+
+    @property
+    def kiwi_tokenizer(self) -> KiwiTokenizer:
+        """The Kiwi analyser the tagger reads (settable: a service shares one between taggers)."""
+        ...
+
+    @kiwi_tokenizer.setter
+    def kiwi_tokenizer(self, tok: KiwiTokenizer) -> None: ...
+
+    def tag(self, texts: Sequence[str], *, tokens: Sequence[Sequence[str]] | None = None) -> dict[str, Tags]:
+        """As :meth:`Tagger.tag`; ``tokens``: the N texts' model tokens when already analysed."""
+        ...
+
+
+@runtime_checkable
+class GroupTagger(Tagger, Protocol):
+    """A tagger that tags a near-duplicate group once from its members' pooled evidence
+    (:meth:`VOCTagger.tag_groups`); :func:`tag_frame` gives other taggers a confidence vote."""
+
+    def tag_groups(
+        self, texts: Sequence[str], groups: Sequence[str | None], *, tokens: Sequence[Sequence[str]] | None = None
+    ) -> tuple[dict[str, Tags], list[str]]:
+        """Tags per dimension (N rows each) and N row flags (``""`` or ``group_dissent``)."""
+        ...
+
+
+@runtime_checkable
+class ReviewAids(Protocol):
+    """What training chose for the review sheet (issue 14; :class:`VOCTagger` since then):
+    ``review_thresholds`` per dimension (held-out 검토 우선 thresholds, :func:`voc.metrics.review_budget`),
+    ``evidence_pool`` (:class:`voc.evidence.ReviewedPool` of the training rows, or None) and
+    ``group_vectorizer`` (the character TF-IDF :func:`voc.groups.near_duplicate_groups` reads, or
+    None). A tagger without them (KoBERT) gets the defaults: no evidence, groups found with a
+    vectorizer fitted on the month itself."""
+
+    review_thresholds: dict[str, float]
+    evidence_pool: Any
+    group_vectorizer: Any
+
+
+@runtime_checkable
+class ReportsRuntime(Protocol):
+    """A tagger that can run on several inference runtimes and says which one it uses
+    (KoBERT: ``onnx-int8`` on CPU workers, ``torch-bf16`` … on GPU)."""
+
+    @property
+    def active_runtime(self) -> str: ...
+
+
+def group_vectorizer_of(tagger: Tagger) -> Any:
+    """The near-duplicate vectorizer chosen at training time (:class:`ReviewAids`), or None."""
+    return tagger.group_vectorizer if isinstance(tagger, ReviewAids) else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,8 +261,10 @@ def frame_analyses(df: pl.DataFrame, *, use_reply: bool, tokenizer: KiwiTokenize
 # the CPU tagger
 
 
-def make_classifier(kind: str, taxonomy: Taxonomy, dimension: str, tokenizer: KiwiTokenizer, *, seed: int = 0):
-    """An unfitted per-dimension classifier of ``kind``.
+def make_classifier(
+    kind: str, taxonomy: Taxonomy, dimension: str, tokenizer: KiwiTokenizer | None, *, seed: int = 0
+) -> DimensionClassifier:
+    """An unfitted per-dimension classifier of ``kind`` (its :attr:`voc.model_kinds.ModelKind.classifier`).
 
     * ``anchor``: the production model exactly (TF-IDF word 1–2-grams over Kiwi tokens, 10k
       features, sublinear tf, LinearSVC C=1 balanced in ``CalibratedClassifierCV(cv=3)``);
@@ -192,17 +275,16 @@ def make_classifier(kind: str, taxonomy: Taxonomy, dimension: str, tokenizer: Ki
       shipped sample: docs/model-quality.md;
     * ``hybrid``: keyword scorer vs ``linear`` by alpha for ``subject``; ``linear`` for ``work``
       (keywords were worse for work type in production).
-    """
-    from voc.classify.linear import DEFAULT_PARAMS
 
-    if kind == "anchor":
-        return LinearVOCClassifier(tokenizer, random_state=seed)
-    linear = LinearVOCClassifier(tokenizer, random_state=seed, **DEFAULT_PARAMS)
-    if kind == "linear" or (kind == "hybrid" and dimension == "work"):
-        return linear
-    if kind == "hybrid":
-        return HybridClassifier(KeywordClassifier(taxonomy.rows_of(dimension)), linear, random_state=seed)
-    raise ValueError(f"unknown classifier kind {kind!r}; expected one of {KINDS}")
+    Raises
+    ------
+    ValueError
+        ``kind`` is not registered, or has no per-dimension classifier (``kobert``).
+    """
+    factory = model_kind(kind).classifier
+    if factory is None:
+        raise ValueError(f"kind {kind!r} has no per-dimension classifier; expected one of {cpu_kind_names()}")
+    return factory(taxonomy, dimension, tokenizer, seed)
 
 
 @dataclass
@@ -232,12 +314,22 @@ class VOCTagger:
     version: str
     taxonomy: Taxonomy
     use_reply: bool = True
-    classifiers: dict[str, Any] = field(default_factory=dict)
+    classifiers: dict[str, DimensionClassifier] = field(default_factory=dict)
     tokenizer: KiwiTokenizer = field(default_factory=KiwiTokenizer)
     low_confidence_threshold: float | None = None
     review_thresholds: dict[str, float] = field(default_factory=dict)
     evidence_pool: Any = None
     group_vectorizer: Any = None
+    # (dataclass defaults are class attributes: a tagger pickled before a field existed reads them)
+
+    @property
+    def kiwi_tokenizer(self) -> KiwiTokenizer:
+        """``tokenizer`` (:class:`KiwiTagger`)."""
+        return self.tokenizer
+
+    @kiwi_tokenizer.setter
+    def kiwi_tokenizer(self, tok: KiwiTokenizer) -> None:
+        self.tokenizer = tok
 
     @property
     def fallback_dimensions(self) -> list[str]:
@@ -246,10 +338,7 @@ class VOCTagger:
 
     def model_labels(self, dimension: str) -> list[str]:
         clf = self.classifiers.get(dimension)
-        if clf is None:
-            return []
-        inner = getattr(clf, "model_", clf)
-        return [str(c) for c in inner.classes_]
+        return [] if clf is None else clf.model_labels()
 
     def tag(self, texts: Sequence[str], *, tokens: Sequence[Sequence[str]] | None = None) -> dict[str, Tags]:
         """Tags for each dimension, N rows each. ``tokens``: the N texts' model tokens when the
@@ -277,7 +366,8 @@ class VOCTagger:
         self, texts: Sequence[str], groups: Sequence[str | None], *, tokens: Sequence[Sequence[str]] | None = None
     ) -> tuple[dict[str, Tags], list[str]]:
         """As :meth:`tag`, with one answer per near-duplicate group (:mod:`voc.pooling`): a
-        linear model pools its members' probabilities, any other classifier (keyword guesses
+        classifier that pools evidence (:class:`~voc.classify.base.GroupPoolingClassifier`: the
+        linear model) pools its members' probabilities, any other classifier (keyword guesses
         included) votes with confidences.
 
         Parameters
@@ -309,7 +399,7 @@ class VOCTagger:
         flags = [""] * len(texts)
         for dim in self.taxonomy.dimensions():
             clf = self.classifiers.get(dim)
-            if isinstance(clf, LinearVOCClassifier):
+            if isinstance(clf, GroupPoolingClassifier):
                 out[dim], dim_flags = clf.predict_group_tags(texts, groups, tokens=tokens)
                 flags = [f or g for f, g in zip(flags, dim_flags)]
                 continue
@@ -344,12 +434,12 @@ def tag_frame(
         Written to every row.
     analyses
         :func:`frame_analyses` of ``df`` with the tagger's ``use_reply`` (N), when the caller
-        has them: a :class:`VOCTagger` then reads their model tokens instead of running Kiwi
+        has them: a :class:`KiwiTagger` then reads their model tokens instead of running Kiwi
         again (other taggers do not use Kiwi tokens and ignore them).
     groups
         N near-duplicate group ids (:func:`voc.groups.near_duplicate_groups`; None = alone), or
         None: each group's members get one tag from their pooled evidence
-        (:meth:`VOCTagger.tag_groups`, :mod:`voc.pooling`; other taggers: a confidence vote); a
+        (a :class:`GroupTagger`'s ``tag_groups``, :mod:`voc.pooling`; other taggers: a confidence vote); a
         member that kept its own, decisively different tag is flagged ``group_dissent``.
 
     Returns
@@ -371,13 +461,13 @@ def tag_frame(
     if groups is not None and len(groups) != df.height:
         raise ValueError(f"groups ({len(groups)}) and frame rows ({df.height}) differ in length")
     group_flags = [""] * df.height
-    tokens = [a.model_tokens for a in analyses] if analyses is not None and isinstance(tagger, VOCTagger) else None
+    tokens = [a.model_tokens for a in analyses] if analyses is not None and isinstance(tagger, KiwiTagger) else None
     if not texts:
         tags: dict[str, Tags] = {}
-    elif groups is not None and isinstance(tagger, VOCTagger):
+    elif groups is not None and isinstance(tagger, GroupTagger):
         tags, group_flags = tagger.tag_groups(texts, groups, tokens=tokens)
     else:
-        tags = tagger.tag(texts, tokens=tokens) if tokens is not None else tagger.tag(texts)
+        tags = tagger.tag(texts, tokens=tokens) if isinstance(tagger, KiwiTagger) else tagger.tag(texts)
         if groups is not None:
             from voc.pooling import group_index, vote_tags
 
@@ -573,7 +663,7 @@ def training_rows(
     """Indices of rows with a usable label of ``dimension`` and their canonical labels."""
     labs = canonical_labels(labels_of(df, dimension), taxonomy, dimension)
     idx = np.array([i for i, lab in enumerate(labs) if lab], dtype=int)
-    return idx, [labs[i] for i in idx]  # type: ignore[misc]
+    return idx, [str(labs[i]) for i in idx]  # every labs[i] of idx is set
 
 
 @dataclass(frozen=True)
@@ -664,16 +754,10 @@ def train_tagger(
     Raises
     ------
     ValueError
-        Unknown ``kind`` or ``recipe``; ``select``/``recipe`` with a kind other than ``linear``.
+        Unknown ``kind`` or ``recipe``; a kind without a per-dimension classifier (``kobert``);
+        ``select``/``recipe`` with a kind without recipes (all but ``linear``).
     """
-    if kind not in ("hybrid", "linear", "anchor"):
-        raise ValueError(f"train_tagger trains CPU kinds (hybrid, linear, anchor), got {kind!r}")
-    if (select or recipe is not None) and kind != "linear":
-        raise ValueError(f"recipe selection applies to kind 'linear', got {kind!r}")
-    if recipe is not None:
-        from voc.recipes import recipe as named_recipe
-
-        named_recipe(recipe)
+    _check_cpu_kind(kind, select=select, recipe=recipe)
     tok = tokenizer or KiwiTokenizer()
     report = TrainReport(kind=kind, version=version, n_rows=df.height)
     texts, _ = frame_texts(df, use_reply=use_reply)
@@ -731,6 +815,22 @@ def train_tagger(
     return tagger, report
 
 
+def _check_cpu_kind(kind: str, *, select: bool, recipe: str | None) -> None:
+    """Raise ``ValueError`` unless :func:`train_tagger` can train ``kind`` with ``select``/``recipe``
+    (a registered kind with a per-dimension classifier; recipes only for a kind with recipes; a
+    known recipe name)."""
+    cpu = cpu_kind_names()
+    if kind not in cpu:
+        raise ValueError(f"train_tagger trains CPU kinds ({', '.join(cpu)}), got {kind!r}")
+    if (select or recipe is not None) and not model_kind(kind).recipes:
+        with_recipes = [k for k in cpu if model_kind(k).recipes]
+        raise ValueError(f"recipe selection applies to kind {' or '.join(repr(k) for k in with_recipes)}, got {kind!r}")
+    if recipe is not None:
+        from voc.recipes import recipe as named_recipe
+
+        named_recipe(recipe)
+
+
 def _recipe_classifier(
     dim: str,
     sp: DimensionSplit,
@@ -748,7 +848,8 @@ def _recipe_classifier(
     """The unfitted classifier of ``recipe``, or of the recipe chosen on ``sp``'s training rows
     (recorded in ``report.selection[dim]``; ``groups``: the near-duplicate group of every row
     of the frame, so that a mass complaint counts once)."""
-    from voc.recipes import recipe as named_recipe, select_recipe
+    from voc.recipes import recipe as named_recipe
+    from voc.recipes import select_recipe
 
     if recipe is None:
         say(f"{dim}: choosing a recipe on temporal folds of {len(sp.train_rows)} training VOCs")
@@ -817,7 +918,7 @@ def evaluate_tagger(
         tags = tagger.tag(texts).get(dim)
         if tags is None:
             continue
-        out[dim] = evaluate_tags([labs[i] for i in keep], tags)
+        out[dim] = evaluate_tags([str(labs[i]) for i in keep], tags)  # keep: the labelled rows
     return out
 
 
@@ -865,7 +966,7 @@ def resolve_taxonomy(
         dates = labelled["created_at"].to_list()
         rows = derive_taxonomy(
             dim,
-            [labs[i] for i in idx],  # type: ignore[misc]
+            [str(labs[i]) for i in idx],  # idx: the labelled rows
             [nouns_by_row.get(i, []) for i in idx],
             dates=[dates[i] for i in idx],
         )

@@ -10,7 +10,7 @@ major       str    대분류, e.g. ``시설``
 minor       str    중분류, e.g. ``냉난방/공조``
 keywords    list   keywords for the keyword scorer (``|``-separated in CSV)
 priority    float  multiplier of the keyword score; ``기타`` rows get a low one so they win
-                   only when nothing else matches (production-notes.md)
+                   only when nothing else matches (1 vs 60–100 in the shipped taxonomy)
 active      bool   inactive rows stay for history but are not offered to reviewers
 ==========  =====  ==============================================================
 
@@ -266,12 +266,15 @@ class Taxonomy:
             try:
                 kw = rec.get("keywords") or ()
                 if isinstance(kw, str):
-                    kw = [k for k in kw.replace(",", "|").split("|")]
-                keywords = tuple(k.strip() for k in kw if k and str(k).strip())
+                    kw = kw.replace(",", "|").split("|")
+                if not isinstance(kw, Iterable):
+                    raise TypeError(f"keywords must be a list or a '|'-separated string, not {type(kw).__name__}")
+                keywords = tuple(str(k).strip() for k in kw if k and str(k).strip())
                 active = rec.get("active", True)
                 if isinstance(active, str):
                     active = active.strip().lower() not in ("false", "n", "no", "0", "")
                 pr = rec.get("priority")
+                # float() of a str or a number; any other value raises TypeError, reported below
                 priority = DEFAULT_PRIORITY if pr in (None, "") else float(pr)  # type: ignore[arg-type]
                 rows.append(
                     TaxonomyRow(
@@ -316,15 +319,15 @@ class Taxonomy:
 
 def default_taxonomy() -> Taxonomy:
     """The shipped building-management taxonomy (``voc/data/taxonomy_default.csv``): 21 subject
-    and 11 work-type classes with keywords, modelled on the production classes listed in
-    production-notes.md (시설>냉난방/공조 … 기타>기타)."""
+    and 11 work-type classes with keywords, modelled on the production system's classes
+    (시설>냉난방/공조 … 기타>기타)."""
     text = resources.files("voc.data").joinpath("taxonomy_default.csv").read_text("utf-8")
     return Taxonomy.from_csv_text(text)
 
 
 def derive_taxonomy(
     dimension: str,
-    labels: Sequence[str],
+    labels: Sequence[str | None],
     nouns: Sequence[Sequence[str]],
     *,
     dates: Sequence[object] | None = None,
@@ -366,6 +369,7 @@ def derive_taxonomy(
     last_seen: dict[str, object] = {}
     if dates is not None:
         for lab, d in zip(labels, dates):
+            # dates are only known to be mutually comparable (date, datetime, ISO str)
             if lab and (lab not in last_seen or d > last_seen[lab]):  # type: ignore[operator]
                 last_seen[lab] = d
     per_class: dict[str, Counter[str]] = {}
@@ -380,10 +384,10 @@ def derive_taxonomy(
     for c in per_class.values():
         class_df.update(c.keys())
     active_for_minor: dict[str, str] = {}
-    for lab, cnt in n_class.most_common():
+    for lab, _ in n_class.most_common():
         minor = split_label(lab)[1]
         cur = active_for_minor.get(minor)
-        if cur is None or (dates is not None and last_seen[lab] > last_seen[cur]):  # type: ignore[operator]
+        if cur is None or (dates is not None and last_seen[lab] > last_seen[cur]):  # type: ignore[operator]  # as above
             active_for_minor[minor] = lab
     rows = []
     for lab, _ in n_class.most_common():

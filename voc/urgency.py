@@ -26,6 +26,7 @@ Pure: no I/O, no global state.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -67,7 +68,10 @@ URGENT_PATTERNS: dict[str, tuple[str, ...]] = {
         r"균열", r"붕괴(?!\s*사건)", r"무너(?:지|질|졌|져)", r"싱크홀", r"지반(?:이)?\s*(?:침하|내려\s*앉)",
         r"(?:추락|낙하)\s*(?:위험|사고)",
     ),
-    "보안": (r"도난\s*(?:당했|당한|당하|사고|신고|피해)", r"도둑이\s*들(?:어|었)", r"(?:무단|외부인)\s*침입(?:했|하여|해서|한)", r"침입\s*흔적"),
+    "보안": (
+        r"도난\s*(?:당했|당한|당하|사고|신고|피해)", r"도둑이\s*들(?:어|었)", r"(?:무단|외부인)\s*침입(?:했|하여|해서|한)",
+        r"침입\s*흔적",
+    ),
 }
 """Korean text patterns per urgent category (Python ``re``; matched anywhere in the cleaned title +
 request). Curated from the situations building-management headquarters treats as emergencies
@@ -80,7 +84,9 @@ risk (``붕괴 위험이 있습니다``), only drops list and administrative con
 (:data:`NOT_PRESENT_STRUCTURAL`). Checked against 217 hand-labelled VOCs of the
 shipped sample (docs/model-quality.md "Urgent VOCs")."""
 
-NOT_PRESENT_AFTER = re.compile(r"^.{0,12}?(?:위험|우려|가능성|수\s*있|날\s*수|될\s*수|발생\s*시|시에|되면|하면|라도|같기|취급|뻔|줄\s*알|보험)")
+NOT_PRESENT_AFTER = re.compile(
+    r"^.{0,12}?(?:위험|우려|가능성|수\s*있|날\s*수|될\s*수|발생\s*시|시에|되면|하면|라도|같기|취급|뻔|줄\s*알|보험)"
+)
 """Words after a match (within 12 characters) that make it a hypothetical, not a present report."""
 
 NOT_PRESENT_BEFORE = re.compile(r"(?:(?:얼마\s*전|뉴스|제천|기억|양평동)[^.?!\n]{0,20}|(?:^|\s)이전\s*)$")
@@ -160,6 +166,109 @@ def _dates(frame: pl.DataFrame) -> list[date | None]:
     return [date.fromisoformat(str(v)[:10]) if v else None for v in s.to_list()]
 
 
+_REPEAT_COLUMNS = ["voc_id", "building_id", "created_at", "title", "request_contents"]
+"""Columns ``repeat_of`` reads from ``frame`` and ``history``."""
+
+_NO_DAY = -(10**9)
+"""Day ordinal of a VOC without a date (never within ``days`` of a dated one)."""
+
+
+@dataclass(frozen=True)
+class _RepeatPool:
+    """The VOCs ``repeat_of`` compares: the look-back history rows first (``offset`` of them),
+    then the frame's rows, with their cleaned texts, ids, dates and rows per building."""
+
+    texts: list[str]
+    voc_ids: list[str]
+    dates: list[date | None]
+    offset: int
+    by_building: dict[str, list[int]]
+
+
+def _check_repeat_args(frame: pl.DataFrame, history: pl.DataFrame | None, days: int, threshold: float) -> None:
+    """Raise ``ValueError`` for a bad ``days``/``threshold`` or a missing column (:func:`repeat_of`)."""
+    if days < 0:
+        raise ValueError(f"days must be >= 0, got {days!r}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    for name, f in (("frame", frame), ("history", history)):
+        if f is None:
+            continue
+        missing = [c for c in _REPEAT_COLUMNS if c not in f.columns]
+        if missing:
+            raise ValueError(f"{name} is missing column(s) {missing}")
+
+
+def _repeat_pool(frame: pl.DataFrame, history: pl.DataFrame | None, days: int) -> _RepeatPool | None:
+    """History rows (not in ``frame``) dated from ``days`` before the frame's first date to its
+    last, then the frame's rows; None when the frame is empty or has no date."""
+    cur_dates = _dates(frame)
+    known = [d for d in cur_dates if d is not None]
+    if not known:
+        return None
+    cols = _REPEAT_COLUMNS
+    past = frame.head(0).select(cols)
+    if history is not None and history.height:
+        ids = set(frame["voc_id"].cast(pl.Utf8).to_list())
+        h = history.select(cols).filter(~pl.col("voc_id").cast(pl.Utf8).is_in(list(ids)))
+        hd = _dates(h)
+        lo = min(known) - timedelta(days=days)
+        keep = [i for i, d in enumerate(hd) if d is not None and lo <= d <= max(known)]
+        past = h[keep].with_columns(pl.col(c).cast(frame[c].dtype, strict=False) for c in cols)
+    allf = pl.concat([past, frame.select(cols)], how="vertical_relaxed") if past.height else frame.select(cols)
+    by_building: dict[str, list[int]] = {}
+    for i, b in enumerate(allf["building_id"].to_list()):
+        by_building.setdefault(str(b), []).append(i)
+    return _RepeatPool(
+        texts=_texts(allf),
+        voc_ids=[str(v) for v in allf["voc_id"].to_list()],
+        dates=_dates(past) + cur_dates,
+        offset=past.height,
+        by_building=by_building,
+    )
+
+
+def _identical_repeats(pool: _RepeatPool, rows: list[int], days: int, out: list[str | None]) -> None:
+    """Fill ``out`` for one flooded building (over :data:`REPEAT_MAX_ROWS` rows): the latest
+    earlier VOC with the identical cleaned text within ``days`` (linear time)."""
+    dates, off = pool.dates, pool.offset
+    last: dict[str, int] = {}
+    for i in rows:
+        key, di = pool.texts[i].strip(), dates[i]
+        j = last.get(key)
+        dj = dates[j] if j is not None else None
+        if i >= off and key and j is not None and di is not None and dj is not None and 0 <= (di - dj).days <= days:
+            out[i - off] = pool.voc_ids[j]
+        if key and di is not None:
+            last[key] = i
+
+
+def _similar_repeats(pool: _RepeatPool, rows: list[int], X: Any, days: int, threshold: float,
+                     out: list[str | None]) -> None:
+    """Fill ``out`` for one building: the most similar earlier VOC (cosine of the rows of ``X``
+    at least ``threshold``, within ``days``; ties: the latest), :data:`_REPEAT_CHUNK` rows at a time."""
+    off = pool.offset
+    idx = np.asarray(rows)
+    Xb = X[idx]
+    day_b = np.array([d.toordinal() if d is not None else _NO_DAY for d in (pool.dates[i] for i in rows)], dtype=np.int64)
+    ok_b = np.asarray(Xb.getnnz(axis=1) > 0) & (day_b > _NO_DAY)
+    for start in range(0, len(idx), _REPEAT_CHUNK):
+        part = np.arange(start, min(start + _REPEAT_CHUNK, len(idx)))
+        part = part[(idx[part] >= off) & ok_b[part]]
+        if not part.size:
+            continue
+        S = (Xb[part] @ Xb.T).toarray()  # |part| × n_building cosine similarities
+        gap = day_b[part][:, None] - day_b[None, :]
+        earlier = np.arange(len(idx))[None, :] < part[:, None]  # history first, then frame order
+        S[~(earlier & ok_b[None, :] & (gap >= 0) & (gap <= days) & (threshold - 1e-12 <= S))] = -1.0
+        for a, p in enumerate(part):
+            row = S[a]
+            if row.max() < 0:
+                continue
+            best = int(np.flatnonzero(row >= row.max() - 1e-12)[-1])  # ties: the latest
+            out[idx[p] - off] = pool.voc_ids[idx[best]]
+
+
 def repeat_of(
     frame: pl.DataFrame,
     history: pl.DataFrame | None = None,
@@ -200,78 +309,20 @@ def repeat_of(
     """
     from voc.groups import _features
 
-    if days < 0:
-        raise ValueError(f"days must be >= 0, got {days!r}")
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-    for name, f in (("frame", frame), ("history", history)):
-        if f is None:
-            continue
-        missing = [c for c in ("voc_id", "building_id", "created_at", "title", "request_contents") if c not in f.columns]
-        if missing:
-            raise ValueError(f"{name} is missing column(s) {missing}")
-    n = frame.height
-    out: list[str | None] = [None] * n
-    if n == 0:
+    _check_repeat_args(frame, history, days, threshold)
+    out: list[str | None] = [None] * frame.height
+    pool = _repeat_pool(frame, history, days) if frame.height else None
+    if pool is None:
         return pl.Series("repeat_of", out, dtype=pl.Utf8)
-    cur_dates = _dates(frame)
-    known = [d for d in cur_dates if d is not None]
-    if not known:
-        return pl.Series("repeat_of", out, dtype=pl.Utf8)
-    cols = ["voc_id", "building_id", "created_at", "title", "request_contents"]
-    past = frame.head(0).select(cols)
-    if history is not None and history.height:
-        ids = set(frame["voc_id"].cast(pl.Utf8).to_list())
-        h = history.select(cols).filter(~pl.col("voc_id").cast(pl.Utf8).is_in(list(ids)))
-        hd = _dates(h)
-        lo = min(known) - timedelta(days=days)
-        keep = [i for i, d in enumerate(hd) if d is not None and lo <= d <= max(known)]
-        past = h[keep].with_columns(pl.col(c).cast(frame[c].dtype, strict=False) for c in cols)
-    allf = pl.concat([past, frame.select(cols)], how="vertical_relaxed") if past.height else frame.select(cols)
-    dates = _dates(past) + cur_dates
-    texts = _texts(allf)
-    vids = [str(v) for v in allf["voc_id"].to_list()]
-    blds = [str(b) for b in allf["building_id"].to_list()]
-    off = past.height
-    by_building: dict[str, list[int]] = {}
-    for i, b in enumerate(blds):
-        by_building.setdefault(b, []).append(i)
-    small = {i for rows in by_building.values() if len(rows) <= REPEAT_MAX_ROWS for i in rows}
-    X = _features([t if i in small else "" for i, t in enumerate(texts)], vectorizer) if small else None
+    small = {i for rows in pool.by_building.values() if len(rows) <= REPEAT_MAX_ROWS for i in rows}
+    X = _features([t if i in small else "" for i, t in enumerate(pool.texts)], vectorizer) if small else None
     if X is None and small:
         return pl.Series("repeat_of", out, dtype=pl.Utf8)
-    nonempty = np.asarray(X.getnnz(axis=1) > 0) if X is not None else np.zeros(len(texts), dtype=bool)
-    day = np.array([d.toordinal() if d is not None else -(10**9) for d in dates], dtype=np.int64)
-    for rows in by_building.values():
+    for rows in pool.by_building.values():
         if len(rows) > REPEAT_MAX_ROWS:  # a flood of posts: identical texts only, linear time
-            last: dict[str, int] = {}
-            for i in rows:
-                key = texts[i].strip()
-                j = last.get(key)
-                if i >= off and key and j is not None and dates[i] is not None and dates[j] is not None \
-                        and 0 <= (dates[i] - dates[j]).days <= days:
-                    out[i - off] = vids[j]
-                if key and dates[i] is not None:
-                    last[key] = i
-            continue
-        idx = np.asarray(rows)
-        Xb = X[idx]
-        ok_b = nonempty[idx] & (day[idx] > -(10**9))
-        for start in range(0, len(idx), _REPEAT_CHUNK):
-            part = np.arange(start, min(start + _REPEAT_CHUNK, len(idx)))
-            part = part[(idx[part] >= off) & ok_b[part]]
-            if not part.size:
-                continue
-            S = (Xb[part] @ Xb.T).toarray()  # |part| × n_building cosine similarities
-            gap = day[idx[part]][:, None] - day[idx][None, :]
-            earlier = np.arange(len(idx))[None, :] < part[:, None]  # history first, then frame order
-            S[~(earlier & ok_b[None, :] & (gap >= 0) & (gap <= days) & (S >= threshold - 1e-12))] = -1.0
-            for a, p in enumerate(part):
-                row = S[a]
-                if row.max() < 0:
-                    continue
-                best = int(np.flatnonzero(row >= row.max() - 1e-12)[-1])  # ties: the latest
-                out[idx[p] - off] = vids[idx[best]]
+            _identical_repeats(pool, rows, days, out)
+        else:
+            _similar_repeats(pool, rows, X, days, threshold, out)
     return pl.Series("repeat_of", out, dtype=pl.Utf8)
 
 
@@ -280,7 +331,7 @@ def with_alert_columns(frame: pl.DataFrame) -> pl.DataFrame:
     for tagged/reviewed CSVs written before these columns existed: ``urgent`` is then computed
     from the text when ``title``/``request_contents`` are there (else False), ``repeat_of`` null.
     A CSV's ``"true"``/``"false"`` text is read as Boolean."""
-    adds = []
+    adds: list[pl.Series | pl.Expr] = []
     if "urgent" not in frame.columns:
         if "title" in frame.columns and "request_contents" in frame.columns:
             adds.append(urgent_flags(frame))
@@ -303,7 +354,7 @@ def urgent_rows(frame: pl.DataFrame, limit: int | None = None) -> list[dict[str,
     at most ``limit``. Texts are returned as stored: mask and escape them where shown."""
     f = with_alert_columns(frame).filter(pl.col("urgent"))
     texts = _texts(f) if f.height else []
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "voc_id": str(r["voc_id"]),
             "created_at": str(r["created_at"])[:10] if r.get("created_at") is not None else "",

@@ -348,38 +348,37 @@ def apply_migrations(dsn: str | SecretStr, *, directory: Path | None = None, con
     migrations = list_migrations(directory)
     applied_now: list[int] = []
     version_table = sql.Identifier(SCHEMA_VERSION_TABLE)
-    with _connect(secret, connect_timeout_s=connect_timeout_s) as conn:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+    with _connect(secret, connect_timeout_s=connect_timeout_s) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                " version integer PRIMARY KEY,"
+                " name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            ).format(version_table)
+        )
+        done = {int(r[0]) for r in conn.execute(sql.SQL("SELECT version FROM {}").format(version_table))}
+        for mig in migrations:
+            if mig.version in done:
+                continue
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(mig.sql_text.encode("utf-8"))  # no parameters: multi-statement file
+            except psycopg.Error as e:
+                raise SourceError(
+                    f"migration {mig.name} failed on {describe_dsn(secret)}: {_scrub(str(e), secret)}"
+                ) from None
             conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} ("
-                    " version integer PRIMARY KEY,"
-                    " name text NOT NULL,"
-                    " applied_at timestamptz NOT NULL DEFAULT now())"
-                ).format(version_table)
+                sql.SQL("INSERT INTO {} (version, name) VALUES (%s, %s)").format(version_table),
+                (mig.version, mig.name),
             )
-            done = {int(r[0]) for r in conn.execute(sql.SQL("SELECT version FROM {}").format(version_table))}
-            for mig in migrations:
-                if mig.version in done:
-                    continue
-                try:
-                    with conn.cursor() as cur:
-                        cur.execute(mig.sql_text.encode("utf-8"))  # no parameters: multi-statement file
-                except psycopg.Error as e:
-                    raise SourceError(
-                        f"migration {mig.name} failed on {describe_dsn(secret)}: {_scrub(str(e), secret)}"
-                    ) from None
-                conn.execute(
-                    sql.SQL("INSERT INTO {} (version, name) VALUES (%s, %s)").format(version_table),
-                    (mig.version, mig.name),
-                )
-                applied_now.append(mig.version)
-            unknown = sorted(done - {m.version for m in migrations})
-            if unknown:
-                log.warning(
-                    "database %s has schema versions this code does not know: %s", describe_dsn(secret), unknown
-                )
+            applied_now.append(mig.version)
+        unknown = sorted(done - {m.version for m in migrations})
+        if unknown:
+            log.warning(
+                "database %s has schema versions this code does not know: %s", describe_dsn(secret), unknown
+            )
     if applied_now:
         log.info("applied migrations %s to %s", applied_now, describe_dsn(secret))
     return applied_now
@@ -395,7 +394,7 @@ def _statement_timeout_configurer(timeout_s: float) -> Callable[[psycopg.Connect
     (``QueryCanceled``, not retried); None when ``timeout_s`` is 0 (no limit)."""
     if not timeout_s or timeout_s <= 0:
         return None
-    millis = str(max(1, int(round(float(timeout_s) * 1000))))
+    millis = str(max(1, round(float(timeout_s) * 1000)))
 
     def configure(conn: psycopg.Connection) -> None:
         conn.execute("SELECT set_config('statement_timeout', %s, false)", (millis,))
@@ -832,12 +831,11 @@ class PostgresSource:
                     )
                 )
             )
-            with conn.cursor() as cur:
-                with cur.copy(
-                    sql.SQL("COPY voc_load_in ({}) FROM STDIN").format(sql.SQL(", ").join(map(sql.Identifier, ours)))
-                ) as copy:
-                    for rec in df.select(ours).iter_rows():
-                        copy.write_row(rec)
+            with conn.cursor() as cur, cur.copy(
+                sql.SQL("COPY voc_load_in ({}) FROM STDIN").format(sql.SQL(", ").join(map(sql.Identifier, ours)))
+            ) as copy:
+                for rec in df.select(ours).iter_rows():
+                    copy.write_row(rec)
             updates = [c for c in theirs if c != cmap.get("voc_id", "voc_id")]
             set_updates: list[sql.Composable] = [
                 sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates
@@ -1015,14 +1013,13 @@ def _upsert_tags(
             sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_TAG_TYPES[c])) for c in _TAG_COLUMNS)
         )
     )
-    with conn.cursor() as cur:
-        with cur.copy(
-            sql.SQL("COPY voc_tags_in (ord, {}) FROM STDIN").format(
-                sql.SQL(", ").join(map(sql.Identifier, _TAG_COLUMNS))
-            )
-        ) as copy:
-            for i, row in enumerate(rows):
-                copy.write_row((i, *row))
+    with conn.cursor() as cur, cur.copy(
+        sql.SQL("COPY voc_tags_in (ord, {}) FROM STDIN").format(
+            sql.SQL(", ").join(map(sql.Identifier, _TAG_COLUMNS))
+        )
+    ) as copy:
+        for i, row in enumerate(rows):
+            copy.write_row((i, *row))
     writes = (
         DIMENSION_WRITE_SQL if machine_values else {d: f"EXCLUDED.{d}_reviewed" for d in DIMENSIONS}
     )

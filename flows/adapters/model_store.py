@@ -18,11 +18,11 @@ from typing import Any
 import polars as pl
 
 from config.settings import VocSettings
-from flows.storage_layout import champion_key, models_dir
 from flows.adapters.storage import Storage, StorageError
+from flows.storage_layout import champion_key, models_dir
 from voc.modelstore import load_tagger, load_variants, model_dir_name, read_meta
-from voc.taxonomy import Taxonomy, default_taxonomy
 from voc.tagger import VOCTagger
+from voc.taxonomy import Taxonomy, default_taxonomy
 
 __all__ = [
     "read_champion",

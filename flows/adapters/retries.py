@@ -1,41 +1,49 @@
 """One retry policy for every I/O task of the flows, and the time budget it implies.
 
-Prefect retries a task only when :func:`retry_on_io_errors` says the failure was a *transient
-I/O error*: a connection refused, reset or timed out, an S3 5xx / 429 / ``SlowDown`` /
-throttling answer, a PostgreSQL connection failure, a Google Sheets 429 / 5xx, and the project's
-own wrappers of those (:class:`flows.adapters.storage.StorageError`, :class:`flows.adapters.sources.SourceError`,
-:class:`flows.adapters.review_backends.ReviewBackendError` whose cause or context is one of them).
-Everything else — bad input (``ValueError``, :class:`voc.schema.VOCInputError`, taxonomy and
-review-sheet errors), a polars error, a ``KeyError``, a missing key or file, a permission or
-authentication error — fails on the first attempt: running it again gives the same answer.
+Two layers, both libraries' own retries — no retry loop of ours:
 
-The decision looks at the exception and then at its ``__cause__`` / ``__context__`` chain;
-the first exception in the chain that is recognised decides.
+1. botocore (S3): ``standard`` retry mode (boto3 guide, "Retries":
+   https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html) with
+   ``VOC_S3__BOTOCORE_ATTEMPTS`` HTTP attempts per request (default 2, the first included),
+   each at most ``connect_timeout_s`` (5 s) + ``read_timeout_s`` (20 s); it retries connection
+   errors, timeouts, 500/502/503/504 and throttling codes (``SlowDown`` …) after a jittered
+   backoff of at most 1, 2, 4 … s (capped at 20 s);
+2. Prefect: :data:`IO_TASK` = 3 task retries after 2, 5 and 15 s, only when
+   :func:`retry_on_io_errors` says the failure was a *transient I/O error*; each attempt also
+   capped by the task's ``timeout_seconds`` (120 s) where Prefect can enforce it.
 
-Layers and time against a hung S3 endpoint (accepts TCP, never answers; see
-:func:`s3_operation_budget_s` and :func:`io_task_budget_s`):
+Transient: a connection refused, reset or timed out, an S3 5xx / 429 / ``SlowDown`` / throttling
+answer, a PostgreSQL connection failure, a Google Sheets 429 / 5xx, and the project's own
+wrappers of those (:class:`flows.adapters.storage.StorageError`,
+:class:`flows.adapters.sources.SourceError`, :class:`flows.adapters.review_backends.ReviewBackendError`
+whose cause or context is one of them). Everything else — bad input (``ValueError``,
+:class:`voc.schema.VOCInputError`, taxonomy and review-sheet errors), a polars error, a
+``KeyError``, a missing key or file, a 4xx, a permission or authentication error, a bug — fails
+on the first attempt: running it again gives the same answer.
 
-1. botocore: ``VOC_S3__BOTOCORE_ATTEMPTS`` HTTP attempts (default 1), each at most
-   ``connect_timeout_s`` (5 s) + ``read_timeout_s`` (20 s);
-2. :class:`flows.adapters.s3.S3Storage`: another attempt only while the operation is younger than
-   ``retry_window_s`` (5 s): fast failures (5xx, throttling, refused) are retried there, a
-   timeout is not;
-3. Prefect: :data:`IO_TASK` = 3 retries after 2, 5 and 15 s, each attempt also capped by the
-   task's ``timeout_seconds`` (120 s) where Prefect can enforce it.
+The decision looks at the exception and then at its ``__cause__`` / ``__context__`` chain; the
+first exception in the chain that a rule of :data:`_RULES` recognises decides. A rule only looks
+at exception classes whose module is already imported (an exception of a class implies its
+module is loaded), so deciding imports nothing.
 
-With the defaults one S3 operation fails within 31 s and one I/O task within 150 s
-(:func:`default_s3_task_budget_s`). A building task is not retried itself, so a building whose
-upload hangs fails within that time after its tagging; the building tasks run concurrently
-(Prefect's thread pool is unbounded unless ``PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS`` caps
-it: then the bound holds per wave of buildings), so the whole run fails within it as well. A
-hung endpoint met first by ``load-model`` fails the run there, within the same bound.
+Time against a hung S3 endpoint (accepts TCP, never answers; :func:`s3_operation_budget_s`,
+:func:`io_task_budget_s`): one S3 operation fails within 2 × (5 + 20 + 1) + 1 = 53 s and one
+I/O task within 4 × (53 + 1) + 2 + 5 + 15 = 238 s (:func:`default_s3_task_budget_s`), under the
+5 minutes a monthly run is promised. A third botocore attempt would make it 350 s: raise
+``VOC_S3__BOTOCORE_ATTEMPTS`` only with shorter timeouts. A building task is not retried itself,
+so a building whose upload hangs fails within that time after its tagging; the building tasks
+run concurrently (Prefect's thread pool is unbounded unless
+``PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS`` caps it: then the bound holds per wave of
+buildings), so the whole run fails within it as well. A hung endpoint met first by
+``load-model`` fails the run there, within the same bound.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from config.settings import S3Settings
@@ -74,47 +82,33 @@ _HTTP_SLACK_S = 1.0
 """Per HTTP attempt on top of connect + read timeouts: botocore waits up to 1 s for
 ``100 Continue`` before sending a PUT body, plus scheduling noise."""
 
+_BOTOCORE_MAX_BACKOFF_S = 20.0
+"""Cap of botocore's standard-mode backoff (``botocore.retries.standard.ExponentialBackoff``:
+``rand(0, 1) × min(2 ** (attempt - 1), 20)`` seconds)."""
+
 _PREFECT_OVERHEAD_S = 1.0
 """Per Prefect task attempt: state transitions and the retry bookkeeping."""
 
 _NETWORK_ERRNOS = frozenset(
     getattr(errno, name)
     for name in (
-        "ECONNREFUSED",
-        "ECONNRESET",
-        "ECONNABORTED",
-        "ETIMEDOUT",
-        "EHOSTUNREACH",
-        "EHOSTDOWN",
-        "ENETUNREACH",
-        "ENETDOWN",
-        "ENETRESET",
-        "EPIPE",
-        "ENOTCONN",
-        "EAGAIN",
+        "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "ETIMEDOUT", "EHOSTUNREACH", "EHOSTDOWN",
+        "ENETUNREACH", "ENETDOWN", "ENETRESET", "EPIPE", "ENOTCONN", "EAGAIN",
     )
     if hasattr(errno, name)
 )
+"""``OSError`` errnos of a network failure (not of a local disk: ENOSPC, EIO are not here)."""
 
 _S3_TRANSIENT_CODES = frozenset(
     {
-        "InternalError",
-        "ServiceUnavailable",
-        "SlowDown",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "BandwidthLimitExceeded",
-        "EC2ThrottledException",
-        "PriorRequestNotComplete",
+        "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeoutException",
+        "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestLimitExceeded",
+        "TooManyRequestsException", "ProvisionedThroughputExceededException", "BandwidthLimitExceeded",
+        "EC2ThrottledException", "PriorRequestNotComplete",
     }
 )
+"""Error codes of a ``ClientError`` worth another attempt whatever its HTTP status (botocore's
+``TransientRetryableChecker`` and ``ThrottledRetryableChecker`` lists, plus S3's own)."""
 
 _PG_TRANSIENT_SQLSTATES = frozenset(
     {
@@ -126,6 +120,18 @@ _PG_TRANSIENT_SQLSTATES = frozenset(
         "57P03",  # cannot_connect_now (starting up / recovery)
     }
 )
+"""PostgreSQL SQLSTATEs (Appendix A of the PostgreSQL manual) a later attempt may not meet."""
+
+_GSHEETS_RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+"""Google API error reasons of a 403 that is a rate limit, not a permission error."""
+
+_DETERMINISTIC = (
+    "ValueError",  # VOCInputError, TaxonomyError, ReviewError, ReviewSheetError, JSON, Unicode
+    "LookupError",  # KeyError, IndexError
+    "TypeError", "AttributeError", "ArithmeticError", "AssertionError", "NotImplementedError",
+    "FileNotFoundError", "FileExistsError", "PermissionError", "IsADirectoryError", "NotADirectoryError",
+)
+"""Built-in errors of bad input, bad data or a bug: the same on every attempt."""
 
 
 def io_task_options(
@@ -175,7 +181,31 @@ def exception_chain(exc: BaseException) -> Iterator[BaseException]:
         cur = cur.__cause__ if cur.__cause__ is not None else cur.__context__
 
 
+# --------------------------------------------------------------------------------------------
+# the rules: each returns True (transient), False (deterministic) or None (not its kind)
+
+Rule = Callable[[BaseException], "bool | None"]
+
+
+def _classes(module: str, *names: str) -> tuple[type, ...]:
+    """Classes ``names`` of ``module`` when it is imported; none otherwise (then no exception can
+    be one of them)."""
+    mod = sys.modules.get(module)
+    return tuple(getattr(mod, n) for n in names if hasattr(mod, n)) if mod is not None else ()
+
+
+def _by_type(module: str, names: tuple[str, ...], verdict: bool) -> Rule:
+    """A rule: ``verdict`` for an instance of one of the classes ``module.names``."""
+
+    def rule(e: BaseException) -> bool | None:
+        return verdict if isinstance(e, _classes(module, *names)) else None
+
+    rule.__name__ = f"{module}:{'/'.join(names)}->{verdict}"
+    return rule
+
+
 def _http_status_transient(status: Any) -> bool:
+    """408, 429 and 5xx: the server may answer otherwise next time."""
     try:
         code = int(status)
     except (TypeError, ValueError):
@@ -183,132 +213,104 @@ def _http_status_transient(status: Any) -> bool:
     return code in (408, 429) or 500 <= code <= 599
 
 
-def _verdict(e: BaseException) -> bool | None:  # noqa: C901, PLR0911, PLR0912 - one flat table of rules
-    """True (transient), False (deterministic) or None (unknown: look at the cause)."""
-    # botocore / boto3 (S3)
-    try:
-        import botocore.exceptions as bce
-    except ImportError:  # pragma: no cover - boto3 is a dependency
-        bce = None  # type: ignore[assignment]
-    if bce is not None:
-        if isinstance(e, bce.ClientError):
-            resp = getattr(e, "response", None) or {}
-            status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-            code = str((resp.get("Error") or {}).get("Code") or "")
-            return _http_status_transient(status) or code in _S3_TRANSIENT_CODES
-        if isinstance(
-            e,
-            (
-                bce.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError
-                bce.HTTPClientError,  # ReadTimeoutError, ConnectionClosedError
-                bce.IncompleteReadError,
-                bce.ResponseStreamingError,
-            ),
-        ):
-            return True
-        if isinstance(e, bce.BotoCoreError):  # NoCredentialsError, ParamValidationError, NoRegionError …
-            return False
+def _s3_client_error(e: BaseException) -> bool | None:
+    """An S3 answer (``botocore.exceptions.ClientError``): by HTTP status and error code."""
+    if not isinstance(e, _classes("botocore.exceptions", "ClientError")):
+        return None
+    resp = getattr(e, "response", None) or {}
+    status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    code = str((resp.get("Error") or {}).get("Code") or "")
+    return _http_status_transient(status) or code in _S3_TRANSIENT_CODES
 
-    # gspread (Google Sheets): 429 / 5xx, and Drive's 403 rate limits
-    try:
-        from gspread.exceptions import APIError as GSpreadAPIError
-    except ImportError:  # pragma: no cover - optional
-        GSpreadAPIError = None  # type: ignore[assignment]  # noqa: N806
-    if GSpreadAPIError is not None and isinstance(e, GSpreadAPIError):
-        status = getattr(getattr(e, "response", None), "status_code", None) or getattr(e, "code", None)
-        if _http_status_transient(status):
-            return True
-        err = getattr(e, "error", None)
-        errors = (err.get("errors") or []) if isinstance(err, dict) else []
-        return status == 403 and any(
-            isinstance(x, dict)
-            and (x.get("domain") == "usageLimits" or x.get("reason") in ("rateLimitExceeded", "userRateLimitExceeded"))
-            for x in errors
-        )
 
-    # psycopg (PostgreSQL): connection-level failures only
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        psycopg = None  # type: ignore[assignment]
-    if psycopg is not None and isinstance(e, psycopg.Error):
-        sqlstate = getattr(e, "sqlstate", None)
-        if sqlstate in _PG_TRANSIENT_SQLSTATES:
-            return True
-        if isinstance(e, psycopg.errors.QueryCanceled):  # statement_timeout: the query is too slow
-            return False
-        if isinstance(e, psycopg.OperationalError):
-            # no SQLSTATE: the connection failed or broke (refused, reset, timeout, pool timeout);
-            # class 08: connection exception. Authentication (28…) and unknown database (3D000)
-            # are configuration errors.
-            return sqlstate is None or str(sqlstate).startswith("08")
-        return False
-
-    # requests (gspread's transport) and httpx
-    try:
-        import requests
-    except ImportError:  # pragma: no cover
-        requests = None  # type: ignore[assignment]
-    if requests is not None and isinstance(e, requests.RequestException):
-        if isinstance(e, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
-            return True
-        if isinstance(e, requests.HTTPError):
-            return _http_status_transient(getattr(getattr(e, "response", None), "status_code", None))
-        return False  # InvalidURL, MissingSchema, TooManyRedirects …
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover
-        httpx = None  # type: ignore[assignment]
-    if httpx is not None:
-        if isinstance(e, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)):
-            return True
-        if isinstance(e, httpx.HTTPStatusError):
-            return _http_status_transient(e.response.status_code)
-        if isinstance(e, httpx.HTTPError):
-            return False
-
-    # urllib3 (under botocore and requests, when one escapes unwrapped)
-    try:
-        import urllib3.exceptions as u3
-    except ImportError:  # pragma: no cover
-        u3 = None  # type: ignore[assignment]
-    if u3 is not None and isinstance(e, u3.HTTPError):
-        return isinstance(e, (u3.TimeoutError, u3.ProtocolError, u3.NewConnectionError, u3.MaxRetryError))
-
-    # deterministic: bad input, bad data, programming errors
-    try:
-        import polars as pl
-
-        if isinstance(e, pl.exceptions.PolarsError):
-            return False
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(
-        e,
-        (
-            ValueError,  # VOCInputError, TaxonomyError, ReviewError, ReviewSheetError, JSON, Unicode
-            LookupError,  # KeyError, IndexError
-            TypeError,
-            AttributeError,
-            ArithmeticError,
-            AssertionError,
-            NotImplementedError,
-            FileNotFoundError,
-            FileExistsError,
-            PermissionError,
-            IsADirectoryError,
-            NotADirectoryError,
-        ),
-    ):
-        return False
-
-    # the standard library's network errors (socket.timeout is TimeoutError)
-    if isinstance(e, (ConnectionError, TimeoutError)):
+def _gspread_api_error(e: BaseException) -> bool | None:
+    """A Google Sheets answer: 408 / 429 / 5xx, and a 403 that is a rate limit (``usageLimits``)."""
+    if not isinstance(e, _classes("gspread.exceptions", "APIError")):
+        return None
+    status = getattr(getattr(e, "response", None), "status_code", None) or getattr(e, "code", None)
+    if _http_status_transient(status):
         return True
-    if isinstance(e, socket.gaierror):
-        return e.errno == getattr(socket, "EAI_AGAIN", object())  # "temporary failure in name resolution"
-    if isinstance(e, OSError):
-        return True if e.errno in _NETWORK_ERRNOS else None  # ENOSPC, EIO on a local disk: not retried
+    err = getattr(e, "error", None)
+    errors = (err.get("errors") or []) if isinstance(err, dict) else []
+    return status == 403 and any(
+        isinstance(x, dict) and (x.get("domain") == "usageLimits" or x.get("reason") in _GSHEETS_RATE_REASONS)
+        for x in errors
+    )
+
+
+def _postgres_error(e: BaseException) -> bool | None:
+    """psycopg: transient SQLSTATEs and connection failures (no SQLSTATE, or class 08); a
+    statement timeout, authentication (28…), an unknown database (3D000) or bad SQL is not."""
+    if not isinstance(e, _classes("psycopg", "Error")):
+        return None
+    sqlstate = getattr(e, "sqlstate", None)
+    if sqlstate in _PG_TRANSIENT_SQLSTATES:
+        return True
+    if isinstance(e, _classes("psycopg.errors", "QueryCanceled")):  # statement_timeout: too slow
+        return False
+    if isinstance(e, _classes("psycopg", "OperationalError")):  # PoolTimeout is one
+        return sqlstate is None or str(sqlstate).startswith("08")
+    return False
+
+
+def _http_status_error(e: BaseException) -> bool | None:
+    """``requests.HTTPError`` / ``httpx.HTTPStatusError``: by the response's status."""
+    if not isinstance(e, _classes("requests.exceptions", "HTTPError") + _classes("httpx", "HTTPStatusError")):
+        return None
+    return _http_status_transient(getattr(getattr(e, "response", None), "status_code", None))
+
+
+def _name_resolution(e: BaseException) -> bool | None:
+    """``socket.gaierror``: only "temporary failure in name resolution" (``EAI_AGAIN``)."""
+    if not isinstance(e, socket.gaierror):
+        return None
+    return e.errno == getattr(socket, "EAI_AGAIN", object())
+
+
+def _network_errno(e: BaseException) -> bool | None:
+    """Another ``OSError``: a network errno; ENOSPC or EIO on a local disk is not decided here."""
+    return True if isinstance(e, OSError) and e.errno in _NETWORK_ERRNOS else None
+
+
+_RULES: tuple[Rule, ...] = (
+    # S3 (botocore, boto3's managed transfers)
+    _s3_client_error,
+    _by_type(
+        "botocore.exceptions",
+        ("ConnectionError", "HTTPClientError", "IncompleteReadError", "ResponseStreamingError"),
+        True,  # EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError
+    ),
+    _by_type("botocore.exceptions", ("BotoCoreError",), False),  # NoCredentialsError, ParamValidationError …
+    _by_type("boto3.exceptions", ("RetriesExceededError",), True),  # a download's retryable errors ran out
+    _by_type("s3transfer.exceptions", ("RetriesExceededError",), True),
+    # Google Sheets, PostgreSQL
+    _gspread_api_error,
+    _postgres_error,
+    # HTTP clients: requests (gspread's transport), httpx, urllib3 (when one escapes unwrapped)
+    _http_status_error,
+    _by_type("requests.exceptions", ("ConnectionError", "Timeout", "ChunkedEncodingError"), True),
+    _by_type("requests.exceptions", ("RequestException",), False),  # InvalidURL, TooManyRedirects …
+    _by_type("httpx", ("TimeoutException", "NetworkError", "RemoteProtocolError"), True),
+    _by_type("httpx", ("HTTPError",), False),
+    _by_type("urllib3.exceptions", ("TimeoutError", "ProtocolError", "NewConnectionError", "MaxRetryError"), True),
+    _by_type("urllib3.exceptions", ("HTTPError",), False),
+    # deterministic: bad input, bad data, programming errors
+    _by_type("polars.exceptions", ("PolarsError",), False),
+    _by_type("builtins", _DETERMINISTIC, False),
+    # the standard library's network errors (socket.timeout is TimeoutError)
+    _by_type("builtins", ("ConnectionError", "TimeoutError"), True),
+    _name_resolution,
+    _network_errno,
+)
+"""The rules in order; the first that recognises an exception decides."""
+
+
+def _verdict(e: BaseException) -> bool | None:
+    """True (transient), False (deterministic) or None (unknown: look at the cause)."""
+    for rule in _RULES:
+        verdict = rule(e)
+        if verdict is not None:
+            return verdict
     return None
 
 
@@ -316,7 +318,7 @@ def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is a transient I/O error that a later attempt may not meet.
 
     The exception and then its cause/context chain (:func:`exception_chain`) are looked at;
-    the first recognised one decides; nothing recognised means not transient.
+    the first recognised one decides (:data:`_RULES`); nothing recognised means not transient.
 
     Parameters
     ----------
@@ -376,13 +378,12 @@ read the whole training history (``load-training-data``): 30 minutes per attempt
 
 
 def s3_operation_budget_s(s3: S3Settings) -> float:
-    """Worst-case seconds one :class:`flows.adapters.s3.S3Storage` operation (one upload, download, list,
-    head) takes before it raises :class:`flows.adapters.storage.StorageError` when the endpoint accepts
-    connections and never answers, or answers errors as slowly as it can.
+    """Worst-case seconds one HTTP request of :class:`flows.adapters.s3.S3Storage` (an upload,
+    download, list page, head) takes before it raises :class:`flows.adapters.storage.StorageError`
+    when the endpoint accepts connections and never answers, or answers errors as slowly as it can.
 
-    ``retry_window_s`` (the last code-level attempt starts within it) + ``botocore_attempts`` ×
-    (``connect_timeout_s`` + ``read_timeout_s`` + 1 s slack) + botocore's backoff between its
-    attempts (standard mode: at most 1, 2, 4 … s).
+    ``botocore_attempts`` × (``connect_timeout_s`` + ``read_timeout_s`` + 1 s slack) + botocore's
+    backoff between its attempts (standard mode: at most 1, 2, 4 … s, capped at 20 s).
 
     Parameters
     ----------
@@ -396,8 +397,8 @@ def s3_operation_budget_s(s3: S3Settings) -> float:
     """
     attempts = max(1, int(s3.botocore_attempts))
     per_http = float(s3.connect_timeout_s) + float(s3.read_timeout_s) + _HTTP_SLACK_S
-    botocore_backoff = sum(min(2.0 ** (k - 1), 20.0) for k in range(1, attempts))
-    return max(0.0, float(s3.retry_window_s)) + attempts * per_http + botocore_backoff
+    backoff = sum(min(2.0 ** (k - 1), _BOTOCORE_MAX_BACKOFF_S) for k in range(1, attempts))
+    return attempts * per_http + backoff
 
 
 def io_task_budget_s(attempt_s: float, options: dict[str, Any] | None = None) -> float:
@@ -426,5 +427,5 @@ def io_task_budget_s(attempt_s: float, options: dict[str, Any] | None = None) ->
 
 def default_s3_task_budget_s() -> float:
     """:func:`io_task_budget_s` of one S3 operation with the default :class:`S3Settings`
-    (what the 5-minute promise of the monthly run rests on)."""
+    (what the 5-minute promise of the monthly run rests on: 238 s)."""
     return io_task_budget_s(s3_operation_budget_s(S3Settings()))

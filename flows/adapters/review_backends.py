@@ -36,7 +36,8 @@ re-applies and tries again (``attempts``, then :class:`ReviewConflictError`; not
 overwritten):
 
 * XLSX: compare-and-swap on the workbook's storage key (:meth:`flows.adapters.storage.Storage.write_if`):
-  locally a SHA-256 check and ``os.replace`` under a directory ``flock``; on S3 a conditional
+  locally a SHA-256 check and ``os.replace`` under the directory's ``filelock.FileLock`` (a lock
+  file in ``{root}/.locks/``); on S3 a conditional
   ``PutObject`` on the ETag that was read (``If-Match``; ``If-None-Match: *`` for a new one). A
   reviewer's upload landing between the run's read and its write makes the write fail, and the
   run merges again on top of the upload.
@@ -58,26 +59,44 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
-from typing import Any, Optional, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast, overload, runtime_checkable
 
 import polars as pl
 
 from config.settings import ReviewSettings
-from flows.adapters.storage import Storage, StorageConflict, StorageError, join_key
+from flows.adapters.storage import Storage, StorageConflict, StorageError, join_key, update_with_cas
+from voc.label_fixes import (
+    AUDIT_COLUMN_GUIDE,
+    AUDIT_COLUMNS,
+    AUDIT_REVIEWER_COLUMNS,
+    AUDIT_SHEET,
+    COL_AUDIT_MODEL,
+    COL_DIMENSION,
+    COL_FIX_LABEL,
+    COL_SCORE,
+    COL_VERDICT,
+    DIMENSION_NAMES,
+    VERDICT_FIX,
+    VERDICT_KEEP,
+    canon_score,
+)
 from voc.months import parse_month, yyyymm
 from voc.review import (
     ADDED_COLUMNS,
+    COL_BUILDING_ID,
     COL_CREATED,
     COL_DONE,
     COL_FLAG,
     COL_GROUP_APPLY,
     COL_MODEL_VERSION,
     COL_RUN_ID,
-    COL_BUILDING_ID,
+    COL_URGENT,
     COL_VOC_ID,
     COLUMN_GUIDE,
     CONFIDENCE_COLUMNS,
+    GUESS_SUFFIX,
     MODEL_COLUMNS,
     MODEL_TAG_COLUMNS,
     REVIEW_COLUMNS,
@@ -85,12 +104,16 @@ from voc.review import (
     REVIEWER_COLUMNS,
     REVIEWER_LABEL_COLUMNS,
     TEXT_COLUMNS,
-    GUESS_SUFFIX,
+    URGENT_MARK,
     is_formula_like,
     neutralize_cell,
     split_guess,
 )
 from voc.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from openpyxl.styles import Alignment, Font, PatternFill, Protection
+    from openpyxl.worksheet.worksheet import Worksheet
 
 __all__ = [
     "ReviewBackend",
@@ -115,8 +138,12 @@ __all__ = [
     "routed_http_client",
     "make_gspread_client",
     "build_workbook",
+    "WorksheetLayout",
     "sheet_format_requests",
+    "urgent_row_requests",
     "guide_requests",
+    "audit_frame",
+    "AUDIT_WIDTHS",
     "PROTECTION_NOTE",
 ]
 
@@ -136,6 +163,8 @@ first. Both programs compare list entries case-insensitively, so ``y`` and ``o``
 
 COLUMN_WIDTHS: dict[str, int] = {
     "검토 우선": 6,
+    "긴급": 5,
+    "반복": 8,
     "검토 사유": 12,
     "신뢰도": 7,
     "voc_id": 10,
@@ -153,6 +182,7 @@ COLUMN_WIDTHS: dict[str, int] = {
     "작업유형 중분류": 11,
     "작업유형 신뢰도": 9,
     "유사 검수 VOC": 14,
+    "답변 초안": 14,
     "검수_주제 대분류": 12,
     "검수_주제 중분류": 14,
     "검수_작업유형 대분류": 14,
@@ -166,17 +196,21 @@ COLUMN_WIDTHS: dict[str, int] = {
 """Column widths in Excel character units (Google Sheets: × 7 + 10 pixels). Narrow, with the
 texts wrapped and headers on two lines, so that everything left of the first reviewer column
 (frozen: voc_id, 제목, 요청내용, the model's tags) plus the 검수_ columns through 검수완료 fit
-:data:`SCREEN_WIDTH` (issue 22; the widths were 337 units before the first reviewer column)."""
+:data:`SCREEN_WIDTH` (issue 22; the widths were 337 units before the first reviewer column).
+긴급, 반복 and 답변 초안 (issues 24–25) added 27 units: 302 in all."""
 
-SCREEN_WIDTH = 280
+SCREEN_WIDTH = 320
 """Column units a reviewer sees at once: a 1920-pixel-wide window at the workbook's
-:data:`SHEET_ZOOM` holds (1900 / 0.85 − 26 × 5) / 7 ≈ 300 units (Excel: a unit is 7 pixels
+:data:`SHEET_ZOOM` holds (1900 / 0.75 − 29 × 5) / 7 ≈ 340 units (Excel: a unit is 7 pixels
 plus 5 of padding per column, Calibri 11); 20 are left for the row numbers and scroll bar."""
 
-SHEET_ZOOM = 85
-"""Zoom (percent) the XLSX data sheet opens at."""
+SHEET_ZOOM = 75
+"""Zoom (percent) the XLSX data sheet opens at (85 until 긴급, 반복 and 답변 초안 joined the
+columns on screen: at 85 % the screen holds about 280 units, 22 fewer than they need)."""
 
 _HIDDEN_COLUMNS: tuple[str, ...] = (COL_MODEL_VERSION, COL_RUN_ID)
+_URGENT_RGB = "FFF8CBAD"
+"""Fill (ARGB) of an urgent row's machine cells (not the grey model or yellow reviewer cells)."""
 _LITERAL_COLUMNS: frozenset[str] = frozenset((*REVIEWER_COLUMNS, COL_VOC_ID))
 """Columns read as typed: a formula there comes back as its formula text (``=VLOOKUP(…)``),
 never as its value, so ``voc.review.validate_reviews`` reports it instead of reading an
@@ -188,10 +222,15 @@ UPDATE_ATTEMPTS = 5
 """Read-change-write rounds :meth:`ReviewBackend.update_month` makes before giving up."""
 
 R = TypeVar("R")
-Change = Callable[[Optional[pl.DataFrame]], tuple[pl.DataFrame, R]]
+Change = Callable[[pl.DataFrame | None], tuple[pl.DataFrame, R]]
 """What :meth:`ReviewBackend.update_month` applies: the sheet as read (``None``: no sheet yet) →
 ``(new sheet, anything to hand back)``, e.g. ``lambda old: merge_into_sheet(old, rows)``. It may
 be called more than once (once per round); it must not have side effects."""
+
+AuditChange = Callable[[pl.DataFrame | None, frozenset[str] | None], tuple[pl.DataFrame, R]]
+"""What ``update_audit`` applies to the :data:`voc.label_fixes.AUDIT_SHEET` sheet: ``(the sheet as
+read or None, the buildings that have a workbook or None for one month workbook)`` → ``(new
+sheet, anything to hand back)``; called once per round, without side effects."""
 
 
 class ReviewBackendError(RuntimeError):
@@ -209,23 +248,78 @@ class ReviewBackend(Protocol):
     """Where the month's review sheet lives."""
 
     def read_month(self, month: str) -> pl.DataFrame | None:
-        """The month's sheet frame (all ``Utf8``, ``""`` for empty), ``None`` when the month has
-        no sheet yet. ``month`` as :func:`voc.months.parse_month` accepts it."""
+        """The month's sheet frame.
+
+        Parameters
+        ----------
+        month
+            ``YYYY-MM`` (any form :func:`voc.months.parse_month` accepts).
+
+        Returns
+        -------
+        pl.DataFrame or None
+            ``M × C``, all ``Utf8``, ``""`` for empty; None when the month has no sheet yet.
+        """
 
     def write_month(self, month: str, sheet: pl.DataFrame, taxonomy: Taxonomy) -> str:
-        """Replace the month's sheet with ``sheet`` (dropdowns from the active ``taxonomy``);
-        return its location (URI or URL)."""
+        """Replace the month's sheet with ``sheet``, unconditionally.
+
+        Parameters
+        ----------
+        month
+            ``YYYY-MM``.
+        sheet
+            ``M × C`` sheet frame (:data:`voc.review.REVIEW_COLUMNS` and any extra columns).
+        taxonomy
+            The dropdowns' classes (offered ones only).
+
+        Returns
+        -------
+        str
+            The sheet's location (URI or URL).
+        """
 
     def location(self, month: str) -> str:
-        """Where the month's sheet is (or will be)."""
+        """Where the month's sheet is (or will be).
+
+        Parameters
+        ----------
+        month
+            ``YYYY-MM``.
+
+        Returns
+        -------
+        str
+            A storage URI or a URL.
+        """
 
     def update_month(
         self, month: str, change: Change[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS
     ) -> tuple[str, R]:
         """Read the month's sheet, apply ``change``, write the result unless someone wrote in
-        between (then re-read and re-apply); return ``(location, what change returned)``.
+        between (then re-read and re-apply).
 
-        Raises :class:`ReviewConflictError` when every attempt met a concurrent write."""
+        Parameters
+        ----------
+        month
+            ``YYYY-MM``.
+        change
+            The sheet as read (None: no sheet yet) → (new sheet, result); may run once per round.
+        taxonomy
+            The dropdowns' classes.
+        attempts
+            Rounds before giving up.
+
+        Returns
+        -------
+        tuple[str, R]
+            The location and what the last ``change`` returned.
+
+        Raises
+        ------
+        ReviewConflictError
+            Every attempt met a concurrent write (nothing overwritten).
+        """
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,7 +332,19 @@ def dropdown_lists(taxonomy: Taxonomy) -> dict[str, list[str]]:
     the minor alone), :data:`DONE_CHOICES` for 검수완료 and 묶음 적용. *Offered* = active classes
     of majors no reorganisation retired, sorted (:meth:`voc.taxonomy.Taxonomy.offered_rows`):
     retired names are never offered (typed by hand they still count, mapped to their successor
-    by ``voc.review.validate_reviews``). Dimensions without offered classes get no entry."""
+    by ``voc.review.validate_reviews``). Dimensions without offered classes get no entry.
+
+    Parameters
+    ----------
+    taxonomy
+        The classes to offer.
+
+    Returns
+    -------
+    dict[str, list[str]]
+        ``{reviewer column: values}``: majors and minors sorted (Hangul order, ``기타`` last),
+        :data:`DONE_CHOICES` for 검수완료 and 묶음 적용.
+    """
     out: dict[str, list[str]] = {}
     for dim, (col_major, col_minor) in REVIEWER_LABEL_COLUMNS.items():
         rows = taxonomy.offered_rows(dim)
@@ -252,8 +358,19 @@ def dropdown_lists(taxonomy: Taxonomy) -> dict[str, list[str]]:
 
 
 def minor_lists(taxonomy: Taxonomy) -> dict[str, dict[str, list[str]]]:
-    """Per reviewer 중분류 column, the offered minors of each offered major (sorted, as
-    :func:`dropdown_lists`): the dependent dropdowns."""
+    """The dependent 중분류 dropdowns.
+
+    Parameters
+    ----------
+    taxonomy
+        The classes to offer.
+
+    Returns
+    -------
+    dict[str, dict[str, list[str]]]
+        Per reviewer 중분류 column, ``{offered major: its offered minors}``, sorted as
+        :meth:`voc.taxonomy.Taxonomy.offered_rows`; dimensions without offered classes absent.
+    """
     out: dict[str, dict[str, list[str]]] = {}
     for dim, (_col_major, col_minor) in REVIEWER_LABEL_COLUMNS.items():
         per: dict[str, list[str]] = {}
@@ -268,7 +385,22 @@ def row_minor_choices(row: dict[str, str], taxonomy: Taxonomy, dimension: str) -
     """The 중분류 dropdown of one sheet row (Google Sheets' per-row lists): the offered minors of
     the row's 대분류 — the reviewer's 검수_ 대분류 when it names an offered or retired major
     (a retired one stands for its successor), else the model's 대분류 (guess marker removed,
-    retired mapped the same way) — or every offered minor when neither names one."""
+    retired mapped the same way) — or every offered minor when neither names one.
+
+    Parameters
+    ----------
+    row
+        One sheet row by column name.
+    taxonomy
+        The classes to offer.
+    dimension
+        ``"subject"`` or ``"work"``.
+
+    Returns
+    -------
+    list[str]
+        The row's 중분류 choices (``[]`` when the dimension has no offered class).
+    """
     col_major, col_minor = REVIEWER_LABEL_COLUMNS[dimension]
     per = minor_lists(taxonomy).get(col_minor, {})
     retired = taxonomy.retired_majors(dimension)
@@ -284,7 +416,19 @@ def list_name(dimension: str, index: int | None = None) -> str:
     """Workbook-level defined name of a dropdown list (XLSX): ``VOC_S_MAJORS`` (the majors),
     ``VOC_S_ALL`` (every minor) and ``VOC_S_{k}`` (the minors of the k-th major, 1-based, in the
     order of ``VOC_S_MAJORS``); ``W`` for the work type. ASCII so that any major name works:
-    the 중분류 validation finds k with ``MATCH`` and the list with ``INDIRECT``."""
+    the 중분류 validation finds k with ``MATCH`` and the list with ``INDIRECT``.
+
+    Parameters
+    ----------
+    dimension
+        ``"subject"`` (``S``) or anything else (``W``).
+    index
+        None: the majors' list; 0: every minor; k ≥ 1: the minors of the k-th major.
+
+    Returns
+    -------
+    str
+    """
     d = "S" if dimension == "subject" else "W"
     if index is None:
         return f"VOC_{d}_MAJORS"
@@ -294,7 +438,17 @@ def list_name(dimension: str, index: int | None = None) -> str:
 def frozen_columns(columns: Sequence[str]) -> int:
     """How many leading columns stay put when scrolling right: every column before the first
     reviewer column (:data:`voc.review.REVIEWER_COLUMNS`), so ``voc_id``, 제목, 요청내용 and the
-    model's tags stay beside the 검수_ cells; 0 when the sheet has no reviewer column."""
+    model's tags stay beside the 검수_ cells; 0 when the sheet has no reviewer column.
+
+    Parameters
+    ----------
+    columns
+        The sheet's columns, in order.
+
+    Returns
+    -------
+    int
+    """
     for j, c in enumerate(columns):
         if c in REVIEWER_COLUMNS:
             return j
@@ -304,7 +458,13 @@ def frozen_columns(columns: Sequence[str]) -> int:
 def guide_rows() -> list[list[str]]:
     """The 검수 안내 sheet as rows of text: the opening lines, a blank row, then a header
     ``열 | 입력 | 설명`` and one row per column of :data:`voc.review.REVIEW_COLUMNS` (입력 =
-    ``검수자`` for reviewer columns, ``-`` otherwise)."""
+    ``검수자`` for reviewer columns, ``-`` otherwise).
+
+    Returns
+    -------
+    list[list[str]]
+        Rows of three cells (열, 입력, 설명); the opening lines fill the first cell only.
+    """
     rows: list[list[str]] = [[line, "", ""] for line in REVIEW_GUIDE_INTRO]
     rows.append(["", "", ""])
     rows.append(["열", "입력", "설명"])
@@ -314,6 +474,8 @@ def guide_rows() -> list[list[str]]:
 
 
 def _check_frame(sheet: pl.DataFrame) -> pl.DataFrame:
+    """``sheet`` as stored: review columns first (missing :data:`voc.review.ADDED_COLUMNS` added
+    empty), all text; :class:`ReviewBackendError` when another review column is missing."""
     missing = [c for c in REVIEW_COLUMNS if c not in sheet.columns and c not in ADDED_COLUMNS]
     if missing:
         raise ReviewBackendError(f"review sheet frame is missing column(s) {missing}")
@@ -327,10 +489,12 @@ def _check_frame(sheet: pl.DataFrame) -> pl.DataFrame:
 
 
 def _read_cell(value: Any) -> str:
+    """A cell value as read back: text as is, anything else :func:`voc.review.neutralize_cell`."""
     return value if isinstance(value, str) else neutralize_cell(value)
 
 
 def _canon_conf(text: str) -> str:
+    """A confidence cell as ``"0.00"`` (``""`` when blank; a non-number unchanged)."""
     t = text.strip()
     if not t:
         return ""
@@ -349,6 +513,11 @@ def frame_from_grid(grid: Sequence[Sequence[Any]]) -> pl.DataFrame:
     dropped (inner ones kept, so row numbers stay those of the spreadsheet); header-less
     columns that hold nothing are dropped, others are named ``column_{n}``; a repeated header
     gets a ``_2``, ``_3`` suffix.
+
+    Parameters
+    ----------
+    grid
+        Rows of cell values (ragged rows allowed), the header row first.
 
     Returns
     -------
@@ -388,6 +557,7 @@ def frame_from_grid(grid: Sequence[Sequence[Any]]) -> pl.DataFrame:
 
 
 def _iso_date(text: str) -> date | None:
+    """The date of a ``YYYY-MM-DD`` text, else None."""
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         return None
     try:
@@ -397,6 +567,7 @@ def _iso_date(text: str) -> date | None:
 
 
 def _float(text: str) -> float | None:
+    """The number a text holds, else None (blank too)."""
     try:
         return float(text) if text.strip() else None
     except ValueError:
@@ -416,10 +587,11 @@ class XlsxReviewBackend:
     hidden :data:`TAXONOMY_SHEET` with the dropdown lists.
 
     Data sheet: bold header on two lines, frozen header row *and* every column left of the first
-    reviewer column (:func:`frozen_columns`; ``freeze_panes = "S2"`` for the standard columns),
+    reviewer column (:func:`frozen_columns`; ``freeze_panes = "V2"`` for the standard columns),
     opened at :data:`SHEET_ZOOM` % with :data:`COLUMN_WIDTHS` so that the frozen part and the
     검수 columns fit one screen; printed landscape, one page wide, header row repeated. Autofilter over the data, model
-    tag columns grey, reviewer columns yellow, ``model_version``/``run_id`` hidden, confidences
+    tag columns grey, reviewer columns yellow, the other cells of an urgent row (긴급 filled,
+    :data:`voc.review.URGENT_MARK`) light red, ``model_version``/``run_id`` hidden, confidences
     as numbers (``0.00``), 등록일 as a date, all other cells text (``data_type "s"``;
     formula-like text also gets ``quotePrefix`` so Excel keeps it text when edited). Text columns
     (:data:`voc.review.TEXT_COLUMNS`) wrap, every cell is top-aligned, and each row is as high
@@ -440,8 +612,8 @@ class XlsxReviewBackend:
     :data:`TAXONOMY_SHEET` (column per list, header in row 1) under workbook-level names
     (:func:`list_name`): ``VOC_S_MAJORS`` for 검수_주제 대분류, ``VOC_S_ALL`` and
     ``VOC_S_1`` … for the minors of each major. 검수_주제 중분류 is **dependent** on the row's
-    대분류 — the reviewer's 검수_주제 대분류 (column S), or the model's 주제 대분류 (column L)
-    while that is empty: with ``K = IF($S2="",$L2,$S2)``, ``IF(ISNA(MATCH(K,VOC_S_MAJORS,0)),
+    대분류 — the reviewer's 검수_주제 대분류 (column V), or the model's 주제 대분류 (column N)
+    while that is empty: with ``K = IF($V2="",$N2,$V2)``, ``IF(ISNA(MATCH(K,VOC_S_MAJORS,0)),
     VOC_S_ALL,INDIRECT("VOC_S_"&MATCH(K,VOC_S_MAJORS,0)))`` (every minor when K is no offered
     major: a retired name); the same with ``VOC_W_*`` for the work type. The model's 대분류 of a
     keyword guess reads ``값 (추정)``: ``SUBSTITUTE`` removes :data:`voc.review.GUESS_SUFFIX`
@@ -458,19 +630,34 @@ class XlsxReviewBackend:
     """
 
     def __init__(self, storage: Storage, prefix: str) -> None:
+        """Workbooks of ``prefix`` in ``storage``."""
         self.storage = storage
         self.prefix = prefix
 
     def key(self, month: str) -> str:
-        """Storage key of the month's workbook."""
-        ym = yyyymm(month)
-        return join_key(self.prefix, ym, f"review_{ym}.xlsx")
+        """Storage key of the month's workbook.
+
+        Parameters
+        ----------
+        month
+            ``YYYY-MM``.
+
+        Returns
+        -------
+        str
+            ``{prefix}/{yyyymm}/review_{yyyymm}.xlsx`` (:func:`flows.storage_layout.review_workbook_key`).
+        """
+        from flows.storage_layout import review_workbook_key
+
+        return review_workbook_key(self.prefix, month)
 
     def location(self, month: str) -> str:
+        """The storage URI of :meth:`key` (see :meth:`ReviewBackend.location`)."""
         return self.storage.uri(self.key(month))
 
     def read_month(self, month: str) -> pl.DataFrame | None:
-        """The month's sheet frame, ``None`` when the workbook does not exist.
+        """The month's sheet frame, ``None`` when the workbook does not exist
+        (:meth:`ReviewBackend.read_month`).
 
         Raises
         ------
@@ -493,6 +680,7 @@ class XlsxReviewBackend:
 
     @staticmethod
     def _frame(key: str, month: str, data: bytes) -> pl.DataFrame:
+        """The sheet frame of a workbook's bytes (its ``yyyymm`` sheet, else its first data sheet)."""
         import openpyxl
 
         def sheet_grid(*, data_only: bool) -> tuple[list[list[Any]], list[tuple[int, int]]]:
@@ -503,7 +691,7 @@ class XlsxReviewBackend:
                 raise ReviewBackendError(f"review workbook {key} is not a readable .xlsx file: {e}") from e
             try:
                 ym = yyyymm(month)
-                names = [n for n in wb.sheetnames if n not in (TAXONOMY_SHEET, GUIDE_SHEET)]
+                names = [n for n in wb.sheetnames if n not in (TAXONOMY_SHEET, GUIDE_SHEET, AUDIT_SHEET)]
                 if not names:
                     raise ReviewBackendError(f"review workbook {key} has no data sheet")
                 ws = wb[ym] if ym in wb.sheetnames else wb[names[0]]
@@ -534,7 +722,8 @@ class XlsxReviewBackend:
         return frame_from_grid(grid)
 
     def write_month(self, month: str, sheet: pl.DataFrame, taxonomy: Taxonomy) -> str:
-        """Write the month's workbook (replacing it); return its storage URI.
+        """Write the month's workbook (replacing it); return its storage URI
+        (:meth:`ReviewBackend.write_month`).
 
         Raises
         ------
@@ -548,10 +737,12 @@ class XlsxReviewBackend:
     def update_month(
         self, month: str, change: Change[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS
     ) -> tuple[str, R]:
-        """Compare-and-swap of the workbook: read it with its version, apply ``change``, write
-        with :meth:`flows.adapters.storage.Storage.write_if` on that version; on
+        """Compare-and-swap of the workbook (:func:`flows.adapters.storage.update_with_cas`): read
+        it with its version, apply ``change``, write with
+        :meth:`flows.adapters.storage.Storage.write_if` on that version; on
         :class:`flows.adapters.storage.StorageConflict` (a reviewer uploaded meanwhile) start again from
-        the new workbook.
+        the new workbook. Parameters and result as :meth:`ReviewBackend.update_month`; the
+        :data:`voc.label_fixes.AUDIT_SHEET` sheet is kept as it is.
 
         Raises
         ------
@@ -559,25 +750,102 @@ class XlsxReviewBackend:
             Every one of ``attempts`` rounds met a concurrent write (nothing overwritten).
         ReviewBackendError
             Unreadable workbook; a frame without the review columns.
+        flows.adapters.storage.StorageError
+            The storage cannot be read or written.
         """
         key = self.key(month)
-        for attempt in range(1, max(1, attempts) + 1):
-            existing, version = self._read_versioned(month)
-            sheet, result = change(existing)
-            data = build_workbook(_check_frame(sheet), taxonomy, title=yyyymm(month))
-            try:
-                return self.storage.write_if(key, data, version=version, content_type=_XLSX_TYPE), result
-            except StorageConflict as e:
-                log.warning(
-                    "review workbook %s was written by someone else while merging (%s); "
-                    "re-reading and merging again (attempt %d/%d)", key, e, attempt, attempts,
-                )
-        raise ReviewConflictError(
-            f"review workbook {self.storage.uri(key)} changed during each of {attempts} attempts to update it; "
-            "nothing was overwritten: rerun the same run"
-        )
+
+        def merge(data: bytes | None) -> tuple[bytes, R]:
+            """The new workbook's bytes on top of the stored ones, and ``change``'s result."""
+            sheet, result = change(self._frame(key, month, data) if data is not None else None)
+            audit = audit_frame(key, data) if data is not None else None  # the 이전 라벨 점검 sheet stays as it is
+            return build_workbook(_check_frame(sheet), taxonomy, title=yyyymm(month), audit=audit), result
+
+        try:
+            return update_with_cas(self.storage, key, merge, attempts=attempts, content_type=_XLSX_TYPE)
+        except StorageConflict as e:
+            raise ReviewConflictError(
+                f"review workbook {self.storage.uri(key)} changed during each of {attempts} attempts to update it; "
+                "nothing was overwritten: rerun the same run"
+            ) from e
+
+    def read_audit(self, month: str) -> pl.DataFrame | None:
+        """The month's :data:`voc.label_fixes.AUDIT_SHEET` frame.
+
+        Parameters
+        ----------
+        month
+            ``YYYY-MM``.
+
+        Returns
+        -------
+        pl.DataFrame or None
+            :func:`audit_frame` of the workbook; None when the workbook or the sheet does not exist.
+
+        Raises
+        ------
+        ReviewBackendError
+            The workbook is not a readable XLSX file, or storage cannot be read.
+        """
+        key = self.key(month)
+        try:
+            data = self.storage.read_bytes(key) if self.storage.exists(key) else None
+        except StorageError as e:
+            raise ReviewBackendError(f"review workbook {key}: {e}") from e
+        return audit_frame(key, data) if data is not None else None
+
+    def update_audit(
+        self, month: str, change: AuditChange[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS
+    ) -> tuple[str, R]:
+        """Compare-and-swap of the :data:`voc.label_fixes.AUDIT_SHEET` sheet: ``change(sheet as
+        read or None, None)`` gives the new one (an empty frame: no sheet); the data sheet is
+        rewritten as read (reviewer cells unchanged), the workbook written unless nothing changed.
+
+        Parameters
+        ----------
+        month
+            ``YYYY-MM``.
+        change
+            See :data:`AuditChange`.
+        taxonomy
+            The dropdowns' classes.
+        attempts
+            Rounds before giving up.
+
+        Returns
+        -------
+        tuple[str, R]
+            The workbook's URI and what the last ``change`` returned.
+
+        Raises
+        ------
+        ReviewBackendError
+            The month has no workbook, or it is unreadable.
+        ReviewConflictError
+            Every one of ``attempts`` rounds met a concurrent write (nothing overwritten).
+        """
+        key = self.key(month)
+
+        def merge(data: bytes | None) -> tuple[bytes, R]:
+            """The workbook with ``change``'s audit sheet (the stored bytes when it is the same)."""
+            if data is None:
+                raise ReviewBackendError(f"no review workbook for {yyyymm(month)} at {self.location(month)}")
+            old = audit_frame(key, data)
+            audit, result = change(old, None)
+            if _same_audit(old, audit):
+                return data, result
+            return build_workbook(_check_frame(self._frame(key, month, data)), taxonomy, title=yyyymm(month), audit=audit), result
+
+        try:
+            return update_with_cas(self.storage, key, merge, attempts=attempts, content_type=_XLSX_TYPE)
+        except StorageConflict as e:
+            raise ReviewConflictError(
+                f"review workbook {self.storage.uri(key)} changed during each of {attempts} attempts to update it; "
+                "nothing was overwritten: rerun"
+            ) from e
 
     def __repr__(self) -> str:
+        """``XlsxReviewBackend(storage, prefix=…)``."""
         return f"XlsxReviewBackend({self.storage!r}, prefix={self.prefix!r})"
 
 
@@ -608,7 +876,25 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
     """
 
     def building_key(self, month: str, building_id: str) -> str:
-        """Storage key of building ``building_id``'s workbook of ``month``."""
+        """Storage key of one building's workbook.
+
+        Parameters
+        ----------
+        month
+            ``YYYY-MM``.
+        building_id
+            The building (a safe path segment).
+
+        Returns
+        -------
+        str
+            ``{prefix}/{yyyymm}/{building_id}/review_{building_id}_{yyyymm}.xlsx``.
+
+        Raises
+        ------
+        ValueError
+            ``building_id`` is no safe path segment (:func:`flows.storage_layout.safe_segment`).
+        """
         from flows.storage_layout import safe_segment
 
         ym = yyyymm(month)
@@ -616,11 +902,32 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
         return join_key(self.prefix, ym, bid, f"review_{bid}_{ym}.xlsx")
 
     def key(self, month: str) -> str:
-        """The month's folder (there is no single workbook)."""
+        """The month's folder ``{prefix}/{yyyymm}`` (there is no single workbook).
+
+        Parameters
+        ----------
+        month
+            ``YYYY-MM``.
+
+        Returns
+        -------
+        str
+        """
         return join_key(self.prefix, yyyymm(month))
 
     def building_ids(self, month: str) -> list[str]:
-        """Buildings that have a workbook for ``month`` (sorted by :func:`voc.schema.building_sort_key`)."""
+        """The buildings that have a workbook of the month.
+
+        Parameters
+        ----------
+        month
+            ``YYYY-MM``.
+
+        Returns
+        -------
+        list[str]
+            Building ids, sorted by :func:`voc.schema.building_sort_key`.
+        """
         from voc.schema import building_sort_key
 
         ym = yyyymm(month)
@@ -632,7 +939,9 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
                 found.append(parts[0])
         return sorted(found, key=building_sort_key)
 
-    def _read_buildings(self, month: str) -> dict[str, tuple[pl.DataFrame, str]]:
+    def _read_buildings(self, month: str, *, audits: dict[str, pl.DataFrame | None] | None = None) -> dict[str, tuple[pl.DataFrame, str]]:
+        """``{building_id: (sheet frame, version)}``; with ``audits``, each workbook's
+        :data:`voc.label_fixes.AUDIT_SHEET` frame (None without one) is put there too."""
         out: dict[str, tuple[pl.DataFrame, str]] = {}
         try:
             for bid in self.building_ids(month):
@@ -640,18 +949,22 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
                 got = self.storage.read_versioned(key)
                 if got is not None:
                     out[bid] = (self._frame(key, month, got[0]), got[1])
+                    if audits is not None:
+                        audits[bid] = audit_frame(key, got[0])
         except StorageError as e:
             raise ReviewBackendError(f"review workbooks of {yyyymm(month)} under {self.location(month)}: {e}") from e
         return out
 
     @staticmethod
     def _concat(frames: Sequence[pl.DataFrame]) -> pl.DataFrame | None:
+        """Frames stacked (all text, missing columns ``""``); None for none."""
         if not frames:
             return None
         return pl.concat([f.cast({c: pl.Utf8 for c in f.columns}) for f in frames], how="diagonal").fill_null("")
 
     def read_month(self, month: str) -> pl.DataFrame | None:
-        """Every building's rows of the month, concatenated; ``None`` when no building has a workbook.
+        """Every building's rows of the month, concatenated; ``None`` when no building has a workbook
+        (:meth:`ReviewBackend.read_month`).
 
         Raises
         ------
@@ -661,6 +974,7 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
         return self._concat([f for f, _ in self._read_buildings(month).values()])
 
     def _split(self, month: str, sheet: pl.DataFrame) -> dict[str, pl.DataFrame]:
+        """``{building_id: its rows}`` of a sheet; :class:`ReviewBackendError` for a row without one."""
         frame = _check_frame(sheet)
         if COL_BUILDING_ID not in frame.columns:
             raise ReviewBackendError(f"review sheet of {yyyymm(month)} has no {COL_BUILDING_ID} column: cannot split it by building")
@@ -675,7 +989,8 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
         return {str(b): part.drop("__bid") for (b,), part in frame.group_by("__bid", maintain_order=True)}
 
     def write_month(self, month: str, sheet: pl.DataFrame, taxonomy: Taxonomy) -> str:
-        """Write one workbook per building of ``sheet`` (replacing each); return the month folder's URI.
+        """Write one workbook per building of ``sheet`` (replacing each); return the month folder's URI
+        (:meth:`ReviewBackend.write_month`).
 
         Raises
         ------
@@ -691,7 +1006,8 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
     def update_month(
         self, month: str, change: Change[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS
     ) -> tuple[str, R]:
-        """Compare-and-swap per building workbook (class docstring).
+        """Compare-and-swap per building workbook (class docstring); parameters and result as
+        :meth:`ReviewBackend.update_month`.
 
         Raises
         ------
@@ -701,14 +1017,15 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
             Unreadable workbook; a frame without the review columns; a row without ``building_id``.
         """
         for attempt in range(1, max(1, attempts) + 1):
-            read = self._read_buildings(month)
+            audits: dict[str, pl.DataFrame | None] = {}
+            read = self._read_buildings(month, audits=audits)
             sheet, result = change(self._concat([f for f, _ in read.values()]))
             try:
                 for bid, part in self._split(month, sheet).items():
                     before = read.get(bid)
                     if before is not None and _check_frame(before[0]).equals(part):
                         continue
-                    data = build_workbook(part, taxonomy, title=yyyymm(month))
+                    data = build_workbook(part, taxonomy, title=yyyymm(month), audit=audits.get(bid))
                     self.storage.write_if(
                         self.building_key(month, bid), data, version=before[1] if before else None, content_type=_XLSX_TYPE
                     )
@@ -723,7 +1040,54 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
             "nothing was overwritten: rerun the same run"
         )
 
+    def read_audit(self, month: str) -> pl.DataFrame | None:
+        """Every building's :data:`voc.label_fixes.AUDIT_SHEET` rows, concatenated; None when no
+        workbook has the sheet (:meth:`XlsxReviewBackend.read_audit`)."""
+        audits: dict[str, pl.DataFrame | None] = {}
+        self._read_buildings(month, audits=audits)
+        return self._concat([a for a in audits.values() if a is not None])
+
+    def update_audit(
+        self, month: str, change: AuditChange[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS
+    ) -> tuple[str, R]:
+        """:meth:`XlsxReviewBackend.update_audit` over the buildings' workbooks: ``change`` gets
+        every building's sheet rows and the set of buildings with a workbook; its rows go to
+        their ``building_id``'s workbook (rows of other buildings are dropped), each workbook
+        written by compare-and-swap only when its rows changed. Parameters and result as
+        :meth:`XlsxReviewBackend.update_audit` (the location: the month folder's URI).
+
+        Raises
+        ------
+        ReviewBackendError
+            The month has no workbook, or one is unreadable.
+        ReviewConflictError
+            Every one of ``attempts`` rounds met a concurrent write.
+        """
+        for attempt in range(1, max(1, attempts) + 1):
+            audits: dict[str, pl.DataFrame | None] = {}
+            read = self._read_buildings(month, audits=audits)
+            if not read:
+                raise ReviewBackendError(f"no review workbook for {yyyymm(month)} under {self.location(month)}")
+            audit, result = change(self._concat([a for a in audits.values() if a is not None]), frozenset(read))
+            bids = audit[COL_BUILDING_ID].cast(pl.Utf8).fill_null("").str.strip_chars() if audit.height else None
+            try:
+                for bid, (frame, version) in read.items():
+                    part = audit.filter(bids == bid) if bids is not None else audit.clear()
+                    if _same_audit(audits.get(bid), part):
+                        continue
+                    data = build_workbook(_check_frame(frame), taxonomy, title=yyyymm(month), audit=part)
+                    self.storage.write_if(self.building_key(month, bid), data, version=version, content_type=_XLSX_TYPE)
+                return self.location(month), result
+            except StorageConflict as e:
+                log.warning("a review workbook of %s changed while updating %s (%s); again (attempt %d/%d)",
+                            yyyymm(month), AUDIT_SHEET, e, attempt, attempts)
+        raise ReviewConflictError(
+            f"review workbooks under {self.location(month)} changed during each of {attempts} attempts to update them; "
+            "nothing was overwritten: rerun"
+        )
+
     def __repr__(self) -> str:
+        """``PerBuildingXlsxReviewBackend(storage, prefix=…)``."""
         return f"PerBuildingXlsxReviewBackend({self.storage!r}, prefix={self.prefix!r})"
 
 
@@ -750,76 +1114,176 @@ def _lines(text: str, width: float) -> int:
 def row_height(cells: dict[str, str]) -> float:
     """Height in points of a data row whose :data:`voc.review.TEXT_COLUMNS` wrap: enough lines
     for its longest text column, at most :data:`_MAX_ROW_LINES` (a long request shows its
-    beginning; the cell holds all of it)."""
+    beginning; the cell holds all of it).
+
+    Parameters
+    ----------
+    cells
+        The row's cell texts by column (missing columns count as empty).
+
+    Returns
+    -------
+    float
+        15 points per line, 1 to 6 lines (a line of a column is its :data:`COLUMN_WIDTHS`
+        minus one unit, wide characters counting two).
+    """
     lines = max([1, *(_lines(cells.get(c, ""), COLUMN_WIDTHS.get(c, _DEFAULT_WIDTH)) for c in TEXT_COLUMNS)])
     return _ROW_LINE_PT * min(lines, _MAX_ROW_LINES)
 
 
-def build_workbook(frame: pl.DataFrame, taxonomy: Taxonomy, *, title: str) -> bytes:
-    """The XLSX bytes of a sheet frame (see :class:`XlsxReviewBackend` for the layout)."""
+def _urgent_flags(frame: pl.DataFrame) -> list[bool]:
+    """Per data row of a sheet frame: 긴급 holds :data:`voc.review.URGENT_MARK` (all False
+    without the column: a sheet from before it)."""
+    if COL_URGENT not in frame.columns:
+        return [False] * frame.height
+    return [neutralize_cell(v).strip() == URGENT_MARK for v in frame[COL_URGENT].to_list()]
+
+
+def build_workbook(frame: pl.DataFrame, taxonomy: Taxonomy, *, title: str, audit: pl.DataFrame | None = None) -> bytes:
+    """The XLSX workbook of a sheet frame, laid out for a reviewer (see :class:`XlsxReviewBackend`).
+
+    Parameters
+    ----------
+    frame
+        ``M × C`` sheet frame (:data:`voc.review.REVIEW_COLUMNS`, then any columns a reviewer
+        added); cells pass through :func:`voc.review.neutralize_cell`.
+    taxonomy
+        The dropdowns' classes (offered ones only: :func:`dropdown_lists`).
+    title
+        The data sheet's name (``yyyymm``).
+    audit
+        The :data:`voc.label_fixes.AUDIT_SHEET` frame (:data:`voc.label_fixes.AUDIT_COLUMNS`);
+        when it has rows, that sheet follows the data sheet (:func:`_add_audit_sheet`).
+
+    Returns
+    -------
+    bytes
+        The ``.xlsx`` file: the data sheet (active), [the audit sheet], :data:`GUIDE_SHEET` and
+        the hidden :data:`TAXONOMY_SHEET`.
+    """
     from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font, PatternFill, Protection
-    from openpyxl.utils import get_column_letter
-    from openpyxl.workbook.defined_name import DefinedName
-    from openpyxl.worksheet.datavalidation import DataValidation
+    from openpyxl.worksheet.worksheet import Worksheet
 
     columns = frame.columns
-    n = frame.height
     wb = Workbook()
-    ws = wb.active
+    ws = cast(Worksheet, wb.active)  # a new workbook's only sheet is a worksheet
     ws.title = title
-    grey = PatternFill("solid", start_color="FFE7E6E6", end_color="FFE7E6E6")
-    grey_head = PatternFill("solid", start_color="FFBFBFBF", end_color="FFBFBFBF")
-    yellow = PatternFill("solid", start_color="FFFFF2CC", end_color="FFFFF2CC")
-    yellow_head = PatternFill("solid", start_color="FFFFD966", end_color="FFFFD966")
-    bold = Font(bold=True)
-    flag_font = Font(bold=True, color="FFC00000")
-    head_align = Alignment(vertical="center", wrap_text=True)
-    wrap = Alignment(vertical="top", wrap_text=True)
-    top = Alignment(vertical="top")
-    unlocked = Protection(locked=False)
-    model_cols = set(MODEL_COLUMNS)
-    reviewer_cols = set(REVIEWER_COLUMNS)
-    text_cols = set(TEXT_COLUMNS)
+    styles = _XlsxStyles.make()
+    _write_header(ws, columns, styles)
+    urgent_rows = _urgent_flags(frame)
+    for i, row in enumerate(frame.iter_rows(), start=2):
+        _write_data_row(ws, i, list(zip(columns, row)), styles, urgent=urgent_rows[i - 2])
+    _lay_out_data_sheet(ws, columns, frame.height)
+    _add_dropdowns(wb, ws, columns, frame.height, taxonomy)
+    _add_guide_sheet(wb, styles)
+    if audit is not None and audit.height:
+        _add_audit_sheet(wb, audit, taxonomy)
+    wb.active = 0
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
 
+
+@dataclass(frozen=True)
+class _XlsxStyles:
+    """The fills, fonts, alignments and protection of the data and guide sheets."""
+
+    grey: PatternFill
+    grey_head: PatternFill
+    yellow: PatternFill
+    yellow_head: PatternFill
+    urgent: PatternFill
+    bold: Font
+    flag_font: Font
+    head_align: Alignment
+    wrap: Alignment
+    top: Alignment
+    unlocked: Protection
+
+    @classmethod
+    def make(cls) -> _XlsxStyles:
+        """The workbook's styles (model cells grey, reviewer cells yellow, urgent rows light red)."""
+        from openpyxl.styles import Alignment, Font, PatternFill, Protection
+
+        def fill(argb: str) -> PatternFill:
+            """A solid fill of one ARGB colour."""
+            return PatternFill("solid", start_color=argb, end_color=argb)
+
+        return cls(
+            grey=fill("FFE7E6E6"),
+            grey_head=fill("FFBFBFBF"),
+            yellow=fill("FFFFF2CC"),
+            yellow_head=fill("FFFFD966"),
+            urgent=fill(_URGENT_RGB),
+            bold=Font(bold=True),
+            flag_font=Font(bold=True, color="FFC00000"),
+            head_align=Alignment(vertical="center", wrap_text=True),
+            wrap=Alignment(vertical="top", wrap_text=True),
+            top=Alignment(vertical="top"),
+            unlocked=Protection(locked=False),
+        )
+
+
+def _write_header(ws: Worksheet, columns: Sequence[str], styles: _XlsxStyles) -> None:
+    """The data sheet's header row: bold, wrapped, model columns grey and reviewer ones yellow."""
     for j, name in enumerate(columns, start=1):
         c = ws.cell(row=1, column=j)
         c.value = neutralize_cell(name)
         c.data_type = "s"
-        c.font = bold
-        c.alignment = head_align
-        if name in model_cols:
-            c.fill = grey_head
-        elif name in reviewer_cols:
-            c.fill = yellow_head
-    for i, row in enumerate(frame.iter_rows(), start=2):
-        cells: dict[str, str] = {}
-        for j, (name, raw) in enumerate(zip(columns, row), start=1):
-            text = neutralize_cell(raw)
-            cells[name] = text
-            c = ws.cell(row=i, column=j)
-            if name in CONFIDENCE_COLUMNS and (v := _float(text)) is not None:
-                c.value = v
-                c.number_format = "0.00"
-            elif name == COL_CREATED and (d := _iso_date(text)) is not None:
-                c.value = d
-                c.number_format = "yyyy-mm-dd"
-            elif text:
-                c.value = text
-                c.data_type = "s"  # never a formula, whatever the text starts with
-                if is_formula_like(text):
-                    c.quotePrefix = True
-            c.alignment = wrap if name in text_cols else top
-            if name in model_cols:
-                c.fill = grey
-            elif name in reviewer_cols:
-                c.fill = yellow
-                c.protection = unlocked
-            elif name not in REVIEW_COLUMNS:
-                c.protection = unlocked  # a column the reviewer added is theirs
-            if name == COL_FLAG and text:
-                c.font = flag_font
-        ws.row_dimensions[i].height = row_height(cells)
+        c.font = styles.bold
+        c.alignment = styles.head_align
+        if name in MODEL_COLUMNS:
+            c.fill = styles.grey_head
+        elif name in REVIEWER_COLUMNS:
+            c.fill = styles.yellow_head
+
+
+def _write_data_row(ws: Worksheet, i: int, cells: Sequence[tuple[str, Any]], styles: _XlsxStyles, *, urgent: bool) -> None:
+    """Sheet row ``i`` from ``(column, value)`` pairs (:func:`_write_data_cell`), as high as its
+    texts need (:func:`row_height`)."""
+    texts: dict[str, str] = {}
+    for j, (name, raw) in enumerate(cells, start=1):
+        text = neutralize_cell(raw)
+        texts[name] = text
+        _write_data_cell(ws.cell(row=i, column=j), name, text, styles, urgent=urgent)
+    ws.row_dimensions[i].height = row_height(texts)
+
+
+def _write_data_cell(c: Any, name: str, text: str, styles: _XlsxStyles, *, urgent: bool) -> None:
+    """One data cell of column ``name``: a confidence a number ``0.00``, 등록일 a date, any other
+    text stored as text (``quotePrefix`` when formula-like); aligned, filled by who owns it
+    (an urgent row's machine cells light red), reviewer and added columns unlocked."""
+    if name in CONFIDENCE_COLUMNS and (v := _float(text)) is not None:
+        c.value = v
+        c.number_format = "0.00"
+    elif name == COL_CREATED and (d := _iso_date(text)) is not None:
+        c.value = d
+        c.number_format = "yyyy-mm-dd"
+    elif text:
+        c.value = text
+        c.data_type = "s"  # never a formula, whatever the text starts with
+        if is_formula_like(text):
+            c.quotePrefix = True
+    c.alignment = styles.wrap if name in TEXT_COLUMNS else styles.top
+    if name in MODEL_COLUMNS:
+        c.fill = styles.grey
+    elif name in REVIEWER_COLUMNS:
+        c.fill = styles.yellow
+        c.protection = styles.unlocked
+    elif name not in REVIEW_COLUMNS:
+        c.protection = styles.unlocked  # a column the reviewer added is theirs
+    elif urgent:  # the row's machine cells; grey and yellow keep saying who owns a cell
+        c.fill = styles.urgent
+    if name in (COL_FLAG, COL_URGENT) and text:
+        c.font = styles.flag_font
+
+
+def _lay_out_data_sheet(ws: Worksheet, columns: Sequence[str], n: int) -> None:
+    """Column widths (hidden ``model_version``/``run_id``), header height, frozen panes, zoom,
+    printing, the autofilter over ``n`` data rows and the password-less protection."""
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.properties import PageSetupProperties
+
     for j, name in enumerate(columns, start=1):
         dim = ws.column_dimensions[get_column_letter(j)]
         dim.width = COLUMN_WIDTHS.get(name, _DEFAULT_WIDTH)
@@ -834,7 +1298,7 @@ def build_workbook(frame: pl.DataFrame, taxonomy: Taxonomy, *, title: str) -> by
     ws.page_setup.paperSize = ws.PAPERSIZE_A4
     ws.page_setup.fitToWidth = 1
     ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
     ws.print_title_rows = "1:1"
     last = get_column_letter(max(len(columns), 1))
     ws.auto_filter.ref = f"A1:{last}{n + 1}"
@@ -845,35 +1309,36 @@ def build_workbook(frame: pl.DataFrame, taxonomy: Taxonomy, *, title: str) -> by
     ws.protection.formatColumns = False
     ws.protection.formatRows = False
 
-    _add_dropdowns(wb, ws, columns, n, taxonomy, DataValidation, DefinedName, get_column_letter)
+
+def _add_guide_sheet(wb: Any, styles: _XlsxStyles) -> None:
+    """The :data:`GUIDE_SHEET` sheet (second tab): :func:`guide_rows`, header lines bold, the
+    explanations wrapped, protected without a password."""
     guide = wb.create_sheet(GUIDE_SHEET, 1)
     for r, values in enumerate(guide_rows(), start=1):
         for j, v in enumerate(values, start=1):
             if v:
                 c = guide.cell(row=r, column=j, value=v)
                 c.data_type = "s"
-                c.alignment = wrap if j == 3 else top
+                c.alignment = styles.wrap if j == 3 else styles.top
                 if r == 1 or values[0] == "열":
-                    c.font = bold
+                    c.font = styles.bold
     guide.column_dimensions["A"].width = 22
     guide.column_dimensions["B"].width = 8
     guide.column_dimensions["C"].width = 90
     guide.protection.sheet = True
-    wb.active = 0
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
 
 
-def _add_dropdowns(
-    wb: Any, ws: Any, columns: Sequence[str], n: int, taxonomy: Taxonomy, DataValidation: Any, DefinedName: Any, letter: Any
-) -> None:
+def _add_dropdowns(wb: Any, ws: Worksheet, columns: Sequence[str], n: int, taxonomy: Taxonomy) -> None:
     """Lists on the hidden sheet :data:`TAXONOMY_SHEET` (one column per list, header in row 1),
     workbook-level names for them (:func:`list_name`) and the validations: 대분류 from the majors'
     name; 중분류 dependent on the row's 대분류 through ``INDIRECT`` — the 검수_ 대분류, or while
     it is empty the model's 대분류 — and every offered minor when that is no listed major (a
     retired name; a keyword guess ``값 (추정)`` is looked up without its marker); 검수완료 and
     묶음 적용 an inline list of :data:`DONE_CHOICES`."""
+    from openpyxl.utils import get_column_letter as letter
+    from openpyxl.workbook.defined_name import DefinedName
+    from openpyxl.worksheet.datavalidation import DataValidation
+
     lists = dropdown_lists(taxonomy)
     per_major = minor_lists(taxonomy)
     tax = wb.create_sheet(TAXONOMY_SHEET)
@@ -883,6 +1348,7 @@ def _add_dropdowns(
     k = 0
 
     def put(header: str, values: Sequence[str], name: str) -> str:
+        """``values`` in the next column of the list sheet under ``header``, named ``name``."""
         nonlocal k
         k += 1
         lc = letter(k)
@@ -896,6 +1362,7 @@ def _add_dropdowns(
         return name
 
     def validate(col_name: str, formula: str) -> None:
+        """A list validation of the data rows of column ``col_name`` (other values refused)."""
         col = letter(columns.index(col_name) + 1)
         dv = DataValidation(type="list", formula1=formula, allow_blank=True)
         dv.showErrorMessage = True
@@ -927,6 +1394,168 @@ def _add_dropdowns(
             validate(name, '"' + ",".join(lists[name]) + '"')
 
 
+AUDIT_WIDTHS: dict[str, int] = {
+    COL_VOC_ID: 10, COL_BUILDING_ID: 10, COL_CREATED: 11, "제목": 22, "내용": 44, COL_DIMENSION: 8,
+    "현재 라벨": 20, "제안 라벨": 20, COL_SCORE: 7, COL_VERDICT: 8, COL_FIX_LABEL: 24, "검토자 메모": 24,
+}
+"""Column widths of the :data:`voc.label_fixes.AUDIT_SHEET` sheet (Excel character units)."""
+
+_AUDIT_WRAP: frozenset[str] = frozenset(("제목", "내용", "검토자 메모"))
+
+
+def _same_audit(old: pl.DataFrame | None, new: pl.DataFrame) -> bool:
+    """Whether writing ``new`` would leave the audit sheet as it is (no rows = no sheet)."""
+    if old is None or old.height == 0:
+        return new.height == 0
+    return new.height > 0 and old.select(AUDIT_COLUMNS).equals(new.select(AUDIT_COLUMNS))
+
+
+def _formula_text(cell: Any) -> str:
+    """A formula cell's text (``ArrayFormula``/``DataTableFormula``: theirs, else ``"="``)."""
+    v = cell.value
+    return v if isinstance(v, str) else (getattr(v, "text", None) or "=")
+
+
+def audit_frame(key: str, data: bytes) -> pl.DataFrame | None:
+    """The :data:`voc.label_fixes.AUDIT_SHEET` sheet of a workbook's bytes as a frame (every
+    column text, :data:`voc.label_fixes.AUDIT_COLUMNS` first, a missing one ``""``; a formula as
+    its formula text, so ``voc.label_fixes.read_decisions`` reports it; 점수 as ``"0.000"``);
+    None when the workbook has no such sheet.
+
+    Parameters
+    ----------
+    key
+        The workbook's storage key (for messages).
+    data
+        The ``.xlsx`` file's bytes.
+
+    Returns
+    -------
+    pl.DataFrame or None
+        ``M × C``, all ``Utf8``; no rows when the sheet has none.
+
+    Raises
+    ------
+    ReviewBackendError
+        ``data`` is no readable XLSX workbook.
+    """
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+    except Exception as e:  # zipfile.BadZipFile, KeyError, InvalidFileException, …
+        raise ReviewBackendError(f"review workbook {key} is not a readable .xlsx file: {e}") from e
+    try:
+        if AUDIT_SHEET not in wb.sheetnames:
+            return None
+        ws = wb[AUDIT_SHEET]
+        ws.reset_dimensions()
+        grid = [[_formula_text(c) if getattr(c, "data_type", None) == "f" else c.value for c in cells] for cells in ws.iter_rows()]
+    finally:
+        wb.close()
+    frame = frame_from_grid(grid)
+    if frame.height == 0:
+        return pl.DataFrame(schema={c: pl.Utf8 for c in AUDIT_COLUMNS})
+    frame = frame.with_columns([pl.lit("").alias(c) for c in AUDIT_COLUMNS if c not in frame.columns])
+    frame = frame.with_columns(pl.col(COL_SCORE).map_elements(canon_score, return_dtype=pl.Utf8))
+    return frame.select([*AUDIT_COLUMNS, *[c for c in frame.columns if c not in AUDIT_COLUMNS]])
+
+
+def _add_audit_sheet(wb: Any, audit: pl.DataFrame, taxonomy: Taxonomy) -> None:
+    """The :data:`voc.label_fixes.AUDIT_SHEET` sheet (second tab): the label audit's suspects,
+    laid out like the data sheet — bold header (machine columns grey, reviewer columns yellow,
+    a comment on each explained column), frozen header and columns left of 판정, text cells
+    ``data_type "s"`` (``quotePrefix`` when formula-like), 등록일 a date, 점수 a number
+    ``0.000``, ``audit_model`` hidden, protected without a password except the reviewer cells
+    (:data:`voc.label_fixes.AUDIT_REVIEWER_COLUMNS`). Dropdowns: 판정 ``유지,수정``; 수정 라벨
+    per row the offered ``major>minor`` labels of its 구분's dimension (lists on
+    :data:`TAXONOMY_SHEET`, names ``VOC_S_LABELS`` / ``VOC_W_LABELS``)."""
+    from openpyxl.comments import Comment
+    from openpyxl.styles import Alignment, Font, PatternFill, Protection
+    from openpyxl.utils import get_column_letter
+
+    frame = audit.select([c for c in AUDIT_COLUMNS if c in audit.columns]).cast({c: pl.Utf8 for c in AUDIT_COLUMNS if c in audit.columns})
+    frame = frame.with_columns([pl.lit("").alias(c) for c in AUDIT_COLUMNS if c not in frame.columns]).select(AUDIT_COLUMNS).fill_null("")
+    ws = wb.create_sheet(AUDIT_SHEET, 1)
+    grey, yellow = (PatternFill("solid", start_color=c, end_color=c) for c in ("FFE7E6E6", "FFFFF2CC"))
+    heads = {False: PatternFill("solid", start_color="FFBFBFBF", end_color="FFBFBFBF"),
+             True: PatternFill("solid", start_color="FFFFD966", end_color="FFFFD966")}
+    wrap, top = Alignment(vertical="top", wrap_text=True), Alignment(vertical="top")
+    mine = set(AUDIT_REVIEWER_COLUMNS)
+    for j, name in enumerate(AUDIT_COLUMNS, start=1):
+        c = ws.cell(row=1, column=j, value=name)
+        c.data_type, c.font, c.fill = "s", Font(bold=True), heads[name in mine]
+        c.alignment = Alignment(vertical="center", wrap_text=True)
+        if name in AUDIT_COLUMN_GUIDE:
+            c.comment = Comment(AUDIT_COLUMN_GUIDE[name], "voc")
+    for i, row in enumerate(frame.iter_rows(named=True), start=2):
+        for j, name in enumerate(AUDIT_COLUMNS, start=1):
+            text, c = neutralize_cell(row[name]), ws.cell(row=i, column=j)
+            if name == COL_CREATED and (d := _iso_date(text)) is not None:
+                c.value, c.number_format = d, "yyyy-mm-dd"
+            elif name == COL_SCORE and (v := _float(text)) is not None:
+                c.value, c.number_format = v, "0.000"
+            elif text:
+                c.value, c.data_type = text, "s"
+                c.quotePrefix = is_formula_like(text)
+            c.alignment = wrap if name in _AUDIT_WRAP else top
+            c.fill = yellow if name in mine else grey
+            if name in mine:
+                c.protection = Protection(locked=False)
+        long = max(_lines(str(row[c]), AUDIT_WIDTHS.get(c, _DEFAULT_WIDTH)) for c in _AUDIT_WRAP)
+        ws.row_dimensions[i].height = _ROW_LINE_PT * min(long, _MAX_ROW_LINES)
+    for j, name in enumerate(AUDIT_COLUMNS, start=1):
+        ws.column_dimensions[get_column_letter(j)].width = AUDIT_WIDTHS.get(name, _DEFAULT_WIDTH)
+    ws.column_dimensions[get_column_letter(AUDIT_COLUMNS.index(COL_AUDIT_MODEL) + 1)].hidden = True
+    ws.freeze_panes = f"{get_column_letter(AUDIT_COLUMNS.index(AUDIT_REVIEWER_COLUMNS[0]) + 1)}2"
+    ws.sheet_view.zoomScale = SHEET_ZOOM
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(AUDIT_COLUMNS))}{frame.height + 1}"
+    ws.protection.sheet = True
+    ws.protection.autoFilter = ws.protection.formatColumns = ws.protection.formatRows = False
+    _audit_dropdowns(wb, ws, frame[COL_DIMENSION].to_list(), taxonomy)
+
+
+def _audit_dropdowns(wb: Any, ws: Any, dims: Sequence[str], taxonomy: Taxonomy) -> None:
+    """The :data:`voc.label_fixes.AUDIT_SHEET` sheet's validations: 판정 an inline ``유지,수정``;
+    수정 라벨 of each row the offered labels of its 구분's dimension (``dims``, one per data
+    row), listed on :data:`TAXONOMY_SHEET` under ``VOC_S_LABELS`` / ``VOC_W_LABELS``."""
+    from openpyxl.utils import get_column_letter
+    from openpyxl.workbook.defined_name import DefinedName
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    def column(name: str) -> str:
+        """The audit sheet's column letter of ``name``."""
+        return get_column_letter(AUDIT_COLUMNS.index(name) + 1)
+
+    n = len(dims)
+    verdict = DataValidation(type="list", formula1=f'"{VERDICT_KEEP},{VERDICT_FIX}"', allow_blank=True)
+    verdict.showErrorMessage = True
+    verdict.add(f"{column(COL_VERDICT)}2:{column(COL_VERDICT)}{n + 1}")
+    ws.add_data_validation(verdict)
+    tax = wb[TAXONOMY_SHEET] if TAXONOMY_SHEET in wb.sheetnames else wb.create_sheet(TAXONOMY_SHEET)
+    tax.sheet_state, tax.protection.sheet = "hidden", True
+    k = tax.max_column + 1 if tax.cell(row=1, column=1).value is not None else 1
+    for dim, shown in DIMENSION_NAMES.items():
+        labels = [r.label for r in taxonomy.offered_rows(dim)]
+        rows = [i for i, d in enumerate(dims, start=2) if d.strip() in (dim, shown)]
+        if not labels or not rows:
+            continue
+        lc = get_column_letter(k)
+        tax.cell(row=1, column=k, value=f"{COL_FIX_LABEL}: {shown}").data_type = "s"
+        for r, label in enumerate(labels, start=2):
+            tax.cell(row=r, column=k, value=label).data_type = "s"
+        name = f"VOC_{'S' if dim == 'subject' else 'W'}_LABELS"
+        wb.defined_names[name] = DefinedName(name, attr_text=f"'{TAXONOMY_SHEET}'!${lc}$2:${lc}${len(labels) + 1}")
+        k += 1
+        dv = DataValidation(type="list", formula1=name, allow_blank=True)
+        for dv_attr, text in (("errorTitle", "목록에 없는 라벨"), ("error", f"{shown} 분류체계의 대분류>중분류에서 고르세요.")):
+            setattr(dv, dv_attr, text)
+        dv.showErrorMessage = True
+        for r in rows:
+            dv.add(f"{column(COL_FIX_LABEL)}{r}")
+        ws.add_data_validation(dv)
+
+
 # --------------------------------------------------------------------------------------------
 # Google Sheets
 
@@ -934,6 +1563,7 @@ _GOOGLE_PREFIXES: tuple[str, ...] = ("https://sheets.googleapis.com", "https://w
 
 
 def _normalize_base(url: str) -> str:
+    """``url`` without a trailing ``/``, ``/v4`` or ``/v4/spreadsheets``."""
     base = url.rstrip("/")
     for suffix in ("/v4/spreadsheets", "/v4"):
         if base.endswith(suffix):
@@ -954,6 +1584,16 @@ def routed_http_client(base_url: str) -> type:
     ``gspread.Client(auth, session, http_client=routed_http_client(url))`` is the supported way to
     plug it in (``Client`` instantiates the class it is given). A trailing ``/v4/spreadsheets``
     in ``base_url`` is ignored, so the setting may name either form.
+
+    Parameters
+    ----------
+    base_url
+        Where to send the requests (``ReviewSettings.sheets_api_url``, e.g. a local stand-in).
+
+    Returns
+    -------
+    type
+        A subclass of ``gspread.http_client.HTTPClient``.
     """
     from gspread.http_client import HTTPClient
 
@@ -962,7 +1602,8 @@ def routed_http_client(base_url: str) -> type:
     class RoutedHTTPClient(HTTPClient):
         routed_base = base
 
-        def request(self, method: str, endpoint: str, *args: Any, **kwargs: Any):  # type: ignore[override]
+        def request(self, method: str, endpoint: str, *args: Any, **kwargs: Any):
+            """``HTTPClient.request`` with a Google origin of ``endpoint`` replaced by ``routed_base``."""
             for origin in _GOOGLE_PREFIXES:
                 if endpoint.startswith(origin):
                     endpoint = self.routed_base + endpoint[len(origin):]
@@ -984,6 +1625,16 @@ def make_gspread_client(settings: ReviewSettings) -> Any:
     as long for each read of the answer (``Client.set_timeout``); a timeout raises
     ``requests.Timeout``, which the Prefect task retries (:mod:`flows.adapters.retries`).
 
+    Parameters
+    ----------
+    settings
+        ``VocSettings.review``: ``service_account_json``, ``sheets_api_url``, ``timeout_s``
+        (seconds).
+
+    Returns
+    -------
+    gspread.Client
+
     Raises
     ------
     ReviewBackendError
@@ -1004,7 +1655,7 @@ def make_gspread_client(settings: ReviewSettings) -> Any:
             ) from None
         try:
             client = gspread.service_account_from_dict(info, http_client=http_client)
-        except Exception as e:  # the message may quote the key: only the type is kept
+        except Exception as e:  # noqa: BLE001 - google-auth raises many types whose message may quote the key: only the type is kept
             raise ReviewBackendError(
                 "review.service_account_json is not a Google service-account key "
                 f"({type(e).__name__})"
@@ -1012,7 +1663,11 @@ def make_gspread_client(settings: ReviewSettings) -> Any:
         client.set_timeout(settings.timeout_s)
         return client
     if settings.sheets_api_url:
-        client = gspread.Client(auth=None, session=requests.Session(), http_client=http_client)  # type: ignore[arg-type]
+        client = gspread.Client(
+            auth=None,  # type: ignore[arg-type]  # no credentials (a local stand-in): gspread's annotation wants some
+            session=requests.Session(),
+            http_client=http_client,
+        )
         client.set_timeout(settings.timeout_s)
         return client
     raise ReviewBackendError(
@@ -1055,9 +1710,10 @@ class GSheetsReviewBackend:
 
     A write reads the spreadsheet's metadata, then sends one ``spreadsheets.batchUpdate`` —
     grid resized to the frame, header row frozen and bold, model tag columns grey, reviewer
-    columns yellow, text columns wrapped and rows sized to their text (at most six lines),
-    confidences formatted ``0.00``, data validation ``ONE_OF_LIST`` with dropdowns (offered
-    classes only, sorted: :func:`dropdown_lists`): strict on the 대분류 columns, 검수완료 and
+    columns yellow, the other cells of urgent rows light red (:func:`urgent_row_requests`), text
+    columns wrapped and rows sized to their text (at most six lines), confidences formatted
+    ``0.00``, data validation ``ONE_OF_LIST`` with dropdowns (offered classes only, sorted:
+    :func:`dropdown_lists`): strict on the 대분류 columns, 검수완료 and
     묶음 적용, and **per row** on the 중분류 columns with the minors of that row's 대분류
     (:func:`row_minor_choices`), column widths, ``model_version``/``run_id`` hidden, a basic
     filter, a warning-only protected range over the model columns (the reviewer columns left
@@ -1067,9 +1723,10 @@ class GSheetsReviewBackend:
     that the grid is large enough for the values (Sheets rejects values outside the grid).
     Reading is one ``values.get`` (``Worksheet.get_all_values``, formatted values: what the
     reviewer sees) and one with ``valueRenderOption=FORMULA``: a formula in a reviewer cell or
-    ``voc_id`` is read as its formula text, so ``voc.review.validate_reviews`` reports it. Sheets has no dependent dropdown without scripts; the per-row lists follow
-    the 대분류 the sheet held at the last layout (every run's update), so the 중분류 validation
-    is not strict and ``voc.review.validate_reviews`` checks the pair.
+    ``voc_id`` is read as its formula text, so ``voc.review.validate_reviews`` reports it. Sheets
+    has no dependent dropdown without scripts; the per-row lists follow the 대분류 the sheet held
+    at the last layout (every run's update), so the 중분류 validation is not strict and
+    ``voc.review.validate_reviews`` checks the pair.
 
     Every API call is retried on HTTP 429 and 5xx with exponential backoff (tenacity):
     ``backoff_s × 2^k`` seconds, at most ``max_backoff_s``, ``max_attempts`` tries in all. A
@@ -1102,6 +1759,7 @@ class GSheetsReviewBackend:
         backoff_s: float = 1.0,
         max_backoff_s: float = 32.0,
     ) -> None:
+        """See the class docstring; :class:`ValueError` for ``max_attempts`` < 1."""
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         self.settings = settings
@@ -1113,9 +1771,11 @@ class GSheetsReviewBackend:
 
     # -- plumbing ----------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)``, retried with backoff on a retryable API error (``what``: for the log)."""
         from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
         def before_sleep(state: Any) -> None:
+            """Log the failed call and the wait before the next try."""
             exc = state.outcome.exception() if state.outcome else None
             code = getattr(getattr(exc, "response", None), "status_code", None)
             wait = state.next_action.sleep if state.next_action else 0.0
@@ -1134,9 +1794,18 @@ class GSheetsReviewBackend:
         return retrying(fn, *args, **kwargs)
 
     def _title(self, month: str) -> str:
+        """The month's spreadsheet title (``spreadsheet_title_template``)."""
         return self.settings.spreadsheet_title_template.format(yyyymm=yyyymm(month), month=parse_month(month))
 
+    @overload
+    def _open(self, month: str, *, create: Literal[True]) -> Any: ...
+
+    @overload
+    def _open(self, month: str, *, create: bool) -> Any | None: ...
+
     def _open(self, month: str, *, create: bool) -> Any | None:
+        """The month's spreadsheet (the configured one, or the month's by title, its id cached);
+        a missing one is created with ``create``, else None."""
         from gspread.exceptions import SpreadsheetNotFound
 
         key = self.settings.spreadsheet_key
@@ -1185,6 +1854,7 @@ class GSheetsReviewBackend:
         return sh
 
     def _worksheet(self, sh: Any, month: str) -> Any | None:
+        """The month's worksheet of ``sh`` (titled ``yyyymm``, or a per-month spreadsheet's first data one), else None."""
         ym = yyyymm(month)
         sheets = self._call("list worksheets", sh.worksheets)
         for ws in sheets:
@@ -1219,10 +1889,11 @@ class GSheetsReviewBackend:
             and "protectedRangeId" in pr
             and pr.get("range", {}).get("sheetId", 0) in mine
         ]
-        requests = sheet_format_requests(
-            ws.id, frame.columns, frame.height, taxonomy, title=title, min_rows=min_rows, min_cols=min_cols,
-            frame=frame, protected_range_ids=ours,
+        spec = WorksheetLayout(
+            ws.id, tuple(frame.columns), frame.height, title, min_rows=min_rows, min_cols=min_cols, frame=frame,
+            protected_range_ids=tuple(ours),
         )
+        requests = sheet_format_requests(spec, taxonomy)
         requests += guide_requests(guide_id if guide_id is not None else max(used, default=0) + 1, exists=guide_id is not None)
         self._call("format worksheet", sh.batch_update, {"requests": requests})
 
@@ -1253,7 +1924,7 @@ class GSheetsReviewBackend:
     # -- protocol ----------------------------------------------------------------------------
     def location(self, month: str) -> str:
         """URL of the month's spreadsheet; with one spreadsheet per month it is looked up by
-        title (``gsheets:{title}`` when it does not exist yet)."""
+        title (``gsheets:{title}`` when it does not exist yet). See :meth:`ReviewBackend.location`."""
         from gspread.urls import SPREADSHEET_DRIVE_URL
 
         if self.settings.spreadsheet_key:
@@ -1262,7 +1933,8 @@ class GSheetsReviewBackend:
         return SPREADSHEET_DRIVE_URL % sh.id if sh is not None else f"gsheets:{self._title(month)}"
 
     def read_month(self, month: str) -> pl.DataFrame | None:
-        """The month's sheet frame; ``None`` when its spreadsheet (or worksheet) does not exist.
+        """The month's sheet frame; ``None`` when its spreadsheet (or worksheet) does not exist
+        (:meth:`ReviewBackend.read_month`).
 
         Raises
         ------
@@ -1280,7 +1952,8 @@ class GSheetsReviewBackend:
         return frame_from_grid(self._read_grid(ws))
 
     def write_month(self, month: str, sheet: pl.DataFrame, taxonomy: Taxonomy) -> str:
-        """Replace the month's worksheet with ``sheet``; return the worksheet URL.
+        """Replace the month's worksheet with ``sheet``; return the worksheet URL
+        (:meth:`ReviewBackend.write_month`).
 
         Raises
         ------
@@ -1318,7 +1991,8 @@ class GSheetsReviewBackend:
         meanwhile) apply ``change`` to the new values and check again, up to ``attempts`` rounds;
         then lay out the grid (never shrinking it) and write only the cells whose value changes,
         in one ``values:batchUpdate`` (RAW). Reviewer cells of existing rows are never among them
-        (``merge_into_sheet`` keeps them), so an edit typed at any moment stays.
+        (``merge_into_sheet`` keeps them), so an edit typed at any moment stays. Parameters and
+        result as :meth:`ReviewBackend.update_month` (the location: the worksheet URL).
 
         Raises
         ------
@@ -1364,6 +2038,7 @@ class GSheetsReviewBackend:
         return ws.url, result
 
     def __repr__(self) -> str:
+        """``GSheetsReviewBackend('key or title template')``."""
         where = self.settings.spreadsheet_key or self.settings.spreadsheet_title_template
         return f"GSheetsReviewBackend({where!r})"
 
@@ -1390,10 +2065,7 @@ def _changed_ranges(title: str, grid: Sequence[Sequence[Any]], frame: pl.DataFra
                 new, write = target[i][j], values[i][j]
             else:
                 new, write = "", ""
-            if i > 0 and j in conf:
-                same = _canon_conf(cur) == _canon_conf(new)
-            else:
-                same = cur == new
+            same = _canon_conf(cur) == _canon_conf(new) if i > 0 and j in conf else cur == new
             if not same:
                 changed.append((j, write))
         for start, end in _runs([j for j, _ in changed]):
@@ -1418,6 +2090,7 @@ def _sheet_values(frame: pl.DataFrame) -> list[list[Any]]:
 
 
 def _grid(sheet_id: int, r0: int, r1: int, c0: int, c1: int) -> dict[str, int]:
+    """A ``GridRange``: rows [r0, r1), columns [c0, c1), 0-based."""
     return {"sheetId": sheet_id, "startRowIndex": r0, "endRowIndex": r1, "startColumnIndex": c0, "endColumnIndex": c1}
 
 
@@ -1440,6 +2113,7 @@ _MINOR_HINT = "이 행의 대분류(검수_ 대분류, 비어 있으면 모델�
 
 
 def _validation(sheet_id: int, r0: int, r1: int, col: int, values: Sequence[str], *, strict: bool, hint: str) -> dict[str, Any]:
+    """A ``setDataValidation`` request: a ``ONE_OF_LIST`` dropdown of ``values`` on rows [r0, r1) of column ``col``."""
     return {
         "setDataValidation": {
             "range": _grid(sheet_id, r0, r1, col, col + 1),
@@ -1453,43 +2127,96 @@ def _validation(sheet_id: int, r0: int, r1: int, col: int, values: Sequence[str]
     }
 
 
-def sheet_format_requests(
-    sheet_id: int,
-    columns: Sequence[str],
-    n_data_rows: int,
-    taxonomy: Taxonomy,
-    *,
-    title: str,
-    min_rows: int = 0,
-    min_cols: int = 0,
-    frame: pl.DataFrame | None = None,
-    protected_range_ids: Sequence[int] = (),
-) -> list[dict[str, Any]]:
-    """The ``batchUpdate`` requests that lay out a review worksheet (see
-    :class:`GSheetsReviewBackend`); the grid is sized to the frame, but never below
-    ``min_rows`` × ``min_cols`` (the current size, when nothing may be cut off).
+@dataclass(frozen=True, eq=False)
+class WorksheetLayout:
+    """What :func:`sheet_format_requests` lays out: a month's review worksheet.
 
-    With ``frame`` (the sheet's rows) each data row's 중분류 gets its own ``ONE_OF_LIST``: the
-    minors of the row's 대분류 (:func:`row_minor_choices`; consecutive rows with the same list
-    share one request), not strict, since a reviewer who picks another 대분류 sees the new list
-    only after the next layout (``voc.review.validate_reviews`` checks the pair on read); rows
-    below the data and every row without ``frame`` get the flat list. Rows are as high as
-    :func:`row_height` says. ``protected_range_ids``: this backend's earlier protected ranges
-    (:data:`PROTECTION_NOTE`) to delete before adding the current one."""
-    n_rows, n_cols = n_data_rows + 1, len(columns)
-    grid_rows = max(n_rows, 2, min_rows)  # a frozen row needs at least one row below it
-    idx = {c: j for j, c in enumerate(columns)}
-    reqs: list[dict[str, Any]] = [
+    Attributes
+    ----------
+    sheet_id
+        The worksheet's ``sheetId``.
+    columns
+        The frame's columns, in sheet order.
+    n_data_rows
+        Data rows of the frame (the header not counted).
+    title
+        The worksheet's title (``yyyymm``).
+    min_rows, min_cols
+        The grid is sized to the frame but never below ``min_rows`` × ``min_cols`` (the
+        current size, when nothing may be cut off).
+    frame
+        The sheet's rows (``n_data_rows × len(columns)``): per-row 중분류 lists, row heights and
+        urgent rows; None: the flat 중분류 list on every row, default heights, no urgent fill.
+    protected_range_ids
+        This backend's earlier protected ranges (:data:`PROTECTION_NOTE`) to delete before the
+        current one is added.
+    """
+
+    sheet_id: int
+    columns: tuple[str, ...]
+    n_data_rows: int
+    title: str
+    min_rows: int = 0
+    min_cols: int = 0
+    frame: pl.DataFrame | None = None
+    protected_range_ids: tuple[int, ...] = ()
+
+
+def sheet_format_requests(spec: WorksheetLayout, taxonomy: Taxonomy) -> list[dict[str, Any]]:
+    """The ``batchUpdate`` requests that lay out a review worksheet (see :class:`GSheetsReviewBackend`).
+
+    With ``spec.frame`` each data row's 중분류 gets its own ``ONE_OF_LIST``: the minors of the
+    row's 대분류 (:func:`row_minor_choices`; consecutive rows with the same list share one
+    request), not strict, since a reviewer who picks another 대분류 sees the new list only after
+    the next layout (``voc.review.validate_reviews`` checks the pair on read); rows below the data
+    and every row without ``frame`` get the flat list. Rows are as high as :func:`row_height`
+    says.
+
+    Parameters
+    ----------
+    spec
+        The worksheet, its columns and rows, the grid's minimum size and the protected ranges
+        to replace.
+    taxonomy
+        The dropdowns' classes (offered ones only: :func:`dropdown_lists`).
+
+    Returns
+    -------
+    list[dict]
+        In order: grid properties (size, frozen rows and columns, title), header and cell
+        formats, fills (model grey, reviewer yellow, urgent rows), confidence number format,
+        validations, column widths (pixels: units × 7 + 10), row heights (pixels: points × 4/3),
+        the basic filter, deletion of ``spec.protected_range_ids`` and the new warning-only
+        protected range (reviewer and added columns left out).
+    """
+    grid_rows = max(spec.n_data_rows + 1, 2, spec.min_rows)  # a frozen row needs at least one row below it
+    rows = list(spec.frame.iter_rows(named=True)) if spec.frame is not None else []
+    return [
+        *_grid_requests(spec, grid_rows),
+        *_fill_requests(spec.sheet_id, spec.columns, grid_rows),
+        *urgent_row_requests(spec.sheet_id, spec.columns, spec.frame, grid_rows),
+        *_confidence_requests(spec.sheet_id, spec.columns, grid_rows),
+        *_dropdown_requests(spec.sheet_id, spec.columns, taxonomy, rows, grid_rows),
+        *_column_requests(spec.sheet_id, spec.columns),
+        *_row_height_requests(spec.sheet_id, rows),
+        *_protection_requests(spec, grid_rows),
+    ]
+
+
+def _grid_requests(spec: WorksheetLayout, grid_rows: int) -> list[dict[str, Any]]:
+    """Grid size, title and frozen panes; the header bold and wrapped; data cells top-aligned."""
+    n_cols = len(spec.columns)
+    return [
         {
             "updateSheetProperties": {
                 "properties": {
-                    "sheetId": sheet_id,
-                    "title": title,
+                    "sheetId": spec.sheet_id,
+                    "title": spec.title,
                     "gridProperties": {
                         "rowCount": grid_rows,
-                        "columnCount": max(n_cols, min_cols),
+                        "columnCount": max(n_cols, spec.min_cols),
                         "frozenRowCount": 1,
-                        "frozenColumnCount": frozen_columns(columns),
+                        "frozenColumnCount": frozen_columns(spec.columns),
                     },
                 },
                 "fields": "title,gridProperties.rowCount,gridProperties.columnCount,gridProperties.frozenRowCount,"
@@ -1498,19 +2225,25 @@ def sheet_format_requests(
         },
         {
             "repeatCell": {
-                "range": _grid(sheet_id, 0, 1, 0, n_cols),
+                "range": _grid(spec.sheet_id, 0, 1, 0, n_cols),
                 "cell": {"userEnteredFormat": {"textFormat": {"bold": True}, "wrapStrategy": "WRAP"}},
                 "fields": "userEnteredFormat.textFormat.bold,userEnteredFormat.wrapStrategy",
             }
         },
         {
             "repeatCell": {
-                "range": _grid(sheet_id, 1, grid_rows, 0, n_cols),
+                "range": _grid(spec.sheet_id, 1, grid_rows, 0, n_cols),
                 "cell": {"userEnteredFormat": {"verticalAlignment": "TOP"}},
                 "fields": "userEnteredFormat.verticalAlignment",
             }
         },
     ]
+
+
+def _fill_requests(sheet_id: int, columns: Sequence[str], grid_rows: int) -> list[dict[str, Any]]:
+    """Text columns wrapped; model columns grey and reviewer columns yellow (header included)."""
+    idx = {c: j for j, c in enumerate(columns)}
+    reqs: list[dict[str, Any]] = []
     for c0, c1 in _runs([idx[c] for c in TEXT_COLUMNS if c in idx]):
         reqs.append(
             {
@@ -1535,21 +2268,34 @@ def sheet_format_requests(
                     }
                 }
             )
-    for c in CONFIDENCE_COLUMNS:
-        if c in idx:
-            reqs.append(
-                {
-                    "repeatCell": {
-                        "range": _grid(sheet_id, 1, grid_rows, idx[c], idx[c] + 1),
-                        "cell": {"userEnteredFormat": {"numberFormat": {"type": "NUMBER", "pattern": "0.00"}}},
-                        "fields": "userEnteredFormat.numberFormat",
-                    }
-                }
-            )
-    lists = dropdown_lists(taxonomy)
+    return reqs
+
+
+def _confidence_requests(sheet_id: int, columns: Sequence[str], grid_rows: int) -> list[dict[str, Any]]:
+    """The confidence columns' number format ``0.00``."""
+    idx = {c: j for j, c in enumerate(columns)}
+    return [
+        {
+            "repeatCell": {
+                "range": _grid(sheet_id, 1, grid_rows, idx[c], idx[c] + 1),
+                "cell": {"userEnteredFormat": {"numberFormat": {"type": "NUMBER", "pattern": "0.00"}}},
+                "fields": "userEnteredFormat.numberFormat",
+            }
+        }
+        for c in CONFIDENCE_COLUMNS
+        if c in idx
+    ]
+
+
+def _dropdown_requests(
+    sheet_id: int, columns: Sequence[str], taxonomy: Taxonomy, rows: Sequence[dict[str, Any]], grid_rows: int
+) -> list[dict[str, Any]]:
+    """The validations: strict lists for 대분류, 검수완료 and 묶음 적용; for 중분류 a list per run
+    of data ``rows`` with the same choices, then the flat list below them."""
+    idx = {c: j for j, c in enumerate(columns)}
     minor_cols = {col_minor: dim for dim, (_a, col_minor) in REVIEWER_LABEL_COLUMNS.items()}
-    rows = list(frame.iter_rows(named=True)) if frame is not None else []
-    for name, values in lists.items():
+    reqs: list[dict[str, Any]] = []
+    for name, values in dropdown_lists(taxonomy).items():
         if name not in idx:
             continue
         if name not in minor_cols:
@@ -1563,20 +2309,31 @@ def sheet_format_requests(
                 start = k
         if 1 + len(per_row) < grid_rows:
             reqs.append(_validation(sheet_id, 1 + len(per_row), grid_rows, idx[name], values, strict=False, hint=_MINOR_HINT))
-    for j, c in enumerate(columns):
-        reqs.append(
-            {
-                "updateDimensionProperties": {
-                    "range": {"sheetId": sheet_id, "dimension": "COLUMNS", "startIndex": j, "endIndex": j + 1},
-                    "properties": {
-                        "pixelSize": COLUMN_WIDTHS.get(c, _DEFAULT_WIDTH) * 7 + 10,
-                        "hiddenByUser": c in _HIDDEN_COLUMNS,
-                    },
-                    "fields": "pixelSize,hiddenByUser",
-                }
+    return reqs
+
+
+def _column_requests(sheet_id: int, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Column widths in pixels (:data:`COLUMN_WIDTHS` × 7 + 10); ``model_version``/``run_id`` hidden."""
+    return [
+        {
+            "updateDimensionProperties": {
+                "range": {"sheetId": sheet_id, "dimension": "COLUMNS", "startIndex": j, "endIndex": j + 1},
+                "properties": {
+                    "pixelSize": COLUMN_WIDTHS.get(c, _DEFAULT_WIDTH) * 7 + 10,
+                    "hiddenByUser": c in _HIDDEN_COLUMNS,
+                },
+                "fields": "pixelSize,hiddenByUser",
             }
-        )
+        }
+        for j, c in enumerate(columns)
+    ]
+
+
+def _row_height_requests(sheet_id: int, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Data rows as high as their texts need (:func:`row_height`, in pixels), one request per run
+    of rows of one height."""
     heights = [round(row_height({c: "" if v is None else str(v) for c, v in r.items()}) * 4 / 3) for r in rows]
+    reqs: list[dict[str, Any]] = []
     start = 0
     for k in range(1, len(heights) + 1):
         if k == len(heights) or heights[k] != heights[start]:
@@ -1590,28 +2347,88 @@ def sheet_format_requests(
                 }
             )
             start = k
-    reqs.append({"setBasicFilter": {"filter": {"range": _grid(sheet_id, 0, n_rows, 0, n_cols)}}})
-    reqs += [{"deleteProtectedRange": {"protectedRangeId": int(p)}} for p in protected_range_ids]
-    open_cols = [j for j, c in enumerate(columns) if c in REVIEWER_COLUMNS or c not in REVIEW_COLUMNS]
-    reqs.append(
+    return reqs
+
+
+def _protection_requests(spec: WorksheetLayout, grid_rows: int) -> list[dict[str, Any]]:
+    """The basic filter over header and data; this backend's old protected ranges deleted and a
+    warning-only one added over the sheet, reviewer and added columns left out."""
+    n_rows, n_cols = spec.n_data_rows + 1, len(spec.columns)
+    open_cols = [j for j, c in enumerate(spec.columns) if c in REVIEWER_COLUMNS or c not in REVIEW_COLUMNS]
+    return [
+        {"setBasicFilter": {"filter": {"range": _grid(spec.sheet_id, 0, n_rows, 0, n_cols)}}},
+        *({"deleteProtectedRange": {"protectedRangeId": int(p)}} for p in spec.protected_range_ids),
         {
             "addProtectedRange": {
                 "protectedRange": {
-                    "range": {"sheetId": sheet_id},
+                    "range": {"sheetId": spec.sheet_id},
                     "description": PROTECTION_NOTE,
                     "warningOnly": True,
-                    "unprotectedRanges": [_grid(sheet_id, 1, grid_rows, c0, c1) for c0, c1 in _runs(open_cols)],
+                    "unprotectedRanges": [_grid(spec.sheet_id, 1, grid_rows, c0, c1) for c0, c1 in _runs(open_cols)],
                 }
             }
-        }
-    )
+        },
+    ]
+
+
+def urgent_row_requests(sheet_id: int, columns: Sequence[str], frame: pl.DataFrame | None, grid_rows: int) -> list[dict[str, Any]]:
+    """``repeatCell`` requests that paint the machine cells (review columns neither model nor
+    reviewer: 검토 우선, 긴급, voc_id, 제목, …) of each urgent data row (긴급 =
+    :data:`voc.review.URGENT_MARK`) light red, after clearing that fill on every data row — so a
+    layout after a merge or a reviewer's re-sorting paints exactly the rows urgent now. Grey model
+    and yellow reviewer cells keep their colours. ``[]`` without ``frame`` or a 긴급 column.
+
+    Parameters
+    ----------
+    sheet_id
+        The worksheet's ``sheetId``.
+    columns
+        The sheet's columns, in order.
+    frame
+        The sheet's rows (``M`` data rows), or None.
+    grid_rows
+        Rows of the grid, header included (the clearing covers rows 1 … ``grid_rows`` − 1).
+
+    Returns
+    -------
+    list[dict]
+        Clearing requests, then one per run of urgent rows and run of machine columns.
+    """
+    if frame is None or COL_URGENT not in frame.columns:
+        return []
+    plain = _runs([j for j, c in enumerate(columns) if c in REVIEW_COLUMNS and c not in MODEL_COLUMNS and c not in REVIEWER_COLUMNS])
+    urgent = [i for i, u in enumerate(_urgent_flags(frame), start=1) if u]
+    rgb = {k: int(_URGENT_RGB[i : i + 2], 16) / 255 for k, i in (("red", 2), ("green", 4), ("blue", 6))}
+    reqs: list[dict[str, Any]] = []
+    for rows, fmt in (([(1, grid_rows)], {}), (_runs(urgent), {"backgroundColor": rgb})):
+        for r0, r1 in rows:
+            for c0, c1 in plain:
+                reqs.append({
+                    "repeatCell": {
+                        "range": _grid(sheet_id, r0, r1, c0, c1),
+                        "cell": {"userEnteredFormat": fmt},  # {}: the field mask clears the fill
+                        "fields": "userEnteredFormat.backgroundColor",
+                    }
+                })
     return reqs
 
 
 def guide_requests(sheet_id: int, *, exists: bool) -> list[dict[str, Any]]:
     """``batchUpdate`` requests writing the :data:`GUIDE_SHEET` worksheet (``sheet_id``; added
     first unless it ``exists``): :func:`guide_rows` as text, the table header bold, widths, and
-    a warning-only protection (:data:`PROTECTION_NOTE`)."""
+    a warning-only protection (:data:`PROTECTION_NOTE`).
+
+    Parameters
+    ----------
+    sheet_id
+        The guide worksheet's ``sheetId`` (a free one when it does not exist yet).
+    exists
+        Whether the worksheet exists (else an ``addSheet`` comes first).
+
+    Returns
+    -------
+    list[dict]
+    """
     rows = guide_rows()
     reqs: list[dict[str, Any]] = []
     if not exists:

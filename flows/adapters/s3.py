@@ -2,10 +2,10 @@
 :class:`flows.adapters.storage.Storage`).
 
 Why boto3 directly and not ``prefect_aws.S3Bucket``: the storage is used outside Prefect as well
-(CLI, tests, the model store), and a Block needs a Prefect API to be saved/loaded; boto3 gives
-direct control over Content-Type, pagination, error codes (``NoSuchKey`` vs. a transient 5xx) and
-retry behaviour, which the flows' retry semantics depend on. prefect-aws stays installed for
-whoever wants Blocks; nothing here needs it.
+(CLI, tests, the model store, the real-time service), and a Block needs a Prefect API to be
+saved/loaded; boto3 gives direct control over Content-Type, pagination, conditional writes,
+error codes (``NoSuchKey`` vs. a transient 5xx) and retry behaviour, which the flows' retry
+semantics depend on. prefect-aws is therefore not a dependency.
 
 Configuration (:class:`config.settings.S3Settings`, env ``VOC_S3__*``):
 
@@ -14,27 +14,25 @@ Configuration (:class:`config.settings.S3Settings`, env ``VOC_S3__*``):
   ``tests/test_s3.py``); path-style addressing is used whenever a custom endpoint is set;
 * credentials: ``VOC_S3__AWS_ACCESS_KEY_ID`` + ``VOC_S3__AWS_SECRET_ACCESS_KEY`` (secrets,
   never logged) or boto3's default chain (env, ``~/.aws``, instance role);
-* time: every HTTP request has a connect timeout (``VOC_S3__CONNECT_TIMEOUT_S``, 5 s) and a read
-  timeout (``VOC_S3__READ_TIMEOUT_S``, 20 s: per socket read); botocore makes
-  ``VOC_S3__BOTOCORE_ATTEMPTS`` attempts (standard retry mode, default 1: no botocore retry);
-* retries: an explicit loop around each operation retries *fast* transient failures (5xx,
-  throttling, connection refused/reset: :func:`flows.adapters.retries.is_transient`) with exponential
-  backoff (``backoff_s * 2**i``, ``VOC_S3__RETRIES`` extra attempts), but starts a new attempt
-  only within ``VOC_S3__RETRY_WINDOW_S`` (5 s) of the first one. A slow failure — a timeout
-  against a hung endpoint — is therefore not multiplied here: it is raised at once and the
-  Prefect task's retries (:data:`flows.adapters.retries.IO_TASK`) own it. One operation fails within
-  :func:`flows.adapters.retries.s3_operation_budget_s` (31 s with the defaults). s3transfer's own
-  download retries are off (``num_download_attempts=1``) for the same reason.
+* time and retries: botocore's own (boto3 guide, "Retries"): every HTTP request has a connect
+  timeout (``VOC_S3__CONNECT_TIMEOUT_S``, 5 s) and a read timeout (``VOC_S3__READ_TIMEOUT_S``,
+  20 s: per socket read), and the ``standard`` retry mode makes at most
+  ``VOC_S3__BOTOCORE_ATTEMPTS`` attempts (default 2) on connection errors, timeouts, 5xx and
+  throttling, with jittered exponential backoff. There is no retry loop here: what botocore
+  gives up on is raised, and the Prefect task's retries (:data:`flows.adapters.retries.IO_TASK`)
+  own it. One request fails within :func:`flows.adapters.retries.s3_operation_budget_s` (53 s
+  with the defaults). s3transfer's own download retries are off (``num_download_attempts=1``)
+  so that they do not multiply botocore's.
 
 Compare-and-swap (:meth:`S3Storage.read_versioned`, :meth:`S3Storage.write_if`): the version is
 the object's ETag as read, and the write is a conditional ``PutObject`` with ``If-Match: <ETag>``
 (or ``If-None-Match: *`` for a key that must not exist yet). S3 answers 412 when the object
 changed, 409 when a concurrent conditional write is in flight, 404 when it was deleted: each
-raises :class:`flows.adapters.storage.StorageConflict` (not retried here: the caller re-reads). AWS S3
-supports both headers on ``PutObject`` since 2024-11 (MinIO and moto too); a store that ignores
-them gives no protection.
+raises :class:`flows.adapters.storage.StorageConflict` (the caller re-reads:
+:func:`flows.adapters.storage.update_with_cas`). AWS S3 supports both headers on ``PutObject``
+since 2024-11 (MinIO and moto too); a store that ignores them gives no protection.
 
-When the attempts are exhausted, or on a permanent error (403, missing bucket), a
+When botocore's attempts are exhausted, or on a permanent error (403, missing bucket), a
 :class:`flows.adapters.storage.StorageError` naming the ``s3://`` URI of the key and the endpoint is
 raised (chained to the botocore error, which decides whether Prefect retries), so the Prefect
 task of that building retries or fails and the other buildings of the run go on.
@@ -42,10 +40,8 @@ task of that building retries or fails and the other buildings of the run go on.
 
 from __future__ import annotations
 
-import logging
 import mimetypes
 import os
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -53,18 +49,15 @@ from typing import Any, TypeVar
 
 import boto3
 import botocore.exceptions as bce
-from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from pydantic import SecretStr
 
 from config.settings import S3Settings, VocSettings
-from flows.adapters.retries import is_transient
 from flows.adapters.storage import StorageConflict, StorageError, join_key
 
 __all__ = ["S3Storage", "CONTENT_TYPES", "content_type_for", "parse_s3_uri"]
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONTENT_TYPES: dict[str, str] = {
@@ -78,7 +71,7 @@ CONTENT_TYPES: dict[str, str] = {
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _ONE_DOWNLOAD_ATTEMPT = TransferConfig(num_download_attempts=1)
-"""s3transfer retries a timed-out download 5 times by default; the retry layers above suffice."""
+"""s3transfer retries a timed-out download 5 times by default; botocore's and Prefect's retries suffice."""
 
 
 def content_type_for(key: str) -> str:
@@ -111,16 +104,6 @@ def _status(e: bce.ClientError) -> tuple[int, str]:
     return status, str(resp.get("Error", {}).get("Code") or "")
 
 
-def _is_transient(e: BaseException) -> bool:
-    """Worth another attempt: :func:`flows.adapters.retries.is_transient` (botocore connection errors and
-    timeouts, 5xx/408/429/throttling answers, also behind boto3's ``S3UploadFailedError``, which
-    keeps the ``ClientError`` as its context); a boto3 transfer error with no cause at all counts
-    as transient."""
-    if isinstance(e, (S3UploadFailedError, S3TransferFailedError)) and e.__cause__ is None and e.__context__ is None:
-        return True
-    return is_transient(e)
-
-
 def _is_missing(e: BaseException) -> bool:
     if isinstance(e, bce.ClientError):
         status, code = _status(e)
@@ -144,15 +127,8 @@ class S3Storage:
         AWS region; None: the default chain (``AWS_DEFAULT_REGION``, ``~/.aws/config``).
     aws_access_key_id, aws_secret_access_key
         Explicit credentials (both or neither); None: boto3's default chain.
-    retries
-        Extra attempts of each upload/download after a transient error.
-    backoff_s
-        First backoff; attempt i waits ``backoff_s * 2**i`` seconds (capped at 30 s).
-    retry_window_s
-        Seconds after an operation's first attempt within which another attempt may start; a
-        failure later than that (a timeout) is raised at once.
     botocore_attempts
-        Total attempts botocore makes per HTTP call before the explicit loop sees the error.
+        Total attempts botocore makes per HTTP request (``standard`` retry mode, the first included).
     connect_timeout_s, read_timeout_s
         Socket timeouts in seconds (connect; each read of the answer).
     client
@@ -168,10 +144,7 @@ class S3Storage:
         region_name: str | None = None,
         aws_access_key_id: SecretStr | None = None,
         aws_secret_access_key: SecretStr | None = None,
-        retries: int = 3,
-        backoff_s: float = 0.5,
-        retry_window_s: float = 5.0,
-        botocore_attempts: int = 1,
+        botocore_attempts: int = 2,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 20.0,
         client: Any | None = None,
@@ -180,9 +153,6 @@ class S3Storage:
             raise StorageError("S3Storage needs a bucket name")
         self.bucket = bucket
         self.root = root.strip("/")
-        self.retries = max(0, int(retries))
-        self.backoff_s = max(0.0, float(backoff_s))
-        self.retry_window_s = max(0.0, float(retry_window_s))
         if client is None:
             if (aws_access_key_id is None) != (aws_secret_access_key is None):
                 raise StorageError("set both VOC_S3__AWS_ACCESS_KEY_ID and VOC_S3__AWS_SECRET_ACCESS_KEY, or neither")
@@ -212,8 +182,6 @@ class S3Storage:
             "region_name": s3.region_name,
             "aws_access_key_id": s3.aws_access_key_id,
             "aws_secret_access_key": s3.aws_secret_access_key,
-            "retries": s3.retries,
-            "retry_window_s": s3.retry_window_s,
             "botocore_attempts": s3.botocore_attempts,
             "connect_timeout_s": s3.connect_timeout_s,
             "read_timeout_s": s3.read_timeout_s,
@@ -249,41 +217,23 @@ class S3Storage:
         return str(getattr(getattr(self.client, "meta", None), "endpoint_url", "") or "AWS S3")
 
     def _call(self, what: str, key: str, fn: Callable[[], T]) -> T:
-        """Run ``fn`` with the explicit retry loop (fast transient failures only, within
-        ``retry_window_s``).
+        """Run ``fn`` (botocore retries inside it); classify what it raises.
 
         Raises
         ------
         StorageError
-            Missing key; a permanent error; a transient one when the attempts or the window are
-            used up. The message names the key's ``s3://`` URI and the endpoint; the botocore
-            error is the cause.
+            Missing key; a permanent error; a transient one botocore gave up on. The message
+            names the key's ``s3://`` URI and the endpoint; the botocore error is the cause
+            (:func:`flows.adapters.retries.is_transient` decides on it whether Prefect retries).
         """
-        attempts = self.retries + 1
-        start = time.monotonic()
-        for i in range(attempts):
-            try:
-                return fn()
-            except StorageError:  # already classified (a StorageConflict of a conditional write)
-                raise
-            except Exception as e:  # noqa: BLE001 - classified below, re-raised as StorageError
-                if _is_missing(e):
-                    raise StorageError(f"no such key: {self.uri(key)}") from e
-                if not _is_transient(e):
-                    raise StorageError(f"{what} {self.uri(key)} failed (endpoint {self.endpoint}): {e}") from e
-                elapsed = time.monotonic() - start
-                delay = min(30.0, self.backoff_s * (2**i))
-                if i == attempts - 1 or elapsed + delay > self.retry_window_s:
-                    n = i + 1
-                    raise StorageError(
-                        f"{what} {self.uri(key)} failed after {n} attempt{'s' if n > 1 else ''} in {elapsed:.1f} s "
-                        f"(endpoint {self.endpoint}): {e}"
-                    ) from e
-                log.warning(
-                    "%s %s failed (%s); retry %d/%d in %.2fs", what, self.uri(key), e, i + 1, self.retries, delay
-                )
-                time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return fn()
+        except StorageError:  # already classified (a StorageConflict of a conditional write)
+            raise
+        except Exception as e:  # classified below, re-raised as StorageError
+            if _is_missing(e):
+                raise StorageError(f"no such key: {self.uri(key)}") from e
+            raise StorageError(f"{what} {self.uri(key)} failed (endpoint {self.endpoint}): {e}") from e
 
     # -- Storage ----------------------------------------------------------------------------
     def write_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> str:

@@ -16,7 +16,7 @@ from voc.months import month_range, parse_month
 from voc.schema import VOCInputError, building_sort_key, validate_voc_frame
 from voc.taxonomy import Taxonomy
 
-__all__ = ["VocSource", "CsvSource", "SourceError"]
+__all__ = ["VocSource", "TagSink", "TrainingRowSource", "CsvSource", "SourceError"]
 
 
 class SourceError(RuntimeError):
@@ -36,6 +36,29 @@ class VocSource(Protocol):
 
     def describe(self) -> str:
         """Where the data comes from, without secrets."""
+
+    def close(self) -> None:
+        """Release connections (a later read reopens them); a file source has none."""
+
+
+@runtime_checkable
+class TagSink(Protocol):
+    """A source that takes tags back (PostgreSQL: ``voc_classification``, under the priority
+    rules of :mod:`flows.adapters.db`); the flows write to it when the source is one."""
+
+    def write_tags(self, tagged: pl.DataFrame, *, classify_source: str = "batch", reviewed: bool = False) -> int:
+        """Upsert the tags of ``tagged``'s rows; returns the rows written."""
+        ...
+
+
+@runtime_checkable
+class TrainingRowSource(Protocol):
+    """A source that also keeps rows marked reviewed outside the VOC table (PostgreSQL); training
+    reads them on top of :meth:`VocSource.read_history`."""
+
+    def read_training_rows(self) -> pl.DataFrame:
+        """Validated VOC rows whose ``reviewed_*`` hold human labels (per dimension)."""
+        ...
 
 
 class CsvSource:
@@ -87,6 +110,9 @@ class CsvSource:
     def describe(self) -> str:
         return f"csv:{self.path}"
 
+    def close(self) -> None:
+        """Nothing to release (the parsed frame stays cached)."""
+
 
 SOURCE_ENCODINGS: tuple[str, ...] = ("utf-8", "cp949", "euc-kr")
 """Encodings a CSV source may declare: UTF-8 (with or without BOM) by default; cp949 (Windows
@@ -130,7 +156,7 @@ def decode_csv_bytes(data: bytes, encoding: str = "utf-8", *, name: str = "input
 
 def buildings_of(df: pl.DataFrame) -> list[tuple[str, str]]:
     """``(building_id, building_name)`` pairs present in ``df``, ids sorted naturally."""
-    pairs = {}
+    pairs: dict[str, str] = {}
     for bid, name in zip(df["building_id"].to_list(), df["building_name"].to_list()):
         pairs.setdefault(bid, name or "")
     return sorted(pairs.items(), key=lambda kv: building_sort_key(kv[0]))

@@ -14,7 +14,7 @@ object (:func:`voc.backtest.backtest`); without ``--json`` a readable summary co
 history (:func:`voc.recipes.select_recipe`, rolling-origin folds, never worse than ``anchor``
 there) and the summary lists the choice and every candidate's fold scores; ``--no-select`` trains
 the default recipe, ``--recipe NAME`` one named recipe of :data:`voc.recipes.RECIPES`.
-``--model kobert`` fine-tunes with ``voc.classify.kobert.train_kobert_tagger`` (its own 20 %
+``--model kobert`` fine-tunes with ``voc.kobert_training.train_kobert_tagger`` (its own 20 %
 held-out split for early stopping comes out of the training CSV).
 Exit status 2 on unreadable input or an impossible backtest (the message says why).
 """

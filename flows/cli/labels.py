@@ -20,50 +20,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-__all__ = ["register", "labels_app", "audit_command", "run_audit"]
+__all__ = ["register", "labels_app", "audit_command"]
 
 labels_app = typer.Typer(help="Label quality (라벨 점검).", no_args_is_help=True)
 
 
-def run_audit(
-    df: Any, taxonomy: Any, *, use_reply: bool = True, recipe: str = "default", n_splits: int = 5, seed: int = 0,
-    tokenizer: Any = None,
-) -> list[Any]:
-    """:class:`voc.label_audit.DimensionAudit` per dimension of ``df`` (a validated VOC frame with
-    ``reviewed_*`` labels) holding at least two classes; Kiwi runs once per text."""
-    from voc.label_audit import audit_labels, building_month_groups
-    from voc.tagger import canonical_labels, frame_texts, labels_of
-    from voc.tokenize import KiwiTokenizer
-
-    tok = tokenizer or KiwiTokenizer()
-    texts, _ = frame_texts(df, use_reply=use_reply)
-    labs = {d: labels_of(df, d) for d in ("subject", "work")}
-    if taxonomy is not None:
-        labs = {d: canonical_labels(v, taxonomy, d) for d, v in labs.items()}
-    rows = sorted({i for v in labs.values() for i, lab in enumerate(v) if lab})
-    token_of = dict(zip(rows, tok.model_tokens_batch([texts[i] for i in rows])))
-    ids, times = df["voc_id"].to_list(), df["created_at"].to_list()
-    groups = building_month_groups(df["building_id"].to_list(), times)
-    out = []
-    for dim, v in labs.items():
-        idx = [i for i, lab in enumerate(v) if lab]
-        if len({v[i] for i in idx}) < 2:
-            continue
-        out.append(audit_labels([ids[i] for i in idx], [texts[i] for i in idx], [v[i] for i in idx],
-                                [times[i] for i in idx], [token_of[i] for i in idx], [groups[i] for i in idx],
-                                dimension=dim, recipe=recipe, n_splits=n_splits, seed=seed))
-    return out
-
-
 def audit_command(
     out: Annotated[Path, typer.Option("--out", help="CSV of likely label errors (overlaps go to FILE.overlaps.csv)")],
-    source: Annotated[Optional[str], typer.Option("--source", help="VOC source: CSV path or postgresql:// DSN without password (default VOC_SOURCE or the shipped sample)")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", help="Audit labelled rows registered before this month (YYYY-MM)")] = None,
-    recipe: Annotated[str, typer.Option("--recipe", help="Recipe of voc.recipes.RECIPES whose out-of-fold probabilities judge the labels")] = "default",
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="VOC source: CSV path or postgresql:// DSN without password (default VOC_SOURCE or the shipped sample)",
+        ),
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Audit labelled rows registered before this month (YYYY-MM)")] = None,
+    recipe: Annotated[
+        str, typer.Option("--recipe", help="Recipe of voc.recipes.RECIPES whose out-of-fold probabilities judge the labels")
+    ] = "default",
     folds: Annotated[int, typer.Option("--folds", min=2, help="Grouped folds (by building-month)")] = 5,
     all_rows: Annotated[bool, typer.Option("--all", help="Write every labelled row, ranked, not only the flagged ones")] = False,
     reply: Annotated[bool, typer.Option("--reply/--no-reply", help="Read the reply as the monthly tagger does")] = True,
@@ -75,9 +53,10 @@ def audit_command(
     import polars as pl
 
     from config.settings import get_settings
-    from flows.secrets_guard import DsnPasswordError, refuse_dsn_password
-    from flows.resources import open_source
     from flows.adapters.sources import SourceError
+    from flows.resources import open_source
+    from flows.secrets_guard import DsnPasswordError, refuse_dsn_password
+    from voc.label_audit import audit_frame
     from voc.months import parse_month
     from voc.recipes import recipe as named_recipe
     from voc.schema import VOCInputError
@@ -92,7 +71,7 @@ def audit_command(
         df = src.read_history(before=month)
         base = src.read_taxonomy() or default_taxonomy()
         taxonomy, _ = resolve_taxonomy(base, df, use_reply=reply)
-        audits = run_audit(df, taxonomy, use_reply=reply, recipe=recipe, n_splits=folds, seed=seed)
+        audits = audit_frame(df, taxonomy, use_reply=reply, recipe=recipe, n_splits=folds, seed=seed)
     except (DsnPasswordError, SourceError, VOCInputError, ValueError, OSError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

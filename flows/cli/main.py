@@ -22,9 +22,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, overload
 
 import typer
+
+from voc.model_kinds import kind_names  # the registered model kinds (a light import)
+
+if TYPE_CHECKING:
+    from typer._click.exceptions import UsageError  # Typer vendors Click
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # The ephemeral Prefect API (no PREFECT_API_URL) must answer within this many seconds. Prefect's
@@ -89,7 +94,7 @@ def _console_logging(debug: bool) -> None:
     if debug:
         return
     names = ["", *logging.root.manager.loggerDict]
-    for h in {h for n in names for h in getattr(logging.getLogger(n), "handlers", [])}:
+    for h in {h for n in names for h in logging.getLogger(n).handlers}:  # getLogger: always a Logger
         if isinstance(h, PrefectConsoleHandler) and not isinstance(h.formatter, _NoTraceback):
             h.setFormatter(_NoTraceback(h.formatter))
 
@@ -114,10 +119,13 @@ app.add_typer(review_app, name="review")
 kobert_app = typer.Typer(help="KoBERT helpers (needs the kobert extra).", no_args_is_help=True)
 app.add_typer(kobert_app, name="kobert")
 
-StorageOpt = Annotated[Optional[str], typer.Option("--storage", help="Output root: a directory, s3://bucket or s3://bucket/root (default VOC_STORAGE or ./voc-data)")]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option("--storage", help="Output root: a directory, s3://bucket or s3://bucket/root (default VOC_STORAGE or ./voc-data)"),
+]
 
 
-def _source_without_password(value: Optional[str]) -> Optional[str]:
+def _source_without_password(value: str | None) -> str | None:
     """``--source`` callback: a DSN with a secret (any form, :mod:`config.dsn`) is refused (exit 2)
     before anything runs; it would be visible in ``ps`` and stored in Prefect's flow-run
     parameters (flows/secrets_guard.py). So is a value that is neither an existing file nor a DSN nor
@@ -134,7 +142,7 @@ def _source_without_password(value: Optional[str]) -> Optional[str]:
 
 
 SourceOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--source",
         help="VOC source: CSV path or postgresql:// DSN without password (default VOC_SOURCE or the shipped sample; "
@@ -143,16 +151,23 @@ SourceOpt = Annotated[
     ),
 ]
 EncodingOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--encoding", help="Encoding of a CSV source: utf-8 (default, BOM or not), cp949 or euc-kr (Korean Excel exports)"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON (last line)")]
 
 
-def _month(value: str | None, flag: str = "--month") -> str | None:
+@overload
+def _month(value: str | None, flag: str = ..., *, required: Literal[True]) -> str: ...
+@overload
+def _month(value: str | None, flag: str = ..., *, required: Literal[False] = ...) -> str | None: ...
+def _month(value: str | None, flag: str = "--month", *, required: bool = False) -> str | None:
+    """``flag``'s value as ``YYYY-MM``; None when absent and not ``required`` (else BadParameter)."""
     from voc.months import parse_month
 
     if value in (None, ""):
+        if required:
+            raise typer.BadParameter(f"{flag} is required (YYYY-MM)")
         return None
     try:
         return parse_month(value)
@@ -211,7 +226,7 @@ def _one_line(text: str) -> str:
     return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
-def preflight(*, source: Optional[str], encoding: Optional[str], storage: Optional[str]) -> None:
+def preflight(*, source: str | None, encoding: str | None, storage: str | None) -> None:
     """Cheap checks of a command's inputs, made *before* the command starts a flow (and with it
     Prefect's API: 10-20 s on a busy machine), so that a wrong input costs a second and one
     ``error:`` line (exit 2) instead of a started run.
@@ -236,8 +251,8 @@ def preflight(*, source: Optional[str], encoding: Optional[str], storage: Option
     from pydantic import ValidationError
 
     from config.settings import get_settings
-    from flows.secrets_guard import SOURCE_NOT_FOUND, unknown_source
     from flows.adapters.sources import SourceEncodingError, decode_csv_bytes
+    from flows.secrets_guard import SOURCE_NOT_FOUND, unknown_source
 
     if encoding is not None:
         try:
@@ -299,15 +314,15 @@ def _run_monthly(**kw: Any) -> dict[str, Any]:
 
 @app.command()
 def train(
-    until: Annotated[Optional[str], typer.Option("--until", help="Train on labelled rows dated before this month (YYYY-MM)")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="linear (default) | hybrid | anchor | kobert")] = None,
-    kobert_base: Annotated[Optional[str], typer.Option("--kobert-base", help="KoBERT base: hub id or local directory")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Train on labelled rows dated before this month (YYYY-MM)")] = None,
+    model: Annotated[str | None, typer.Option("--model", help=f"{' | '.join(kind_names())} (default: linear); voc.model_kinds")] = None,
+    kobert_base: Annotated[str | None, typer.Option("--kobert-base", help="KoBERT base: hub id or local directory")] = None,
     storage: StorageOpt = None,
     source: SourceOpt = None,
     encoding: EncodingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a candidate model; it becomes champion unless it is worse on the same held-out rows."""
+    """Train a challenger model; it becomes the champion unless it is worse on the same held-out rows."""
     m = _month(until, "--until")
     preflight(source=source, encoding=encoding, storage=storage)  # before Prefect is imported
     from flows.train import voc_train
@@ -322,14 +337,18 @@ def train(
 @app.command()
 def run(
     mode: Annotated[str, typer.Option("--mode", help="full | refresh | tagging-only")] = "full",
-    month: Annotated[Optional[str], typer.Option("--month", help="YYYY-MM (default: previous month, KST)")] = None,
-    building_id: Annotated[Optional[list[str]], typer.Option("--building-id", help="Only these buildings (repeatable)")] = None,
+    month: Annotated[str | None, typer.Option("--month", help="YYYY-MM (default: previous month, KST)")] = None,
+    building_id: Annotated[list[str] | None, typer.Option("--building-id", help="Only these buildings (repeatable)")] = None,
     storage: StorageOpt = None,
     source: SourceOpt = None,
     encoding: EncodingOpt = None,
     task_runner: Annotated[
-        Optional[str],
-        typer.Option("--task-runner", help="Where buildings run: thread | dask (local worker processes) | tcp://host:8786 (a Dask cluster); default VOC_TASK_RUNNER or thread"),
+        str | None,
+        typer.Option(
+            "--task-runner",
+            help="Where buildings run: thread | dask (local worker processes) | tcp://host:8786 (a Dask cluster); "
+            "default VOC_TASK_RUNNER or thread",
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -375,12 +394,14 @@ def review_simulate(
     """Act as a reviewer on the month's review sheet using the real labels (demos and tests)."""
     if not from_labels:
         raise typer.BadParameter("only --from-labels is supported: the simulated reviewer answers with the source's labels")
-    m = _month(month)
+    m = _month(month, required=True)
     preflight(source=source, encoding=None, storage=storage)
     from flows.review_flow import simulate_month_review
 
     out = simulate_month_review(month=m, fraction=fraction, seed=seed, storage=storage, source=source)
-    typer.echo(f"simulated review of {out['month']}: {out['reviewed']} rows marked 검수완료=Y, {out['changed']} corrected → {out['location']}")
+    typer.echo(
+        f"simulated review of {out['month']}: {out['reviewed']} rows marked 검수완료=Y, {out['changed']} corrected → {out['location']}"
+    )
 
 
 @kobert_app.command("build-tiny-base")
@@ -408,19 +429,21 @@ def kobert_export_onnx(
     model_dir: Annotated[Path, typer.Argument(help="A saved KoBERT model version directory (kobert_<version>)")],
     source: SourceOpt = None,
     n: Annotated[int, typer.Option("--n", help="Held-out texts of the source to check the copy on")] = 300,
-    min_agreement: Annotated[Optional[float], typer.Option("--min-agreement", help="Default VOC_MODEL__KOBERT_INT8_MIN_AGREEMENT (0.98)")] = None,
+    min_agreement: Annotated[
+        float | None, typer.Option("--min-agreement", help="Default VOC_MODEL__KOBERT_INT8_MIN_AGREEMENT (0.98)")
+    ] = None,
 ) -> None:
     """Add the int8 ONNX Runtime copy for CPU workers to a model trained without it (the train
     flow writes it itself). Checked against the fp32 model on the source's held-out VOCs (the
     fixed 20 % hash split); kept only when every head agrees on ≥ --min-agreement of them."""
+    import polars as pl
+
     from config.settings import get_settings
     from flows.resources import open_source
     from voc.classify.kobert import KoBERTTagger
     from voc.classify.kobert_onnx import add_int8_runtime
     from voc.modelstore import update_meta
     from voc.tagger import frame_texts, holdout_mask
-
-    import polars as pl
 
     settings = get_settings(source=source)
     tagger = KoBERTTagger.load(model_dir, runtime="torch")
@@ -442,11 +465,11 @@ def demo(
     storage: Annotated[str, typer.Option("--storage", help="Output directory or s3:// root")] = "./voc-data",
     source: SourceOpt = None,
     encoding: EncodingOpt = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Classifier kind for training")] = None,
-    kobert_base: Annotated[Optional[str], typer.Option("--kobert-base", help="Local KoBERT base for --model kobert")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Classifier kind for training")] = None,
+    kobert_base: Annotated[str | None, typer.Option("--kobert-base", help="Local KoBERT base for --model kobert")] = None,
 ) -> None:
     """Train on the history before MONTH, run `full`, review with the real labels, run `refresh`."""
-    m = _month(month)
+    m = _month(month, required=True)
     preflight(source=source, encoding=encoding, storage=storage)  # before Prefect is imported
     from flows.review_flow import simulate_month_review
     from flows.train import voc_train
@@ -481,12 +504,22 @@ def demo(
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option("--host", help="Interface to listen on (default VOC_SERVE__HOST or 127.0.0.1; 0.0.0.0 = all)")] = None,
-    port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535, help="TCP port (default VOC_SERVE__PORT or 8000)")] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Interface to listen on (default VOC_SERVE__HOST or 127.0.0.1; 0.0.0.0 = all)")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="TCP port (default VOC_SERVE__PORT or 8000)")] = None,
     storage: StorageOpt = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes, each with the model loaded (default VOC_SERVE__WORKERS or 1)")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Worker processes, each with the model loaded (default VOC_SERVE__WORKERS or 1)"),
+    ] = None,
     reload_interval: Annotated[
-        Optional[float], typer.Option("--reload-interval", min=0.1, help="Seconds between reads of models/champion.json (default VOC_SERVE__RELOAD_INTERVAL_S or 30)")
+        float | None,
+        typer.Option(
+            "--reload-interval",
+            min=0.1,
+            help="Seconds between reads of models/champion.json (default VOC_SERVE__RELOAD_INTERVAL_S or 30)",
+        ),
     ] = None,
 ) -> None:
     """Real-time tagging API (FastAPI under uvicorn): POST /v1/tag and /v1/tag:batch with
@@ -516,10 +549,10 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     return (FutureMonthError, VOCInputError, SourceEncodingError, InputError, typer.BadParameter)
 
 
-def _usage_line(e: Any) -> str:
-    """One line for a Click usage error: the message, then where the help is."""
-    ctx = getattr(e, "ctx", None)
-    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+def _usage_line(e: UsageError) -> str:
+    """One line for a Click usage error: the message, then where the help is (``e.ctx``: the
+    command's context, None when Click raised it outside one)."""
+    where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
     return f"error: {_one_line(e.format_message())}{where}"
 
 
@@ -546,7 +579,7 @@ def main() -> None:
     except ClickException as e:
         typer.echo(f"error: {_one_line(e.format_message())}", err=True)
         sys.exit(e.exit_code)
-    except Exception as e:  # noqa: BLE001 - the CLI's last word on any failure
+    except Exception as e:
         if _cli_state["debug"]:
             raise
         code = 2 if isinstance(e, _input_errors()) else 1

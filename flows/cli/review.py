@@ -6,9 +6,9 @@
     voc review push FILE [--month YYYY-MM] [--storage …] [--json]
 
 The logic (pull record, per-row acceptance, compare-and-swap) is in
-:mod:`flows.adapters.review_exchange`. Exit status: ``pull`` 0, or 2 when there is nothing to pull or the
+:mod:`flows.review_exchange`. Exit status: ``pull`` 0, or 2 when there is nothing to pull or the
 target file exists; ``push`` 0 when every changed row was accepted, 1 when a row was rejected
-(the accepted rows are stored all the same) or the workbook kept changing under it, 2 for a file
+(on the data sheet or on 이전 라벨 점검; the accepted rows are stored all the same) or the workbook kept changing under it, 2 for a file
 it cannot use.
 """
 
@@ -16,19 +16,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, overload
 
 import typer
 
 __all__ = ["register", "review_pull", "review_push"]
 
 StorageOpt = Annotated[
-    Optional[str],
-    typer.Option("--storage", help="Storage root holding the workbook: a directory, s3://bucket or s3://bucket/root (default VOC_STORAGE or ./voc-data)"),
+    str | None,
+    typer.Option(
+        "--storage",
+        help="Storage root holding the workbook: a directory, s3://bucket or s3://bucket/root (default VOC_STORAGE or ./voc-data)",
+    ),
 ]
 
 
-def _month(value: Optional[str], *, required: bool) -> Optional[str]:
+@overload
+def _month(value: str | None, *, required: Literal[True]) -> str: ...
+@overload
+def _month(value: str | None, *, required: Literal[False]) -> str | None: ...
+def _month(value: str | None, *, required: bool) -> str | None:
+    """``--month`` as ``YYYY-MM``; None when absent and not ``required`` (else BadParameter)."""
     from voc.months import parse_month
 
     if value in (None, ""):
@@ -43,14 +51,14 @@ def _month(value: Optional[str], *, required: bool) -> Optional[str]:
 
 def review_pull(
     month: Annotated[str, typer.Option("--month", help="YYYY-MM")],
-    building_id: Annotated[Optional[str], typer.Option("--building-id", help="Only this building's rows")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="File to write (default ./review_YYYYMM[_B].xlsx)")] = None,
+    building_id: Annotated[str | None, typer.Option("--building-id", help="Only this building's rows")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write (default ./review_YYYYMM[_B].xlsx)")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists")] = False,
     storage: StorageOpt = None,
 ) -> None:
     """Download the month's review workbook (검수 시트) to edit in Excel; `voc review push` sends it back."""
     from config.settings import get_settings
-    from flows.adapters.review_exchange import ReviewExchangeError, pull_review
+    from flows.review_exchange import ReviewExchangeError, pull_review
     from voc.schema import id_problem
 
     m = _month(month, required=True)
@@ -68,7 +76,7 @@ def review_pull(
 
 def review_push(
     file: Annotated[Path, typer.Argument(help="The edited .xlsx (from `voc review pull`, or the workbook downloaded from its link)")],
-    month: Annotated[Optional[str], typer.Option("--month", help="YYYY-MM (default: the file's)")] = None,
+    month: Annotated[str | None, typer.Option("--month", help="YYYY-MM (default: the file's)")] = None,
     storage: StorageOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
@@ -76,7 +84,7 @@ def review_push(
     stored one (compare-and-swap); prints the rows accepted and the rows rejected with the reason."""
     from config.settings import get_settings
     from flows.adapters.review_backends import ReviewConflictError
-    from flows.adapters.review_exchange import ReviewExchangeError, push_review
+    from flows.review_exchange import ReviewExchangeError, push_review
 
     m = _month(month, required=False)
     try:
@@ -102,8 +110,24 @@ def review_push(
             typer.echo(f"  note: {n}")
         if not res.checked_against_pull:
             typer.echo("  note: the file has no pull record (not from `voc review pull`): changes others made since were not checked")
-    if res.rejected:
+        _echo_label_audit(res.label_audit)
+    if res.rejected or (res.label_audit and res.label_audit["rejected"]):
         raise typer.Exit(1)
+
+
+def _echo_label_audit(audit: dict | None) -> None:
+    """The push's lines about the 이전 라벨 점검 sheet (``flows.adapters.label_review.push_audit_sheet``)."""
+    if not audit:
+        return
+    counts = f"accepted {len(audit['accepted'])}, unchanged {audit['unchanged']}, rejected {len(audit['rejected'])}"
+    typer.echo(f"  이전 라벨 점검: {counts} row(s)")
+    for r in audit["rejected"]:
+        typer.echo(f"    row {r['sheet_row']} (voc_id={r['voc_id']}): " + "; ".join(r["reasons"]))
+    fixes = audit.get("fixes")
+    if fixes:
+        typer.echo(f"  label fixes: {fixes['fixes']} fixed, {fixes['confirmed']} confirmed → {fixes['key']}")
+        for issue in fixes["issues"]:
+            typer.echo(f"    issue: {issue}")
 
 
 def register(review_app: typer.Typer) -> None:

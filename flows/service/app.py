@@ -63,7 +63,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,15 +83,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from config.settings import VocSettings, get_settings
-from flows.storage_layout import new_run_id
+from config.settings import ServeSettings, VocSettings, get_settings
 from flows.adapters.model_store import ModelVersion, champion_name, load_version_variants, read_champion_retrying
-from flows.resources import open_storage
 from flows.adapters.storage import Storage
+from flows.resources import open_storage
+from flows.storage_layout import new_run_id
 from voc.months import KST
-from voc.schema import id_problem, validate_voc_frame
 from voc.replies import tagger_reply_suggestions
-from voc.tagger import frame_texts, tag_frame
+from voc.schema import id_problem, validate_voc_frame
+from voc.tagger import KiwiTagger, Tagger, frame_texts, tag_frame
 from voc.tokenize import KiwiTokenizer
 
 __all__ = [
@@ -158,7 +158,10 @@ def text_problem(value: str) -> str | None:
     if cp == 0:
         return f"contains a NUL character (U+0000) at position {i}"
     if 0xDC80 <= cp <= 0xDCFF:
-        return f"contains a lone surrogate U+{cp:04X} at position {i} (the invalid UTF-8 byte 0x{cp - 0xDC00:02X}, or a JSON escape): not Unicode text"
+        return (
+            f"contains a lone surrogate U+{cp:04X} at position {i} "
+            f"(the invalid UTF-8 byte 0x{cp - 0xDC00:02X}, or a JSON escape): not Unicode text"
+        )
     return f"contains a lone UTF-16 surrogate U+{cp:04X} at position {i}: not Unicode text"
 
 
@@ -303,8 +306,12 @@ BEARER = HTTPBearer(
 Only documentation: :class:`_Gate` checks the key before FastAPI sees the request."""
 
 
-def _documented(description: str, example: Any, *, model: type[BaseModel] = ErrorBody, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"model": model, "description": description, "content": {"application/json": {"example": {"detail": example}}}}
+def _documented(
+    description: str, example: Any, *, model: type[BaseModel] = ErrorBody, headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "model": model, "description": description, "content": {"application/json": {"example": {"detail": example}}}
+    }
     if headers:
         out["headers"] = headers
     return out
@@ -336,7 +343,7 @@ def error_responses(body_limit_setting: str) -> dict[int | str, dict[str, Any]]:
 # tagging (pure: no I/O)
 
 
-def choose_variant(taggers: dict[str, Any], has_reply: bool) -> tuple[str, Any]:
+def choose_variant(taggers: dict[str, Tagger], has_reply: bool) -> tuple[str, Tagger]:
     """The variant (and tagger) that answers a request.
 
     With a reply: ``reply`` (else ``registration``, for a version trained without the reply).
@@ -357,7 +364,7 @@ def choose_variant(taggers: dict[str, Any], has_reply: bool) -> tuple[str, Any]:
     return REPLY_FALLBACK, taggers["reply"]
 
 
-def tag_requests(items: Sequence[TagRequest], taggers: dict[str, Any], *, run_id: str, today: str) -> list[dict[str, Any]]:
+def tag_requests(items: Sequence[TagRequest], taggers: dict[str, Tagger], *, run_id: str, today: str) -> list[dict[str, Any]]:
     """Tag N requests with a version's taggers through the batch path.
 
     Each request goes to :func:`choose_variant`'s tagger; per variant one frame of its requests
@@ -381,7 +388,7 @@ def tag_requests(items: Sequence[TagRequest], taggers: dict[str, Any], *, run_id
         N dicts in request order with the :class:`TagResult` fields (``write_through`` None).
     """
     groups: dict[str, list[int]] = {}
-    chosen: dict[str, Any] = {}
+    chosen: dict[str, Tagger] = {}
     for i, it in enumerate(items):
         name, tagger = choose_variant(taggers, it.has_reply)
         groups.setdefault(name, []).append(i)
@@ -403,7 +410,7 @@ def tag_requests(items: Sequence[TagRequest], taggers: dict[str, Any], *, run_id
             )
         )
         tagged = tag_frame(frame, chosen[name], run_id=run_id, classify_source=CLASSIFY_SOURCE[name])
-        drafts = tagger_reply_suggestions(chosen[name], frame_texts(frame, use_reply=bool(getattr(chosen[name], "use_reply", False)))[0])
+        drafts = tagger_reply_suggestions(chosen[name], frame_texts(frame, use_reply=chosen[name].use_reply)[0])
         for i, row, sugg in zip(idx, tagged.iter_rows(named=True), drafts):
             out[i] = {
                 "voc_id": items[i].voc_id,
@@ -445,17 +452,16 @@ def present_guesses(result: dict[str, Any]) -> dict[str, Any]:
 # the model being served, and its reload
 
 
-def _kiwi_tokenizers(taggers: dict[str, Any]) -> dict[int, KiwiTokenizer]:
-    """The Kiwi tokenizers of a version's taggers, by ``min_noun_len``."""
+def _kiwi_tokenizers(taggers: dict[str, Tagger]) -> dict[int, KiwiTokenizer]:
+    """The Kiwi tokenizers of a version's taggers (:class:`voc.tagger.KiwiTagger`), by ``min_noun_len``."""
     out: dict[int, KiwiTokenizer] = {}
     for tagger in taggers.values():
-        tok = getattr(tagger, "tokenizer", None)
-        if isinstance(tok, KiwiTokenizer):
-            out.setdefault(tok.min_noun_len, tok)
+        if isinstance(tagger, KiwiTagger):
+            out.setdefault(tagger.kiwi_tokenizer.min_noun_len, tagger.kiwi_tokenizer)
     return out
 
 
-def _prepare_for_serving(taggers: dict[str, Any], *, reuse: dict[int, KiwiTokenizer], lock: threading.Lock) -> None:
+def _prepare_for_serving(taggers: dict[str, Tagger], *, reuse: dict[int, KiwiTokenizer], lock: threading.Lock) -> None:
     """Make a freshly loaded version ready to answer.
 
     Its taggers share one Kiwi analyser per ``min_noun_len`` (Kiwi's model takes ~0.4 GB per
@@ -464,19 +470,20 @@ def _prepare_for_serving(taggers: dict[str, Any], *, reuse: dict[int, KiwiTokeni
     with a 200,000-text cache that would grow with every request) and single-threaded (a process
     tags on one thread; more cores = more ``--workers``). Then one tagging call per tagger, under
     ``lock`` (the analyser may be serving requests), so that the first request pays for nothing.
-    Only ``VOCTagger.tokenizer`` is replaced: it is the only tokenizer ``VOCTagger.tag`` uses.
+    Only the analyser of a :class:`voc.tagger.KiwiTagger` (``kiwi_tokenizer``) is replaced: it is
+    the only tokenizer ``VOCTagger.tag`` uses.
     """
     pool = dict(reuse)
     for tagger in taggers.values():
-        tok = getattr(tagger, "tokenizer", None)
-        if not isinstance(tok, KiwiTokenizer):
+        if not isinstance(tagger, KiwiTagger):
             continue
+        tok = tagger.kiwi_tokenizer
         if tok.min_noun_len in pool:
-            tagger.tokenizer = pool[tok.min_noun_len]
+            tagger.kiwi_tokenizer = pool[tok.min_noun_len]
             continue
         tok.cache_size = 0
-        tok._cache.clear()  # noqa: SLF001 - the tokenizer's own cache, emptied on load
-        if tok._kiwi is None:  # noqa: SLF001 - not built yet: build it single-threaded
+        tok._cache.clear()
+        if tok._kiwi is None:
             tok.num_workers = 0  # Kiwi on the calling thread
         pool[tok.min_noun_len] = tok
     for tagger in taggers.values():
@@ -621,7 +628,9 @@ class ServeMetrics:
             "voc_serve_model_info", "The model version being served (1) and earlier ones (0)", ["model_version", "variants"],
             registry=r, multiprocess_mode="max",
         )
-        self.reloads = Counter("voc_serve_model_checks", "Champion checks by result (swapped, unchanged, no_champion, error)", ["result"], registry=r)
+        self.reloads = Counter(
+            "voc_serve_model_checks", "Champion checks by result (swapped, unchanged, no_champion, error)", ["result"], registry=r
+        )
         self.writes = Counter("voc_serve_write_through", "Write-through upserts by result", ["result"], registry=r)
 
     def on_swap(self, before: Served | None, after: Served) -> None:
@@ -676,7 +685,10 @@ class WriteThrough:
             if r["voc_id"] is not None:
                 by_source.setdefault(CLASSIFY_SOURCE[r["variant"]], []).append(i)
         for source, idx in by_source.items():
-            cols = ("voc_id", "subject_major", "subject_minor", "subject_confidence", "work_major", "work_minor", "work_confidence", "model_version")
+            cols = (
+                "voc_id", "subject_major", "subject_minor", "subject_confidence",
+                "work_major", "work_minor", "work_confidence", "model_version",
+            )
             frame = pl.DataFrame(
                 {**{c: [results[i][c] for i in idx] for c in cols}, "run_id": [run_id] * len(idx)},
                 schema={**{c: pl.Float64 if c.endswith("_confidence") else pl.Utf8 for c in cols}, "run_id": pl.Utf8},
@@ -702,6 +714,9 @@ class WriteThrough:
 # reading a JSON body: invalid UTF-8 and lone surrogates become 422s naming the field
 
 
+_NOT_READ = object()
+
+
 class _Utf8JsonRequest(Request):
     """A request whose JSON body is read as UTF-8 (RFC 8259 §8.1; a leading BOM is skipped) with
     ``surrogateescape``: an invalid byte becomes the lone surrogate U+DC80–U+DCFF *inside the
@@ -709,20 +724,23 @@ class _Utf8JsonRequest(Request):
     (``loc``) instead of the whole body failing with a 400 that names nothing. An invalid byte
     outside a string is a JSON syntax error (422 ``json_invalid`` with its offset)."""
 
+    _parsed: Any = _NOT_READ
+    """The parsed body once :meth:`json` ran (class default: not read yet)."""
+
     async def json(self) -> Any:
-        if not hasattr(self, "_json"):
+        if self._parsed is _NOT_READ:
             body = await self.body()
             if body.startswith(codecs.BOM_UTF8):
                 body = body[len(codecs.BOM_UTF8):]
-            self._json = json.loads(body.decode("utf-8", "surrogateescape"))
-        return self._json
+            self._parsed = self._json = json.loads(body.decode("utf-8", "surrogateescape"))  # _json: Starlette's cache too
+        return self._parsed
 
 
 class _Utf8JsonRoute(APIRoute):
     """Route class of the app: endpoints read bodies through :class:`_Utf8JsonRequest` (FastAPI's
     documented way to customise request parsing: a custom ``APIRoute.get_route_handler``)."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
@@ -789,7 +807,10 @@ class _Gate:
     body → 401; (3) reads the body up to the endpoint's limit → 413 beyond it, then hands it
     to the app."""
 
-    def __init__(self, app: Any, *, keys: list[bytes], admin_key: bytes | None, limits: dict[str, int], default_limit: int, metrics: ServeMetrics) -> None:
+    def __init__(
+        self, app: Any, *, keys: list[bytes], admin_key: bytes | None, limits: dict[str, int], default_limit: int,
+        metrics: ServeMetrics,
+    ) -> None:
         self.app = app
         self.keys = keys
         self.admin_key = admin_key
@@ -921,10 +942,46 @@ def create_app(settings: VocSettings, *, storage: Storage | None = None) -> Fast
     metrics = ServeMetrics()
     holder = ModelHolder(settings, storage if storage is not None else open_storage(settings), on_swap=metrics.on_swap)
     writer = WriteThrough(settings) if conf.write_through else None
-    run_id = new_run_id("serve")
+
+    # /docs and /redoc load Swagger UI and ReDoc from the app itself (fastapi-offline's bundled
+    # assets under /static-offline-docs): they work on a network without a CDN
+    app = FastAPIOffline(
+        title="voc real-time tagging",
+        description="Tags a VOC (subject and work type) the moment it is registered.",
+        lifespan=_lifespan(settings, holder, writer, metrics),
+    )
+    app.router.route_class = _Utf8JsonRoute  # before the routes below are added
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.state.holder = holder
+    app.state.metrics = metrics
+    _add_tag_routes(app, conf, holder, writer, metrics, run_id=new_run_id("serve"))
+    _add_operator_routes(app, holder, metrics)
+    if conf.reviewer_buildings():  # the reviewers' upload page (flows/service/review_upload.py); absent (404) without keys
+        from flows.service.review_upload import review_router
+
+        app.include_router(review_router(settings))
+
+    app.add_middleware(
+        _Gate,
+        keys=keys,
+        admin_key=admin_key,
+        limits={"/v1/tag": conf.max_body_bytes, "/v1/tag:batch": conf.max_batch_body_bytes},
+        default_limit=conf.max_body_bytes,
+        metrics=metrics,
+    )
+    return app
+
+
+def _lifespan(
+    settings: VocSettings, holder: ModelHolder, writer: WriteThrough | None, metrics: ServeMetrics
+) -> Callable[[FastAPI], Any]:
+    """The app's lifespan: a tagging limiter of one thread, the champion poller
+    (:func:`_poll_forever`, every ``VOC_SERVE__RELOAD_INTERVAL_S``) while the app runs, the
+    write-through connections closed at the end."""
+    conf = settings.serve
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202 - FastAPI's lifespan protocol
+    async def lifespan(app: FastAPI):
         app.state.tag_limiter = anyio.CapacityLimiter(1)
         stop = threading.Event()
         poller = threading.Thread(
@@ -944,26 +1001,25 @@ def create_app(settings: VocSettings, *, storage: Storage | None = None) -> Fast
             if writer is not None:
                 writer.close()
 
-    # /docs and /redoc load Swagger UI and ReDoc from the app itself (fastapi-offline's bundled
-    # assets under /static-offline-docs): they work on a network without a CDN
-    app = FastAPIOffline(
-        title="voc real-time tagging",
-        description="Tags a VOC (subject and work type) the moment it is registered.",
-        lifespan=lifespan,
-    )
-    app.router.route_class = _Utf8JsonRoute  # before the routes below are added
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.state.holder = holder
-    app.state.metrics = metrics
+    return lifespan
 
-    def served() -> Served:
-        s = holder.current()
-        if s is None:
-            raise HTTPException(503, detail=f"no model loaded yet ({holder.last_error or 'loading'})", headers={"Retry-After": "5"})
-        return s
+
+def _served(holder: ModelHolder) -> Served:
+    """The version being served; 503 (``Retry-After: 5``) before one is loaded."""
+    s = holder.current()
+    if s is None:
+        raise HTTPException(503, detail=f"no model loaded yet ({holder.last_error or 'loading'})", headers={"Retry-After": "5"})
+    return s
+
+
+def _add_tag_routes(
+    app: FastAPI, conf: ServeSettings, holder: ModelHolder, writer: WriteThrough | None, metrics: ServeMetrics, *, run_id: str
+) -> None:
+    """``POST /v1/tag`` and ``POST /v1/tag:batch`` (module docstring): tagging on the app's one
+    worker thread, write-through when configured, keyword guesses presented (:func:`present_guesses`)."""
 
     async def tag(items: list[TagRequest]) -> tuple[Served, list[dict[str, Any]], int | None]:
-        s = served()
+        s = _served(holder)
         today = datetime.now(KST).date().isoformat()
         results = await anyio.to_thread.run_sync(
             partial(holder.tag, items, s, run_id=run_id, today=today), limiter=app.state.tag_limiter
@@ -998,13 +1054,20 @@ def create_app(settings: VocSettings, *, storage: Storage | None = None) -> Fast
         """Tag up to ``max_batch`` VOCs (each by the rule of ``/v1/tag``), results in request order."""
         if len(req.items) > conf.max_batch:
             raise RequestValidationError(
-                [{"type": "too_long", "loc": ("body", "items"), "msg": f"at most {conf.max_batch} VOCs per call, got {len(req.items)}", "input": None}]
+                [{
+                    "type": "too_long", "loc": ("body", "items"),
+                    "msg": f"at most {conf.max_batch} VOCs per call, got {len(req.items)}", "input": None,
+                }]
             )
         if not req.items:
-            s = served()
+            s = _served(holder)
             return {"results": [], "model_version": s.version.name, "rows_written": 0 if writer else None}
         s, results, written = await tag(req.items)
         return {"results": results, "model_version": results[0]["model_version"], "rows_written": written}
+
+
+def _add_operator_routes(app: FastAPI, holder: ModelHolder, metrics: ServeMetrics) -> None:
+    """``POST /v1/admin/reload`` (admin key), ``GET /healthz``, ``GET /readyz``, ``GET /metrics``."""
 
     @app.post("/v1/admin/reload", dependencies=[Security(BEARER)])
     async def admin_reload() -> dict[str, Any]:
@@ -1013,8 +1076,9 @@ def create_app(settings: VocSettings, *, storage: Storage | None = None) -> Fast
             res = await anyio.to_thread.run_sync(holder.check)
         except Exception as e:  # noqa: BLE001 - reported to the caller; the served version stays
             metrics.reloads.labels(result="error").inc()
+            still = holder.current()
             raise HTTPException(502, detail=f"reload failed ({type(e).__name__}: {e}); still serving "
-                                f"{holder.current().version.name if holder.current() else 'nothing'}") from None
+                                f"{still.version.name if still else 'nothing'}") from None
         metrics.reloads.labels(result=res["result"]).inc()
         return res
 
@@ -1041,21 +1105,6 @@ def create_app(settings: VocSettings, *, storage: Storage | None = None) -> Fast
     async def prometheus_metrics() -> Response:
         """Prometheus text exposition."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    if conf.reviewer_buildings():  # the reviewers' upload page (flows/service/review_upload.py); absent (404) without keys
-        from flows.service.review_upload import review_router
-
-        app.include_router(review_router(settings))
-
-    app.add_middleware(
-        _Gate,
-        keys=keys,
-        admin_key=admin_key,
-        limits={"/v1/tag": conf.max_body_bytes, "/v1/tag:batch": conf.max_batch_body_bytes},
-        default_limit=conf.max_body_bytes,
-        metrics=metrics,
-    )
-    return app
 
 
 def create_app_from_env() -> FastAPI:

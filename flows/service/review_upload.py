@@ -8,10 +8,10 @@ Enabled by ``VOC_SERVE__REVIEWER_KEYS`` (a JSON map key → list of building ids
   reviewer's buildings with a download link each, and an upload form for the month (default:
   the previous month, KST).
 * ``GET /review/{yyyymm}/{building_id}.xlsx``: the building's rows of the month as a workbook
-  with a pull record (:func:`flows.adapters.review_exchange.pull_review_bytes`, what ``voc review pull
+  with a pull record (:func:`flows.review_exchange.pull_review_bytes`, what ``voc review pull
   --building-id`` writes).
 * ``POST /review/{yyyymm}`` (``multipart/form-data``, field ``file``): the filled workbook,
-  merged by :func:`flows.adapters.review_exchange.push_review_bytes` — the same per-row checks and
+  merged by :func:`flows.review_exchange.push_review_bytes` — the same per-row checks and
   compare-and-swap as ``voc review push`` — with the reviewer's buildings only: rows of other
   buildings are rejected (``other_building``). Answers an HTML page listing the accepted rows and
   the rejected ones with their reasons (JSON, :meth:`PushResult.to_dict`, when the request
@@ -34,8 +34,8 @@ import hmac
 import html
 import logging
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -113,7 +113,8 @@ def render_page(month: str, buildings: frozenset[str], *, message: str | None = 
         f'<form id="upload" method="post" action="/review/{ym}" enctype="multipart/form-data">'
         '<input type="file" name="file" accept=".xlsx,application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" required> '
         '<button type="submit">올리기</button></form>'
-        '<p class="note">내 건물의 행만 반영됩니다. 내려받은 뒤 다른 검수자가 같은 행을 바꿨다면 그 행은 반영하지 않고 알려 드립니다(다시 내려받아 확인하세요).</p>'
+        '<p class="note">내 건물의 행만 반영됩니다. 내려받은 뒤 다른 검수자가 같은 행을 바꿨다면 그 행은 반영하지 않고 '
+        "알려 드립니다(다시 내려받아 확인하세요).</p>"
     )
     return _page("VOC 검수 시트 올리기", body)
 
@@ -121,11 +122,12 @@ def render_page(month: str, buildings: frozenset[str], *, message: str | None = 
 def render_result(result: Any, filename: str) -> str:
     """The answer page of an upload: accepted, unchanged and rejected rows with reasons.
 
-    ``result`` is a :class:`flows.adapters.review_exchange.PushResult`."""
+    ``result`` is a :class:`flows.review_exchange.PushResult`."""
     e = html.escape
     acc = "".join(f"<tr><td>{r}</td><td>{e(v)}</td></tr>" for r, v in result.accepted)
     rej = "".join(
-        f"<tr><td>{r.sheet_row}</td><td>{e(r.voc_id)}</td><td>{e(', '.join(r.codes))}</td><td>{'<br>'.join(e(x) for x in r.reasons)}</td></tr>"
+        f"<tr><td>{r.sheet_row}</td><td>{e(r.voc_id)}</td><td>{e(', '.join(r.codes))}</td>"
+        f"<td>{'<br>'.join(e(x) for x in r.reasons)}</td></tr>"
         for r in result.rejected
     )
     notes = "".join(f"<li>{e(str(n))}</li>" for n in result.notes)
@@ -141,7 +143,10 @@ def render_result(result: Any, filename: str) -> str:
             f"{rej}</table>" if rej else ""
         )
         + (f"<h2>참고</h2><ul>{notes}</ul>" if notes else "")
-        + ("" if result.checked_against_pull else '<p class="note">이 파일에는 내려받기 기록이 없어, 그 사이 다른 검수자가 바꾼 행인지 확인하지 못했습니다.</p>')
+        + (
+            "" if result.checked_against_pull
+            else '<p class="note">이 파일에는 내려받기 기록이 없어, 그 사이 다른 검수자가 바꾼 행인지 확인하지 못했습니다.</p>'
+        )
         + f'<p><a href="/review?month={e(result.month)}">돌아가기</a></p>'
     )
     return _page("검수 시트 올리기 결과", body)
@@ -172,6 +177,73 @@ def _same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
 
 
+async def _limited_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it is over ``limit`` bytes (the declared ``Content-Length``
+    first, then the bytes counted)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _uploaded_file(request: Request, limit: int) -> tuple[bytes, str] | Response:
+    """The bytes and file name of the multipart field ``file`` of an upload of at most ``limit``
+    bytes, or the error page to answer: 413 (``Connection: close``) over the limit, 400 for a body
+    that is not ``multipart/form-data`` or has no file."""
+    body = await _limited_body(request, limit)
+    if body is None:
+        too_big = _error_page(413, "파일이 너무 큽니다", f"올린 내용이 {limit} 바이트를 넘습니다")
+        too_big.headers["Connection"] = "close"
+        return too_big
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=10, max_part_size=limit)
+    except Exception as e:  # noqa: BLE001 - multipart errors: a 400 naming the problem
+        return _error_page(400, "올릴 수 없습니다", f"multipart/form-data 본문을 읽지 못했습니다: {e}")
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        return _error_page(400, "올릴 수 없습니다", "파일(file)을 골라 주세요")
+    data = await upload.read()
+    name = upload.filename or "upload.xlsx"
+    await form.close()
+    return data, name
+
+
+def _reviewer_dependency(
+    keys: Mapping[str, frozenset[str]],
+) -> Callable[[Request, HTTPBasicCredentials | None], frozenset[str]]:
+    """The FastAPI dependency of the ``/review`` routes: the buildings of the reviewer whose
+    Basic password is one of ``keys``; raises HTTPException 401 (``WWW-Authenticate``) otherwise."""
+
+    def reviewer(request: Request, creds: Annotated[HTTPBasicCredentials | None, Depends(_BASIC)]) -> frozenset[str]:
+        buildings = authorised_buildings(keys, creds.password if creds is not None else None)
+        if buildings is None:
+            client = request.client.host if request.client else "?"
+            why = "no reviewer key" if creds is None else "wrong reviewer key"
+            log.info("401 %s %s from %s: %s", request.method, request.url.path, client, why)
+            raise HTTPException(
+                401, detail="검수자 키가 없거나 틀렸습니다 (missing or wrong reviewer key)", headers={"WWW-Authenticate": REALM}
+            )
+        return buildings
+
+    return reviewer
+
+
 def review_router(settings: VocSettings) -> APIRouter:
     """The ``/review`` routes (module docstring) for ``settings.serve.reviewer_keys``.
 
@@ -185,14 +257,7 @@ def review_router(settings: VocSettings) -> APIRouter:
         raise ValueError("no reviewer key: set VOC_SERVE__REVIEWER_KEYS")
     limit = settings.serve.max_upload_bytes
     router = APIRouter(tags=["review"])
-
-    def reviewer(request: Request, creds: HTTPBasicCredentials | None = Depends(_BASIC)) -> frozenset[str]:
-        buildings = authorised_buildings(keys, creds.password if creds is not None else None)
-        if buildings is None:
-            client = request.client.host if request.client else "?"
-            log.info("401 %s %s from %s: %s", request.method, request.url.path, client, "no reviewer key" if creds is None else "wrong reviewer key")
-            raise HTTPException(401, detail="검수자 키가 없거나 틀렸습니다 (missing or wrong reviewer key)", headers={"WWW-Authenticate": REALM})
-        return buildings
+    reviewer = _reviewer_dependency(keys)
 
     @router.get("/review", response_class=HTMLResponse)
     async def review_page(month: str | None = None, buildings: frozenset[str] = Depends(reviewer)) -> HTMLResponse:
@@ -206,7 +271,7 @@ def review_router(settings: VocSettings) -> APIRouter:
     @router.get("/review/{ym}/{filename}")
     async def review_download(ym: str, filename: str, buildings: frozenset[str] = Depends(reviewer)) -> Response:
         """The building's review workbook of the month (with a pull record)."""
-        from flows.adapters.review_exchange import ReviewExchangeError, pull_review_bytes
+        from flows.review_exchange import ReviewExchangeError, pull_review_bytes
 
         m = _month_of(ym)
         if not filename.endswith(".xlsx"):
@@ -231,44 +296,15 @@ def review_router(settings: VocSettings) -> APIRouter:
     async def review_upload(ym: str, request: Request, buildings: frozenset[str] = Depends(reviewer)) -> Response:
         """Merge an uploaded workbook (multipart field ``file``) into the month's review sheet."""
         from flows.adapters.review_backends import ReviewConflictError
-        from flows.adapters.review_exchange import ReviewExchangeError, push_review_bytes
+        from flows.review_exchange import ReviewExchangeError, push_review_bytes
 
         m = _month_of(ym)
         if not _same_origin(request):
             return _error_page(403, "올릴 수 없습니다", "다른 사이트에서 보낸 요청은 받지 않습니다")
-        too_big = _error_page(413, "파일이 너무 큽니다", f"올린 내용이 {limit} 바이트를 넘습니다")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            too_big.headers["Connection"] = "close"
-            return too_big
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                too_big.headers["Connection"] = "close"
-                return too_big
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return {"type": "http.disconnect"}
-
-        try:
-            form = await Request(request.scope, replay).form(max_files=1, max_fields=10, max_part_size=limit)
-        except Exception as e:  # noqa: BLE001 - multipart errors: a 400 naming the problem
-            return _error_page(400, "올릴 수 없습니다", f"multipart/form-data 본문을 읽지 못했습니다: {e}")
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            return _error_page(400, "올릴 수 없습니다", "파일(file)을 골라 주세요")
-        data = await upload.read()
-        name = upload.filename or "upload.xlsx"
-        await form.close()
+        got = await _uploaded_file(request, limit)
+        if isinstance(got, Response):
+            return got
+        data, name = got
         try:
             res = await anyio.to_thread.run_sync(
                 lambda: push_review_bytes(settings, data, source=name, month=m, buildings=buildings)

@@ -1,13 +1,23 @@
-"""The interface every per-dimension classifier implements.
+"""The interface every per-dimension classifier implements (:class:`DimensionClassifier`).
 
 A *dimension classifier* is a scikit-learn-style estimator over ``all_text`` strings:
 
-* ``fit(texts, labels) -> self`` with N texts and N labels ``"major>minor"``;
+* ``fit(texts, labels, *, tokens=None, times=None) -> self`` with N texts and N labels
+  ``"major>minor"``; ``tokens`` are the texts' Kiwi model tokens when the caller has them,
+  ``times`` their registration dates (recency weights); a classifier that does not use them
+  ignores them;
 * ``predict_tags(texts, *, tokens=None) -> Tags``: a label, a confidence in [0, 1] and the
   method that produced it (``model`` / ``keyword``) for each of N texts. ``tokens`` are the
   texts' Kiwi model tokens when the caller already has them (the tagger computes them once for
   both dimensions);
-* ``predict(texts) -> ndarray[str]`` and ``classes_`` (fitted labels, sorted).
+* ``predict(texts) -> ndarray[str]``, ``classes_`` (labels it can answer, sorted) and
+  ``model_labels()`` (the labels its statistical model was trained on).
+
+Implementations: :class:`voc.classify.keyword.KeywordClassifier`,
+:class:`voc.classify.linear.LinearVOCClassifier`, :class:`voc.classify.hybrid.HybridClassifier`.
+A classifier that can also pool a near-duplicate group's evidence implements
+:class:`GroupPoolingClassifier` (``predict_group_tags``); :meth:`voc.tagger.VOCTagger.tag_groups`
+uses it when present and a confidence vote otherwise.
 
 Hyperparameters live in ``__init__`` only; learned state ends in ``_``.
 """
@@ -16,11 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Tags", "DimensionClassifier", "check_fit_input", "NotFittedError"]
+__all__ = ["Tags", "DimensionClassifier", "GroupPoolingClassifier", "check_fit_input", "NotFittedError"]
 
 
 class NotFittedError(RuntimeError):
@@ -42,15 +52,44 @@ class Tags:
 
 @runtime_checkable
 class DimensionClassifier(Protocol):
-    classes_: np.ndarray
+    """A per-dimension classifier (module docstring); what :class:`voc.tagger.VOCTagger` holds
+    per dimension and what :func:`voc.tagger.make_classifier` and the model kinds'
+    ``classifier`` factories (:mod:`voc.model_kinds`) return, unfitted.
 
-    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self: ...
+    A fitted one also has ``classes_`` (ndarray of K labels); it is not a protocol member so
+    that ``isinstance`` holds before ``fit`` too."""
+
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        tokens: Sequence[Sequence[str]] | None = None,
+        times: Sequence[Any] | None = None,
+    ) -> Self: ...
 
     def predict(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def predict_tags(
         self, texts: Sequence[str], *, tokens: Sequence[Sequence[str]] | None = None
     ) -> Tags: ...
+
+    def model_labels(self) -> list[str]:
+        """Labels the classifier's statistical model was trained on (a keyword scorer: its
+        taxonomy rows' labels), as ``str``."""
+        ...
+
+
+@runtime_checkable
+class GroupPoolingClassifier(DimensionClassifier, Protocol):
+    """A classifier that answers a near-duplicate group once from its members' pooled evidence
+    (:mod:`voc.pooling`)."""
+
+    def predict_group_tags(
+        self, texts: Sequence[str], groups: Sequence[str | None], *, tokens: Sequence[Sequence[str]] | None = None
+    ) -> tuple[Tags, list[str]]:
+        """N tags and N flags (``""`` or ``group_dissent``); ``groups``: N group ids (None = alone)."""
+        ...
 
 
 def check_fit_input(texts: Sequence[str], labels: Sequence[str]) -> list[str]:

@@ -1,7 +1,7 @@
 """Keyword + model hybrid (the production subject classifier).
 
 For each text, kw_conf = score / (score + alpha) of the best keyword row is compared with the
-model's top probability; the higher one wins (production-notes.md). alpha is chosen at fit time
+model's top probability; the higher one wins (the production system's rule). alpha is chosen at fit time
 by cross-validation over :data:`ALPHA_GRID` (accuracy on out-of-fold model probabilities) and
 saved in ``alpha_``.
 
@@ -46,9 +46,10 @@ def combine(kw: Tags, model: Tags, kw_scores_best: np.ndarray, alpha: float) -> 
     return Tags(labels, conf, source)
 
 
-class HybridClassifier(ClassifierMixin, BaseEstimator):
-    """Keyword scorer and :class:`LinearVOCClassifier` combined by alpha (a scikit-learn
-    estimator over raw texts: ``clone``/``get_params`` work; learned state ends in ``_``).
+class HybridClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # sklearn ships no type information
+    """Keyword scorer and :class:`LinearVOCClassifier` combined by alpha (a
+    :class:`~voc.classify.base.DimensionClassifier`; a scikit-learn estimator over raw texts:
+    ``clone``/``get_params`` work; learned state ends in ``_``).
 
     Parameters
     ----------
@@ -82,6 +83,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.random_state = random_state
 
+    alpha_: float | None = None
+    """The alpha in use once fitted; None before :meth:`fit` (the fitted state)."""
+
     def fit(
         self,
         texts: Sequence[str],
@@ -110,7 +114,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self.cv_accuracy_: dict[float, float] = {}
         if self.tune_alpha:
             self.alpha_ = self._tune(texts, y, tokens, times)
-        self.classes_ = np.array(sorted(set(self.model_.classes_) | set(self.keyword_.classes_)), dtype=object)
+        self.classes_ = np.array(sorted(set(self.model_.classes_) | set(self.keyword_.model_labels())), dtype=object)
         return self
 
     def _tune(
@@ -148,12 +152,24 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         return max(ALPHA_GRID, key=lambda a: (self.cv_accuracy_[a], a))
 
     def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "alpha_")
+        return self.alpha_ is not None
+
+    def model_labels(self) -> list[str]:
+        """The labels of the statistical model (``model_``), not the keyword rows.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        """
+        if self.alpha_ is None:
+            raise NotFittedError("HybridClassifier is not fitted; call fit() first")
+        return self.model_.model_labels()
 
     def predict_tags(self, texts: Sequence[str], *, tokens: Sequence[Sequence[str]] | None = None) -> Tags:
         """Per text, the keyword tag when its kw_conf beats the model's confidence, else the
         model's (:func:`combine`); N labels, confidences and sources."""
-        if not hasattr(self, "alpha_"):
+        if self.alpha_ is None:
             raise NotFittedError("HybridClassifier is not fitted; call fit() first")
         model = self.model_.predict_tags(texts, tokens=tokens)
         kw = self.keyword_.predict_tags(texts)

@@ -1,6 +1,6 @@
 """Keyword scorer over a taxonomy dimension (the first pass of the production hybrid).
 
-Score of taxonomy row r for a text (production-notes.md, "keyword tagging"):
+Score of taxonomy row r for a text (the production system's keyword tagging):
 
     score(r) = Σ_segments  w(k) × (hits_k(r) + 0.1 × chars_k(r)) × priority(r)
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -38,7 +38,8 @@ def segment_weights(n: int) -> list[float]:
 
 
 class KeywordClassifier:
-    """Scores texts against the keywords of one taxonomy dimension.
+    """Scores texts against the keywords of one taxonomy dimension
+    (a :class:`~voc.classify.base.DimensionClassifier`).
 
     Parameters
     ----------
@@ -55,8 +56,19 @@ class KeywordClassifier:
         self.alpha = alpha
         self.length_bonus = length_bonus
 
-    def fit(self, texts: Sequence[str] | None = None, labels: Sequence[str] | None = None) -> Self:
-        """Compile the keywords; ``texts``/``labels`` are ignored (the taxonomy is the model).
+    classes_: np.ndarray | None = None
+    """Row labels once fitted; None before :meth:`fit` (the fitted state :meth:`_check` reads)."""
+
+    def fit(
+        self,
+        texts: Sequence[str] | None = None,
+        labels: Sequence[str] | None = None,
+        *,
+        tokens: Sequence[Sequence[str]] | None = None,
+        times: Sequence[Any] | None = None,
+    ) -> Self:
+        """Compile the keywords; ``texts``, ``labels``, ``tokens`` and ``times`` are ignored (the
+        taxonomy is the model; they are accepted as every dimension classifier's ``fit`` is).
 
         Raises
         ------
@@ -72,8 +84,13 @@ class KeywordClassifier:
         return self
 
     def _check(self) -> None:
-        if not hasattr(self, "classes_"):
+        if self.classes_ is None:
             raise NotFittedError("KeywordClassifier is not fitted; call fit() first")
+
+    def model_labels(self) -> list[str]:
+        """The taxonomy rows' labels (the keywords are its model). Raises :class:`NotFittedError`."""
+        self._check()
+        return [str(c) for c in self.classes_]  # type: ignore[union-attr]
 
     def keyword_scores(self, texts: Sequence[str]) -> np.ndarray:
         """Raw scores, ``N × K`` (K = number of rows), ≥ 0."""
@@ -104,7 +121,7 @@ class KeywordClassifier:
         a = self.alpha if alpha is None else alpha
         s = self.keyword_scores(texts)
         denom = s.sum(axis=1, keepdims=True) + a
-        p = s / denom
+        p: np.ndarray = s / denom
         p[:, self.fallback_] += (a / denom)[:, 0]
         return p
 
@@ -116,7 +133,7 @@ class KeywordClassifier:
         top = s[np.arange(len(texts)), best] if len(texts) else np.zeros(0)
         best = np.where(top > 0, best, self.fallback_)
         conf = np.where(top > 0, top / (top + self.alpha), 0.0)
-        return Tags([str(self.classes_[b]) for b in best], conf, ["keyword"] * len(texts))
+        return Tags([str(self.classes_[b]) for b in best], conf, ["keyword"] * len(texts))  # type: ignore[index]
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         return np.array(self.predict_tags(texts).labels, dtype=object)

@@ -34,35 +34,64 @@ never exercised by the tests, which build a tiny local base with :func:`build_ti
 
 Saved layout (:meth:`KoBERTTagger.save`; transformers format, loadable without training code)
 -----------------------------------------------------------------------------------------------
-``config.json`` + ``model.safetensors`` (the encoder, ``save_pretrained``), the tokenizer files,
+``config.json`` + ``model.safetensors`` (the encoder, ``save_pretrained``; ``config.json`` also
+holds each head's ``id2label``/``label2id`` under ``classification_heads``), the tokenizer files,
 ``heads.safetensors`` (``{dim}.weight`` ``K_d × H``, ``{dim}.bias`` ``K_d``) and ``heads.json``
-(per head ``id2label``/``label2id``, pooling, dropout, max_length, taxonomy, use_reply, version,
-training history). The training flow adds ``onnx/`` (an int8 ONNX Runtime copy for CPU workers,
-:mod:`voc.classify.kobert_onnx`), which :meth:`KoBERTTagger.load` uses on the CPU.
+(head order, pooling, dropout, max_length, taxonomy, use_reply, version, training history). The
+training flow adds ``onnx/`` (an int8 ONNX Runtime copy for CPU workers,
+:mod:`voc.classify.kobert_onnx`), which :meth:`KoBERTTagger.load` uses on the CPU. Directories
+written before (``heads.json`` format 1, label maps in ``heads.json`` or ``label_mapping.json``)
+still load.
+
+Fine-tuning
+-----------
+:func:`fine_tune` runs ``transformers.Trainer`` (AdamW, linear warm-up and decay, early stopping
+on the held-out macro-F1, best epoch restored); its settings are one
+:class:`KoBertTrainingOptions`. :func:`fine_tune_tagger` builds the heads from per-dimension
+training rows and returns a :class:`KoBERTTagger`; choosing those rows from a labelled VOC frame
+is :func:`voc.kobert_training.train_kobert_tagger` (above :mod:`voc.tagger`, which this module
+does not import).
 
 Dependencies
 ------------
-``torch`` and ``transformers`` are needed only when a KoBERT model is built, trained, loaded or
-run; importing this module without them works, and those calls raise :class:`ImportError` with
-the install command (:data:`INSTALL_HINT`).
+``torch``, ``transformers`` and ``accelerate`` (the ``kobert`` extra) are needed only when a
+KoBERT model is built, trained, loaded or run; importing this module without them works, and
+those calls raise :class:`ImportError` with the install command (:data:`INSTALL_HINT`).
+Token ids, batching, device and precision come from :mod:`voc.classify.kobert_runtime`, which
+the int8 copy (:mod:`voc.classify.kobert_onnx`) shares.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import importlib.util
 import io
 import json
-import math
+import random
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from voc.classify import kobert_onnx
 from voc.classify.base import Tags
 from voc.classify.keyword import KeywordClassifier
+from voc.classify.kobert_runtime import (
+    INSTALL_HINT,
+    batched_probabilities,
+    encode_texts,
+    pad_batch,
+    predict_probabilities,
+    require_torch,
+    resolve_device,
+    resolve_precision,
+)
 from voc.taxonomy import Taxonomy
 
 try:  # guarded: `import voc` and the CPU tagger work without the kobert extra
@@ -72,11 +101,6 @@ except ImportError:  # pragma: no cover - exercised only where torch is absent
     torch = None  # type: ignore[assignment]
     nn = None  # type: ignore[assignment]
 
-if TYPE_CHECKING:  # pragma: no cover
-    import polars as pl
-
-    from voc.tagger import TrainReport
-
 __all__ = [
     "DEFAULT_BASE",
     "INSTALL_HINT",
@@ -84,7 +108,9 @@ __all__ = [
     "KOBERT_BASE_SHAPE",
     "KoBERTTagger",
     "MultiHeadClassifier",
-    "train_kobert_tagger",
+    "KoBertTrainingOptions",
+    "HeadRows",
+    "fine_tune_tagger",
     "fine_tune",
     "load_kobert_tokenizer",
     "save_kobert_tokenizer",
@@ -92,6 +118,7 @@ __all__ = [
     "encode_texts",
     "pad_batch",
     "batched_probabilities",
+    "predict_probabilities",
     "class_weights",
     "resolve_device",
     "resolve_precision",
@@ -100,11 +127,6 @@ __all__ = [
 DEFAULT_BASE = "skt/kobert-base-v1"
 """Default base checkpoint (config.settings.ModelSettings.kobert_base)."""
 
-INSTALL_HINT = (
-    "KoBERT needs torch and transformers: `pip install torch==2.13.0` (CPU wheel; a CUDA build on GPU "
-    "hosts) and `pip install -e '.[kobert]'`"
-)
-
 KOBERT_SP_FILE = "tokenizer_78b3253a26.model"
 """SentencePiece file name of ``kobert_transformers.tokenization_kobert.VOCAB_FILES_NAMES``."""
 VOCAB_TXT = "vocab.txt"
@@ -112,7 +134,14 @@ SKT_SP_FILE = "spiece.model"
 """SentencePiece file name of the skt/kobert-base-v1 repository (XLNetTokenizer layout)."""
 HEADS_JSON = "heads.json"
 HEADS_WEIGHTS = "heads.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""``heads.json`` format written: 2 = label maps in ``config.json`` (:data:`LABELS_CONFIG_KEY`);
+1 = label maps in ``heads.json`` (still read)."""
+READABLE_FORMATS = (1, 2)
+LABELS_CONFIG_KEY = "classification_heads"
+"""Key of ``config.json`` holding ``{dim: {"id2label": {"0": label, …}, "label2id": {label: 0, …}}}``."""
+LEGACY_LABEL_MAPPING = "label_mapping.json"
+"""Per-dimension label maps that :func:`voc.modelstore.save_tagger` wrote beside older KoBERT models."""
 
 KOBERT_BASE_SHAPE: dict[str, Any] = {
     "vocab_size": 8002,
@@ -129,68 +158,6 @@ stated in SKTBrain/KoBERT's README). Used by the benchmark to build a same-shape
 KOBERT_SPECIALS = ("[UNK]", "[PAD]", "[CLS]", "[SEP]", "[MASK]")
 """KoBERT's special pieces and their ids 0–4 (vocab.txt of monologg/kobert, skt spiece.model)."""
 
-_PREFIX_SAFE_TOKENIZERS = ("KoBertTokenizer", "KoBERTTokenizer", "XLNetTokenizer", "BertTokenizer")
-"""Slow tokenizers whose pieces never span whitespace, so the tokens of a text cut at a
-whitespace are a prefix of the tokens of the whole text (see :func:`encode_texts`)."""
-
-
-def _require() -> tuple[Any, Any]:
-    """``(torch, transformers)``; raises :class:`ImportError` with :data:`INSTALL_HINT`."""
-    if torch is None:
-        raise ImportError(INSTALL_HINT)
-    try:
-        import transformers
-    except ImportError as e:  # pragma: no cover
-        raise ImportError(INSTALL_HINT) from e
-    return torch, transformers
-
-
-# --------------------------------------------------------------------------------------------
-# devices and precision
-
-
-def resolve_device(device: str | None = None) -> str:
-    """``device`` or, when None, ``"cuda"`` if a CUDA GPU is visible else ``"cpu"``."""
-    torch_, _ = _require()
-    if device:
-        return str(device)
-    return "cuda" if torch_.cuda.is_available() else "cpu"
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """Concrete compute precision for ``device``.
-
-    ``"auto"`` → ``"bf16"`` on a CUDA GPU that supports bfloat16 (Ampere and newer), ``"fp16"``
-    on an older CUDA GPU, ``"fp32"`` on CPU. ``"fp32"``, ``"bf16"``, ``"fp16"`` are returned as
-    given (``bf16`` on CPU uses CPU autocast).
-
-    Raises
-    ------
-    ValueError
-        Unknown precision, or ``fp16`` on CPU.
-    """
-    torch_, _ = _require()
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
-    cuda = str(device).startswith("cuda")
-    if precision == "auto":
-        if not cuda:
-            return "fp32"
-        return "bf16" if torch_.cuda.is_bf16_supported() else "fp16"
-    if precision == "fp16" and not cuda:
-        raise ValueError("fp16 autocast is for CUDA; use fp32 or bf16 on CPU")
-    return precision
-
-
-def _autocast(precision: str, device: str):
-    torch_, _ = _require()
-    dev_type = "cuda" if str(device).startswith("cuda") else "cpu"
-    if precision == "fp32":
-        return torch_.autocast(dev_type, enabled=False)
-    dtype = torch_.bfloat16 if precision == "bf16" else torch_.float16
-    return torch_.autocast(dev_type, dtype=dtype)
-
-
 # --------------------------------------------------------------------------------------------
 # tokenizer
 
@@ -201,7 +168,7 @@ def _tokenizer_files(base: str | Path, names: Sequence[str]) -> dict[str, str | 
     p = Path(str(base))
     if p.is_dir():
         return {n: str(p / n) if (p / n).is_file() else None for n in names}
-    from transformers.utils import cached_file
+    from transformers.utils.hub import cached_file
 
     out: dict[str, str | None] = {}
     for n in names:
@@ -222,7 +189,8 @@ def _config_model_type(base: str | Path) -> str | None:
     if not cfg:
         return None
     try:
-        return json.loads(Path(cfg).read_text("utf-8")).get("model_type")
+        model_type = json.loads(Path(cfg).read_text("utf-8")).get("model_type")
+        return None if model_type is None else str(model_type)
     except (OSError, ValueError):
         return None
 
@@ -271,7 +239,7 @@ def load_kobert_tokenizer(base: str | Path) -> Any:
         No tokenizer could be loaded (the message lists each attempt's error). A hub id without
         network access and without a cached copy ends here.
     """
-    _require()
+    require_torch()
     files = _tokenizer_files(base, [KOBERT_SP_FILE, VOCAB_TXT, SKT_SP_FILE])
     errors: list[str] = []
     is_bert = None
@@ -279,7 +247,7 @@ def load_kobert_tokenizer(base: str | Path) -> Any:
         is_bert = _config_model_type(base) in ("bert", None)
     if files[SKT_SP_FILE] and is_bert:
         try:
-            from kobert_tokenizer import KoBERTTokenizer  # type: ignore[import-not-found]
+            from kobert_tokenizer import KoBERTTokenizer
 
             return KoBERTTokenizer.from_pretrained(str(base))
         except ImportError:
@@ -294,20 +262,20 @@ def load_kobert_tokenizer(base: str | Path) -> Any:
             return KoBertTokenizer.from_pretrained(str(p) if p.is_dir() else str(base))
         except ImportError:
             errors.append("kobert-transformers not installed")
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - as above: try the next tokenizer
             errors.append(f"KoBertTokenizer: {e!r}")
     if files[SKT_SP_FILE] and is_bert:
         try:
             return _kobert_from_spiece(str(files[SKT_SP_FILE]))
         except ImportError:
             errors.append("kobert-transformers not installed")
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - as above: try the next tokenizer
             errors.append(f"KoBertTokenizer(spiece.model): {e!r}")
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(str(base))
-    except Exception as e:  # noqa: BLE001
+        return AutoTokenizer.from_pretrained(str(base))  # type: ignore[no-untyped-call]
+    except Exception as e:  # noqa: BLE001 - the last try: every error is reported below
         errors.append(f"AutoTokenizer: {e!r}")
     raise OSError(
         f"no tokenizer could be loaded from {base!s} (a hub id needs network access or a filled Hugging Face"
@@ -386,7 +354,7 @@ def build_tiny_base(
     hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, max_position_embeddings
         ``BertConfig`` shape (default: 32-wide, 2 layers; KoBERT-base is :data:`KOBERT_BASE_SHAPE`).
     seed
-        Seed of the SentencePiece sampler and of the weights.
+        Seed of the weights (SentencePiece training is deterministic: one thread).
 
     Returns
     -------
@@ -397,11 +365,12 @@ def build_tiny_base(
     ------
     ValueError
         ``texts`` has no non-empty line.
+    RuntimeError
+        SentencePiece did not put the specials at ids 0–4 (:func:`_write_sentencepiece_tokenizer`).
     ImportError
         torch/transformers/sentencepiece missing.
     """
-    torch_, _ = _require()
-    import sentencepiece as spm
+    torch_, _ = require_torch()
     from transformers import BertConfig, BertModel
 
     lines = _sentences(texts)
@@ -409,6 +378,41 @@ def build_tiny_base(
         raise ValueError("build_tiny_base needs at least one non-empty text")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    n_pieces = _write_sentencepiece_tokenizer(
+        lines, out, vocab_size=vocab_size, character_coverage=character_coverage, model_max_length=max_position_embeddings
+    )
+    config = BertConfig(  # type: ignore[no-untyped-call]
+        vocab_size=n_pieces,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        type_vocab_size=2,
+        pad_token_id=1,
+    )
+    with torch_.random.fork_rng(devices=[]):
+        torch_.manual_seed(seed)
+        model = BertModel(config)  # type: ignore[no-untyped-call]
+    model.save_pretrained(str(out))
+    return out
+
+
+def _write_sentencepiece_tokenizer(
+    lines: Sequence[str], out: Path, *, vocab_size: int, character_coverage: float, model_max_length: int
+) -> int:
+    """Train a SentencePiece unigram model on ``lines`` with KoBERT's specials at ids 0–4 and
+    write it into ``out`` in kobert-transformers' layout (``tokenizer_78b3253a26.model``,
+    ``vocab.txt``, ``tokenizer_config.json``). One thread, so the same lines give the same model.
+    Returns the number of pieces (the BERT vocabulary size).
+
+    Raises
+    ------
+    RuntimeError
+        The trained model does not hold :data:`KOBERT_SPECIALS` at ids 0–4.
+    """
+    import sentencepiece as spm
+
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
@@ -429,107 +433,21 @@ def build_tiny_base(
         minloglevel=2,
     )
     proto = buf.getvalue()
-    (out / KOBERT_SP_FILE).write_bytes(proto)
     sp = spm.SentencePieceProcessor(model_proto=proto)
     pieces = [sp.IdToPiece(i) for i in range(sp.GetPieceSize())]
-    assert tuple(pieces[:5]) == KOBERT_SPECIALS, pieces[:5]
+    if tuple(pieces[:5]) != KOBERT_SPECIALS:
+        raise RuntimeError(f"SentencePiece put {pieces[:5]} at ids 0-4, expected {list(KOBERT_SPECIALS)}")
+    (out / KOBERT_SP_FILE).write_bytes(proto)
     (out / VOCAB_TXT).write_text("".join(p + "\n" for p in pieces), "utf-8")
     cfg_tok = {
         "do_lower_case": False,
         "remove_space": True,
         "keep_accents": False,
-        "model_max_length": max_position_embeddings,
+        "model_max_length": model_max_length,
         "tokenizer_class": "KoBertTokenizer",
     }
     (out / "tokenizer_config.json").write_text(json.dumps(cfg_tok, indent=2), "utf-8")
-    config = BertConfig(
-        vocab_size=len(pieces),
-        hidden_size=hidden_size,
-        num_hidden_layers=num_hidden_layers,
-        num_attention_heads=num_attention_heads,
-        intermediate_size=intermediate_size,
-        max_position_embeddings=max_position_embeddings,
-        type_vocab_size=2,
-        pad_token_id=1,
-    )
-    with torch_.random.fork_rng(devices=[]):
-        torch_.manual_seed(seed)
-        model = BertModel(config)
-    model.save_pretrained(str(out))
-    return out
-
-
-def encode_texts(tokenizer: Any, texts: Sequence[str], *, max_length: int) -> list[list[int]]:
-    """Token ids of each text, truncated to ``max_length`` including ``[CLS]``/``[SEP]``.
-
-    Equal to ``tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]`` (the
-    tests check this on the shipped sample), but faster for slow (Python) tokenizers:
-
-    * tokens are mapped to ids through one vocabulary dict instead of the tokenizer's per-token
-      ``convert_tokens_to_ids``;
-    * a long text is first tokenized only up to the first whitespace after ``4 × max_length``
-      characters; if that prefix already yields enough tokens they are used, else the whole text
-      is tokenized. This is exact for tokenizers whose pieces never span whitespace
-      (SentencePiece with whitespace splitting as in KoBERT, WordPiece), listed in
-      ``_PREFIX_SAFE_TOKENIZERS``; others always tokenize the whole text.
-
-    Together ≈ 5 × faster than the tokenizer call with kobert-transformers' ``KoBertTokenizer``
-    (all 996 sample texts, max_length 128 or 256: 0.5 s vs 2.4–2.8 s on the 2-core dev VM).
-
-    Fast (Rust) tokenizers are called once on the whole batch.
-
-    Returns
-    -------
-    list[list[int]]
-        N lists of ids, each of length ≤ ``max_length``.
-
-    Raises
-    ------
-    ValueError
-        ``max_length`` leaves no room for a token after the special tokens.
-    """
-    n_special = tokenizer.num_special_tokens_to_add(pair=False)
-    budget = max_length - n_special
-    if budget < 1:
-        raise ValueError(f"max_length={max_length} leaves no room for tokens ({n_special} special tokens)")
-    texts = [t if isinstance(t, str) else "" for t in texts]
-    if getattr(tokenizer, "is_fast", False):
-        return list(tokenizer(texts, truncation=True, max_length=max_length)["input_ids"])
-    vocab = tokenizer.get_vocab()
-    unk = tokenizer.unk_token_id
-    prefix_safe = any(c.__name__ in _PREFIX_SAFE_TOKENIZERS for c in type(tokenizer).__mro__)
-    cut = 4 * max_length
-    out: list[list[int]] = []
-    for text in texts:
-        pieces = None
-        if prefix_safe and len(text) > cut:
-            j = next((k for k in range(cut, len(text)) if text[k].isspace()), -1)
-            if j > 0:
-                head = tokenizer.tokenize(text[:j])
-                if len(head) >= budget:
-                    pieces = head
-        if pieces is None:
-            pieces = tokenizer.tokenize(text)
-        ids = [vocab.get(p, unk) for p in pieces[:budget]]
-        out.append(tokenizer.build_inputs_with_special_tokens(ids))
-    return out
-
-
-def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pad ``B`` id lists to the longest of them (dynamic padding).
-
-    Returns
-    -------
-    tuple[np.ndarray, np.ndarray]
-        ``input_ids`` and ``attention_mask``, both ``B × T`` int64 with ``T = max len``.
-    """
-    t = max((len(s) for s in seqs), default=0)
-    ids = np.full((len(seqs), t), pad_id, dtype=np.int64)
-    mask = np.zeros((len(seqs), t), dtype=np.int64)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = s
-        mask[i, : len(s)] = 1
-    return ids, mask
+    return len(pieces)
 
 
 # --------------------------------------------------------------------------------------------
@@ -565,11 +483,12 @@ if torch is not None:
             self.pooling = pooling
             self.dropout = nn.Dropout(dropout)
             hidden = int(encoder.config.hidden_size)
-            self.heads = nn.ModuleDict({d: nn.Linear(hidden, int(k)) for d, k in head_sizes.items()})
+            heads = {d: nn.Linear(hidden, int(k)) for d, k in head_sizes.items()}
             std = float(getattr(encoder.config, "initializer_range", 0.02))
-            for head in self.heads.values():  # BERT's initialisation: N(0, initializer_range), bias 0
+            for head in heads.values():  # BERT's initialisation: N(0, initializer_range), bias 0
                 nn.init.normal_(head.weight, mean=0.0, std=std)
                 nn.init.zeros_(head.bias)
+            self.heads = nn.ModuleDict(heads)
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
             """Logits per dimension, each ``B × K_d``, from one encoder pass over ``B × T`` ids.
@@ -587,7 +506,7 @@ if torch is not None:
         def pooled_full(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             """Pooled vector ``B × H`` from the encoder's own forward (every position, every layer)."""
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-            pooled = getattr(out, "pooler_output", None) if self.pooling == "pooler" else None
+            pooled: torch.Tensor | None = getattr(out, "pooler_output", None) if self.pooling == "pooler" else None
             if pooled is None:
                 pooled = out.last_hidden_state[:, 0]
             return pooled
@@ -627,7 +546,7 @@ if torch is not None:
                 h = out[0] if isinstance(out, tuple) else out
             last = layers[-1]
             sa = last.attention.self
-            b, t, hidden = h.shape
+            b, t, _ = h.shape
             heads, size = int(sa.num_attention_heads), int(sa.attention_head_size)
             cls = h[:, :1]
             q = sa.query(cls).view(b, 1, heads, size).transpose(1, 2)
@@ -637,9 +556,8 @@ if torch is not None:
             ctx = ctx.transpose(1, 2).reshape(b, 1, heads * size)
             a = last.attention.output(ctx, cls)
             o = last.output(last.intermediate(a), a)  # B × 1 × H
-            if self.pooling == "pooler" and getattr(enc, "pooler", None) is not None:
-                return enc.pooler(o)
-            return o[:, 0]
+            pooled: torch.Tensor = enc.pooler(o) if self.pooling == "pooler" and getattr(enc, "pooler", None) is not None else o[:, 0]
+            return pooled
 
 else:  # pragma: no cover
 
@@ -764,13 +682,14 @@ class KoBERTTagger:
         """
         seqs = encode_texts(self.tokenizer, texts, max_length=self.max_length)
         if self.active_runtime == "onnx-int8":
-            from voc.classify.kobert_onnx import CPU_BATCH_SIZE
-
-            return self.onnx.predict(seqs, pad_id=self._pad_id, batch_size=min(self.batch_size, CPU_BATCH_SIZE))
-        _require()
+            probs: dict[str, np.ndarray] = self.onnx.predict(
+                seqs, pad_id=self._pad_id, batch_size=min(self.batch_size, kobert_onnx.CPU_BATCH_SIZE)
+            )
+            return probs
+        require_torch()
         dev = self._ready()
         prec = resolve_precision(self.precision, dev)
-        return _predict(self.model, seqs, pad_id=self._pad_id, batch_size=self.batch_size, device=dev, precision=prec)
+        return predict_probabilities(self.model, seqs, pad_id=self._pad_id, batch_size=self.batch_size, device=dev, precision=prec)
 
     @property
     def active_runtime(self) -> str:
@@ -801,14 +720,17 @@ class KoBERTTagger:
     # -- persistence --------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write the tagger into ``directory`` (created) in transformers format: encoder
-        (``config.json``, ``model.safetensors``), tokenizer files, ``heads.safetensors`` and
-        ``heads.json`` (module docstring). Returns ``directory``."""
-        _require()
+        (``config.json`` with each head's ``id2label``/``label2id`` under
+        :data:`LABELS_CONFIG_KEY`, ``model.safetensors``), tokenizer files, ``heads.safetensors``
+        and ``heads.json`` (module docstring). Returns ``directory``."""
+        require_torch()
         from safetensors.torch import save_file
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        self.model.encoder.save_pretrained(str(d))
+        encoder = self.model.encoder
+        setattr(encoder.config, LABELS_CONFIG_KEY, _label_maps(self.labels))
+        encoder.save_pretrained(str(d))
         save_kobert_tokenizer(self.tokenizer, d)
         tensors = {}
         for dim, head in self.model.heads.items():
@@ -827,13 +749,7 @@ class KoBERTTagger:
             "dropout": float(self.model.dropout.p),
             "base": self.base,
             "tokenizer_class": type(self.tokenizer).__name__,
-            "heads": {
-                dim: {
-                    "id2label": {str(i): lab for i, lab in enumerate(labs)},
-                    "label2id": {lab: i for i, lab in enumerate(labs)},
-                }
-                for dim, labs in self.labels.items()
-            },
+            "heads": list(self.labels),
             "taxonomy": self.taxonomy.to_records(),
             "history": self.history,
         }
@@ -845,6 +761,10 @@ class KoBERTTagger:
         cls, directory: str | Path, *, device: str | None = None, runtime: str = "auto", threads: int | None = None
     ) -> KoBERTTagger:
         """Load a tagger written by :meth:`save` (no training code, no network).
+
+        Head labels come from ``config.json`` (:data:`LABELS_CONFIG_KEY`); a directory written
+        before (``heads.json`` format 1) has them in ``heads.json`` or, failing that, in
+        ``label_mapping.json`` (:func:`_saved_labels`).
 
         With ``runtime`` ``"auto"`` or ``"onnx"`` the int8 ONNX copy in ``onnx/`` is opened too
         when it exists and onnxruntime is installed (``threads``: its intra-op threads, None =
@@ -858,63 +778,42 @@ class KoBERTTagger:
         FileNotFoundError
             ``directory`` has no ``heads.json``.
         ValueError
-            Unknown format version, head weights that do not match ``heads.json``, or
-            ``runtime="onnx"`` for a model without an int8 copy.
+            Unknown format version, no label maps, head weights that do not match the labels, an
+            unknown ``runtime``, or ``runtime="onnx"`` for a model without an int8 copy.
         ImportError
             torch/transformers missing (:data:`INSTALL_HINT`); onnxruntime missing with
             ``runtime="onnx"``.
         """
-        _require()
-        from voc.classify import kobert_onnx
-        from safetensors.torch import load_file
+        require_torch()
         from transformers import AutoModel
 
+        if runtime not in ("auto", "torch", "onnx"):
+            raise ValueError(f"runtime must be 'auto', 'torch' or 'onnx', got {runtime!r}")
         d = Path(directory)
         p = d / HEADS_JSON
         if not p.is_file():
             raise FileNotFoundError(f"{d} is not a KoBERT model directory (no {HEADS_JSON})")
         info = json.loads(p.read_text("utf-8"))
-        if info.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{p}: unsupported format {info.get('format')!r} (expected {FORMAT_VERSION})")
-        labels = {
-            dim: [h["id2label"][str(i)] for i in range(len(h["id2label"]))] for dim, h in info["heads"].items()
-        }
-        encoder = AutoModel.from_pretrained(str(d))
+        if info.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"{p}: unsupported format {info.get('format')!r} (expected one of {READABLE_FORMATS})")
+        labels = _saved_labels(d, info)
         model = MultiHeadClassifier(
-            encoder, {dim: len(labs) for dim, labs in labels.items()}, dropout=info["dropout"], pooling=info["pooling"]
+            AutoModel.from_pretrained(str(d)),
+            {dim: len(labs) for dim, labs in labels.items()},
+            dropout=info["dropout"],
+            pooling=info["pooling"],
         )
-        state = load_file(str(d / HEADS_WEIGHTS))
-        expected = {f"{dim}.{w}" for dim in labels for w in ("weight", "bias")}
-        if set(state) != expected:
-            raise ValueError(f"{d / HEADS_WEIGHTS}: tensors {sorted(state)} do not match heads {sorted(labels)}")
-        model.heads.load_state_dict(state)
-        model.eval()
-        threshold = info.get("low_confidence_threshold")
-        meta = d / "meta.json"
-        if meta.is_file():
-            rt = json.loads(meta.read_text("utf-8")).get("review_threshold")
-            if rt is not None:
-                threshold = float(rt)
-        if runtime not in ("auto", "torch", "onnx"):
-            raise ValueError(f"runtime must be 'auto', 'torch' or 'onnx', got {runtime!r}")
-        runner = None
-        has_copy = (d / kobert_onnx.ONNX_DIR / kobert_onnx.ONNX_MODEL).is_file()
-        if runtime == "onnx" and not has_copy:
-            raise ValueError(f"{d}: runtime='onnx' but there is no {kobert_onnx.ONNX_DIR}/{kobert_onnx.ONNX_MODEL}")
-        if runtime == "onnx" or (runtime == "auto" and has_copy and kobert_onnx.onnx_runtime_available()):
-            runner = kobert_onnx.OnnxRunner.load(d, threads=threads)
-            if sorted(runner.heads) != sorted(labels):
-                raise ValueError(f"{d}: int8 copy heads {runner.heads} do not match {sorted(labels)}")
+        _load_heads(model, d / HEADS_WEIGHTS, labels)
         return cls(
             runtime=runtime,
-            onnx=runner,
+            onnx=_int8_runner(d, runtime, labels, threads),
             version=info["version"],
             taxonomy=Taxonomy.from_records(info["taxonomy"]),
             model=model,
             tokenizer=load_kobert_tokenizer(d),
             labels=labels,
             use_reply=bool(info["use_reply"]),
-            low_confidence_threshold=threshold,
+            low_confidence_threshold=_saved_threshold(d, info),
             max_length=int(info["max_length"]),
             batch_size=int(info.get("batch_size", 64)),
             device=device,
@@ -923,49 +822,86 @@ class KoBERTTagger:
         )
 
 
-def _predict(
-    model: Any, seqs: Sequence[Sequence[int]], *, pad_id: int, batch_size: int, device: str, precision: str
-) -> dict[str, np.ndarray]:
-    """Length-sorted, dynamically padded batched inference; ``{dim: N × K_d}`` in input order."""
-    torch_, _ = _require()
-
-    def forward(ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-        logits = model(torch_.from_numpy(ids).to(device), torch_.from_numpy(mask).to(device))
-        return {d: torch_.softmax(lg.float(), dim=-1).cpu().numpy() for d, lg in logits.items()}
-
-    sizes = {d: h.out_features for d, h in model.heads.items()}
-    with torch_.inference_mode(), _autocast(precision, device):
-        return batched_probabilities(seqs, sizes, forward, pad_id=pad_id, batch_size=batch_size)
+def _label_maps(labels: Mapping[str, Sequence[str]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{dim: {"id2label": {"0": label, …}, "label2id": {label: 0, …}}}`` (class id = index)."""
+    return {
+        dim: {"id2label": {str(i): lab for i, lab in enumerate(labs)}, "label2id": {lab: i for i, lab in enumerate(labs)}}
+        for dim, labs in labels.items()
+    }
 
 
-def batched_probabilities(
-    seqs: Sequence[Sequence[int]],
-    sizes: Mapping[str, int],
-    forward: Callable[[np.ndarray, np.ndarray], Mapping[str, np.ndarray]],
-    *,
-    pad_id: int,
-    batch_size: int,
-) -> dict[str, np.ndarray]:
-    """Run ``forward`` over length-sorted, dynamically padded batches of ``seqs``.
+def _saved_labels(directory: Path, info: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Labels per head of a saved model, index = class id, heads in ``heads.json`` order.
 
-    ``forward(input_ids, attention_mask)`` gets ``B × T`` int64 arrays (:func:`pad_batch`) and
-    returns ``{dim: B × K_d}`` probabilities; ``sizes`` gives K_d per dimension. Texts are sorted
-    by token length (longest first, stable) so each batch pads little. Returns
-    ``{dim: N × K_d float32}`` with rows in the order of ``seqs``. Shared by the PyTorch path and
-    the int8 ONNX Runtime path (:class:`voc.classify.kobert_onnx.OnnxRunner`).
+    Read from ``config.json``'s :data:`LABELS_CONFIG_KEY` (format 2); for format 1 from
+    ``heads.json``'s ``heads`` maps, else from :data:`LEGACY_LABEL_MAPPING`.
+
+    Raises
+    ------
+    ValueError
+        None of these holds the label maps.
     """
-    n = len(seqs)
-    out = {d: np.zeros((n, int(k)), dtype=np.float32) for d, k in sizes.items()}
-    if n == 0:
-        return out
-    order = np.argsort(-np.array([len(s) for s in seqs]), kind="stable")
-    step = max(1, int(batch_size))
-    for start in range(0, n, step):
-        idx = order[start : start + step]
-        ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
-        for d, probs in forward(ids, mask).items():
-            out[d][idx] = probs
-    return out
+    maps: Any = None
+    cfg = directory / "config.json"
+    if cfg.is_file():
+        maps = json.loads(cfg.read_text("utf-8")).get(LABELS_CONFIG_KEY)
+    if not maps and isinstance(info.get("heads"), dict):
+        maps = info["heads"]
+    legacy = directory / LEGACY_LABEL_MAPPING
+    if not maps and legacy.is_file():
+        maps = json.loads(legacy.read_text("utf-8"))
+    if not maps:
+        raise ValueError(f"{directory}: no label maps (config.json {LABELS_CONFIG_KEY!r}, {HEADS_JSON} or {LEGACY_LABEL_MAPPING})")
+    order = info["heads"] if isinstance(info.get("heads"), list) else list(maps)
+    return {dim: [maps[dim]["id2label"][str(i)] for i in range(len(maps[dim]["id2label"]))] for dim in order}
+
+
+def _load_heads(model: Any, path: Path, labels: Mapping[str, Sequence[str]]) -> None:
+    """Load ``heads.safetensors`` into ``model.heads`` (eval mode).
+
+    Raises
+    ------
+    ValueError
+        Its tensors are not ``{dim}.weight``/``{dim}.bias`` of exactly the heads of ``labels``.
+    """
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    expected = {f"{dim}.{w}" for dim in labels for w in ("weight", "bias")}
+    if set(state) != expected:
+        raise ValueError(f"{path}: tensors {sorted(state)} do not match heads {sorted(labels)}")
+    model.heads.load_state_dict(state)
+    model.eval()
+
+
+def _saved_threshold(directory: Path, info: Mapping[str, Any]) -> float | None:
+    """``review_threshold`` of a ``meta.json`` beside the model when set, else ``heads.json``'s."""
+    meta = directory / "meta.json"
+    if meta.is_file():
+        rt = json.loads(meta.read_text("utf-8")).get("review_threshold")
+        if rt is not None:
+            return float(rt)
+    return info.get("low_confidence_threshold")
+
+
+def _int8_runner(directory: Path, runtime: str, labels: Mapping[str, Sequence[str]], threads: int | None) -> Any:
+    """The :class:`voc.classify.kobert_onnx.OnnxRunner` of ``directory/onnx/`` for ``runtime``
+    (``onnx``: required; ``auto``: when present and onnxruntime is installed), else None.
+
+    Raises
+    ------
+    ValueError
+        ``runtime="onnx"`` without a copy, or a copy whose heads differ from ``labels``.
+    """
+    has_copy = (directory / kobert_onnx.ONNX_DIR / kobert_onnx.ONNX_MODEL).is_file()
+    if runtime == "onnx" and not has_copy:
+        raise ValueError(f"{directory}: runtime='onnx' but there is no {kobert_onnx.ONNX_DIR}/{kobert_onnx.ONNX_MODEL}")
+    if not (runtime == "onnx" or (runtime == "auto" and has_copy and kobert_onnx.onnx_runtime_available())):
+        return None
+    runner = kobert_onnx.OnnxRunner.load(directory, threads=threads)
+    if sorted(runner.heads) != sorted(labels):
+        raise ValueError(f"{directory}: int8 copy heads {runner.heads} do not match {sorted(labels)}")
+    return runner
 
 
 # --------------------------------------------------------------------------------------------
@@ -984,367 +920,474 @@ def class_weights(y: np.ndarray, n_classes: int, *, clip: float = 10.0) -> np.nd
     return np.clip(w, 1.0 / clip, clip)
 
 
+@dataclass(frozen=True)
+class KoBertTrainingOptions:
+    """How a KoBERT tagger is fine-tuned (:func:`fine_tune`, :func:`fine_tune_tagger`,
+    :func:`voc.kobert_training.train_kobert_tagger`); the defaults are the training flow's.
+
+    Attributes
+    ----------
+    base
+        Hub id or local directory of the base checkpoint (:data:`DEFAULT_BASE`; a hub id needs
+        network access or a filled Hugging Face cache).
+    epochs
+        Maximum epochs (early stopping may end sooner).
+    batch_size
+        Texts per optimisation step on one device (``per_device_train_batch_size``).
+    max_length
+        Tokens per text, ``[CLS]``/``[SEP]`` included (KoBERT supports 512; 256 by default,
+        config.settings.ModelSettings.kobert_max_length).
+    lr, weight_decay, warmup_ratio, max_grad_norm
+        AdamW (Loshchilov & Hutter 2019) with decoupled weight decay 0.01 on all weights but
+        biases and LayerNorm (``Trainer``'s grouping); learning rate 5e-5, the top of BERT's
+        fine-tuning grid {5e-5, 3e-5, 2e-5} (Devlin et al. 2019, App. A.3), with linear warm-up
+        over the first 10 % of steps and linear decay to 0; gradient norm clipped at 1.0
+        (``TrainingArguments`` default).
+    class_weight_clip
+        Inverse-frequency class weights of the loss are clipped to ``[1/c, c]`` (:func:`class_weights`).
+    dropout
+        Dropout before the heads; None = the encoder's ``hidden_dropout_prob`` (0.1 for BERT).
+    seed
+        Seeds the heads' initial weights, dropout and the batch order (``TrainingArguments.seed``
+        and ``data_seed``). Runs on CPU are bit-for-bit repeatable; CUDA kernels may not be.
+    device
+        ``"cpu"``, ``"cuda"`` or ``"cuda:0"``; None = CUDA when present, else CPU
+        (:func:`resolve_device`). ``Trainer`` trains on the first visible GPU: pick another one
+        with ``CUDA_VISIBLE_DEVICES``.
+    precision
+        ``auto`` | ``fp32`` | ``bf16`` | ``fp16`` (:func:`resolve_precision`); ``bf16``/``fp16``
+        are ``Trainer``'s mixed precision (``fp16`` with loss scaling, CUDA only).
+    progress
+        Show ``Trainer``'s progress bar.
+    patience
+        Stop after this many epochs without a better held-out macro-F1 (``EarlyStoppingCallback``).
+    eval_batch_size
+        Batch size of held-out evaluation and of the returned tagger's inference.
+    """
+
+    base: str = DEFAULT_BASE
+    epochs: int = 5
+    batch_size: int = 32
+    max_length: int = 256
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    class_weight_clip: float = 10.0
+    dropout: float | None = None
+    seed: int = 42
+    device: str | None = None
+    precision: str = "auto"
+    progress: bool = True
+    patience: int = 2
+    eval_batch_size: int = 64
+
+    def replace(self, **changes: Any) -> KoBertTrainingOptions:
+        """A copy with ``changes`` applied.
+
+        Raises
+        ------
+        TypeError
+            A name that is not a field (the message lists the fields).
+        """
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise TypeError(f"unknown KoBERT training option(s) {unknown}; options: {sorted(names)}")
+        return dataclasses.replace(self, **changes)
+
+
+class HeadRows(Protocol):
+    """Training and held-out rows of one head (:class:`voc.tagger.DimensionSplit` is one):
+    row indices into the texts, and their labels (``"major>minor"``) aligned with them."""
+
+    @property
+    def train_rows(self) -> np.ndarray: ...
+
+    @property
+    def train_labels(self) -> Sequence[str]: ...
+
+    @property
+    def holdout_rows(self) -> np.ndarray: ...
+
+    @property
+    def holdout_labels(self) -> Sequence[str]: ...
+
+
+def fine_tune_tagger(
+    texts: Sequence[str],
+    plan: Mapping[str, HeadRows],
+    taxonomy: Taxonomy,
+    *,
+    version: str,
+    use_reply: bool,
+    options: KoBertTrainingOptions,
+) -> KoBERTTagger:
+    """Fine-tune one encoder with one head per dimension of ``plan`` on ``texts``.
+
+    Head ``d`` has the sorted distinct labels of ``plan[d].train_labels`` as its K_d classes. The
+    encoder trains on the union of the heads' training rows; a row without a label of some
+    dimension adds no loss to that head. The union of the held-out rows is evaluated after each
+    epoch (held-out macro-F1, :func:`fine_tune`); a held-out label the head never saw in training
+    counts in that score (never predicted) but not in the loss.
+
+    Parameters
+    ----------
+    texts
+        N texts (``all_text``); ``plan`` indexes into them.
+    plan
+        Dimension → its rows (:class:`HeadRows`); each with ≥ 2 training classes.
+    taxonomy
+        Taxonomy of the tagger (dimensions without a head are tagged by its keywords).
+    version, use_reply
+        Stored on the tagger.
+    options
+        See :class:`KoBertTrainingOptions`.
+
+    Returns
+    -------
+    KoBERTTagger
+        The best epoch's model on ``options.device``, ``history`` set (:func:`fine_tune`).
+
+    Raises
+    ------
+    ValueError
+        Empty ``plan`` (nothing to fine-tune).
+    ImportError
+        torch/transformers/accelerate missing (:data:`INSTALL_HINT`).
+    OSError
+        The base or its tokenizer cannot be loaded.
+    """
+    torch_, _ = require_torch()
+    from transformers import AutoModel
+
+    if not plan:
+        raise ValueError("no dimension has at least two labelled classes; nothing to fine-tune (train a CPU kind instead)")
+    labels = {d: sorted(set(p.train_labels)) for d, p in plan.items()}
+    train_idx = _row_union(p.train_rows for p in plan.values())
+    eval_idx = _row_union(p.holdout_rows for p in plan.values())
+    tokenizer = load_kobert_tokenizer(options.base)
+    needed = np.union1d(train_idx, eval_idx)
+    enc = dict(zip(needed.tolist(), encode_texts(tokenizer, [texts[i] for i in needed], max_length=options.max_length)))
+    targets = _head_targets(plan, labels, train_idx, holdout=False)
+    weights = {d: class_weights(y, len(labels[d]), clip=options.class_weight_clip) for d, y in targets.items()}
+    holdout = ([enc[int(i)] for i in eval_idx], _head_targets(plan, labels, eval_idx, holdout=True)) if len(eval_idx) else None
+    with torch_.random.fork_rng(devices=[]):
+        torch_.manual_seed(options.seed)  # heads (and any encoder weight missing from the base) drawn here
+        encoder = AutoModel.from_pretrained(str(options.base))
+        p_drop = float(getattr(encoder.config, "hidden_dropout_prob", 0.1)) if options.dropout is None else float(options.dropout)
+        model = MultiHeadClassifier(encoder, {d: len(v) for d, v in labels.items()}, dropout=p_drop)
+    tagger = KoBERTTagger(
+        version=version,
+        taxonomy=taxonomy,
+        model=model,
+        tokenizer=tokenizer,
+        labels=labels,
+        use_reply=use_reply,
+        max_length=options.max_length,
+        batch_size=options.eval_batch_size,
+        device=resolve_device(options.device),
+        precision=options.precision,
+        base=str(options.base),
+    )
+    seqs = [enc[int(i)] for i in train_idx]
+    tagger.history = fine_tune(model, seqs, targets, pad_id=tagger._pad_id, options=options, weights=weights, holdout=holdout)
+    return tagger
+
+
+def _row_union(parts: Iterator[np.ndarray]) -> np.ndarray:
+    """Sorted distinct row indices of ``parts``."""
+    return np.array(sorted({int(i) for r in parts for i in r}), dtype=int)
+
+
+def _head_targets(
+    plan: Mapping[str, HeadRows], labels: Mapping[str, Sequence[str]], rows: np.ndarray, *, holdout: bool
+) -> dict[str, np.ndarray]:
+    """Per head, the class id of each of ``rows`` (``len(rows)`` int64), ``-100`` where the row has
+    no label of that head. Held-out labels the head does not know get ids ``K_d, K_d + 1, …``."""
+    pos = {int(r): k for k, r in enumerate(rows)}
+    out: dict[str, np.ndarray] = {}
+    for dim, p in plan.items():
+        lid = {lab: i for i, lab in enumerate(labels[dim])}
+        r, labs = (p.holdout_rows, p.holdout_labels) if holdout else (p.train_rows, p.train_labels)
+        for lab in sorted(set(labs) - set(lid)):
+            lid[lab] = len(lid)
+        y = np.full(len(rows), -100, dtype=np.int64)
+        y[[pos[int(i)] for i in r]] = [lid[lab] for lab in labs]
+        out[dim] = y
+    return out
+
+
 def fine_tune(
     model: Any,
     seqs: Sequence[Sequence[int]],
     targets: Mapping[str, np.ndarray],
     *,
     pad_id: int,
-    epochs: int = 5,
-    batch_size: int = 32,
-    lr: float = 5e-5,
-    weight_decay: float = 0.01,
-    warmup_ratio: float = 0.1,
-    max_grad_norm: float = 1.0,
+    options: KoBertTrainingOptions | None = None,
     weights: Mapping[str, np.ndarray] | None = None,
-    seed: int = 42,
-    device: str | None = None,
-    precision: str = "auto",
-    progress: bool = True,
-    patience: int = 2,
-    evaluate: Callable[[], float | None] | None = None,
+    holdout: tuple[Sequence[Sequence[int]], Mapping[str, np.ndarray]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Fine-tune ``model`` (a :class:`MultiHeadClassifier`) in place; keep the best epoch.
+    """Fine-tune ``model`` (a :class:`MultiHeadClassifier`) in place with ``transformers.Trainer``.
+
+    ``TrainingArguments`` from ``options`` (:class:`KoBertTrainingOptions`: AdamW, linear
+    schedule with warm-up, clipping, mixed precision, seeds); the loss is the sum over heads of
+    the class-weighted cross-entropy of the rows labelled for that head. With ``holdout`` the
+    model is evaluated after every epoch, the held-out macro-F1 (``compute_metrics``: scikit-learn
+    ``f1_score(average="macro")`` over the classes present, mean over heads) picks the checkpoint
+    kept (``metric_for_best_model``, ``load_best_model_at_end``; the first of equal scores) and
+    ``EarlyStoppingCallback`` stops after ``options.patience`` epochs without improvement.
+    Without it, every epoch runs and the last is kept. Checkpoints go to a temporary directory.
 
     Parameters
     ----------
     model
-        Model to train; moved to ``device``.
+        Model to train; moved to the training device.
     seqs
-        N token-id lists (:func:`encode_texts`).
+        N token-id lists (:func:`encode_texts`), padded per batch (:func:`pad_batch`).
     targets
-        Per head, N class ids (int), ``-100`` where the row has no label of that dimension: such
-        rows contribute no loss to that head (``CrossEntropyLoss(ignore_index=-100)``).
+        Per head, N class ids (int), ``-100`` where the row has no label of that dimension.
     pad_id
-        Padding id (dynamic padding per batch, :func:`pad_batch`).
-    epochs, batch_size
-        Maximum epochs and texts per optimisation step.
-    lr, weight_decay, warmup_ratio, max_grad_norm
-        AdamW (Loshchilov & Hutter 2019) with decoupled weight decay 0.01 on all weights but
-        biases and LayerNorm; learning rate 5e-5 (the top of BERT's fine-tuning grid
-        {5e-5, 3e-5, 2e-5}, Devlin et al. 2019, App. A.3) with linear warm-up over the first
-        10 % of steps and linear decay to 0 (``transformers.get_linear_schedule_with_warmup``);
-        gradient norm clipped at 1.0 (transformers ``Trainer`` default).
+        Padding id.
+    options
+        See :class:`KoBertTrainingOptions` (``base``, ``max_length``, ``class_weight_clip`` and
+        ``dropout`` are not read here); None = defaults.
     weights
         Per head, K_d class weights for the loss (:func:`class_weights`); None = unweighted.
-    seed
-        Seeds the batch order (a private ``torch.Generator``) and dropout (``torch.manual_seed``
-        inside ``torch.random.fork_rng``, so the caller's RNG state is left unchanged). Runs on
-        CPU are bit-for-bit repeatable; CUDA kernels may not be.
-    device, precision
-        See :func:`resolve_device` / :func:`resolve_precision`. ``bf16`` autocast needs no loss
-        scaling; ``fp16`` uses ``torch.amp.GradScaler``.
-    progress
-        Show a tqdm bar per epoch.
-    patience
-        Stop after this many epochs without a better ``evaluate()`` score.
-    evaluate
-        Called after each epoch with the model in eval mode; returns the score to maximise
-        (held-out macro-F1) or None (no held-out rows: the last epoch is kept).
+    holdout
+        ``(seqs, targets)`` of the held-out rows, same layout; ids ≥ K_d mark classes the head
+        cannot predict (counted in the macro-F1, left out of the loss). None = no evaluation.
 
     Returns
     -------
     list[dict]
-        One record per epoch run: ``epoch`` (1-based), ``train_loss`` (mean over steps),
-        ``holdout_macro_f1`` (or None), ``seconds`` (wall time of the training pass, evaluation
-        excluded), ``best`` (whether it is the kept epoch). The model ends with the best epoch's
-        weights, in eval mode.
+        One record per epoch run: ``epoch`` (1-based), ``train_loss`` (mean over the epoch's
+        steps, as ``Trainer`` logs it), ``holdout_macro_f1`` (or None), ``seconds`` (wall time of
+        the training pass, evaluation excluded), ``best`` (the kept epoch). The model ends with
+        the best epoch's weights, in eval mode. Python's, NumPy's and torch's global random
+        states are those of the caller afterwards (``Trainer`` seeds them while it runs).
 
     Raises
     ------
     ValueError
-        Empty training set, or a head's targets length differs from ``seqs``.
+        Empty training set, a head's targets length differs from its ``seqs``, or a CUDA device
+        other than the first visible one.
+    ImportError
+        torch/transformers/accelerate missing (:data:`INSTALL_HINT`).
     """
-    torch_, transformers = _require()
-    from tqdm.auto import tqdm
+    require_torch()
+    if importlib.util.find_spec("accelerate") is None:  # Trainer runs on it
+        raise ImportError(f"fine-tuning needs accelerate (kobert extra): {INSTALL_HINT}")
+    from transformers import EarlyStoppingCallback, Trainer
 
-    n = len(seqs)
-    if n == 0:
+    opts = options or KoBertTrainingOptions()
+    heads = list(model.heads)
+    if len(seqs) == 0:
         raise ValueError("fine_tune needs at least one training text")
-    for d, y in targets.items():
-        if len(y) != n:
-            raise ValueError(f"targets[{d!r}] has {len(y)} rows, seqs has {n}")
-    dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
-    model.to(dev)
-    y_all = {d: torch_.as_tensor(np.asarray(y, dtype=np.int64)) for d, y in targets.items()}
-    losses = {
-        d: nn.CrossEntropyLoss(
-            weight=None if weights is None or d not in weights else torch_.as_tensor(weights[d], dtype=torch_.float32, device=dev),
-            ignore_index=-100,
+    train_set = _labelled_rows(seqs, targets, heads)
+    eval_set = _labelled_rows(holdout[0], holdout[1], heads) if holdout is not None and len(holdout[0]) else None
+    dev = resolve_device(opts.device)
+    if dev.startswith("cuda:") and dev != "cuda:0":
+        raise ValueError(f"Trainer trains on the first visible GPU; for {dev} set CUDA_VISIBLE_DEVICES instead")
+    recorder = _epoch_recorder(dev)
+    callbacks = [recorder] if eval_set is None else [recorder, EarlyStoppingCallback(early_stopping_patience=opts.patience)]
+    with tempfile.TemporaryDirectory(prefix="voc-kobert-") as out, _caller_rng_kept(dev), warnings.catch_warnings():
+        # rotating checkpoints, Trainer notes that a temporary directory's mtimes may be coarse; it
+        # then orders them by step number, which is what is wanted
+        warnings.filterwarnings("ignore", message="mtime may not be reliable")
+        trainer = Trainer(
+            model=model,
+            args=_training_arguments(opts, out, dev, evaluate=eval_set is not None),
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            data_collator=_collate(pad_id),
+            compute_loss_func=_multi_head_loss(heads, weights),
+            compute_metrics=_holdout_macro_f1(heads) if eval_set is not None else None,
+            callbacks=callbacks,
         )
-        for d in targets
-    }
-    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layernorm", "layer_norm")
-    params = [
-        {"params": [p for k, p in model.named_parameters() if not any(s in k for s in no_decay)], "weight_decay": weight_decay},
-        {"params": [p for k, p in model.named_parameters() if any(s in k for s in no_decay)], "weight_decay": 0.0},
-    ]
-    opt = torch_.optim.AdamW(params, lr=lr)
-    steps_per_epoch = math.ceil(n / batch_size)
-    total = max(1, epochs * steps_per_epoch)
-    sched = transformers.get_linear_schedule_with_warmup(opt, math.ceil(warmup_ratio * total), total)
-    scaler = torch_.amp.GradScaler("cuda") if prec == "fp16" else None
-    gen = torch_.Generator().manual_seed(seed)
-    cuda_devices = [torch_.device(dev).index or 0] if dev.startswith("cuda") else []
-    history: list[dict[str, Any]] = []
-    best_score: float | None = None
-    best_state: dict[str, Any] | None = None
-    stale = 0
-    with torch_.random.fork_rng(devices=cuda_devices):
-        torch_.manual_seed(seed)
-        for epoch in range(1, epochs + 1):
-            model.train()
-            t0 = time.perf_counter()
-            perm = torch_.randperm(n, generator=gen).numpy()
-            total_loss, n_steps = 0.0, 0
-            bar = tqdm(range(0, n, batch_size), desc=f"kobert epoch {epoch}/{epochs}", disable=not progress, leave=False)
-            for start in bar:
-                idx = perm[start : start + batch_size]
-                ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
-                ids_t = torch_.from_numpy(ids).to(dev, non_blocking=True)
-                mask_t = torch_.from_numpy(mask).to(dev, non_blocking=True)
-                with _autocast(prec, dev):
-                    logits = model(ids_t, mask_t)
-                loss = None
-                for d, lg in logits.items():
-                    y = y_all[d][torch_.from_numpy(idx)].to(dev, non_blocking=True)
-                    if bool((y != -100).any()):
-                        part = losses[d](lg.float(), y)
-                        loss = part if loss is None else loss + part
-                if loss is None:  # cannot happen for rows from train_kobert_tagger (each has a label)
-                    continue
-                opt.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                    opt.step()
-                sched.step()
-                total_loss += float(loss.detach())
-                n_steps += 1
-                if progress:
-                    bar.set_postfix(loss=f"{total_loss / n_steps:.4f}")
-            if dev.startswith("cuda"):
-                torch_.cuda.synchronize(dev)
-            seconds = time.perf_counter() - t0
-            model.eval()
-            score = evaluate() if evaluate is not None else None
-            rec = {
-                "epoch": epoch,
-                "train_loss": total_loss / max(n_steps, 1),
-                "holdout_macro_f1": score,
-                "seconds": round(seconds, 3),
-                "best": False,
-            }
-            history.append(rec)
-            if score is None:
-                continue
-            if best_score is None or score > best_score:
-                best_score, stale = score, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                for r in history:
-                    r["best"] = False
-                rec["best"] = True
-            else:
-                stale += 1
-                if stale >= patience:
-                    break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    elif history:
-        history[-1]["best"] = True
+        if not opts.progress:
+            from transformers.trainer_callback import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)  # it prints every log line to stdout
+        trainer.train()
+        best = trainer.state.best_metric if eval_set is not None else None
+        del trainer
     model.eval()
+    history: list[dict[str, Any]] = recorder.finish(best)
     return history
 
 
-def train_kobert_tagger(
-    df: pl.DataFrame,
-    taxonomy: Taxonomy,
-    *,
-    version: str,
-    base: str = DEFAULT_BASE,
-    use_reply: bool = True,
-    epochs: int = 5,
-    batch_size: int = 32,
-    max_length: int = 256,
-    lr: float = 5e-5,
-    weight_decay: float = 0.01,
-    warmup_ratio: float = 0.1,
-    class_weight_clip: float = 10.0,
-    dropout: float | None = None,
-    seed: int = 42,
-    device: str | None = None,
-    precision: str = "auto",
-    progress: bool = True,
-    patience: int = 2,
-    eval_batch_size: int = 64,
-) -> tuple[KoBERTTagger, TrainReport]:
-    """Fine-tune a KoBERT tagger on the reviewed rows of ``df``.
-
-    Rows and labels are chosen exactly as :func:`voc.tagger.train_tagger` does: per dimension,
-    the rows with a usable label (:func:`voc.tagger.training_rows`, canonical labels; labels
-    missing from the taxonomy are added with a warning), the fixed held-out split
-    (:func:`voc.tagger.holdout_mask`, 20 % by md5 of ``voc_id``) for evaluation, keyword fallback
-    for a dimension with < 2 classes. The split is **not** stratified: a fixed hash split keeps
-    every row on the same side across monthly retrainings, so champion and candidate (of any
-    kind) are compared on the same rows; class imbalance is handled by inverse-frequency class
-    weights (:func:`class_weights`, clipped at ``class_weight_clip``) instead.
-
-    One encoder is trained with one head per remaining dimension, on the union of the
-    dimensions' training rows; a row without a label of some dimension contributes no loss to
-    that head. After each epoch the held-out macro-F1 (mean over heads that have held-out rows)
-    is measured; the best epoch is kept and training stops after ``patience`` epochs without
-    improvement (:func:`fine_tune` for the optimiser, schedule, precision and seeding).
-
-    Parameters
-    ----------
-    df
-        Validated VOC frame with ``reviewed_*`` label columns.
-    taxonomy
-        Base taxonomy (extended with unseen labels).
-    version
-        Model version string.
-    base
-        Hub id or local directory of the base checkpoint (``skt/kobert-base-v1`` by default; a
-        hub id needs network access or a filled Hugging Face cache).
-    use_reply
-        Read the reply as part of ``all_text``.
-    epochs, batch_size, lr, weight_decay, warmup_ratio, seed, device, precision, progress, patience
-        See :func:`fine_tune`.
-    max_length
-        Tokens per text (KoBERT supports 512; 256 by default, config.settings.ModelSettings).
-    class_weight_clip
-        Class weights are clipped to ``[1/c, c]``.
-    dropout
-        Dropout before the heads; None = the encoder's ``hidden_dropout_prob`` (0.1 for BERT).
-    eval_batch_size
-        Batch size of held-out evaluation and of the returned tagger's inference.
-
-    Returns
-    -------
-    tuple[KoBERTTagger, voc.tagger.TrainReport]
-        The tagger (best epoch, on ``device``) and the report (``kind = "kobert"``; held-out
-        metrics per dimension from :func:`voc.tagger.evaluate_tags`, same shape as
-        :func:`voc.tagger.train_tagger`'s).
+def _labelled_rows(seqs: Sequence[Sequence[int]], targets: Mapping[str, np.ndarray], heads: Sequence[str]) -> list[dict[str, Any]]:
+    """``Trainer`` dataset: per row ``{"input_ids": ids, "labels": [class id per head]}``.
 
     Raises
     ------
     ValueError
-        No dimension has ≥ 2 labelled classes (nothing to fine-tune; use a CPU kind).
-    ImportError
-        torch/transformers missing (:data:`INSTALL_HINT`).
-    OSError
-        The base or its tokenizer cannot be loaded.
+        A head's targets length differs from ``seqs``, or a head of ``heads`` has none.
     """
-    torch_, _ = _require()
-    from transformers import AutoModel
+    n = len(seqs)
+    for d in heads:
+        if d not in targets or len(targets[d]) != n:
+            raise ValueError(f"targets[{d!r}] has {len(targets.get(d, []))} rows, seqs has {n}")
+    y = np.stack([np.asarray(targets[d], dtype=np.int64) for d in heads], axis=1)
+    return [{"input_ids": list(seqs[i]), "labels": y[i].tolist()} for i in range(n)]
 
-    from voc.tagger import TrainReport, evaluate_tags, frame_texts, split_dimensions
 
-    report = TrainReport(kind="kobert", version=version, n_rows=df.height)
-    texts, _ = frame_texts(df, use_reply=use_reply)
-    taxonomy, splits = split_dimensions(df, taxonomy, report)
-    train_rows: dict[str, tuple[np.ndarray, list[str]]] = {d: (sp.train_rows, sp.train_labels) for d, sp in splits.items()}
-    eval_rows: dict[str, tuple[np.ndarray, list[str]]] = {d: (sp.holdout_rows, sp.holdout_labels) for d, sp in splits.items()}
-    if not train_rows:
-        raise ValueError(
-            "no dimension has at least two labelled classes; nothing to fine-tune (train a CPU kind instead)"
-        )
+def _collate(pad_id: int) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """Batches of ``B × T`` ``input_ids``/``attention_mask`` (dynamic padding, :func:`pad_batch`)
+    and ``B × D`` ``labels`` (one column per head)."""
+    torch_, _ = require_torch()
 
-    head_labels = {dim: sorted(set(labs)) for dim, (_, labs) in train_rows.items()}
-    rows = np.array(sorted(set().union(*(set(r.tolist()) for r, _ in train_rows.values()))), dtype=int)
-    pos = {int(r): k for k, r in enumerate(rows)}
-    targets: dict[str, np.ndarray] = {}
-    weights: dict[str, np.ndarray] = {}
-    for dim, (r, labs) in train_rows.items():
-        lid = {lab: i for i, lab in enumerate(head_labels[dim])}
-        y = np.full(len(rows), -100, dtype=np.int64)
-        y[[pos[int(i)] for i in r]] = [lid[lab] for lab in labs]
-        targets[dim] = y
-        weights[dim] = class_weights(y, len(lid), clip=class_weight_clip)
+    def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        ids, mask = pad_batch([r["input_ids"] for r in rows], pad_id)
+        return {
+            "input_ids": torch_.from_numpy(ids),
+            "attention_mask": torch_.from_numpy(mask),
+            "labels": torch_.tensor([r["labels"] for r in rows], dtype=torch_.long),
+        }
 
-    tokenizer = load_kobert_tokenizer(base)
-    eval_idx = np.array(sorted(set().union(*(set(r.tolist()) for r, _ in eval_rows.values()))), dtype=int)
-    needed = np.union1d(rows, eval_idx)
-    enc = dict(zip(needed.tolist(), encode_texts(tokenizer, [texts[i] for i in needed], max_length=max_length)))
-    seqs = [enc[int(i)] for i in rows]
-    dev = resolve_device(device)
-    with torch_.random.fork_rng(devices=[]):
-        torch_.manual_seed(seed)  # heads (and any encoder weight missing from the base) drawn here
-        encoder = AutoModel.from_pretrained(str(base))
-        p_drop = float(getattr(encoder.config, "hidden_dropout_prob", 0.1)) if dropout is None else float(dropout)
-        model = MultiHeadClassifier(encoder, {d: len(v) for d, v in head_labels.items()}, dropout=p_drop)
-    tagger = KoBERTTagger(
-        version=version,
-        taxonomy=taxonomy,
-        model=model,
-        tokenizer=tokenizer,
-        labels=head_labels,
-        use_reply=use_reply,
-        max_length=max_length,
-        batch_size=eval_batch_size,
-        device=dev,
-        precision=precision,
-        base=str(base),
+    return collate
+
+
+def _multi_head_loss(heads: Sequence[str], weights: Mapping[str, np.ndarray] | None) -> Callable[..., Any]:
+    """``compute_loss_func(outputs, labels, num_items_in_batch)``: sum over heads of the
+    class-weighted cross-entropy (mean over the rows labelled for that head, in float32); ids
+    ``-100`` and ids ≥ K_d are ignored. A batch with no label of any head gives a zero loss."""
+    torch_, _ = require_torch()
+    w = {d: torch_.as_tensor(weights[d], dtype=torch_.float32) for d in heads if weights is not None and d in weights}
+
+    def loss(outputs: Mapping[str, Any], labels: Any, num_items_in_batch: Any = None) -> Any:
+        total = None
+        for j, d in enumerate(heads):
+            lg = outputs[d].float()
+            y = labels[:, j].masked_fill(labels[:, j] >= lg.shape[1], -100)
+            if bool((y != -100).any()):
+                wd = w.get(d)
+                part = torch_.nn.functional.cross_entropy(
+                    lg, y, weight=None if wd is None else wd.to(lg.device), ignore_index=-100
+                )
+                total = part if total is None else total + part
+        if total is None:  # keeps the graph (and Trainer's step) well-defined
+            total = sum(outputs[d].float().sum() for d in heads) * 0.0
+        return total
+
+    return loss
+
+
+def _holdout_macro_f1(heads: Sequence[str]) -> Callable[[Any], dict[str, float]]:
+    """``compute_metrics``: per head, scikit-learn's ``f1_score(average="macro")`` over the
+    classes present in its held-out labels (``zero_division=0``; the held-out macro-F1 of
+    :func:`voc.metrics.classification_metrics`), as ``macro_f1_{dim}``, and their mean as
+    ``macro_f1`` (the checkpoint and early-stopping metric)."""
+    from sklearn.metrics import f1_score
+
+    def compute(pred: Any) -> dict[str, float]:
+        logits = pred.predictions if isinstance(pred.predictions, tuple) else (pred.predictions,)
+        y = np.asarray(pred.label_ids).reshape(len(logits[0]), len(heads))
+        scores: dict[str, float] = {}
+        for j, d in enumerate(heads):
+            keep = y[:, j] != -100
+            if keep.any():
+                yt, yp = y[keep, j], np.asarray(logits[j])[keep].argmax(axis=1)
+                scores[f"macro_f1_{d}"] = float(f1_score(yt, yp, labels=np.unique(yt), average="macro", zero_division=0))
+        return {"macro_f1": float(np.mean(list(scores.values()))) if scores else 0.0, **scores}
+
+    return compute
+
+
+def _training_arguments(opts: KoBertTrainingOptions, out_dir: str, device: str, *, evaluate: bool) -> Any:
+    """``TrainingArguments`` of ``opts``: per-epoch logging, and with ``evaluate`` per-epoch
+    evaluation and model-only checkpoints (best and last kept) ranked by ``macro_f1``."""
+    from transformers import TrainingArguments
+
+    prec = resolve_precision(opts.precision, device)
+    per_epoch = "epoch" if evaluate else "no"
+    return TrainingArguments(
+        output_dir=out_dir,
+        num_train_epochs=opts.epochs,
+        per_device_train_batch_size=opts.batch_size,
+        per_device_eval_batch_size=opts.eval_batch_size,
+        learning_rate=opts.lr,
+        weight_decay=opts.weight_decay,
+        warmup_ratio=opts.warmup_ratio,
+        lr_scheduler_type="linear",
+        max_grad_norm=opts.max_grad_norm,
+        optim="adamw_torch",
+        seed=opts.seed,
+        data_seed=opts.seed,
+        use_cpu=device == "cpu",
+        bf16=prec == "bf16",
+        fp16=prec == "fp16",
+        eval_strategy=per_epoch,
+        save_strategy=per_epoch,
+        logging_strategy="epoch",
+        load_best_model_at_end=evaluate,
+        metric_for_best_model="macro_f1" if evaluate else None,
+        greater_is_better=True,
+        save_total_limit=1,
+        save_only_model=True,
+        label_names=["labels"],
+        remove_unused_columns=False,
+        dataloader_pin_memory=device.startswith("cuda"),
+        disable_tqdm=not opts.progress,
+        report_to="none",
     )
-    pad_id = tagger._pad_id
-    eval_seqs = [enc[int(i)] for i in eval_idx]
-    eval_pos = {int(r): k for k, r in enumerate(eval_idx)}
 
-    def holdout_predictions() -> dict[str, Tags]:
-        prec = resolve_precision(precision, dev)
-        probs = _predict(model, eval_seqs, pad_id=pad_id, batch_size=eval_batch_size, device=dev, precision=prec)
-        out = {}
-        for dim, (r, _) in eval_rows.items():
-            p = probs[dim][[eval_pos[int(i)] for i in r]] if len(r) else np.zeros((0, len(head_labels[dim])))
-            best = p.argmax(axis=1)
-            out[dim] = Tags(
-                [head_labels[dim][int(b)] for b in best],
-                p[np.arange(len(r)), best].astype(float),
-                ["model"] * len(r),
-            )
-        return out
 
-    def evaluate() -> float | None:
-        if not len(eval_idx):
-            return None
-        from voc.metrics import classification_metrics
+def _epoch_recorder(device: str) -> Any:
+    """A ``TrainerCallback`` collecting :func:`fine_tune`'s per-epoch records."""
+    torch_, _ = require_torch()
+    from transformers import TrainerCallback
 
-        preds = holdout_predictions()
-        scores = [
-            classification_metrics(labs, preds[dim].labels)["macro_f1"]
-            for dim, (r, labs) in eval_rows.items()
-            if len(r)
-        ]
-        return float(np.mean(scores)) if scores else None
+    cuda = device.startswith("cuda")
 
-    tagger.history = fine_tune(
-        model,
-        seqs,
-        targets,
-        pad_id=pad_id,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        warmup_ratio=warmup_ratio,
-        weights=weights,
-        seed=seed,
-        device=dev,
-        precision=precision,
-        progress=progress,
-        patience=patience,
-        evaluate=evaluate,
-    )
-    if len(eval_idx):
-        preds = holdout_predictions()
-        for dim, (r, labs) in eval_rows.items():
-            if len(r):
-                report.metrics[dim] = evaluate_tags(labs, preds[dim])
-    return tagger, report
+    class EpochRecorder(TrainerCallback):
+        def __init__(self) -> None:
+            self.history: list[dict[str, Any]] = []
+            self._t0 = self._seconds = 0.0
+
+        def _now(self) -> float:
+            if cuda:  # the GPU's queued work belongs to the epoch
+                torch_.cuda.synchronize()
+            return time.perf_counter()
+
+        def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._t0 = self._now()
+
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._seconds = self._now() - self._t0
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            if logs and "loss" in logs:  # the epoch's training log (evaluation logs have eval_*)
+                self.history.append({"epoch": len(self.history) + 1, "train_loss": float(logs["loss"]),
+                                     "holdout_macro_f1": None, "seconds": round(self._seconds, 3), "best": False})
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            if self.history and metrics and "eval_macro_f1" in metrics:
+                self.history[-1]["holdout_macro_f1"] = float(metrics["eval_macro_f1"])
+
+        def finish(self, best: float | None) -> list[dict[str, Any]]:
+            """The records, ``best`` set on the first epoch scoring ``best`` (the last without one)."""
+            scored = [r for r in self.history if best is not None and r["holdout_macro_f1"] == best]
+            if scored:
+                scored[0]["best"] = True
+            elif self.history:
+                self.history[-1]["best"] = True
+            return self.history
+
+    return EpochRecorder()
+
+
+@contextlib.contextmanager
+def _caller_rng_kept(device: str) -> Iterator[None]:
+    """Restore Python's, NumPy's and torch's (CPU and ``device``'s CUDA) global random states on
+    exit: ``Trainer`` calls ``transformers.set_seed``, which reseeds them all."""
+    torch_, _ = require_torch()
+    py, npy = random.getstate(), np.random.get_state()
+    cuda = [0] if device.startswith("cuda") else []
+    try:
+        with torch_.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)

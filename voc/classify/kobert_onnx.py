@@ -48,6 +48,8 @@ from typing import Any
 
 import numpy as np
 
+from voc.classify.kobert_runtime import batched_probabilities, encode_texts, predict_probabilities, require_torch
+
 __all__ = [
     "ONNX_DIR",
     "ONNX_MODEL",
@@ -109,9 +111,7 @@ def export_onnx(model: Any, directory: str | Path, *, quantize: bool = True, ops
     ImportError
         torch/transformers or onnxruntime/onnx missing.
     """
-    from voc.classify.kobert import _require
-
-    torch, _ = _require()
+    torch, _ = require_torch()
     from torch import nn
 
     _require_ort()
@@ -215,7 +215,8 @@ def _root_logging_untouched() -> Iterator[None]:
 def _softmax(x: np.ndarray) -> np.ndarray:
     z = x.astype(np.float32) - x.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return out
 
 
 class OnnxRunner:
@@ -263,7 +264,6 @@ class OnnxRunner:
     ) -> dict[str, np.ndarray]:
         """Probabilities ``{dim: N × K_d float32}`` for token-id lists (``encode_texts``), rows in
         input order. Texts are sorted by length and padded per batch, as the torch path does."""
-        from voc.classify.kobert import batched_probabilities
 
         def forward(ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
             res = self.session.run(self.heads, {"input_ids": ids, "attention_mask": mask})
@@ -330,8 +330,6 @@ def add_int8_runtime(
     ValueError
         ``texts`` is empty (nothing to check the copy against).
     """
-    from voc.classify.kobert import _predict, encode_texts
-
     texts = list(texts)
     if not texts:
         raise ValueError("no texts to check the int8 copy against")
@@ -340,7 +338,7 @@ def add_int8_runtime(
     folder = export_onnx(tagger.model, directory, quantize=True)
     seqs = encode_texts(tagger.tokenizer, texts, max_length=tagger.max_length)
     dev = tagger._ready()
-    reference = _predict(tagger.model, seqs, pad_id=tagger._pad_id, batch_size=tagger.batch_size, device=dev, precision="fp32")
+    reference = predict_probabilities(tagger.model, seqs, pad_id=tagger._pad_id, batch_size=tagger.batch_size, device=dev, precision="fp32")
     runner = OnnxRunner(folder / ONNX_MODEL, list(tagger.model.heads), threads=threads)
     candidate = runner.predict(seqs, pad_id=tagger._pad_id)
     heads = compare_probabilities(reference, candidate)

@@ -3,7 +3,7 @@ confidence that means "probability this tag is right".
 
 Two recipes are built from this one estimator (``voc.tagger.make_classifier``):
 
-* **anchor** (the production model, production-notes.md): TF-IDF word 1–2-grams over Kiwi model
+* **anchor** (the model the production system runs): TF-IDF word 1–2-grams over Kiwi model
   tokens, ``max_features=10_000``, sublinear tf; ``LinearSVC(C=1, class_weight="balanced")``
   inside ``CalibratedClassifierCV(cv=3)`` (sigmoid, ensemble of the three fold models). That is
   ``LinearVOCClassifier(tokenizer)`` with its defaults.
@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
+from datetime import date
 from typing import Any, Self
 
 import numpy as np
@@ -95,7 +96,8 @@ def title_of(text: str) -> str:
 
 
 def _as_days(t: Any) -> float:
-    if hasattr(t, "toordinal"):
+    """Day number of a date (``datetime.date``/``datetime``), a ``numpy.datetime64`` or a number."""
+    if isinstance(t, date):  # datetime is a date
         return float(t.toordinal())
     if isinstance(t, np.datetime64):
         return float(t.astype("datetime64[D]").astype(np.int64))
@@ -129,12 +131,14 @@ def recency_weights(times: Sequence[Any], *, half_life_days: float) -> np.ndarra
     d = np.array([_as_days(t) for t in times], dtype=float)
     if len(d) == 0:
         return d
-    return 0.5 ** ((d.max() - d) / float(half_life_days))
+    weights: np.ndarray = 0.5 ** ((d.max() - d) / float(half_life_days))
+    return weights
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    p: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return p
 
 
 def _nll(z: np.ndarray, y_idx: np.ndarray) -> float:
@@ -211,7 +215,8 @@ def name_mentions(texts: Sequence[str], names: Sequence[Sequence[str]], *, skip_
         flat = re.sub(r"\s+", "", t or "")
         for k, parts in enumerate(names):
             if skip_addresses:
-                if pats[k] is not None and pats[k].search(flat):
+                pat = pats[k]
+                if pat is not None and pat.search(flat):
                     out[i, k] = 1.0
             elif any(p in flat for p in parts):
                 out[i, k] = 1.0
@@ -241,7 +246,7 @@ def _top1_features(p: np.ndarray, d: np.ndarray) -> np.ndarray:
     return np.column_stack([np.log(top / (1 - top)), margin])
 
 
-class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
+class LinearVOCClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # sklearn ships no type information
     """TF-IDF (Kiwi tokens, optionally characters) + LinearSVC with calibrated confidence.
 
     A scikit-learn estimator over raw ``all_text`` strings (``clone``, ``get_params`` and
@@ -355,12 +360,22 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         self.place_weight = place_weight
         self.random_state = random_state
 
+    # Class-level defaults. ``model_`` None = not fitted (the fitted state ``_check`` reads). The
+    # others are what a model pickled before these options and learned values existed behaves as
+    # (joblib restores only the instance attributes a model had when it was saved).
+    model_: Any = None
+    place_name_weight_: float = 0.0
+    place_classes_: np.ndarray | None = None
+    skip_addresses: bool = False
+    place_weight: bool = False
+    _default_tokenizer: KiwiTokenizer | None = None
+
     # ------------------------------------------------------------------------------------
     def get_tokenizer(self) -> KiwiTokenizer:
         """``tokenizer``, or a default :class:`KiwiTokenizer` created once per instance."""
         if self.tokenizer is not None:
             return self.tokenizer
-        if getattr(self, "_default_tokenizer", None) is None:
+        if self._default_tokenizer is None:
             self._default_tokenizer = KiwiTokenizer()
         return self._default_tokenizer
 
@@ -381,7 +396,8 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
             chars.append(text + ("\n" + title) * (w - 1))
         return docs, chars
 
-    def _features(self, texts: Sequence[str], tokens: Sequence[Sequence[str]] | None, *, fit: bool):
+    def _features(self, texts: Sequence[str], tokens: Sequence[Sequence[str]] | None, *, fit: bool) -> Any:
+        """``N × F`` TF-IDF features (a scipy CSR matrix); ``fit`` refits the vectorizers."""
         from scipy.sparse import hstack
 
         docs, chars = self._docs(texts, tokens)
@@ -410,10 +426,11 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
             X = hstack([X, self.char_vectorizer_.transform(chars)]).tocsr()
         return X
 
-    def _svm(self, y: np.ndarray | None = None):
+    def _svm(self, y: np.ndarray | None = None) -> Any:
+        """An unfitted ``LinearSVC``; ``class_weight="sqrt"`` weighs class c by √(N / (K · n_c)) of ``y``."""
         from sklearn.svm import LinearSVC
 
-        cw = self.class_weight
+        cw: str | dict[Any, float] | None = self.class_weight
         if cw == "sqrt" and y is not None:
             labs, counts = np.unique(y, return_counts=True)
             w = np.sqrt(len(y) / (len(labs) * counts))
@@ -508,7 +525,7 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _oof(
-        self, X, y: np.ndarray, sw: np.ndarray | None, folds: Sequence[tuple[np.ndarray, np.ndarray]]
+        self, X: Any, y: np.ndarray, sw: np.ndarray | None, folds: Sequence[tuple[np.ndarray, np.ndarray]]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Out-of-fold decisions (N × K, NaN rows where a row was in no test fold) and whether
         each row's class was among that fold's training classes (N booleans)."""
@@ -526,7 +543,7 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         return oof, seen
 
     def _fit_confidence(
-        self, X, y: np.ndarray, cv: int, texts: Sequence[str], sw: np.ndarray | None, times: Sequence[Any] | None
+        self, X: Any, y: np.ndarray, cv: int, texts: Sequence[str], sw: np.ndarray | None, times: Sequence[Any] | None
     ) -> None:
         """Temperature, prior and name weights from shuffled stratified OOF decisions of ``cv``
         refits; the top-1 calibrator from the same OOF rows, or, with ``times`` and
@@ -568,11 +585,16 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
             self.top1_calibrator_ = LogisticRegression(C=1.0).fit(_top1_features(p, d), correct)
 
     def _check(self) -> None:
-        if not hasattr(self, "model_"):
+        if self.model_ is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
 
     def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "model_")
+        return self.model_ is not None
+
+    def model_labels(self) -> list[str]:
+        """The fitted labels (``classes_``) as ``str``. Raises :class:`NotFittedError` before ``fit``."""
+        self._check()
+        return [str(c) for c in self.classes_]
 
     def decision_function(self, texts: Sequence[str], *, tokens: Sequence[Sequence[str]] | None = None) -> np.ndarray:
         """``N × K`` SVM decision values (K = ``len(classes_)``; for the ensemble calibrations,
@@ -580,8 +602,11 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
         self._check()
         if len(texts) == 0:
             return np.zeros((0, len(self.classes_)))
+        from sklearn.calibration import CalibratedClassifierCV
+
         X = self._features(texts, tokens, fit=False)
-        if hasattr(self.model_, "calibrated_classifiers_"):
+        d: np.ndarray
+        if isinstance(self.model_, CalibratedClassifierCV):  # sigmoid/isotonic: the fold models' mean
             d = np.mean(
                 [_aligned_decision(c.estimator, X, self.classes_) for c in self.model_.calibrated_classifiers_],
                 axis=0,
@@ -590,7 +615,9 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
             d = _aligned_decision(self.model_, X, self.classes_)
         return d
 
-    def _proba_and_decision(self, texts: Sequence[str], tokens) -> tuple[np.ndarray, np.ndarray | None]:
+    def _proba_and_decision(
+        self, texts: Sequence[str], tokens: Sequence[Sequence[str]] | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         self._check()
         k = len(self.classes_)
         if len(texts) == 0:
@@ -599,18 +626,18 @@ class LinearVOCClassifier(ClassifierMixin, BaseEstimator):
             X = self._features(texts, tokens, fit=False)
             return self.model_.predict_proba(X), None
         d = self.decision_function(texts, tokens=tokens)
-        mentions = self._mentions(texts) if (self.name_weight_ or self.major_name_weight_ or getattr(self, "place_name_weight_", 0.0)) else None
+        mentions = self._mentions(texts) if (self.name_weight_ or self.major_name_weight_ or self.place_name_weight_) else None
         return self._scaled(d, mentions), d
 
     def _mentions(self, texts: Sequence[str]) -> tuple[np.ndarray, ...]:
         """(minor-name, major-name) mention matrices, N × K each (:func:`name_mentions`); with
         ``place_weight``, a third: the minor-name mentions of place classes
         (``place_classes_``), which are then zero in the first."""
-        skip = bool(getattr(self, "skip_addresses", False))  # models saved before these options
+        skip = bool(self.skip_addresses)  # class defaults: models saved before these options
         minor = name_mentions(texts, self.class_names_, skip_addresses=skip)
         major = name_mentions(texts, self.major_names_, skip_addresses=skip)
-        place = getattr(self, "place_classes_", None)
-        if not getattr(self, "place_weight", False) or place is None:
+        place = self.place_classes_
+        if not self.place_weight or place is None:
             return minor, major
         return minor * ~place, major, minor * place
 
@@ -692,10 +719,10 @@ def _forward_folds(days: np.ndarray, n_splits: int) -> list[tuple[np.ndarray, np
     return [(np.concatenate(blocks[:j]), blocks[j]) for j in range(1, n_splits + 1) if len(blocks[j])]
 
 
-def _aligned_decision(model: Any, X, classes: np.ndarray) -> np.ndarray:
+def _aligned_decision(model: Any, X: Any, classes: np.ndarray) -> np.ndarray:
     """Decision values of ``model`` as N × K columns in ``classes`` order; classes the model
     never saw get the row minimum − 1."""
-    d = model.decision_function(X)
+    d: np.ndarray = model.decision_function(X)
     if d.ndim == 1:
         d = np.column_stack([-d, d])
     mc = list(model.classes_)

@@ -26,8 +26,8 @@ formulas as their text), checks every row with :func:`voc.review.validate_review
 * accepted otherwise; ``not_done`` / ``group_not_done`` are printed as notes (stored, but not
   applied by ``refresh`` until 검수완료 = Y).
 
-The write is the backends' compare-and-swap (:meth:`XlsxReviewBackend.update_month`: SHA-256 and
-``flock`` locally, ``If-Match`` on S3): when someone writes the workbook between push's read and
+The write is the backends' compare-and-swap (:meth:`XlsxReviewBackend.update_month`: SHA-256 under
+a ``filelock.FileLock`` in ``{root}/.locks/`` locally, ``If-Match`` on S3): when someone writes the workbook between push's read and
 its write, push reads again and re-decides every row on top of that write, so a concurrent push
 shows up as ``conflict`` rows, never as a lost edit. A file without a pull record (downloaded
 through the link in the month index) is merged without the ``conflict`` check: its changed rows
@@ -57,6 +57,7 @@ import polars as pl
 
 from config.settings import VocSettings
 from flows import storage_layout as layout
+from flows.adapters.label_review import AuditMonth, push_audit_sheet
 from flows.adapters.review_backends import (
     GUIDE_SHEET,
     TAXONOMY_SHEET,
@@ -64,6 +65,7 @@ from flows.adapters.review_backends import (
     ReviewBackendError,
     XlsxReviewBackend,
     _check_frame,
+    audit_frame,
     build_workbook,
 )
 from flows.adapters.storage import Storage, join_key
@@ -146,6 +148,7 @@ class RowRejection:
     codes: tuple[str, ...]
 
     def __str__(self) -> str:
+        """``row {sheet_row} (voc_id=…): reason; reason``."""
         return f"row {self.sheet_row} (voc_id={self.voc_id}): " + "; ".join(self.reasons)
 
 
@@ -172,6 +175,9 @@ class PushResult:
         Whether the stored workbook was written (only when a row was accepted).
     checked_against_pull
         Whether the file had a pull record (so concurrent changes were detected per row).
+    label_audit
+        What happened to the file's ``이전 라벨 점검`` sheet (:func:`flows.adapters.label_review.push_audit_sheet`:
+        accepted / unchanged / rejected rows and the label fixes recorded); None without one.
     """
 
     month: str
@@ -183,8 +189,16 @@ class PushResult:
     notes: list[ReviewIssue] = field(default_factory=list)
     written: bool = False
     checked_against_pull: bool = False
+    label_audit: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data (``voc review push --json``, the upload page).
+
+        Returns
+        -------
+        dict[str, Any]
+            The attributes by name; ``accepted`` and ``rejected`` as lists of dicts, ``notes`` as text.
+        """
         return {
             "month": self.month,
             "location": self.location,
@@ -198,6 +212,7 @@ class PushResult:
             "notes": [str(i) for i in self.notes],
             "written": self.written,
             "checked_against_pull": self.checked_against_pull,
+            "label_audit": self.label_audit,
         }
 
 
@@ -206,6 +221,7 @@ class PushResult:
 
 
 def _storage_and_backend(settings: VocSettings) -> tuple[Storage, XlsxReviewBackend]:
+    """The storage and the XLSX review backend of ``settings`` (:class:`ReviewExchangeError` for Google Sheets)."""
     if settings.review.backend != "xlsx":
         raise ReviewExchangeError(
             "VOC_REVIEW__BACKEND is gsheets: reviewers edit the month's Google Sheet directly (its link is in the "
@@ -219,9 +235,20 @@ def _storage_and_backend(settings: VocSettings) -> tuple[Storage, XlsxReviewBack
 
 
 def review_taxonomy(settings: VocSettings, storage: Storage) -> Taxonomy:
-    """The taxonomy ``refresh`` checks reviewer values against: the champion model's
-    (``models/{name}/meta.json``, ``taxonomy``; read without loading the model), else the
-    shipped default (a keyword-only month).
+    """The taxonomy ``refresh`` checks reviewer values against.
+
+    Parameters
+    ----------
+    settings
+        The environment prefix.
+    storage
+        Where the models and ``champion.json`` are.
+
+    Returns
+    -------
+    voc.taxonomy.Taxonomy
+        The champion model's (``models/{name}/meta.json``, ``taxonomy``; read without loading
+        the model), else the shipped default (a keyword-only month).
 
     Raises
     ------
@@ -240,13 +267,25 @@ def review_taxonomy(settings: VocSettings, storage: Storage) -> Taxonomy:
 
 
 def reviewer_fingerprint(row: Mapping[str, Any]) -> str:
-    """16 hex digits of the SHA-256 of a row's reviewer cells (:data:`REVIEWER_COLUMNS`, in
-    order, missing ones ``""``, joined by U+001F): equal cells, equal fingerprint."""
+    """The fingerprint of a row's reviewer cells in a pull record.
+
+    Parameters
+    ----------
+    row
+        One sheet row by column name.
+
+    Returns
+    -------
+    str
+        16 hex digits of the SHA-256 of the reviewer cells (:data:`REVIEWER_COLUMNS`, in order,
+        missing or None ``""``, joined by U+001F): equal cells, equal fingerprint.
+    """
     text = "\x1f".join(str(row.get(c) or "") for c in REVIEWER_COLUMNS)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _text_cell(ws: Any, row: int, col: int, value: str) -> None:
+    """Write ``value`` to a worksheet cell as text (never a formula)."""
     c = ws.cell(row=row, column=col, value=value)
     c.data_type = "s"  # never a formula, whatever the text
 
@@ -288,7 +327,7 @@ def _read_file(path: Path, data: bytes) -> tuple[dict[str, Any] | None, list[str
         record: dict[str, Any] = {"rows": {}}
         in_rows = False
         for cells in wb[PULL_SHEET].iter_rows(values_only=True):
-            k, v = (str(x) if x is not None else "" for x in (list(cells) + [None, None])[:2])
+            k, v = (str(x) if x is not None else "" for x in [*cells, None, None][:2])
             if in_rows:
                 if k.strip():
                     record["rows"].setdefault(k.strip(), v)
@@ -438,14 +477,19 @@ def pull_review_bytes(settings: VocSettings, month: str, *, building_id: str | N
                 frame = frame.filter(have == bid) if COL_BUILDING_ID in frame.columns else frame.clear()
                 if frame.height == 0:
                     listed = sorted({b for b in have.to_list() if b})
-                    raise ReviewExchangeError(f"--building-id {bid!r}: no row of the {m} review workbook has it (buildings: {', '.join(listed) or 'none'})")
+                    raise ReviewExchangeError(
+                        f"--building-id {bid!r}: no row of the {m} review workbook has it (buildings: {', '.join(listed) or 'none'})"
+                    )
                 rebuilt = True
     except ReviewBackendError as e:
         raise ReviewExchangeError(str(e)) from e
     except ValueError as e:  # an unsafe building id (flows.storage_layout.safe_segment)
         raise ReviewExchangeError(f"--building-id: {e}") from e
     if rebuilt:
-        data = build_workbook(_check_frame(frame), review_taxonomy(settings, storage), title=yyyymm(m))
+        audit = backend.read_audit(m)  # the 이전 라벨 점검 sheet travels with the rows (a building's only)
+        if audit is not None and bid is not None:
+            audit = audit.filter(pl.col(COL_BUILDING_ID).str.strip_chars() == bid)
+        data = build_workbook(_check_frame(frame), review_taxonomy(settings, storage), title=yyyymm(m), audit=audit)
     data = _with_pull_record(data, month=m, version=version, building_id=bid, frame=frame)
     ym = yyyymm(m)
     name = f"review_{ym}.xlsx" if bid is None else f"review_{ym}_{re.sub(r'[^0-9A-Za-z가-힣._-]', '_', bid)}.xlsx"
@@ -635,6 +679,7 @@ def push_review_bytes(
     missing = f"no review workbook for {m} at {backend.location(m)}; run `voc run --mode full --month {m}` first"
 
     def decide(stored: pl.DataFrame | None) -> tuple[pl.DataFrame, _Plan]:
+        """The merged sheet and the plan of every row, on top of the stored sheet."""
         if stored is None:
             raise ReviewExchangeError(missing)
         plan = _plan(stored, upload, issues, base, buildings)
@@ -648,7 +693,13 @@ def push_review_bytes(
             written = True
     except ReviewSheetError as e:
         raise ReviewExchangeError(f"stored review workbook of {m}: {e}") from e
+    try:  # the 이전 라벨 점검 sheet: reviewer cells merged, decisions recorded as label fixes
+        label_audit = push_audit_sheet(AuditMonth(storage, backend, settings.prefix, m, taxonomy), audit_frame(str(path), data),
+                                       source=path.name, buildings=buildings)
+    except ReviewBackendError as e:
+        raise ReviewExchangeError(str(e)) from e
     return PushResult(
         month=m, location=location, accepted=plan.accepted, unchanged=plan.unchanged, blank=plan.blank,
         rejected=plan.rejected, notes=plan.notes, written=written, checked_against_pull=record is not None,
+        label_audit=label_audit,
     )

@@ -3,11 +3,12 @@ import math
 import polars as pl
 import pytest
 
-from voc.quality import (
+from voc.drift import (
     GROUP_PREFIX,
     PENDING_PREFIX,
     SHIFT_ALPHA,
     SHIFT_MIN_VOCS,
+    ShiftRule,
     confirmed_tags,
     drift_messages,
     new_classes,
@@ -114,6 +115,10 @@ def test_share_shift_rule_edges():
         share_shifts({"a": 1}, prev, alpha=1.5)
     with pytest.raises(ValueError, match="min_vocs"):
         share_shifts({"a": 1}, prev, min_vocs=0)
+    # the same rule as one value: refused when made, the same shifts when applied
+    with pytest.raises(ValueError, match="min_count"):
+        ShiftRule(min_count=-1)
+    assert ShiftRule(threshold=0.1, min_count=5).shifts({"a": 10}, [{"a": 5, "c": 5}]) == gone
 
 
 def test_share_shifts_seeded_stable_months_versus_a_spike():
@@ -171,7 +176,7 @@ def test_real_four_voc_building_gets_no_share_alert(sample_df):
     month, hist = _sample_month(sample_df, "2", "201911")
     assert month.height == 4 and hist["yyyymm"].n_unique() == 6
     labels = {"subject": []}  # keyword-only: share notes only
-    old_rule = drift_messages(reviewed=month, model_labels=labels, history=hist, min_vocs=1, alpha=None)
+    old_rule = drift_messages(reviewed=month, model_labels=labels, history=hist, rule=ShiftRule(min_vocs=1, alpha=None))
     assert any(m.startswith("주제 비중 감소: 국제도시국 49% → 0%") for m in old_rule)
     assert drift_messages(reviewed=month, model_labels=labels, history=hist) == []
 
@@ -253,7 +258,8 @@ def test_an_alert_that_needs_unconfirmed_tags_is_pending():
     assert all(m.startswith(PENDING_PREFIX) for m in msgs)
     # keyword guesses are no better: pending too
     guessed = month.with_columns(pl.lit("keyword").alias("subject_source"), pl.lit(0.9).alias("subject_confidence"))
-    assert all(m.startswith(PENDING_PREFIX) for m in drift_messages(reviewed=guessed, model_labels={}, history=_HIST, thresholds={"subject": 0.6}))
+    guessed_msgs = drift_messages(reviewed=guessed, model_labels={}, history=_HIST, thresholds={"subject": 0.6})
+    assert all(m.startswith(PENDING_PREFIX) for m in guessed_msgs)
     # reviewed, the same tags are an alert
     done = month.with_columns(pl.lit(True).alias("subject_reviewed"))
     msgs = drift_messages(reviewed=done, model_labels={}, history=_HIST, thresholds={"subject": 0.6})

@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
@@ -40,6 +39,7 @@ from voc.taxonomy import split_label
 
 __all__ = [
     "Shift",
+    "ShiftRule",
     "new_classes",
     "share_shifts",
     "two_proportion_p_value",
@@ -205,6 +205,18 @@ def two_proportion_p_value(x1: int, n1: int, x2: int, n2: int) -> float:
     return float(min(1.0, 2.0 * norm.sf(abs(z))))
 
 
+def _check_rule(threshold: float, min_count: int, min_vocs: int, alpha: float | None) -> None:
+    """Raise ``ValueError`` for share-shift rule parameters out of range (:func:`share_shifts`)."""
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    if min_count < 0:
+        raise ValueError(f"min_count must be >= 0, got {min_count!r}")
+    if min_vocs < 1:
+        raise ValueError(f"min_vocs must be >= 1, got {min_vocs!r}")
+    if alpha is not None and not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1) or None, got {alpha!r}")
+
+
 def share_shifts(
     current: Mapping[str, int],
     previous: Sequence[Mapping[str, int]],
@@ -260,14 +272,7 @@ def share_shifts(
         ``threshold`` outside [0, 1], negative ``min_count``, ``min_vocs`` < 1, ``alpha``
         outside (0, 1), or a negative count.
     """
-    if not 0 <= threshold <= 1:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-    if min_count < 0:
-        raise ValueError(f"min_count must be >= 0, got {min_count!r}")
-    if min_vocs < 1:
-        raise ValueError(f"min_vocs must be >= 1, got {min_vocs!r}")
-    if alpha is not None and not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1) or None, got {alpha!r}")
+    _check_rule(threshold, min_count, min_vocs, alpha)
     now, total = _shares(current)
     months = [(s, t, m) for m in previous for s, t in [_shares(m)] if t > 0]
     if total < min_vocs or not months:
@@ -291,6 +296,43 @@ def share_shifts(
                 continue
         out.append(Shift(lab, cur, before, delta, cnt, mean_count, p_value))
     return sorted(out, key=lambda s: (-abs(s.delta), s.label))
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftRule:
+    """The share-shift rule of :func:`share_shifts` as one value (:func:`drift_messages`).
+
+    Attributes
+    ----------
+    threshold
+        Absolute share change in [0, 1]; default :data:`SHIFT_THRESHOLD` (0.10 = 10 share points).
+    min_count
+        Fewest VOCs of a label this month or per previous month on average; default
+        :data:`SHIFT_MIN_COUNT`.
+    min_vocs
+        Fewest VOCs of the month in total (≥ 1); default :data:`SHIFT_MIN_VOCS`.
+    alpha
+        Significance level in (0, 1) of the two-proportion z-test, or None to skip the test;
+        default :data:`SHIFT_ALPHA`.
+
+    Raises
+    ------
+    ValueError
+        A parameter out of range (as :func:`share_shifts`).
+    """
+
+    threshold: float = SHIFT_THRESHOLD
+    min_count: int = SHIFT_MIN_COUNT
+    min_vocs: int = SHIFT_MIN_VOCS
+    alpha: float | None = SHIFT_ALPHA
+
+    def __post_init__(self) -> None:
+        _check_rule(self.threshold, self.min_count, self.min_vocs, self.alpha)
+
+    def shifts(self, current: Mapping[str, int], previous: Sequence[Mapping[str, int]]) -> list[Shift]:
+        """:func:`share_shifts` of ``current`` against ``previous`` under this rule."""
+        return share_shifts(current, previous, threshold=self.threshold, min_count=self.min_count,
+                            min_vocs=self.min_vocs, alpha=self.alpha)
 
 
 DIMENSION_NAMES: dict[str, str] = {"subject": "주제", "work": "작업유형"}
@@ -422,7 +464,9 @@ def _events(labels: Sequence[str | None], confirmed: Sequence[bool], groups: Seq
     for rows in members.values():
         counts: dict[str, int] = {}
         for i in rows:
-            counts[labels[i]] = counts.get(labels[i], 0) + 1  # type: ignore[index]
+            lab = labels[i]
+            if lab is not None:  # always: members hold labelled rows only
+                counts[lab] = counts.get(lab, 0) + 1
         top = max(counts, key=lambda k: counts[k])  # dicts keep insertion order: ties → first seen
         with_top = [i for i in rows if labels[i] == top]
         n_conf = sum(1 for i in with_top if confirmed[i])
@@ -430,12 +474,180 @@ def _events(labels: Sequence[str | None], confirmed: Sequence[bool], groups: Seq
     return singles
 
 
-def _holds(label: str, count: int, total: int, previous: Sequence[Mapping[str, int]], up: bool, rule: Mapping[str, Any]) -> bool:
+def _holds(label: str, count: int, total: int, previous: Sequence[Mapping[str, int]], up: bool, rule: ShiftRule) -> bool:
     """Whether ``label`` at ``count`` of ``total`` events still shows the shift (up or down) of
     :func:`share_shifts` against ``previous`` (the label against all others)."""
     cur = {label: count, _REST: max(0, total - count)}
     prev = [{label: m.get(label, 0), _REST: sum(m.values()) - m.get(label, 0)} for m in previous]
-    return any(s.label == label and (s.delta > 0) == up for s in share_shifts(cur, prev, **rule))
+    return any(s.label == label and (s.delta > 0) == up for s in rule.shifts(cur, prev))
+
+
+@dataclass(frozen=True, slots=True)
+class _ShareMonth:
+    """One dimension of a building-month as its share notes count it (:func:`drift_messages`)."""
+
+    name: str  # the dimension in Korean (DIMENSION_NAMES)
+    majors: list[str | None]  # N majors in row order (None: no major)
+    confirmed: list[bool]  # N flags of confirmed_tags
+    events: list[_Event]  # the rows with a major as events (a group counts once)
+    previous: list[dict[str, int]]  # major counts of each earlier month with any
+    per_voc: dict[str, int]  # this month's major counts, one per VOC
+    group_ids: list[str | None] | None  # N 묶음 ids, or None
+    span: str  # "지난 n개월 평균 대비"
+
+
+_VERB = {True: "증가", False: "감소"}
+
+
+def _group_id_list(group_ids: Sequence[str | None] | pl.Series | None, n: int) -> list[str | None] | None:
+    """``group_ids`` as a list of ``n`` ids (None stays None); ``ValueError`` for another length."""
+    if group_ids is None:
+        return None
+    gids = list(group_ids.to_list() if isinstance(group_ids, pl.Series) else group_ids)
+    if len(gids) != n:
+        raise ValueError(f"group_ids has {len(gids)} values for {n} rows of the month")
+    return gids
+
+
+def _new_class_notes(reviewed: pl.DataFrame, dim: str, model_labels: Sequence[str], max_items: int) -> list[str]:
+    """The ``새 … 분류`` note of one dimension (human labels the model lacks), or none."""
+    labels = reviewed_labels_of(reviewed, dim)
+    new = new_classes(labels, model_labels, match_minor=True)
+    if not new:
+        return []
+    shown = ", ".join(new[:max_items]) + (f" 외 {len(new) - max_items}개" if len(new) > max_items else "")
+    n_rows = sum(1 for lab in labels if lab in set(new))
+    return [f"새 {DIMENSION_NAMES[dim]} 분류: {shown} (검수 {n_rows}건) — 모델이 학습하지 않은 분류입니다. 재학습하면 반영됩니다."]
+
+
+def _share_month(reviewed: pl.DataFrame, dim: str, history: pl.DataFrame, group_ids: list[str | None] | None,
+                 thresholds: Mapping[str, float] | None) -> _ShareMonth | None:
+    """Count one dimension's majors of the month (as events) and of each earlier month; None when
+    the month has no major of it."""
+    col = f"{dim}_major"
+    if col not in reviewed.columns:
+        return None
+    majors = [str(v).strip() if v is not None and str(v).strip() else None for v in reviewed[col].to_list()]
+    if not any(majors):
+        return None
+    previous = [_major_counts(g, col) for _, g in history.group_by("yyyymm", maintain_order=True)]
+    previous = [m for m in previous if m]
+    confirmed = confirmed_tags(reviewed, dim, thresholds)
+    return _ShareMonth(
+        name=DIMENSION_NAMES[dim],
+        majors=majors,
+        confirmed=confirmed,
+        events=_events(majors, confirmed, group_ids),
+        previous=previous,
+        per_voc=_major_counts(reviewed, col),
+        group_ids=group_ids,
+        span=f"지난 {len(previous)}개월 평균 대비",
+    )
+
+
+def _event_shifts(month: _ShareMonth, per_voc: list[Shift] | None, rule: ShiftRule) -> list[Shift]:
+    """Share shifts of the month's events; with groups, only those the per-VOC count
+    (``per_voc``) shows the same way too (history is counted per VOC)."""
+    counts: dict[str, int] = {}
+    for e in month.events:
+        counts[e.label] = counts.get(e.label, 0) + 1
+    shifts = rule.shifts(counts, month.previous)
+    if per_voc is not None:
+        # a move the per-VOC count does not show too is an artefact of counting a group once
+        # (a 30-post campaign is not a "decrease" of its label)
+        both = {(sh.label, sh.delta > 0) for sh in per_voc}
+        shifts = [sh for sh in shifts if (sh.label, sh.delta > 0) in both]
+    return shifts
+
+
+_Found = list[tuple[Shift, list[_Event]]]
+
+
+def _alerts_and_pending(month: _ShareMonth, shifts: Sequence[Shift], rule: ShiftRule) -> tuple[_Found, _Found]:
+    """Split ``shifts`` (each with its label's events) into alerts, which hold whatever the
+    unconfirmed events turn out to be, and pending ones, which need them."""
+    total = len(month.events)
+    n_unconfirmed = sum(1 for e in month.events if not e.confirmed)
+    alerts: _Found = []
+    pending: _Found = []
+    for sh in shifts:
+        mine = [e for e in month.events if e.label == sh.label]
+        if n_unconfirmed:
+            sure = sum(1 for e in mine if e.confirmed)
+            # an increase must hold with every unconfirmed event elsewhere; a decrease with
+            # every unconfirmed event on this label
+            bound = sure if sh.delta > 0 else sure + n_unconfirmed
+            if not _holds(sh.label, bound, total, month.previous, sh.delta > 0, rule):
+                pending.append((sh, mine))
+                continue
+        alerts.append((sh, mine))
+    return alerts, pending
+
+
+def _alert_notes(month: _ShareMonth, alerts: _Found, max_items: int) -> list[str]:
+    """``… 비중 증가/감소`` alerts (at most ``max_items``, then how many more)."""
+    out = []
+    for sh, mine in alerts[:max_items]:
+        grouped = [e for e in mine if e.rows > 1]
+        note = f" — 집단 민원 {len(grouped)}건 = VOC {sum(e.rows for e in grouped)}건 포함" if grouped else ""
+        out.append(
+            f"{month.name} 비중 {_VERB[sh.delta > 0]}: {sh.label} {sh.previous_share:.0%} → {sh.current_share:.0%} "
+            f"({sh.delta * 100:+.0f}%p, {sh.current_count}건{note}, {month.span})"
+        )
+    if len(alerts) > max_items:
+        out.append(f"{month.name} 비중이 크게 바뀐 분류가 {len(alerts) - max_items}개 더 있습니다.")
+    return out
+
+
+def _pending_notes(month: _ShareMonth, pending: _Found, max_items: int) -> list[str]:
+    """``검수 후 확인 — …`` notes (:data:`PENDING_PREFIX`), at most ``max_items``."""
+    out = []
+    for sh, mine in pending[:max_items]:
+        weak = sum(1 for e in mine if not e.confirmed)
+        out.append(
+            f"{PENDING_PREFIX} — {month.name} 비중 {_VERB[sh.delta > 0]}?: {sh.label} {sh.previous_share:.0%} → "
+            f"{sh.current_share:.0%} ({sh.delta * 100:+.0f}%p, {sh.current_count}건 중 검수 전 저신뢰·추정 {weak}건, "
+            f"{month.span}) — 검수 전 분류에 기대는 변화라 알림이 아닙니다."
+        )
+    return out
+
+
+def _group_notes(month: _ShareMonth, per_voc: Sequence[Shift], shown: Sequence[Shift], max_items: int) -> list[str]:
+    """``집단 민원 …`` notes (:data:`GROUP_PREFIX`): per-VOC shifts not ``shown`` as event shifts
+    and made mostly by the groups' posts, at most ``max_items``."""
+    gids = month.group_ids or []
+    shown_labels = {(sh.label, sh.delta > 0) for sh in shown}
+    notes = []
+    for sh in per_voc:
+        if (sh.label, sh.delta > 0) in shown_labels:
+            continue
+        in_groups: dict[str, list[int]] = {}
+        for i, (lab, g) in enumerate(zip(month.majors, gids)):
+            if lab == sh.label and g is not None and str(g).strip():
+                in_groups.setdefault(str(g).strip(), []).append(i)
+        rows = [i for r in in_groups.values() for i in r]
+        if 2 * len(rows) <= sh.current_count:
+            continue  # not mostly a group's posts: a side effect of another label's group
+        size = sum(1 for g in gids if g is not None and str(g).strip() in in_groups)
+        weak = sum(1 for i in rows if not month.confirmed[i])
+        tail = " 검수 전 저신뢰·추정 분류이니 검수 후 확인하세요." if 2 * weak > len(rows) else ""
+        notes.append(
+            f"{GROUP_PREFIX} {len(in_groups)}건 (VOC {size}건): {month.name} {sh.label} 비중 "
+            f"{sh.previous_share:.0%} → {sh.current_share:.0%} ({sh.current_count}건 중 묶음 {len(rows)}건)는 "
+            f"비슷한 VOC 묶음을 하나하나 센 값입니다 — 묶음을 1건으로 세면 뚜렷한 변화가 아닙니다 (주요 이슈 참고).{tail}"
+        )
+    return notes[:max_items]
+
+
+def _share_notes(month: _ShareMonth, rule: ShiftRule, max_items: int) -> list[str]:
+    """One dimension's share notes: alerts, then pending notes, then group notes."""
+    per_voc = rule.shifts(month.per_voc, month.previous) if month.group_ids is not None else None
+    shifts = _event_shifts(month, per_voc, rule)
+    alerts, pending = _alerts_and_pending(month, shifts, rule)
+    out = _alert_notes(month, alerts, max_items) + _pending_notes(month, pending, max_items)
+    if per_voc is not None:  # what the per-VOC rule would have said: changes made by the groups' posts
+        out.extend(_group_notes(month, per_voc, shifts, max_items))
+    return out
 
 
 def drift_messages(
@@ -443,11 +655,8 @@ def drift_messages(
     reviewed: pl.DataFrame,
     model_labels: Mapping[str, Sequence[str]],
     history: pl.DataFrame | None = None,
-    threshold: float = SHIFT_THRESHOLD,
-    min_count: int = SHIFT_MIN_COUNT,
+    rule: ShiftRule = ShiftRule(),
     max_items: int = 5,
-    min_vocs: int = SHIFT_MIN_VOCS,
-    alpha: float | None = SHIFT_ALPHA,
     group_ids: Sequence[str | None] | pl.Series | None = None,
     thresholds: Mapping[str, float] | None = None,
 ) -> list[str]:
@@ -465,11 +674,11 @@ def drift_messages(
         Earlier months, ``M × C'`` with ``yyyymm`` and ``{dimension}_major`` (e.g. the last six
         months' tagged/reviewed rows), or None. Counted one row per VOC, as tagged (their
         groups and confidences are not re-examined).
-    threshold, min_count, min_vocs, alpha
-        The :func:`share_shifts` rule, applied to the shares of the majors (대분류): no share
-        note for a month with fewer than ``min_vocs`` events (rows with a major of the
-        dimension, a group counting once), and only for changes significant at ``alpha``
-        (two-proportion z-test).
+    rule
+        The :func:`share_shifts` rule (:class:`ShiftRule`; the module's defaults), applied to the
+        shares of the majors (대분류): no share note for a month with fewer than
+        ``rule.min_vocs`` events (rows with a major of the dimension, a group counting once),
+        and only for changes significant at ``rule.alpha`` (two-proportion z-test).
     max_items
         Labels named per message at most.
     group_ids
@@ -513,99 +722,16 @@ def drift_messages(
     Raises
     ------
     ValueError
-        ``group_ids`` is not of length N; invalid rule parameters (:func:`share_shifts`).
+        ``group_ids`` is not of length N (invalid rule parameters are refused when the
+        :class:`ShiftRule` is made).
     """
-    gids: list[str | None] | None = None
-    if group_ids is not None:
-        gids = list(group_ids.to_list() if isinstance(group_ids, pl.Series) else group_ids)
-        if len(gids) != reviewed.height:
-            raise ValueError(f"group_ids has {len(gids)} values for {reviewed.height} rows of the month")
-    rule: dict[str, Any] = dict(threshold=threshold, min_count=min_count, min_vocs=min_vocs, alpha=alpha)
+    gids = _group_id_list(group_ids, reviewed.height)
     out: list[str] = []
     for dim in ("subject", "work"):
-        name = DIMENSION_NAMES[dim]
-        labels = reviewed_labels_of(reviewed, dim)
-        new = new_classes(labels, model_labels.get(dim, ()), match_minor=True)
-        if new:
-            shown = ", ".join(new[:max_items]) + (f" 외 {len(new) - max_items}개" if len(new) > max_items else "")
-            n_rows = sum(1 for lab in labels if lab in set(new))
-            out.append(f"새 {name} 분류: {shown} (검수 {n_rows}건) — 모델이 학습하지 않은 분류입니다. 재학습하면 반영됩니다.")
+        out.extend(_new_class_notes(reviewed, dim, model_labels.get(dim, ()), max_items))
         if history is None or history.height == 0 or "yyyymm" not in history.columns:
             continue
-        col = f"{dim}_major"
-        if col not in reviewed.columns:
-            continue
-        majors = [str(v).strip() if v is not None and str(v).strip() else None for v in reviewed[col].to_list()]
-        if not any(majors):
-            continue
-        previous = [_major_counts(g, col) for _, g in history.group_by("yyyymm", maintain_order=True)]
-        previous = [m for m in previous if m]
-        span = f"지난 {len(previous)}개월 평균 대비"
-        confirmed = confirmed_tags(reviewed, dim, thresholds)
-        events = _events(majors, confirmed, gids)
-        counts: dict[str, int] = {}
-        for e in events:
-            counts[e.label] = counts.get(e.label, 0) + 1
-        total = len(events)
-        n_unconfirmed = sum(1 for e in events if not e.confirmed)
-        per_voc = share_shifts(_major_counts(reviewed, col), previous, **rule) if gids is not None else None
-        shifts = share_shifts(counts, previous, **rule)
-        if per_voc is not None:
-            # history is counted per VOC: a move the per-VOC count does not show too is an
-            # artefact of counting a group once (a 30-post campaign is not a "decrease" of its label)
-            both = {(sh.label, sh.delta > 0) for sh in per_voc}
-            shifts = [sh for sh in shifts if (sh.label, sh.delta > 0) in both]
-        alerts, pending = [], []
-        for sh in shifts:
-            mine = [e for e in events if e.label == sh.label]
-            if n_unconfirmed:
-                sure = sum(1 for e in mine if e.confirmed)
-                # an increase must hold with every unconfirmed event elsewhere; a decrease with
-                # every unconfirmed event on this label
-                bound = sure if sh.delta > 0 else sure + n_unconfirmed
-                if not _holds(sh.label, bound, total, previous, sh.delta > 0, rule):
-                    pending.append((sh, mine))
-                    continue
-            alerts.append((sh, mine))
-        verb = {True: "증가", False: "감소"}
-        for sh, mine in alerts[:max_items]:
-            grouped = [e for e in mine if e.rows > 1]
-            note = f" — 집단 민원 {len(grouped)}건 = VOC {sum(e.rows for e in grouped)}건 포함" if grouped else ""
-            out.append(
-                f"{name} 비중 {verb[sh.delta > 0]}: {sh.label} {sh.previous_share:.0%} → {sh.current_share:.0%} "
-                f"({sh.delta * 100:+.0f}%p, {sh.current_count}건{note}, {span})"
-            )
-        if len(alerts) > max_items:
-            out.append(f"{name} 비중이 크게 바뀐 분류가 {len(alerts) - max_items}개 더 있습니다.")
-        for sh, mine in pending[:max_items]:
-            weak = sum(1 for e in mine if not e.confirmed)
-            out.append(
-                f"{PENDING_PREFIX} — {name} 비중 {verb[sh.delta > 0]}?: {sh.label} {sh.previous_share:.0%} → "
-                f"{sh.current_share:.0%} ({sh.delta * 100:+.0f}%p, {sh.current_count}건 중 검수 전 저신뢰·추정 {weak}건, "
-                f"{span}) — 검수 전 분류에 기대는 변화라 알림이 아닙니다."
-            )
-        if gids is None or per_voc is None:
-            continue
-        # what the per-VOC rule would have said: changes made by the groups' posts one by one
-        shown_labels = {(sh.label, sh.delta > 0) for sh in shifts}
-        group_notes = []
-        for sh in per_voc:
-            if (sh.label, sh.delta > 0) in shown_labels:
-                continue
-            in_groups: dict[str, list[int]] = {}
-            for i, (lab, g) in enumerate(zip(majors, gids)):
-                if lab == sh.label and g is not None and str(g).strip():
-                    in_groups.setdefault(str(g).strip(), []).append(i)
-            rows = [i for r in in_groups.values() for i in r]
-            if 2 * len(rows) <= sh.current_count:
-                continue  # not mostly a group's posts: a side effect of another label's group
-            size = sum(1 for g in gids if g is not None and str(g).strip() in in_groups)
-            weak = sum(1 for i in rows if not confirmed[i])
-            tail = " 검수 전 저신뢰·추정 분류이니 검수 후 확인하세요." if 2 * weak > len(rows) else ""
-            group_notes.append(
-                f"{GROUP_PREFIX} {len(in_groups)}건 (VOC {size}건): {name} {sh.label} 비중 "
-                f"{sh.previous_share:.0%} → {sh.current_share:.0%} ({sh.current_count}건 중 묶음 {len(rows)}건)는 "
-                f"비슷한 VOC 묶음을 하나하나 센 값입니다 — 묶음을 1건으로 세면 뚜렷한 변화가 아닙니다 (주요 이슈 참고).{tail}"
-            )
-        out.extend(group_notes[:max_items])
+        month = _share_month(reviewed, dim, history, gids, thresholds)
+        if month is not None:
+            out.extend(_share_notes(month, rule, max_items))
     return out
