@@ -51,7 +51,9 @@ def _outputs(month_dir: Path, kind: str) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal")
 
 
-def test_four_months_full_review_refresh_train(tmp_path: Path, prefect_server, sample_raw, sample_df) -> None:
+def test_four_months_full_review_refresh_train(
+    tmp_path: Path, prefect_server, sample_raw, sample_df, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tmp_path / "voc.csv"
     new = pl.col("created_at").str.slice(0, 7) >= MONTHS[0]
     sample_raw.with_columns(
@@ -63,9 +65,14 @@ def test_four_months_full_review_refresh_train(tmp_path: Path, prefect_server, s
     storage = open_storage(settings)
     root = store / settings.prefix
 
+    monkeypatch.setenv("VOC_MODEL__LABEL_AUDIT", "true")  # the first training audits its labels (issue 25)
     t = _cli("train", "--until", MONTHS[0], *common)
+    monkeypatch.setenv("VOC_MODEL__LABEL_AUDIT", "false")  # 30-60 s a training: once is enough here
     labels = t["labels"]["subject"]
     assert labels > 500 and t["labels"]["work"] == 0 and t["status"] == "champion"
+    audit_dir = root / "models" / t["model"]
+    suspects = pl.read_csv(audit_dir / "label_audit.csv", infer_schema=False)
+    assert suspects.height > 0 and (audit_dir / "label_audit.html").is_file()
     figures = []
     for i, month in enumerate(MONTHS):
         month_ids = sorted(sample_df.filter(pl.col("created_at").dt.strftime("%Y-%m") == month)["voc_id"].to_list())
@@ -77,6 +84,8 @@ def test_four_months_full_review_refresh_train(tmp_path: Path, prefect_server, s
         assert sorted(tagged["voc_id"].to_list()) == month_ids, "every VOC exactly once in the tagged CSVs"
         for b in full["buildings"]:
             assert (month_dir / b["building_id"] / f"dashboard_{b['building_id']}_{month.replace('-', '')}.html").is_file()
+        if i == 0:  # the champion's label audit reaches reviewers as the 이전 라벨 점검 sheet
+            _check_audit_sheet(month_dir / f"review_{month.replace('-', '')}.xlsx", suspects, full)
 
         # the reviewer: 60 % reviewed with the true labels, the rest open, one invalid subject
         taxonomy = load_champion(settings, storage)[0].taxonomy
@@ -110,6 +119,23 @@ def test_four_months_full_review_refresh_train(tmp_path: Path, prefect_server, s
         labels = t["labels"]["subject"]
     print("\ncycle figures:\n" + "\n".join(json.dumps(f, ensure_ascii=False) for f in figures))
     _check_portfolio(root, sample_df)
+
+
+def _check_audit_sheet(workbook: Path, suspects: pl.DataFrame, full: dict[str, Any]) -> None:
+    """Issue 25: the first ``full`` after an audited training carries the audit's top suspects in
+    the workbook's 이전 라벨 점검 sheet, each one a VOC the audit ranked, with 판정 left to the reviewer."""
+    import openpyxl
+
+    from voc.label_fixes import AUDIT_SHEET
+
+    assert full["label_audit"]["rows"] > 0, full.get("label_audit")
+    wb = openpyxl.load_workbook(workbook)
+    assert AUDIT_SHEET in wb.sheetnames
+    rows = list(wb[AUDIT_SHEET].iter_rows(values_only=True))
+    header = [str(c) for c in rows[0]]
+    ids = {str(r[header.index("voc_id")]) for r in rows[1:] if r[header.index("voc_id")] is not None}
+    assert len(ids) == full["label_audit"]["rows"] and ids <= set(suspects["voc_id"].to_list())
+    assert all(r[header.index("판정")] in (None, "") for r in rows[1:])
 
 
 def _check_portfolio(root: Path, sample_df: pl.DataFrame) -> None:

@@ -350,7 +350,8 @@ def _fit_and_tag(
         used = recipe
         clf = RECIPES[str(recipe)].make(tokenizer, seed=seed)
     else:
-        clf = kind.classifier(taxonomy, dim, tokenizer, seed)  # type: ignore[misc]
+        assert kind.classifier is not None  # a kind without one returned through _tagger_tags above
+        clf = kind.classifier(taxonomy, dim, tokenizer, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # every DimensionClassifier's fit takes times= (recency weights; others ignore them)

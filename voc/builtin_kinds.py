@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from voc.classify.base import DimensionClassifier
+    from voc.classify.linear import LinearVOCClassifier
     from voc.model_kinds import TrainRequest
     from voc.tagger import Tagger, TrainReport
     from voc.taxonomy import Taxonomy
@@ -44,6 +45,11 @@ def anchor_classifier(taxonomy: Taxonomy, dimension: str, tokenizer: KiwiTokeniz
 def linear_classifier(taxonomy: Taxonomy, dimension: str, tokenizer: KiwiTokenizer | None, seed: int) -> DimensionClassifier:
     """``linear``: the default CPU model, :data:`voc.classify.linear.DEFAULT_PARAMS`
     (docs/model-quality.md)."""
+    return _default_linear(tokenizer, seed)
+
+
+def _default_linear(tokenizer: KiwiTokenizer | None, seed: int) -> LinearVOCClassifier:
+    """The ``linear`` kind's classifier, typed as such (``hybrid`` wraps it)."""
     from voc.classify.linear import DEFAULT_PARAMS, LinearVOCClassifier
 
     return LinearVOCClassifier(tokenizer, random_state=seed, **DEFAULT_PARAMS)
@@ -55,10 +61,10 @@ def hybrid_classifier(taxonomy: Taxonomy, dimension: str, tokenizer: KiwiTokeniz
     from voc.classify.hybrid import HybridClassifier
     from voc.classify.keyword import KeywordClassifier
 
-    linear = linear_classifier(taxonomy, dimension, tokenizer, seed)
+    linear = _default_linear(tokenizer, seed)
     if dimension == "work":
         return linear
-    return HybridClassifier(KeywordClassifier(taxonomy.rows_of(dimension)), linear, random_state=seed)  # type: ignore[arg-type]
+    return HybridClassifier(KeywordClassifier(taxonomy.rows_of(dimension)), linear, random_state=seed)
 
 
 def train_cpu(req: TrainRequest, *, kind: str) -> tuple[Tagger, TrainReport]:

@@ -956,7 +956,7 @@ def resolve_taxonomy(
         if not idx:
             continue
         known_minors = {r.minor for r in base.rows_of(dim, active_only=False)}
-        known = sum(split_label(labs[i])[1] in known_minors for i in idx) / len(idx)  # type: ignore[arg-type]
+        known = sum(split_label(str(labs[i]))[1] in known_minors for i in idx) / len(idx)  # idx: the labelled rows
         if known >= min_known_share:
             continue
         if texts is None:

@@ -26,6 +26,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsDunderGT
 
 __all__ = [
     "DIMENSIONS",
@@ -275,7 +279,7 @@ class Taxonomy:
                     active = active.strip().lower() not in ("false", "n", "no", "0", "")
                 pr = rec.get("priority")
                 # float() of a str or a number; any other value raises TypeError, reported below
-                priority = DEFAULT_PRIORITY if pr in (None, "") else float(pr)  # type: ignore[arg-type]
+                priority = DEFAULT_PRIORITY if pr in (None, "") else float(pr)  # type: ignore[arg-type]  # pr: any record value, see above
                 rows.append(
                     TaxonomyRow(
                         dimension=str(rec.get("dimension") or "").strip(),
@@ -330,7 +334,7 @@ def derive_taxonomy(
     labels: Sequence[str | None],
     nouns: Sequence[Sequence[str]],
     *,
-    dates: Sequence[object] | None = None,
+    dates: Sequence[SupportsDunderGT[Any]] | None = None,
     top_k: int = 8,
     min_count: int = 2,
 ) -> list[TaxonomyRow]:
@@ -366,11 +370,11 @@ def derive_taxonomy(
     """
     if len(labels) != len(nouns) or (dates is not None and len(dates) != len(labels)):
         raise ValueError(f"labels ({len(labels)}), nouns ({len(nouns)}) and dates differ in length")
-    last_seen: dict[str, object] = {}
+    last_seen: dict[str, SupportsDunderGT[Any]] = {}
     if dates is not None:
         for lab, d in zip(labels, dates):
             # dates are only known to be mutually comparable (date, datetime, ISO str)
-            if lab and (lab not in last_seen or d > last_seen[lab]):  # type: ignore[operator]
+            if lab and (lab not in last_seen or d > last_seen[lab]):
                 last_seen[lab] = d
     per_class: dict[str, Counter[str]] = {}
     n_class: Counter[str] = Counter()
@@ -387,7 +391,7 @@ def derive_taxonomy(
     for lab, _ in n_class.most_common():
         minor = split_label(lab)[1]
         cur = active_for_minor.get(minor)
-        if cur is None or (dates is not None and last_seen[lab] > last_seen[cur]):  # type: ignore[operator]  # as above
+        if cur is None or (dates is not None and last_seen[lab] > last_seen[cur]):
             active_for_minor[minor] = lab
     rows = []
     for lab, _ in n_class.most_common():

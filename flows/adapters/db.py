@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsFloat
 
 import polars as pl
 import psycopg
@@ -943,10 +943,10 @@ def _truthy(v: object) -> bool:
     return bool(v) if v is not None else False
 
 
-def _float_or_none(v: object) -> float | None:
+def _float_or_none(v: SupportsFloat | str | None) -> float | None:
     if v is None or v == "":
         return None
-    f = float(v)  # type: ignore[arg-type]
+    f = float(v)
     return None if f != f else f  # NaN → NULL
 
 

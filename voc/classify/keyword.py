@@ -83,14 +83,15 @@ class KeywordClassifier:
         self.fallback_ = int(np.argmin(self.priority_))
         return self
 
-    def _check(self) -> None:
+    def _check(self) -> np.ndarray:
+        """The fitted ``classes_`` (K labels). Raises :class:`NotFittedError` before :meth:`fit`."""
         if self.classes_ is None:
             raise NotFittedError("KeywordClassifier is not fitted; call fit() first")
+        return self.classes_
 
     def model_labels(self) -> list[str]:
         """The taxonomy rows' labels (the keywords are its model). Raises :class:`NotFittedError`."""
-        self._check()
-        return [str(c) for c in self.classes_]  # type: ignore[union-attr]
+        return [str(c) for c in self._check()]
 
     def keyword_scores(self, texts: Sequence[str]) -> np.ndarray:
         """Raw scores, ``N × K`` (K = number of rows), ≥ 0."""
@@ -133,7 +134,8 @@ class KeywordClassifier:
         top = s[np.arange(len(texts)), best] if len(texts) else np.zeros(0)
         best = np.where(top > 0, best, self.fallback_)
         conf = np.where(top > 0, top / (top + self.alpha), 0.0)
-        return Tags([str(self.classes_[b]) for b in best], conf, ["keyword"] * len(texts))  # type: ignore[index]
+        classes = self._check()  # fitted: keyword_scores checked
+        return Tags([str(classes[b]) for b in best], conf, ["keyword"] * len(texts))
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         return np.array(self.predict_tags(texts).labels, dtype=object)

@@ -98,8 +98,8 @@ try:  # guarded: `import voc` and the CPU tagger work without the kobert extra
     import torch
     from torch import nn
 except ImportError:  # pragma: no cover - exercised only where torch is absent
-    torch = None  # type: ignore[assignment]
-    nn = None  # type: ignore[assignment]
+    torch = None  # type: ignore[assignment]  # the fallback: None only without the kobert extra
+    nn = None  # type: ignore[assignment]  # as above
 
 __all__ = [
     "DEFAULT_BASE",
@@ -274,7 +274,7 @@ def load_kobert_tokenizer(base: str | Path) -> Any:
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(str(base))  # type: ignore[no-untyped-call]
+        return AutoTokenizer.from_pretrained(str(base))  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
     except Exception as e:  # noqa: BLE001 - the last try: every error is reported below
         errors.append(f"AutoTokenizer: {e!r}")
     raise OSError(
@@ -381,7 +381,7 @@ def build_tiny_base(
     n_pieces = _write_sentencepiece_tokenizer(
         lines, out, vocab_size=vocab_size, character_coverage=character_coverage, model_max_length=max_position_embeddings
     )
-    config = BertConfig(  # type: ignore[no-untyped-call]
+    config = BertConfig(  # type: ignore[no-untyped-call]  # transformers leaves BertConfig.__init__ unannotated
         vocab_size=n_pieces,
         hidden_size=hidden_size,
         num_hidden_layers=num_hidden_layers,
@@ -393,7 +393,7 @@ def build_tiny_base(
     )
     with torch_.random.fork_rng(devices=[]):
         torch_.manual_seed(seed)
-        model = BertModel(config)  # type: ignore[no-untyped-call]
+        model = BertModel(config)  # type: ignore[no-untyped-call]  # as BertConfig above
     model.save_pretrained(str(out))
     return out
 
@@ -561,7 +561,7 @@ if torch is not None:
 
 else:  # pragma: no cover
 
-    class MultiHeadClassifier:  # type: ignore[no-redef]
+    class MultiHeadClassifier:  # type: ignore[no-redef]  # the stand-in without torch for the class above
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             raise ImportError(INSTALL_HINT)
 

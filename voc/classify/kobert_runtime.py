@@ -23,7 +23,7 @@ import numpy as np
 try:  # guarded: `import voc` and the CPU tagger work without the kobert extra
     import torch
 except ImportError:  # pragma: no cover - exercised only where torch is absent
-    torch = None  # type: ignore[assignment]
+    torch = None  # type: ignore[assignment]  # the fallback: None only without the kobert extra
 
 __all__ = [
     "INSTALL_HINT",
