@@ -153,7 +153,13 @@ def _csv_bytes(df: pl.DataFrame) -> bytes:
 
 def read_output_csv(storage: Storage, key: str) -> pl.DataFrame:
     """A tagged/reviewed CSV this system wrote, with dates and confidences typed."""
-    df = read_csv_bytes(storage.read_bytes(key))  # undoes the formula escape exactly
+    return typed_output_csv(storage.read_bytes(key))
+
+
+def typed_output_csv(data: bytes) -> pl.DataFrame:
+    """The bytes of a tagged/reviewed CSV as :func:`read_output_csv` reads them back: dates and
+    confidences typed, alert columns added to CSVs older than them."""
+    df = read_csv_bytes(data)  # undoes the formula escape exactly
     casts = [pl.col("created_at").str.to_date("%Y-%m-%d", strict=False)]
     casts += [pl.col(c).cast(pl.Float64, strict=False) for c in ("subject_confidence", "work_confidence") if c in df.columns]
     from voc.urgency import with_alert_columns  # urgent/repeat_of: typed, added to CSVs older than them
@@ -232,8 +238,10 @@ def tag_building(
             "index": index_extras(shown.frame, shown.issues),
         },
     )
+    tagged_csv = _csv_bytes(out.frame)
+    result.review_aids.update(_month_aids(settings, tagger, tagged_csv))
     result.outputs["tagged"] = _store(building_id, "tagged")(
-        res.storage, layout.tagged_key(settings.prefix, month, building_id, run_id), _csv_bytes(out.frame), "text/csv"
+        res.storage, layout.tagged_key(settings.prefix, month, building_id, run_id), tagged_csv, "text/csv"
     )
     if isinstance(res.source, TagSink):  # PostgreSQL: the tags go back to voc_classification
         res.source.write_tags(out.frame, classify_source="batch", reviewed=False)
@@ -250,6 +258,25 @@ def tag_building(
         f", {shown.reviewed} reviewed kept from the review sheet" if merged is not None else "",
     )
     return result
+
+
+def _month_aids(settings: VocSettings, tagger: Tagger, tagged_csv: bytes) -> dict[str, Any]:
+    """What the month's steps after tagging need of one building, made in its task (in parallel on
+    a Dask cluster) instead of in the flow process: ``tagged``, its tagged CSV as
+    :func:`read_output_csv` reads it back (the review sheet's and the new topics' rows), and
+    ``topic_nouns``, the Kiwi nouns :func:`month_new_topics` clusters
+    (:func:`voc.new_topics.topic_nouns` with the tagger's tokenizer; None when the subject has no
+    threshold, or the tagger no Kiwi tokenizer: then the flow makes them as before)."""
+    from voc.new_topics import topic_nouns
+    from voc.review import review_thresholds_of
+
+    tagged = typed_output_csv(tagged_csv)
+    nouns = None
+    override = settings.review.low_confidence_threshold
+    if isinstance(tagger, KiwiTagger) and review_thresholds_of(tagger, override=override).get("subject") is not None:
+        with resources(settings).cpu_lock:
+            nouns = topic_nouns(tagged, tagger.kiwi_tokenizer)
+    return {"tagged": tagged, "topic_nouns": nouns}
 
 
 def estimated_counts(frame: pl.DataFrame) -> dict[str, int]:
@@ -598,7 +625,14 @@ def _sync_month_review(
     from voc.review import review_thresholds_of
 
     storage = resources(settings).storage
-    tagged_all = pl.concat([read_output_csv(storage, layout.tagged_key(settings.prefix, m, r.building_id, run_id)) for r in ok])
+    tagged_all = pl.concat([  # the tasks' own tagged rows; a result without them: read back
+        aid if (aid := r.review_aids.get("tagged")) is not None
+        else read_output_csv(storage, layout.tagged_key(settings.prefix, m, r.building_id, run_id))
+        for r in ok
+    ])
+    nouns = None
+    if all(r.review_aids.get("topic_nouns") is not None for r in ok):
+        nouns = [n for r in ok for n in r.review_aids["topic_nouns"]]
     groups = [g for r in ok for g in r.review_aids.get("groups") or [None] * r.rows]
     evidence = None
     if all(r.review_aids.get("evidence") is not None for r in ok):
@@ -616,7 +650,7 @@ def _sync_month_review(
         review = {"error": f"{type(e).__name__}: {e}"}
         logger.error("review sheet upload failed: %s", e)
     try:  # 신규 주제 후보 (voc.new_topics): shown for a person to judge, never a class by itself
-        run.extra["new_topics"] = month_new_topics(run.tagger, tagged_all, settings.review.low_confidence_threshold)
+        run.extra["new_topics"] = month_new_topics(run.tagger, tagged_all, settings.review.low_confidence_threshold, nouns)
     except Exception as e:  # noqa: BLE001 - a hint only: the run's outputs stand
         logger.warning("new-topic candidates not computed: %s: %s", type(e).__name__, e)
     return review
@@ -718,17 +752,20 @@ def _finish_month(
     return summary
 
 
-def month_new_topics(tagger: Tagger, tagged: pl.DataFrame, override: float | None = None) -> list[dict[str, Any]]:
+def month_new_topics(
+    tagger: Tagger, tagged: pl.DataFrame, override: float | None = None, nouns: list[list[str]] | None = None
+) -> list[dict[str, Any]]:
     """The month's new-topic candidates (:func:`voc.new_topics.new_topic_candidates`) from the
     run's tagged rows of all buildings: low-confidence subject tags (the tagger's review threshold,
     or ``override``: ``VOC_REVIEW__LOW_CONFIDENCE_THRESHOLD``), the tagger's Kiwi tokenizer and
-    taxonomy. ``[]`` when the subject has no trained model (no confidence)."""
+    taxonomy. ``nouns``: the rows' :func:`voc.new_topics.topic_nouns`, made by the building
+    tasks (None: tokenized here). ``[]`` when the subject has no trained model (no confidence)."""
     from voc.new_topics import new_topic_candidates
     from voc.review import review_thresholds_of
 
     return new_topic_candidates(
         tagged, review_thresholds_of(tagger, override=override).get("subject"),
-        taxonomy=tagger.taxonomy, tokenizer=tagger.kiwi_tokenizer if isinstance(tagger, KiwiTagger) else None,
+        taxonomy=tagger.taxonomy, tokenizer=tagger.kiwi_tokenizer if isinstance(tagger, KiwiTagger) else None, nouns=nouns,
     )
 
 

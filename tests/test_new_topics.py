@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from voc.new_topics import TopicOptions, c_tf_idf, low_confidence_mask, new_topic_candidates
+from voc.new_topics import TopicOptions, c_tf_idf, low_confidence_mask, new_topic_candidates, topic_nouns
 from voc.taxonomy import default_taxonomy
 
 _SCOOTERS = [  # an unseen topic: no class of the taxonomy names shared e-scooters
@@ -64,6 +64,22 @@ def test_planted_low_confidence_topic_is_found_with_its_keywords(sample_df) -> N
         TopicOptions(min_size=1)
 
 
+def test_nouns_made_per_building_give_the_same_candidates(sample_df) -> None:
+    """The monthly flow's building tasks make the nouns of their own rows; concatenated in row
+    order, the month's candidates are the ones the whole-month tokenization gives."""
+    from voc.tokenize import KiwiTokenizer
+
+    frame = _month(sample_df).sort("building_id", maintain_order=True)
+    tok = KiwiTokenizer(num_workers=0)
+    parts = [topic_nouns(part, tok) for part in frame.partition_by("building_id", maintain_order=True)]
+    nouns = [n for p in parts for n in p]
+    assert len(nouns) == frame.height and any("킥보드" in n for n in nouns)
+    whole = new_topic_candidates(frame, 0.6, taxonomy=default_taxonomy(), tokenizer=tok)
+    assert whole and new_topic_candidates(frame, 0.6, taxonomy=default_taxonomy(), nouns=nouns) == whole
+    with pytest.raises(ValueError, match="nouns has"):
+        new_topic_candidates(frame, 0.6, nouns=nouns[:-1])
+
+
 def test_low_confidence_mask_and_c_tf_idf() -> None:
     f = pl.DataFrame({"subject_source": ["model", "keyword", "model", "reviewer"], "subject_confidence": [0.1, 0.1, 0.9, 0.1],
                       "reviewed_subject_major": [None, None, None, "x"]})
@@ -72,3 +88,16 @@ def test_low_confidence_mask_and_c_tf_idf() -> None:
     # BERTopic eq. 1: tf (L1 per class) × log(1 + A / f), A = mean words per class = 3.5
     assert np.isclose(W[0, 0], 2 / 3 * np.log1p(3.5 / 2)) and np.isclose(W[1, 2], 1 / 4 * np.log1p(3.5 / 2))
     assert W[0, 1] == 0.0
+
+
+def test_a_noun_with_a_space_is_one_term() -> None:
+    """Kiwi can return a noun holding a space (e.g. the NNP "미필적 고의"); it must stay one term
+    instead of failing the month's candidates (a KeyError on the split halves)."""
+    n = 6
+    frame = pl.DataFrame({
+        "voc_id": [str(i) for i in range(n)], "building_id": ["1"] * n, "title": ["킥보드"] * n,
+        "request_contents": ["공유 킥보드 방치"] * n, "subject_source": ["model"] * n, "subject_confidence": [0.1] * n,
+    })
+    nouns = [["공유", "킥보드", "미필적 고의"]] * n
+    out = new_topic_candidates(frame, 0.6, nouns=nouns, options=TopicOptions(min_size=3))
+    assert out and "미필적 고의" in out[0]["keywords"]

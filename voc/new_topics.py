@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ __all__ = [
     "low_confidence_mask",
     "c_tf_idf",
     "new_topic_candidates",
+    "topic_nouns",
 ]
 
 CLUSTER_SIMILARITY = 0.2
@@ -194,21 +196,48 @@ class _MonthRows:
     nouns: list[list[str]]
 
 
-def _month_rows(frame: pl.DataFrame, dimension: str, tokenizer: Any | None) -> _MonthRows:
-    """Read the month's rows and the nouns of their cleaned title + request (a new
-    single-threaded Kiwi tokenizer when ``tokenizer`` is None)."""
+def _as_tokens(doc: list[str]) -> list[str]:
+    """The TF-IDF analyser of already tokenised documents: the tokens themselves."""
+    return doc
+
+
+def topic_nouns(frame: pl.DataFrame, tokenizer: Any | None = None) -> list[list[str]]:
+    """The Kiwi nouns :func:`new_topic_candidates` clusters: those of each row's cleaned title +
+    request (:func:`voc.groups.group_texts`), N lists in row order. Each row's nouns depend on
+    that row only, so a month's lists can be made per building and concatenated.
+
+    Parameters
+    ----------
+    frame
+        ``N × C`` rows with ``title`` and ``request_contents``.
+    tokenizer
+        A ``voc.tokenize.KiwiTokenizer``; None → a new single-threaded one.
+
+    Raises
+    ------
+    ValueError
+        ``title`` or ``request_contents`` missing.
+    """
     from voc.groups import group_texts
 
     if tokenizer is None:
         from voc.tokenize import KiwiTokenizer
 
         tokenizer = KiwiTokenizer(num_workers=0)
+    return list(tokenizer.keyword_nouns_batch(group_texts(frame)))
+
+
+def _month_rows(frame: pl.DataFrame, dimension: str, tokenizer: Any | None, nouns: Sequence[Sequence[str]] | None) -> _MonthRows:
+    """Read the month's rows and the nouns of their cleaned title + request (``nouns`` when
+    given, else :func:`topic_nouns` with ``tokenizer``)."""
+    if nouns is not None and len(nouns) != frame.height:
+        raise ValueError(f"nouns has {len(nouns)} lists for {frame.height} rows")
     return _MonthRows(
         ids=[str(v) for v in frame["voc_id"].to_list()],
         buildings=[str(v) for v in frame["building_id"].to_list()],
         titles=[str(v) if v is not None else "" for v in frame["title"].to_list()],
         conf=frame[f"{dimension}_confidence"].cast(pl.Float64, strict=False).fill_null(1.0).to_numpy(),
-        nouns=tokenizer.keyword_nouns_batch(group_texts(frame)),
+        nouns=[list(n) for n in nouns] if nouns is not None else topic_nouns(frame, tokenizer),
     )
 
 
@@ -268,6 +297,7 @@ def new_topic_candidates(
     taxonomy: Any | None = None,
     tokenizer: Any | None = None,
     options: TopicOptions = TopicOptions(),
+    nouns: Sequence[Sequence[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """New-topic candidates of one month (module docstring).
 
@@ -288,6 +318,9 @@ def new_topic_candidates(
     options
         Cluster similarity, smallest cluster, keywords and example titles listed per candidate,
         most rows clustered (:class:`TopicOptions`; the module's constants by default).
+    nouns
+        N noun lists, :func:`topic_nouns` of ``frame`` made beforehand (say per building, in
+        parallel); None → made here with ``tokenizer``.
 
     Returns
     -------
@@ -301,7 +334,7 @@ def new_topic_candidates(
     Raises
     ------
     ValueError
-        A required column is missing or ``threshold`` outside [0, 1] (bad options are refused
+        A required column is missing, ``threshold`` outside [0, 1] or ``nouns`` not N lists (bad options are refused
         when :class:`TopicOptions` is made).
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -315,12 +348,12 @@ def new_topic_candidates(
     low = np.asarray(low_confidence_mask(frame, threshold, dimension=dimension).to_numpy(), dtype=bool)
     if low.sum() < options.min_size:
         return []
-    month = _month_rows(frame, dimension, tokenizer)
+    month = _month_rows(frame, dimension, tokenizer, nouns)
     cand = _least_confident(np.flatnonzero(low), month.conf, options.max_rows)
-    docs = [" ".join(n) for n in month.nouns]
+    docs = [list(n) for n in month.nouns]  # token lists as they are: a Kiwi noun may hold a space ("미필적 고의")
     if not any(docs[i] for i in cand):
         return []
-    vec = TfidfVectorizer(analyzer=lambda d: d.split(), sublinear_tf=True, norm=None).fit(docs)
+    vec = TfidfVectorizer(analyzer=_as_tokens, sublinear_tf=True, norm=None).fit(docs)
     X = normalize(vec.transform([docs[i] for i in cand]), norm="l2")
     labels = _cluster(X, options.similarity)
     clusters = [np.flatnonzero(labels == k) for k in np.unique(labels)]
