@@ -960,6 +960,22 @@ PORTFOLIO_LOOKBACK_MONTHS = 24
 """Months before the run's month (and after it, up to now) whose indexes the portfolio reads."""
 
 
+def _portfolio_links(
+    settings: VocSettings, storage: Storage, month: Month, index: dict[str, Any]
+) -> tuple[str, dict[str, str]]:
+    """The portfolio's link to ``month``'s index and, on storage that presigns (a private S3
+    bucket), absolute links to its buildings' dashboards (:mod:`flows.links`); locally the link is
+    relative and the dashboards' links are derived from the index's ``dashboard_href``."""
+    from flows import links
+
+    key = layout.month_index_key(settings.prefix, month)
+    if not links.absolute_links(storage):
+        return layout.relative_href(key, settings.prefix), {}
+    dash = {bid: links.index_dashboard_url(settings, storage, month, bid) or ""
+            for bid, e in index.items() if isinstance(e, dict) and e.get("dashboard_href")}
+    return browser_link(settings, storage, key), dash
+
+
 @task(name="update-portfolio", **IO_TASK, cache_policy=NO_CACHE)
 def update_portfolio(settings: VocSettings, month: Month, run_id: str) -> str:
     """Rebuild ``{prefix}/index.json`` and ``{prefix}/index.html`` (:mod:`voc.portfolio`) from the
@@ -975,15 +991,17 @@ def update_portfolio(settings: VocSettings, month: Month, run_id: str) -> str:
     y, mo = int(end[:4]), int(end[5:7])
     months: dict[str, dict[str, Any]] = {}
     hrefs: dict[str, str] = {}
+    dash: dict[str, dict[str, str]] = {}
     for k in range(PORTFOLIO_LOOKBACK_MONTHS + 1 + (y - int(month[:4])) * 12 + mo - int(month[5:7])):
         yy, mm = divmod(y * 12 + mo - 1 - k, 12)
         ym = parse_month(f"{yy:04d}-{mm + 1:02d}")
         got = storage.read_versioned(layout.month_index_data_key(settings.prefix, ym))
         if got is None:
             continue
-        months[ym.replace("-", "")] = json.loads(got[0].decode("utf-8"))
-        hrefs[ym.replace("-", "")] = layout.relative_href(layout.month_index_key(settings.prefix, ym), settings.prefix)
-    data = build_portfolio(months, month_hrefs=hrefs)
+        key = ym.replace("-", "")
+        months[key] = json.loads(got[0].decode("utf-8"))
+        hrefs[key], dash[key] = _portfolio_links(settings, storage, Month(ym), months[key])
+    data = build_portfolio(months, month_hrefs=hrefs, dashboard_hrefs=dash)
     storage.write_bytes(
         layout.portfolio_data_key(settings.prefix), json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8"),
         content_type="application/json",

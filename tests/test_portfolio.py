@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from config.settings import VocSettings
 from flows import storage_layout as layout
@@ -102,3 +103,17 @@ def test_artifacts_link_the_portfolio_and_count_alerts_and_new_topics(tmp_path: 
     assert "- 긴급 VOC 3건 · 30일 내 반복 1건" in md and f"]({link['link']})" in md
     assert "신규 주제 후보 (4건)" in md and "\\[전화번호\\]" in md and "](javascript" not in md and "010-1234" not in md
     assert "자동으로 분류에 추가되지 않습니다" in md
+
+
+@pytest.mark.parametrize("href", ["javascript:alert(1)", "file:///etc/passwd", "/etc/passwd", "data:text/html,x"])
+def test_a_link_that_leaves_the_stored_pages_is_refused(href: str) -> None:
+    """Links are relative, or http(s) URLs (presigned on a private bucket); any other scheme or a
+    path from the root is refused before a page is written."""
+    data = build_portfolio({"201911": {"1": {"n_vocs": 3, "n_low_confidence_unreviewed": 0, "dashboard_href": "1/d.html"}}},
+                           dashboard_hrefs={"201911": {"1": href}})
+    with pytest.raises(ValueError, match="neither relative nor an http"):
+        render_portfolio(data, embed_font=False)
+    signed = "https://b.s3.amazonaws.com/stat/201911/1/d.html?X-Amz-Signature=ab"
+    ok = build_portfolio({"201911": {"1": {"n_vocs": 3, "n_low_confidence_unreviewed": 0, "dashboard_href": "1/d.html"}}},
+                         dashboard_hrefs={"201911": {"1": signed}})
+    assert f'href="{signed}"' in render_portfolio(ok, embed_font=False)

@@ -24,7 +24,7 @@ from flows import storage_layout as layout
 from flows.adapters.review_backends import XlsxReviewBackend
 from flows.adapters.storage import LocalStorage
 from flows.cli.main import app
-from flows.monthly import BuildingResult, _index_entry, _publish_artifacts, update_month_index
+from flows.monthly import BuildingResult, _index_entry, _publish_artifacts, update_month_index, update_portfolio
 from flows.review_exchange import PULL_SHEET, push_review
 from voc import dashboard as d
 from voc.months import Month
@@ -341,6 +341,16 @@ def test_s3_index_links_are_signed_and_open(aws_test_env, store) -> None:
                 assert resp.status == 200 and resp.read() == body
         assert parse_qs(urlparse(got[0]).query)["X-Amz-Expires"] == ["7200"]
         assert parse_qs(urlparse(got[1]).query)["X-Amz-Expires"] == ["3600"]
+        # the portfolio page (issue 24) links the month index and the dashboards the same way
+        update_portfolio.fn(settings, M, "full_1")
+        page = storage.read_bytes(layout.portfolio_key(PREFIX)).decode("utf-8")
+        wanted = {storage.read_bytes(layout.month_index_key(PREFIX, M))} | set(expected[1:])
+        opened = set()
+        for url in hrefs(page):
+            assert "X-Amz-Signature" in parse_qs(urlparse(url).query), url
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                opened.add(resp.read())
+        assert opened == wanted
         # the run summary's link is the same kind of link
         link = links.review_link(settings, storage, M)
         with urllib.request.urlopen(link, timeout=30) as resp:

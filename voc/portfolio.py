@@ -26,6 +26,7 @@ Pure: plain data in, HTML / JSON-native dicts out; texts masked
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,8 +124,8 @@ class _MonthIndexes:
     dash: dict[str, dict[str, str]]
 
 
-def _read_month_indexes(months: Mapping[str, Mapping[str, Any]],
-                        month_hrefs: Mapping[str, str] | None) -> _MonthIndexes:
+def _read_month_indexes(months: Mapping[str, Mapping[str, Any]], month_hrefs: Mapping[str, str] | None,
+                        dashboard_hrefs: Mapping[str, Mapping[str, str]] | None = None) -> _MonthIndexes:
     """Check the ``yyyymm`` keys and each building entry's counts (:func:`build_portfolio`) and
     collect them; raises ``ValueError`` naming the entry."""
     for m in months:
@@ -144,7 +145,10 @@ def _read_month_indexes(months: Mapping[str, Mapping[str, Any]],
             idx.backlog.setdefault(bid, {})[m] = _count(e, "n_low_confidence_unreviewed", where)
             if e.get("building_name"):
                 idx.names[bid] = mask_personal_details(str(e["building_name"])).strip()
-            if e.get("dashboard_href"):
+            given = (dashboard_hrefs or {}).get(m, {}).get(bid)
+            if given:  # an absolute link (presigned on a private bucket): used as given
+                idx.dash.setdefault(bid, {})[m] = given
+            elif e.get("dashboard_href"):
                 href = idx.hrefs[m]
                 base = href.rsplit("/", 1)[0] + "/" if "/" in href else ""
                 idx.dash.setdefault(bid, {})[m] = base + str(e["dashboard_href"])
@@ -234,6 +238,7 @@ def build_portfolio(
     months: Mapping[str, Mapping[str, Mapping[str, Any]]],
     *,
     month_hrefs: Mapping[str, str] | None = None,
+    dashboard_hrefs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The portfolio's data (what ``index.json`` stores and :func:`render_portfolio` shows).
 
@@ -247,6 +252,10 @@ def build_portfolio(
     month_hrefs
         ``yyyymm`` → link to that month's index page relative to the portfolio page; default
         ``"{yyyymm}/index.html"``. A dashboard link is the month link's folder + ``dashboard_href``.
+    dashboard_hrefs
+        ``yyyymm`` → ``building_id`` → an absolute link to that dashboard, used instead of the
+        relative one (a private bucket's pages need presigned links: a relative link from a
+        presigned page is an unsigned, refused request).
 
     Returns
     -------
@@ -266,7 +275,7 @@ def build_portfolio(
     """
     from voc.schema import building_sort_key
 
-    idx = _read_month_indexes(months, month_hrefs)
+    idx = _read_month_indexes(months, month_hrefs, dashboard_hrefs)
     order = idx.order
     heat = order[-HEATMAP_MONTHS:]
     latest = order[-1] if order else None
@@ -327,15 +336,18 @@ def render_portfolio(
     Raises
     ------
     ValueError
-        A link in ``data`` is not relative (an absolute URL or a scheme would leave the stored pages).
+        A link in ``data`` is neither relative nor an ``http(s)://host/…`` URL (another scheme, such
+        as ``javascript:`` or ``file:``, or a path from the root would leave the stored pages).
     """
     from voc.dashboard import _CSS_FONT_STACK, _jinja_env, _render_with_font
 
     def rel(h: str | None, where: str) -> str | None:
         if h is None:
             return None
+        if re.match(r"https?://[^/\s]+/", h):  # a presigned or public-base-URL link (private S3 buckets)
+            return h
         if ":" in h.split("/", 1)[0] or h.startswith(("/", "\\")):
-            raise ValueError(f"{where}: link {h!r} is not relative")
+            raise ValueError(f"{where}: link {h!r} is neither relative nor an http(s) URL")
         return h
 
     top = int(data.get("max_count") or 0)
