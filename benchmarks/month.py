@@ -120,7 +120,7 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int
 
 
 _TIMED_STEPS = ("read_month", "_run_model", "_reserve_run_id", "read_review_sheet", "_run_buildings",
-                "_sync_month_review", "_label_audit_step", "_finish_month")
+                "_sync_month_review", "_finish_month")
 _TIMED_CLI = """
 import atexit, json, sys, time
 t0 = time.perf_counter()
@@ -214,7 +214,10 @@ def start_dask_cluster(workers: int, env: dict[str, str], work: Path) -> tuple[l
     log = work / f"dask-{workers}.log"
     procs = [_start([dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"], env, work, log)]
     _wait_for(lambda: "Scheduler at" in log.read_text(errors="replace"), "dask scheduler")
-    procs += [_start([dask, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"], env, work, log)
+    from flows.runners import SINGLE_THREAD_ENV
+
+    worker_env = {**env, **SINGLE_THREAD_ENV}  # as deployments/README.md starts them
+    procs += [_start([dask, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"], worker_env, work, log)
               for _ in range(workers)]
     with Client(address, timeout=120) as client:
         client.wait_for_workers(workers, timeout=600)

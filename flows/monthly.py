@@ -126,6 +126,17 @@ worker thread (Prefect warns once per building instead); the storage's own per-c
 bound each transfer."""
 
 
+def _building_tagger(settings: VocSettings, model: ModelRef, building_id: str) -> Tagger:
+    """The tagger for a building task: the process's loaded one, else ``load-model-{building_id}``
+    (a task run only where the model is loaded: once per Dask worker; none with threads, whose
+    flow process loaded it), so a month of N buildings does not add N task runs that do nothing."""
+    cached = resources(settings).loaded_tagger(model)
+    if cached is not None:
+        return cached
+    tagger: Tagger = load_model_in_building.with_options(task_run_name=f"load-model-{building_id}")(settings, model)
+    return tagger
+
+
 @task(name="read-history", task_run_name="read-history-{building_id}", **NESTED_IO_TASK, cache_policy=NO_CACHE)
 def read_history(settings: VocSettings, month: Month, building_id: str) -> pl.DataFrame | None:
     """Earlier months of one building for the dashboard: the newest reviewed (else tagged) CSV
@@ -178,13 +189,23 @@ def _dashboard_context(settings: VocSettings, month: Month, building_id: str, bu
     )
 
 
+@task(name="store-dashboard", **NESTED_IO_TASK, cache_policy=NO_CACHE)
+def store_dashboard(storage: Storage, run_key: str, latest_key: str, html: bytes) -> dict[str, str]:
+    """The dashboard under the run's key, then its copy under the month's latest key (one task
+    run per building: a retry writes both again, the same bytes)."""
+    return {
+        "dashboard": storage.write_bytes(run_key, html, content_type="text/html"),
+        "dashboard_latest": storage.write_bytes(latest_key, html, content_type="text/html"),
+    }
+
+
 def _store_dashboards(settings: VocSettings, storage: Storage, month: Month, building_id: str, run_id: str, html: bytes) -> dict[str, str]:
+    """``store-dashboard-{building_id}``: the run's dashboard and the month's latest copy."""
     run_key = layout.dashboard_key(settings.prefix, month, building_id, run_id)
     latest_key = layout.latest_dashboard_key(settings.prefix, month, building_id)
-    return {
-        "dashboard": _store(building_id, "dashboard")(storage, run_key, html, "text/html"),
-        "dashboard_latest": _store(building_id, "dashboard-latest")(storage, latest_key, html, "text/html"),
-    }
+    store = store_dashboard.with_options(task_run_name=f"store-dashboard-{building_id}")
+    stored: dict[str, str] = store(storage, run_key, latest_key, html)
+    return stored
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,7 +236,7 @@ def tag_building(
     never hides the reviewers' work."""
     logger = get_run_logger()
     res = resources(settings)
-    tagger = load_model_in_building.with_options(task_run_name=f"load-model-{building_id}")(settings, model)
+    tagger = _building_tagger(settings, model, building_id)
     history = read_history(settings, month, building_id) if mode == "full" else None
     ctx = _dashboard_context(settings, month, building_id, building_name, run_id) if mode == "full" else None
     threshold = settings.review.low_confidence_threshold
@@ -340,7 +361,7 @@ def refresh_building(
         raise FileNotFoundError(f"building {building_id}: no tagged CSV for {month}; run mode=full first")
     tagged = read_output_csv(res.storage, key)
     name = (tagged["building_name"].drop_nulls().to_list() or [""])[0]
-    tagger = load_model_in_building.with_options(task_run_name=f"load-model-{building_id}")(settings, model)
+    tagger = _building_tagger(settings, model, building_id)
     history = read_history(settings, month, building_id)
     ctx = _dashboard_context(settings, month, building_id, name, run_id)
     with res.cpu_lock:
@@ -363,6 +384,13 @@ def refresh_building(
     return result
 
 
+@dataclass(frozen=True)
+class AuditStep:
+    """The ``full`` run's 이전 라벨 점검 sheet: the champion whose label audit it shows."""
+
+    model_name: str | None
+
+
 @task(name="sync-review-sheet", task_run_name="sync-review-sheet-{month.yyyymm}", **IO_TASK, cache_policy=NO_CACHE)
 def sync_review_sheet(
     settings: VocSettings,
@@ -373,18 +401,70 @@ def sync_review_sheet(
     groups: list[str | None] | None = None,
     evidence: list[Any] | None = None,
     reply_drafts: list[str] | None = None,
+    audit: AuditStep | None = None,
 ) -> dict[str, Any]:
     """Upsert the month's rows into the review sheet (검토 우선 by ``thresholds`` per dimension,
     묶음 ``groups``, ``evidence`` and 답변 초안 ``reply_drafts``: N entries each, row order of
-    ``tagged``; 긴급/반복 from its ``urgent``/``repeat_of``); reviewers' cells are never overwritten."""
+    ``tagged``; 긴급/반복 from its ``urgent``/``repeat_of``); reviewers' cells are never overwritten.
+    With ``audit`` (the ``full`` run), the workbook's 이전 라벨 점검 sheet is updated in the same
+    write (:func:`flows.adapters.label_review.audit_sheet_change`) and its outcome is the
+    result's ``"label_audit"`` (``{"rows", "location", "model"}``, ``{"skipped": …}`` or
+    ``{"error": …}``: the sheet is advice, so its failure never fails the review sheet)."""
+    from flows.adapters.label_review import AuditSheetBackend
     from voc.review import build_review_rows, merge_into_sheet
 
     rows = build_review_rows(
         tagged, threshold=None, thresholds=thresholds, groups=groups, evidence=evidence, reply_drafts=reply_drafts
     )
+    backend = resources(settings).review_backend
+    change, label_audit = _audit_change(settings, backend, audit) if audit is not None else (None, None)
     # compare-and-swap: a reviewer's upload between the read and the write is merged, not lost
-    where, stats = resources(settings).review_backend.update_month(month, lambda existing: merge_into_sheet(existing, rows), taxonomy)
-    return {"location": where, **asdict(stats)}
+    def merge(existing: pl.DataFrame | None) -> Any:
+        """The month's rows merged into the sheet as read (reviewer cells kept)."""
+        return merge_into_sheet(existing, rows)
+
+    if change is not None and isinstance(backend, AuditSheetBackend):
+        where, stats = backend.update_month(month, merge, taxonomy, audit=change)
+        label_audit = {**(label_audit or {}), "location": where}
+    else:
+        where, stats = backend.update_month(month, merge, taxonomy)
+    out: dict[str, Any] = {"location": where, **asdict(stats)}
+    if label_audit is not None:
+        out["label_audit"] = label_audit
+    return out
+
+
+def _audit_change(settings: VocSettings, backend: Any, audit: AuditStep) -> tuple[Any, dict[str, Any]]:
+    """``(change for update_month's audit= or None, the step's outcome so far)``; the change
+    records its row count into that outcome, and an error in it leaves the sheet as it was."""
+    from flows.adapters import label_review
+
+    try:
+        change, outcome = label_review.audit_sheet_change(resources(settings).storage, backend, settings.prefix, audit.model_name)
+    except Exception as e:  # noqa: BLE001 - the sheet is advice: the review sheet is written without it
+        return None, {"error": f"{type(e).__name__}: {e}"}
+    if change is None:
+        return None, outcome
+    return guard_audit_change(change, outcome), outcome
+
+
+def guard_audit_change(change: Any, outcome: dict[str, Any]) -> Any:
+    """``change`` (an :data:`flows.adapters.review_backends.AuditChange` giving ``(rows, n)``)
+    that records ``n`` as ``outcome["rows"]``; on an error it gives the sheet as read (none: no
+    sheet) and records ``outcome["error"]``, so the review sheet is written all the same."""
+
+    def guarded(existing: pl.DataFrame | None, buildings: frozenset[str] | None) -> tuple[pl.DataFrame, int]:
+        """``change``; on an error, the sheet as read and the error recorded."""
+        try:
+            rows, n = change(existing, buildings)
+        except Exception as e:  # noqa: BLE001 - advice only: keep the sheet, report the error
+            outcome.pop("rows", None)
+            outcome["error"] = f"{type(e).__name__}: {e}"
+            return (existing if existing is not None else pl.DataFrame()), 0
+        outcome["rows"] = n
+        return rows, n
+
+    return guarded
 
 
 @task(name="read-review-sheet", task_run_name="read-review-sheet-{month.yyyymm}", **IO_TASK, cache_policy=NO_CACHE)
@@ -392,18 +472,14 @@ def read_review_sheet(settings: VocSettings, month: Month) -> pl.DataFrame | Non
     return resources(settings).review_backend.read_month(month)
 
 
-@task(name="label-audit-sheet", task_run_name="label-audit-sheet-{mode}-{month.yyyymm}", **IO_TASK, cache_policy=NO_CACHE)
-def label_audit_sheet(
-    settings: VocSettings, month: Month, mode: str, model_name: str | None, taxonomy: Any, run_id: str
-) -> dict[str, Any]:
-    """The workbook's 이전 라벨 점검 sheet (:mod:`flows.adapters.label_review`): ``full`` puts the champion's
-    undecided label-audit suspects there; ``refresh`` records the reviewers' decisions there as
-    the month's label fixes (``{prefix}/label_fixes/{yyyymm}.csv``)."""
+@task(name="label-audit-sheet", task_run_name="label-audit-sheet-refresh-{month.yyyymm}", **IO_TASK, cache_policy=NO_CACHE)
+def label_audit_sheet(settings: VocSettings, month: Month, taxonomy: Any, run_id: str) -> dict[str, Any]:
+    """``refresh``: the reviewers' decisions on the workbook's 이전 라벨 점검 sheet become the month's
+    label fixes (``{prefix}/label_fixes/{yyyymm}.csv``, :func:`flows.adapters.label_review.apply_audit_sheet`).
+    ``full`` writes that sheet with the review sheet (``sync-review-sheet``, :class:`AuditStep`)."""
     from flows.adapters import label_review
 
     res = resources(settings)
-    if mode == "full":
-        return label_review.sync_audit_sheet(res.storage, res.review_backend, settings.prefix, month, model_name, taxonomy)
     return label_review.apply_audit_sheet(
         res.storage, res.review_backend, settings.prefix, month, taxonomy, recorded_by=f"refresh {run_id}"
     )
@@ -591,20 +667,19 @@ def tag_month(
              "sheet": sheet if has_done_reviews(sheet, rows["voc_id"]) else None},
         ))
     results += _run_buildings(settings, submissions)
-    review = _sync_month_review(settings, m, run_id, results, run, logger)
+    review = _sync_month_review(settings, m, run_id, results, run, logger, audit=AuditStep(run.ref.name) if mode == "full" else None)
     if sheet_error and not (review and "error" in review):
         review = {**(review or {}), "error": sheet_error}
-    if mode == "full" and review and "error" not in review:
-        _label_audit_step(settings, mode, m, run, run_id, logger)
     return _finish_month(settings, mode, m, run_id, results, review, run.extra, logger)
 
 
-def _label_audit_step(settings: VocSettings, mode: str, m: Month, run: _RunModel, run_id: str, logger: Any) -> None:
-    """``label-audit-sheet`` (the workbook's 이전 라벨 점검 sheet: suspects in ``full``, label fixes
-    in ``refresh``) into ``run.extra["label_audit"]``; issues are logged, and a failure is reported
-    there without failing the run (the sheet is advice; its decisions are read again next time)."""
+def _label_audit_step(settings: VocSettings, m: Month, run: _RunModel, run_id: str, logger: Any) -> None:
+    """``label-audit-sheet`` (``refresh``: the workbook's 이전 라벨 점검 decisions become the month's
+    label fixes) into ``run.extra["label_audit"]``; issues are logged, and a failure is reported
+    there without failing the run (the sheet is advice; its decisions are read again next time).
+    ``full`` writes the sheet with the review sheet (:class:`AuditStep`)."""
     try:
-        run.extra["label_audit"] = label_audit_sheet(settings, m, mode, run.ref.name, run.tagger.taxonomy, run_id)
+        run.extra["label_audit"] = label_audit_sheet(settings, m, run.tagger.taxonomy, run_id)
         for issue in run.extra["label_audit"].get("issues", []):
             logger.warning("이전 라벨 점검: %s", issue)
     except Exception as e:  # noqa: BLE001 - the sheet is advice: the run's outputs stand
@@ -613,12 +688,14 @@ def _label_audit_step(settings: VocSettings, mode: str, m: Month, run: _RunModel
 
 
 def _sync_month_review(
-    settings: VocSettings, m: Month, run_id: str, results: list[BuildingResult], run: _RunModel, logger: Any
+    settings: VocSettings, m: Month, run_id: str, results: list[BuildingResult], run: _RunModel, logger: Any,
+    *, audit: AuditStep | None = None,
 ) -> dict[str, Any] | None:
     """After tagging: the month's review sheet (``sync-review-sheet``, from the run's tagged CSVs
-    and the buildings' review aids) and the new-topic candidates (``run.extra["new_topics"]``).
-    Returns the sheet's stats, ``{"error": …}`` when the upload failed, None when no building
-    completed."""
+    and the buildings' review aids; with ``audit``, its 이전 라벨 점검 sheet in the same write,
+    outcome in ``run.extra["label_audit"]``) and the new-topic candidates
+    (``run.extra["new_topics"]``). Returns the sheet's stats, ``{"error": …}`` when the upload
+    failed, None when no building completed."""
     ok = [r for r in results if r.status == "ok"]
     if not ok:
         return None
@@ -644,8 +721,12 @@ def _sync_month_review(
         review = sync_review_sheet(
             settings, m, tagged_all, run.tagger.taxonomy,
             review_thresholds_of(run.tagger, override=settings.review.low_confidence_threshold), groups, evidence,
-            drafts,
+            drafts, audit,
         )
+        if (label_audit := review.pop("label_audit", None)) is not None:
+            run.extra["label_audit"] = label_audit
+            if "error" in label_audit:
+                logger.error("이전 라벨 점검 sheet: %s", label_audit["error"])
     except Exception as e:  # noqa: BLE001 - the tagged outputs stand; the summary reports the failed upload
         review = {"error": f"{type(e).__name__}: {e}"}
         logger.error("review sheet upload failed: %s", e)
@@ -700,7 +781,7 @@ def refresh_month(settings: VocSettings, m: Month, ids: list[str] | None, run_id
             run.extra["review_sheet_issues"] = orphans
             logger.warning("review sheet: %d row(s) with a voc_id no tagged VOC of %s has: %s", len(orphans), m, "; ".join(orphans[:5]))
     if not unwritable:
-        _label_audit_step(settings, mode, m, run, run_id, logger)
+        _label_audit_step(settings, m, run, run_id, logger)
     return _finish_month(settings, mode, m, run_id, results, None, run.extra, logger)
 
 

@@ -306,6 +306,11 @@ class Resources:
             return ModelRef(None, meta={"kind": "keyword", "version": "default", "fallback": True})
         return ModelRef(champion_name(info), kind=str(info.get("kind", "")), version=str(info.get("version", "")), meta=dict(info))
 
+    def loaded_tagger(self, ref: ModelRef) -> Tagger | None:
+        """The tagger of ``ref`` if this process loaded it already (:meth:`tagger`), else None."""
+        with self._lock:
+            return self._taggers.get(ref)
+
     def tagger(self, ref: ModelRef) -> Tagger:
         """The tagger ``ref`` names, downloaded (once, into ``model.cache_dir``) and loaded once
         per process. Raises :class:`flows.adapters.storage.StorageError` when the version is missing."""

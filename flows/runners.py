@@ -22,7 +22,14 @@ from typing import Any
 
 from config.settings import VocSettings
 
-__all__ = ["make_task_runner", "describe_task_runner"]
+__all__ = ["make_task_runner", "describe_task_runner", "SINGLE_THREAD_ENV"]
+
+SINGLE_THREAD_ENV = {"POLARS_MAX_THREADS": "1"}
+"""Environment of a single-threaded Dask worker process: polars sizes its thread pool to the
+machine's cores when imported, so N one-thread workers on N cores would each start N polars
+threads. Measured on 2 cores, 2 workers, 60 × 40 VOCs (docs/benchmarks.md): 91.4 → 81.5 s, the
+workers' CPU seconds 127 → 111. (Dask's nanny already sets ``OMP_NUM_THREADS`` and the BLAS
+variables to 1; Kiwi gets one thread when the model is loaded, :mod:`flows.resources`.)"""
 
 
 def _prefect_api_url() -> str | None:
@@ -56,6 +63,7 @@ def make_task_runner(settings: VocSettings) -> Any:
     logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's per-worker INFO chatter
     if spec == "dask":
         env = {"PREFECT_API_URL": url} if (url := _prefect_api_url()) else {}
+        env.update(SINGLE_THREAD_ENV)
         return DaskTaskRunner(
             cluster_kwargs={
                 "n_workers": settings.dask_workers or os.cpu_count() or 1,

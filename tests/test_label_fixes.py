@@ -288,6 +288,60 @@ def test_per_building_workbooks_get_their_own_suspects(tmp_path: Path, sample_df
         assert set(audit_frame(b, data)["building_id"].to_list()) == {b}
 
 
+class CountingStorage(LocalStorage):
+    """Local storage that counts writes per key (the ``full`` run should build each workbook once)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.writes: dict[str, int] = {}
+
+    def write_if(self, key: str, data: bytes, **kw):  # type: ignore[no-untyped-def]  # passes through LocalStorage's own signature
+        self.writes[key] = self.writes.get(key, 0) + 1
+        return super().write_if(key, data, **kw)
+
+
+@pytest.mark.parametrize("per_building", [False, True])
+def test_full_run_writes_review_and_audit_sheets_in_one_write(tmp_path: Path, sample_df: pl.DataFrame, per_building: bool) -> None:
+    """Issue 21 (serial time): ``sync-review-sheet`` with the audit change builds each workbook
+    once, with both sheets; a rerun keeps a reviewer's 판정 and writes nothing new to the audit."""
+    from flows.monthly import guard_audit_change
+
+    storage = CountingStorage(tmp_path / "store")
+    backend = (PerBuildingXlsxReviewBackend if per_building else XlsxReviewBackend)(storage, PREFIX)
+    hist = sample_df.filter(pl.col("reviewed_subject_minor").is_not_null())
+    sus = pl.concat([suspects_of(hist.filter(pl.col("building_id") == b), 3) for b in ("1", "2")])
+    storage.write_bytes(f"{layout.models_dir(PREFIX)}/{MODEL}/label_audit.csv", sus.write_csv().encode("utf-8"))
+    change, outcome = label_review.audit_sheet_change(storage, backend, PREFIX, MODEL, top=2)
+    assert change is not None and outcome == {"model": MODEL}
+    rows = build_review_rows(make_tagged(sample_df), threshold=0.5)
+    backend.update_month(MONTH, lambda old: merge_into_sheet(old, rows), TAX, audit=change)
+    keys = [backend.building_key(MONTH, b) for b in backend.building_ids(MONTH)] if per_building else [backend.key(MONTH)]
+    assert keys and all(storage.writes.get(k) == 1 for k in keys), storage.writes
+    audit = backend.read_audit(MONTH)
+    assert audit is not None and audit.height == (4 if per_building else 2)
+    assert backend.read_month(MONTH).height == rows.height
+    # a reviewer decides one suspect; the next full run's single write keeps the decision
+    first = audit["voc_id"][0]
+    if per_building:
+        bid = audit["building_id"][0]
+        path = tmp_path / "store" / backend.building_key(MONTH, bid)
+    else:
+        path = tmp_path / "store" / backend.key(MONTH)
+    reviewer_edits(path, {first: {COL_VERDICT: "유지"}})
+    backend.update_month(MONTH, lambda old: merge_into_sheet(old, rows), TAX, audit=change)
+    kept = backend.read_audit(MONTH).filter(pl.col("voc_id") == first)[COL_VERDICT].to_list()
+    assert kept == ["유지"]
+    # an error in the audit change keeps the sheet as it was and fails nothing (the sheet is advice)
+    def broken(existing, buildings):  # type: ignore[no-untyped-def]  # an AuditChange that fails
+        raise ValueError("bad suspects")
+
+    before = backend.read_audit(MONTH)
+    outcome = {"model": MODEL}
+    backend.update_month(MONTH, lambda old: merge_into_sheet(old, rows), TAX, audit=guard_audit_change(broken, outcome))
+    assert outcome["error"] == "ValueError: bad suspects" and "rows" not in outcome
+    assert backend.read_audit(MONTH).equals(before) and backend.read_month(MONTH).height == rows.height
+
+
 @pytest.mark.slow  # a Prefect test server, one training (label audit off) and three monthly runs
 def test_full_and_refresh_runs_carry_the_sheet_and_the_fixes(prefect_server, tmp_path: Path, monkeypatch, sample_csv: Path) -> None:
     import json

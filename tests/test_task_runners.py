@@ -22,6 +22,7 @@ def test_runner_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(t, ThreadPoolTaskRunner) and t._max_workers == 3
     d = make_task_runner(VocSettings(task_runner="dask", dask_workers=2))
     assert isinstance(d, DaskTaskRunner) and d.cluster_kwargs["n_workers"] == 2 and d.cluster_kwargs["processes"]
+    assert d.cluster_kwargs["env"]["POLARS_MAX_THREADS"] == "1"  # one polars thread per single-threaded worker
     r = make_task_runner(VocSettings(task_runner="tcp://10.0.0.5:8786"))
     assert isinstance(r, DaskTaskRunner) and r.address == "tcp://10.0.0.5:8786"
     assert describe_task_runner(VocSettings(task_runner="dask", dask_workers=2)) == "dask×2 (local)"

@@ -3,7 +3,8 @@
 ``voc-train`` writes the label audit of each model version (``models/<name>/label_audit.csv``,
 :mod:`voc.label_audit`). Here, with the pure rules of :mod:`voc.label_fixes`:
 
-* :func:`sync_audit_sheet` (the ``full`` run, after the review sheet): the champion's top
+* :func:`audit_sheet_change` (the ``full`` run, in the review sheet's own write, so each
+  workbook is built once) and :func:`sync_audit_sheet` (that change alone): the champion's top
   :data:`voc.label_fixes.AUDIT_SHEET_TOP` suspects not yet decided become the sheet
   :data:`voc.label_fixes.AUDIT_SHEET` of the month's XLSX workbook (per building with one
   workbook per building), keeping what reviewers already typed there. XLSX only: the Google
@@ -19,7 +20,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -52,6 +53,7 @@ __all__ = [
     "read_suspects",
     "read_label_fixes",
     "sync_audit_sheet",
+    "audit_sheet_change",
     "record_decisions",
     "apply_audit_sheet",
     "push_audit_sheet",
@@ -79,6 +81,10 @@ class AuditSheetBackend(Protocol):
 
     def update_audit(self, month: str, change: Any, taxonomy: Any, *, attempts: int = ...) -> tuple[str, Any]:
         """Apply ``change`` to the month's audit sheet (compare-and-swap); (location, change's result)."""
+        ...
+
+    def update_month(self, month: str, change: Any, taxonomy: Any, *, attempts: int = ..., audit: Any = ...) -> tuple[str, Any]:
+        """The review sheet's compare-and-swap, with ``audit`` applied to the audit sheet in the same write."""
         ...
 
 @dataclass(frozen=True)
@@ -194,23 +200,53 @@ def sync_audit_sheet(
     flows.adapters.review_backends.ReviewBackendError, flows.adapters.storage.StorageError
         The workbook or storage cannot be read or written.
     """
+    change, skipped = audit_sheet_change(storage, backend, prefix, model_name, top=top)
+    if change is None:
+        return skipped
+    location, n = backend.update_audit(month, change, taxonomy)
+    return {"rows": n, "location": location, "model": model_name}
+
+
+def audit_sheet_change(
+    storage: Storage, backend: Any, prefix: str, model_name: str | None, *, top: int | None = None
+) -> tuple[Callable[[pl.DataFrame | None, frozenset[str] | None], tuple[pl.DataFrame, int]] | None, dict[str, Any]]:
+    """What :func:`sync_audit_sheet` applies to the :data:`AUDIT_SHEET` sheet, for a caller that
+    writes it together with the review sheet (``backend.update_month(..., audit=change)``: the
+    ``full`` run builds each workbook once).
+
+    Parameters
+    ----------
+    storage, backend, prefix, model_name, top
+        As :func:`sync_audit_sheet`.
+
+    Returns
+    -------
+    tuple
+        ``(change, {"model": model_name})``: ``change(sheet as read or None, buildings or None)``
+        gives ``(new sheet rows, their number)`` (see
+        :data:`flows.adapters.review_backends.AuditChange`); or ``(None, {"skipped": reason})``.
+
+    Raises
+    ------
+    flows.adapters.storage.StorageError
+        The suspects or the label fixes cannot be read.
+    """
     if not isinstance(backend, AuditSheetBackend):
-        return {"skipped": XLSX_ONLY}
+        return None, {"skipped": XLSX_ONLY}
     if not model_name:
-        return {"skipped": "no trained model: no label audit"}
+        return None, {"skipped": "no trained model: no label audit"}
     suspects = read_suspects(storage, prefix, model_name)
     if suspects is None:
-        return {"skipped": f"model {model_name} has no {AUDIT_FILE}"}
+        return None, {"skipped": f"model {model_name} has no {AUDIT_FILE}"}
     decided = decided_keys(read_label_fixes(storage, prefix))
     extra = {} if top is None else {"top": top}
 
-    def change(existing: pl.DataFrame | None, buildings: frozenset | None) -> tuple[pl.DataFrame, int]:
+    def change(existing: pl.DataFrame | None, buildings: frozenset[str] | None) -> tuple[pl.DataFrame, int]:
         """The sheet's new rows on top of what it holds (``buildings``: one workbook's)."""
         rows = audit_sheet_rows(suspects, decided=decided, existing=existing, model=model_name, buildings=buildings, **extra)
         return rows, rows.height
 
-    location, n = backend.update_audit(month, change, taxonomy)
-    return {"rows": n, "location": location, "model": model_name}
+    return change, {"model": model_name}
 
 
 def record_decisions(

@@ -736,14 +736,17 @@ class XlsxReviewBackend:
         return self.storage.write_bytes(self.key(month), data, content_type=_XLSX_TYPE)
 
     def update_month(
-        self, month: str, change: Change[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS
+        self, month: str, change: Change[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS,
+        audit: AuditChange[Any] | None = None,
     ) -> tuple[str, R]:
         """Compare-and-swap of the workbook (:func:`flows.adapters.storage.update_with_cas`): read
         it with its version, apply ``change``, write with
         :meth:`flows.adapters.storage.Storage.write_if` on that version; on
         :class:`flows.adapters.storage.StorageConflict` (a reviewer uploaded meanwhile) start again from
         the new workbook. Parameters and result as :meth:`ReviewBackend.update_month`; the
-        :data:`voc.label_fixes.AUDIT_SHEET` sheet is kept as it is.
+        :data:`voc.label_fixes.AUDIT_SHEET` sheet is kept as it is, or, with ``audit`` (an
+        :data:`AuditChange` called with ``(sheet as read or None, None)``; its result is not
+        returned), replaced by ``audit``'s in the same write: the workbook is built once.
 
         Raises
         ------
@@ -759,8 +762,9 @@ class XlsxReviewBackend:
         def merge(data: bytes | None) -> tuple[bytes, R]:
             """The new workbook's bytes on top of the stored ones, and ``change``'s result."""
             sheet, result = change(self._frame(key, month, data) if data is not None else None)
-            audit = audit_frame(key, data) if data is not None else None  # the 이전 라벨 점검 sheet stays as it is
-            return build_workbook(_check_frame(sheet), taxonomy, title=yyyymm(month), audit=audit), result
+            old = audit_frame(key, data) if data is not None else None  # the 이전 라벨 점검 sheet stays as it is …
+            rows = audit(old, None)[0] if audit is not None else old  # … unless ``audit`` changes it
+            return build_workbook(_check_frame(sheet), taxonomy, title=yyyymm(month), audit=rows), result
 
         try:
             return update_with_cas(self.storage, key, merge, attempts=attempts, content_type=_XLSX_TYPE)
@@ -1005,10 +1009,14 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
         return self.location(month)
 
     def update_month(
-        self, month: str, change: Change[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS
+        self, month: str, change: Change[R], taxonomy: Taxonomy, *, attempts: int = UPDATE_ATTEMPTS,
+        audit: AuditChange[Any] | None = None,
     ) -> tuple[str, R]:
         """Compare-and-swap per building workbook (class docstring); parameters and result as
-        :meth:`ReviewBackend.update_month`.
+        :meth:`ReviewBackend.update_month`. With ``audit``, each workbook's
+        :data:`voc.label_fixes.AUDIT_SHEET` sheet is replaced in the same write, as
+        :meth:`update_audit` would (``audit`` gets every building's sheet rows and the buildings
+        that will have a workbook; its result is not returned).
 
         Raises
         ------
@@ -1021,12 +1029,15 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
             audits: dict[str, pl.DataFrame | None] = {}
             read = self._read_buildings(month, audits=audits)
             sheet, result = change(self._concat([f for f, _ in read.values()]))
+            parts = self._split(month, sheet)
+            new_audits = self._new_audits(audits, audit, frozenset(parts) | frozenset(read))
             try:
-                for bid, part in self._split(month, sheet).items():
+                for bid, part in parts.items():
                     before = read.get(bid)
-                    if before is not None and _check_frame(before[0]).equals(part):
+                    same_audit = bid not in new_audits or _same_audit(audits.get(bid), new_audits[bid])
+                    if before is not None and _check_frame(before[0]).equals(part) and same_audit:
                         continue
-                    data = build_workbook(part, taxonomy, title=yyyymm(month), audit=audits.get(bid))
+                    data = build_workbook(part, taxonomy, title=yyyymm(month), audit=new_audits.get(bid, audits.get(bid)))
                     self.storage.write_if(
                         self.building_key(month, bid), data, version=before[1] if before else None, content_type=_XLSX_TYPE
                     )
@@ -1040,6 +1051,19 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
             f"review workbooks under {self.location(month)} changed during each of {attempts} attempts to update them; "
             "nothing was overwritten: rerun the same run"
         )
+
+    def _new_audits(
+        self, audits: dict[str, pl.DataFrame | None], audit: AuditChange[Any] | None, buildings: frozenset[str]
+    ) -> dict[str, pl.DataFrame]:
+        """``{building_id: its new audit rows}`` for ``buildings`` from ``audit`` (empty: no
+        ``audit``, every workbook keeps its sheet); rows of other buildings are dropped."""
+        if audit is None:
+            return {}
+        rows, _ = audit(self._concat([a for a in audits.values() if a is not None]), buildings)
+        if not rows.height:
+            return {bid: rows for bid in buildings}
+        bids = rows[COL_BUILDING_ID].cast(pl.Utf8).fill_null("").str.strip_chars()
+        return {bid: rows.filter(bids == bid) for bid in buildings}
 
     def read_audit(self, month: str) -> pl.DataFrame | None:
         """Every building's :data:`voc.label_fixes.AUDIT_SHEET` rows, concatenated; None when no
