@@ -478,6 +478,23 @@ def test_table_rows_sorted_by_date_with_full_text(page, month):
     assert str(escape(long["request_contents"].strip().splitlines()[0]))[:40] in page
 
 
+def test_table_of_a_huge_month_lists_the_newest_and_says_so(month):
+    """Issue 21: a building-month above ``table_max_rows`` lists only its newest VOCs (in date
+    order) and the heading says how many of how many; counts still cover every VOC."""
+    limit = 5
+    html = render(month, building_id=BUILDING, building_name="본청", month=MONTH, run_id=RUN_ID,
+                  generated_at=GENERATED_AT, embed_font=False, table_max_rows=limit)
+    ids_in_page = re.findall(r'<td class="id">([^<]+)</td>', html)
+    newest = month.sort(["created_at", "voc_id"], descending=True).head(limit).sort(["created_at", "voc_id"])
+    assert ids_in_page == newest["voc_id"].to_list()
+    assert f"전체 {month.height:,}건 중 최근 {limit}건만 표시" in page_text(html)
+    full = render(month, building_id=BUILDING, building_name="본청", month=MONTH, run_id=RUN_ID,
+                  generated_at=GENERATED_AT, embed_font=False)
+    assert len(re.findall(r'<td class="id">', full)) == month.height and "최근" not in page_text(full).split("VOC 목록")[1][:40]
+    with pytest.raises(ValueError, match="table_max_rows"):
+        d.DashboardOptions(table_max_rows=0)
+
+
 def test_reply_draft_is_collapsed_escaped_and_only_where_one_exists(month):
     """Issue 25: a ``reply_draft`` column (voc.replies.format_reply_draft) shows as a collapsed
     답변 초안 under the title of each VOC that has one — escaped, contact details masked — and

@@ -138,6 +138,11 @@ COMPACT_BELOW = 10
 """Buildings with fewer VOCs than this in the month get the compact page (no charts, keywords,
 word cloud or daily mean): counts of 1–2 per class say nothing a table does not."""
 
+TABLE_MAX_ROWS = 2000
+"""VOCs listed in a dashboard's VOC table at most (:class:`DashboardOptions`): a building-month
+above it lists its newest ones and says so, so that a 200,000-VOC month gives a page a browser
+opens (every VOC is in the tagged CSV and the review sheet; counts, charts and keywords cover all)."""
+
 ISSUE_FIELDS: tuple[str, ...] = ("size", "voc_id", "title", "request", "first_date", "last_date")
 """Required keys of one 주요 이슈 entry: ``size`` (int ≥ 1, VOCs in the group), ``voc_id``,
 ``title``, ``request`` of the representative VOC, ``first_date``/``last_date``
@@ -333,6 +338,10 @@ class DashboardOptions:
         With fewer than this many VOCs (default :data:`COMPACT_BELOW` = 10) the page is compact:
         KPI cards without daily mean and top subject, count tables, the VOC table; no charts,
         keywords, word cloud or plotly.js. ``0`` always renders the full page.
+    table_max_rows
+        VOCs listed in the VOC table at most (default :data:`TABLE_MAX_ROWS`): above it, the
+        newest ones (by ``created_at``, then ``voc_id``), in date order, and the heading says how
+        many of how many.
 
     Raises
     ------
@@ -344,12 +353,15 @@ class DashboardOptions:
     embed_font: bool = True
     top_keywords: int = 20
     compact_below: int = COMPACT_BELOW
+    table_max_rows: int = TABLE_MAX_ROWS
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.low_confidence <= 1.0:
             raise ValueError(f"low_confidence must be in [0, 1], got {self.low_confidence!r}")
         if self.compact_below < 0:
             raise ValueError(f"compact_below must be >= 0, got {self.compact_below!r}")
+        if self.table_max_rows < 1:
+            raise ValueError(f"table_max_rows must be >= 1, got {self.table_max_rows!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1014,9 +1026,12 @@ def _reviewed_rows(df: pl.DataFrame) -> pl.Series:
     return mask
 
 
-def _table_rows(df: pl.DataFrame, low_confidence: float) -> list[dict[str, Any]]:
-    """Rows of the VOC table (``df`` has the ``_reviewed`` column of :func:`_reviewed_rows`)."""
+def _table_rows(df: pl.DataFrame, low_confidence: float, limit: int = TABLE_MAX_ROWS) -> list[dict[str, Any]]:
+    """Rows of the VOC table (``df`` has the ``_reviewed`` column of :func:`_reviewed_rows`): at
+    most ``limit``, the newest, in date order."""
     df = df.sort(["created_at", "voc_id"], nulls_last=True)
+    if df.height > limit:
+        df = df.sort(["created_at", "voc_id"], descending=True, nulls_last=True).head(limit).reverse()
     rows = []
     for r in df.iter_rows(named=True):
         title = mask_personal_details(r.get("title") or "")  # before truncating: no half number shown
@@ -1474,7 +1489,7 @@ def _template_context(m: _Month, context: DashboardContext, content: DashboardCo
         "urgent": _urgent_items(df),
         "keywords": kw,
         "wordcloud_uri": wordcloud_uri,
-        "table": _table_rows(df, options.low_confidence),
+        "table": _table_rows(df, options.low_confidence, options.table_max_rows),
         "low_confidence": f"{options.low_confidence:.2f}",
         "review_status": content.review_status,
         "drift": [x for x in notes if is_alert(x)],
