@@ -76,7 +76,8 @@ def test_voc_labels_audit_writes_ranked_issues_and_overlaps(tmp_path) -> None:
     from flows.cli.main import app
 
     out = tmp_path / "audit.csv"
-    res = CliRunner().invoke(app, ["labels", "audit", "--until", "2020-01", "--out", str(out), "--json", "--folds", "3"])
+    res = CliRunner().invoke(app, ["labels", "audit", "--until", "2020-01", "--out", str(out), "--json", "--folds", "3",
+                                   "--storage", str(tmp_path / "store")])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output.strip().splitlines()[-1])
     assert [d["dimension"] for d in summary["dimensions"]] == ["subject"]
@@ -86,6 +87,39 @@ def test_voc_labels_audit_writes_ranked_issues_and_overlaps(tmp_path) -> None:
     assert all(">" in v for v in got["given_label"].to_list())
     assert pl.read_csv(tmp_path / "audit.overlaps.csv").columns == ["dimension", "class_a", "class_b", "n_overlapping",
                                                                      "joint_probability"]
+
+
+@pytest.mark.slow  # two cross-validated audits of the sample (≈ 1 min each on 2 cores)
+def test_voc_labels_audit_skips_labels_reviewers_settled(tmp_path) -> None:
+    """A label a reviewer kept (유지) or fixed (수정) on the 이전 라벨 점검 sheet is not listed
+    again, and a fix is judged as the new label, as voc-train learns it."""
+    from flows import storage_layout as layout
+    from flows.adapters.storage import LocalStorage
+    from flows.cli.main import app
+    from voc.csvsafe import csv_bytes
+    from voc.label_fixes import LabelDecision, merge_decisions
+
+    store = tmp_path / "store"
+    args = ["labels", "audit", "--until", "2020-01", "--json", "--folds", "3", "--storage", str(store)]
+    first = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a.csv")])
+    assert first.exit_code == 0, first.output
+    before = pl.read_csv(tmp_path / "a.csv", infer_schema=False)
+    kept, fixed = before.row(0, named=True), before.row(1, named=True)
+    decisions = [
+        LabelDecision(kept["voc_id"], "", kept["dimension"], kept["given_label"], kept["given_label"], "confirm", 2),
+        LabelDecision(fixed["voc_id"], "", fixed["dimension"], fixed["given_label"], fixed["suggested_label"], "fix", 3),
+    ]
+    table = merge_decisions(None, decisions, month="201912", decided_at="2020-01-02T00:00:00+09:00",
+                            recorded_by="test", review_sheet="review_201912.xlsx")
+    LocalStorage(store).write_bytes(layout.label_fixes_key("stat/voc-dev", "2019-12"), csv_bytes(table))
+    again = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b.csv")])
+    assert again.exit_code == 0, again.output
+    after = pl.read_csv(tmp_path / "b.csv", infer_schema=False)
+    pairs = set(zip(after["voc_id"].to_list(), after["dimension"].to_list(), after["given_label"].to_list()))
+    assert (kept["voc_id"], kept["dimension"], kept["given_label"]) not in pairs
+    assert (fixed["voc_id"], fixed["dimension"], fixed["given_label"]) not in pairs  # now labelled as fixed
+    ranks = after["rank"].cast(pl.Int64).to_list()
+    assert ranks[0] == 1 and ranks == sorted(set(ranks))  # re-ranked, most likely wrong first
 
 
 def test_voc_labels_audit_refuses_a_bad_month(tmp_path) -> None:

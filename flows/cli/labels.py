@@ -46,17 +46,27 @@ def audit_command(
     all_rows: Annotated[bool, typer.Option("--all", help="Write every labelled row, ranked, not only the flagged ones")] = False,
     reply: Annotated[bool, typer.Option("--reply/--no-reply", help="Read the reply as the monthly tagger does")] = True,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    storage: Annotated[
+        str | None,
+        typer.Option("--storage", help="Storage root with the reviewed CSVs and label fixes (default VOC_STORAGE or ./voc-data)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON summary")] = False,
 ) -> None:
     """Rank likely label errors, overlapping classes and a label-health score per dimension
-    (confident learning over out-of-fold probabilities of the current recipe)."""
+    (confident learning over out-of-fold probabilities of the current recipe), on the labels
+    voc-train learns from (source, reviewed CSVs and reviewers' label fixes); labels a reviewer
+    already kept or fixed on the 이전 라벨 점검 sheet are not listed again."""
     import polars as pl
 
     from config.settings import get_settings
+    from flows.adapters.label_review import read_label_fixes
     from flows.adapters.sources import SourceError
-    from flows.resources import open_source
+    from flows.adapters.storage import StorageError
+    from flows.resources import open_source, open_storage
     from flows.secrets_guard import DsnPasswordError, refuse_dsn_password
+    from flows.train import training_frame
     from voc.label_audit import audit_frame
+    from voc.label_fixes import decided_labels, drop_decided
     from voc.months import parse_month
     from voc.recipes import recipe as named_recipe
     from voc.schema import VOCInputError
@@ -67,12 +77,15 @@ def audit_command(
         refuse_dsn_password(source, where="--source")
         named_recipe(recipe)
         month = parse_month(until) if until else None
-        src = open_source(get_settings(source=source))
-        df = src.read_history(before=month)
+        settings = get_settings(source=source, storage=storage)
+        src, store = open_source(settings), open_storage(settings)
+        df = training_frame(src, store, settings.prefix, until=month)  # what voc-train learns from
+        settled = decided_labels(read_label_fixes(store, settings.prefix))
         base = src.read_taxonomy() or default_taxonomy()
         taxonomy, _ = resolve_taxonomy(base, df, use_reply=reply)
-        audits = audit_frame(df, taxonomy, use_reply=reply, recipe=recipe, n_splits=folds, seed=seed)
-    except (DsnPasswordError, SourceError, VOCInputError, ValueError, OSError) as e:
+        audits = [drop_decided(a, settled)
+                  for a in audit_frame(df, taxonomy, use_reply=reply, recipe=recipe, n_splits=folds, seed=seed)]
+    except (DsnPasswordError, SourceError, StorageError, VOCInputError, ValueError, OSError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if not audits:
