@@ -1060,10 +1060,7 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
         if audit is None:
             return {}
         rows, _ = audit(self._concat([a for a in audits.values() if a is not None]), buildings)
-        if not rows.height:
-            return {bid: rows for bid in buildings}
-        bids = rows[COL_BUILDING_ID].cast(pl.Utf8).fill_null("").str.strip_chars()
-        return {bid: rows.filter(bids == bid) for bid in buildings}
+        return _audit_parts(rows, buildings)
 
     def read_audit(self, month: str) -> pl.DataFrame | None:
         """Every building's :data:`voc.label_fixes.AUDIT_SHEET` rows, concatenated; None when no
@@ -1094,10 +1091,10 @@ class PerBuildingXlsxReviewBackend(XlsxReviewBackend):
             if not read:
                 raise ReviewBackendError(f"no review workbook for {yyyymm(month)} under {self.location(month)}")
             audit, result = change(self._concat([a for a in audits.values() if a is not None]), frozenset(read))
-            bids = audit[COL_BUILDING_ID].cast(pl.Utf8).fill_null("").str.strip_chars() if audit.height else None
+            parts = _audit_parts(audit, frozenset(read))
             try:
                 for bid, (frame, version) in read.items():
-                    part = audit.filter(bids == bid) if bids is not None else audit.clear()
+                    part = parts[bid]
                     if _same_audit(audits.get(bid), part):
                         continue
                     data = build_workbook(_check_frame(frame), taxonomy, title=yyyymm(month), audit=part)
@@ -1290,23 +1287,22 @@ def _write_data_cell(c: Any, name: str, text: str, styles: _XlsxStyles, *, urgen
     (an urgent row's machine cells light red), reviewer and added columns unlocked."""
     from copy import copy
 
-    kind: tuple[Any, ...]
+    number_format, quote = None, False
     if name in CONFIDENCE_COLUMNS and (v := _float(text)) is not None:
-        c.value, kind = v, (name, urgent, "0.00")
+        c.value, number_format = v, "0.00"
     elif name == COL_CREATED and (d := _iso_date(text)) is not None:
-        c.value, kind = d, (name, urgent, "yyyy-mm-dd")
+        c.value, number_format = d, "yyyy-mm-dd"
     elif text:
         c.value = text
         c.data_type = "s"  # never a formula, whatever the text starts with
-        kind = (name, urgent, "text", is_formula_like(text))
-    else:
-        kind = (name, urgent, "")
+        quote = is_formula_like(text)
+    kind = (name, urgent, number_format, quote, bool(text))  # everything the style below depends on
     if (done := styles.cell_styles.get(kind)) is not None:
         c._style = copy(done)
         return
-    if len(kind) == 3 and kind[2]:
-        c.number_format = kind[2]
-    elif len(kind) == 4 and kind[3]:
+    if number_format:
+        c.number_format = number_format
+    if quote:
         c.quotePrefix = True
     c.alignment = styles.wrap if name in TEXT_COLUMNS else styles.top
     if name in MODEL_COLUMNS:
@@ -1446,6 +1442,15 @@ AUDIT_WIDTHS: dict[str, int] = {
 """Column widths of the :data:`voc.label_fixes.AUDIT_SHEET` sheet (Excel character units)."""
 
 _AUDIT_WRAP: frozenset[str] = frozenset(("제목", "내용", "검토자 메모"))
+
+
+def _audit_parts(rows: pl.DataFrame, buildings: frozenset[str]) -> dict[str, pl.DataFrame]:
+    """``{building_id: its rows of the audit sheet}`` for each of ``buildings`` (one workbook per
+    building); rows of other buildings are dropped."""
+    if not rows.height:
+        return {bid: rows for bid in buildings}
+    bids = rows[COL_BUILDING_ID].cast(pl.Utf8).fill_null("").str.strip_chars()
+    return {bid: rows.filter(bids == bid) for bid in buildings}
 
 
 def _same_audit(old: pl.DataFrame | None, new: pl.DataFrame) -> bool:
